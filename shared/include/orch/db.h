@@ -1,0 +1,84 @@
+/*
+ * db.h - the PostgreSQL boundary: a fixed pool of libpq connections.
+ *
+ * Only this module sees libpq types. A worker thread checks a connection out
+ * (waiting at most until its deadline), runs parameterized statements on it,
+ * and checks it back in. Each connection is used by one thread at a time.
+ * SQLSTATEs are kept on the result and mapped to orch_err:
+ *   23505 -> ORCH_EEXISTS, 40001/40P01 -> ORCH_EDB_RETRY,
+ *   55P03 -> ORCH_EDB_LOCKED, 57P01/57P02/57P03/08xxx or a dead connection
+ *   -> ORCH_EDB_UNAVAIL (the connection is reset at its next checkout),
+ *   57014 (statement_timeout) -> ORCH_ETIMEDOUT,
+ *   a connection lost during COMMIT -> ORCH_EDB_UNKNOWN (never "retry").
+ * statement_timeout follows the deadline passed to each call. The pool is
+ * thread-safe; a single orch_db_conn is not.
+ */
+#ifndef ORCH_DB_H
+#define ORCH_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orch/err.h"
+
+typedef struct orch_db_pool orch_db_pool;
+typedef struct orch_db_conn orch_db_conn;
+typedef struct orch_db_result orch_db_result;
+
+/* Creates a pool of `size` connections to `conninfo` (a libpq URI or
+ * key=value string; copied). Connections are opened lazily, so creation
+ * succeeds while the server is down. */
+orch_err orch_db_pool_open(const char *conninfo, int size,
+                           orch_db_pool **out) ORCH_NODISCARD;
+/* Closes every connection; all connections must have been checked in. */
+void orch_db_pool_close(orch_db_pool *pool);
+
+/* Borrows a connected connection until orch_db_release(). Waits for a free
+ * one until `deadline` (monotonic ms, see clock.h): ORCH_ETIMEDOUT. A
+ * connection that cannot (re)connect gives ORCH_EDB_UNAVAIL. */
+orch_err orch_db_acquire(orch_db_pool *pool, uint64_t deadline,
+                         orch_db_conn **out) ORCH_NODISCARD;
+/* Returns a connection; a connection left inside a transaction is rolled
+ * back first. Accepts NULL. */
+void orch_db_release(orch_db_conn *conn);
+
+/* Runs one statement with text parameters ($1..$n; NULL = SQL NULL) under a
+ * statement_timeout derived from `deadline`. On ORCH_OK *out (if out is not
+ * NULL) is a result the caller frees with orch_db_result_free(). On error,
+ * the SQLSTATE and message are available from orch_db_last_sqlstate/error
+ * until the next call on this connection. */
+orch_err orch_db_exec(orch_db_conn *conn, uint64_t deadline, const char *sql,
+                      int nparams, const char *const *params,
+                      orch_db_result **out) ORCH_NODISCARD;
+
+/* Runs a script of several statements without parameters (migrations). */
+orch_err orch_db_exec_script(orch_db_conn *conn, uint64_t deadline,
+                             const char *sql) ORCH_NODISCARD;
+
+/* Transactions. orch_db_commit() returns ORCH_EDB_UNKNOWN when the
+ * connection was lost before the outcome was read. */
+orch_err orch_db_begin(orch_db_conn *conn, uint64_t deadline) ORCH_NODISCARD;
+orch_err orch_db_commit(orch_db_conn *conn, uint64_t deadline) ORCH_NODISCARD;
+void orch_db_rollback(orch_db_conn *conn);
+
+const char *orch_db_last_sqlstate(const orch_db_conn *conn); /* "" if none */
+const char *orch_db_last_error(const orch_db_conn *conn);    /* "" if none */
+
+/* Maps a SQLSTATE (5 chars) to an orch_err; pure. */
+orch_err orch_db_map_sqlstate(const char *sqlstate);
+
+int orch_db_result_rows(const orch_db_result *res);
+int orch_db_result_cols(const orch_db_result *res);
+/* Value of (row, col) as text, borrowed until the result is freed; NULL for
+ * SQL NULL. */
+const char *orch_db_result_get(const orch_db_result *res, int row, int col);
+/* Rows affected by an INSERT/UPDATE/DELETE. */
+int64_t orch_db_result_affected(const orch_db_result *res);
+void orch_db_result_free(orch_db_result *res);
+
+/* Opens a connection, runs SELECT 1 and puts it back: ORCH_OK when the
+ * database answers before `deadline`. */
+orch_err orch_db_ping(orch_db_pool *pool, uint64_t deadline) ORCH_NODISCARD;
+
+#endif

@@ -1,0 +1,130 @@
+/*
+ * rpc.h - protobuf over NNG request/reply.
+ *
+ * Wire: each request is one NNG message holding an orch.v1.RequestEnvelope,
+ * each reply one NNG message holding an orch.v1.ReplyEnvelope (docs/rpc.md).
+ *
+ * Server: one REP socket, `concurrency` contexts, each with its own aio, so
+ * that many requests are outstanding at once. Receive callbacks only queue
+ * the request; handlers run on the server's own worker threads, where they
+ * may block (libpq, libcurl). The method is looked up in the registered
+ * protobuf-c service descriptors before the payload is decoded. Requests are
+ * deduplicated by request id: a re-sent request is answered with the first
+ * run's reply (or joins it while it runs) and is never handled twice.
+ *
+ * Client: one REQ socket with time-based resend disabled, a pool of
+ * contexts so that one client serves many threads, a deadline on every call.
+ * A client is thread-safe.
+ */
+#ifndef ORCH_RPC_H
+#define ORCH_RPC_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "orch/err.h"
+#include "orch/metrics.h"
+
+/* ---- server ------------------------------------------------------------ */
+
+typedef struct orch_rpc_server orch_rpc_server;
+typedef struct orch_rpc_call orch_rpc_call;
+
+/* A handler answers one request. `req` is the decoded request (borrowed for
+ * the call). It returns ORCH_CODE_OK after orch_rpc_reply(), or an error
+ * code, usually through orch_rpc_fail(). It runs on a worker thread. */
+typedef orch_code (*orch_rpc_handler)(orch_rpc_call *call,
+                                      const ProtobufCMessage *req, void *arg);
+
+typedef struct orch_rpc_service {
+    const ProtobufCServiceDescriptor *desc;
+    /* One handler per desc->methods[i], same order; NULL = UNIMPLEMENTED. */
+    const orch_rpc_handler *handlers;
+    void *arg; /* passed to every handler of this service */
+} orch_rpc_service;
+
+typedef struct orch_rpc_server_opts {
+    const char *url;            /* "tcp://127.0.0.1:7701" */
+    size_t max_msg_bytes;       /* NNG_OPT_RECVMAXSZ */
+    int concurrency;            /* contexts = requests outstanding at once */
+    int workers;                /* handler threads */
+    uint32_t default_timeout_ms;/* budget of a request that sets none */
+    size_t dedup_entries;       /* remembered request ids */
+    uint32_t dedup_ttl_ms;      /* how long a finished reply is remembered */
+    const char *auth_token;     /* required token; NULL or "" = none */
+    orch_metrics *metrics;      /* optional; borrowed */
+} orch_rpc_server_opts;
+
+/* Binds and starts serving `services` (copied array; descriptors and
+ * handler tables borrowed for the server's life). */
+orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts,
+                               const orch_rpc_service *services,
+                               size_t nservices,
+                               orch_rpc_server **out) ORCH_NODISCARD;
+/* Stops accepting requests, lets in-flight ones finish (at most grace_ms),
+ * joins the workers and closes the socket. Idempotent. */
+void orch_rpc_server_stop(orch_rpc_server *srv, uint32_t grace_ms);
+void orch_rpc_server_free(orch_rpc_server *srv); /* stops first; NULL ok */
+/* The port actually bound (useful with "tcp://127.0.0.1:0"). */
+int orch_rpc_server_port(const orch_rpc_server *srv);
+
+/* Inside a handler. */
+uint64_t orch_rpc_call_deadline(const orch_rpc_call *call); /* monotonic ms */
+const char *orch_rpc_call_request_id(const orch_rpc_call *call);
+const char *orch_rpc_call_method(const orch_rpc_call *call);
+/* Metadata value for `key` (borrowed for the call) or NULL. */
+const char *orch_rpc_call_metadata(const orch_rpc_call *call, const char *key);
+/* Packs `msg` as the reply payload; returns ORCH_CODE_OK, or INTERNAL on
+ * allocation failure. */
+orch_code orch_rpc_reply(orch_rpc_call *call, const ProtobufCMessage *msg);
+/* Sets the status message (printf-style) and returns `code`. */
+orch_code orch_rpc_fail(orch_rpc_call *call, orch_code code, const char *fmt,
+                        ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- client ------------------------------------------------------------ */
+
+typedef struct orch_rpc_client orch_rpc_client;
+
+typedef struct orch_rpc_client_opts {
+    size_t max_msg_bytes;        /* 0 = 1 MiB */
+    uint32_t default_timeout_ms; /* 0 = 5000 */
+    const char *auth_token;      /* sent with every call; NULL = none */
+} orch_rpc_client_opts;
+
+typedef struct orch_rpc_call_opts {
+    uint32_t timeout_ms;       /* 0 = the client's default */
+    uint64_t deadline_unix_ms; /* 0 = not set */
+    const char *request_id;    /* NULL = a fresh random id */
+} orch_rpc_call_opts;
+
+typedef struct orch_rpc_status {
+    orch_code code;
+    char message[512];
+} orch_rpc_status;
+
+/* Dials `url` (non-blocking: the dial is retried in the background). */
+orch_err orch_rpc_client_open(const char *url, const orch_rpc_client_opts *opts,
+                              orch_rpc_client **out) ORCH_NODISCARD;
+void orch_rpc_client_close(orch_rpc_client *c); /* NULL ok */
+
+/* Calls `method` ("orch.v1.HealthService/Check") with `req`. Returns the
+ * status code; `st` (may be NULL) receives code and message. On
+ * ORCH_CODE_OK, if `reply_desc` and `reply` are given, *reply is the decoded
+ * reply, freed by the caller with protobuf_c_message_free_unpacked(r, NULL).
+ * Transport failures are reported as DEADLINE_EXCEEDED (no reply in time)
+ * or UNAVAILABLE (cannot send). */
+orch_code orch_rpc_invoke(orch_rpc_client *c, const char *method,
+                          const ProtobufCMessage *req,
+                          const ProtobufCMessageDescriptor *reply_desc,
+                          const orch_rpc_call_opts *opts, orch_rpc_status *st,
+                          ProtobufCMessage **reply);
+
+/* Sends `len` raw bytes as one message and waits for one raw reply, which is
+ * malloc'ed into *reply (caller frees). For tests and benchmarks. */
+orch_err orch_rpc_raw(orch_rpc_client *c, const void *frame, size_t len,
+                      uint32_t timeout_ms, void **reply,
+                      size_t *reply_len) ORCH_NODISCARD;
+
+#endif

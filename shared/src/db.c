@@ -1,0 +1,377 @@
+/*
+ * db.c - a fixed pool of libpq connections.
+ *
+ * Threading: the pool's free list is guarded by a mutex; a checked-out
+ * connection belongs to one thread until released. Connections are opened
+ * lazily and reopened at checkout after a failure marked them broken, so a
+ * server restart costs the callers of that moment an ORCH_EDB_UNAVAIL and
+ * nothing more. statement_timeout is set from each call's deadline, rounded
+ * down to two significant digits so that it rarely needs re-setting.
+ * Ownership: results are PGresults handed to the caller, freed with
+ * orch_db_result_free().
+ */
+#include "orch/db.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "orch/clock.h"
+#include "orch/log.h"
+
+struct orch_db_conn {
+    orch_db_pool *pool;
+    PGconn *pg;
+    bool broken;
+    long timeout_ms; /* statement_timeout in force; -1 unknown */
+    char sqlstate[6];
+    char error[512];
+    orch_db_conn *next;
+};
+
+struct orch_db_pool {
+    char *conninfo;
+    int size;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    orch_db_conn *free;
+    orch_db_conn *conns;
+};
+
+orch_err orch_db_map_sqlstate(const char *s)
+{
+    if (!s || strlen(s) != 5)
+        return ORCH_EDB;
+    if (strcmp(s, "23505") == 0)
+        return ORCH_EEXISTS;
+    if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0)
+        return ORCH_EDB_RETRY;
+    if (strcmp(s, "55P03") == 0)
+        return ORCH_EDB_LOCKED;
+    if (strcmp(s, "57014") == 0)
+        return ORCH_ETIMEDOUT;
+    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 ||
+        strcmp(s, "57P02") == 0 || strcmp(s, "57P03") == 0)
+        return ORCH_EDB_UNAVAIL;
+    if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0)
+        return ORCH_EINVAL;
+    return ORCH_EDB;
+}
+
+orch_err orch_db_pool_open(const char *conninfo, int size, orch_db_pool **out)
+{
+    if (!conninfo || size < 1)
+        return ORCH_EINVAL;
+    orch_db_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return ORCH_ENOMEM;
+    p->conns = calloc((size_t)size, sizeof *p->conns);
+    p->conninfo = strdup(conninfo);
+    if (!p->conns || !p->conninfo)
+        goto fail;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&p->mu, NULL);
+    p->size = size;
+    for (int i = 0; i < size; i++) {
+        p->conns[i].pool = p;
+        p->conns[i].timeout_ms = -1;
+        p->conns[i].next = p->free;
+        p->free = &p->conns[i];
+    }
+    *out = p;
+    return ORCH_OK;
+fail:
+    free(p->conninfo);
+    free(p->conns);
+    free(p);
+    return ORCH_ENOMEM;
+}
+
+void orch_db_pool_close(orch_db_pool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->size; i++)
+        if (p->conns[i].pg)
+            PQfinish(p->conns[i].pg);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->conninfo);
+    free(p->conns);
+    free(p);
+}
+
+static void set_error(orch_db_conn *c, const char *state, const char *msg)
+{
+    snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state ? state : "");
+    snprintf(c->error, sizeof c->error, "%s", msg ? msg : "");
+    c->error[strcspn(c->error, "\n")] = '\0';
+}
+
+/* Server notices become debug log lines instead of raw stderr text. */
+static void notice_to_log(void *arg, const char *message)
+{
+    (void)arg;
+    orch_debug("database notice: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
+{
+    char timeout[24];
+    uint64_t left = orch_deadline_left_ms(deadline);
+    /* libpq's connect_timeout is in whole seconds, minimum 2. */
+    uint64_t secs = left == UINT64_MAX ? 10 : (left + 999) / 1000;
+    snprintf(timeout, sizeof timeout, "%llu",
+             (unsigned long long)(secs < 2 ? 2 : secs));
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {c->pool->conninfo, timeout, "orch", NULL};
+
+    if (c->pg)
+        PQfinish(c->pg);
+    c->pg = PQconnectdbParams(keys, vals, 1);
+    c->timeout_ms = -1;
+    if (!c->pg) {
+        set_error(c, "", "out of memory");
+        return ORCH_ENOMEM;
+    }
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        set_error(c, "08006", PQerrorMessage(c->pg));
+        PQfinish(c->pg);
+        c->pg = NULL;
+        return ORCH_EDB_UNAVAIL;
+    }
+    PQsetNoticeProcessor(c->pg, notice_to_log, NULL);
+    c->broken = false;
+    return ORCH_OK;
+}
+
+orch_err orch_db_acquire(orch_db_pool *p, uint64_t deadline, orch_db_conn **out)
+{
+    struct timespec ts;
+    orch_db_conn *c;
+
+    pthread_mutex_lock(&p->mu);
+    while (!p->free) {
+        if (deadline == ORCH_DEADLINE_NONE) {
+            pthread_cond_wait(&p->cv, &p->mu);
+            continue;
+        }
+        if (orch_deadline_left_ms(deadline) == 0) {
+            pthread_mutex_unlock(&p->mu);
+            return ORCH_ETIMEDOUT;
+        }
+        ts.tv_sec = (time_t)(deadline / 1000);
+        ts.tv_nsec = (long)(deadline % 1000) * 1000000L;
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    }
+    c = p->free;
+    p->free = c->next;
+    pthread_mutex_unlock(&p->mu);
+
+    if (!c->pg || c->broken || PQstatus(c->pg) != CONNECTION_OK) {
+        orch_err err = connect_conn(c, deadline);
+        if (err) {
+            orch_warn("database connection failed: %s", c->error);
+            orch_db_release(c);
+            return err;
+        }
+    }
+    set_error(c, "", "");
+    *out = c;
+    return ORCH_OK;
+}
+
+void orch_db_release(orch_db_conn *c)
+{
+    if (!c)
+        return;
+    if (c->pg && !c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        orch_db_rollback(c);
+    orch_db_pool *p = c->pool;
+    pthread_mutex_lock(&p->mu);
+    c->next = p->free;
+    p->free = c;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Classifies a failed or NULL result and records its state on the conn. */
+static orch_err result_error(orch_db_conn *c, PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg);
+    if (PQstatus(c->pg) != CONNECTION_OK || !state) {
+        c->broken = true;
+        set_error(c, state ? state : "08006", msg);
+        return ORCH_EDB_UNAVAIL;
+    }
+    set_error(c, state, msg);
+    return orch_db_map_sqlstate(state);
+}
+
+/* Rounds down to two significant digits: 4987 -> 4900, 123 -> 120. */
+static long quantize_ms(uint64_t ms)
+{
+    uint64_t p = 1;
+    while (ms / p >= 100)
+        p *= 10;
+    ms = ms / p * p;
+    return ms > 0x7fffffff ? 0x7fffffff : (long)ms;
+}
+
+static orch_err apply_timeout(orch_db_conn *c, uint64_t deadline)
+{
+    uint64_t left = orch_deadline_left_ms(deadline);
+    if (left == 0) {
+        set_error(c, "57014", "deadline passed before the statement was sent");
+        return ORCH_ETIMEDOUT;
+    }
+    long want = left == UINT64_MAX ? 0 : quantize_ms(left);
+    if (want == c->timeout_ms)
+        return ORCH_OK;
+    char sql[64];
+    snprintf(sql, sizeof sql, "SET statement_timeout = %ld", want);
+    PGresult *r = PQexec(c->pg, sql);
+    orch_err err = ORCH_OK;
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+        err = result_error(c, r);
+    else
+        c->timeout_ms = want;
+    PQclear(r);
+    return err;
+}
+
+static orch_err check_ready(orch_db_conn *c)
+{
+    if (!c || !c->pg)
+        return ORCH_EINVAL;
+    if (c->broken) {
+        set_error(c, "08006", "connection lost");
+        return ORCH_EDB_UNAVAIL;
+    }
+    return ORCH_OK;
+}
+
+orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql,
+                      int nparams, const char *const *params,
+                      orch_db_result **out)
+{
+    orch_err err = check_ready(c);
+    if (!err)
+        err = apply_timeout(c, deadline);
+    if (err)
+        return err;
+    PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        err = result_error(c, r);
+        PQclear(r);
+        return err;
+    }
+    set_error(c, "", "");
+    if (out)
+        *out = (orch_db_result *)r;
+    else
+        PQclear(r);
+    return ORCH_OK;
+}
+
+orch_err orch_db_exec_script(orch_db_conn *c, uint64_t deadline, const char *sql)
+{
+    orch_err err = check_ready(c);
+    if (!err)
+        err = apply_timeout(c, deadline);
+    if (err)
+        return err;
+    PGresult *r = PQexec(c->pg, sql);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY)
+        err = result_error(c, r);
+    PQclear(r);
+    return err;
+}
+
+orch_err orch_db_begin(orch_db_conn *c, uint64_t deadline)
+{
+    return orch_db_exec(c, deadline, "BEGIN", 0, NULL, NULL);
+}
+
+orch_err orch_db_commit(orch_db_conn *c, uint64_t deadline)
+{
+    orch_err err = check_ready(c);
+    if (err)
+        return err;
+    PGresult *r = PQexec(c->pg, "COMMIT");
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        err = result_error(c, r);
+        /* Lost while committing: the server may or may not have committed. */
+        if (err == ORCH_EDB_UNAVAIL)
+            err = ORCH_EDB_UNKNOWN;
+    } else if (strcmp(PQcmdStatus(r), "ROLLBACK") == 0) {
+        set_error(c, "25P02", "transaction was aborted and rolled back");
+        err = ORCH_EDB;
+    }
+    PQclear(r);
+    c->timeout_ms = err ? -1 : c->timeout_ms;
+    (void)deadline;
+    return err;
+}
+
+void orch_db_rollback(orch_db_conn *c)
+{
+    if (!c || !c->pg || c->broken)
+        return;
+    PGresult *r = PQexec(c->pg, "ROLLBACK");
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+        c->broken = true;
+    PQclear(r);
+    c->timeout_ms = -1; /* a SET inside the transaction was undone */
+}
+
+const char *orch_db_last_sqlstate(const orch_db_conn *c) { return c->sqlstate; }
+const char *orch_db_last_error(const orch_db_conn *c) { return c->error; }
+
+int orch_db_result_rows(const orch_db_result *res)
+{
+    return PQntuples((const PGresult *)res);
+}
+
+int orch_db_result_cols(const orch_db_result *res)
+{
+    return PQnfields((const PGresult *)res);
+}
+
+const char *orch_db_result_get(const orch_db_result *res, int row, int col)
+{
+    const PGresult *r = (const PGresult *)res;
+    if (row < 0 || col < 0 || row >= PQntuples(r) || col >= PQnfields(r) ||
+        PQgetisnull(r, row, col))
+        return NULL;
+    return PQgetvalue(r, row, col);
+}
+
+int64_t orch_db_result_affected(const orch_db_result *res)
+{
+    const char *s = PQcmdTuples((PGresult *)res);
+    return s && s[0] ? strtoll(s, NULL, 10) : 0;
+}
+
+void orch_db_result_free(orch_db_result *res) { PQclear((PGresult *)res); }
+
+orch_err orch_db_ping(orch_db_pool *p, uint64_t deadline)
+{
+    orch_db_conn *c;
+    orch_err err = orch_db_acquire(p, deadline, &c);
+    if (err)
+        return err;
+    err = orch_db_exec(c, deadline, "SELECT 1", 0, NULL, NULL);
+    orch_db_release(c);
+    return err;
+}

@@ -1,0 +1,273 @@
+/*
+ * rpc_client.c - REQ socket with a pool of contexts.
+ *
+ * Threading: any number of threads may call at once; each call borrows a
+ * context (created on demand, returned after the call) and blocks on its own
+ * aio. Time-based resend is disabled; a request re-sent by NNG after a
+ * reconnect carries the same request id and is deduplicated by the server.
+ * Ownership: the client owns its contexts; replies are handed to the caller.
+ */
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orch/v1/envelope.pb-c.h"
+#include "orch/clock.h"
+#include "orch/ident.h"
+#include "orch/rpc.h"
+
+typedef struct cslot {
+    nng_ctx ctx;
+    nng_aio *aio;
+    struct cslot *next;
+} cslot;
+
+struct orch_rpc_client {
+    nng_socket sock;
+    char *url;
+    char *auth_token;
+    size_t max_msg_bytes;
+    uint32_t default_timeout_ms;
+    pthread_mutex_t mu;
+    cslot *free;
+};
+
+orch_err orch_rpc_client_open(const char *url, const orch_rpc_client_opts *opts,
+                              orch_rpc_client **out)
+{
+    orch_rpc_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return ORCH_ENOMEM;
+    c->max_msg_bytes = opts && opts->max_msg_bytes ? opts->max_msg_bytes : 1u << 20;
+    c->default_timeout_ms =
+        opts && opts->default_timeout_ms ? opts->default_timeout_ms : 5000;
+    c->url = strdup(url);
+    if (opts && opts->auth_token && opts->auth_token[0])
+        c->auth_token = strdup(opts->auth_token);
+    pthread_mutex_init(&c->mu, NULL);
+    int rv = c->url ? nng_req0_open(&c->sock) : NNG_ENOMEM;
+    if (rv == 0)
+        rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, c->max_msg_bytes);
+    if (rv == 0)
+        rv = nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    if (rv == 0)
+        rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 20);
+    if (rv == 0)
+        rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 500);
+    if (rv == 0)
+        rv = nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK);
+    if (rv != 0) {
+        orch_rpc_client_close(c);
+        return rv == NNG_ENOMEM ? ORCH_ENOMEM : ORCH_EINVAL;
+    }
+    *out = c;
+    return ORCH_OK;
+}
+
+void orch_rpc_client_close(orch_rpc_client *c)
+{
+    if (!c)
+        return;
+    nng_close(c->sock);
+    while (c->free) {
+        cslot *s = c->free;
+        c->free = s->next;
+        nng_aio_free(s->aio);
+        free(s);
+    }
+    pthread_mutex_destroy(&c->mu);
+    free(c->url);
+    free(c->auth_token);
+    free(c);
+}
+
+static cslot *borrow(orch_rpc_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    cslot *s = c->free;
+    if (s)
+        c->free = s->next;
+    pthread_mutex_unlock(&c->mu);
+    if (s)
+        return s;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (nng_ctx_open(&s->ctx, c->sock) != 0) {
+        free(s);
+        return NULL;
+    }
+    nng_ctx_set_ms(s->ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    if (nng_aio_alloc(&s->aio, NULL, NULL) != 0) {
+        nng_ctx_close(s->ctx);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void give_back(orch_rpc_client *c, cslot *s)
+{
+    pthread_mutex_lock(&c->mu);
+    s->next = c->free;
+    c->free = s;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* One request/reply exchange on a borrowed context. */
+static int exchange(orch_rpc_client *c, const void *frame, size_t len,
+                    uint32_t timeout_ms, nng_msg **reply)
+{
+    cslot *s = borrow(c);
+    nng_msg *m;
+    if (!s)
+        return NNG_ENOMEM;
+    int rv = nng_msg_alloc(&m, len);
+    if (rv != 0) {
+        give_back(c, s);
+        return rv;
+    }
+    memcpy(nng_msg_body(m), frame, len);
+    uint64_t deadline = orch_mono_ms() + timeout_ms;
+    nng_aio_set_timeout(s->aio, (nng_duration)timeout_ms);
+    nng_aio_set_msg(s->aio, m);
+    nng_ctx_send(s->ctx, s->aio);
+    nng_aio_wait(s->aio);
+    rv = nng_aio_result(s->aio);
+    if (rv != 0) {
+        nng_msg_free(nng_aio_get_msg(s->aio));
+        give_back(c, s);
+        return rv;
+    }
+    /* The send timer and the receive timer share the call's budget: the send
+     * completes as soon as the request is queued to a connected peer. */
+    uint64_t left = orch_deadline_left_ms(deadline);
+    nng_aio_set_timeout(s->aio, left ? (nng_duration)left : 1);
+    nng_ctx_recv(s->ctx, s->aio);
+    nng_aio_wait(s->aio);
+    rv = nng_aio_result(s->aio);
+    if (rv == 0)
+        *reply = nng_aio_get_msg(s->aio);
+    give_back(c, s);
+    return rv;
+}
+
+orch_err orch_rpc_raw(orch_rpc_client *c, const void *frame, size_t len,
+                      uint32_t timeout_ms, void **reply, size_t *reply_len)
+{
+    nng_msg *m = NULL;
+    int rv = exchange(c, frame, len, timeout_ms ? timeout_ms : c->default_timeout_ms, &m);
+    if (rv == NNG_ETIMEDOUT)
+        return ORCH_ETIMEDOUT;
+    if (rv != 0)
+        return rv == NNG_ENOMEM ? ORCH_ENOMEM : ORCH_EIO;
+    size_t n = nng_msg_len(m);
+    void *buf = malloc(n ? n : 1);
+    if (!buf) {
+        nng_msg_free(m);
+        return ORCH_ENOMEM;
+    }
+    memcpy(buf, nng_msg_body(m), n);
+    nng_msg_free(m);
+    *reply = buf;
+    *reply_len = n;
+    return ORCH_OK;
+}
+
+static orch_code set_status(orch_rpc_status *st, orch_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static orch_code set_status(orch_rpc_status *st, orch_code code, const char *fmt, ...)
+{
+    if (st) {
+        va_list ap;
+        va_start(ap, fmt);
+        st->code = code;
+        vsnprintf(st->message, sizeof st->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* Decodes a reply envelope for request `rid` into st and *reply. */
+static orch_code decode_reply(const uint8_t *buf, size_t len, const char *rid,
+                              const ProtobufCMessageDescriptor *reply_desc,
+                              orch_rpc_status *st, ProtobufCMessage **reply)
+{
+    Orch__V1__ReplyEnvelope *rep = orch__v1__reply_envelope__unpack(NULL, len, buf);
+    if (!rep)
+        return set_status(st, ORCH_CODE_INTERNAL, "reply is not an orch.v1.ReplyEnvelope");
+    orch_code code = rep->status ? (orch_code)rep->status->code : ORCH_CODE_UNKNOWN;
+    if (rep->request_id[0] && strcmp(rep->request_id, rid) != 0) {
+        code = set_status(st, ORCH_CODE_INTERNAL, "reply carries request id %s, sent %s",
+                          rep->request_id, rid);
+    } else if (code != ORCH_CODE_OK) {
+        set_status(st, code, "%s", rep->status ? rep->status->message : "no status");
+    } else if (reply_desc && reply) {
+        *reply = protobuf_c_message_unpack(reply_desc, NULL, rep->payload.len,
+                                           rep->payload.data);
+        if (!*reply)
+            code = set_status(st, ORCH_CODE_INTERNAL, "reply payload does not decode as %s",
+                              reply_desc->name);
+        else
+            set_status(st, code, "%s", "");
+    } else {
+        set_status(st, code, "%s", "");
+    }
+    orch__v1__reply_envelope__free_unpacked(rep, NULL);
+    return code;
+}
+
+orch_code orch_rpc_invoke(orch_rpc_client *c, const char *method,
+                          const ProtobufCMessage *req,
+                          const ProtobufCMessageDescriptor *reply_desc,
+                          const orch_rpc_call_opts *opts, orch_rpc_status *st,
+                          ProtobufCMessage **reply)
+{
+    Orch__V1__RequestEnvelope env = ORCH__V1__REQUEST_ENVELOPE__INIT;
+    char rid[33];
+    uint32_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : c->default_timeout_ms;
+
+    if (opts && opts->request_id) {
+        snprintf(rid, sizeof rid, "%s", opts->request_id);
+    } else if (orch_random_hex(rid, 16) != ORCH_OK) {
+        return set_status(st, ORCH_CODE_INTERNAL, "no randomness for a request id");
+    }
+    size_t plen = req ? protobuf_c_message_get_packed_size(req) : 0;
+    uint8_t *payload = malloc(plen ? plen : 1);
+    if (!payload)
+        return set_status(st, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
+    if (req)
+        protobuf_c_message_pack(req, payload);
+    env.method = (char *)method;
+    env.request_id = rid;
+    env.timeout_ms = timeout;
+    env.deadline_unix_ms = opts ? opts->deadline_unix_ms : 0;
+    env.auth_token = c->auth_token ? c->auth_token : (char *)"";
+    env.payload.data = payload;
+    env.payload.len = plen;
+    size_t len = orch__v1__request_envelope__get_packed_size(&env);
+    uint8_t *frame = malloc(len ? len : 1);
+    if (!frame) {
+        free(payload);
+        return set_status(st, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    orch__v1__request_envelope__pack(&env, frame);
+    free(payload);
+
+    nng_msg *m = NULL;
+    int rv = exchange(c, frame, len, timeout, &m);
+    free(frame);
+    if (rv == NNG_ETIMEDOUT)
+        return set_status(st, ORCH_CODE_DEADLINE_EXCEEDED, "no reply from %s within %u ms",
+                          c->url, timeout);
+    if (rv != 0)
+        return set_status(st, ORCH_CODE_UNAVAILABLE, "%s: %s", c->url, nng_strerror(rv));
+    orch_code code = decode_reply(nng_msg_body(m), nng_msg_len(m), rid, reply_desc, st, reply);
+    nng_msg_free(m);
+    return code;
+}

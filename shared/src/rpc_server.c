@@ -1,0 +1,636 @@
+/*
+ * rpc_server.c - REP socket, contexts, worker threads, dispatch.
+ *
+ * Threading: each context's aio callback runs on an NNG thread and only
+ * moves the context between states and onto the work queue; it never
+ * blocks. Worker threads decode, dispatch, run the handler and send the
+ * reply. A context is in exactly one state: RECV (waiting in NNG), WORK
+ * (queued or being handled), PARKED (a duplicate waiting for the running
+ * original), SEND (reply in NNG) or IDLE (stopped).
+ * Errors: every request gets a reply envelope with a status, except those
+ * NNG drops before we see them (oversized messages).
+ * Ownership: the server owns its contexts, messages and reply buffers.
+ */
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "orch/v1/envelope.pb-c.h"
+#include "orch/clock.h"
+#include "orch/log.h"
+#include "orch/rpc.h"
+#include "rpc_dedup.h"
+
+typedef enum slot_state { S_RECV, S_WORK, S_PARKED, S_SEND, S_IDLE } slot_state;
+
+typedef struct slot {
+    orch_rpc_server *srv;
+    nng_ctx ctx;
+    nng_aio *aio;
+    slot_state state;
+    nng_msg *req;
+    uint64_t recv_ns;
+    struct slot *next; /* work queue */
+} slot;
+
+struct orch_rpc_server {
+    orch_rpc_server_opts o;
+    char *auth_token;
+    orch_rpc_service *svcs;
+    size_t nsvcs;
+    size_t *method_base;   /* first metrics index of each service */
+    const char **method_names; /* metrics label values, last = "unknown" */
+    size_t nmethods;
+    orch_counter *m_requests;
+    orch_histogram *m_latency;
+
+    nng_socket sock;
+    nng_listener listener;
+    int port;
+    slot *slots;
+    int nslots;
+    pthread_t *workers;
+    int nworkers;
+    orch__dedup *dedup;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; /* work queued or quitting */
+    pthread_cond_t idle_cv; /* a slot became idle */
+    slot *qhead, *qtail;
+    bool stopping, quit, stopped, owns_metrics;
+};
+
+struct orch_rpc_call {
+    orch_rpc_server *srv;
+    const Orch__V1__RequestEnvelope *env;
+    const char *method;
+    uint64_t deadline;
+    uint8_t *reply;
+    size_t reply_len;
+    char msg[512];
+};
+
+static const char *const code_labels[ORCH_CODE_COUNT] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+};
+
+/* ---- handler-side API --------------------------------------------------- */
+
+uint64_t orch_rpc_call_deadline(const orch_rpc_call *c) { return c->deadline; }
+const char *orch_rpc_call_request_id(const orch_rpc_call *c)
+{
+    return c->env->request_id;
+}
+const char *orch_rpc_call_method(const orch_rpc_call *c) { return c->method; }
+
+const char *orch_rpc_call_metadata(const orch_rpc_call *c, const char *key)
+{
+    for (size_t i = 0; i < c->env->n_metadata; i++)
+        if (strcmp(c->env->metadata[i]->key, key) == 0)
+            return c->env->metadata[i]->value;
+    return NULL;
+}
+
+orch_code orch_rpc_reply(orch_rpc_call *c, const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return orch_rpc_fail(c, ORCH_CODE_INTERNAL, "out of memory packing reply");
+    protobuf_c_message_pack(msg, buf);
+    free(c->reply);
+    c->reply = buf;
+    c->reply_len = n;
+    return ORCH_CODE_OK;
+}
+
+orch_code orch_rpc_fail(orch_rpc_call *c, orch_code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---- context state machine (NNG threads) -------------------------------- */
+
+static void enqueue(orch_rpc_server *s, slot *sl)
+{
+    sl->next = NULL;
+    if (s->qtail)
+        s->qtail->next = sl;
+    else
+        s->qhead = sl;
+    s->qtail = sl;
+    pthread_cond_signal(&s->work_cv);
+}
+
+static void go_idle(orch_rpc_server *s, slot *sl)
+{
+    sl->state = S_IDLE;
+    pthread_cond_broadcast(&s->idle_cv);
+}
+
+static void slot_cb(void *arg)
+{
+    slot *sl = arg;
+    orch_rpc_server *s = sl->srv;
+    int rv = nng_aio_result(sl->aio);
+
+    pthread_mutex_lock(&s->mu);
+    if (sl->state == S_SEND && rv != 0)
+        nng_msg_free(nng_aio_get_msg(sl->aio));
+    if (sl->state == S_RECV && rv == 0) {
+        sl->req = nng_aio_get_msg(sl->aio);
+        sl->recv_ns = orch_mono_ns();
+        sl->state = S_WORK;
+        enqueue(s, sl);
+    } else if (s->stopping || rv == NNG_ECLOSED) {
+        go_idle(s, sl);
+    } else {
+        sl->state = S_RECV;
+        nng_ctx_recv(sl->ctx, sl->aio);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Hands a packed reply to NNG on `sl`'s context; takes ownership of `m`. */
+static void send_reply(orch_rpc_server *s, slot *sl, nng_msg *m)
+{
+    pthread_mutex_lock(&s->mu);
+    sl->state = S_SEND;
+    pthread_mutex_unlock(&s->mu);
+    nng_aio_set_msg(sl->aio, m);
+    nng_ctx_send(sl->ctx, sl->aio);
+}
+
+static nng_msg *msg_from(const void *buf, size_t len)
+{
+    nng_msg *m;
+    if (nng_msg_alloc(&m, len) != 0)
+        return NULL;
+    memcpy(nng_msg_body(m), buf, len);
+    return m;
+}
+
+/* Packs a reply envelope into a malloc'ed buffer. */
+static uint8_t *pack_reply(const char *rid, orch_code code, const char *msg,
+                           const uint8_t *payload, size_t plen, size_t *len)
+{
+    Orch__V1__Status st = ORCH__V1__STATUS__INIT;
+    Orch__V1__ReplyEnvelope rep = ORCH__V1__REPLY_ENVELOPE__INIT;
+    st.code = (Orch__V1__Code)code;
+    st.message = (char *)(msg ? msg : "");
+    rep.request_id = (char *)(rid ? rid : "");
+    rep.status = &st;
+    rep.payload.data = (uint8_t *)payload;
+    rep.payload.len = payload ? plen : 0;
+    *len = orch__v1__reply_envelope__get_packed_size(&rep);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf)
+        orch__v1__reply_envelope__pack(&rep, buf);
+    return buf;
+}
+
+/* ---- dispatch (worker threads) ----------------------------------------- */
+
+static const ProtobufCMethodDescriptor *
+find_method(orch_rpc_server *s, const char *full, size_t *svc_idx)
+{
+    const char *slash = strrchr(full, '/');
+    if (!slash)
+        return NULL;
+    size_t plen = (size_t)(slash - full);
+    for (size_t i = 0; i < s->nsvcs; i++) {
+        const char *name = s->svcs[i].desc->name;
+        if (strlen(name) == plen && strncmp(name, full, plen) == 0) {
+            *svc_idx = i;
+            return protobuf_c_service_descriptor_get_method_by_name(
+                s->svcs[i].desc, slash + 1);
+        }
+    }
+    return NULL;
+}
+
+static uint64_t compute_deadline(const orch_rpc_server *s,
+                                 const Orch__V1__RequestEnvelope *env,
+                                 uint64_t recv_ms)
+{
+    uint32_t t = env->timeout_ms ? env->timeout_ms : s->o.default_timeout_ms;
+    uint64_t deadline = recv_ms + t;
+    if (env->deadline_unix_ms) {
+        uint64_t wall = orch_wall_ms();
+        uint64_t mono = orch_mono_ms();
+        uint64_t abs = env->deadline_unix_ms > wall
+                           ? mono + (env->deadline_unix_ms - wall)
+                           : 0;
+        if (abs < deadline)
+            deadline = abs;
+    }
+    return deadline;
+}
+
+/* Codes whose reply is not remembered: the handler did nothing durable, so
+ * a retry with the same id should run again. */
+static bool cacheable(orch_code code)
+{
+    return code != ORCH_CODE_UNAVAILABLE && code != ORCH_CODE_DEADLINE_EXCEEDED &&
+           code != ORCH_CODE_RESOURCE_EXHAUSTED;
+}
+
+typedef struct outcome {
+    orch_code code;
+    bool ran;         /* the handler ran */
+    size_t metric_idx;
+} outcome;
+
+/* Decodes, validates and runs one request; fills call->msg/reply. */
+static outcome handle(orch_rpc_server *s, slot *sl,
+                      const Orch__V1__RequestEnvelope *env, orch_rpc_call *call)
+{
+    outcome oc = {ORCH_CODE_OK, false, s->nmethods - 1};
+    size_t si = 0;
+    const ProtobufCMethodDescriptor *md = find_method(s, env->method, &si);
+
+    if (s->auth_token && strcmp(env->auth_token, s->auth_token) != 0) {
+        oc.code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED,
+                                "missing or wrong auth token");
+        return oc;
+    }
+    if (!md || !s->svcs[si].handlers[md - s->svcs[si].desc->methods]) {
+        oc.code = orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED,
+                                "unknown method '%.200s'", env->method);
+        return oc;
+    }
+    oc.metric_idx = s->method_base[si] + (size_t)(md - s->svcs[si].desc->methods);
+    call->method = s->method_names[oc.metric_idx];
+    if (orch_deadline_left_ms(call->deadline) == 0) {
+        oc.code = orch_rpc_fail(call, ORCH_CODE_DEADLINE_EXCEEDED,
+                                "deadline passed before the request was handled"
+                                " (queued %llu ms)",
+                                (unsigned long long)((orch_mono_ns() - sl->recv_ns) / 1000000));
+        return oc;
+    }
+    ProtobufCMessage *req = protobuf_c_message_unpack(md->input, NULL,
+                                                      env->payload.len,
+                                                      env->payload.data);
+    if (!req) {
+        oc.code = orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
+                                "payload does not decode as %s", md->input->name);
+        return oc;
+    }
+    orch_log_set_request(env->request_id, call->method);
+    oc.ran = true;
+    oc.code = s->svcs[si].handlers[md - s->svcs[si].desc->methods](
+        call, req, s->svcs[si].arg);
+    orch_log_set_request(NULL, NULL);
+    protobuf_c_message_free_unpacked(req, NULL);
+    return oc;
+}
+
+static void send_bytes(orch_rpc_server *s, slot *sl, const void *buf, size_t len)
+{
+    nng_msg *m = buf ? msg_from(buf, len) : NULL;
+    if (!m) {
+        /* No memory for a reply: let the context go back to receiving; the
+         * caller's deadline reports the loss. */
+        orch_error("cannot allocate a reply; request dropped");
+        pthread_mutex_lock(&s->mu);
+        if (s->stopping) {
+            go_idle(s, sl);
+        } else {
+            sl->state = S_RECV;
+            nng_ctx_recv(sl->ctx, sl->aio);
+        }
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    send_reply(s, sl, m);
+}
+
+static void process(orch_rpc_server *s, slot *sl)
+{
+    nng_msg *req = sl->req;
+    sl->req = NULL;
+    orch_rpc_call call = {.srv = s, .method = ""};
+    size_t len = 0;
+    uint8_t *out;
+    outcome oc = {ORCH_CODE_OK, false, s->nmethods - 1};
+
+    Orch__V1__RequestEnvelope *env = orch__v1__request_envelope__unpack(
+        NULL, nng_msg_len(req), nng_msg_body(req));
+    nng_msg_free(req);
+    if (!env) {
+        out = pack_reply("", ORCH_CODE_INVALID_ARGUMENT,
+                         "request is not an orch.v1.RequestEnvelope", NULL, 0, &len);
+        orch_counter_add2(s->m_requests, oc.metric_idx, ORCH_CODE_INVALID_ARGUMENT, 1);
+        send_bytes(s, sl, out, len);
+        free(out);
+        return;
+    }
+    call.env = env;
+    call.deadline = compute_deadline(s, env, sl->recv_ns / 1000000);
+
+    bool dedup = env->request_id[0] != '\0';
+    if (dedup) {
+        orch__dedup_verdict v;
+        void *cached = NULL;
+        size_t clen = 0;
+        orch_err err = orch__dedup_begin(s->dedup, env->request_id, orch_mono_ms(),
+                                         sl, &v, &cached, &clen);
+        if (!err && v == ORCH__DEDUP_JOINED) {
+            pthread_mutex_lock(&s->mu);
+            sl->state = S_PARKED;
+            pthread_mutex_unlock(&s->mu);
+            orch__v1__request_envelope__free_unpacked(env, NULL);
+            return;
+        }
+        if (!err && v == ORCH__DEDUP_DONE) {
+            orch_debug("request %s answered from the reply of its first run",
+                       env->request_id);
+            send_bytes(s, sl, cached, clen);
+            free(cached);
+            orch__v1__request_envelope__free_unpacked(env, NULL);
+            return;
+        }
+        dedup = !err; /* without memory, run it unprotected */
+    }
+
+    oc = handle(s, sl, env, &call);
+    out = pack_reply(env->request_id, oc.code, oc.code ? call.msg : "",
+                     call.reply, call.reply_len,
+                     &len);
+    orch_counter_add2(s->m_requests, oc.metric_idx, oc.code, 1);
+    orch_histogram_observe_ns(s->m_latency, oc.metric_idx, orch_mono_ns() - sl->recv_ns);
+    if (oc.code && oc.ran)
+        orch_debug("%s (request %s) -> %s: %s", call.method, env->request_id,
+                   orch_code_name(oc.code), call.msg);
+
+    if (dedup) {
+        void **waiters;
+        size_t nw;
+        orch__dedup_finish(s->dedup, env->request_id, orch_mono_ms(), out, len,
+                           out && oc.ran && cacheable(oc.code), &waiters, &nw);
+        for (size_t i = 0; i < nw; i++)
+            send_bytes(s, waiters[i], out, len);
+        free(waiters);
+    }
+    send_bytes(s, sl, out, len);
+    free(out);
+    free(call.reply);
+    orch__v1__request_envelope__free_unpacked(env, NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    orch_rpc_server *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->qhead && !s->quit)
+            pthread_cond_wait(&s->work_cv, &s->mu);
+        if (!s->qhead)
+            break;
+        slot *sl = s->qhead;
+        s->qhead = sl->next;
+        if (!s->qhead)
+            s->qtail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        process(s, sl);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+static orch_err build_method_table(orch_rpc_server *s)
+{
+    size_t n = 1; /* "unknown" */
+    for (size_t i = 0; i < s->nsvcs; i++)
+        n += s->svcs[i].desc->n_methods;
+    s->method_names = calloc(n, sizeof *s->method_names);
+    s->method_base = calloc(s->nsvcs ? s->nsvcs : 1, sizeof *s->method_base);
+    if (!s->method_names || !s->method_base)
+        return ORCH_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < s->nsvcs; i++) {
+        const ProtobufCServiceDescriptor *d = s->svcs[i].desc;
+        s->method_base[i] = k;
+        for (unsigned j = 0; j < d->n_methods; j++) {
+            char *name;
+            if (asprintf(&name, "%s/%s", d->name, d->methods[j].name) < 0)
+                return ORCH_ENOMEM;
+            s->method_names[k++] = name;
+        }
+    }
+    s->method_names[k] = "unknown";
+    s->nmethods = n;
+    if (s->o.metrics) {
+        s->m_requests = orch_metrics_counter2(
+            s->o.metrics, "orch_rpc_requests_total",
+            "RPC requests answered, by method and status code", "method",
+            s->method_names, n, "code", code_labels, ORCH_CODE_COUNT);
+        s->m_latency = orch_metrics_histogram(
+            s->o.metrics, "orch_rpc_request_duration_seconds",
+            "Time from receipt of a request to its reply", "method",
+            s->method_names, n);
+        if (!s->m_requests || !s->m_latency)
+            return ORCH_ENOMEM;
+    } else {
+        /* A private registry keeps the hot path free of NULL checks. */
+        orch_metrics *m;
+        if (orch_metrics_new(&m))
+            return ORCH_ENOMEM;
+        s->o.metrics = m;
+        s->m_requests = orch_metrics_counter2(m, "r", "r", "method", s->method_names,
+                                              n, "code", code_labels, ORCH_CODE_COUNT);
+        s->m_latency = orch_metrics_histogram(m, "l", "l", "method", s->method_names, n);
+        s->owns_metrics = true;
+        if (!s->m_requests || !s->m_latency)
+            return ORCH_ENOMEM;
+    }
+    return ORCH_OK;
+}
+
+static orch_err open_socket(orch_rpc_server *s)
+{
+    int rv = nng_rep0_open(&s->sock);
+    if (rv == 0)
+        rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->o.max_msg_bytes);
+    if (rv == 0)
+        rv = nng_listener_create(&s->listener, s->sock, s->o.url);
+    if (rv == 0)
+        rv = nng_listener_set_size(s->listener, NNG_OPT_RECVMAXSZ, s->o.max_msg_bytes);
+    if (rv == 0)
+        rv = nng_listener_start(s->listener, 0);
+    if (rv == 0)
+        rv = nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &s->port);
+    if (rv != 0) {
+        orch_error("cannot listen on %s: %s", s->o.url, nng_strerror(rv));
+        return rv == NNG_ENOMEM ? ORCH_ENOMEM : ORCH_EIO;
+    }
+    return ORCH_OK;
+}
+
+static orch_err start_slots_and_workers(orch_rpc_server *s)
+{
+    s->slots = calloc((size_t)s->o.concurrency, sizeof *s->slots);
+    s->workers = calloc((size_t)s->o.workers, sizeof *s->workers);
+    if (!s->slots || !s->workers)
+        return ORCH_ENOMEM;
+    for (int i = 0; i < s->o.concurrency; i++) {
+        slot *sl = &s->slots[i];
+        sl->srv = s;
+        sl->state = S_IDLE;
+        if (nng_ctx_open(&sl->ctx, s->sock) != 0 ||
+            nng_aio_alloc(&sl->aio, slot_cb, sl) != 0)
+            return ORCH_ENOMEM;
+        s->nslots++;
+    }
+    for (int i = 0; i < s->o.workers; i++) {
+        if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0)
+            return ORCH_ENOMEM;
+        s->nworkers++;
+    }
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->nslots; i++) {
+        s->slots[i].state = S_RECV;
+        nng_ctx_recv(s->slots[i].ctx, s->slots[i].aio);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ORCH_OK;
+}
+
+orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts,
+                               const orch_rpc_service *services, size_t nservices,
+                               orch_rpc_server **out)
+{
+    if (!opts || !opts->url || opts->concurrency < 1 || opts->workers < 1 ||
+        opts->max_msg_bytes < 64 || opts->dedup_entries < 1)
+        return ORCH_EINVAL;
+    orch_rpc_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return ORCH_ENOMEM;
+    s->o = *opts;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work_cv, NULL);
+    pthread_cond_init(&s->idle_cv, NULL);
+    orch_err err = ORCH_ENOMEM;
+    s->svcs = calloc(nservices ? nservices : 1, sizeof *s->svcs);
+    if (!s->svcs)
+        goto fail;
+    memcpy(s->svcs, services, nservices * sizeof *s->svcs);
+    s->nsvcs = nservices;
+    if (opts->auth_token && opts->auth_token[0] &&
+        !(s->auth_token = strdup(opts->auth_token)))
+        goto fail;
+    if ((err = build_method_table(s)) ||
+        (err = orch__dedup_new(opts->dedup_entries, opts->dedup_ttl_ms, &s->dedup)) ||
+        (err = open_socket(s)) || (err = start_slots_and_workers(s)))
+        goto fail;
+    orch_info("RPC listening on %s (%d contexts, %d workers)", opts->url,
+              opts->concurrency, opts->workers);
+    *out = s;
+    return ORCH_OK;
+fail:
+    orch_rpc_server_free(s);
+    return err;
+}
+
+int orch_rpc_server_port(const orch_rpc_server *s) { return s->port; }
+
+static bool all_idle(const orch_rpc_server *s)
+{
+    for (int i = 0; i < s->nslots; i++)
+        if (s->slots[i].state != S_IDLE)
+            return false;
+    return true;
+}
+
+void orch_rpc_server_stop(orch_rpc_server *s, uint32_t grace_ms)
+{
+    if (!s || s->stopped)
+        return;
+    s->stopped = true;
+    nng_listener_close(s->listener); /* no new connections */
+
+    /* Cancel the contexts waiting for a request; the others finish their
+     * request and go idle in slot_cb because `stopping` is set. */
+    nng_aio **cancel = calloc((size_t)s->nslots + 1, sizeof *cancel);
+    int nc = 0;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    for (int i = 0; i < s->nslots; i++) {
+        if (s->slots[i].state == S_RECV && cancel)
+            cancel[nc++] = s->slots[i].aio;
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < nc; i++)
+        nng_aio_cancel(cancel[i]);
+    free(cancel);
+
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += grace_ms / 1000;
+    ts.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!all_idle(s))
+        if (pthread_cond_timedwait(&s->idle_cv, &s->mu, &ts) != 0)
+            break;
+    if (!all_idle(s))
+        orch_warn("RPC shutdown: grace period over with requests in flight");
+    s->quit = true;
+    pthread_cond_broadcast(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i], NULL);
+    s->nworkers = 0;
+    /* Closing the socket completes anything still pending in NNG. */
+    nng_close(s->sock);
+    for (int i = 0; i < s->nslots; i++)
+        nng_aio_stop(s->slots[i].aio);
+}
+
+void orch_rpc_server_free(orch_rpc_server *s)
+{
+    if (!s)
+        return;
+    if (s->nslots || s->nworkers)
+        orch_rpc_server_stop(s, 0);
+    for (int i = 0; i < s->nslots; i++) {
+        nng_aio_free(s->slots[i].aio);
+        if (s->slots[i].req)
+            nng_msg_free(s->slots[i].req);
+    }
+    if (!s->stopped)
+        nng_close(s->sock); /* socket opened, start failed later */
+    for (size_t i = 0; s->method_names && i + 1 < s->nmethods; i++)
+        free((char *)s->method_names[i]);
+    free(s->method_names);
+    free(s->method_base);
+    if (s->owns_metrics)
+        orch_metrics_free(s->o.metrics);
+    orch__dedup_free(s->dedup);
+    free(s->slots);
+    free(s->workers);
+    free(s->svcs);
+    free(s->auth_token);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->work_cv);
+    pthread_cond_destroy(&s->idle_cv);
+    free(s);
+}

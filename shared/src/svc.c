@@ -1,0 +1,434 @@
+/*
+ * svc.c - start-up, serving and shutdown common to every service.
+ *
+ * Threads: the main thread blocks SIGTERM/SIGINT before any other thread
+ * exists and later waits for them with sigtimedwait(); NNG threads run RPC
+ * receive callbacks and HTTP routes; the RPC workers run handlers; one probe
+ * thread checks the database and publishes the result in atomics that the
+ * health RPC and /healthz read without blocking.
+ * Exit status: 0 after a clean stop, 1 on a start-up failure, 2 on a
+ * configuration error.
+ */
+#include "orch/svc.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "orch/v1/health.pb-c.h"
+#include "orch/clock.h"
+#include "orch/http.h"
+#include "orch/log.h"
+#include "orch/migrate.h"
+
+#ifndef ORCH_VERSION
+#define ORCH_VERSION "0.0.0"
+#endif
+
+#define MAX_RPC_SERVICES 8
+
+struct orch_service {
+    const orch_service_def *def;
+    orch_config *cfg;
+    orch_ident ident;
+    orch_db_pool *db;
+    orch_metrics *metrics;
+    orch_rpc_service rpcs[MAX_RPC_SERVICES];
+    size_t nrpcs;
+    orch_rpc_server *rpc;
+    orch_http_server *http;
+    void *state;
+
+    pthread_t probe;
+    bool probe_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool quit;
+    char db_error[256]; /* guarded by mu */
+    atomic_bool serving;
+    atomic_bool db_ok;
+    _Atomic uint64_t db_checked_ms;
+    uint64_t start_wall_ms;
+};
+
+const orch_config *orch_service_config(const orch_service *s) { return s->cfg; }
+orch_db_pool *orch_service_db(const orch_service *s) { return s->db; }
+const orch_ident *orch_service_ident(const orch_service *s) { return &s->ident; }
+orch_metrics *orch_service_metrics(const orch_service *s) { return s->metrics; }
+void orch_service_set_state(orch_service *s, void *state) { s->state = state; }
+void *orch_service_state(const orch_service *s) { return s->state; }
+
+orch_err orch_service_add_rpc(orch_service *s, const orch_rpc_service *rpc)
+{
+    if (s->rpc || s->nrpcs == MAX_RPC_SERVICES)
+        return ORCH_EINVAL;
+    s->rpcs[s->nrpcs++] = *rpc;
+    return ORCH_OK;
+}
+
+/* ---- database probe ----------------------------------------------------- */
+
+static void probe_once(orch_service *s, uint64_t budget_ms)
+{
+    orch_db_conn *c;
+    uint64_t deadline = orch_mono_ms() + budget_ms;
+    orch_err err = orch_db_acquire(s->db, deadline, &c);
+    if (err == ORCH_ETIMEDOUT)
+        return; /* every connection busy: says nothing about the database */
+    char why[256] = "";
+    if (!err) {
+        err = orch_db_exec(c, deadline, "SELECT 1", 0, NULL, NULL);
+        if (err)
+            snprintf(why, sizeof why, "%s", orch_db_last_error(c));
+        orch_db_release(c);
+    } else {
+        snprintf(why, sizeof why, "%s", orch_strerror(err));
+    }
+    bool was = atomic_exchange(&s->db_ok, err == ORCH_OK);
+    atomic_store(&s->db_checked_ms, orch_mono_ms());
+    pthread_mutex_lock(&s->mu);
+    snprintf(s->db_error, sizeof s->db_error, "%s", err ? why : "");
+    pthread_mutex_unlock(&s->mu);
+    if (was && err)
+        orch_error("database unreachable: %s", why);
+    else if (!was && !err)
+        orch_info("database reachable again");
+}
+
+static void *probe_main(void *arg)
+{
+    orch_service *s = arg;
+    uint64_t interval = (uint64_t)orch_config_int(s->cfg, "ORCH_DB_PROBE_INTERVAL_MS");
+    pthread_mutex_lock(&s->mu);
+    while (!s->quit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + interval * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        if (s->quit)
+            break;
+        pthread_mutex_unlock(&s->mu);
+        probe_once(s, interval);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- health: RPC and HTTP ----------------------------------------------- */
+
+static bool healthy(orch_service *s)
+{
+    return atomic_load(&s->serving) && atomic_load(&s->db_ok);
+}
+
+static bool known_service(const orch_service *s, const char *name)
+{
+    if (!name[0] || strcmp(name, s->def->name) == 0)
+        return true;
+    for (size_t i = 0; i < s->nrpcs; i++)
+        if (strcmp(name, s->rpcs[i].desc->name) == 0)
+            return true;
+    return false;
+}
+
+static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg,
+                              void *arg)
+{
+    orch_service *s = arg;
+    const Orch__V1__HealthCheckRequest *req = (const Orch__V1__HealthCheckRequest *)msg;
+    Orch__V1__HealthCheckResponse rep = ORCH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    char why[256];
+
+    if (!known_service(s, req->service))
+        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no service '%.200s' here",
+                             req->service);
+    rep.status = healthy(s) ? ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                            : ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    rep.server = (char *)s->def->name;
+    rep.instance_id = s->ident.instance_id;
+    rep.host_id = s->ident.host_id;
+    rep.database_ok = atomic_load(&s->db_ok);
+    rep.database_checked_ms_ago = orch_mono_ms() - atomic_load(&s->db_checked_ms);
+    rep.version = (char *)ORCH_VERSION;
+    orch_code code = orch_rpc_reply(call, &rep.base);
+    if (code != ORCH_CODE_OK || rep.status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
+        return code;
+    pthread_mutex_lock(&s->mu);
+    snprintf(why, sizeof why, "%s", s->db_error);
+    pthread_mutex_unlock(&s->mu);
+    if (!atomic_load(&s->serving))
+        return orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE, "%s is shutting down",
+                             s->def->name);
+    return orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE, "database unreachable: %s", why);
+}
+
+static const orch_rpc_handler health_handlers[] = {health_check};
+
+static int http_healthz(void *arg, char **body, size_t *len, const char **ctype)
+{
+    orch_service *s = arg;
+    const char *text = healthy(s) ? "ok\n"
+                       : atomic_load(&s->serving) ? "unavailable: database unreachable\n"
+                                                  : "unavailable: not serving\n";
+    *body = strdup(text);
+    *len = *body ? strlen(*body) : 0;
+    return healthy(s) ? 200 : 503;
+}
+
+static int http_metrics(void *arg, char **body, size_t *len, const char **ctype)
+{
+    orch_service *s = arg;
+    if (orch_metrics_render(s->metrics, body, len) != ORCH_OK)
+        return 500;
+    *ctype = "text/plain; version=0.0.4; charset=utf-8";
+    return 200;
+}
+
+static double gauge_db_up(void *arg)
+{
+    return atomic_load(&((orch_service *)arg)->db_ok) ? 1.0 : 0.0;
+}
+
+static double gauge_start_time(void *arg)
+{
+    return (double)((orch_service *)arg)->start_wall_ms / 1000.0;
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+static void usage(const orch_service_def *def, FILE *out)
+{
+    fprintf(out,
+            "usage: %s [--help] [--version] [--print-config]\n"
+            "  Configured from the environment only; --print-config lists the\n"
+            "  variables read, with defaults (secrets are not shown).\n",
+            def->name);
+}
+
+/* Parses arguments; returns -1 to go on, or an exit status. */
+static int parse_args(const orch_service_def *def, int argc, char **argv,
+                      bool *print_config)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"print-config", no_argument, NULL, 'p'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'h': usage(def, stdout); return 0;
+        case 'V': printf("%s %s\n", def->name, ORCH_VERSION); return 0;
+        case 'p': *print_config = true; break;
+        default: usage(def, stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", def->name, argv[optind]);
+        usage(def, stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* Loads configuration, reporting every problem as one log line each. */
+static int load_config(orch_service *s)
+{
+    const orch_config_var *tables[] = {orch_config_common, s->def->config, NULL};
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *errs = open_memstream(&buf, &len);
+    if (!errs)
+        return 1;
+    orch_err err = orch_config_load(tables, errs, &s->cfg);
+    fclose(errs);
+    if (err) {
+        for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+            orch_error("configuration: %s", line);
+        orch_error("configuration invalid; not starting");
+    }
+    free(buf);
+    return err ? 2 : 0;
+}
+
+static bool stop_requested(const sigset_t *set, uint64_t wait_ms)
+{
+    struct timespec ts = {(time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L};
+    return sigtimedwait(set, NULL, &ts) > 0;
+}
+
+/* Waits for the database, then migrates. 0, 1 (failure) or 3 (stopped). */
+static int prepare_database(orch_service *s, const sigset_t *sigs)
+{
+    uint64_t wait_ms = (uint64_t)orch_config_int(s->cfg, "ORCH_DB_STARTUP_WAIT_S") * 1000;
+    uint64_t until = orch_mono_ms() + wait_ms;
+    uint64_t attempt_ms = (uint64_t)orch_config_int(s->cfg, "ORCH_DB_CONNECT_TIMEOUT_S") * 1000;
+    orch_db_conn *c = NULL;
+    orch_err err;
+    for (;;) {
+        err = orch_db_acquire(s->db, orch_mono_ms() + attempt_ms, &c);
+        if (!err || orch_mono_ms() >= until)
+            break;
+        orch_warn("waiting for the database: %s", orch_strerror(err));
+        if (stop_requested(sigs, 500))
+            return 3;
+    }
+    if (err) {
+        orch_error("database unreachable after %llu s; giving up",
+                   (unsigned long long)(wait_ms / 1000));
+        return 1;
+    }
+    int applied = 0;
+    err = orch_migrate(c, orch_mono_ms() + 600000, &applied);
+    orch_db_release(c);
+    if (err) {
+        orch_error("migrations failed: %s", orch_strerror(err));
+        return 1;
+    }
+    orch_info("schema up to date (%d migration(s) applied now)", applied);
+    atomic_store(&s->db_ok, true);
+    atomic_store(&s->db_checked_ms, orch_mono_ms());
+    return 0;
+}
+
+static orch_err start_serving(orch_service *s)
+{
+    const orch_config *cfg = s->cfg;
+    orch_rpc_service health = {&orch__v1__health_service__descriptor, health_handlers, s};
+    orch_err err = orch_service_add_rpc(s, &health);
+    if (!err && s->def->start)
+        err = s->def->start(s);
+    if (err)
+        return err;
+    orch_rpc_server_opts o = {
+        .url = orch_config_str(cfg, s->def->rpc_url_var),
+        .max_msg_bytes = (size_t)orch_config_int(cfg, "ORCH_RPC_MAX_MSG_BYTES"),
+        .concurrency = (int)orch_config_int(cfg, "ORCH_RPC_CONCURRENCY"),
+        .workers = (int)orch_config_int(cfg, "ORCH_RPC_WORKERS"),
+        .default_timeout_ms = (uint32_t)orch_config_int(cfg, "ORCH_RPC_DEFAULT_TIMEOUT_MS"),
+        .dedup_entries = (size_t)orch_config_int(cfg, "ORCH_RPC_DEDUP_ENTRIES"),
+        .dedup_ttl_ms = (uint32_t)orch_config_int(cfg, "ORCH_RPC_DEDUP_TTL_S") * 1000u,
+        .auth_token = orch_config_str(cfg, "ORCH_RPC_AUTH_TOKEN"),
+        .metrics = s->metrics,
+    };
+    err = orch_rpc_server_start(&o, s->rpcs, s->nrpcs, &s->rpc);
+    if (err)
+        return err;
+    orch_http_route routes[] = {
+        {"/healthz", http_healthz, s},
+        {"/metrics", http_metrics, s},
+    };
+    err = orch_http_start(orch_config_str(cfg, s->def->http_addr_var), routes, 2, &s->http);
+    if (err)
+        return err;
+    if (pthread_create(&s->probe, NULL, probe_main, s) != 0)
+        return ORCH_ENOMEM;
+    s->probe_started = true;
+    return ORCH_OK;
+}
+
+static void shutdown_all(orch_service *s)
+{
+    atomic_store(&s->serving, false);
+    if (s->rpc)
+        orch_rpc_server_stop(s->rpc, (uint32_t)orch_config_int(s->cfg, "ORCH_SHUTDOWN_GRACE_S") * 1000u);
+    orch_http_stop(s->http);
+    if (s->def->stop)
+        s->def->stop(s);
+    if (s->probe_started) {
+        pthread_mutex_lock(&s->mu);
+        s->quit = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->probe, NULL);
+    }
+    orch_rpc_server_free(s->rpc);
+    orch_db_pool_close(s->db);
+    orch_metrics_free(s->metrics);
+    orch_config_free(s->cfg);
+}
+
+static int run(orch_service *s, const sigset_t *sigs)
+{
+    const orch_config *cfg = s->cfg;
+    orch_err err = orch_ident_init(orch_config_str(cfg, "ORCH_HOST_ID"), &s->ident);
+    if (err) {
+        orch_error("cannot establish process identity: %s", orch_strerror(err));
+        return 1;
+    }
+    if (orch_metrics_new(&s->metrics) ||
+        orch_db_pool_open(orch_config_str(cfg, "ORCH_DATABASE_URL"),
+                          (int)orch_config_int(cfg, "ORCH_DB_POOL_SIZE"), &s->db))
+        return 1;
+    orch_metrics_gauge_fn(s->metrics, "orch_database_up",
+                          "1 when the last database probe succeeded", gauge_db_up, s);
+    orch_metrics_gauge_fn(s->metrics, "orch_process_start_time_seconds",
+                          "Start time of the process, Unix seconds", gauge_start_time, s);
+    int rc = prepare_database(s, sigs);
+    if (rc)
+        return rc == 3 ? 0 : rc;
+    if ((err = start_serving(s)) != ORCH_OK) {
+        orch_error("cannot start serving: %s", orch_strerror(err));
+        return 1;
+    }
+    atomic_store(&s->serving, true);
+    orch_info("ready: rpc %s, http %s, host %s, boot %s, pid %d, instance %s",
+              orch_config_str(cfg, s->def->rpc_url_var),
+              orch_config_str(cfg, s->def->http_addr_var), s->ident.host_id,
+              s->ident.boot_id, (int)s->ident.pid, s->ident.instance_id);
+    while (!stop_requested(sigs, 60000))
+        ;
+    orch_info("stop requested; finishing in-flight requests");
+    return 0;
+}
+
+int orch_service_main(const orch_service_def *def, int argc, char **argv)
+{
+    orch_service s = {.def = def};
+    bool print_config = false;
+    sigset_t sigs;
+
+    int rc = parse_args(def, argc, argv, &print_config);
+    if (rc >= 0)
+        return rc;
+    /* Before any thread starts: they all inherit this mask. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    orch_log_init(def->name, ORCH_LOG_INFO);
+    if ((rc = load_config(&s)) != 0)
+        return rc;
+    if (print_config) {
+        orch_config_dump(s.cfg, stdout);
+        orch_config_free(s.cfg);
+        return 0;
+    }
+    orch_log_level level = ORCH_LOG_INFO;
+    if (orch_log_level_parse(orch_config_str(s.cfg, "ORCH_LOG_LEVEL"), &level) != ORCH_OK)
+        level = ORCH_LOG_INFO; /* unreachable: the table restricts the values */
+    orch_log_init(def->name, level);
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    s.start_wall_ms = orch_wall_ms();
+
+    rc = run(&s, &sigs);
+    shutdown_all(&s);
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
+    if (rc == 0)
+        orch_info("stopped");
+    return rc;
+}
