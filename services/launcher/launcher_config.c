@@ -5,9 +5,9 @@
 #include "launcher_config.h"
 
 const orch_config_var launcher_config[] = {
-    {"ORCH_LAUNCHER_RPC_URL", ORCH_CFG_STRING, "tcp://127.0.0.1:7704", 0, 0, NULL,
-     false, false, "NNG address launcher-service listens on and clients dial"},
-    {"ORCH_LAUNCHER_HTTP_ADDR", ORCH_CFG_STRING, "127.0.0.1:7714", 0, 0, NULL, false,
-     false, "host:port of launcher-service's /healthz and /metrics"},
-    {NULL, 0, NULL, 0, 0, NULL, false, false, NULL},
+    { "ORCH_LAUNCHER_RPC_URL", ORCH_CFG_STRING, "tcp://127.0.0.1:7704", 0, 0, NULL, false, false,
+      "NNG address launcher-service listens on and clients dial" },
+    { "ORCH_LAUNCHER_HTTP_ADDR", ORCH_CFG_STRING, "127.0.0.1:7714", 0, 0, NULL, false, false,
+      "host:port of launcher-service's /healthz and /metrics" },
+    { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
 };

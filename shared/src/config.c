@@ -26,8 +26,8 @@ struct orch_config {
     entry *e;
 };
 
-static const char *const truthy[] = {"true", "1", "yes", "on"};
-static const char *const falsy[] = {"false", "0", "no", "off"};
+static const char *const truthy[] = { "true", "1", "yes", "on" };
+static const char *const falsy[] = { "false", "0", "no", "off" };
 
 static bool parse_bool(const char *s, bool *out)
 {
@@ -72,8 +72,7 @@ static bool load_one(entry *e, FILE *errs)
         return false;
     }
     switch (v->type) {
-    case ORCH_CFG_STRING:
-        break;
+    case ORCH_CFG_STRING: break;
     case ORCH_CFG_INT: {
         char *end;
         errno = 0;
@@ -83,8 +82,8 @@ static bool load_one(entry *e, FILE *errs)
             return false;
         }
         if (x < v->min || x > v->max) {
-            fprintf(errs, "%s: %s is outside [%" PRId64 ", %" PRId64 "]\n",
-                    v->name, shown, v->min, v->max);
+            fprintf(errs, "%s: %s is outside [%" PRId64 ", %" PRId64 "]\n", v->name, shown, v->min,
+                    v->max);
             return false;
         }
         e->i = x;
@@ -92,15 +91,13 @@ static bool load_one(entry *e, FILE *errs)
     }
     case ORCH_CFG_BOOL:
         if (!parse_bool(s, &e->b)) {
-            fprintf(errs, "%s: '%s' is not a boolean (true/false)\n", v->name,
-                    shown);
+            fprintf(errs, "%s: '%s' is not a boolean (true/false)\n", v->name, shown);
             return false;
         }
         break;
     case ORCH_CFG_ENUM:
         if (!enum_has(v->choices, s)) {
-            fprintf(errs, "%s: '%s' is not one of %s\n", v->name, shown,
-                    v->choices);
+            fprintf(errs, "%s: '%s' is not one of %s\n", v->name, shown, v->choices);
             return false;
         }
         break;
@@ -113,8 +110,7 @@ static bool load_one(entry *e, FILE *errs)
     return true;
 }
 
-orch_err orch_config_load(const orch_config_var *const *tables, FILE *errs,
-                          orch_config **out)
+orch_err orch_config_load(const orch_config_var *const *tables, FILE *errs, orch_config **out)
 {
     size_t n = 0;
     for (size_t t = 0; tables[t]; t++)
@@ -197,35 +193,35 @@ void orch_config_dump(const orch_config *cfg, FILE *out)
 
 /* Keys every service reads. Keep .env.example in step (a unit test checks). */
 const orch_config_var orch_config_common[] = {
-    {"ORCH_DATABASE_URL", ORCH_CFG_STRING, NULL, 0, 0, NULL, true, true,
-     "libpq connection URI or key=value string of the shared database"},
-    {"ORCH_DB_POOL_SIZE", ORCH_CFG_INT, "4", 1, 64, NULL, false, false,
-     "database connections per service process"},
-    {"ORCH_DB_CONNECT_TIMEOUT_S", ORCH_CFG_INT, "5", 1, 300, NULL, false, false,
-     "seconds allowed for one connection attempt"},
-    {"ORCH_DB_PROBE_INTERVAL_MS", ORCH_CFG_INT, "1000", 100, 60000, NULL, false,
-     false, "milliseconds between database health probes"},
-    {"ORCH_DB_STARTUP_WAIT_S", ORCH_CFG_INT, "30", 0, 3600, NULL, false, false,
-     "seconds to wait for the database at start-up before exiting"},
-    {"ORCH_LOG_LEVEL", ORCH_CFG_ENUM, "info", 0, 0, "debug|info|warn|error", false,
-     false, "lowest level written to the JSON log on stderr"},
-    {"ORCH_HOST_ID", ORCH_CFG_STRING, "", 0, 0, NULL, false, false,
-     "stable name of this host; empty means the hostname"},
-    {"ORCH_RPC_MAX_MSG_BYTES", ORCH_CFG_INT, "1048576", 1024, 67108864, NULL, false,
-     false, "largest RPC message accepted (NNG_OPT_RECVMAXSZ)"},
-    {"ORCH_RPC_CONCURRENCY", ORCH_CFG_INT, "64", 1, 4096, NULL, false, false,
-     "RPC requests a service holds at once (NNG contexts)"},
-    {"ORCH_RPC_WORKERS", ORCH_CFG_INT, "4", 1, 256, NULL, false, false,
-     "threads that run RPC handlers"},
-    {"ORCH_RPC_DEFAULT_TIMEOUT_MS", ORCH_CFG_INT, "5000", 1, 3600000, NULL, false,
-     false, "budget of a request that carries no deadline"},
-    {"ORCH_RPC_DEDUP_ENTRIES", ORCH_CFG_INT, "4096", 16, 1048576, NULL, false,
-     false, "request ids remembered to answer re-sent requests once"},
-    {"ORCH_RPC_DEDUP_TTL_S", ORCH_CFG_INT, "120", 1, 86400, NULL, false, false,
-     "seconds a finished reply is remembered for a re-sent request"},
-    {"ORCH_RPC_AUTH_TOKEN", ORCH_CFG_STRING, "", 0, 0, NULL, false, true,
-     "token every RPC must carry; empty disables the check"},
-    {"ORCH_SHUTDOWN_GRACE_S", ORCH_CFG_INT, "30", 0, 3600, NULL, false, false,
-     "seconds in-flight requests may take to finish after SIGTERM"},
-    {NULL, 0, NULL, 0, 0, NULL, false, false, NULL},
+    { "ORCH_DATABASE_URL", ORCH_CFG_STRING, NULL, 0, 0, NULL, true, true,
+      "libpq connection URI or key=value string of the shared database" },
+    { "ORCH_DB_POOL_SIZE", ORCH_CFG_INT, "4", 1, 64, NULL, false, false,
+      "database connections per service process" },
+    { "ORCH_DB_CONNECT_TIMEOUT_S", ORCH_CFG_INT, "5", 1, 300, NULL, false, false,
+      "seconds allowed for one connection attempt" },
+    { "ORCH_DB_PROBE_INTERVAL_MS", ORCH_CFG_INT, "1000", 100, 60000, NULL, false, false,
+      "milliseconds between database health probes" },
+    { "ORCH_DB_STARTUP_WAIT_S", ORCH_CFG_INT, "30", 0, 3600, NULL, false, false,
+      "seconds to wait for the database at start-up before exiting" },
+    { "ORCH_LOG_LEVEL", ORCH_CFG_ENUM, "info", 0, 0, "debug|info|warn|error", false, false,
+      "lowest level written to the JSON log on stderr" },
+    { "ORCH_HOST_ID", ORCH_CFG_STRING, "", 0, 0, NULL, false, false,
+      "stable name of this host; empty means the hostname" },
+    { "ORCH_RPC_MAX_MSG_BYTES", ORCH_CFG_INT, "1048576", 1024, 67108864, NULL, false, false,
+      "largest RPC message accepted (NNG_OPT_RECVMAXSZ)" },
+    { "ORCH_RPC_CONCURRENCY", ORCH_CFG_INT, "64", 1, 4096, NULL, false, false,
+      "RPC requests a service holds at once (NNG contexts)" },
+    { "ORCH_RPC_WORKERS", ORCH_CFG_INT, "4", 1, 256, NULL, false, false,
+      "threads that run RPC handlers" },
+    { "ORCH_RPC_DEFAULT_TIMEOUT_MS", ORCH_CFG_INT, "5000", 1, 3600000, NULL, false, false,
+      "budget of a request that carries no deadline" },
+    { "ORCH_RPC_DEDUP_ENTRIES", ORCH_CFG_INT, "4096", 16, 1048576, NULL, false, false,
+      "request ids remembered to answer re-sent requests once" },
+    { "ORCH_RPC_DEDUP_TTL_S", ORCH_CFG_INT, "120", 1, 86400, NULL, false, false,
+      "seconds a finished reply is remembered for a re-sent request" },
+    { "ORCH_RPC_AUTH_TOKEN", ORCH_CFG_STRING, "", 0, 0, NULL, false, true,
+      "token every RPC must carry; empty disables the check" },
+    { "ORCH_SHUTDOWN_GRACE_S", ORCH_CFG_INT, "30", 0, 3600, NULL, false, false,
+      "seconds in-flight requests may take to finish after SIGTERM" },
+    { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
 };

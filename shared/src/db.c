@@ -53,8 +53,8 @@ orch_err orch_db_map_sqlstate(const char *s)
         return ORCH_EDB_LOCKED;
     if (strcmp(s, "57014") == 0)
         return ORCH_ETIMEDOUT;
-    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 ||
-        strcmp(s, "57P02") == 0 || strcmp(s, "57P03") == 0)
+    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
+        strcmp(s, "57P03") == 0)
         return ORCH_EDB_UNAVAIL;
     if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0)
         return ORCH_EINVAL;
@@ -128,10 +128,9 @@ static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
     uint64_t left = orch_deadline_left_ms(deadline);
     /* libpq's connect_timeout is in whole seconds, minimum 2. */
     uint64_t secs = left == UINT64_MAX ? 10 : (left + 999) / 1000;
-    snprintf(timeout, sizeof timeout, "%llu",
-             (unsigned long long)(secs < 2 ? 2 : secs));
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {c->pool->conninfo, timeout, "orch", NULL};
+    snprintf(timeout, sizeof timeout, "%llu", (unsigned long long)(secs < 2 ? 2 : secs));
+    const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
+    const char *vals[] = { c->pool->conninfo, timeout, "orch", NULL };
 
     if (c->pg)
         PQfinish(c->pg);
@@ -259,9 +258,8 @@ static orch_err check_ready(orch_db_conn *c)
     return ORCH_OK;
 }
 
-orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql,
-                      int nparams, const char *const *params,
-                      orch_db_result **out)
+orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
+                      const char *const *params, orch_db_result **out)
 {
     orch_err err = check_ready(c);
     if (!err)
@@ -335,8 +333,14 @@ void orch_db_rollback(orch_db_conn *c)
     c->timeout_ms = -1; /* a SET inside the transaction was undone */
 }
 
-const char *orch_db_last_sqlstate(const orch_db_conn *c) { return c->sqlstate; }
-const char *orch_db_last_error(const orch_db_conn *c) { return c->error; }
+const char *orch_db_last_sqlstate(const orch_db_conn *c)
+{
+    return c->sqlstate;
+}
+const char *orch_db_last_error(const orch_db_conn *c)
+{
+    return c->error;
+}
 
 int orch_db_result_rows(const orch_db_result *res)
 {
@@ -363,7 +367,10 @@ int64_t orch_db_result_affected(const orch_db_result *res)
     return s && s[0] ? strtoll(s, NULL, 10) : 0;
 }
 
-void orch_db_result_free(orch_db_result *res) { PQclear((PGresult *)res); }
+void orch_db_result_free(orch_db_result *res)
+{
+    PQclear((PGresult *)res);
+}
 
 orch_err orch_db_ping(orch_db_pool *p, uint64_t deadline)
 {

@@ -50,8 +50,8 @@ static void route_cb(nng_aio *aio)
     nng_aio_finish(aio, 0);
 }
 
-orch_err orch_http_start(const char *addr, const orch_http_route *routes,
-                         size_t n, orch_http_server **out)
+orch_err orch_http_start(const char *addr, const orch_http_route *routes, size_t n,
+                         orch_http_server **out)
 {
     char urlbuf[300];
     nng_url *url = NULL;
@@ -82,8 +82,7 @@ orch_err orch_http_start(const char *addr, const orch_http_route *routes,
     if (rv == 0)
         rv = nng_http_server_start(s->srv);
     nng_sockaddr sa;
-    if (rv == 0 && nng_http_server_get_addr(s->srv, &sa) == 0 &&
-        sa.s_family == NNG_AF_INET)
+    if (rv == 0 && nng_http_server_get_addr(s->srv, &sa) == 0 && sa.s_family == NNG_AF_INET)
         s->port = ntohs(sa.s_in.sa_port);
     nng_url_free(url);
     if (rv != 0) {
@@ -98,7 +97,10 @@ orch_err orch_http_start(const char *addr, const orch_http_route *routes,
     return ORCH_OK;
 }
 
-int orch_http_port(const orch_http_server *s) { return s->port; }
+int orch_http_port(const orch_http_server *s)
+{
+    return s->port;
+}
 
 void orch_http_stop(orch_http_server *s)
 {

@@ -92,8 +92,7 @@ orch_err orch_ident_init(const char *host_id, orch_ident *out)
     } else if (gethostname(id.host_id, sizeof id.host_id - 1) != 0) {
         return ORCH_EIO;
     }
-    orch_err err = read_line("/proc/sys/kernel/random/boot_id", id.boot_id,
-                             sizeof id.boot_id);
+    orch_err err = read_line("/proc/sys/kernel/random/boot_id", id.boot_id, sizeof id.boot_id);
     if (err)
         return err;
     id.pid = getpid();

@@ -23,7 +23,7 @@ static const char *log_service = "orch";
 static _Thread_local const char *tl_request_id;
 static _Thread_local const char *tl_method;
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
 void orch_log_init(const char *service, orch_log_level level)
 {
@@ -34,7 +34,7 @@ void orch_log_init(const char *service, orch_log_level level)
 
 orch_err orch_log_level_parse(const char *s, orch_log_level *out)
 {
-    static const char *const names[] = {"debug", "info", "warn", "error", "off"};
+    static const char *const names[] = { "debug", "info", "warn", "error", "off" };
     for (int i = 0; i < 5; i++) {
         if (s && strcasecmp(s, names[i]) == 0) {
             *out = (orch_log_level)i;

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define MAX_FAMILIES 64
-#define NBUCKETS 16
+#define NBUCKETS     16
 
 static const double bucket_s[NBUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -42,8 +42,12 @@ typedef struct family {
     void *arg;
 } family;
 
-struct orch_counter { family f; };
-struct orch_histogram { family f; };
+struct orch_counter {
+    family f;
+};
+struct orch_histogram {
+    family f;
+};
 
 struct orch_metrics {
     size_t n;
@@ -71,8 +75,7 @@ void orch_metrics_free(orch_metrics *m)
     free(m);
 }
 
-static family *add_family(orch_metrics *m, kind k, const char *name,
-                          const char *help)
+static family *add_family(orch_metrics *m, kind k, const char *name, const char *help)
 {
     if (m->n == MAX_FAMILIES)
         return NULL;
@@ -87,11 +90,9 @@ static family *add_family(orch_metrics *m, kind k, const char *name,
     return f;
 }
 
-orch_counter *orch_metrics_counter2(orch_metrics *m, const char *name,
-                                    const char *help, const char *label1,
-                                    const char *const *values1, size_t n1,
-                                    const char *label2,
-                                    const char *const *values2, size_t n2)
+orch_counter *orch_metrics_counter2(orch_metrics *m, const char *name, const char *help,
+                                    const char *label1, const char *const *values1, size_t n1,
+                                    const char *label2, const char *const *values2, size_t n2)
 {
     family *f = add_family(m, K_COUNTER, name, help);
     if (!f)
@@ -106,16 +107,14 @@ orch_counter *orch_metrics_counter2(orch_metrics *m, const char *name,
     return f->counts ? (orch_counter *)f : NULL;
 }
 
-orch_counter *orch_metrics_counter(orch_metrics *m, const char *name,
-                                   const char *help, const char *label,
-                                   const char *const *values, size_t n)
+orch_counter *orch_metrics_counter(orch_metrics *m, const char *name, const char *help,
+                                   const char *label, const char *const *values, size_t n)
 {
     return orch_metrics_counter2(m, name, help, label, values, n, NULL, NULL, 1);
 }
 
-orch_histogram *orch_metrics_histogram(orch_metrics *m, const char *name,
-                                       const char *help, const char *label,
-                                       const char *const *values, size_t n)
+orch_histogram *orch_metrics_histogram(orch_metrics *m, const char *name, const char *help,
+                                       const char *label, const char *const *values, size_t n)
 {
     family *f = add_family(m, K_HISTOGRAM, name, help);
     if (!f)
@@ -141,8 +140,7 @@ void orch_counter_add2(orch_counter *c, size_t i, size_t j, uint64_t v)
 {
     family *f = &c->f;
     if (i < f->n1 && j < f->n2)
-        atomic_fetch_add_explicit(&f->counts[i * f->n2 + j], v,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&f->counts[i * f->n2 + j], v, memory_order_relaxed);
 }
 
 void orch_counter_add(orch_counter *c, size_t idx, uint64_t v)
@@ -181,8 +179,8 @@ static void render_counter(FILE *o, const family *f)
                 continue; /* keep method x code sparse */
             fprintf(o, "%s", f->name);
             if (f->label1 && f->label2)
-                fprintf(o, "{%s=\"%s\",%s=\"%s\"}", f->label1, f->values1[i],
-                        f->label2, f->values2[j]);
+                fprintf(o, "{%s=\"%s\",%s=\"%s\"}", f->label1, f->values1[i], f->label2,
+                        f->values2[j]);
             else if (f->label1)
                 fprintf(o, "{%s=\"%s\"}", f->label1, f->values1[i]);
             fprintf(o, " %llu\n", (unsigned long long)v);
@@ -202,14 +200,13 @@ static void render_histogram(FILE *o, const family *f)
             fprintf(o, "%s_bucket{%sle=\"%g\"} %llu\n", f->name, lbl, bucket_s[b],
                     (unsigned long long)atomic_load(&c->bucket[b]));
         uint64_t count = atomic_load(&c->count);
-        fprintf(o, "%s_bucket{%sle=\"+Inf\"} %llu\n", f->name, lbl,
-                (unsigned long long)count);
+        fprintf(o, "%s_bucket{%sle=\"+Inf\"} %llu\n", f->name, lbl, (unsigned long long)count);
         if (lv)
             lbl[strlen(lbl) - 1] = '\0';
         fprintf(o, "%s_sum%s%s%s %.9f\n", f->name, lv ? "{" : "", lbl, lv ? "}" : "",
                 (double)atomic_load(&c->sum_ns) / 1e9);
-        fprintf(o, "%s_count%s%s%s %llu\n", f->name, lv ? "{" : "", lbl,
-                lv ? "}" : "", (unsigned long long)count);
+        fprintf(o, "%s_count%s%s%s %llu\n", f->name, lv ? "{" : "", lbl, lv ? "}" : "",
+                (unsigned long long)count);
     }
 }
 
@@ -220,11 +217,10 @@ orch_err orch_metrics_render(const orch_metrics *m, char **out, size_t *len)
     FILE *o = open_memstream(&buf, &n);
     if (!o)
         return ORCH_ENOMEM;
-    static const char *const type_names[] = {"counter", "histogram", "gauge"};
+    static const char *const type_names[] = { "counter", "histogram", "gauge" };
     for (size_t i = 0; i < m->n; i++) {
         const family *f = m->fams[i];
-        fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
-                type_names[f->kind]);
+        fprintf(o, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, type_names[f->kind]);
         if (f->kind == K_COUNTER)
             render_counter(o, f);
         else if (f->kind == K_HISTOGRAM)

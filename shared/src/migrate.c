@@ -27,12 +27,11 @@ void orch_migration_checksum(const char *sql, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-static const char create_table_sql[] =
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    " version integer PRIMARY KEY,"
-    " name text NOT NULL,"
-    " checksum text NOT NULL,"
-    " applied_at timestamptz NOT NULL DEFAULT now())";
+static const char create_table_sql[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                       " version integer PRIMARY KEY,"
+                                       " name text NOT NULL,"
+                                       " checksum text NOT NULL,"
+                                       " applied_at timestamptz NOT NULL DEFAULT now())";
 
 /* Verifies an applied version against the embedded one. */
 static orch_err check_applied(const char *ver, const char *sum)
@@ -46,13 +45,15 @@ static orch_err check_applied(const char *ver, const char *sum)
         orch_migration_checksum(m->sql, want);
         if (strcmp(want, sum) != 0) {
             orch_error("migration %s was changed after it was applied "
-                       "(checksum %s, database has %s)", m->name, want, sum);
+                       "(checksum %s, database has %s)",
+                       m->name, want, sum);
             return ORCH_EPROTO;
         }
         return ORCH_OK;
     }
     orch_error("database has migration version %d that this binary does not "
-               "know: it is older than the schema", v);
+               "know: it is older than the schema",
+               v);
     return ORCH_EPROTO;
 }
 
@@ -64,13 +65,12 @@ static bool is_applied(const orch_db_result *r, int version)
     return false;
 }
 
-static orch_err apply_one(orch_db_conn *c, uint64_t deadline,
-                          const orch_migration *m)
+static orch_err apply_one(orch_db_conn *c, uint64_t deadline, const orch_migration *m)
 {
     char ver[16], sum[17];
     snprintf(ver, sizeof ver, "%d", m->version);
     orch_migration_checksum(m->sql, sum);
-    const char *params[] = {ver, m->name, sum};
+    const char *params[] = { ver, m->name, sum };
 
     orch_err err = orch_db_begin(c, deadline);
     if (!err)
@@ -83,8 +83,8 @@ static orch_err apply_one(orch_db_conn *c, uint64_t deadline,
     if (!err)
         err = orch_db_commit(c, deadline);
     if (err) {
-        orch_error("migration %s failed: %s (%s)", m->name,
-                   orch_db_last_error(c), orch_strerror(err));
+        orch_error("migration %s failed: %s (%s)", m->name, orch_db_last_error(c),
+                   orch_strerror(err));
         orch_db_rollback(c);
         return err;
     }
@@ -96,8 +96,8 @@ orch_err orch_migrate(orch_db_conn *c, uint64_t deadline, int *applied)
 {
     orch_db_result *r = NULL;
     int n = 0;
-    orch_err err = orch_db_exec(c, deadline, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")",
-                                0, NULL, NULL);
+    orch_err err =
+        orch_db_exec(c, deadline, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL, NULL);
     if (err)
         return err;
     err = orch_db_exec(c, deadline, create_table_sql, 0, NULL, NULL);
@@ -115,9 +115,8 @@ orch_err orch_migrate(orch_db_conn *c, uint64_t deadline, int *applied)
         n += err ? 0 : 1;
     }
     orch_db_result_free(r);
-    orch_err unlock = orch_db_exec(c, deadline,
-                                   "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")",
-                                   0, NULL, NULL);
+    orch_err unlock =
+        orch_db_exec(c, deadline, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", 0, NULL, NULL);
     if (!err && unlock)
         err = unlock;
     if (!err && applied)

@@ -43,8 +43,7 @@ orch_err orch_rpc_client_open(const char *url, const orch_rpc_client_opts *opts,
     if (!c)
         return ORCH_ENOMEM;
     c->max_msg_bytes = opts && opts->max_msg_bytes ? opts->max_msg_bytes : 1u << 20;
-    c->default_timeout_ms =
-        opts && opts->default_timeout_ms ? opts->default_timeout_ms : 5000;
+    c->default_timeout_ms = opts && opts->default_timeout_ms ? opts->default_timeout_ms : 5000;
     c->url = strdup(url);
     if (opts && opts->auth_token && opts->auth_token[0])
         c->auth_token = strdup(opts->auth_token);
@@ -119,8 +118,8 @@ static void give_back(orch_rpc_client *c, cslot *s)
 }
 
 /* One request/reply exchange on a borrowed context. */
-static int exchange(orch_rpc_client *c, const void *frame, size_t len,
-                    uint32_t timeout_ms, nng_msg **reply)
+static int exchange(orch_rpc_client *c, const void *frame, size_t len, uint32_t timeout_ms,
+                    nng_msg **reply)
 {
     cslot *s = borrow(c);
     nng_msg *m;
@@ -156,8 +155,8 @@ static int exchange(orch_rpc_client *c, const void *frame, size_t len,
     return rv;
 }
 
-orch_err orch_rpc_raw(orch_rpc_client *c, const void *frame, size_t len,
-                      uint32_t timeout_ms, void **reply, size_t *reply_len)
+orch_err orch_rpc_raw(orch_rpc_client *c, const void *frame, size_t len, uint32_t timeout_ms,
+                      void **reply, size_t *reply_len)
 {
     nng_msg *m = NULL;
     int rv = exchange(c, frame, len, timeout_ms ? timeout_ms : c->default_timeout_ms, &m);
@@ -195,8 +194,8 @@ static orch_code set_status(orch_rpc_status *st, orch_code code, const char *fmt
 
 /* Decodes a reply envelope for request `rid` into st and *reply. */
 static orch_code decode_reply(const uint8_t *buf, size_t len, const char *rid,
-                              const ProtobufCMessageDescriptor *reply_desc,
-                              orch_rpc_status *st, ProtobufCMessage **reply)
+                              const ProtobufCMessageDescriptor *reply_desc, orch_rpc_status *st,
+                              ProtobufCMessage **reply)
 {
     Orch__V1__ReplyEnvelope *rep = orch__v1__reply_envelope__unpack(NULL, len, buf);
     if (!rep)
@@ -208,8 +207,7 @@ static orch_code decode_reply(const uint8_t *buf, size_t len, const char *rid,
     } else if (code != ORCH_CODE_OK) {
         set_status(st, code, "%s", rep->status ? rep->status->message : "no status");
     } else if (reply_desc && reply) {
-        *reply = protobuf_c_message_unpack(reply_desc, NULL, rep->payload.len,
-                                           rep->payload.data);
+        *reply = protobuf_c_message_unpack(reply_desc, NULL, rep->payload.len, rep->payload.data);
         if (!*reply)
             code = set_status(st, ORCH_CODE_INTERNAL, "reply payload does not decode as %s",
                               reply_desc->name);
@@ -222,8 +220,7 @@ static orch_code decode_reply(const uint8_t *buf, size_t len, const char *rid,
     return code;
 }
 
-orch_code orch_rpc_invoke(orch_rpc_client *c, const char *method,
-                          const ProtobufCMessage *req,
+orch_code orch_rpc_invoke(orch_rpc_client *c, const char *method, const ProtobufCMessage *req,
                           const ProtobufCMessageDescriptor *reply_desc,
                           const orch_rpc_call_opts *opts, orch_rpc_status *st,
                           ProtobufCMessage **reply)
@@ -263,8 +260,8 @@ orch_code orch_rpc_invoke(orch_rpc_client *c, const char *method,
     int rv = exchange(c, frame, len, timeout, &m);
     free(frame);
     if (rv == NNG_ETIMEDOUT)
-        return set_status(st, ORCH_CODE_DEADLINE_EXCEEDED, "no reply from %s within %u ms",
-                          c->url, timeout);
+        return set_status(st, ORCH_CODE_DEADLINE_EXCEEDED, "no reply from %s within %u ms", c->url,
+                          timeout);
     if (rv != 0)
         return set_status(st, ORCH_CODE_UNAVAILABLE, "%s: %s", c->url, nng_strerror(rv));
     orch_code code = decode_reply(nng_msg_body(m), nng_msg_len(m), rid, reply_desc, st, reply);

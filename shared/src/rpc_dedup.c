@@ -19,8 +19,8 @@ typedef struct dentry {
     uint64_t done_ms;
     void **waiters;
     size_t nwaiters, capwaiters;
-    struct dentry *chain;            /* hash bucket chain */
-    struct dentry *fifo_next;        /* finished entries, oldest first */
+    struct dentry *chain;     /* hash bucket chain */
+    struct dentry *fifo_next; /* finished entries, oldest first */
 } dentry;
 
 struct orch__dedup {
@@ -105,8 +105,7 @@ static void unlink_entry(orch__dedup *d, dentry *e)
  * entries leave the FIFO in order, so only its head needs looking at. */
 static void evict(orch__dedup *d, uint64_t now_ms)
 {
-    while (d->fifo_head &&
-           (d->ndone > d->cap || now_ms - d->fifo_head->done_ms > d->ttl_ms)) {
+    while (d->fifo_head && (d->ndone > d->cap || now_ms - d->fifo_head->done_ms > d->ttl_ms)) {
         dentry *e = d->fifo_head;
         d->fifo_head = e->fifo_next;
         if (!d->fifo_head)
@@ -117,9 +116,8 @@ static void evict(orch__dedup *d, uint64_t now_ms)
     }
 }
 
-orch_err orch__dedup_begin(orch__dedup *d, const char *id, uint64_t now_ms,
-                           void *waiter, orch__dedup_verdict *verdict,
-                           void **reply, size_t *len)
+orch_err orch__dedup_begin(orch__dedup *d, const char *id, uint64_t now_ms, void *waiter,
+                           orch__dedup_verdict *verdict, void **reply, size_t *len)
 {
     uint64_t h = hash_id(id);
     orch_err err = ORCH_OK;
@@ -167,9 +165,8 @@ orch_err orch__dedup_begin(orch__dedup *d, const char *id, uint64_t now_ms,
     return err;
 }
 
-void orch__dedup_finish(orch__dedup *d, const char *id, uint64_t now_ms,
-                        const void *reply, size_t len, int keep,
-                        void ***waiters, size_t *nwaiters)
+void orch__dedup_finish(orch__dedup *d, const char *id, uint64_t now_ms, const void *reply,
+                        size_t len, int keep, void ***waiters, size_t *nwaiters)
 {
     pthread_mutex_lock(&d->mu);
     dentry **p = slot_of(d, id, hash_id(id));

@@ -27,15 +27,13 @@ void orch__dedup_free(orch__dedup *d);
 
 /* Looks `id` up at monotonic time now_ms. On ORCH__DEDUP_DONE, *reply and
  * *len receive a copy the caller owns. ORCH_ENOMEM leaves nothing behind. */
-orch_err orch__dedup_begin(orch__dedup *d, const char *id, uint64_t now_ms,
-                           void *waiter, orch__dedup_verdict *verdict,
-                           void **reply, size_t *len);
+orch_err orch__dedup_begin(orch__dedup *d, const char *id, uint64_t now_ms, void *waiter,
+                           orch__dedup_verdict *verdict, void **reply, size_t *len);
 
 /* Ends the running entry `id`. With `keep`, the reply (copied) is remembered;
  * otherwise the entry is forgotten. The parked waiters are handed back
  * through `waiters` (malloc'ed array, caller frees) and `nwaiters`. */
-void orch__dedup_finish(orch__dedup *d, const char *id, uint64_t now_ms,
-                        const void *reply, size_t len, int keep,
-                        void ***waiters, size_t *nwaiters);
+void orch__dedup_finish(orch__dedup *d, const char *id, uint64_t now_ms, const void *reply,
+                        size_t len, int keep, void ***waiters, size_t *nwaiters);
 
 #endif

@@ -43,7 +43,7 @@ struct orch_rpc_server {
     char *auth_token;
     orch_rpc_service *svcs;
     size_t nsvcs;
-    size_t *method_base;   /* first metrics index of each service */
+    size_t *method_base;       /* first metrics index of each service */
     const char **method_names; /* metrics label values, last = "unknown" */
     size_t nmethods;
     orch_counter *m_requests;
@@ -76,20 +76,39 @@ struct orch_rpc_call {
 };
 
 static const char *const code_labels[ORCH_CODE_COUNT] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
 };
 
 /* ---- handler-side API --------------------------------------------------- */
 
-uint64_t orch_rpc_call_deadline(const orch_rpc_call *c) { return c->deadline; }
+uint64_t orch_rpc_call_deadline(const orch_rpc_call *c)
+{
+    return c->deadline;
+}
 const char *orch_rpc_call_request_id(const orch_rpc_call *c)
 {
     return c->env->request_id;
 }
-const char *orch_rpc_call_method(const orch_rpc_call *c) { return c->method; }
+const char *orch_rpc_call_method(const orch_rpc_call *c)
+{
+    return c->method;
+}
 
 const char *orch_rpc_call_metadata(const orch_rpc_call *c, const char *key)
 {
@@ -183,8 +202,8 @@ static nng_msg *msg_from(const void *buf, size_t len)
 }
 
 /* Packs a reply envelope into a malloc'ed buffer. */
-static uint8_t *pack_reply(const char *rid, orch_code code, const char *msg,
-                           const uint8_t *payload, size_t plen, size_t *len)
+static uint8_t *pack_reply(const char *rid, orch_code code, const char *msg, const uint8_t *payload,
+                           size_t plen, size_t *len)
 {
     Orch__V1__Status st = ORCH__V1__STATUS__INIT;
     Orch__V1__ReplyEnvelope rep = ORCH__V1__REPLY_ENVELOPE__INIT;
@@ -203,8 +222,8 @@ static uint8_t *pack_reply(const char *rid, orch_code code, const char *msg,
 
 /* ---- dispatch (worker threads) ----------------------------------------- */
 
-static const ProtobufCMethodDescriptor *
-find_method(orch_rpc_server *s, const char *full, size_t *svc_idx)
+static const ProtobufCMethodDescriptor *find_method(orch_rpc_server *s, const char *full,
+                                                    size_t *svc_idx)
 {
     const char *slash = strrchr(full, '/');
     if (!slash)
@@ -214,15 +233,13 @@ find_method(orch_rpc_server *s, const char *full, size_t *svc_idx)
         const char *name = s->svcs[i].desc->name;
         if (strlen(name) == plen && strncmp(name, full, plen) == 0) {
             *svc_idx = i;
-            return protobuf_c_service_descriptor_get_method_by_name(
-                s->svcs[i].desc, slash + 1);
+            return protobuf_c_service_descriptor_get_method_by_name(s->svcs[i].desc, slash + 1);
         }
     }
     return NULL;
 }
 
-static uint64_t compute_deadline(const orch_rpc_server *s,
-                                 const Orch__V1__RequestEnvelope *env,
+static uint64_t compute_deadline(const orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
                                  uint64_t recv_ms)
 {
     uint32_t t = env->timeout_ms ? env->timeout_ms : s->o.default_timeout_ms;
@@ -230,9 +247,7 @@ static uint64_t compute_deadline(const orch_rpc_server *s,
     if (env->deadline_unix_ms) {
         uint64_t wall = orch_wall_ms();
         uint64_t mono = orch_mono_ms();
-        uint64_t abs = env->deadline_unix_ms > wall
-                           ? mono + (env->deadline_unix_ms - wall)
-                           : 0;
+        uint64_t abs = env->deadline_unix_ms > wall ? mono + (env->deadline_unix_ms - wall) : 0;
         if (abs < deadline)
             deadline = abs;
     }
@@ -249,26 +264,25 @@ static bool cacheable(orch_code code)
 
 typedef struct outcome {
     orch_code code;
-    bool ran;         /* the handler ran */
+    bool ran; /* the handler ran */
     size_t metric_idx;
 } outcome;
 
 /* Decodes, validates and runs one request; fills call->msg/reply. */
-static outcome handle(orch_rpc_server *s, slot *sl,
-                      const Orch__V1__RequestEnvelope *env, orch_rpc_call *call)
+static outcome handle(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnvelope *env,
+                      orch_rpc_call *call)
 {
-    outcome oc = {ORCH_CODE_OK, false, s->nmethods - 1};
+    outcome oc = { ORCH_CODE_OK, false, s->nmethods - 1 };
     size_t si = 0;
     const ProtobufCMethodDescriptor *md = find_method(s, env->method, &si);
 
     if (s->auth_token && strcmp(env->auth_token, s->auth_token) != 0) {
-        oc.code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED,
-                                "missing or wrong auth token");
+        oc.code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED, "missing or wrong auth token");
         return oc;
     }
     if (!md || !s->svcs[si].handlers[md - s->svcs[si].desc->methods]) {
-        oc.code = orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED,
-                                "unknown method '%.200s'", env->method);
+        oc.code =
+            orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED, "unknown method '%.200s'", env->method);
         return oc;
     }
     oc.metric_idx = s->method_base[si] + (size_t)(md - s->svcs[si].desc->methods);
@@ -280,18 +294,16 @@ static outcome handle(orch_rpc_server *s, slot *sl,
                                 (unsigned long long)((orch_mono_ns() - sl->recv_ns) / 1000000));
         return oc;
     }
-    ProtobufCMessage *req = protobuf_c_message_unpack(md->input, NULL,
-                                                      env->payload.len,
-                                                      env->payload.data);
+    ProtobufCMessage *req =
+        protobuf_c_message_unpack(md->input, NULL, env->payload.len, env->payload.data);
     if (!req) {
-        oc.code = orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
-                                "payload does not decode as %s", md->input->name);
+        oc.code = orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "payload does not decode as %s",
+                                md->input->name);
         return oc;
     }
     orch_log_set_request(env->request_id, call->method);
     oc.ran = true;
-    oc.code = s->svcs[si].handlers[md - s->svcs[si].desc->methods](
-        call, req, s->svcs[si].arg);
+    oc.code = s->svcs[si].handlers[md - s->svcs[si].desc->methods](call, req, s->svcs[si].arg);
     orch_log_set_request(NULL, NULL);
     protobuf_c_message_free_unpacked(req, NULL);
     return oc;
@@ -321,13 +333,13 @@ static void process(orch_rpc_server *s, slot *sl)
 {
     nng_msg *req = sl->req;
     sl->req = NULL;
-    orch_rpc_call call = {.srv = s, .method = ""};
+    orch_rpc_call call = { .srv = s, .method = "" };
     size_t len = 0;
     uint8_t *out;
-    outcome oc = {ORCH_CODE_OK, false, s->nmethods - 1};
+    outcome oc = { ORCH_CODE_OK, false, s->nmethods - 1 };
 
-    Orch__V1__RequestEnvelope *env = orch__v1__request_envelope__unpack(
-        NULL, nng_msg_len(req), nng_msg_body(req));
+    Orch__V1__RequestEnvelope *env =
+        orch__v1__request_envelope__unpack(NULL, nng_msg_len(req), nng_msg_body(req));
     nng_msg_free(req);
     if (!env) {
         out = pack_reply("", ORCH_CODE_INVALID_ARGUMENT,
@@ -345,8 +357,8 @@ static void process(orch_rpc_server *s, slot *sl)
         orch__dedup_verdict v;
         void *cached = NULL;
         size_t clen = 0;
-        orch_err err = orch__dedup_begin(s->dedup, env->request_id, orch_mono_ms(),
-                                         sl, &v, &cached, &clen);
+        orch_err err =
+            orch__dedup_begin(s->dedup, env->request_id, orch_mono_ms(), sl, &v, &cached, &clen);
         if (!err && v == ORCH__DEDUP_JOINED) {
             pthread_mutex_lock(&s->mu);
             sl->state = S_PARKED;
@@ -355,8 +367,7 @@ static void process(orch_rpc_server *s, slot *sl)
             return;
         }
         if (!err && v == ORCH__DEDUP_DONE) {
-            orch_debug("request %s answered from the reply of its first run",
-                       env->request_id);
+            orch_debug("request %s answered from the reply of its first run", env->request_id);
             send_bytes(s, sl, cached, clen);
             free(cached);
             orch__v1__request_envelope__free_unpacked(env, NULL);
@@ -366,8 +377,7 @@ static void process(orch_rpc_server *s, slot *sl)
     }
 
     oc = handle(s, sl, env, &call);
-    out = pack_reply(env->request_id, oc.code, oc.code ? call.msg : "",
-                     call.reply, call.reply_len,
+    out = pack_reply(env->request_id, oc.code, oc.code ? call.msg : "", call.reply, call.reply_len,
                      &len);
     orch_counter_add2(s->m_requests, oc.metric_idx, oc.code, 1);
     orch_histogram_observe_ns(s->m_latency, oc.metric_idx, orch_mono_ns() - sl->recv_ns);
@@ -436,14 +446,13 @@ static orch_err build_method_table(orch_rpc_server *s)
     s->method_names[k] = "unknown";
     s->nmethods = n;
     if (s->o.metrics) {
-        s->m_requests = orch_metrics_counter2(
-            s->o.metrics, "orch_rpc_requests_total",
-            "RPC requests answered, by method and status code", "method",
-            s->method_names, n, "code", code_labels, ORCH_CODE_COUNT);
-        s->m_latency = orch_metrics_histogram(
-            s->o.metrics, "orch_rpc_request_duration_seconds",
-            "Time from receipt of a request to its reply", "method",
-            s->method_names, n);
+        s->m_requests =
+            orch_metrics_counter2(s->o.metrics, "orch_rpc_requests_total",
+                                  "RPC requests answered, by method and status code", "method",
+                                  s->method_names, n, "code", code_labels, ORCH_CODE_COUNT);
+        s->m_latency = orch_metrics_histogram(s->o.metrics, "orch_rpc_request_duration_seconds",
+                                              "Time from receipt of a request to its reply",
+                                              "method", s->method_names, n);
         if (!s->m_requests || !s->m_latency)
             return ORCH_ENOMEM;
     } else {
@@ -452,8 +461,8 @@ static orch_err build_method_table(orch_rpc_server *s)
         if (orch_metrics_new(&m))
             return ORCH_ENOMEM;
         s->o.metrics = m;
-        s->m_requests = orch_metrics_counter2(m, "r", "r", "method", s->method_names,
-                                              n, "code", code_labels, ORCH_CODE_COUNT);
+        s->m_requests = orch_metrics_counter2(m, "r", "r", "method", s->method_names, n, "code",
+                                              code_labels, ORCH_CODE_COUNT);
         s->m_latency = orch_metrics_histogram(m, "l", "l", "method", s->method_names, n);
         s->owns_metrics = true;
         if (!s->m_requests || !s->m_latency)
@@ -492,8 +501,7 @@ static orch_err start_slots_and_workers(orch_rpc_server *s)
         slot *sl = &s->slots[i];
         sl->srv = s;
         sl->state = S_IDLE;
-        if (nng_ctx_open(&sl->ctx, s->sock) != 0 ||
-            nng_aio_alloc(&sl->aio, slot_cb, sl) != 0)
+        if (nng_ctx_open(&sl->ctx, s->sock) != 0 || nng_aio_alloc(&sl->aio, slot_cb, sl) != 0)
             return ORCH_ENOMEM;
         s->nslots++;
     }
@@ -511,9 +519,8 @@ static orch_err start_slots_and_workers(orch_rpc_server *s)
     return ORCH_OK;
 }
 
-orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts,
-                               const orch_rpc_service *services, size_t nservices,
-                               orch_rpc_server **out)
+orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_service *services,
+                               size_t nservices, orch_rpc_server **out)
 {
     if (!opts || !opts->url || opts->concurrency < 1 || opts->workers < 1 ||
         opts->max_msg_bytes < 64 || opts->dedup_entries < 1)
@@ -531,15 +538,14 @@ orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts,
         goto fail;
     memcpy(s->svcs, services, nservices * sizeof *s->svcs);
     s->nsvcs = nservices;
-    if (opts->auth_token && opts->auth_token[0] &&
-        !(s->auth_token = strdup(opts->auth_token)))
+    if (opts->auth_token && opts->auth_token[0] && !(s->auth_token = strdup(opts->auth_token)))
         goto fail;
     if ((err = build_method_table(s)) ||
         (err = orch__dedup_new(opts->dedup_entries, opts->dedup_ttl_ms, &s->dedup)) ||
         (err = open_socket(s)) || (err = start_slots_and_workers(s)))
         goto fail;
-    orch_info("RPC listening on %s (%d contexts, %d workers)", opts->url,
-              opts->concurrency, opts->workers);
+    orch_info("RPC listening on %s (%d contexts, %d workers)", opts->url, opts->concurrency,
+              opts->workers);
     *out = s;
     return ORCH_OK;
 fail:
@@ -547,7 +553,10 @@ fail:
     return err;
 }
 
-int orch_rpc_server_port(const orch_rpc_server *s) { return s->port; }
+int orch_rpc_server_port(const orch_rpc_server *s)
+{
+    return s->port;
+}
 
 static bool all_idle(const orch_rpc_server *s)
 {

@@ -56,12 +56,30 @@ struct orch_service {
     uint64_t start_wall_ms;
 };
 
-const orch_config *orch_service_config(const orch_service *s) { return s->cfg; }
-orch_db_pool *orch_service_db(const orch_service *s) { return s->db; }
-const orch_ident *orch_service_ident(const orch_service *s) { return &s->ident; }
-orch_metrics *orch_service_metrics(const orch_service *s) { return s->metrics; }
-void orch_service_set_state(orch_service *s, void *state) { s->state = state; }
-void *orch_service_state(const orch_service *s) { return s->state; }
+const orch_config *orch_service_config(const orch_service *s)
+{
+    return s->cfg;
+}
+orch_db_pool *orch_service_db(const orch_service *s)
+{
+    return s->db;
+}
+const orch_ident *orch_service_ident(const orch_service *s)
+{
+    return &s->ident;
+}
+orch_metrics *orch_service_metrics(const orch_service *s)
+{
+    return s->metrics;
+}
+void orch_service_set_state(orch_service *s, void *state)
+{
+    s->state = state;
+}
+void *orch_service_state(const orch_service *s)
+{
+    return s->state;
+}
 
 orch_err orch_service_add_rpc(orch_service *s, const orch_rpc_service *rpc)
 {
@@ -139,8 +157,7 @@ static bool known_service(const orch_service *s, const char *name)
     return false;
 }
 
-static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg,
-                              void *arg)
+static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     orch_service *s = arg;
     const Orch__V1__HealthCheckRequest *req = (const Orch__V1__HealthCheckRequest *)msg;
@@ -148,8 +165,7 @@ static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg,
     char why[256];
 
     if (!known_service(s, req->service))
-        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no service '%.200s' here",
-                             req->service);
+        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no service '%.200s' here", req->service);
     rep.status = healthy(s) ? ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
                             : ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     rep.server = (char *)s->def->name;
@@ -159,23 +175,23 @@ static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg,
     rep.database_checked_ms_ago = orch_mono_ms() - atomic_load(&s->db_checked_ms);
     rep.version = (char *)ORCH_VERSION;
     orch_code code = orch_rpc_reply(call, &rep.base);
-    if (code != ORCH_CODE_OK || rep.status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
+    if (code != ORCH_CODE_OK ||
+        rep.status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
         return code;
     pthread_mutex_lock(&s->mu);
     snprintf(why, sizeof why, "%s", s->db_error);
     pthread_mutex_unlock(&s->mu);
     if (!atomic_load(&s->serving))
-        return orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE, "%s is shutting down",
-                             s->def->name);
+        return orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE, "%s is shutting down", s->def->name);
     return orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE, "database unreachable: %s", why);
 }
 
-static const orch_rpc_handler health_handlers[] = {health_check};
+static const orch_rpc_handler health_handlers[] = { health_check };
 
 static int http_healthz(void *arg, char **body, size_t *len, const char **ctype)
 {
     orch_service *s = arg;
-    const char *text = healthy(s) ? "ok\n"
+    const char *text = healthy(s)                 ? "ok\n"
                        : atomic_load(&s->serving) ? "unavailable: database unreachable\n"
                                                   : "unavailable: not serving\n";
     *body = strdup(text);
@@ -214,14 +230,13 @@ static void usage(const orch_service_def *def, FILE *out)
 }
 
 /* Parses arguments; returns -1 to go on, or an exit status. */
-static int parse_args(const orch_service_def *def, int argc, char **argv,
-                      bool *print_config)
+static int parse_args(const orch_service_def *def, int argc, char **argv, bool *print_config)
 {
     static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {"print-config", no_argument, NULL, 'p'},
-        {NULL, 0, NULL, 0},
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { "print-config", no_argument, NULL, 'p' },
+        { NULL, 0, NULL, 0 },
     };
     int ch;
     optind = 1;
@@ -244,7 +259,7 @@ static int parse_args(const orch_service_def *def, int argc, char **argv,
 /* Loads configuration, reporting every problem as one log line each. */
 static int load_config(orch_service *s)
 {
-    const orch_config_var *tables[] = {orch_config_common, s->def->config, NULL};
+    const orch_config_var *tables[] = { orch_config_common, s->def->config, NULL };
     char *buf = NULL;
     size_t len = 0;
     FILE *errs = open_memstream(&buf, &len);
@@ -263,7 +278,7 @@ static int load_config(orch_service *s)
 
 static bool stop_requested(const sigset_t *set, uint64_t wait_ms)
 {
-    struct timespec ts = {(time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L};
+    struct timespec ts = { (time_t)(wait_ms / 1000), (long)(wait_ms % 1000) * 1000000L };
     return sigtimedwait(set, NULL, &ts) > 0;
 }
 
@@ -304,7 +319,7 @@ static int prepare_database(orch_service *s, const sigset_t *sigs)
 static orch_err start_serving(orch_service *s)
 {
     const orch_config *cfg = s->cfg;
-    orch_rpc_service health = {&orch__v1__health_service__descriptor, health_handlers, s};
+    orch_rpc_service health = { &orch__v1__health_service__descriptor, health_handlers, s };
     orch_err err = orch_service_add_rpc(s, &health);
     if (!err && s->def->start)
         err = s->def->start(s);
@@ -325,8 +340,8 @@ static orch_err start_serving(orch_service *s)
     if (err)
         return err;
     orch_http_route routes[] = {
-        {"/healthz", http_healthz, s},
-        {"/metrics", http_metrics, s},
+        { "/healthz", http_healthz, s },
+        { "/metrics", http_metrics, s },
     };
     err = orch_http_start(orch_config_str(cfg, s->def->http_addr_var), routes, 2, &s->http);
     if (err)
@@ -341,7 +356,8 @@ static void shutdown_all(orch_service *s)
 {
     atomic_store(&s->serving, false);
     if (s->rpc)
-        orch_rpc_server_stop(s->rpc, (uint32_t)orch_config_int(s->cfg, "ORCH_SHUTDOWN_GRACE_S") * 1000u);
+        orch_rpc_server_stop(s->rpc,
+                             (uint32_t)orch_config_int(s->cfg, "ORCH_SHUTDOWN_GRACE_S") * 1000u);
     orch_http_stop(s->http);
     if (s->def->stop)
         s->def->stop(s);
@@ -384,8 +400,8 @@ static int run(orch_service *s, const sigset_t *sigs)
     atomic_store(&s->serving, true);
     orch_info("ready: rpc %s, http %s, host %s, boot %s, pid %d, instance %s",
               orch_config_str(cfg, s->def->rpc_url_var),
-              orch_config_str(cfg, s->def->http_addr_var), s->ident.host_id,
-              s->ident.boot_id, (int)s->ident.pid, s->ident.instance_id);
+              orch_config_str(cfg, s->def->http_addr_var), s->ident.host_id, s->ident.boot_id,
+              (int)s->ident.pid, s->ident.instance_id);
     while (!stop_requested(sigs, 60000))
         ;
     orch_info("stop requested; finishing in-flight requests");
@@ -394,7 +410,7 @@ static int run(orch_service *s, const sigset_t *sigs)
 
 int orch_service_main(const orch_service_def *def, int argc, char **argv)
 {
-    orch_service s = {.def = def};
+    orch_service s = { .def = def };
     bool print_config = false;
     sigset_t sigs;
 

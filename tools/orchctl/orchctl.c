@@ -23,17 +23,17 @@
 #define EXIT_RPC_BASE 64
 
 typedef struct target {
-    const char *name;  /* "lease" */
-    const char *server;/* "lease-service" */
-    const char *var;   /* "ORCH_LEASE_RPC_URL" */
+    const char *name;   /* "lease" */
+    const char *server; /* "lease-service" */
+    const char *var;    /* "ORCH_LEASE_RPC_URL" */
     const orch_config_var *table;
 } target;
 
 static const target targets[] = {
-    {"lease", "lease-service", "ORCH_LEASE_RPC_URL", lease_config},
-    {"stage", "stage-service", "ORCH_STAGE_RPC_URL", stage_config},
-    {"guard", "guard-service", "ORCH_GUARD_RPC_URL", guard_config},
-    {"launcher", "launcher-service", "ORCH_LAUNCHER_RPC_URL", launcher_config},
+    { "lease", "lease-service", "ORCH_LEASE_RPC_URL", lease_config },
+    { "stage", "stage-service", "ORCH_STAGE_RPC_URL", stage_config },
+    { "guard", "guard-service", "ORCH_GUARD_RPC_URL", guard_config },
+    { "launcher", "launcher-service", "ORCH_LAUNCHER_RPC_URL", launcher_config },
 };
 #define NTARGETS (sizeof targets / sizeof targets[0])
 
@@ -66,22 +66,21 @@ static orch_err open_client(const target *t, const globals *g, orch_rpc_client *
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: orchctl [--json] [--timeout MS] <command> [args]\n"
-            "\n"
-            "commands:\n"
-            "  health [SERVICE...]   ask each service (lease, stage, guard, launcher;\n"
-            "                        default all) whether it is SERVING\n"
-            "\n"
-            "options:\n"
-            "  --json                machine-readable output\n"
-            "  --timeout MS          deadline of each call (default 3000)\n"
-            "  -h, --help            this help; 'orchctl <command> --help' for a command\n"
-            "\n"
-            "exit status: 0 ok, 1 usage or local error, 64+code on an RPC error\n"
-            "  (68 DEADLINE_EXCEEDED, 69 NOT_FOUND, 76 UNIMPLEMENTED, 78 UNAVAILABLE)\n"
-            "addresses: ORCH_LEASE_RPC_URL, ORCH_STAGE_RPC_URL, ORCH_GUARD_RPC_URL,\n"
-            "  ORCH_LAUNCHER_RPC_URL (defaults tcp://127.0.0.1:7701..7704)\n");
+    fprintf(out, "usage: orchctl [--json] [--timeout MS] <command> [args]\n"
+                 "\n"
+                 "commands:\n"
+                 "  health [SERVICE...]   ask each service (lease, stage, guard, launcher;\n"
+                 "                        default all) whether it is SERVING\n"
+                 "\n"
+                 "options:\n"
+                 "  --json                machine-readable output\n"
+                 "  --timeout MS          deadline of each call (default 3000)\n"
+                 "  -h, --help            this help; 'orchctl <command> --help' for a command\n"
+                 "\n"
+                 "exit status: 0 ok, 1 usage or local error, 64+code on an RPC error\n"
+                 "  (68 DEADLINE_EXCEEDED, 69 NOT_FOUND, 76 UNIMPLEMENTED, 78 UNAVAILABLE)\n"
+                 "addresses: ORCH_LEASE_RPC_URL, ORCH_STAGE_RPC_URL, ORCH_GUARD_RPC_URL,\n"
+                 "  ORCH_LAUNCHER_RPC_URL (defaults tcp://127.0.0.1:7701..7704)\n");
 }
 
 static const char *serving_name(int s)
@@ -97,14 +96,14 @@ static const char *serving_name(int s)
 static orch_code health_one(const target *t, const globals *g, json_t *arr)
 {
     orch_rpc_client *c;
-    orch_rpc_status st = {0};
+    orch_rpc_status st = { 0 };
     ProtobufCMessage *reply = NULL;
     Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
 
     if (open_client(t, g, &c) != ORCH_OK) {
         st.code = ORCH_CODE_INVALID_ARGUMENT;
-        snprintf(st.message, sizeof st.message, "bad address '%s' in %s",
-                 env_or_default(t), t->var);
+        snprintf(st.message, sizeof st.message, "bad address '%s' in %s", env_or_default(t),
+                 t->var);
     } else {
         uint64_t t0 = orch_mono_ns();
         orch_rpc_invoke(c, "orch.v1.HealthService/Check", &req.base,
@@ -113,10 +112,9 @@ static orch_code health_one(const target *t, const globals *g, json_t *arr)
         orch_rpc_client_close(c);
         const Orch__V1__HealthCheckResponse *r = (const Orch__V1__HealthCheckResponse *)reply;
         if (g->json) {
-            json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:f}", "service", t->server,
-                                  "address", env_or_default(t), "code",
-                                  orch_code_name(st.code), "message", st.message,
-                                  "latency_ms", ms);
+            json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:f}", "service", t->server, "address",
+                                  env_or_default(t), "code", orch_code_name(st.code), "message",
+                                  st.message, "latency_ms", ms);
             if (o && r) {
                 json_object_set_new(o, "status", json_string(serving_name(r->status)));
                 json_object_set_new(o, "instance_id", json_string(r->instance_id));
@@ -130,17 +128,16 @@ static orch_code health_one(const target *t, const globals *g, json_t *arr)
                    serving_name(r->status), env_or_default(t), r->host_id, r->instance_id,
                    r->database_ok ? "ok" : "DOWN", ms);
         } else {
-            printf("%-17s %-11s %s  %s\n", t->server, orch_code_name(st.code),
-                   env_or_default(t), st.message);
+            printf("%-17s %-11s %s  %s\n", t->server, orch_code_name(st.code), env_or_default(t),
+                   st.message);
         }
         if (reply)
             protobuf_c_message_free_unpacked(reply, NULL);
         return st.code;
     }
     if (g->json)
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "service", t->server,
-                                             "code", orch_code_name(st.code), "message",
-                                             st.message));
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "service", t->server, "code",
+                                             orch_code_name(st.code), "message", st.message));
     else
         printf("%-17s %-11s %s\n", t->server, orch_code_name(st.code), st.message);
     return st.code;
@@ -148,11 +145,12 @@ static orch_code health_one(const target *t, const globals *g, json_t *arr)
 
 static int cmd_health(int argc, char **argv, const globals *g)
 {
-    bool want[NTARGETS] = {false};
+    bool want[NTARGETS] = { false };
     bool any = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("usage: orchctl [--json] [--timeout MS] health [lease|stage|guard|launcher|all]...\n"
+            printf("usage: orchctl [--json] [--timeout MS] health "
+                   "[lease|stage|guard|launcher|all]...\n"
                    "  Calls orch.v1.HealthService/Check on each service named (default all).\n"
                    "  Exit 0 when every one is SERVING, else 64 + the first failing code.\n");
             return 0;
@@ -165,8 +163,10 @@ static int cmd_health(int argc, char **argv, const globals *g)
             }
         }
         if (!found) {
-            fprintf(stderr, "orchctl health: unknown service '%s' "
-                            "(lease, stage, guard, launcher, all)\n", argv[i]);
+            fprintf(stderr,
+                    "orchctl health: unknown service '%s' "
+                    "(lease, stage, guard, launcher, all)\n",
+                    argv[i]);
             return 1;
         }
     }
@@ -193,18 +193,18 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"health", cmd_health},
+    { "health", cmd_health },
 };
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"timeout", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        { "json", no_argument, NULL, 'j' },
+        { "timeout", required_argument, NULL, 't' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
-    globals g = {.json = false, .timeout_ms = 3000};
+    globals g = { .json = false, .timeout_ms = 3000 };
     int ch;
     /* '+': stop at the command name; its own options follow it. */
     while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {

@@ -9,7 +9,10 @@
 
 /* Monotonic time in nanoseconds / milliseconds. */
 uint64_t orch_mono_ns(void);
-static inline uint64_t orch_mono_ms(void) { return orch_mono_ns() / 1000000u; }
+static inline uint64_t orch_mono_ms(void)
+{
+    return orch_mono_ns() / 1000000u;
+}
 
 /* Wall clock, Unix epoch milliseconds. */
 uint64_t orch_wall_ms(void);

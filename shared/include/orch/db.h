@@ -29,16 +29,14 @@ typedef struct orch_db_result orch_db_result;
 /* Creates a pool of `size` connections to `conninfo` (a libpq URI or
  * key=value string; copied). Connections are opened lazily, so creation
  * succeeds while the server is down. */
-orch_err orch_db_pool_open(const char *conninfo, int size,
-                           orch_db_pool **out) ORCH_NODISCARD;
+orch_err orch_db_pool_open(const char *conninfo, int size, orch_db_pool **out) ORCH_NODISCARD;
 /* Closes every connection; all connections must have been checked in. */
 void orch_db_pool_close(orch_db_pool *pool);
 
 /* Borrows a connected connection until orch_db_release(). Waits for a free
  * one until `deadline` (monotonic ms, see clock.h): ORCH_ETIMEDOUT. A
  * connection that cannot (re)connect gives ORCH_EDB_UNAVAIL. */
-orch_err orch_db_acquire(orch_db_pool *pool, uint64_t deadline,
-                         orch_db_conn **out) ORCH_NODISCARD;
+orch_err orch_db_acquire(orch_db_pool *pool, uint64_t deadline, orch_db_conn **out) ORCH_NODISCARD;
 /* Returns a connection; a connection left inside a transaction is rolled
  * back first. Accepts NULL. */
 void orch_db_release(orch_db_conn *conn);
@@ -48,13 +46,11 @@ void orch_db_release(orch_db_conn *conn);
  * NULL) is a result the caller frees with orch_db_result_free(). On error,
  * the SQLSTATE and message are available from orch_db_last_sqlstate/error
  * until the next call on this connection. */
-orch_err orch_db_exec(orch_db_conn *conn, uint64_t deadline, const char *sql,
-                      int nparams, const char *const *params,
-                      orch_db_result **out) ORCH_NODISCARD;
+orch_err orch_db_exec(orch_db_conn *conn, uint64_t deadline, const char *sql, int nparams,
+                      const char *const *params, orch_db_result **out) ORCH_NODISCARD;
 
 /* Runs a script of several statements without parameters (migrations). */
-orch_err orch_db_exec_script(orch_db_conn *conn, uint64_t deadline,
-                             const char *sql) ORCH_NODISCARD;
+orch_err orch_db_exec_script(orch_db_conn *conn, uint64_t deadline, const char *sql) ORCH_NODISCARD;
 
 /* Transactions. orch_db_commit() returns ORCH_EDB_UNKNOWN when the
  * connection was lost before the outcome was read. */

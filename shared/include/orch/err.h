@@ -12,20 +12,20 @@
 
 typedef enum orch_err {
     ORCH_OK = 0,
-    ORCH_ENOMEM,        /* out of memory */
-    ORCH_EINVAL,        /* bad argument or malformed input */
-    ORCH_ERANGE,        /* value outside its bounds */
-    ORCH_ENOTFOUND,     /* no such thing */
-    ORCH_EEXISTS,       /* unique violation (SQLSTATE 23505) */
-    ORCH_ETIMEDOUT,     /* deadline passed */
-    ORCH_ECLOSED,       /* the object is shutting down */
-    ORCH_EIO,           /* system call or socket failure */
-    ORCH_EPROTO,        /* the peer spoke something we do not understand */
-    ORCH_EDB_UNAVAIL,   /* database unreachable (08xxx, 57P01, connect failed) */
-    ORCH_EDB_RETRY,     /* serialization failure or deadlock (40001, 40P01) */
-    ORCH_EDB_LOCKED,    /* lost a NOWAIT race (55P03) */
-    ORCH_EDB_UNKNOWN,   /* connection lost during COMMIT: outcome unknown */
-    ORCH_EDB,           /* any other database error */
+    ORCH_ENOMEM,      /* out of memory */
+    ORCH_EINVAL,      /* bad argument or malformed input */
+    ORCH_ERANGE,      /* value outside its bounds */
+    ORCH_ENOTFOUND,   /* no such thing */
+    ORCH_EEXISTS,     /* unique violation (SQLSTATE 23505) */
+    ORCH_ETIMEDOUT,   /* deadline passed */
+    ORCH_ECLOSED,     /* the object is shutting down */
+    ORCH_EIO,         /* system call or socket failure */
+    ORCH_EPROTO,      /* the peer spoke something we do not understand */
+    ORCH_EDB_UNAVAIL, /* database unreachable (08xxx, 57P01, connect failed) */
+    ORCH_EDB_RETRY,   /* serialization failure or deadlock (40001, 40P01) */
+    ORCH_EDB_LOCKED,  /* lost a NOWAIT race (55P03) */
+    ORCH_EDB_UNKNOWN, /* connection lost during COMMIT: outcome unknown */
+    ORCH_EDB,         /* any other database error */
 } orch_err;
 
 /* gRPC canonical status codes, numbered as on the wire (proto Code). */

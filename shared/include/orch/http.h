@@ -15,8 +15,7 @@ typedef struct orch_http_server orch_http_server;
 
 /* Fills *body (malloc'ed, caller of the route frees) and *content_type
  * (static string); returns the HTTP status. */
-typedef int (*orch_http_route_fn)(void *arg, char **body, size_t *len,
-                                  const char **content_type);
+typedef int (*orch_http_route_fn)(void *arg, char **body, size_t *len, const char **content_type);
 
 typedef struct orch_http_route {
     const char *path; /* exact path, GET only */
@@ -26,8 +25,8 @@ typedef struct orch_http_route {
 
 /* Listens on `addr` ("127.0.0.1:7711"; port 0 picks one). Routes are copied;
  * their args are borrowed until orch_http_stop(). */
-orch_err orch_http_start(const char *addr, const orch_http_route *routes,
-                         size_t n, orch_http_server **out) ORCH_NODISCARD;
+orch_err orch_http_start(const char *addr, const orch_http_route *routes, size_t n,
+                         orch_http_server **out) ORCH_NODISCARD;
 int orch_http_port(const orch_http_server *srv);
 void orch_http_stop(orch_http_server *srv); /* NULL ok */
 

@@ -17,7 +17,7 @@
 
 typedef struct orch_ident {
     char host_id[256];
-    char boot_id[40];     /* /proc/sys/kernel/random/boot_id, 36 chars */
+    char boot_id[40]; /* /proc/sys/kernel/random/boot_id, 36 chars */
     pid_t pid;
     uint64_t start_ticks; /* process start, clock ticks since boot */
     char instance_id[33]; /* 128 random bits, lowercase hex */

@@ -33,17 +33,16 @@ bool orch_log_enabled(orch_log_level level);
 void orch_log_set_request(const char *request_id, const char *method);
 
 /* Not for direct use: called by the macros below after the level test. */
-void orch__log(orch_log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void orch__log(orch_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define ORCH_LOG(level, ...)                                                   \
-    do {                                                                       \
-        if (orch_log_enabled(level))                                           \
-            orch__log(level, __VA_ARGS__);                                     \
+#define ORCH_LOG(level, ...)               \
+    do {                                   \
+        if (orch_log_enabled(level))       \
+            orch__log(level, __VA_ARGS__); \
     } while (0)
 #define orch_debug(...) ORCH_LOG(ORCH_LOG_DEBUG, __VA_ARGS__)
-#define orch_info(...) ORCH_LOG(ORCH_LOG_INFO, __VA_ARGS__)
-#define orch_warn(...) ORCH_LOG(ORCH_LOG_WARN, __VA_ARGS__)
+#define orch_info(...)  ORCH_LOG(ORCH_LOG_INFO, __VA_ARGS__)
+#define orch_warn(...)  ORCH_LOG(ORCH_LOG_WARN, __VA_ARGS__)
 #define orch_error(...) ORCH_LOG(ORCH_LOG_ERROR, __VA_ARGS__)
 
 #endif

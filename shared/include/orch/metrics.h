@@ -24,19 +24,15 @@ void orch_metrics_free(orch_metrics *m);
 /* A counter family with one label; `values` (borrowed for the life of the
  * registry) are its `n` possible label values. label may be NULL with n = 1
  * for an unlabelled counter. Returned handles are owned by the registry. */
-orch_counter *orch_metrics_counter(orch_metrics *m, const char *name,
-                                   const char *help, const char *label,
-                                   const char *const *values, size_t n);
+orch_counter *orch_metrics_counter(orch_metrics *m, const char *name, const char *help,
+                                   const char *label, const char *const *values, size_t n);
 /* A counter family with two labels (rows x cols), e.g. method x code. */
-orch_counter *orch_metrics_counter2(orch_metrics *m, const char *name,
-                                    const char *help, const char *label1,
-                                    const char *const *values1, size_t n1,
-                                    const char *label2,
-                                    const char *const *values2, size_t n2);
+orch_counter *orch_metrics_counter2(orch_metrics *m, const char *name, const char *help,
+                                    const char *label1, const char *const *values1, size_t n1,
+                                    const char *label2, const char *const *values2, size_t n2);
 /* A histogram family of durations in seconds, one label. */
-orch_histogram *orch_metrics_histogram(orch_metrics *m, const char *name,
-                                       const char *help, const char *label,
-                                       const char *const *values, size_t n);
+orch_histogram *orch_metrics_histogram(orch_metrics *m, const char *name, const char *help,
+                                       const char *label, const char *const *values, size_t n);
 /* A gauge whose value is read at render time. */
 void orch_metrics_gauge_fn(orch_metrics *m, const char *name, const char *help,
                            double (*fn)(void *), void *arg);
@@ -47,7 +43,6 @@ uint64_t orch_counter_get2(const orch_counter *c, size_t i, size_t j);
 void orch_histogram_observe_ns(orch_histogram *h, size_t idx, uint64_t ns);
 
 /* Renders every family; *out is malloc'ed, NUL-terminated, caller frees. */
-orch_err orch_metrics_render(const orch_metrics *m, char **out,
-                             size_t *len) ORCH_NODISCARD;
+orch_err orch_metrics_render(const orch_metrics *m, char **out, size_t *len) ORCH_NODISCARD;
 
 #endif

@@ -28,8 +28,7 @@ extern const size_t orch__migrations_count;
 /* Applies missing migrations; *applied (may be NULL) receives how many ran.
  * ORCH_EPROTO if the database holds a version this binary does not know or a
  * checksum that differs from the embedded text. */
-orch_err orch_migrate(orch_db_conn *conn, uint64_t deadline,
-                      int *applied) ORCH_NODISCARD;
+orch_err orch_migrate(orch_db_conn *conn, uint64_t deadline, int *applied) ORCH_NODISCARD;
 
 /* 64-bit FNV-1a of a migration's text, rendered as 16 hex chars. Pure. */
 void orch_migration_checksum(const char *sql, char out[17]);

@@ -35,8 +35,7 @@ typedef struct orch_rpc_call orch_rpc_call;
 /* A handler answers one request. `req` is the decoded request (borrowed for
  * the call). It returns ORCH_CODE_OK after orch_rpc_reply(), or an error
  * code, usually through orch_rpc_fail(). It runs on a worker thread. */
-typedef orch_code (*orch_rpc_handler)(orch_rpc_call *call,
-                                      const ProtobufCMessage *req, void *arg);
+typedef orch_code (*orch_rpc_handler)(orch_rpc_call *call, const ProtobufCMessage *req, void *arg);
 
 typedef struct orch_rpc_service {
     const ProtobufCServiceDescriptor *desc;
@@ -46,23 +45,21 @@ typedef struct orch_rpc_service {
 } orch_rpc_service;
 
 typedef struct orch_rpc_server_opts {
-    const char *url;            /* "tcp://127.0.0.1:7701" */
-    size_t max_msg_bytes;       /* NNG_OPT_RECVMAXSZ */
-    int concurrency;            /* contexts = requests outstanding at once */
-    int workers;                /* handler threads */
-    uint32_t default_timeout_ms;/* budget of a request that sets none */
-    size_t dedup_entries;       /* remembered request ids */
-    uint32_t dedup_ttl_ms;      /* how long a finished reply is remembered */
-    const char *auth_token;     /* required token; NULL or "" = none */
-    orch_metrics *metrics;      /* optional; borrowed */
+    const char *url;             /* "tcp://127.0.0.1:7701" */
+    size_t max_msg_bytes;        /* NNG_OPT_RECVMAXSZ */
+    int concurrency;             /* contexts = requests outstanding at once */
+    int workers;                 /* handler threads */
+    uint32_t default_timeout_ms; /* budget of a request that sets none */
+    size_t dedup_entries;        /* remembered request ids */
+    uint32_t dedup_ttl_ms;       /* how long a finished reply is remembered */
+    const char *auth_token;      /* required token; NULL or "" = none */
+    orch_metrics *metrics;       /* optional; borrowed */
 } orch_rpc_server_opts;
 
 /* Binds and starts serving `services` (copied array; descriptors and
  * handler tables borrowed for the server's life). */
-orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts,
-                               const orch_rpc_service *services,
-                               size_t nservices,
-                               orch_rpc_server **out) ORCH_NODISCARD;
+orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_service *services,
+                               size_t nservices, orch_rpc_server **out) ORCH_NODISCARD;
 /* Stops accepting requests, lets in-flight ones finish (at most grace_ms),
  * joins the workers and closes the socket. Idempotent. */
 void orch_rpc_server_stop(orch_rpc_server *srv, uint32_t grace_ms);
@@ -80,8 +77,8 @@ const char *orch_rpc_call_metadata(const orch_rpc_call *call, const char *key);
  * allocation failure. */
 orch_code orch_rpc_reply(orch_rpc_call *call, const ProtobufCMessage *msg);
 /* Sets the status message (printf-style) and returns `code`. */
-orch_code orch_rpc_fail(orch_rpc_call *call, orch_code code, const char *fmt,
-                        ...) __attribute__((format(printf, 3, 4)));
+orch_code orch_rpc_fail(orch_rpc_call *call, orch_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- client ------------------------------------------------------------ */
 
@@ -115,16 +112,14 @@ void orch_rpc_client_close(orch_rpc_client *c); /* NULL ok */
  * reply, freed by the caller with protobuf_c_message_free_unpacked(r, NULL).
  * Transport failures are reported as DEADLINE_EXCEEDED (no reply in time)
  * or UNAVAILABLE (cannot send). */
-orch_code orch_rpc_invoke(orch_rpc_client *c, const char *method,
-                          const ProtobufCMessage *req,
+orch_code orch_rpc_invoke(orch_rpc_client *c, const char *method, const ProtobufCMessage *req,
                           const ProtobufCMessageDescriptor *reply_desc,
                           const orch_rpc_call_opts *opts, orch_rpc_status *st,
                           ProtobufCMessage **reply);
 
 /* Sends `len` raw bytes as one message and waits for one raw reply, which is
  * malloc'ed into *reply (caller frees). For tests and benchmarks. */
-orch_err orch_rpc_raw(orch_rpc_client *c, const void *frame, size_t len,
-                      uint32_t timeout_ms, void **reply,
-                      size_t *reply_len) ORCH_NODISCARD;
+orch_err orch_rpc_raw(orch_rpc_client *c, const void *frame, size_t len, uint32_t timeout_ms,
+                      void **reply, size_t *reply_len) ORCH_NODISCARD;
 
 #endif

@@ -21,10 +21,10 @@
 typedef struct orch_service orch_service;
 
 typedef struct orch_service_def {
-    const char *name;             /* "lease-service" */
-    const char *rpc_url_var;      /* "ORCH_LEASE_RPC_URL" */
-    const char *http_addr_var;    /* "ORCH_LEASE_HTTP_ADDR" */
-    const orch_config_var *config;/* the service's own table */
+    const char *name;              /* "lease-service" */
+    const char *rpc_url_var;       /* "ORCH_LEASE_RPC_URL" */
+    const char *http_addr_var;     /* "ORCH_LEASE_HTTP_ADDR" */
+    const orch_config_var *config; /* the service's own table */
     /* Optional: register RPC services, start threads. May block on the DB. */
     orch_err (*start)(orch_service *svc);
     /* Optional: release what the service holds; called after the RPC server
@@ -41,8 +41,7 @@ orch_db_pool *orch_service_db(const orch_service *svc);
 const orch_ident *orch_service_ident(const orch_service *svc);
 orch_metrics *orch_service_metrics(const orch_service *svc);
 /* Registers an RPC service (before the server starts: start hook only). */
-orch_err orch_service_add_rpc(orch_service *svc,
-                              const orch_rpc_service *rpc) ORCH_NODISCARD;
+orch_err orch_service_add_rpc(orch_service *svc, const orch_rpc_service *rpc) ORCH_NODISCARD;
 void orch_service_set_state(orch_service *svc, void *state);
 void *orch_service_state(const orch_service *svc);
 

@@ -1,0 +1,347 @@
+/*
+ * harness.c - see harness.h. Single-threaded use from one test process.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "orch/v1/health.pb-c.h"
+#include "orch/clock.h"
+#include "orch/ident.h"
+
+extern char **environ;
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+const char *th_pg_dir(void)
+{
+    static char dir[512];
+    const char *d = getenv("ORCH_TEST_PG_DIR");
+    if (d && d[0])
+        return d;
+    const char *file = getenv("ORCH_TEST_PG_PATH_FILE");
+    cr_assert(file, "no test cluster: ORCH_TEST_PG_DIR or ORCH_TEST_PG_PATH_FILE must be set "
+                    "(run the tests through ctest)");
+    FILE *f = fopen(file, "r");
+    cr_assert(f, "cannot read %s: the pg_setup fixture did not run", file);
+    cr_assert(fgets(dir, sizeof dir, f), "empty %s", file);
+    fclose(f);
+    dir[strcspn(dir, "\n")] = '\0';
+    return dir;
+}
+
+void th_pg_url(const char *pgdir, const char *db, char *out, size_t n)
+{
+    char path[600], port[32] = "";
+    snprintf(path, sizeof path, "%s/port", pgdir);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot read %s", path);
+    cr_assert(fgets(port, sizeof port, f));
+    fclose(f);
+    port[strcspn(port, "\n")] = '\0';
+    snprintf(out, n, "postgresql://orch@127.0.0.1:%s/%s", port, db);
+}
+
+static PGconn *connect_or_fail(const char *url)
+{
+    PGconn *c = PQconnectdb(url);
+    cr_assert(PQstatus(c) == CONNECTION_OK, "cannot connect to %s: %s", url, PQerrorMessage(c));
+    return c;
+}
+
+char *th_sql(const char *url, const char *sql)
+{
+    PGconn *c = connect_or_fail(url);
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    cr_assert(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK, "%s: %s", sql,
+              PQresultErrorMessage(r));
+    char *v = NULL;
+    if (st == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+        v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+void th_db_fresh(char *url, size_t n)
+{
+    char admin[600], name[64], hex[17], sql[128];
+    cr_assert(orch_random_hex(hex, 8) == ORCH_OK);
+    snprintf(name, sizeof name, "t_%s", hex);
+    th_pg_url(th_pg_dir(), "orch", admin, sizeof admin);
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    free(th_sql(admin, sql));
+    th_pg_url(th_pg_dir(), name, url, n);
+}
+
+int th_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    cr_assert(fd >= 0);
+    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    cr_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Builds the child's environment: ours without ORCH_* keys, then extras. */
+static char **child_env(const char *const *extra1, const char *const *extra2)
+{
+    size_t n = 0, k = 0;
+    for (char **e = environ; *e; e++)
+        n++;
+    for (const char *const *e = extra1; e && *e; e++)
+        n++;
+    for (const char *const *e = extra2; e && *e; e++)
+        n++;
+    char **env = calloc(n + 1, sizeof *env);
+    cr_assert(env);
+    for (char **e = environ; *e; e++)
+        if (strncmp(*e, "ORCH_", 5) != 0 || strncmp(*e, "ORCH_TEST_", 10) == 0)
+            env[k++] = *e;
+    for (const char *const *e = extra1; e && *e; e++)
+        env[k++] = (char *)*e;
+    for (const char *const *e = extra2; e && *e; e++)
+        env[k++] = (char *)*e;
+    return env;
+}
+
+static const char *log_dir(void)
+{
+    const char *d = getenv("ORCH_TEST_LOG_DIR");
+    return d && d[0] ? d : "/tmp";
+}
+
+static pid_t spawn_logged(const char *const *argv, char **env, const char *log_path)
+{
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log_path, O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    int rv = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert(rv == 0, "cannot start %s: %s", argv[0], strerror(rv));
+    return pid;
+}
+
+void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *const *env,
+                  bool wait_ready)
+{
+    static char vars[6][700];
+    char bin[600], upper[16], hex[9];
+    size_t i;
+    for (i = 0; svc[i] && i < sizeof upper - 1; i++)
+        upper[i] = (char)(svc[i] - 'a' + 'A');
+    upper[i] = '\0';
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", svc);
+    snprintf(s->rpc_url, sizeof s->rpc_url, "tcp://127.0.0.1:%d", th_free_port());
+    snprintf(s->http_addr, sizeof s->http_addr, "127.0.0.1:%d", th_free_port());
+    cr_assert(orch_random_hex(hex, 4) == ORCH_OK);
+    snprintf(s->log_path, sizeof s->log_path, "%s/%s-%d-%s.log", log_dir(), svc, (int)getpid(),
+             hex);
+    snprintf(bin, sizeof bin, "%s/services/%s/%s-service", ORCH_BINARY_DIR, svc, svc);
+    snprintf(vars[0], sizeof vars[0], "ORCH_DATABASE_URL=%s", db_url);
+    snprintf(vars[1], sizeof vars[1], "ORCH_%s_RPC_URL=%s", upper, s->rpc_url);
+    snprintf(vars[2], sizeof vars[2], "ORCH_%s_HTTP_ADDR=%s", upper, s->http_addr);
+    snprintf(vars[3], sizeof vars[3], "ORCH_LOG_LEVEL=debug");
+    snprintf(vars[4], sizeof vars[4], "ORCH_DB_STARTUP_WAIT_S=20");
+    const char *base[] = { vars[0], vars[1], vars[2], vars[3], vars[4], NULL };
+    char **cenv = child_env(base, env);
+    const char *argv[] = { bin, NULL };
+    s->pid = spawn_logged(argv, cenv, s->log_path);
+    free(cenv);
+    if (wait_ready && !th_svc_wait_code(s, ORCH_CODE_OK, 20000)) {
+        th_svc_dump_log(s);
+        cr_assert_fail("%s-service did not become ready", svc);
+    }
+}
+
+orch_code th_check(const char *url, uint32_t timeout_ms, orch_rpc_status *st)
+{
+    orch_rpc_client *c;
+    orch_rpc_client_opts o = { .default_timeout_ms = timeout_ms };
+    Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
+    ProtobufCMessage *rep = NULL;
+    cr_assert(orch_rpc_client_open(url, &o, &c) == ORCH_OK);
+    orch_code code = orch_rpc_invoke(c, "orch.v1.HealthService/Check", &req.base,
+                                     &orch__v1__health_check_response__descriptor, NULL, st, &rep);
+    if (rep)
+        protobuf_c_message_free_unpacked(rep, NULL);
+    orch_rpc_client_close(c);
+    return code;
+}
+
+bool th_svc_wait_code(const th_svc *s, orch_code want, uint32_t timeout_ms)
+{
+    uint64_t until = orch_mono_ms() + timeout_ms;
+    orch_rpc_status st;
+    do {
+        if (!th_svc_alive(s))
+            return false;
+        if (th_check(s->rpc_url, 500, &st) == want)
+            return true;
+        sleep_ms(50);
+    } while (orch_mono_ms() < until);
+    return false;
+}
+
+bool th_svc_alive(const th_svc *s)
+{
+    int status;
+    return s->pid > 0 && waitpid(s->pid, &status, WNOHANG) == 0;
+}
+
+static int wait_exit(pid_t pid, uint32_t timeout_ms)
+{
+    uint64_t until = orch_mono_ms() + timeout_ms;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (r < 0)
+            return -1;
+        if (orch_mono_ms() >= until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        sleep_ms(10);
+    }
+}
+
+int th_svc_stop(th_svc *s, int sig, uint32_t timeout_ms)
+{
+    if (s->pid <= 0)
+        return -1;
+    kill(s->pid, sig);
+    int rc = wait_exit(s->pid, timeout_ms);
+    s->pid = 0;
+    return rc;
+}
+
+void th_svc_dump_log(const th_svc *s)
+{
+    FILE *f = fopen(s->log_path, "r");
+    char line[4096];
+    if (!f)
+        return;
+    fprintf(stderr, "---- %s (%s) ----\n", s->name, s->log_path);
+    while (fgets(line, sizeof line, f))
+        fputs(line, stderr);
+    fclose(f);
+}
+
+bool th_svc_log_has(const th_svc *s, const char *needle)
+{
+    FILE *f = fopen(s->log_path, "r");
+    char line[4096];
+    bool found = false;
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+int th_run(const char *const *argv, const char *const *env, char *out, size_t n,
+           uint32_t timeout_ms)
+{
+    char path[] = "/tmp/orch-th-run-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    char **cenv = child_env(env, NULL);
+    pid_t pid = spawn_logged(argv, cenv, path);
+    free(cenv);
+    int rc = wait_exit(pid, timeout_ms);
+    if (out && n) {
+        FILE *f = fopen(path, "r");
+        size_t got = f ? fread(out, 1, n - 1, f) : 0;
+        out[got] = '\0';
+        if (f)
+            fclose(f);
+    }
+    unlink(path);
+    return rc;
+}
+
+static size_t collect(char *data, size_t size, size_t nmemb, void *arg)
+{
+    FILE *f = arg;
+    return fwrite(data, size, nmemb, f);
+}
+
+long th_http_get(const char *addr, const char *path, char **body)
+{
+    char url[700];
+    char *buf = NULL;
+    size_t len = 0;
+    long status = 0;
+    FILE *f = open_memstream(&buf, &len);
+    CURL *c = curl_easy_init();
+    cr_assert(f && c);
+    snprintf(url, sizeof url, "http://%s%s", addr, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3000L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    fclose(f);
+    if (body)
+        *body = buf;
+    else
+        free(buf);
+    return status;
+}
+
+double th_metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    }
+    return -1;
+}
+
+int th_pgctl(const char *cmd, const char *dir, const char *arg)
+{
+    char script[600], out[8192];
+    snprintf(script, sizeof script, "%s/tests/support/pgctl.sh", ORCH_SOURCE_DIR);
+    const char *argv[] = { "/bin/bash", script, cmd, dir, arg, NULL };
+    int rc = th_run(argv, NULL, out, sizeof out, 120000);
+    if (rc != 0)
+        fprintf(stderr, "pgctl.sh %s %s failed (%d):\n%s\n", cmd, dir, rc, out);
+    return rc;
+}

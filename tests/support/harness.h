@@ -1,0 +1,75 @@
+/*
+ * harness.h - integration-test support: the private PostgreSQL cluster,
+ * fresh databases, real service processes on free loopback ports, RPC and
+ * HTTP calls against them.
+ *
+ * The test harness is the one place outside launcher-service allowed to start
+ * processes (service binaries, pgctl.sh, orchctl): see
+ * docs/architecture/overview.md. Every function either succeeds or fails the
+ * calling Criterion test with a message; nothing here is used by services.
+ */
+#ifndef ORCH_TEST_HARNESS_H
+#define ORCH_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "orch/rpc.h"
+
+typedef struct th_svc {
+    pid_t pid;
+    char name[32];      /* "lease" */
+    char rpc_url[64];   /* tcp://127.0.0.1:PORT */
+    char http_addr[64]; /* 127.0.0.1:PORT */
+    char log_path[512];
+} th_svc;
+
+/* The folder of the shared test cluster (from the CTest fixture). */
+const char *th_pg_dir(void);
+/* URL of database `db` in the cluster at `pgdir`. */
+void th_pg_url(const char *pgdir, const char *db, char *out, size_t n);
+/* Creates a fresh, empty database in the shared cluster; writes its URL. */
+void th_db_fresh(char *url, size_t n);
+/* Runs one SQL statement against `url` and returns the first value of the
+ * first row as a malloc'ed string (NULL if no row). Fails the test on error. */
+char *th_sql(const char *url, const char *sql);
+
+int th_free_port(void);
+
+/* Starts build/services/<svc>/<svc>-service with a clean ORCH_* environment:
+ * ORCH_DATABASE_URL=db_url, fresh ports, ORCH_LOG_LEVEL=debug, then the
+ * "KEY=VALUE" strings of `env` (NULL-terminated, may be NULL). Output goes to
+ * a log file. With `wait_ready`, waits until Check answers OK. */
+void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *const *env,
+                  bool wait_ready);
+/* Polls Check until it answers `want` or timeout_ms passes; true on success. */
+bool th_svc_wait_code(const th_svc *s, orch_code want, uint32_t timeout_ms);
+/* Sends `sig` and waits up to timeout_ms; returns the exit status, 128+signal
+ * if killed by a signal, or -1 on timeout (then the process is SIGKILLed). */
+int th_svc_stop(th_svc *s, int sig, uint32_t timeout_ms);
+bool th_svc_alive(const th_svc *s);
+/* Prints the service's log to stderr (on failure paths). */
+void th_svc_dump_log(const th_svc *s);
+/* Whether the service's log contains `needle`. */
+bool th_svc_log_has(const th_svc *s, const char *needle);
+
+/* Runs argv (argv[0] is a path) with extra "K=V" env, waits up to timeout_ms;
+ * captures stdout+stderr into out (may be NULL). Returns the exit status. */
+int th_run(const char *const *argv, const char *const *env, char *out, size_t n,
+           uint32_t timeout_ms);
+
+/* Calls Check on url; fills st. */
+orch_code th_check(const char *url, uint32_t timeout_ms, orch_rpc_status *st);
+/* GET http://addr/path; returns the HTTP status (0 on connection failure)
+ * and, if body is not NULL, a malloc'ed body. */
+long th_http_get(const char *addr, const char *path, char **body);
+/* Value of a Prometheus sample line starting with `series` (exact up to
+ * the value), or -1 if absent. */
+double th_metric(const char *metrics_text, const char *series);
+
+/* Path of tests/support/pgctl.sh and a pgctl invocation (0 on success). */
+int th_pgctl(const char *cmd, const char *dir, const char *arg);
+
+#endif
