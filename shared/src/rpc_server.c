@@ -268,45 +268,51 @@ typedef struct outcome {
     size_t metric_idx;
 } outcome;
 
-/* Decodes, validates and runs one request; fills call->msg/reply. */
-static outcome handle(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnvelope *env,
-                      orch_rpc_call *call)
+/* Authenticates and resolves the method; fills oc and call->method. Returns
+ * false (with oc->code set) when the request must be refused. */
+static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
+                     orch_rpc_call *call, outcome *oc, size_t *si,
+                     const ProtobufCMethodDescriptor **md)
 {
-    outcome oc = { ORCH_CODE_OK, false, s->nmethods - 1 };
-    size_t si = 0;
-    const ProtobufCMethodDescriptor *md = find_method(s, env->method, &si);
-
     if (s->auth_token && strcmp(env->auth_token, s->auth_token) != 0) {
-        oc.code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED, "missing or wrong auth token");
-        return oc;
+        oc->code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED, "missing or wrong auth token");
+        return false;
     }
-    if (!md || !s->svcs[si].handlers[md - s->svcs[si].desc->methods]) {
-        oc.code =
-            orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED, "unknown method '%.200s'", env->method);
-        return oc;
+    *md = find_method(s, env->method, si);
+    if (!*md || !s->svcs[*si].handlers[*md - s->svcs[*si].desc->methods]) {
+        oc->code = orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED, "unknown method '%.200s'",
+                                 env->method);
+        return false;
     }
-    oc.metric_idx = s->method_base[si] + (size_t)(md - s->svcs[si].desc->methods);
-    call->method = s->method_names[oc.metric_idx];
+    oc->metric_idx = s->method_base[*si] + (size_t)(*md - s->svcs[*si].desc->methods);
+    call->method = s->method_names[oc->metric_idx];
+    return true;
+}
+
+/* Checks the deadline, decodes the payload and runs the handler. */
+static void run_handler(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnvelope *env,
+                        orch_rpc_call *call, outcome *oc, size_t si,
+                        const ProtobufCMethodDescriptor *md)
+{
     if (orch_deadline_left_ms(call->deadline) == 0) {
-        oc.code = orch_rpc_fail(call, ORCH_CODE_DEADLINE_EXCEEDED,
-                                "deadline passed before the request was handled"
-                                " (queued %llu ms)",
-                                (unsigned long long)((orch_mono_ns() - sl->recv_ns) / 1000000));
-        return oc;
+        oc->code = orch_rpc_fail(
+            call, ORCH_CODE_DEADLINE_EXCEEDED,
+            "deadline passed before the request was handled (queued %llu ms)",
+            (unsigned long long)((orch_mono_ns() - sl->recv_ns) / 1000000));
+        return;
     }
     ProtobufCMessage *req =
         protobuf_c_message_unpack(md->input, NULL, env->payload.len, env->payload.data);
     if (!req) {
-        oc.code = orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "payload does not decode as %s",
-                                md->input->name);
-        return oc;
+        oc->code = orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
+                                 "payload does not decode as %s", md->input->name);
+        return;
     }
     orch_log_set_request(env->request_id, call->method);
-    oc.ran = true;
-    oc.code = s->svcs[si].handlers[md - s->svcs[si].desc->methods](call, req, s->svcs[si].arg);
+    oc->ran = true;
+    oc->code = s->svcs[si].handlers[md - s->svcs[si].desc->methods](call, req, s->svcs[si].arg);
     orch_log_set_request(NULL, NULL);
     protobuf_c_message_free_unpacked(req, NULL);
-    return oc;
 }
 
 static void send_bytes(orch_rpc_server *s, slot *sl, const void *buf, size_t len)
@@ -352,7 +358,10 @@ static void process(orch_rpc_server *s, slot *sl)
     call.env = env;
     call.deadline = compute_deadline(s, env, sl->recv_ns / 1000000);
 
-    bool dedup = env->request_id[0] != '\0';
+    size_t si = 0;
+    const ProtobufCMethodDescriptor *md = NULL;
+    bool admitted = precheck(s, env, &call, &oc, &si, &md);
+    bool dedup = admitted && env->request_id[0] != '\0';
     if (dedup) {
         orch__dedup_verdict v;
         void *cached = NULL;
@@ -376,7 +385,8 @@ static void process(orch_rpc_server *s, slot *sl)
         dedup = !err; /* without memory, run it unprotected */
     }
 
-    oc = handle(s, sl, env, &call);
+    if (admitted)
+        run_handler(s, sl, env, &call, &oc, si, md);
     out = pack_reply(env->request_id, oc.code, oc.code ? call.msg : "", call.reply, call.reply_len,
                      &len);
     orch_counter_add2(s->m_requests, oc.metric_idx, oc.code, 1);
