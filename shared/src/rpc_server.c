@@ -270,9 +270,8 @@ typedef struct outcome {
 
 /* Authenticates and resolves the method; fills oc and call->method. Returns
  * false (with oc->code set) when the request must be refused. */
-static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
-                     orch_rpc_call *call, outcome *oc, size_t *si,
-                     const ProtobufCMethodDescriptor **md)
+static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, orch_rpc_call *call,
+                     outcome *oc, size_t *si, const ProtobufCMethodDescriptor **md)
 {
     if (s->auth_token && strcmp(env->auth_token, s->auth_token) != 0) {
         oc->code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED, "missing or wrong auth token");
@@ -280,8 +279,8 @@ static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
     }
     *md = find_method(s, env->method, si);
     if (!*md || !s->svcs[*si].handlers[*md - s->svcs[*si].desc->methods]) {
-        oc->code = orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED, "unknown method '%.200s'",
-                                 env->method);
+        oc->code =
+            orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED, "unknown method '%.200s'", env->method);
         return false;
     }
     oc->metric_idx = s->method_base[*si] + (size_t)(*md - s->svcs[*si].desc->methods);
@@ -295,17 +294,16 @@ static void run_handler(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnv
                         const ProtobufCMethodDescriptor *md)
 {
     if (orch_deadline_left_ms(call->deadline) == 0) {
-        oc->code = orch_rpc_fail(
-            call, ORCH_CODE_DEADLINE_EXCEEDED,
-            "deadline passed before the request was handled (queued %llu ms)",
-            (unsigned long long)((orch_mono_ns() - sl->recv_ns) / 1000000));
+        oc->code = orch_rpc_fail(call, ORCH_CODE_DEADLINE_EXCEEDED,
+                                 "deadline passed before the request was handled (queued %llu ms)",
+                                 (unsigned long long)((orch_mono_ns() - sl->recv_ns) / 1000000));
         return;
     }
     ProtobufCMessage *req =
         protobuf_c_message_unpack(md->input, NULL, env->payload.len, env->payload.data);
     if (!req) {
-        oc->code = orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
-                                 "payload does not decode as %s", md->input->name);
+        oc->code = orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "payload does not decode as %s",
+                                 md->input->name);
         return;
     }
     orch_log_set_request(env->request_id, call->method);

@@ -23,11 +23,17 @@ static void setup(void)
     cr_assert(orch_db_pool_open(url, 2, &pool) == ORCH_OK);
 }
 
-static void teardown(void) { orch_db_pool_close(pool); }
+static void teardown(void)
+{
+    orch_db_pool_close(pool);
+}
 
 TestSuite(db, .init = setup, .fini = teardown, .timeout = 60);
 
-static uint64_t in_ms(uint64_t ms) { return orch_mono_ms() + ms; }
+static uint64_t in_ms(uint64_t ms)
+{
+    return orch_mono_ms() + ms;
+}
 
 Test(db, parameterized_statement_returns_rows)
 {

@@ -125,9 +125,10 @@ Test(service, check_reports_serving_with_identity)
 
 Test(service, migrations_created_every_table)
 {
-    static const char *const tables[] = { "tasks", "stage_history", "side_effects",
-                                          "transition_lease", "hosts", "lease_events",
-                                          "jobs", "agent_runs", "guard_audit" };
+    static const char *const tables[] = {
+        "tasks",        "stage_history", "side_effects", "transition_lease", "hosts",
+        "lease_events", "jobs",          "agent_runs",   "guard_audit"
+    };
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
         char sql[200];
         snprintf(sql, sizeof sql, "SELECT to_regclass('public.%s') IS NOT NULL", tables[i]);
@@ -322,8 +323,8 @@ Test(config, every_error_is_reported_and_exit_status_is_two)
 {
     char out[16384], bin[600];
     snprintf(bin, sizeof bin, "%s/services/guard/guard-service", ORCH_BINARY_DIR);
-    const char *env[] = { "ORCH_RPC_WORKERS=many", "ORCH_DB_POOL_SIZE=1000",
-                          "ORCH_LOG_LEVEL=loud", "ORCH_RPC_AUTH_TOKEN=do-not-print-me", NULL };
+    const char *env[] = { "ORCH_RPC_WORKERS=many", "ORCH_DB_POOL_SIZE=1000", "ORCH_LOG_LEVEL=loud",
+                          "ORCH_RPC_AUTH_TOKEN=do-not-print-me", NULL };
     const char *argv[] = { bin, NULL };
     int rc = th_run(argv, env, out, sizeof out, 10000);
     cr_assert_eq(rc, 2, "exit %d: %s", rc, out);

@@ -233,16 +233,43 @@ host    all       all   127.0.0.1/32  trust
 EOF
 }
 
-# pg_ctl_start DIR — start the cluster and wait for it; on failure print the
-# end of the log and exit 1.
+# move_port DIR OLD_PORT — rewrite the configuration for a new free port.
+move_port() {
+  local dir="$1" old="$2" new
+  new="$(pick_port)"
+  echo "$prog: port $old is taken; moving the cluster in $dir to port $new" >&2
+  write_conf "$dir" "$new"
+}
+
+# pg_ctl_start DIR — start the cluster and wait until it accepts connections.
+# When its port is taken (by something started since init, or by a cluster
+# that picked the same port at the same instant), moves to a free port; up to
+# three tries. On failure prints the end of the log and exits 1.
 pg_ctl_start() {
-  local dir="$1"
-  if ! as_owner "$PG_BINDIR/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" \
-    -w -t "$PG_WAIT" >/dev/null; then
-    echo "$prog: PostgreSQL in $dir did not start; last lines of $dir/postgres.log:" >&2
-    tail -n 50 "$dir/postgres.log" >&2 2>/dev/null || true
-    exit 1
-  fi
+  local dir="$1" log="$1/postgres.log" try port size
+  for try in 1 2 3; do
+    port="$(read_port "$dir")"
+    if ! port_is_free "$port"; then
+      move_port "$dir" "$port"
+      continue
+    fi
+    size="$(stat -c %s "$log" 2>/dev/null || echo 0)"
+    if as_owner "$PG_BINDIR/pg_ctl" start -D "$dir/data" -l "$log" \
+      -w -t "$PG_WAIT" >/dev/null; then
+      return 0
+    fi
+    # Retry only when this attempt lost its port.
+    if tail -c +"$((size + 1))" "$log" 2>/dev/null |
+      grep -q -e 'could not bind' -e 'Address already in use'; then
+      echo "$prog: start attempt $try could not bind port $port" >&2
+      move_port "$dir" "$port"
+      continue
+    fi
+    break
+  done
+  echo "$prog: PostgreSQL in $dir did not start; last lines of $log:" >&2
+  tail -n 50 "$log" >&2 2>/dev/null || true
+  exit 1
 }
 
 cmd_init() {
@@ -307,15 +334,6 @@ cmd_start() {
     return 0
   fi
   clear_stale_lockfiles "$dir"
-  # The port was free at init; if something took it since, move to a new one.
-  local port
-  port="$(read_port "$dir")"
-  if ! port_is_free "$port"; then
-    local new
-    new="$(pick_port)"
-    echo "$prog: port $port is taken; moving the cluster in $dir to port $new" >&2
-    write_conf "$dir" "$new"
-  fi
   pg_ctl_start "$dir"
 }
 
