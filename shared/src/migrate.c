@@ -19,7 +19,7 @@
 
 void orch_migration_checksum(const char *sql, char out[17])
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 14695981039346656037ull;
     for (const unsigned char *p = (const unsigned char *)sql; *p; p++) {
         h ^= *p;
         h *= 1099511628211ull;

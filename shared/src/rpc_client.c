@@ -3,12 +3,14 @@
  *
  * Threading: any number of threads may call at once; each call borrows a
  * context (created on demand, returned after the call) and blocks on its own
- * aio. Time-based resend is disabled; a request re-sent by NNG after a
- * reconnect carries the same request id and is deduplicated by the server.
+ * aio. NNG's time-based resend is disabled; when the connection is lost with
+ * a request outstanding, the client itself sends the same frame again (same
+ * request id, so the server runs it at most once) until the deadline.
  * Ownership: the client owns its contexts; replies are handed to the caller.
  */
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -117,40 +119,68 @@ static void give_back(orch_rpc_client *c, cslot *s)
     pthread_mutex_unlock(&c->mu);
 }
 
-/* One request/reply exchange on a borrowed context. */
-static int exchange(orch_rpc_client *c, const void *frame, size_t len, uint32_t timeout_ms,
-                    nng_msg **reply)
+/* Errors after which the same frame may go again: the connection was lost
+ * or refused, so the request may or may not have reached the server. Its
+ * request id makes a second delivery harmless (the server deduplicates). */
+static bool connection_lost(int rv)
 {
-    cslot *s = borrow(c);
+    return rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT || rv == NNG_ECONNREFUSED ||
+           rv == NNG_ECONNABORTED;
+}
+
+/* One send and one receive on `s`, within `left` ms. */
+static int attempt(cslot *s, const void *frame, size_t len, uint64_t deadline, nng_msg **reply)
+{
     nng_msg *m;
-    if (!s)
-        return NNG_ENOMEM;
     int rv = nng_msg_alloc(&m, len);
-    if (rv != 0) {
-        give_back(c, s);
+    if (rv != 0)
         return rv;
-    }
     memcpy(nng_msg_body(m), frame, len);
-    uint64_t deadline = orch_mono_ms() + timeout_ms;
-    nng_aio_set_timeout(s->aio, (nng_duration)timeout_ms);
+    uint64_t left = orch_deadline_left_ms(deadline);
+    nng_aio_set_timeout(s->aio, left ? (nng_duration)left : 1);
     nng_aio_set_msg(s->aio, m);
     nng_ctx_send(s->ctx, s->aio);
     nng_aio_wait(s->aio);
     rv = nng_aio_result(s->aio);
     if (rv != 0) {
         nng_msg_free(nng_aio_get_msg(s->aio));
-        give_back(c, s);
         return rv;
     }
-    /* The send timer and the receive timer share the call's budget: the send
-     * completes as soon as the request is queued to a connected peer. */
-    uint64_t left = orch_deadline_left_ms(deadline);
+    /* The send completes once the request is queued to a connected peer; the
+     * receive gets what is left of the budget. */
+    left = orch_deadline_left_ms(deadline);
     nng_aio_set_timeout(s->aio, left ? (nng_duration)left : 1);
     nng_ctx_recv(s->ctx, s->aio);
     nng_aio_wait(s->aio);
     rv = nng_aio_result(s->aio);
     if (rv == 0)
         *reply = nng_aio_get_msg(s->aio);
+    return rv;
+}
+
+/* Sends `frame` and waits for its reply until the deadline, sending the same
+ * frame again after a lost connection. NNG_ETIMEDOUT when time runs out. */
+static int exchange(orch_rpc_client *c, const void *frame, size_t len, uint32_t timeout_ms,
+                    nng_msg **reply)
+{
+    cslot *s = borrow(c);
+    if (!s)
+        return NNG_ENOMEM;
+    uint64_t deadline = orch_mono_ms() + timeout_ms;
+    uint64_t backoff = 10;
+    int rv;
+    for (;;) {
+        rv = attempt(s, frame, len, deadline, reply);
+        if (!connection_lost(rv))
+            break;
+        uint64_t left = orch_deadline_left_ms(deadline);
+        if (left == 0) {
+            rv = NNG_ETIMEDOUT;
+            break;
+        }
+        nng_msleep((nng_duration)(backoff < left ? backoff : left));
+        backoff = backoff < 200 ? backoff * 2 : 200;
+    }
     give_back(c, s);
     return rv;
 }

@@ -35,7 +35,7 @@ struct orch__dedup {
 
 static uint64_t hash_id(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 14695981039346656037ull;
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
@@ -101,11 +101,18 @@ static void unlink_entry(orch__dedup *d, dentry *e)
         *p = e->chain;
 }
 
+/* Callers read the clock before taking the lock, so `now_ms` may be a little
+ * older than a finish time recorded meanwhile: that is age 0, not a wrap. */
+static uint64_t age_ms(const dentry *e, uint64_t now_ms)
+{
+    return now_ms > e->done_ms ? now_ms - e->done_ms : 0;
+}
+
 /* Drops finished entries that are too old or beyond the capacity. Finished
  * entries leave the FIFO in order, so only its head needs looking at. */
 static void evict(orch__dedup *d, uint64_t now_ms)
 {
-    while (d->fifo_head && (d->ndone > d->cap || now_ms - d->fifo_head->done_ms > d->ttl_ms)) {
+    while (d->fifo_head && (d->ndone > d->cap || age_ms(d->fifo_head, now_ms) > d->ttl_ms)) {
         dentry *e = d->fifo_head;
         d->fifo_head = e->fifo_next;
         if (!d->fifo_head)

@@ -182,12 +182,17 @@ static void slot_cb(void *arg)
     pthread_mutex_unlock(&s->mu);
 }
 
+static void set_state(orch_rpc_server *s, slot *sl, slot_state st)
+{
+    pthread_mutex_lock(&s->mu);
+    sl->state = st;
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Hands a packed reply to NNG on `sl`'s context; takes ownership of `m`. */
 static void send_reply(orch_rpc_server *s, slot *sl, nng_msg *m)
 {
-    pthread_mutex_lock(&s->mu);
-    sl->state = S_SEND;
-    pthread_mutex_unlock(&s->mu);
+    set_state(s, sl, S_SEND);
     nng_aio_set_msg(sl->aio, m);
     nng_ctx_send(sl->ctx, sl->aio);
 }
@@ -364,15 +369,16 @@ static void process(orch_rpc_server *s, slot *sl)
         orch__dedup_verdict v;
         void *cached = NULL;
         size_t clen = 0;
+        /* Parked before the lookup: once joined, the original's worker may
+         * send this slot its reply (and move it on) at any moment. */
+        set_state(s, sl, S_PARKED);
         orch_err err =
             orch__dedup_begin(s->dedup, env->request_id, orch_mono_ms(), sl, &v, &cached, &clen);
         if (!err && v == ORCH__DEDUP_JOINED) {
-            pthread_mutex_lock(&s->mu);
-            sl->state = S_PARKED;
-            pthread_mutex_unlock(&s->mu);
             orch__v1__request_envelope__free_unpacked(env, NULL);
             return;
         }
+        set_state(s, sl, S_WORK);
         if (!err && v == ORCH__DEDUP_DONE) {
             orch_debug("request %s answered from the reply of its first run", env->request_id);
             send_bytes(s, sl, cached, clen);
@@ -579,7 +585,8 @@ void orch_rpc_server_stop(orch_rpc_server *s, uint32_t grace_ms)
     if (!s || s->stopped)
         return;
     s->stopped = true;
-    nng_listener_close(s->listener); /* no new connections */
+    /* The listener stays open until the socket closes: closing it would also
+     * close the connections it accepted, and with them the replies owed. */
 
     /* Cancel the contexts waiting for a request; the others finish their
      * request and go idle in slot_cb because `stopping` is set. */

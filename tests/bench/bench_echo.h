@@ -1,0 +1,27 @@
+/*
+ * bench_echo.h - the raw side of rpc_bench: an NNG REQ/REP echo server in a
+ * child process.
+ *
+ * The child listens on tcp://127.0.0.1:<free port> with `contexts` REP
+ * contexts whose aio callbacks send each request message straight back (the
+ * style of NNG's async demo): the round trip of NNG itself, with no thread
+ * hand-off and no decoding. It runs in a process of its own, as the
+ * lease-service does: NNG runs one poller thread per process, and a server
+ * sharing the caller's would change what is measured. The child stops on
+ * SIGTERM and when its parent dies.
+ */
+#ifndef BENCH_ECHO_H
+#define BENCH_ECHO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Forks the echo child and waits (at most 5 s) until it listens. Call it
+ * before this process opens any NNG socket. Returns the child's pid and its
+ * port in *port, or -1 after a message on stderr. */
+pid_t bench_echo_spawn(size_t max_msg_bytes, int contexts, int *port);
+
+/* Stops the child: SIGTERM, at most 5 s to exit, then SIGKILL; reaps it. */
+void bench_echo_reap(pid_t pid);
+
+#endif
