@@ -46,6 +46,7 @@ struct orch_rpc_server {
     size_t *method_base;       /* first metrics index of each service */
     const char **method_names; /* metrics label values, last = "unknown" */
     size_t nmethods;
+    const char *code_labels[ORCH_CODE_COUNT]; /* metrics label values */
     orch_counter *m_requests;
     orch_histogram *m_latency;
 
@@ -73,26 +74,6 @@ struct orch_rpc_call {
     uint8_t *reply;
     size_t reply_len;
     char msg[512];
-};
-
-static const char *const code_labels[ORCH_CODE_COUNT] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
 };
 
 /* ---- handler-side API --------------------------------------------------- */
@@ -458,12 +439,14 @@ static orch_err build_method_table(orch_rpc_server *s)
         }
     }
     s->method_names[k] = "unknown";
+    for (int c = 0; c < ORCH_CODE_COUNT; c++)
+        s->code_labels[c] = orch_code_name((orch_code)c);
     s->nmethods = n;
     if (s->o.metrics) {
         s->m_requests =
             orch_metrics_counter2(s->o.metrics, "orch_rpc_requests_total",
                                   "RPC requests answered, by method and status code", "method",
-                                  s->method_names, n, "code", code_labels, ORCH_CODE_COUNT);
+                                  s->method_names, n, "code", s->code_labels, ORCH_CODE_COUNT);
         s->m_latency = orch_metrics_histogram(s->o.metrics, "orch_rpc_request_duration_seconds",
                                               "Time from receipt of a request to its reply",
                                               "method", s->method_names, n);
@@ -476,7 +459,7 @@ static orch_err build_method_table(orch_rpc_server *s)
             return ORCH_ENOMEM;
         s->o.metrics = m;
         s->m_requests = orch_metrics_counter2(m, "r", "r", "method", s->method_names, n, "code",
-                                              code_labels, ORCH_CODE_COUNT);
+                                              s->code_labels, ORCH_CODE_COUNT);
         s->m_latency = orch_metrics_histogram(m, "l", "l", "method", s->method_names, n);
         s->owns_metrics = true;
         if (!s->m_requests || !s->m_latency)
