@@ -207,6 +207,8 @@ const orch_config_var orch_config_common[] = {
       "lowest level written to the JSON log on stderr" },
     { "ORCH_HOST_ID", ORCH_CFG_STRING, "", 0, 0, NULL, false, false,
       "stable name of this host; empty means the hostname" },
+    { "ORCH_BOOT_ID_PATH", ORCH_CFG_STRING, "/proc/sys/kernel/random/boot_id", 0, 0, NULL, false,
+      false, "file holding this host's boot id (a test may point it elsewhere)" },
     { "ORCH_RPC_MAX_MSG_BYTES", ORCH_CFG_INT, "1048576", 1024, 67108864, NULL, false, false,
       "largest RPC message accepted (NNG_OPT_RECVMAXSZ)" },
     { "ORCH_RPC_CONCURRENCY", ORCH_CFG_INT, "64", 1, 4096, NULL, false, false,

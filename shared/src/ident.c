@@ -83,6 +83,11 @@ orch_err orch_random_hex(char *out, size_t n)
 
 orch_err orch_ident_init(const char *host_id, orch_ident *out)
 {
+    return orch_ident_init_from(host_id, NULL, out);
+}
+
+orch_err orch_ident_init_from(const char *host_id, const char *boot_id_path, orch_ident *out)
+{
     orch_ident id;
     memset(&id, 0, sizeof id);
     if (host_id && host_id[0]) {
@@ -92,7 +97,9 @@ orch_err orch_ident_init(const char *host_id, orch_ident *out)
     } else if (gethostname(id.host_id, sizeof id.host_id - 1) != 0) {
         return ORCH_EIO;
     }
-    orch_err err = read_line("/proc/sys/kernel/random/boot_id", id.boot_id, sizeof id.boot_id);
+    if (!boot_id_path || !boot_id_path[0])
+        boot_id_path = ORCH_BOOT_ID_PATH_DEFAULT;
+    orch_err err = read_line(boot_id_path, id.boot_id, sizeof id.boot_id);
     if (err)
         return err;
     id.pid = getpid();

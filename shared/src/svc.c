@@ -377,7 +377,8 @@ static void shutdown_all(orch_service *s)
 static int run(orch_service *s, const sigset_t *sigs)
 {
     const orch_config *cfg = s->cfg;
-    orch_err err = orch_ident_init(orch_config_str(cfg, "ORCH_HOST_ID"), &s->ident);
+    orch_err err = orch_ident_init_from(orch_config_str(cfg, "ORCH_HOST_ID"),
+                                        orch_config_str(cfg, "ORCH_BOOT_ID_PATH"), &s->ident);
     if (err) {
         orch_error("cannot establish process identity: %s", orch_strerror(err));
         return 1;

@@ -23,9 +23,16 @@ typedef struct orch_ident {
     char instance_id[33]; /* 128 random bits, lowercase hex */
 } orch_ident;
 
+#define ORCH_BOOT_ID_PATH_DEFAULT "/proc/sys/kernel/random/boot_id"
+
 /* Fills `out` for the calling process. `host_id` may be NULL or empty: the
- * hostname is used. */
+ * hostname is used. The boot id is read from ORCH_BOOT_ID_PATH_DEFAULT. */
 orch_err orch_ident_init(const char *host_id, orch_ident *out) ORCH_NODISCARD;
+
+/* The same, reading the boot id from `boot_id_path` (tests simulate a reboot
+ * with a file of their own; NULL or "" means the kernel's). */
+orch_err orch_ident_init_from(const char *host_id, const char *boot_id_path,
+                              orch_ident *out) ORCH_NODISCARD;
 
 /* Start time (clock ticks since boot) of process `pid` from /proc; ORCH_ENOTFOUND
  * if the process does not exist, ORCH_EPROTO if its stat line is unreadable. */

@@ -1,0 +1,168 @@
+/*
+ * lease_reaper.c - host registration, start-up recovery and the reaper.
+ *
+ * The reaper runs on its own thread every ORCH_LEASE_REAPER_INTERVAL_S: it
+ * force-releases leases older than the ceiling whatever their liveness, and
+ * releases leases whose owner is dead. Every release is conditional on the
+ * epoch it judged, so a lease released or re-granted meanwhile is left alone,
+ * and several reapers on several hosts can run at once. An owner whose host
+ * cannot be asked (UNKNOWN) is left to the ceiling.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lease_svc.h"
+#include "orch/alert.h"
+#include "orch/clock.h"
+#include "orch/log.h"
+
+typedef struct sweep {
+    lease_svc *ls;
+    lease_row *rows;
+    size_t n, cap;
+    int64_t oldest_s;
+} sweep;
+
+static void collect(const lease_row *row, void *arg)
+{
+    sweep *s = arg;
+    if ((int64_t)row->age_s > s->oldest_s)
+        s->oldest_s = (int64_t)row->age_s;
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 32;
+        lease_row *r = realloc(s->rows, nc * sizeof *r);
+        if (!r)
+            return; /* the rest waits for the next pass */
+        s->rows = r;
+        s->cap = nc;
+    }
+    s->rows[s->n++] = *row;
+}
+
+static void ceiling_alert(const lease_row *row, void *arg)
+{
+    lease_svc *ls = arg;
+    orch_counter_add(ls->m_release, REL_CEILING, 1);
+    orch_alert("lease.ceiling-released", row->work_item,
+               "epoch %" PRIu64 " held %" PRIu64 " s by %s pid %d (%s, %s), over the ceiling of "
+               "%" PRId64 " s: released whatever its liveness",
+               row->epoch, row->age_s, row->owner.host_id, (int)row->owner.pid, row->actor,
+               row->transition, ls->ceiling_s);
+}
+
+/* Releases `row` if its owner is dead; leaves ALIVE and UNKNOWN alone. */
+static void reap_if_dead(lease_svc *ls, const lease_row *row)
+{
+    const char *why;
+    uint64_t dl = orch_mono_ms() + ls->probe_timeout_ms + 2000;
+    if (lease_svc_judge(ls, &row->owner, dl, &why) != LEASE_DEAD)
+        return;
+    char detail[512];
+    orch_db_conn *c;
+    bool released = false;
+    snprintf(detail, sizeof detail, "owner %s pid %d (%s): %s", row->owner.host_id,
+             (int)row->owner.pid, row->actor, why);
+    if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
+        return;
+    orch_err err = lease_store_release(c, dl, row->work_item, row->epoch, "reclaimed-stale",
+                                       "reaper", detail, &released);
+    orch_db_release(c);
+    if (err || !released)
+        return;
+    orch_counter_add(ls->m_release, REL_STALE, 1);
+    orch_alert("lease.reclaimed-stale", row->work_item, "epoch %" PRIu64 " released: %s",
+               row->epoch, detail);
+}
+
+void lease_reaper_pass(lease_svc *ls, const char *only_host)
+{
+    uint64_t dl = orch_mono_ms() + 10000;
+    sweep s = { .ls = ls };
+    orch_db_conn *c;
+    if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
+        return;
+    orch_err err = ORCH_OK;
+    if (!only_host)
+        err = lease_store_release_over_ceiling(c, dl, ls->ceiling_s, ceiling_alert, ls);
+    if (!err)
+        err = lease_store_list(c, dl, true, "", only_host, 1000, collect, &s);
+    if (err)
+        orch_warn("reaper pass failed: %s: %s", orch_strerror(err), orch_db_last_error(c));
+    orch_db_release(c);
+    if (err) {
+        free(s.rows);
+        return;
+    }
+    for (size_t i = 0; i < s.n; i++)
+        reap_if_dead(ls, &s.rows[i]);
+    if (!only_host) {
+        atomic_store(&ls->held, (int64_t)s.n);
+        atomic_store(&ls->oldest_age_s, s.oldest_s);
+    }
+    free(s.rows);
+}
+
+static void *reaper_main(void *arg)
+{
+    lease_svc *ls = arg;
+    pthread_mutex_lock(&ls->mu);
+    while (!ls->quit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ls->reaper_interval_ms * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&ls->cv, &ls->mu, &ts);
+        if (ls->quit)
+            break;
+        pthread_mutex_unlock(&ls->mu);
+        lease_reaper_pass(ls, NULL);
+        pthread_mutex_lock(&ls->mu);
+    }
+    pthread_mutex_unlock(&ls->mu);
+    return NULL;
+}
+
+orch_err lease_reaper_start(lease_svc *ls, const char *rpc_url)
+{
+    uint64_t dl = orch_mono_ms() + 30000;
+    orch_db_conn *c;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return err;
+    err = lease_store_register_host(c, dl, ls->me->host_id, ls->me->boot_id, ls->me->instance_id,
+                                    rpc_url);
+    orch_db_release(c);
+    if (err)
+        return err;
+    orch_info("registered host %s (boot %s) at %s", ls->me->host_id, ls->me->boot_id, rpc_url);
+    /* Start-up recovery: leases of this host's previous boots and of its
+     * processes that are gone are reclaimed before the first request. */
+    lease_reaper_pass(ls, ls->me->host_id);
+
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ls->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&ls->mu, NULL);
+    if (pthread_create(&ls->reaper, NULL, reaper_main, ls) != 0)
+        return ORCH_ENOMEM;
+    ls->reaper_started = true;
+    return ORCH_OK;
+}
+
+void lease_reaper_stop(lease_svc *ls)
+{
+    if (!ls->reaper_started)
+        return;
+    pthread_mutex_lock(&ls->mu);
+    ls->quit = true;
+    pthread_cond_signal(&ls->cv);
+    pthread_mutex_unlock(&ls->mu);
+    pthread_join(ls->reaper, NULL);
+    ls->reaper_started = false;
+}

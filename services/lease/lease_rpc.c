@@ -1,0 +1,567 @@
+/*
+ * lease_rpc.c - decodes, validates and answers lease-service's RPCs.
+ *
+ * Each handler checks its input (clear INVALID_ARGUMENT messages), borrows a
+ * database connection only for its statements, and never waits for a lease
+ * holder: a held lease is an answer (HELD), not a wait.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orch/v1/lease.pb-c.h"
+#include "lease_svc.h"
+#include "orch/alert.h"
+#include "orch/clock.h"
+#include "orch/ident.h"
+#include "orch/log.h"
+
+const char *const lease_release_kinds[REL_NKINDS] = { "released", "force-released",
+                                                      "reclaimed-stale", "ceiling-released" };
+
+/* ---- liveness ---------------------------------------------------------- */
+
+static orch_rpc_client *peer_client(lease_svc *ls, const char *url)
+{
+    orch_rpc_client *c = NULL;
+    pthread_mutex_lock(&ls->peers_mu);
+    for (int i = 0; i < ls->npeers && !c; i++)
+        if (strcmp(ls->peers[i].url, url) == 0)
+            c = ls->peers[i].client;
+    if (!c && ls->npeers < LEASE_MAX_PEERS) {
+        orch_rpc_client_opts o = { .auth_token = ls->auth_token };
+        if (orch_rpc_client_open(url, &o, &c) == ORCH_OK) {
+            snprintf(ls->peers[ls->npeers].url, sizeof ls->peers[0].url, "%s", url);
+            ls->peers[ls->npeers++].client = c;
+        }
+    }
+    pthread_mutex_unlock(&ls->peers_mu);
+    return c;
+}
+
+static lease_liveness probe_remote(lease_svc *ls, const lease_owner *owner, const char *url,
+                                   uint64_t deadline, const char **reason)
+{
+    orch_rpc_client *c = peer_client(ls, url);
+    Orch__V1__ProbeOwnerRequest req = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    orch_rpc_status st;
+    uint64_t left = orch_deadline_left_ms(deadline);
+    if (!c || left == 0) {
+        *reason = "owner's host could not be asked";
+        return LEASE_UNKNOWN;
+    }
+    req.pid = owner->pid;
+    req.start_ticks = owner->start_ticks;
+    req.boot_id = (char *)owner->boot_id;
+    orch_rpc_call_opts o = {
+        .timeout_ms = (uint32_t)(left < ls->probe_timeout_ms ? left : ls->probe_timeout_ms)
+    };
+    if (orch_rpc_invoke(c, "orch.v1.LeaseService/ProbeOwner", &req.base,
+                        &orch__v1__probe_owner_reply__descriptor, &o, &st, &m) != ORCH_CODE_OK) {
+        orch_warn("owner probe at %s failed: %s", url, st.message);
+        *reason = "owner's host did not answer the probe";
+        return LEASE_UNKNOWN;
+    }
+    const Orch__V1__ProbeOwnerReply *r = (const Orch__V1__ProbeOwnerReply *)m;
+    lease_liveness l = r->liveness == ORCH__V1__LIVENESS__ALIVE  ? LEASE_ALIVE
+                       : r->liveness == ORCH__V1__LIVENESS__DEAD ? LEASE_DEAD
+                                                                 : LEASE_UNKNOWN;
+    *reason = l == LEASE_ALIVE  ? "owner's host says it is running"
+              : l == LEASE_DEAD ? "owner's host says it is gone"
+                                : "owner's host gave no verdict";
+    protobuf_c_message_free_unpacked(m, NULL);
+    return l;
+}
+
+static lease_liveness judge_here(const lease_owner *owner, const char *boot_id, const char **reason)
+{
+    uint64_t ticks = 0;
+    orch_err err = orch_proc_start_ticks(owner->pid, &ticks);
+    return lease_judge_local(owner, boot_id, err == ORCH_OK, ticks, reason);
+}
+
+lease_liveness lease_svc_judge(lease_svc *ls, const lease_owner *owner, uint64_t deadline,
+                               const char **reason)
+{
+    if (strcmp(owner->host_id, ls->me->host_id) == 0)
+        return judge_here(owner, ls->me->boot_id, reason);
+    lease_host_facts facts;
+    char url[256];
+    orch_db_conn *c;
+    orch_err err = orch_db_acquire(ls->db, deadline, &c);
+    if (!err) {
+        err = lease_store_get_host(c, deadline, owner->host_id, &facts, url, sizeof url);
+        orch_db_release(c);
+    }
+    if (err) {
+        *reason = "owner's host registration could not be read";
+        return LEASE_UNKNOWN;
+    }
+    lease_liveness l = lease_judge_remote(owner, &facts, reason);
+    return l == LEASE_ALIVE ? probe_remote(ls, owner, url, deadline, reason) : l;
+}
+
+/* ---- conversions --------------------------------------------------------- */
+
+static bool owner_from_msg(const Orch__V1__Owner *m, lease_owner *o, char *why, size_t n)
+{
+    memset(o, 0, sizeof *o);
+    if (!m) {
+        snprintf(why, n, "owner is missing");
+        return false;
+    }
+    if (strlen(m->host_id) >= sizeof o->host_id || strlen(m->boot_id) >= sizeof o->boot_id ||
+        strlen(m->instance_id) >= sizeof o->instance_id) {
+        snprintf(why, n, "owner identity field too long");
+        return false;
+    }
+    snprintf(o->host_id, sizeof o->host_id, "%s", m->host_id);
+    snprintf(o->boot_id, sizeof o->boot_id, "%s", m->boot_id);
+    snprintf(o->instance_id, sizeof o->instance_id, "%s", m->instance_id);
+    o->pid = m->pid;
+    o->start_ticks = m->start_ticks;
+    return lease_valid_owner(o, why, n);
+}
+
+/* Fills `m` (and `om`) from `row`; pointers borrow from row. */
+static void lease_to_msg(const lease_row *row, Orch__V1__Lease *m, Orch__V1__Owner *om)
+{
+    orch__v1__lease__init(m);
+    orch__v1__owner__init(om);
+    om->host_id = (char *)row->owner.host_id;
+    om->boot_id = (char *)row->owner.boot_id;
+    om->pid = row->owner.pid;
+    om->start_ticks = row->owner.start_ticks;
+    om->instance_id = (char *)row->owner.instance_id;
+    m->work_item = (char *)row->work_item;
+    m->epoch = row->epoch;
+    m->owner = om;
+    m->actor = (char *)row->actor;
+    m->transition = (char *)row->transition;
+    m->repo = (char *)row->repo;
+    m->acquired_unix_ms = row->acquired_ms;
+    m->released_unix_ms = row->released_ms;
+    m->release_reason = (char *)row->release_reason;
+    m->held = row->held;
+}
+
+static orch_code db_fail(orch_rpc_call *call, orch_err err, orch_db_conn *c)
+{
+    orch_code code = orch_err_to_code(err);
+    if (code == ORCH_CODE_INVALID_ARGUMENT)
+        code = ORCH_CODE_INTERNAL; /* inputs are validated before SQL */
+    return orch_rpc_fail(call, code, "database: %s%s%s", orch_strerror(err), c ? ": " : "",
+                         c ? orch_db_last_error(c) : "");
+}
+
+#define VALIDATE_TEXT(call, name, value)                                        \
+    do {                                                                        \
+        char why_[160];                                                         \
+        if (!lease_valid_text(name, value, why_, sizeof why_))                  \
+            return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why_); \
+    } while (0)
+
+/* ---- Acquire --------------------------------------------------------------- */
+
+static orch_code reply_granted(orch_rpc_call *call, uint64_t epoch, bool reclaimed, bool already,
+                               bool inert)
+{
+    Orch__V1__AcquireReply rep = ORCH__V1__ACQUIRE_REPLY__INIT;
+    rep.outcome = ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED;
+    rep.epoch = epoch;
+    rep.reclaimed = reclaimed;
+    rep.already_held = already;
+    rep.inert = inert;
+    return orch_rpc_reply(call, &rep.base);
+}
+
+static orch_code reply_held(orch_rpc_call *call, const lease_row *row, lease_liveness l)
+{
+    Orch__V1__AcquireReply rep = ORCH__V1__ACQUIRE_REPLY__INIT;
+    Orch__V1__Lease lm;
+    Orch__V1__Owner om;
+    lease_to_msg(row, &lm, &om);
+    rep.outcome = ORCH__V1__ACQUIRE_REPLY__OUTCOME__HELD;
+    rep.epoch = row->epoch;
+    rep.holder = &lm;
+    rep.holder_liveness =
+        l == LEASE_ALIVE ? ORCH__V1__LIVENESS__ALIVE : ORCH__V1__LIVENESS__UNKNOWN;
+    return orch_rpc_reply(call, &rep.base);
+}
+
+/* Reads the lease and, if it is free, tries to take it. */
+static orch_err read_or_grant(lease_svc *ls, const lease_claim *cl, uint64_t dl, lease_row *row,
+                              bool *found, bool *granted, uint64_t *epoch)
+{
+    orch_db_conn *c;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return err;
+    *granted = false;
+    err = lease_store_get(c, dl, cl->work_item, row, found);
+    if (!err && (!*found || !row->held)) {
+        err = lease_store_try_grant(c, dl, cl, granted, epoch);
+        if (!err && !*granted) /* lost the race: see who won */
+            err = lease_store_get(c, dl, cl->work_item, row, found);
+    }
+    orch_db_release(c);
+    return err;
+}
+
+static orch_err reclaim(lease_svc *ls, const lease_claim *cl, const lease_row *row, const char *why,
+                        uint64_t dl, bool *granted, uint64_t *epoch)
+{
+    char detail[512];
+    orch_db_conn *c;
+    snprintf(detail, sizeof detail, "owner %s pid %d (%s, epoch %" PRIu64 "): %s",
+             row->owner.host_id, (int)row->owner.pid, row->actor, row->epoch, why);
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return err;
+    err = lease_store_reclaim(c, dl, cl, row->epoch, detail, granted, epoch);
+    orch_db_release(c);
+    if (!err && *granted)
+        orch_alert("lease.reclaimed-stale", cl->work_item,
+                   "lease taken over by %s at epoch %" PRIu64 "; previous %s", cl->actor, *epoch,
+                   detail);
+    return err;
+}
+
+static void record_deferral(lease_svc *ls, const lease_claim *cl, const lease_row *row,
+                            lease_liveness l, uint64_t dl)
+{
+    char detail[512];
+    orch_db_conn *c;
+    snprintf(detail, sizeof detail, "held by %s pid %d (%s), owner %s", row->owner.host_id,
+             (int)row->owner.pid, row->actor, l == LEASE_ALIVE ? "alive" : "unknown");
+    if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
+        return;
+    if (lease_store_event_async(c, dl, cl->work_item, row->epoch, "deferred", cl->actor, detail))
+        orch_warn("could not record the deferral of %s: %s", cl->actor, orch_db_last_error(c));
+    orch_db_release(c);
+}
+
+static orch_code acquire_claim(orch_rpc_call *call, lease_svc *ls, const lease_claim *cl)
+{
+    uint64_t dl = orch_rpc_call_deadline(call);
+    for (int round = 0; round < 4; round++) {
+        lease_row row;
+        bool found, granted;
+        uint64_t epoch = 0;
+        orch_err err = read_or_grant(ls, cl, dl, &row, &found, &granted, &epoch);
+        if (err)
+            return db_fail(call, err, NULL);
+        if (granted) {
+            orch_counter_add(ls->m_acquire, ACQ_GRANTED, 1);
+            return reply_granted(call, epoch, false, false, false);
+        }
+        if (!found || !row.held)
+            continue; /* released in between: try again */
+        if (lease_same_owner(&row.owner, cl->owner)) {
+            orch_counter_add(ls->m_acquire, ACQ_ALREADY_HELD, 1);
+            return reply_granted(call, row.epoch, false, true, false);
+        }
+        const char *why;
+        lease_liveness l = lease_svc_judge(ls, &row.owner, dl, &why);
+        if (l == LEASE_DEAD) {
+            err = reclaim(ls, cl, &row, why, dl, &granted, &epoch);
+            if (err)
+                return db_fail(call, err, NULL);
+            if (granted) {
+                orch_counter_add(ls->m_acquire, ACQ_RECLAIMED, 1);
+                orch_counter_add(ls->m_release, REL_STALE, 1);
+                return reply_granted(call, epoch, true, false, false);
+            }
+            continue; /* someone else moved it first */
+        }
+        record_deferral(ls, cl, &row, l, dl);
+        orch_counter_add(ls->m_acquire, ACQ_HELD, 1);
+        orch_debug("%s defers on %s: epoch %" PRIu64 " held by %s pid %d (%s)", cl->actor,
+                   cl->work_item, row.epoch, row.owner.host_id, (int)row.owner.pid, why);
+        return reply_held(call, &row, l);
+    }
+    return orch_rpc_fail(call, ORCH_CODE_ABORTED, "the lease of %s kept changing; try again",
+                         cl->work_item);
+}
+
+static orch_code acquire(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    lease_svc *ls = arg;
+    const Orch__V1__AcquireRequest *req = (const Orch__V1__AcquireRequest *)msg;
+    lease_owner owner;
+    char why[160];
+    uint64_t t0 = orch_mono_ns();
+
+    VALIDATE_TEXT(call, "work_item", req->work_item);
+    VALIDATE_TEXT(call, "repo", req->repo);
+    VALIDATE_TEXT(call, "transition", req->transition);
+    VALIDATE_TEXT(call, "actor", req->actor);
+    if (!owner_from_msg(req->owner, &owner, why, sizeof why))
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
+    if (!lease_in_scope(&ls->scope, req->repo)) {
+        orch_counter_add(ls->m_acquire, ACQ_INERT, 1);
+        return reply_granted(call, 0, false, false, true);
+    }
+    lease_claim cl = { req->work_item, req->repo, req->transition, req->actor, &owner };
+    orch_code code = acquire_claim(call, ls, &cl);
+    orch_histogram_observe_ns(ls->m_acquire_latency, 0, orch_mono_ns() - t0);
+    return code;
+}
+
+/* ---- Release, Validate, ForceRelease ------------------------------------- */
+
+static orch_code check_epoch(orch_rpc_call *call, uint64_t epoch)
+{
+    if (epoch == 0)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "epoch must be positive");
+    return ORCH_CODE_OK;
+}
+
+static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    lease_svc *ls = arg;
+    const Orch__V1__ReleaseRequest *req = (const Orch__V1__ReleaseRequest *)msg;
+    uint64_t dl = orch_rpc_call_deadline(call);
+    orch_db_conn *c;
+    lease_row row;
+    bool released = false, found = false;
+
+    VALIDATE_TEXT(call, "work_item", req->work_item);
+    if (check_epoch(call, req->epoch))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return db_fail(call, err, NULL);
+    err =
+        lease_store_release(c, dl, req->work_item, req->epoch, "released", "holder", "", &released);
+    if (!err && !released)
+        err = lease_store_get(c, dl, req->work_item, &row, &found);
+    orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
+    orch_db_release(c);
+    if (code)
+        return code;
+    Orch__V1__ReleaseReply rep = ORCH__V1__RELEASE_REPLY__INIT;
+    if (released) {
+        orch_counter_add(ls->m_release, REL_RELEASED, 1);
+        return orch_rpc_reply(call, &rep.base);
+    }
+    if (!found)
+        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no lease for %s", req->work_item);
+    if (row.epoch == req->epoch && strcmp(row.release_reason, "released") == 0) {
+        rep.already_released = true; /* a retried Release */
+        return orch_rpc_reply(call, &rep.base);
+    }
+    return orch_rpc_fail(
+        call, ORCH_CODE_FAILED_PRECONDITION,
+        "epoch %" PRIu64 " of %s is not the live grant (current epoch %" PRIu64 ", %s)", req->epoch,
+        req->work_item, row.epoch, row.held ? "held" : row.release_reason);
+}
+
+static orch_code validate(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    lease_svc *ls = arg;
+    const Orch__V1__ValidateRequest *req = (const Orch__V1__ValidateRequest *)msg;
+    uint64_t dl = orch_rpc_call_deadline(call);
+    orch_db_conn *c;
+    lease_row row;
+    bool found = false;
+
+    VALIDATE_TEXT(call, "work_item", req->work_item);
+    if (check_epoch(call, req->epoch))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return db_fail(call, err, NULL);
+    err = lease_store_get(c, dl, req->work_item, &row, &found);
+    orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
+    orch_db_release(c);
+    if (code)
+        return code;
+    Orch__V1__ValidateReply rep = ORCH__V1__VALIDATE_REPLY__INIT;
+    rep.held = found && row.held;
+    rep.current_epoch = found ? row.epoch : 0;
+    rep.valid = rep.held && row.epoch == req->epoch;
+    return orch_rpc_reply(call, &rep.base);
+}
+
+static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    lease_svc *ls = arg;
+    const Orch__V1__ForceReleaseRequest *req = (const Orch__V1__ForceReleaseRequest *)msg;
+    uint64_t dl = orch_rpc_call_deadline(call);
+    const char *op = req->operator_[0] ? req->operator_ : "operator";
+    orch_db_conn *c;
+    lease_row row;
+    bool found = false, released = false;
+
+    VALIDATE_TEXT(call, "work_item", req->work_item);
+    VALIDATE_TEXT(call, "reason", req->reason);
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return db_fail(call, err, NULL);
+    err = lease_store_get(c, dl, req->work_item, &row, &found);
+    if (!err && found && row.held)
+        err = lease_store_release(c, dl, req->work_item, row.epoch, "force-released", op,
+                                  req->reason, &released);
+    orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
+    orch_db_release(c);
+    if (code)
+        return code;
+    if (!found)
+        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no lease for %s", req->work_item);
+    if (!row.held)
+        return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION, "%s is not held (%s)",
+                             req->work_item, row.release_reason);
+    if (!released)
+        return orch_rpc_fail(call, ORCH_CODE_ABORTED,
+                             "the lease of %s changed while releasing it; look again",
+                             req->work_item);
+    orch_counter_add(ls->m_release, REL_FORCE, 1);
+    orch_alert("lease.force-released", req->work_item,
+               "%s released epoch %" PRIu64 " held by %s pid %d (%s): %s", op, row.epoch,
+               row.owner.host_id, (int)row.owner.pid, row.actor, req->reason);
+    Orch__V1__ForceReleaseReply rep = ORCH__V1__FORCE_RELEASE_REPLY__INIT;
+    rep.released_epoch = row.epoch;
+    return orch_rpc_reply(call, &rep.base);
+}
+
+/* ---- Get, List, ProbeOwner ------------------------------------------------ */
+
+static orch_code get(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    lease_svc *ls = arg;
+    const Orch__V1__GetLeaseRequest *req = (const Orch__V1__GetLeaseRequest *)msg;
+    uint64_t dl = orch_rpc_call_deadline(call);
+    orch_db_conn *c;
+    lease_row row;
+    bool found = false;
+
+    VALIDATE_TEXT(call, "work_item", req->work_item);
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return db_fail(call, err, NULL);
+    err = lease_store_get(c, dl, req->work_item, &row, &found);
+    orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
+    orch_db_release(c);
+    if (code)
+        return code;
+    if (!found)
+        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no lease for %s", req->work_item);
+    Orch__V1__Lease m;
+    Orch__V1__Owner om;
+    lease_to_msg(&row, &m, &om);
+    return orch_rpc_reply(call, &m.base);
+}
+
+typedef struct list_acc {
+    lease_row *rows;
+    size_t n, cap;
+    bool oom;
+} list_acc;
+
+static void list_collect(const lease_row *row, void *arg)
+{
+    list_acc *a = arg;
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 16;
+        lease_row *r = realloc(a->rows, nc * sizeof *r);
+        if (!r) {
+            a->oom = true;
+            return;
+        }
+        a->rows = r;
+        a->cap = nc;
+    }
+    a->rows[a->n++] = *row;
+}
+
+static orch_code list_reply(orch_rpc_call *call, const list_acc *a)
+{
+    Orch__V1__ListLeasesReply rep = ORCH__V1__LIST_LEASES_REPLY__INIT;
+    Orch__V1__Lease *ms = calloc(a->n ? a->n : 1, sizeof *ms);
+    Orch__V1__Owner *os = calloc(a->n ? a->n : 1, sizeof *os);
+    Orch__V1__Lease **ps = calloc(a->n ? a->n : 1, sizeof *ps);
+    orch_code code;
+    if (!ms || !os || !ps) {
+        code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        for (size_t i = 0; i < a->n; i++) {
+            lease_to_msg(&a->rows[i], &ms[i], &os[i]);
+            ps[i] = &ms[i];
+        }
+        rep.n_leases = a->n;
+        rep.leases = ps;
+        code = orch_rpc_reply(call, &rep.base);
+    }
+    free(ms);
+    free(os);
+    free(ps);
+    return code;
+}
+
+static orch_code list(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    lease_svc *ls = arg;
+    const Orch__V1__ListLeasesRequest *req = (const Orch__V1__ListLeasesRequest *)msg;
+    uint64_t dl = orch_rpc_call_deadline(call);
+    unsigned limit = req->limit ? req->limit : 100;
+    list_acc acc = { 0 };
+    orch_db_conn *c;
+
+    if (limit > 1000)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "limit %u is over 1000", req->limit);
+    if (strlen(req->repo) > LEASE_MAX_FIELD)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "repo is too long");
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return db_fail(call, err, NULL);
+    err = lease_store_list(c, dl, req->held_only, req->repo, NULL, limit, list_collect, &acc);
+    orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
+    orch_db_release(c);
+    if (!code && acc.oom)
+        code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
+    if (!code)
+        code = list_reply(call, &acc);
+    free(acc.rows);
+    return code;
+}
+
+static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    lease_svc *ls = arg;
+    const Orch__V1__ProbeOwnerRequest *req = (const Orch__V1__ProbeOwnerRequest *)msg;
+    lease_owner o;
+    const char *reason;
+
+    if (req->pid <= 0)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "pid must be positive, got %d",
+                             (int)req->pid);
+    if (req->start_ticks == 0)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "start_ticks must be positive");
+    VALIDATE_TEXT(call, "boot_id", req->boot_id);
+    memset(&o, 0, sizeof o);
+    snprintf(o.boot_id, sizeof o.boot_id, "%s", req->boot_id);
+    o.pid = req->pid;
+    o.start_ticks = req->start_ticks;
+    lease_liveness l = judge_here(&o, ls->me->boot_id, &reason);
+    Orch__V1__ProbeOwnerReply rep = ORCH__V1__PROBE_OWNER_REPLY__INIT;
+    rep.liveness = l == LEASE_ALIVE ? ORCH__V1__LIVENESS__ALIVE : ORCH__V1__LIVENESS__DEAD;
+    rep.reason = (char *)reason;
+    rep.host_id = (char *)ls->me->host_id;
+    return orch_rpc_reply(call, &rep.base);
+}
+
+static const orch_rpc_handler handlers[] = {
+    acquire, release, validate, force_release, get, list, probe_owner,
+};
+
+orch_err lease_rpc_register(orch_service *svc, lease_svc *ls)
+{
+    /* The table above follows the order of the service block in lease.proto. */
+    if (orch__v1__lease_service__descriptor.n_methods != sizeof handlers / sizeof *handlers)
+        return ORCH_EINVAL;
+    orch_rpc_service rpc = { &orch__v1__lease_service__descriptor, handlers, ls };
+    return orch_service_add_rpc(svc, &rpc);
+}

@@ -1,0 +1,282 @@
+/*
+ * lease_store.c - see lease_store.h. The only file of lease-service that
+ * holds SQL. All statements are parameterized; the database clock stamps
+ * every time.
+ */
+#include "lease_store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LEASE_COLUMNS                                                            \
+    "work_item, epoch, owner_host, owner_boot_id, owner_pid, owner_start_ticks," \
+    " owner_instance, actor, transition, repo,"                                  \
+    " (extract(epoch FROM acquired_at) * 1000)::bigint,"                         \
+    " coalesce((extract(epoch FROM released_at) * 1000)::bigint, 0),"            \
+    " coalesce(release_reason, ''), released_at IS NULL,"                        \
+    " greatest(0, extract(epoch FROM now() - acquired_at))::bigint"
+
+static void copy(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src ? src : "");
+}
+
+static uint64_t to_u64(const char *s)
+{
+    return s ? strtoull(s, NULL, 10) : 0;
+}
+
+static void read_row(const orch_db_result *r, int i, lease_row *out)
+{
+    memset(out, 0, sizeof *out);
+    copy(out->work_item, sizeof out->work_item, orch_db_result_get(r, i, 0));
+    out->epoch = to_u64(orch_db_result_get(r, i, 1));
+    copy(out->owner.host_id, sizeof out->owner.host_id, orch_db_result_get(r, i, 2));
+    copy(out->owner.boot_id, sizeof out->owner.boot_id, orch_db_result_get(r, i, 3));
+    out->owner.pid = (int32_t)strtol(orch_db_result_get(r, i, 4), NULL, 10);
+    out->owner.start_ticks = to_u64(orch_db_result_get(r, i, 5));
+    copy(out->owner.instance_id, sizeof out->owner.instance_id, orch_db_result_get(r, i, 6));
+    copy(out->actor, sizeof out->actor, orch_db_result_get(r, i, 7));
+    copy(out->transition, sizeof out->transition, orch_db_result_get(r, i, 8));
+    copy(out->repo, sizeof out->repo, orch_db_result_get(r, i, 9));
+    out->acquired_ms = to_u64(orch_db_result_get(r, i, 10));
+    out->released_ms = to_u64(orch_db_result_get(r, i, 11));
+    copy(out->release_reason, sizeof out->release_reason, orch_db_result_get(r, i, 12));
+    const char *held = orch_db_result_get(r, i, 13);
+    out->held = held && held[0] == 't';
+    out->age_s = to_u64(orch_db_result_get(r, i, 14));
+}
+
+/* Runs a statement whose first column of an optional single row is an epoch. */
+static orch_err exec_epoch(orch_db_conn *c, uint64_t dl, const char *sql, int n,
+                           const char *const *p, bool *hit, uint64_t *epoch)
+{
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, n, p, &r);
+    if (err)
+        return err;
+    *hit = orch_db_result_rows(r) == 1;
+    if (*hit)
+        *epoch = to_u64(orch_db_result_get(r, 0, 0));
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+typedef struct claim_params {
+    char pid[16], ticks[24];
+    const char *v[9];
+} claim_params;
+
+static void claim_params_fill(claim_params *cp, const lease_claim *cl)
+{
+    snprintf(cp->pid, sizeof cp->pid, "%" PRId32, cl->owner->pid);
+    snprintf(cp->ticks, sizeof cp->ticks, "%" PRIu64, cl->owner->start_ticks);
+    const char *v[9] = { cl->work_item, cl->owner->host_id, cl->owner->boot_id,
+                         cp->pid,       cp->ticks,          cl->owner->instance_id,
+                         cl->actor,     cl->transition,     cl->repo };
+    memcpy(cp->v, v, sizeof v);
+}
+
+orch_err lease_store_try_grant(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
+                               uint64_t *epoch)
+{
+    static const char sql[] =
+        "WITH g AS ("
+        " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id,"
+        "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
+        " VALUES ($1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now())"
+        " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"
+        "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"
+        "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks,"
+        "   owner_instance = EXCLUDED.owner_instance, actor = EXCLUDED.actor,"
+        "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"
+        "   released_at = NULL, release_reason = NULL"
+        " WHERE l.released_at IS NOT NULL"
+        " RETURNING work_item, epoch),"
+        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+        "   SELECT work_item, epoch, 'granted', $7, $8 FROM g)"
+        " SELECT epoch FROM g";
+    claim_params cp;
+    claim_params_fill(&cp, cl);
+    return exec_epoch(c, dl, sql, 9, cp.v, granted, epoch);
+}
+
+orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl,
+                             uint64_t seen_epoch, const char *why, bool *granted, uint64_t *epoch)
+{
+    static const char sql[] =
+        "WITH r AS ("
+        " UPDATE transition_lease SET epoch = epoch + 1, owner_host = $2, owner_boot_id = $3,"
+        "   owner_pid = $4::integer, owner_start_ticks = $5::bigint, owner_instance = $6,"
+        "   actor = $7, transition = $8, repo = $9, acquired_at = now(),"
+        "   released_at = NULL, release_reason = NULL"
+        " WHERE work_item = $1 AND epoch = $10::bigint AND released_at IS NULL"
+        " RETURNING work_item, epoch),"
+        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+        "   SELECT work_item, epoch - 1, 'reclaimed-stale', $7, $11 FROM r"
+        "   UNION ALL SELECT work_item, epoch, 'granted', $7, $8 FROM r)"
+        " SELECT epoch FROM r";
+    claim_params cp;
+    char seen[24];
+    claim_params_fill(&cp, cl);
+    snprintf(seen, sizeof seen, "%" PRIu64, seen_epoch);
+    const char *p[11];
+    memcpy(p, cp.v, sizeof cp.v);
+    p[9] = seen;
+    p[10] = why;
+    return exec_epoch(c, dl, sql, 11, p, granted, epoch);
+}
+
+orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item, uint64_t epoch,
+                             const char *kind, const char *actor, const char *detail,
+                             bool *released)
+{
+    static const char sql[] =
+        "WITH r AS ("
+        " UPDATE transition_lease SET released_at = now(), release_reason = $3"
+        " WHERE work_item = $1 AND epoch = $2::bigint AND released_at IS NULL"
+        " RETURNING work_item, epoch),"
+        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+        "   SELECT work_item, epoch, $3, $4, $5 FROM r)"
+        " SELECT epoch FROM r";
+    char ep[24];
+    uint64_t got;
+    snprintf(ep, sizeof ep, "%" PRIu64, epoch);
+    const char *p[] = { work_item, ep, kind, actor, detail };
+    return exec_epoch(c, dl, sql, 5, p, released, &got);
+}
+
+orch_err lease_store_event_async(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                 uint64_t epoch, const char *kind, const char *actor,
+                                 const char *detail)
+{
+    /* set_config(..., true) lasts for this statement's transaction, whose
+     * commit then does not wait for the WAL flush. */
+    static const char sql[] = "WITH s AS (SELECT set_config('synchronous_commit', 'off', true))"
+                              " INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+                              " SELECT $1, $2::bigint, $3, $4, $5 FROM s";
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRIu64, epoch);
+    const char *p[] = { work_item, ep, kind, actor, detail };
+    return orch_db_exec(c, dl, sql, 5, p, NULL);
+}
+
+orch_err lease_store_get(orch_db_conn *c, uint64_t dl, const char *work_item, lease_row *out,
+                         bool *found)
+{
+    static const char sql[] = "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE work_item = $1";
+    orch_db_result *r;
+    const char *p[] = { work_item };
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    if (err)
+        return err;
+    *found = orch_db_result_rows(r) == 1;
+    if (*found)
+        read_row(r, 0, out);
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+static void for_each_row(const orch_db_result *r, void (*fn)(const lease_row *, void *), void *arg)
+{
+    lease_row row;
+    for (int i = 0; i < orch_db_result_rows(r); i++) {
+        read_row(r, i, &row);
+        fn(&row, arg);
+    }
+}
+
+orch_err lease_store_list(orch_db_conn *c, uint64_t dl, bool held_only, const char *repo,
+                          const char *owner_host, unsigned limit,
+                          void (*fn)(const lease_row *row, void *arg), void *arg)
+{
+    static const char sql[] = "SELECT " LEASE_COLUMNS " FROM transition_lease"
+                              " WHERE (NOT $1::boolean OR released_at IS NULL)"
+                              "   AND ($2 = '' OR repo = $2)"
+                              "   AND ($3 = '' OR owner_host = $3)"
+                              " ORDER BY acquired_at, work_item LIMIT $4::integer";
+    char lim[16];
+    orch_db_result *r;
+    snprintf(lim, sizeof lim, "%u", limit);
+    const char *p[] = { held_only ? "true" : "false", repo ? repo : "",
+                        owner_host ? owner_host : "", lim };
+    orch_err err = orch_db_exec(c, dl, sql, 4, p, &r);
+    if (err)
+        return err;
+    for_each_row(r, fn, arg);
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err lease_store_release_over_ceiling(orch_db_conn *c, uint64_t dl, int64_t ceiling_s,
+                                          void (*fn)(const lease_row *row, void *arg), void *arg)
+{
+    static const char sql[] =
+        "WITH r AS ("
+        " UPDATE transition_lease SET released_at = now(), release_reason = 'ceiling-released'"
+        " WHERE released_at IS NULL"
+        "   AND acquired_at < now() - make_interval(secs => $1::double precision)"
+        " RETURNING *),"
+        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+        "   SELECT work_item, epoch, 'ceiling-released', 'reaper',"
+        "     'held longer than ' || $1::text || ' s by ' || actor FROM r)"
+        " SELECT " LEASE_COLUMNS " FROM r";
+    char ceil[24];
+    orch_db_result *r;
+    snprintf(ceil, sizeof ceil, "%" PRId64, ceiling_s);
+    const char *p[] = { ceil };
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    if (err)
+        return err;
+    for_each_row(r, fn, arg);
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err lease_store_register_host(orch_db_conn *c, uint64_t dl, const char *host_id,
+                                   const char *boot_id, const char *instance_id,
+                                   const char *rpc_url)
+{
+    static const char sql[] =
+        "INSERT INTO hosts (host_id, boot_id, instance_id, rpc_url, started_at, seen_at)"
+        " VALUES ($1, $2, $3, $4, now(), now())"
+        " ON CONFLICT (host_id) DO UPDATE SET boot_id = EXCLUDED.boot_id,"
+        "   instance_id = EXCLUDED.instance_id, rpc_url = EXCLUDED.rpc_url,"
+        "   started_at = now(), seen_at = now()";
+    const char *p[] = { host_id, boot_id, instance_id, rpc_url };
+    return orch_db_exec(c, dl, sql, 4, p, NULL);
+}
+
+orch_err lease_store_get_host(orch_db_conn *c, uint64_t dl, const char *host_id,
+                              lease_host_facts *facts, char *rpc_url, size_t n)
+{
+    static const char sql[] = "SELECT boot_id, rpc_url FROM hosts WHERE host_id = $1";
+    orch_db_result *r;
+    const char *p[] = { host_id };
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    if (err)
+        return err;
+    memset(facts, 0, sizeof *facts);
+    facts->registered = orch_db_result_rows(r) == 1;
+    rpc_url[0] = '\0';
+    if (facts->registered) {
+        copy(facts->boot_id, sizeof facts->boot_id, orch_db_result_get(r, 0, 0));
+        copy(rpc_url, n, orch_db_result_get(r, 0, 1));
+    }
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err lease_store_count_held(orch_db_conn *c, uint64_t dl, int64_t *n)
+{
+    orch_db_result *r;
+    orch_err err = orch_db_exec(
+        c, dl, "SELECT count(*) FROM transition_lease WHERE released_at IS NULL", 0, NULL, &r);
+    if (err)
+        return err;
+    *n = strtoll(orch_db_result_get(r, 0, 0), NULL, 10);
+    orch_db_result_free(r);
+    return ORCH_OK;
+}

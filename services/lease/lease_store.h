@@ -1,0 +1,87 @@
+/*
+ * lease_store.h - every SQL statement of lease-service.
+ *
+ * Each write is one statement, hence one commit: the lease row changes and
+ * its lease_events row is appended in the same statement (a data-modifying
+ * CTE). Writes are conditional on the state the caller saw (released, or a
+ * given epoch still held), so concurrent actors on any host resolve races in
+ * the database, and no caller ever waits for a lease holder. Functions take a
+ * checked-out connection and a deadline; they return orch_err from db.h.
+ */
+#ifndef ORCH_LEASE_STORE_H
+#define ORCH_LEASE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lease_logic.h"
+#include "orch/db.h"
+
+typedef struct lease_row {
+    char work_item[LEASE_MAX_FIELD + 1];
+    uint64_t epoch;
+    lease_owner owner;
+    char actor[LEASE_MAX_FIELD + 1];
+    char transition[LEASE_MAX_FIELD + 1];
+    char repo[LEASE_MAX_FIELD + 1];
+    uint64_t acquired_ms; /* database clock, Unix ms */
+    uint64_t released_ms; /* 0 while held */
+    char release_reason[LEASE_MAX_FIELD + 1];
+    bool held;
+    uint64_t age_s; /* now() - acquired_at, database clock */
+} lease_row;
+
+typedef struct lease_claim {
+    const char *work_item, *repo, *transition, *actor;
+    const lease_owner *owner;
+} lease_claim;
+
+/* Grants the lease if it does not exist or is released. *granted says
+ * whether it did; *epoch is the new epoch then. */
+orch_err lease_store_try_grant(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
+                               uint64_t *epoch) ORCH_NODISCARD;
+
+/* Takes over a lease still held at `seen_epoch` whose owner is dead. */
+orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl,
+                             uint64_t seen_epoch, const char *why, bool *granted,
+                             uint64_t *epoch) ORCH_NODISCARD;
+
+/* Releases the lease if `epoch` is still held; records `kind` (released,
+ * force-released, reclaimed-stale, ceiling-released) with actor and detail. */
+orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item, uint64_t epoch,
+                             const char *kind, const char *actor, const char *detail,
+                             bool *released) ORCH_NODISCARD;
+
+/* Appends an event without waiting for the WAL flush (audit of deferrals). */
+orch_err lease_store_event_async(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                 uint64_t epoch, const char *kind, const char *actor,
+                                 const char *detail) ORCH_NODISCARD;
+
+orch_err lease_store_get(orch_db_conn *c, uint64_t dl, const char *work_item, lease_row *out,
+                         bool *found) ORCH_NODISCARD;
+
+/* Calls fn for each lease matching the filter (held_only, repo "" = any),
+ * oldest first, at most `limit`. `owner_host` non-NULL restricts to leases
+ * whose owner is on that host. */
+orch_err lease_store_list(orch_db_conn *c, uint64_t dl, bool held_only, const char *repo,
+                          const char *owner_host, unsigned limit,
+                          void (*fn)(const lease_row *row, void *arg), void *arg) ORCH_NODISCARD;
+
+/* Releases every lease held longer than ceiling_s (database clock), each with
+ * a ceiling-released event; fn is called for each released lease. */
+orch_err lease_store_release_over_ceiling(orch_db_conn *c, uint64_t dl, int64_t ceiling_s,
+                                          void (*fn)(const lease_row *row, void *arg),
+                                          void *arg) ORCH_NODISCARD;
+
+orch_err lease_store_register_host(orch_db_conn *c, uint64_t dl, const char *host_id,
+                                   const char *boot_id, const char *instance_id,
+                                   const char *rpc_url) ORCH_NODISCARD;
+
+/* The registration of `host_id`: boot id and RPC address. */
+orch_err lease_store_get_host(orch_db_conn *c, uint64_t dl, const char *host_id,
+                              lease_host_facts *facts, char *rpc_url, size_t n) ORCH_NODISCARD;
+
+/* Number of leases currently held. */
+orch_err lease_store_count_held(orch_db_conn *c, uint64_t dl, int64_t *n) ORCH_NODISCARD;
+
+#endif

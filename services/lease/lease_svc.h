@@ -1,0 +1,74 @@
+/*
+ * lease_svc.h - lease-service's state shared by its RPC handlers and its
+ * reaper (internal to the service).
+ *
+ * Threading: read-only after lease_svc_start() except the peer-client cache
+ * (mutex) and the gauges (atomics). Liveness judging may call another host's
+ * lease-service; it never holds a database connection while doing so.
+ */
+#ifndef ORCH_LEASE_SVC_H
+#define ORCH_LEASE_SVC_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "lease_logic.h"
+#include "lease_store.h"
+#include "orch/rpc.h"
+#include "orch/svc.h"
+
+#define LEASE_MAX_PEERS 32
+
+typedef struct lease_peer {
+    char url[256];
+    orch_rpc_client *client;
+} lease_peer;
+
+typedef struct lease_svc {
+    orch_db_pool *db;
+    const orch_ident *me;
+    lease_scope scope;
+    int64_t ceiling_s;
+    int64_t reaper_interval_ms;
+    uint32_t probe_timeout_ms;
+    const char *auth_token;
+
+    pthread_mutex_t peers_mu;
+    lease_peer peers[LEASE_MAX_PEERS];
+    int npeers;
+
+    orch_counter *m_acquire; /* by outcome */
+    orch_counter *m_release; /* by kind */
+    orch_histogram *m_acquire_latency;
+    _Atomic int64_t held;
+    _Atomic int64_t oldest_age_s;
+
+    pthread_t reaper;
+    bool reaper_started, quit;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} lease_svc;
+
+/* Acquire outcomes and release kinds, the metrics' label values. */
+enum { ACQ_GRANTED, ACQ_RECLAIMED, ACQ_ALREADY_HELD, ACQ_HELD, ACQ_INERT, ACQ_NKINDS };
+enum { REL_RELEASED, REL_FORCE, REL_STALE, REL_CEILING, REL_NKINDS };
+extern const char *const lease_release_kinds[REL_NKINDS];
+
+/* Judges `owner`: on this host from /proc, on another by asking it. */
+lease_liveness lease_svc_judge(lease_svc *ls, const lease_owner *owner, uint64_t deadline,
+                               const char **reason);
+
+/* Registers the RPC service; called from the start hook. */
+orch_err lease_rpc_register(orch_service *svc, lease_svc *ls) ORCH_NODISCARD;
+
+/* Registers this host, reclaims the leases of its previous boots and dead
+ * processes, starts the reaper. */
+orch_err lease_reaper_start(lease_svc *ls, const char *rpc_url) ORCH_NODISCARD;
+void lease_reaper_stop(lease_svc *ls);
+
+/* One reaper pass (ceiling, then dead owners); exposed for the start-up
+ * recovery, which is a pass restricted to this host. */
+void lease_reaper_pass(lease_svc *ls, const char *only_host);
+
+#endif
