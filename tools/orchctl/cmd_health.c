@@ -1,0 +1,116 @@
+/*
+ * cmd_health.c - `orchctl health [SERVICE...]`: HealthService/Check on each
+ * service named (default all), one line (or JSON object) per service.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orch/v1/health.pb-c.h"
+#include "orch/clock.h"
+#include "orchctl.h"
+
+static const char *serving_name(int s)
+{
+    switch (s) {
+    case ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING: return "SERVING";
+    case ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING: return "NOT_SERVING";
+    default: return "UNKNOWN";
+    }
+}
+
+static void print_one(const target *t, const globals *g, const orch_rpc_status *st,
+                      const Orch__V1__HealthCheckResponse *r, double ms, json_t *arr)
+{
+    if (g->json) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:f}", "service", t->server, "address",
+                              orchctl_address(t), "code", orch_code_name(st->code), "message",
+                              st->message, "latency_ms", ms);
+        if (o && r) {
+            json_object_set_new(o, "status", json_string(serving_name(r->status)));
+            json_object_set_new(o, "instance_id", json_string(r->instance_id));
+            json_object_set_new(o, "host_id", json_string(r->host_id));
+            json_object_set_new(o, "database_ok", json_boolean(r->database_ok));
+            json_object_set_new(o, "version", json_string(r->version));
+        }
+        json_array_append_new(arr, o);
+    } else if (r) {
+        printf("%-17s %-11s %s  host %s  instance %.8s  db %s  %.2f ms\n", t->server,
+               serving_name(r->status), orchctl_address(t), r->host_id, r->instance_id,
+               r->database_ok ? "ok" : "DOWN", ms);
+    } else {
+        printf("%-17s %-11s %s  %s\n", t->server, orch_code_name(st->code), orchctl_address(t),
+               st->message);
+    }
+}
+
+/* Checks one service; returns the status code. */
+static orch_code health_one(const target *t, const globals *g, json_t *arr)
+{
+    orch_rpc_client *c;
+    orch_rpc_status st = { 0 };
+    ProtobufCMessage *reply = NULL;
+    Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
+    orch_rpc_client_opts o = { .default_timeout_ms = g->timeout_ms,
+                               .auth_token = getenv("ORCH_RPC_AUTH_TOKEN") };
+    double ms = 0;
+
+    if (orch_rpc_client_open(orchctl_address(t), &o, &c) != ORCH_OK) {
+        st.code = ORCH_CODE_INVALID_ARGUMENT;
+        snprintf(st.message, sizeof st.message, "bad address in %s", t->var);
+    } else {
+        uint64_t t0 = orch_mono_ns();
+        orch_rpc_invoke(c, "orch.v1.HealthService/Check", &req.base,
+                        &orch__v1__health_check_response__descriptor, NULL, &st, &reply);
+        ms = (double)(orch_mono_ns() - t0) / 1e6;
+        orch_rpc_client_close(c);
+    }
+    print_one(t, g, &st, (const Orch__V1__HealthCheckResponse *)reply, ms, arr);
+    if (reply)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    return st.code;
+}
+
+int cmd_health(int argc, char **argv, const globals *g)
+{
+    bool want[8] = { false };
+    bool any = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            printf("usage: orchctl [--json] [--timeout MS] health "
+                   "[lease|stage|guard|launcher|all]...\n"
+                   "  Calls orch.v1.HealthService/Check on each service named (default all).\n"
+                   "  Exit 0 when every one is SERVING, else 64 + the first failing code.\n");
+            return EXIT_OK;
+        }
+        bool found = false;
+        for (size_t k = 0; k < orchctl_ntargets; k++) {
+            const target *t = &orchctl_targets[k];
+            if (strcmp(argv[i], "all") == 0 || strcmp(argv[i], t->name) == 0 ||
+                strcmp(argv[i], t->server) == 0)
+                want[k] = found = any = true;
+        }
+        if (!found) {
+            fprintf(stderr,
+                    "orchctl health: unknown service '%s' (lease, stage, guard, launcher, all)\n",
+                    argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    json_t *arr = g->json ? json_array() : NULL;
+    int rc = EXIT_OK;
+    for (size_t k = 0; k < orchctl_ntargets; k++) {
+        if (any && !want[k])
+            continue;
+        orch_code code = health_one(&orchctl_targets[k], g, arr);
+        if (code != ORCH_CODE_OK && rc == EXIT_OK)
+            rc = EXIT_RPC_BASE + (int)code;
+    }
+    if (arr) {
+        json_dumpf(arr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+        json_decref(arr);
+    }
+    return rc;
+}

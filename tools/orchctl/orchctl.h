@@ -1,0 +1,57 @@
+/*
+ * orchctl.h - shared pieces of the command-line client: options common to
+ * every command, the service targets, and one RPC call helper that prints
+ * errors and maps them to exit codes.
+ */
+#ifndef ORCHCTL_H
+#define ORCHCTL_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "orch/config.h"
+#include "orch/rpc.h"
+
+#define EXIT_OK       0
+#define EXIT_USAGE    1
+#define EXIT_HELD     3 /* lease acquire: held by another owner */
+#define EXIT_RPC_BASE 64
+
+typedef struct globals {
+    bool json;
+    uint32_t timeout_ms;
+} globals;
+
+typedef struct target {
+    const char *name;   /* "lease" */
+    const char *server; /* "lease-service" */
+    const char *var;    /* "ORCH_LEASE_RPC_URL" */
+    const orch_config_var *table;
+} target;
+
+extern const target orchctl_targets[];
+extern const size_t orchctl_ntargets;
+
+const target *orchctl_target(const char *name);
+/* The address of `t`: its environment variable, else the table's default. */
+const char *orchctl_address(const target *t);
+
+/* Calls `method` on `t`. On OK, *reply (if asked) is the decoded reply, to be
+ * freed with protobuf_c_message_free_unpacked. On error prints
+ * "orchctl: <method>: <CODE>: <message>" (or a JSON object with --json) and
+ * returns the exit status 64 + code; returns 0 on OK. */
+int orchctl_call(const globals *g, const target *t, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
+                 orch_rpc_status *st);
+
+/* Prints `m` as indented JSON on stdout. */
+void orchctl_print_json(const ProtobufCMessage *m);
+
+/* Parses a positive decimal integer argument; false with a message if bad. */
+bool orchctl_parse_u64(const char *what, const char *s, uint64_t *out);
+
+int cmd_health(int argc, char **argv, const globals *g);
+int cmd_lease(int argc, char **argv, const globals *g);
+
+#endif
