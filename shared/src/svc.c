@@ -53,6 +53,7 @@ struct orch_service {
     atomic_bool serving;
     atomic_bool db_ok;
     _Atomic uint64_t db_checked_ms;
+    _Atomic uint64_t db_probes;
     uint64_t start_wall_ms;
 };
 
@@ -107,6 +108,7 @@ static void probe_once(orch_service *s, uint64_t budget_ms)
     } else {
         snprintf(why, sizeof why, "%s", orch_strerror(err));
     }
+    atomic_fetch_add(&s->db_probes, 1);
     bool was = atomic_exchange(&s->db_ok, err == ORCH_OK);
     atomic_store(&s->db_checked_ms, orch_mono_ms());
     pthread_mutex_lock(&s->mu);
@@ -211,6 +213,11 @@ static int http_metrics(void *arg, char **body, size_t *len, const char **ctype)
 static double gauge_db_up(void *arg)
 {
     return atomic_load(&((orch_service *)arg)->db_ok) ? 1.0 : 0.0;
+}
+
+static double gauge_db_probes(void *arg)
+{
+    return (double)atomic_load(&((orch_service *)arg)->db_probes);
 }
 
 static double gauge_start_time(void *arg)
@@ -389,6 +396,8 @@ static int run(orch_service *s, const sigset_t *sigs)
         return 1;
     orch_metrics_gauge_fn(s->metrics, "orch_database_up",
                           "1 when the last database probe succeeded", gauge_db_up, s);
+    orch_metrics_gauge_fn(s->metrics, "orch_database_probes",
+                          "Database health probes run since start", gauge_db_probes, s);
     orch_metrics_gauge_fn(s->metrics, "orch_process_start_time_seconds",
                           "Start time of the process, Unix seconds", gauge_start_time, s);
     int rc = prepare_database(s, sigs);
@@ -438,7 +447,13 @@ int orch_service_main(const orch_service_def *def, int argc, char **argv)
         level = ORCH_LOG_INFO; /* unreachable: the table restricts the values */
     orch_log_init(def->name, level);
     pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cv, NULL);
+    /* The probe computes its wake-up on the monotonic clock: so must the
+     * condition variable, or the wait returns at once and the probe spins. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s.cv, &ca);
+    pthread_condattr_destroy(&ca);
     s.start_wall_ms = orch_wall_ms();
 
     rc = run(&s, &sigs);

@@ -9,7 +9,6 @@
  */
 #include "bench_echo.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>

@@ -14,14 +14,16 @@ const char *const bench_svc_names[BENCH_NSERVICES] = { "lease", "stage", "guard"
 
 static const char *const mode_keys[NMODES] = { "sequential", "inflight" };
 
-enum { F_P50, F_P90, F_P99, F_RATE, F_SRV_CS, F_CLI_CS, NFIELDS };
+enum { F_P50, F_P90, F_P99, F_RATE, F_SRV_CS, F_SRV_CPU, F_CLI_CS, F_CLI_CPU, NFIELDS };
 static const char *const field_keys[NFIELDS] = {
     "p50_us",
     "p90_us",
     "p99_us",
     "calls_per_s",
     "server_switches_per_call",
+    "server_cpu_us_per_call",
     "client_switches_per_call",
+    "client_cpu_us_per_call",
 };
 
 static double field(const bench_figures *f, int k)
@@ -32,7 +34,9 @@ static double field(const bench_figures *f, int k)
     case F_P99: return f->p99_us;
     case F_RATE: return f->calls_per_s;
     case F_SRV_CS: return f->srv_switches;
-    default: return f->cli_switches;
+    case F_SRV_CPU: return f->srv_cpu_us;
+    case F_CLI_CS: return f->cli_switches;
+    default: return f->cli_cpu_us;
     }
 }
 
@@ -66,7 +70,9 @@ static bench_figures median_figures(const bench_results *r, unsigned rounds, int
     f.p99_us = median_of(r, rounds, mode, stack, F_P99);
     f.calls_per_s = median_of(r, rounds, mode, stack, F_RATE);
     f.srv_switches = median_of(r, rounds, mode, stack, F_SRV_CS);
+    f.srv_cpu_us = median_of(r, rounds, mode, stack, F_SRV_CPU);
     f.cli_switches = median_of(r, rounds, mode, stack, F_CLI_CS);
+    f.cli_cpu_us = median_of(r, rounds, mode, stack, F_CLI_CPU);
     return f;
 }
 
@@ -96,17 +102,19 @@ static void mode_label(const bench_options *o, int mode, char *buf, size_t n)
 
 static void print_table_header(void)
 {
-    printf("  %-14s %-5s %8s %8s %8s %9s %8s %8s\n", "mode", "stack", "p50 us", "p90 us", "p99 us",
-           "calls/s", "srv cs", "cli cs");
+    printf("  %-13s %-5s %7s %7s %7s %8s %7s %7s %7s %7s\n", "mode", "stack", "p50 us", "p90 us",
+           "p99 us", "calls/s", "srv cs", "srv cpu", "cli cs", "cli cpu");
 }
 
 static void print_figures(const char *mode, const char *stack, const bench_figures *f)
 {
-    char srv[16] = "-";
-    if (f->srv_switches >= 0)
-        snprintf(srv, sizeof srv, "%.2f", f->srv_switches);
-    printf("  %-14s %-5s %8.1f %8.1f %8.1f %9.0f %8s %8.2f\n", mode, stack, f->p50_us, f->p90_us,
-           f->p99_us, f->calls_per_s, srv, f->cli_switches);
+    char cs[16] = "-", cpu[16] = "-";
+    if (f->srv_switches >= 0) {
+        snprintf(cs, sizeof cs, "%.2f", f->srv_switches);
+        snprintf(cpu, sizeof cpu, "%.1f", f->srv_cpu_us);
+    }
+    printf("  %-13s %-5s %7.1f %7.1f %7.1f %8.0f %7s %7s %7.2f %7.1f\n", mode, stack, f->p50_us,
+           f->p90_us, f->p99_us, f->calls_per_s, cs, cpu, f->cli_switches, f->cli_cpu_us);
 }
 
 void bench_print_round(const bench_options *o, const bench_results *r, unsigned i)
@@ -157,13 +165,15 @@ void bench_print_header(const bench_options *o, const bench_results *r)
     printf("  request %zu bytes, the packed RequestEnvelope of a Check call, on both stacks; "
            "reply %zu bytes (orch), %zu (raw echo)\n",
            r->frame_len, r->reply_len, r->frame_len);
-    printf("  %u rounds, first stack alternating; sequential: %u warm-up + %u timed calls; "
-           "%u in flight: %u warm-up + %u timed calls per thread\n",
-           o->rounds, o->warmup, o->calls, o->inflight, o->warmup / o->inflight, o->per_thread);
+    printf("  %u rounds; in each, per mode, %u slices of raw and orch taking turns; sequential: "
+           "%u warm-up + %u timed calls; %u in flight: %u warm-up + %u timed calls per thread\n",
+           o->rounds, o->slices, o->warmup, o->calls, o->inflight, o->warmup / o->inflight,
+           o->per_thread);
     printf("  client CPU of one orch call, no network: request id %.0f ns, pack %.0f ns, "
            "decode %.0f ns\n",
            r->local.request_id_ns, r->local.pack_ns, r->local.decode_ns);
-    printf("  srv cs / cli cs: context switches per call of the server process / of this one\n\n");
+    printf("  per call: srv cs, srv cpu = context switches and CPU us of the server process; "
+           "cli cs, cli cpu = of this one\n\n");
     print_rss(o, r);
     fflush(stdout);
 }
@@ -204,7 +214,8 @@ static json_t *figures_json(const bench_figures *f)
     json_t *j = json_object();
     for (int k = 0; k < NFIELDS; k++) {
         double v = field(f, k);
-        json_object_set_new(j, field_keys[k], k == F_SRV_CS && v < 0 ? json_null() : json_real(v));
+        bool unknown = (k == F_SRV_CS || k == F_SRV_CPU) && v < 0;
+        json_object_set_new(j, field_keys[k], unknown ? json_null() : json_real(v));
     }
     json_object_set_new(j, "calls", json_integer((json_int_t)f->calls));
     return j;
@@ -269,16 +280,16 @@ static json_t *memory_json(const bench_options *o, const bench_results *r)
 void bench_print_json(const bench_options *o, const bench_results *r)
 {
     json_t *doc = json_pack(
-        "{s:s, s:s, s:s, s:i, s:i, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i}, s:{s:f, s:f, s:f}, "
+        "{s:s, s:s, s:s, s:i, s:i, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:{s:f, s:f, s:f}, "
         "s:f, s:o, s:o, s:o}",
         "method", BENCH_METHOD, "lease_url", o->lease_url, "nng_version", nng_version(),
         "echo_port", r->echo_port, "request_bytes", (int)r->frame_len, "reply_bytes_orch",
-        (int)r->reply_len, "settings", "rounds", (int)o->rounds, "warmup", (int)o->warmup, "calls",
-        (int)o->calls, "inflight", (int)o->inflight, "calls_per_thread", (int)o->per_thread,
-        "timeout_ms", (int)o->timeout_ms, "client_cpu_ns", "request_id", r->local.request_id_ns,
-        "pack", r->local.pack_ns, "decode", r->local.decode_ns, "overhead_target_pct",
-        BENCH_OVERHEAD_TARGET, "memory", memory_json(o, r), "rounds", rounds_json(o, r), "median",
-        summary_json(o, r));
+        (int)r->reply_len, "settings", "rounds", (int)o->rounds, "slices", (int)o->slices, "warmup",
+        (int)o->warmup, "calls", (int)o->calls, "inflight", (int)o->inflight, "calls_per_thread",
+        (int)o->per_thread, "timeout_ms", (int)o->timeout_ms, "client_cpu_ns", "request_id",
+        r->local.request_id_ns, "pack", r->local.pack_ns, "decode", r->local.decode_ns,
+        "overhead_target_pct", BENCH_OVERHEAD_TARGET, "memory", memory_json(o, r), "rounds",
+        rounds_json(o, r), "median", summary_json(o, r));
     if (!doc) {
         fprintf(stderr, "rpc_bench: cannot build the JSON document\n");
         return;

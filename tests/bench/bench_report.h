@@ -34,6 +34,7 @@ typedef struct bench_options {
     unsigned inflight;
     unsigned per_thread; /* timed calls of each caller in flight */
     unsigned rounds;
+    unsigned slices; /* per mode and round, the stacks taking turns */
     unsigned timeout_ms;
     int echo_contexts;
     bool json;
@@ -43,8 +44,10 @@ typedef struct bench_options {
 typedef struct bench_figures {
     double p50_us, p90_us, p99_us;
     double calls_per_s;
-    double srv_switches; /* server context switches per call; < 0 unknown */
-    double cli_switches; /* this process's context switches per call */
+    double srv_switches; /* server process, per call; < 0: unknown */
+    double srv_cpu_us;
+    double cli_switches; /* this process, per call */
+    double cli_cpu_us;
     unsigned long calls;
 } bench_figures;
 

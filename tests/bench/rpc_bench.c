@@ -11,17 +11,19 @@
  *         (bench_echo.h), called as the library's client calls: one REQ
  *         socket, one context per caller, resend disabled.
  * Two modes: one caller, and K callers sharing one client (one REQ socket).
- * Each round runs both stacks in both modes, the first stack alternating
- * from round to round; the report gives the medians of the rounds
- * (bench_report.h). It also reads the resident memory and the context
- * switches of the services named with --pids from /proc.
+ * Each round runs both modes; within a mode the two stacks take turns in
+ * slices (raw, orch, orch, raw, ...), so that the drift of this machine
+ * over seconds touches both alike, and the stack that starts alternates from
+ * round to round. The report gives the medians of the rounds
+ * (bench_report.h). It also reads from /proc the resident memory of the
+ * services named with --pids, and the CPU time and context switches per
+ * call of both servers and of this process.
  *
  * It prints figures and never passes or fails on them. Exit status: 0 when
  * every call succeeded, 1 when a call or a setup step failed, 2 on bad usage.
- * Threading: the main thread drives; the callers of a mode are joined before
- * the next mode starts. Every loop is bounded by a count or a deadline.
+ * Threading: the main thread drives; the callers of a slice are joined before
+ * the next slice starts. Every loop is bounded by a count or a deadline.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <nng/nng.h>
@@ -33,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "orch/v1/envelope.pb-c.h"
@@ -42,6 +43,7 @@
 #include "orch/ident.h"
 #include "orch/rpc.h"
 #include "bench_echo.h"
+#include "bench_proc.h"
 #include "bench_report.h"
 
 #define MAX_MSG_BYTES    (1u << 20) /* NNG_OPT_RECVMAXSZ on every socket */
@@ -84,75 +86,16 @@ typedef struct caller {
     char err[320];
 } caller;
 
-/* Context switches of the server process and of this one. */
-typedef struct switches {
-    long long srv, cli; /* srv < 0: unknown */
-} switches;
+/* What the server and this process used so far, read together. */
+typedef struct sample {
+    bench_use srv, cli; /* srv.switches < 0: unknown */
+} sample;
 
-/* ---- /proc ------------------------------------------------------------------ */
-
-/* The number after "key:" in a /proc status file; -1 when unreadable. */
-static long long status_value(const char *path, const char *key)
+static sample take_sample(pid_t server)
 {
-    char line[256];
-    long long v = -1;
-    size_t klen = strlen(key);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-            char *end;
-            errno = 0;
-            v = strtoll(line + klen + 1, &end, 10);
-            if (errno || end == line + klen + 1 || v < 0)
-                v = -1;
-            break;
-        }
-    }
-    fclose(f);
-    return v;
-}
-
-/* VmRSS or VmHWM of `pid` in MiB; -1 when unreadable. */
-static double proc_mib(pid_t pid, const char *key)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    long long kib = status_value(path, key);
-    return kib < 0 ? -1.0 : (double)kib / 1024.0;
-}
-
-/* Context switches so far of every thread of `pid`; -1 when unreadable. */
-static long long proc_switches(pid_t pid)
-{
-    char path[300];
-    long long total = 0;
-    struct dirent *de;
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    while (total >= 0 && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/task/%.20s/status", (int)pid, de->d_name);
-        long long v = status_value(path, "voluntary_ctxt_switches");
-        long long nv = status_value(path, "nonvoluntary_ctxt_switches");
-        total = v < 0 || nv < 0 ? -1 : total + v + nv;
-    }
-    closedir(d);
-    return total;
-}
-
-static switches read_switches(pid_t server)
-{
-    struct rusage ru;
-    switches s = { -1, 0 };
+    sample s = { .srv = { -1, -1 }, .cli = bench_self_use() };
     if (server > 0)
-        s.srv = proc_switches(server);
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        s.cli = ru.ru_nvcsw + ru.ru_nivcsw;
+        s.srv = bench_proc_use(server);
     return s;
 }
 
@@ -302,43 +245,65 @@ static double pct_us(const uint64_t *v, size_t n, double p)
     return (double)v[k < n ? k : n - 1] / 1000.0;
 }
 
-/* Summarizes the callers' timed calls; false when there were none. */
-static bool summarize(const caller *cs, unsigned k, uint64_t t0, const switches *before,
-                      const switches *after, bench_figures *out)
+/* What the slices of one stack in one mode add up to. */
+typedef struct accum {
+    uint64_t *lat_ns; /* every timed call */
+    size_t n, cap;
+    uint64_t busy_ns;   /* summed durations of the slices */
+    bench_use srv, cli; /* used during the slices; srv.switches < 0: unknown */
+} accum;
+
+static bool accum_init(accum *a, size_t cap)
 {
-    size_t total = 0, at = 0;
-    uint64_t end = t0;
-    for (unsigned i = 0; i < k; i++) {
-        total += cs[i].done;
-        end = cs[i].end_ns > end ? cs[i].end_ns : end;
-    }
-    uint64_t *all = total ? malloc(total * sizeof *all) : NULL;
-    if (!all)
-        return false;
-    for (unsigned i = 0; i < k; i++) {
-        memcpy(all + at, cs[i].lat_ns, cs[i].done * sizeof *all);
-        at += cs[i].done;
-    }
-    qsort(all, total, sizeof *all, cmp_u64);
-    out->p50_us = pct_us(all, total, 0.50);
-    out->p90_us = pct_us(all, total, 0.90);
-    out->p99_us = pct_us(all, total, 0.99);
-    out->calls = total;
-    out->calls_per_s = end > t0 ? (double)total * 1e9 / (double)(end - t0) : 0.0;
-    out->srv_switches = before->srv >= 0 && after->srv >= before->srv
-                            ? (double)(after->srv - before->srv) / (double)total
-                            : -1.0;
-    out->cli_switches = (double)(after->cli - before->cli) / (double)total;
-    free(all);
-    return true;
+    *a = (accum){ .lat_ns = malloc((cap ? cap : 1) * sizeof *a->lat_ns), .cap = cap };
+    return a->lat_ns != NULL;
 }
 
-/* Starts `k` callers, waits until all have warmed up, samples the switch
- * counters and opens the gate; after joining them, samples again. Returns
+/* Adds the callers' timed calls, the slice's duration and what it used. */
+static void accum_add(accum *a, const caller *cs, unsigned k, uint64_t t0, const sample *before,
+                      const sample *after)
+{
+    uint64_t end = t0;
+    for (unsigned i = 0; i < k; i++) {
+        size_t n = cs[i].done <= a->cap - a->n ? cs[i].done : a->cap - a->n;
+        memcpy(a->lat_ns + a->n, cs[i].lat_ns, n * sizeof *a->lat_ns);
+        a->n += n;
+        end = cs[i].end_ns > end ? cs[i].end_ns : end;
+    }
+    a->busy_ns += end - t0;
+    if (a->srv.switches >= 0 && before->srv.switches >= 0 &&
+        after->srv.switches >= before->srv.switches) {
+        a->srv.switches += after->srv.switches - before->srv.switches;
+        a->srv.cpu_ns += after->srv.cpu_ns - before->srv.cpu_ns;
+    } else {
+        a->srv = (bench_use){ -1, -1 };
+    }
+    a->cli.switches += after->cli.switches - before->cli.switches;
+    a->cli.cpu_ns += after->cli.cpu_ns - before->cli.cpu_ns;
+}
+
+/* Turns the accumulated calls into figures; sorts a->lat_ns. */
+static void accum_figures(accum *a, bench_figures *out)
+{
+    size_t n = a->n ? a->n : 1;
+    qsort(a->lat_ns, a->n, sizeof *a->lat_ns, cmp_u64);
+    out->p50_us = a->n ? pct_us(a->lat_ns, n, 0.50) : 0.0;
+    out->p90_us = a->n ? pct_us(a->lat_ns, n, 0.90) : 0.0;
+    out->p99_us = a->n ? pct_us(a->lat_ns, n, 0.99) : 0.0;
+    out->calls = a->n;
+    out->calls_per_s = a->busy_ns ? (double)a->n * 1e9 / (double)a->busy_ns : 0.0;
+    out->srv_switches = a->srv.switches >= 0 ? (double)a->srv.switches / (double)n : -1.0;
+    out->srv_cpu_us = a->srv.switches >= 0 ? (double)a->srv.cpu_ns / 1000.0 / (double)n : -1.0;
+    out->cli_switches = (double)a->cli.switches / (double)n;
+    out->cli_cpu_us = (double)a->cli.cpu_ns / 1000.0 / (double)n;
+}
+
+/* Starts `k` callers, waits until all have warmed up, samples what the
+ * processes used and opens the gate; after joining them, samples again. Returns
  * the instant the gate opened, or 0 when a thread could not start (the
  * started ones are told to stop). The callers are joined either way. */
-static uint64_t start_and_join(caller *cs, unsigned k, gate *g, pid_t server, switches *before,
-                               switches *after)
+static uint64_t start_and_join(caller *cs, unsigned k, gate *g, pid_t server, sample *before,
+                               sample *after)
 {
     unsigned started = 0;
     uint64_t t0 = 0;
@@ -349,7 +314,7 @@ static uint64_t start_and_join(caller *cs, unsigned k, gate *g, pid_t server, sw
         atomic_store(cs[0].stop, true);
     while (started == k && g->ready < k)
         pthread_cond_wait(&g->cv, &g->mu);
-    *before = read_switches(server);
+    *before = take_sample(server);
     g->open = true;
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
@@ -359,19 +324,20 @@ static uint64_t start_and_join(caller *cs, unsigned k, gate *g, pid_t server, sw
         fprintf(stderr, "rpc_bench: cannot start %u threads\n", k);
     for (unsigned i = 0; i < started; i++)
         pthread_join(cs[i].tid, NULL);
-    *after = read_switches(server);
+    *after = take_sample(server);
     return t0;
 }
 
-/* Runs `k` callers of `stack`, each `warmup` untimed then `n` timed calls.
- * Returns false, after a message on stderr, when a call failed. */
-static bool run_mode(const stacks *st, int stack, unsigned k, unsigned warmup, unsigned n,
-                     bench_figures *out)
+/* One slice: `k` callers of `stack`, each `warmup` untimed then `n` timed
+ * calls, added to `a`. Returns false, after a message on stderr, when a call
+ * failed. */
+static bool run_slice(const stacks *st, int stack, unsigned k, unsigned warmup, unsigned n,
+                      accum *a)
 {
     caller *cs = calloc(k, sizeof *cs);
     gate g = { .ready = 0, .open = false };
     atomic_bool stop;
-    switches before, after;
+    sample before, after;
     unsigned opened = 0;
     bool ok = cs != NULL;
 
@@ -399,7 +365,8 @@ static bool run_mode(const stacks *st, int stack, unsigned k, unsigned warmup, u
             ok = false;
         }
     }
-    ok = ok && summarize(cs, k, t0, &before, &after, out);
+    if (ok)
+        accum_add(a, cs, k, t0, &before, &after);
     for (unsigned i = 0; i < opened; i++)
         caller_close(&cs[i]);
     free(cs);
@@ -408,20 +375,42 @@ static bool run_mode(const stacks *st, int stack, unsigned k, unsigned warmup, u
     return ok;
 }
 
+/* One mode of one round: both stacks, in slices whose order alternates, so
+ * that drift on a scale of seconds touches both alike. `first` is the stack
+ * of the first slice; `n` the timed calls of each caller in all. */
+static bool run_mode(const bench_options *o, const stacks *st, int first, unsigned k,
+                     unsigned warmup, unsigned n, bench_figures out[NSTACKS])
+{
+    accum a[NSTACKS];
+    bool ok = accum_init(&a[0], (size_t)k * n);
+    ok = accum_init(&a[1], (size_t)k * n) && ok;
+    if (!ok)
+        fprintf(stderr, "rpc_bench: out of memory for %zu latencies\n", (size_t)k * n);
+    for (unsigned j = 0; ok && j < o->slices; j++) {
+        unsigned nj = n / o->slices + (j < n % o->slices ? 1 : 0);
+        /* All of the warm-up before the first slices, a little before later ones. */
+        unsigned wj = j == 0 ? warmup : warmup / o->slices;
+        for (int i = 0; ok && i < NSTACKS; i++) {
+            int s = (first + (int)j + i) % NSTACKS;
+            ok = run_slice(st, s, k, wj, nj, &a[s]);
+        }
+    }
+    for (int s = 0; s < NSTACKS; s++) {
+        if (ok)
+            accum_figures(&a[s], &out[s]);
+        free(a[s].lat_ns);
+    }
+    return ok;
+}
+
 static bool run_rounds(const bench_options *o, const stacks *st, bench_results *r)
 {
     for (unsigned i = 0; i < o->rounds; i++) {
         r->first[i] = i % 2 ? STACK_ORCH : STACK_RAW;
-        for (int m = 0; m < NMODES; m++) {
-            for (int j = 0; j < NSTACKS; j++) {
-                int s = j == 0 ? r->first[i] : NSTACKS - 1 - r->first[i];
-                bool ok = m == MODE_SEQ ? run_mode(st, s, 1, o->warmup, o->calls, &r->f[i][m][s])
-                                        : run_mode(st, s, o->inflight, o->warmup / o->inflight,
-                                                   o->per_thread, &r->f[i][m][s]);
-                if (!ok)
-                    return false;
-            }
-        }
+        if (!run_mode(o, st, r->first[i], 1, o->warmup, o->calls, r->f[i][MODE_SEQ]) ||
+            !run_mode(o, st, r->first[i], o->inflight, o->warmup / o->inflight, o->per_thread,
+                      r->f[i][MODE_INFLIGHT]))
+            return false;
         if (!o->json)
             bench_print_round(o, r, i);
     }
@@ -537,13 +526,15 @@ static void usage(FILE *out)
                  "  --lease-url URL      lease-service RPC address (default $ORCH_LEASE_RPC_URL,\n"
                  "                       else tcp://127.0.0.1:7701)\n"
                  "  --pids LIST          lease=PID,stage=PID,guard=PID,launcher=PID: services\n"
-                 "                       whose memory is reported (lease: also its switches)\n"
+                 "                       whose memory is reported (lease: also its CPU)\n"
                  "  --calls N            timed sequential calls per stack and round (20000)\n"
                  "  --warmup N           untimed calls before each measurement (2000; split\n"
                  "                       among the callers in flight)\n"
                  "  --inflight K         callers sharing one client in the second mode (16)\n"
                  "  --calls-per-thread N timed calls of each of the K callers (5000)\n"
                  "  --rounds R           rounds, the first stack alternating (3)\n"
+                 "  --slices S           slices per mode and round; the two stacks take turns\n"
+                 "                       slice by slice (10)\n"
                  "  --timeout MS         deadline of each call (5000)\n"
                  "  --json               one JSON document instead of text\n"
                  "  -h, --help           this help\n");
@@ -598,6 +589,7 @@ static int parse_args(int argc, char **argv, bench_options *o)
         { "inflight", required_argument, NULL, 'k' },
         { "calls-per-thread", required_argument, NULL, 't' },
         { "rounds", required_argument, NULL, 'r' },
+        { "slices", required_argument, NULL, 's' },
         { "timeout", required_argument, NULL, 'T' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
@@ -610,6 +602,7 @@ static int parse_args(int argc, char **argv, bench_options *o)
                           .inflight = 16,
                           .per_thread = 5000,
                           .rounds = 3,
+                          .slices = 10,
                           .timeout_ms = 5000,
                           .echo_contexts = ECHO_CONTEXTS };
     int ch, li = -1;
@@ -623,6 +616,7 @@ static int parse_args(int argc, char **argv, bench_options *o)
         case 'k': ok = parse_uint(optarg, 1, MAX_INFLIGHT, &o->inflight); break;
         case 't': ok = parse_uint(optarg, 1, MAX_CALLS, &o->per_thread); break;
         case 'r': ok = parse_uint(optarg, 1, BENCH_MAX_ROUNDS, &o->rounds); break;
+        case 's': ok = parse_uint(optarg, 1, 1000, &o->slices); break;
         case 'T': ok = parse_uint(optarg, 1, 600000, &o->timeout_ms); break;
         case 'j': o->json = true; break;
         case 'h': usage(stdout); return 0;
@@ -633,6 +627,14 @@ static int parse_args(int argc, char **argv, bench_options *o)
     }
     if (ok && optind < argc) {
         fprintf(stderr, "rpc_bench: unexpected argument '%s'\n", argv[optind]);
+        ok = false;
+    }
+    if (ok && (o->slices > o->calls || o->slices > o->per_thread)) {
+        fprintf(stderr, "rpc_bench: --slices exceeds --calls or --calls-per-thread\n");
+        ok = false;
+    }
+    if (ok && (unsigned long long)o->inflight * o->per_thread > MAX_CALLS) {
+        fprintf(stderr, "rpc_bench: --inflight x --calls-per-thread exceeds %u\n", MAX_CALLS);
         ok = false;
     }
     if (!ok) {
@@ -658,7 +660,7 @@ static void read_idle_rss(const bench_options *o, bench_results *r)
     sleep_ms(BENCH_IDLE_WAIT_MS);
     for (int i = 0; i < BENCH_NSERVICES; i++)
         if (o->pids[i])
-            r->rss_idle[i] = proc_mib(o->pids[i], "VmRSS");
+            r->rss_idle[i] = bench_proc_mib(o->pids[i], "VmRSS");
 }
 
 int main(int argc, char **argv)
@@ -705,8 +707,8 @@ int main(int argc, char **argv)
     if (run_rounds(&o, &st, &r)) {
         rc = 0;
         if (o.pids[0]) {
-            r.lease_rss_after = proc_mib(o.pids[0], "VmRSS");
-            r.lease_hwm_after = proc_mib(o.pids[0], "VmHWM");
+            r.lease_rss_after = bench_proc_mib(o.pids[0], "VmRSS");
+            r.lease_hwm_after = bench_proc_mib(o.pids[0], "VmHWM");
         }
         if (o.json)
             bench_print_json(&o, &r);

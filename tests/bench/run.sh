@@ -9,13 +9,15 @@
 # Steps:
 #   1. configures build/ (RelWithDebInfo, tests and bench on) and builds the
 #      four services, orchctl and rpc_bench with -j2; the build log goes to a
-#      file, shown only when the build fails;
+#      file, shown only when the build fails (--no-build skips this step);
 #   2. starts a private PostgreSQL cluster with tests/support/pgctl.sh in a
 #      fresh mktemp -d folder under /tmp;
 #   3. starts build/services/<svc>/<svc>-service for lease, stage, guard and
 #      launcher, each on two free ports of 127.0.0.1 (ORCH_<SVC>_RPC_URL,
 #      ORCH_<SVC>_HTTP_ADDR), with ORCH_LOG_LEVEL=warn;
-#   4. waits (at most 60 s) until `build/tools/orchctl/orchctl health` exits 0;
+#   4. waits (at most 60 s) until `build/tools/orchctl/orchctl health` exits 0
+#      (after a failed start, steps 3 and 4 are tried again on new ports, three
+#      attempts in all);
 #   5. runs build/tests/bench/rpc_bench --lease-url ... --pids ... followed by
 #      the options given here.
 # Whatever happens, the services then get SIGTERM (SIGKILL after 20 s) and the
@@ -25,7 +27,8 @@
 # Output: rpc_bench's figures on stdout (its JSON alone with --json); this
 # script's progress lines on stderr. Exit status: rpc_bench's (0 when every
 # call succeeded; the figures never decide it), 1 when an earlier step failed,
-# 2 on bad usage. Works as root (the cluster then runs as the postgres user).
+# 2 on bad usage, 130/143 when interrupted by SIGINT/SIGTERM. Works as root
+# (the cluster then runs as the postgres user).
 # ORCH_BENCH_BUILD_DIR overrides the build folder.
 
 set -euo pipefail
@@ -45,6 +48,7 @@ BUILD=1
 BENCH_ARGS=()
 PG_DIR=""
 LOG_DIR=""
+BENCH_PID=""
 FAILED=0
 declare -A SVC_PID=()
 
@@ -157,10 +161,12 @@ start_services() {
     "$BUILD_DIR/services/$svc/$svc-service" >"$LOG_DIR/$svc.log" 2>&1 &
     SVC_PID[$svc]=$!
   done
-  say "started $(for svc in "${SERVICES[@]}"; do
+  local started=""
+  for svc in "${SERVICES[@]}"; do
     up="ORCH_${svc^^}_RPC_URL"
-    printf '%s=%s (pid %s) ' "$svc" "${!up}" "${SVC_PID[$svc]}"
-  done)"
+    started+="${started:+, }$svc-service ${!up} (pid ${SVC_PID[$svc]})"
+  done
+  say "started $started"
 }
 
 show_log() {
@@ -168,13 +174,16 @@ show_log() {
   tail -n 30 "$LOG_DIR/$1.log" >&2 || true
 }
 
+# Returns 0 once `orchctl health` succeeds; 1 (after showing why) when a
+# service exits or HEALTH_TIMEOUT s pass.
 wait_healthy() {
   local deadline=$((SECONDS + HEALTH_TIMEOUT)) svc
   while ((SECONDS < deadline)); do
     for svc in "${SERVICES[@]}"; do
       if ! alive "${SVC_PID[$svc]}"; then
         show_log "$svc"
-        die "$svc-service exited during start-up"
+        say "$svc-service exited during start-up"
+        return 1
       fi
     done
     if "$ORCHCTL" --timeout 1000 health >/dev/null 2>&1; then
@@ -184,12 +193,31 @@ wait_healthy() {
     sleep 0.2
   done
   "$ORCHCTL" --timeout 1000 health >&2 || true
-  die "the services were not healthy within $HEALTH_TIMEOUT s"
+  say "the services were not healthy within $HEALTH_TIMEOUT s"
+  return 1
+}
+
+# Starts the services and waits for them; on a failed start (for instance a
+# free port taken by another program meanwhile), stops them and tries again
+# on new ports, three attempts in all.
+start_and_wait() {
+  local attempt
+  for attempt in 1 2 3; do
+    start_services
+    if wait_healthy; then
+      return 0
+    fi
+    FAILED=1 # keep the logs
+    stop_services quiet
+    [[ "$attempt" -lt 3 ]] && say "start-up attempt $attempt failed; trying again on new ports"
+  done
+  die "the services did not start"
 }
 
 # SIGTERM to every service, at most STOP_TIMEOUT s to exit, then SIGKILL.
+# Reports a service that did not exit with status 0, unless $1 is "quiet".
 stop_services() {
-  local svc pid status deadline=$((SECONDS + STOP_TIMEOUT))
+  local quiet="${1:-}" svc pid status deadline=$((SECONDS + STOP_TIMEOUT))
   for svc in "${!SVC_PID[@]}"; do
     kill -TERM "${SVC_PID[$svc]}" 2>/dev/null || true
   done
@@ -205,7 +233,7 @@ stop_services() {
     fi
     status=0
     wait "$pid" 2>/dev/null || status=$?
-    if [[ "$status" -ne 0 ]]; then
+    if [[ "$status" -ne 0 && "$quiet" != quiet ]]; then
       say "$svc-service exited with status $status"
       show_log "$svc"
       FAILED=1
@@ -219,6 +247,10 @@ on_exit() {
   local status=$?
   trap - EXIT INT TERM HUP
   [[ "$status" -eq 0 ]] || FAILED=1
+  if [[ -n "$BENCH_PID" ]] && alive "$BENCH_PID"; then
+    kill -TERM "$BENCH_PID" 2>/dev/null || true
+    wait "$BENCH_PID" 2>/dev/null || true
+  fi
   stop_services
   if [[ -n "$PG_DIR" ]]; then
     "$PGCTL" destroy "$PG_DIR" || say "could not destroy $PG_DIR"
@@ -248,16 +280,19 @@ main() {
     [[ -x "$f" ]] || die "$f is missing"
   done
   start_pg
-  start_services
-  wait_healthy
+  start_and_wait
 
   local pids="" svc
   for svc in "${SERVICES[@]}"; do
     pids+="${pids:+,}$svc=${SVC_PID[$svc]}"
   done
-  say "running $BENCH ${BENCH_ARGS[*]}"
+  say "running $BENCH${BENCH_ARGS[*]:+ ${BENCH_ARGS[*]}}"
   local rc=0
-  "$BENCH" --lease-url "$ORCH_LEASE_RPC_URL" --pids "$pids" "${BENCH_ARGS[@]}" || rc=$?
+  # In the background so that a signal to this script is handled at once.
+  "$BENCH" --lease-url "$ORCH_LEASE_RPC_URL" --pids "$pids" "${BENCH_ARGS[@]}" &
+  BENCH_PID=$!
+  wait "$BENCH_PID" || rc=$?
+  BENCH_PID=""
   if [[ "$rc" -ne 0 ]]; then
     FAILED=1
     say "rpc_bench exited with status $rc"

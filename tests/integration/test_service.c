@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "orch/v1/envelope.pb-c.h"
@@ -151,6 +152,16 @@ Test(service, healthz_and_metrics_over_http)
     cr_assert_geq(metric_of(&svc, "orch_rpc_requests_total{method=\"" CHECK "\",code=\"OK\"}"), 1);
     cr_assert_eq(metric_of(&svc, "orch_database_up"), 1);
     cr_assert_eq(th_http_get(svc.http_addr, "/nope", NULL), 404);
+}
+
+/* Regression: the probe's condition variable waited on the realtime clock for
+ * a monotonic deadline, so an idle service probed the database in a loop. */
+Test(service, idle_service_probes_the_database_at_its_interval)
+{
+    double before = metric_of(&svc, "orch_database_probes");
+    usleep(2500 * 1000); /* default interval 1000 ms: two or three probes */
+    double probes = metric_of(&svc, "orch_database_probes") - before;
+    cr_assert(probes >= 1 && probes <= 4, "%.0f probes in 2.5 s", probes);
 }
 
 Test(service, frame_that_is_not_protobuf_gets_invalid_argument)
