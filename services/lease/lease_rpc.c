@@ -562,6 +562,6 @@ orch_err lease_rpc_register(orch_service *svc, lease_svc *ls)
     /* The table above follows the order of the service block in lease.proto. */
     if (orch__v1__lease_service__descriptor.n_methods != sizeof handlers / sizeof *handlers)
         return ORCH_EINVAL;
-    orch_rpc_service rpc = { &orch__v1__lease_service__descriptor, handlers, ls };
+    orch_rpc_service rpc = { &orch__v1__lease_service__descriptor, handlers, ls, false };
     return orch_service_add_rpc(svc, &rpc);
 }

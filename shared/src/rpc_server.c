@@ -64,6 +64,7 @@ struct orch_rpc_server {
     pthread_cond_t idle_cv; /* a slot became idle */
     slot *qhead, *qtail;
     bool stopping, quit, stopped, owns_metrics;
+    bool any_nonblocking;
 };
 
 struct orch_rpc_call {
@@ -140,11 +141,46 @@ static void go_idle(orch_rpc_server *s, slot *sl)
     pthread_cond_broadcast(&s->idle_cv);
 }
 
+static void process(orch_rpc_server *s, slot *sl);
+
+/* Whether `msg` calls a method of a nonblocking service. Reads only the
+ * envelope's leading field (method, field 1, length-delimited), which
+ * protobuf encoders write first; anything unusual goes to the workers, where
+ * the full decode judges it. */
+static bool wants_callback(const orch_rpc_server *s, nng_msg *msg)
+{
+    const uint8_t *p = nng_msg_body(msg);
+    size_t n = nng_msg_len(msg), len = 0, i = 1;
+    if (!s->any_nonblocking || n < 2 || p[0] != 0x0a)
+        return false;
+    for (unsigned shift = 0;; shift += 7) {
+        if (i >= n || i > 3)
+            return false;
+        len |= (size_t)(p[i] & 0x7f) << shift;
+        if (!(p[i++] & 0x80))
+            break;
+    }
+    if (len > n - i)
+        return false;
+    const char *m = (const char *)p + i;
+    const char *slash = memrchr(m, '/', len);
+    if (!slash)
+        return false;
+    size_t plen = (size_t)(slash - m);
+    for (size_t k = 0; k < s->nsvcs; k++) {
+        const char *name = s->svcs[k].desc->name;
+        if (s->svcs[k].nonblocking && strlen(name) == plen && memcmp(name, m, plen) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void slot_cb(void *arg)
 {
     slot *sl = arg;
     orch_rpc_server *s = sl->srv;
     int rv = nng_aio_result(sl->aio);
+    bool here = false;
 
     pthread_mutex_lock(&s->mu);
     if (sl->state == S_SEND && rv != 0)
@@ -153,7 +189,9 @@ static void slot_cb(void *arg)
         sl->req = nng_aio_get_msg(sl->aio);
         sl->recv_ns = orch_mono_ns();
         sl->state = S_WORK;
-        enqueue(s, sl);
+        here = wants_callback(s, sl->req);
+        if (!here)
+            enqueue(s, sl);
     } else if (s->stopping || rv == NNG_ECLOSED) {
         go_idle(s, sl);
     } else {
@@ -161,6 +199,8 @@ static void slot_cb(void *arg)
         nng_ctx_recv(sl->ctx, sl->aio);
     }
     pthread_mutex_unlock(&s->mu);
+    if (here)
+        process(s, sl);
 }
 
 static void set_state(orch_rpc_server *s, slot *sl, slot_state st)
@@ -535,6 +575,8 @@ orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_
         goto fail;
     memcpy(s->svcs, services, nservices * sizeof *s->svcs);
     s->nsvcs = nservices;
+    for (size_t i = 0; i < nservices; i++)
+        s->any_nonblocking = s->any_nonblocking || services[i].nonblocking;
     if (opts->auth_token && opts->auth_token[0] && !(s->auth_token = strdup(opts->auth_token)))
         goto fail;
     if ((err = build_method_table(s)) ||

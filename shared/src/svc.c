@@ -326,7 +326,8 @@ static int prepare_database(orch_service *s, const sigset_t *sigs)
 static orch_err start_serving(orch_service *s)
 {
     const orch_config *cfg = s->cfg;
-    orch_rpc_service health = { &orch__v1__health_service__descriptor, health_handlers, s };
+    /* Check reads atomics only: it is answered on NNG's thread. */
+    orch_rpc_service health = { &orch__v1__health_service__descriptor, health_handlers, s, true };
     orch_err err = orch_service_add_rpc(s, &health);
     if (!err && s->def->start)
         err = s->def->start(s);

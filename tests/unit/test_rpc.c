@@ -93,7 +93,7 @@ static orch_rpc_server *start_with(const orch_rpc_server_opts *o, const orch_rpc
     cr_assert_eq(d->n_methods, 2);
     cr_assert_str_eq(d->methods[0].name, "Echo", "handler table order");
     cr_assert_str_eq(d->methods[1].name, "Slow", "handler table order");
-    orch_rpc_service svc = { d, h, NULL };
+    orch_rpc_service svc = { d, h, NULL, false };
     orch_rpc_server *s = NULL;
     orch_err err = orch_rpc_server_start(o, &svc, 1, &s);
     cr_assert_eq(err, ORCH_OK, "server start: %s", orch_strerror(err));
@@ -700,4 +700,50 @@ Test(rpc, requests_are_counted_in_the_metrics)
     free(text);
     orch_rpc_server_free(s);
     orch_metrics_free(m);
+}
+
+/* A nonblocking service is answered on NNG's thread, so it is not queued
+ * behind a worker busy with a slow handler; a blocking one is. */
+static uint64_t ping_ms(bool nonblocking)
+{
+    static const orch_rpc_handler quick[] = { echo_handler };
+    orch_rpc_server_opts o = default_opts();
+    o.workers = 1;
+    orch_log_init("unit-rpc", ORCH_LOG_WARN);
+    orch_rpc_service svcs[] = {
+        { &orch__test__echo_service__descriptor, handlers, NULL, false },
+        { &orch__test__quick_service__descriptor, quick, NULL, nonblocking },
+    };
+    orch_rpc_server *s = NULL;
+    cr_assert_eq(orch_rpc_server_start(&o, svcs, 2, &s), ORCH_OK);
+    orch_rpc_client *c = client(s);
+    slow_job j = { .c = c, .ms = 800, .timeout_ms = 3000 };
+    pthread_t t = start_slow(&j);
+    Orch__Test__EchoRequest req = ORCH__TEST__ECHO_REQUEST__INIT;
+    req.text = "ping";
+    orch_rpc_status st;
+    uint64_t t0 = orch_mono_ms();
+    cr_assert_eq(
+        orch_rpc_invoke(c, "orch.test.QuickService/Ping", &req.base, NULL, NULL, &st, NULL),
+        ORCH_CODE_OK, "%s", st.message);
+    uint64_t took = orch_mono_ms() - t0;
+    pthread_join(t, NULL);
+    cr_assert_eq(j.code, ORCH_CODE_OK);
+    orch_rpc_client_close(c);
+    orch_rpc_server_free(s);
+    return took;
+}
+
+Test(rpc, nonblocking_service_is_not_queued_behind_busy_workers)
+{
+    uint64_t fast = ping_ms(true);
+    cr_assert_lt(fast, 400, "nonblocking Ping took %llu ms behind an 800 ms handler",
+                 (unsigned long long)fast);
+}
+
+Test(rpc, blocking_service_waits_for_a_free_worker)
+{
+    uint64_t slow = ping_ms(false);
+    cr_assert_geq(slow, 400, "a blocking Ping should wait for the only worker (%llu ms)",
+                  (unsigned long long)slow);
 }

@@ -7,8 +7,9 @@
  * Server: one REP socket, `concurrency` contexts, each with its own aio, so
  * that many requests are outstanding at once. Receive callbacks only queue
  * the request; handlers run on the server's own worker threads, where they
- * may block (libpq, libcurl). The method is looked up in the registered
- * protobuf-c service descriptors before the payload is decoded. Requests are
+ * may block (libpq, libcurl). Services declared `nonblocking` are the
+ * exception: their handlers run in the receive callback itself. The method is looked up in the
+ * registered protobuf-c service descriptors before the payload is decoded. Requests are
  * deduplicated by request id: a re-sent request is answered with the first
  * run's reply (or joins it while it runs) and is never handled twice.
  *
@@ -42,6 +43,10 @@ typedef struct orch_rpc_service {
     /* One handler per desc->methods[i], same order; NULL = UNIMPLEMENTED. */
     const orch_rpc_handler *handlers;
     void *arg; /* passed to every handler of this service */
+    /* The handlers never block (no database, no HTTP, no waiting on a
+     * contended lock): they run on NNG's callback thread, without the hand-off
+     * to a worker. Everything else must leave this false. */
+    bool nonblocking;
 } orch_rpc_service;
 
 typedef struct orch_rpc_server_opts {
