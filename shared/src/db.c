@@ -12,7 +12,9 @@
  */
 #include "orch/db.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,8 +131,13 @@ static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
     /* libpq's connect_timeout is in whole seconds, minimum 2. */
     uint64_t secs = left == UINT64_MAX ? 10 : (left + 999) / 1000;
     snprintf(timeout, sizeof timeout, "%llu", (unsigned long long)(secs < 2 ? 2 : secs));
-    const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-    const char *vals[] = { c->pool->conninfo, timeout, "orch", NULL };
+    /* Keepalives first, so that the URL may override them; connect_timeout
+     * after it, so that the deadline wins. A dead peer is noticed within
+     * about ten seconds even while nothing is being read. */
+    const char *keys[] = { "keepalives",       "keepalives_idle",  "keepalives_interval",
+                           "keepalives_count", "tcp_user_timeout", "dbname",
+                           "connect_timeout",  "application_name", NULL };
+    const char *vals[] = { "1", "5", "2", "3", "10000", c->pool->conninfo, timeout, "orch", NULL };
 
     if (c->pg)
         PQfinish(c->pg);
@@ -225,6 +232,60 @@ static long quantize_ms(uint64_t ms)
     return ms > 0x7fffffff ? 0x7fffffff : (long)ms;
 }
 
+/* Sends `sql` (with parameters, or as a multi-statement script when nparams
+ * is negative) and waits for its results without ever blocking past the
+ * deadline: the server's statement_timeout normally ends a slow statement
+ * first, but it cannot when the server is unreachable. Past deadline plus a
+ * small slack the connection is closed (its state is unknown) and *expired
+ * is set. Returns the last result, or NULL. */
+#define CLIENT_SLACK_MS 1000
+
+static void drop_connection(orch_db_conn *c, const char *why)
+{
+    set_error(c, "57014", why);
+    PQfinish(c->pg);
+    c->pg = NULL;
+    c->broken = true;
+    c->timeout_ms = -1;
+}
+
+static PGresult *run(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
+                     const char *const *params, bool *expired)
+{
+    *expired = false;
+    int sent = nparams < 0 ? PQsendQuery(c->pg, sql)
+                           : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (!sent)
+        return NULL;
+    uint64_t until = deadline == ORCH_DEADLINE_NONE ? deadline : deadline + CLIENT_SLACK_MS;
+    PGresult *last = NULL, *r;
+    for (;;) {
+        while (PQisBusy(c->pg)) {
+            uint64_t left = orch_deadline_left_ms(until);
+            if (left == 0) {
+                PQclear(last);
+                drop_connection(c, "no answer from the database before the deadline");
+                *expired = true;
+                return NULL;
+            }
+            struct pollfd pfd = { .fd = PQsocket(c->pg), .events = POLLIN };
+            int rc = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+            if (rc < 0 && errno != EINTR)
+                break;
+            if (rc > 0 && !PQconsumeInput(c->pg))
+                break; /* connection failed: PQgetResult reports it */
+        }
+        r = PQgetResult(c->pg);
+        if (!r)
+            break;
+        PQclear(last);
+        last = r;
+        if (PQstatus(c->pg) == CONNECTION_BAD)
+            break;
+    }
+    return last;
+}
+
 static orch_err apply_timeout(orch_db_conn *c, uint64_t deadline)
 {
     uint64_t left = orch_deadline_left_ms(deadline);
@@ -237,8 +298,11 @@ static orch_err apply_timeout(orch_db_conn *c, uint64_t deadline)
         return ORCH_OK;
     char sql[64];
     snprintf(sql, sizeof sql, "SET statement_timeout = %ld", want);
-    PGresult *r = PQexec(c->pg, sql);
+    bool expired;
+    PGresult *r = run(c, deadline, sql, 0, NULL, &expired);
     orch_err err = ORCH_OK;
+    if (expired)
+        return ORCH_ETIMEDOUT;
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
         err = result_error(c, r);
     else
@@ -266,7 +330,10 @@ orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int n
         err = apply_timeout(c, deadline);
     if (err)
         return err;
-    PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    bool expired;
+    PGresult *r = run(c, deadline, sql, nparams < 0 ? 0 : nparams, params, &expired);
+    if (expired)
+        return ORCH_ETIMEDOUT;
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         err = result_error(c, r);
@@ -288,7 +355,10 @@ orch_err orch_db_exec_script(orch_db_conn *c, uint64_t deadline, const char *sql
         err = apply_timeout(c, deadline);
     if (err)
         return err;
-    PGresult *r = PQexec(c->pg, sql);
+    bool expired;
+    PGresult *r = run(c, deadline, sql, -1, NULL, &expired);
+    if (expired)
+        return ORCH_ETIMEDOUT;
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY)
         err = result_error(c, r);
@@ -306,7 +376,10 @@ orch_err orch_db_commit(orch_db_conn *c, uint64_t deadline)
     orch_err err = check_ready(c);
     if (err)
         return err;
-    PGresult *r = PQexec(c->pg, "COMMIT");
+    bool expired;
+    PGresult *r = run(c, deadline, "COMMIT", 0, NULL, &expired);
+    if (expired)
+        return ORCH_EDB_UNKNOWN; /* sent, never answered: it may have committed */
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
         err = result_error(c, r);
         /* Lost while committing: the server may or may not have committed. */
@@ -318,7 +391,6 @@ orch_err orch_db_commit(orch_db_conn *c, uint64_t deadline)
     }
     PQclear(r);
     c->timeout_ms = err ? -1 : c->timeout_ms;
-    (void)deadline;
     return err;
 }
 
@@ -326,7 +398,10 @@ void orch_db_rollback(orch_db_conn *c)
 {
     if (!c || !c->pg || c->broken)
         return;
-    PGresult *r = PQexec(c->pg, "ROLLBACK");
+    bool expired;
+    PGresult *r = run(c, orch_mono_ms() + 5000, "ROLLBACK", 0, NULL, &expired);
+    if (expired)
+        return;
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
         c->broken = true;
     PQclear(r);

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,4 +211,32 @@ Test(db, concurrent_migrations_apply_each_version_once)
     char *n = th_sql(url, "SELECT count(*) FROM schema_migrations");
     cr_assert_eq(strtol(n, NULL, 10), (long)orch__migrations_count);
     free(n);
+}
+
+/* Regression: a statement to a server that does not answer (here its backend
+ * is frozen; in production, a network cut) blocked past its deadline, since
+ * only the server-side statement_timeout bounded it. The client now gives up
+ * at the deadline (plus a small slack), closes the connection, and the next
+ * checkout opens a fresh one. */
+Test(db, unanswered_statement_returns_at_the_deadline)
+{
+    orch_db_conn *c;
+    orch_db_result *r;
+    cr_assert(orch_db_acquire(pool, in_ms(5000), &c) == ORCH_OK);
+    cr_assert(orch_db_exec(c, in_ms(5000), "SELECT pg_backend_pid()", 0, NULL, &r) == ORCH_OK);
+    pid_t backend = (pid_t)strtol(orch_db_result_get(r, 0, 0), NULL, 10);
+    orch_db_result_free(r);
+    cr_assert(backend > 0);
+    cr_assert_eq(kill(backend, SIGSTOP), 0, "cannot freeze backend %d", (int)backend);
+    uint64_t t0 = orch_mono_ms();
+    orch_err err = orch_db_exec(c, in_ms(300), "SELECT 1", 0, NULL, NULL);
+    uint64_t took = orch_mono_ms() - t0;
+    kill(backend, SIGCONT);
+    kill(backend, SIGTERM);
+    cr_assert_eq(err, ORCH_ETIMEDOUT, "got %s", orch_strerror(err));
+    cr_assert_lt(took, 2500, "blocked %llu ms past a 300 ms deadline", (unsigned long long)took);
+    orch_db_release(c);
+    cr_assert(orch_db_acquire(pool, in_ms(5000), &c) == ORCH_OK);
+    cr_assert(orch_db_exec(c, in_ms(5000), "SELECT 1", 0, NULL, NULL) == ORCH_OK);
+    orch_db_release(c);
 }
