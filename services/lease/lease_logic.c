@@ -58,8 +58,8 @@ bool lease_valid_owner(const lease_owner *o, char *why, size_t n)
         snprintf(why, n, "owner.pid must be positive, got %d", (int)o->pid);
         return false;
     }
-    if (o->start_ticks == 0) {
-        snprintf(why, n, "owner.start_ticks must be positive");
+    if (o->start_ticks == 0 || o->start_ticks > INT64_MAX) {
+        snprintf(why, n, "owner.start_ticks must be in [1, %lld]", (long long)INT64_MAX);
         return false;
     }
     return true;

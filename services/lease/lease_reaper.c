@@ -53,28 +53,29 @@ static void ceiling_alert(const lease_row *row, void *arg)
                row->transition, ls->ceiling_s);
 }
 
-/* Releases `row` if its owner is dead; leaves ALIVE and UNKNOWN alone. */
-static void reap_if_dead(lease_svc *ls, const lease_row *row)
+/* Releases `row` if its owner is dead (true); leaves ALIVE and UNKNOWN alone. */
+static bool reap_if_dead(lease_svc *ls, const lease_row *row)
 {
     const char *why;
     uint64_t dl = orch_mono_ms() + ls->probe_timeout_ms + 2000;
     if (lease_svc_judge(ls, &row->owner, dl, &why) != LEASE_DEAD)
-        return;
+        return false;
     char detail[512];
     orch_db_conn *c;
     bool released = false;
     snprintf(detail, sizeof detail, "owner %s pid %d (%s): %s", row->owner.host_id,
              (int)row->owner.pid, row->actor, why);
     if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
-        return;
+        return false;
     orch_err err = lease_store_release(c, dl, row->work_item, row->epoch, "reclaimed-stale",
                                        "reaper", detail, &released);
     orch_db_release(c);
     if (err || !released)
-        return;
+        return false;
     orch_counter_add(ls->m_release, REL_STALE, 1);
     orch_alert("lease.reclaimed-stale", row->work_item, "epoch %" PRIu64 " released: %s",
                row->epoch, detail);
+    return true;
 }
 
 void lease_reaper_pass(lease_svc *ls, const char *only_host)
@@ -96,10 +97,11 @@ void lease_reaper_pass(lease_svc *ls, const char *only_host)
         free(s.rows);
         return;
     }
+    size_t reaped = 0;
     for (size_t i = 0; i < s.n; i++)
-        reap_if_dead(ls, &s.rows[i]);
+        reaped += reap_if_dead(ls, &s.rows[i]) ? 1 : 0;
     if (!only_host) {
-        atomic_store(&ls->held, (int64_t)s.n);
+        atomic_store(&ls->held, (int64_t)(s.n - reaped));
         atomic_store(&ls->oldest_age_s, s.oldest_s);
     }
     free(s.rows);

@@ -334,8 +334,10 @@ static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
-    err =
-        lease_store_release(c, dl, req->work_item, req->epoch, "released", "holder", "", &released);
+    /* Epochs are bigint in the database: a larger one is never the live grant. */
+    if (req->epoch <= INT64_MAX)
+        err = lease_store_release(c, dl, req->work_item, req->epoch, "released", "holder", "",
+                                  &released);
     if (!err && !released)
         err = lease_store_get(c, dl, req->work_item, &row, &found);
     orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
@@ -398,6 +400,8 @@ static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg,
 
     VALIDATE_TEXT(call, "work_item", req->work_item);
     VALIDATE_TEXT(call, "reason", req->reason);
+    if (req->operator_[0])
+        VALIDATE_TEXT(call, "operator", req->operator_);
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);

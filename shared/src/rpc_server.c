@@ -314,6 +314,66 @@ static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, o
     return true;
 }
 
+/* Whether `s` is well-formed UTF-8 (no overlongs, surrogates or code points
+ * past U+10FFFF). proto3 requires it of strings; protobuf-c does not check. */
+static bool utf8_ok(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s++;
+        int n = c < 0x80           ? 0
+                : (c >> 5) == 0x6  ? 1
+                : (c >> 4) == 0xe  ? 2
+                : (c >> 3) == 0x1e ? 3
+                                   : -1;
+        if (n < 0 || (n == 1 && c < 0xc2))
+            return false;
+        uint32_t cp = n == 0 ? c : c & (0x3fu >> n);
+        for (int i = 0; i < n; i++, s++) {
+            if ((*s & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (*s & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+    }
+    return true;
+}
+
+/* Name of the first string field of `m` (nested messages included) that is
+ * not UTF-8, or NULL when all are. */
+static const char *bad_string_field(const ProtobufCMessage *m, int depth)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (depth > 32)
+        return d->name;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m + f->offset;
+        size_t n = 1;
+        void *const *items = (void *const *)base;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            items = *(void *const *const *)base;
+        }
+        for (size_t k = 0; k < n; k++) {
+            const void *v = items[k];
+            if (!v)
+                continue;
+            if (f->type == PROTOBUF_C_TYPE_STRING && !utf8_ok(v))
+                return f->name;
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                const char *bad = bad_string_field(v, depth + 1);
+                if (bad)
+                    return bad;
+            }
+        }
+    }
+    return NULL;
+}
+
 /* Checks the deadline, decodes the payload and runs the handler. */
 static void run_handler(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnvelope *env,
                         orch_rpc_call *call, outcome *oc, size_t si,
@@ -330,6 +390,13 @@ static void run_handler(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnv
     if (!req) {
         oc->code = orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "payload does not decode as %s",
                                  md->input->name);
+        return;
+    }
+    const char *bad = bad_string_field(req, 0);
+    if (bad) {
+        oc->code =
+            orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "field %s is not valid UTF-8", bad);
+        protobuf_c_message_free_unpacked(req, NULL);
         return;
     }
     orch_log_set_request(env->request_id, call->method);

@@ -293,6 +293,40 @@ int th_run(const char *const *argv, const char *const *env, char *out, size_t n,
     return rc;
 }
 
+pid_t th_spawn_env(const char *const *argv, const char *const *env, const char *log_path)
+{
+    char **cenv = child_env(env, NULL);
+    pid_t pid = spawn_logged(argv, cenv, log_path ? log_path : "/dev/null");
+    free(cenv);
+    return pid;
+}
+
+pid_t th_spawn(const char *const *argv)
+{
+    return th_spawn_env(argv, NULL, NULL);
+}
+
+int th_kill(pid_t pid, int sig, uint32_t timeout_ms)
+{
+    if (pid <= 0)
+        return -1;
+    if (sig)
+        kill(pid, sig);
+    return wait_exit(pid, timeout_ms);
+}
+
+bool th_svc_wait_log(const th_svc *s, const char *needle, uint32_t timeout_ms)
+{
+    uint64_t until = orch_mono_ms() + timeout_ms;
+    for (;;) {
+        if (th_svc_log_has(s, needle))
+            return true;
+        if (orch_mono_ms() >= until)
+            return false;
+        sleep_ms(20);
+    }
+}
+
 static size_t collect(char *data, size_t size, size_t nmemb, void *arg)
 {
     FILE *f = arg;

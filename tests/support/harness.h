@@ -60,6 +60,19 @@ bool th_svc_log_has(const th_svc *s, const char *needle);
 int th_run(const char *const *argv, const char *const *env, char *out, size_t n,
            uint32_t timeout_ms);
 
+/* Starts argv (argv[0] is a path) with extra "K=V" env and stdin from
+ * /dev/null, stdout+stderr into log_path (NULL: /dev/null); does not wait.
+ * Tests use it for helper processes (lease owners, concurrent orchctl). */
+pid_t th_spawn_env(const char *const *argv, const char *const *env, const char *log_path);
+/* th_spawn_env(argv, NULL, NULL). */
+pid_t th_spawn(const char *const *argv);
+/* Sends `sig` (0: none) to `pid`, then waits up to timeout_ms and reaps it:
+ * the exit status, 128+signal if killed by a signal, -1 on timeout (then it
+ * is SIGKILLed and reaped). */
+int th_kill(pid_t pid, int sig, uint32_t timeout_ms);
+/* Polls the service's log until it contains `needle`; true if it did. */
+bool th_svc_wait_log(const th_svc *s, const char *needle, uint32_t timeout_ms);
+
 /* Calls Check on url; fills st. */
 orch_code th_check(const char *url, uint32_t timeout_ms, orch_rpc_status *st);
 /* GET http://addr/path; returns the HTTP status (0 on connection failure)

@@ -747,3 +747,28 @@ Test(rpc, blocking_service_waits_for_a_free_worker)
     cr_assert_geq(slow, 400, "a blocking Ping should wait for the only worker (%llu ms)",
                   (unsigned long long)slow);
 }
+
+/* proto3 strings are UTF-8; protobuf-c does not check, so the server does,
+ * before any handler sees the request. */
+Test(rpc, string_field_that_is_not_utf8_is_rejected_before_the_handler)
+{
+    static const char *const bad[] = { "caf\xe9", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                                       "abc\xe2\x82" };
+    orch_rpc_server_opts o = default_opts();
+    orch_rpc_server *s = start(&o);
+    orch_rpc_client *c = client(s);
+    orch_rpc_status st;
+    int before = atomic_load(&echo_runs);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_eq(echo_call(c, bad[i], NULL, &st, NULL, 0), ORCH_CODE_INVALID_ARGUMENT,
+                     "case %zu", i);
+        cr_assert(strstr(st.message, "field text is not valid UTF-8"), "%s", st.message);
+    }
+    cr_assert_eq(atomic_load(&echo_runs), before, "a handler saw invalid UTF-8");
+    char out[64];
+    cr_assert_eq(echo_call(c, "café ✓ 🙂", NULL, &st, out, sizeof out), ORCH_CODE_OK, "%s",
+                 st.message);
+    cr_assert_str_eq(out, "café ✓ 🙂");
+    orch_rpc_client_close(c);
+    orch_rpc_server_free(s);
+}
