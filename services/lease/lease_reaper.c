@@ -54,11 +54,12 @@ static void ceiling_alert(const lease_row *row, void *arg)
 }
 
 /* Releases `row` if its owner is dead (true); leaves ALIVE and UNKNOWN alone. */
-static bool reap_if_dead(lease_svc *ls, const lease_row *row)
+static bool reap_if_dead(lease_svc *ls, const lease_row *row, lease_liveness *verdict)
 {
     const char *why;
     uint64_t dl = orch_mono_ms() + ls->probe_timeout_ms + 2000;
-    if (lease_svc_judge(ls, &row->owner, dl, &why) != LEASE_DEAD)
+    *verdict = lease_svc_judge(ls, &row->owner, dl, &why);
+    if (*verdict != LEASE_DEAD)
         return false;
     char detail[512];
     orch_db_conn *c;
@@ -97,9 +98,21 @@ void lease_reaper_pass(lease_svc *ls, const char *only_host)
         free(s.rows);
         return;
     }
-    size_t reaped = 0;
-    for (size_t i = 0; i < s.n; i++)
-        reaped += reap_if_dead(ls, &s.rows[i]) ? 1 : 0;
+    /* A host found unreachable is not asked again in this pass, so that many
+     * leases on a cut-off host cost one probe timeout, not one each. */
+    const char *unreachable[16];
+    size_t nun = 0, reaped = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        bool skip = false;
+        for (size_t k = 0; k < nun && !skip; k++)
+            skip = strcmp(unreachable[k], s.rows[i].owner.host_id) == 0;
+        if (skip)
+            continue;
+        lease_liveness v;
+        reaped += reap_if_dead(ls, &s.rows[i], &v) ? 1 : 0;
+        if (v == LEASE_UNKNOWN && nun < 16 && strcmp(s.rows[i].owner.host_id, ls->me->host_id) != 0)
+            unreachable[nun++] = s.rows[i].owner.host_id;
+    }
     if (!only_host) {
         atomic_store(&ls->held, (int64_t)(s.n - reaped));
         atomic_store(&ls->oldest_age_s, s.oldest_s);
