@@ -361,24 +361,32 @@ static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void 
         req->work_item, row.epoch, row.held ? "held" : row.release_reason);
 }
 
-static orch_code validate(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+/* Reads the lease of `work_item` on a borrowed connection. Returns OK or the
+ * failure already set on the call. */
+static orch_code read_lease(orch_rpc_call *call, lease_svc *ls, const char *work_item,
+                            lease_row *row, bool *found)
 {
-    lease_svc *ls = arg;
-    const Orch__V1__ValidateRequest *req = (const Orch__V1__ValidateRequest *)msg;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return db_fail(call, err, NULL);
+    err = lease_store_get(c, dl, work_item, row, found);
+    orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
+    orch_db_release(c);
+    return code;
+}
+
+static orch_code validate(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Orch__V1__ValidateRequest *req = (const Orch__V1__ValidateRequest *)msg;
     lease_row row;
     bool found = false;
 
     VALIDATE_TEXT(call, "work_item", req->work_item);
     if (check_epoch(call, req->epoch))
         return ORCH_CODE_INVALID_ARGUMENT;
-    orch_err err = orch_db_acquire(ls->db, dl, &c);
-    if (err)
-        return db_fail(call, err, NULL);
-    err = lease_store_get(c, dl, req->work_item, &row, &found);
-    orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
-    orch_db_release(c);
+    orch_code code = read_lease(call, arg, req->work_item, &row, &found);
     if (code)
         return code;
     Orch__V1__ValidateReply rep = ORCH__V1__VALIDATE_REPLY__INIT;
@@ -435,20 +443,12 @@ static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg,
 
 static orch_code get(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
-    lease_svc *ls = arg;
     const Orch__V1__GetLeaseRequest *req = (const Orch__V1__GetLeaseRequest *)msg;
-    uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c;
     lease_row row;
     bool found = false;
 
     VALIDATE_TEXT(call, "work_item", req->work_item);
-    orch_err err = orch_db_acquire(ls->db, dl, &c);
-    if (err)
-        return db_fail(call, err, NULL);
-    err = lease_store_get(c, dl, req->work_item, &row, &found);
-    orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
-    orch_db_release(c);
+    orch_code code = read_lease(call, arg, req->work_item, &row, &found);
     if (code)
         return code;
     if (!found)
