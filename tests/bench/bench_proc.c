@@ -1,5 +1,5 @@
 /*
- * bench_proc.c - /proc readers of rpc_bench (see bench_proc.h).
+ * bench_proc.c - /proc readers of the benchmarks (see bench_proc.h).
  * Files are opened, read and closed within each call.
  */
 #include "bench_proc.h"
@@ -90,4 +90,114 @@ bench_use bench_self_use(void)
     return (bench_use){ ru.ru_nvcsw + ru.ru_nivcsw,
                         (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
                             (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL };
+}
+
+void bench_use_add(bench_use *acc, const bench_use *before, const bench_use *after)
+{
+    if (acc->switches >= 0 && before->switches >= 0 && after->switches >= before->switches) {
+        acc->switches += after->switches - before->switches;
+        acc->cpu_ns += after->cpu_ns - before->cpu_ns;
+    } else {
+        *acc = (bench_use){ -1, -1 };
+    }
+}
+
+/* The parent pid of `pid` from its stat line; -1 when unreadable. */
+static pid_t parent_of(const char *pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%.20s/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    /* pid (comm) state ppid ...: comm may hold spaces and parentheses. */
+    const char *p = strrchr(line, ')');
+    int ppid;
+    char state;
+    if (!p || sscanf(p + 1, " %c %d", &state, &ppid) != 2)
+        return -1;
+    return (pid_t)ppid;
+}
+
+void bench_tree_read(pid_t root, bench_tree *out)
+{
+    out->n = 0;
+    out->use[0] = bench_proc_use(root);
+    if (out->use[0].switches < 0) {
+        out->n = -1;
+        return;
+    }
+    out->pid[out->n++] = root;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && out->n < BENCH_TREE_MAX && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] < '1' || de->d_name[0] > '9' || parent_of(de->d_name) != root)
+            continue;
+        pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
+        bench_use u = bench_proc_use(pid);
+        if (u.switches < 0)
+            continue; /* exited meanwhile */
+        out->pid[out->n] = pid;
+        out->use[out->n++] = u;
+    }
+    if (d)
+        closedir(d);
+}
+
+bench_use bench_tree_delta(const bench_tree *before, const bench_tree *after)
+{
+    bench_use d = { 0, 0 };
+    if (before->n < 0 || after->n < 0)
+        return (bench_use){ -1, -1 };
+    for (int i = 0; i < after->n; i++) {
+        bench_use b = { 0, 0 };
+        for (int j = 0; j < before->n; j++) {
+            if (before->pid[j] == after->pid[i]) {
+                b = before->use[j];
+                break;
+            }
+        }
+        /* A pid reused in between would count backwards: count it from 0. */
+        if (after->use[i].switches < b.switches || after->use[i].cpu_ns < b.cpu_ns)
+            b = (bench_use){ 0, 0 };
+        d.switches += after->use[i].switches - b.switches;
+        d.cpu_ns += after->use[i].cpu_ns - b.cpu_ns;
+    }
+    return d;
+}
+
+bench_cpu bench_cpu_read(void)
+{
+    bench_cpu c = { 0, 0 };
+    unsigned long long v[10] = { 0 };
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f)
+        return c;
+    int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                     &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+    fclose(f);
+    if (got < 4)
+        return c;
+    /* user nice system idle iowait irq softirq steal guest guest_nice; the
+     * guest times are already inside user and nice. */
+    for (int i = 0; i < 8; i++)
+        c.total += v[i];
+    c.busy = c.total - v[3] - v[4];
+    return c;
+}
+
+void bench_loadavg(char *buf, size_t n)
+{
+    double a = 0, b = 0, c = 0;
+    FILE *f = fopen("/proc/loadavg", "re");
+    int got = f ? fscanf(f, "%lf %lf %lf", &a, &b, &c) : 0;
+    if (f)
+        fclose(f);
+    if (got == 3)
+        snprintf(buf, n, "%.2f %.2f %.2f", a, b, c);
+    else
+        snprintf(buf, n, "?");
 }

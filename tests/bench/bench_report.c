@@ -7,7 +7,8 @@
 #include <jansson.h>
 #include <nng/nng.h>
 #include <stdio.h>
-#include <stdlib.h>
+
+#include "bench_common.h"
 
 const char *const bench_stack_names[NSTACKS] = { "raw", "orch" };
 const char *const bench_svc_names[BENCH_NSERVICES] = { "lease", "stage", "guard", "launcher" };
@@ -40,26 +41,13 @@ static double field(const bench_figures *f, int k)
     }
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of v[0..n-1], n >= 1; sorts v. */
-static double median(double *v, unsigned n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
-}
-
 /* Median over the rounds of field `k` of (mode, stack). */
 static double median_of(const bench_results *r, unsigned rounds, int mode, int stack, int k)
 {
     double v[BENCH_MAX_ROUNDS];
     for (unsigned i = 0; i < rounds; i++)
         v[i] = field(&r->f[i][mode][stack], k);
-    return median(v, rounds);
+    return bench_median(v, rounds);
 }
 
 static bench_figures median_figures(const bench_results *r, unsigned rounds, int mode, int stack)
@@ -86,8 +74,8 @@ static void ratios(const bench_results *r, unsigned rounds, int mode, double *la
         l[i] = orch->p50_us / raw->p50_us;
         t[i] = orch->calls_per_s / raw->calls_per_s;
     }
-    *lat = median(l, rounds);
-    *tput = median(t, rounds);
+    *lat = bench_median(l, rounds);
+    *tput = bench_median(t, rounds);
 }
 
 /* ---- text ------------------------------------------------------------------ */

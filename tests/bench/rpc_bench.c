@@ -24,24 +24,20 @@
  * Threading: the main thread drives; the callers of a slice are joined before
  * the next slice starts. Every loop is bounded by a count or a deadline.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "orch/v1/envelope.pb-c.h"
 #include "orch/v1/health.pb-c.h"
 #include "orch/clock.h"
 #include "orch/ident.h"
 #include "orch/rpc.h"
+#include "bench_common.h"
 #include "bench_echo.h"
 #include "bench_proc.h"
 #include "bench_report.h"
@@ -62,28 +58,11 @@ typedef struct stacks {
     unsigned timeout_ms;
 } stacks;
 
-/* Holds the callers after their warm-up until the main thread opens it. */
-typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    unsigned ready; /* callers waiting */
-    bool open;
-} gate;
-
-/* One calling thread. */
+/* One calling thread's own state; its bench_worker points here. */
 typedef struct caller {
     const stacks *st;
-    int stack;
     nng_ctx ctx; /* raw only */
     nng_aio *aio;
-    unsigned warmup, n;
-    uint64_t *lat_ns; /* n entries */
-    unsigned done;
-    uint64_t end_ns;
-    gate *start;
-    atomic_bool *stop;
-    pthread_t tid;
-    char err[320];
 } caller;
 
 /* What the server and this process used so far, read together. */
@@ -99,34 +78,17 @@ static sample take_sample(pid_t server)
     return s;
 }
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* ---- one call on each stack --------------------------------------------------- */
 
-static bool failf(caller *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static bool failf(caller *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->err, sizeof c->err, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
 /* The exchange of the library's client (rpc_client.c), on our own context. */
-static bool raw_call(caller *c)
+static bool raw_call(bench_worker *w)
 {
+    caller *c = w->arg;
     const stacks *st = c->st;
     nng_msg *m;
     int rv = nng_msg_alloc(&m, st->frame_len);
     if (rv != 0)
-        return failf(c, "raw: nng_msg_alloc: %s", nng_strerror(rv));
+        return bench_failf(w, "raw: nng_msg_alloc: %s", nng_strerror(rv));
     memcpy(nng_msg_body(m), st->frame, st->frame_len);
     nng_aio_set_timeout(c->aio, (nng_duration)st->timeout_ms);
     nng_aio_set_msg(c->aio, m);
@@ -134,23 +96,24 @@ static bool raw_call(caller *c)
     nng_aio_wait(c->aio);
     if ((rv = nng_aio_result(c->aio)) != 0) {
         nng_msg_free(nng_aio_get_msg(c->aio));
-        return failf(c, "raw: send: %s", nng_strerror(rv));
+        return bench_failf(w, "raw: send: %s", nng_strerror(rv));
     }
     nng_ctx_recv(c->ctx, c->aio);
     nng_aio_wait(c->aio);
     if ((rv = nng_aio_result(c->aio)) != 0)
-        return failf(c, "raw: recv: %s", nng_strerror(rv));
+        return bench_failf(w, "raw: recv: %s", nng_strerror(rv));
     m = nng_aio_get_msg(c->aio);
     size_t len = nng_msg_len(m);
     nng_msg_free(m);
     if (len != st->frame_len)
-        return failf(c, "raw: echo of %zu bytes for %zu sent", len, st->frame_len);
+        return bench_failf(w, "raw: echo of %zu bytes for %zu sent", len, st->frame_len);
     return true;
 }
 
 /* orch_rpc_invoke() as orchctl calls it; the reply must say SERVING. */
-static bool orch_call(caller *c)
+static bool orch_call(bench_worker *w)
 {
+    const caller *c = w->arg;
     Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
     orch_rpc_call_opts o = { .timeout_ms = c->st->timeout_ms };
     orch_rpc_status status;
@@ -159,173 +122,91 @@ static bool orch_call(caller *c)
         orch_rpc_invoke(c->st->orch, BENCH_METHOD, &req.base,
                         &orch__v1__health_check_response__descriptor, &o, &status, &reply);
     if (code != ORCH_CODE_OK)
-        return failf(c, "orch: %s: %s", orch_code_name(code), status.message);
+        return bench_failf(w, "orch: %s: %s", orch_code_name(code), status.message);
     const Orch__V1__HealthCheckResponse *r = (const Orch__V1__HealthCheckResponse *)reply;
     bool serving = r->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     protobuf_c_message_free_unpacked(reply, NULL);
-    return serving ? true : failf(c, "orch: lease-service is not SERVING");
-}
-
-static bool call_once(caller *c)
-{
-    return c->stack == STACK_RAW ? raw_call(c) : orch_call(c);
+    return serving ? true : bench_failf(w, "orch: lease-service is not SERVING");
 }
 
 /* ---- a mode: K callers, warm-up, start gate, timed calls ------------------------ */
 
-static void *caller_main(void *arg)
-{
-    caller *c = arg;
-    bool ok = true;
-    for (unsigned i = 0; ok && i < c->warmup && !atomic_load(c->stop); i++)
-        ok = call_once(c);
-    if (!ok)
-        atomic_store(c->stop, true);
-    pthread_mutex_lock(&c->start->mu);
-    c->start->ready++;
-    pthread_cond_broadcast(&c->start->cv);
-    while (!c->start->open)
-        pthread_cond_wait(&c->start->cv, &c->start->mu);
-    pthread_mutex_unlock(&c->start->mu);
-    for (unsigned i = 0; ok && i < c->n && !atomic_load(c->stop); i++) {
-        uint64_t t0 = orch_mono_ns();
-        ok = call_once(c);
-        c->lat_ns[i] = orch_mono_ns() - t0;
-        if (ok)
-            c->done = i + 1;
-    }
-    c->end_ns = orch_mono_ns();
-    if (!ok)
-        atomic_store(c->stop, true);
-    return NULL;
-}
-
-static void caller_close(caller *c)
+static void caller_close(caller *c, bench_worker *w)
 {
     if (c->aio) {
         nng_aio_free(c->aio);
         nng_ctx_close(c->ctx);
     }
-    free(c->lat_ns);
+    bench_worker_free(w);
 }
 
-static bool caller_open(caller *c, const stacks *st, int stack, unsigned warmup, unsigned n)
+static bool caller_open(caller *c, bench_worker *w, const stacks *st, int stack, unsigned warmup,
+                        unsigned n)
 {
     c->st = st;
-    c->stack = stack;
-    c->warmup = warmup;
-    c->n = n;
-    c->lat_ns = calloc(n, sizeof *c->lat_ns);
-    if (!c->lat_ns)
-        return failf(c, "out of memory");
+    if (!bench_worker_init(w, stack == STACK_RAW ? raw_call : orch_call, c, warmup, n))
+        return false;
     if (stack != STACK_RAW)
         return true;
     int rv = nng_ctx_open(&c->ctx, st->raw);
     if (rv != 0)
-        return failf(c, "nng_ctx_open: %s", nng_strerror(rv));
+        return bench_failf(w, "nng_ctx_open: %s", nng_strerror(rv));
     nng_ctx_set_ms(c->ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
     if ((rv = nng_aio_alloc(&c->aio, NULL, NULL)) != 0) {
         nng_ctx_close(c->ctx);
-        return failf(c, "nng_aio_alloc: %s", nng_strerror(rv));
+        return bench_failf(w, "nng_aio_alloc: %s", nng_strerror(rv));
     }
     return true;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v[0..n-1], n >= 1, in microseconds. */
-static double pct_us(const uint64_t *v, size_t n, double p)
-{
-    size_t k = (size_t)(p * (double)n + 0.999999);
-    k = k == 0 ? 0 : k - 1;
-    return (double)v[k < n ? k : n - 1] / 1000.0;
-}
-
 /* What the slices of one stack in one mode add up to. */
 typedef struct accum {
-    uint64_t *lat_ns; /* every timed call */
-    size_t n, cap;
-    uint64_t busy_ns;   /* summed durations of the slices */
+    bench_accum calls;
     bench_use srv, cli; /* used during the slices; srv.switches < 0: unknown */
 } accum;
 
 static bool accum_init(accum *a, size_t cap)
 {
-    *a = (accum){ .lat_ns = malloc((cap ? cap : 1) * sizeof *a->lat_ns), .cap = cap };
-    return a->lat_ns != NULL;
+    *a = (accum){ .srv = { 0, 0 } };
+    return bench_accum_init(&a->calls, cap);
 }
 
 /* Adds the callers' timed calls, the slice's duration and what it used. */
-static void accum_add(accum *a, const caller *cs, unsigned k, uint64_t t0, const sample *before,
-                      const sample *after)
+static void accum_add(accum *a, const bench_worker *ws, unsigned k, uint64_t t0,
+                      const sample *before, const sample *after)
 {
-    uint64_t end = t0;
-    for (unsigned i = 0; i < k; i++) {
-        size_t n = cs[i].done <= a->cap - a->n ? cs[i].done : a->cap - a->n;
-        memcpy(a->lat_ns + a->n, cs[i].lat_ns, n * sizeof *a->lat_ns);
-        a->n += n;
-        end = cs[i].end_ns > end ? cs[i].end_ns : end;
-    }
-    a->busy_ns += end - t0;
-    if (a->srv.switches >= 0 && before->srv.switches >= 0 &&
-        after->srv.switches >= before->srv.switches) {
-        a->srv.switches += after->srv.switches - before->srv.switches;
-        a->srv.cpu_ns += after->srv.cpu_ns - before->srv.cpu_ns;
-    } else {
-        a->srv = (bench_use){ -1, -1 };
-    }
+    bench_accum_add(&a->calls, ws, k, t0);
+    bench_use_add(&a->srv, &before->srv, &after->srv);
     a->cli.switches += after->cli.switches - before->cli.switches;
     a->cli.cpu_ns += after->cli.cpu_ns - before->cli.cpu_ns;
 }
 
-/* Turns the accumulated calls into figures; sorts a->lat_ns. */
+/* Turns the accumulated calls into figures; sorts the latencies. */
 static void accum_figures(accum *a, bench_figures *out)
 {
-    size_t n = a->n ? a->n : 1;
-    qsort(a->lat_ns, a->n, sizeof *a->lat_ns, cmp_u64);
-    out->p50_us = a->n ? pct_us(a->lat_ns, n, 0.50) : 0.0;
-    out->p90_us = a->n ? pct_us(a->lat_ns, n, 0.90) : 0.0;
-    out->p99_us = a->n ? pct_us(a->lat_ns, n, 0.99) : 0.0;
-    out->calls = a->n;
-    out->calls_per_s = a->busy_ns ? (double)a->n * 1e9 / (double)a->busy_ns : 0.0;
-    out->srv_switches = a->srv.switches >= 0 ? (double)a->srv.switches / (double)n : -1.0;
-    out->srv_cpu_us = a->srv.switches >= 0 ? (double)a->srv.cpu_ns / 1000.0 / (double)n : -1.0;
-    out->cli_switches = (double)a->cli.switches / (double)n;
-    out->cli_cpu_us = (double)a->cli.cpu_ns / 1000.0 / (double)n;
+    bench_lat l = bench_accum_lat(&a->calls);
+    double n = (double)(l.n ? l.n : 1);
+    out->p50_us = l.p50_us;
+    out->p90_us = l.p90_us;
+    out->p99_us = l.p99_us;
+    out->calls = l.n;
+    out->calls_per_s = l.per_s;
+    out->srv_switches = a->srv.switches >= 0 ? (double)a->srv.switches / n : -1.0;
+    out->srv_cpu_us = a->srv.switches >= 0 ? (double)a->srv.cpu_ns / 1000.0 / n : -1.0;
+    out->cli_switches = (double)a->cli.switches / n;
+    out->cli_cpu_us = (double)a->cli.cpu_ns / 1000.0 / n;
 }
 
-/* Starts `k` callers, waits until all have warmed up, samples what the
- * processes used and opens the gate; after joining them, samples again. Returns
- * the instant the gate opened, or 0 when a thread could not start (the
- * started ones are told to stop). The callers are joined either way. */
-static uint64_t start_and_join(caller *cs, unsigned k, gate *g, pid_t server, sample *before,
-                               sample *after)
+/* The samples of one slice, taken around its timed calls. */
+typedef struct slice_samples {
+    pid_t server;
+    sample before, after;
+} slice_samples;
+
+static void sample_slice(void *arg, bool after)
 {
-    unsigned started = 0;
-    uint64_t t0 = 0;
-    while (started < k && pthread_create(&cs[started].tid, NULL, caller_main, &cs[started]) == 0)
-        started++;
-    pthread_mutex_lock(&g->mu);
-    if (started < k)
-        atomic_store(cs[0].stop, true);
-    while (started == k && g->ready < k)
-        pthread_cond_wait(&g->cv, &g->mu);
-    *before = take_sample(server);
-    g->open = true;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-    if (started == k)
-        t0 = orch_mono_ns();
-    else
-        fprintf(stderr, "rpc_bench: cannot start %u threads\n", k);
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(cs[i].tid, NULL);
-    *after = take_sample(server);
-    return t0;
+    slice_samples *ss = arg;
+    *(after ? &ss->after : &ss->before) = take_sample(ss->server);
 }
 
 /* One slice: `k` callers of `stack`, each `warmup` untimed then `n` timed
@@ -335,43 +216,36 @@ static bool run_slice(const stacks *st, int stack, unsigned k, unsigned warmup, 
                       accum *a)
 {
     caller *cs = calloc(k, sizeof *cs);
-    gate g = { .ready = 0, .open = false };
-    atomic_bool stop;
-    sample before, after;
+    bench_worker *ws = calloc(k, sizeof *ws);
+    slice_samples ss = { .server = st->server[stack] };
     unsigned opened = 0;
-    bool ok = cs != NULL;
+    bool ok = cs != NULL && ws != NULL;
 
-    if (!cs)
+    if (!ok)
         fprintf(stderr, "rpc_bench: out of memory\n");
-    atomic_init(&stop, false);
-    pthread_mutex_init(&g.mu, NULL);
-    pthread_cond_init(&g.cv, NULL);
     for (; ok && opened < k; opened++) {
-        cs[opened].stop = &stop;
-        cs[opened].start = &g;
-        if (!caller_open(&cs[opened], st, stack, warmup, n)) {
-            fprintf(stderr, "rpc_bench: %s\n", cs[opened].err);
-            caller_close(&cs[opened]);
+        if (!caller_open(&cs[opened], &ws[opened], st, stack, warmup, n)) {
+            fprintf(stderr, "rpc_bench: %s\n", ws[opened].err);
+            caller_close(&cs[opened], &ws[opened]);
             ok = false;
             break;
         }
     }
-    uint64_t t0 = ok ? start_and_join(cs, k, &g, st->server[stack], &before, &after) : 0;
+    uint64_t t0 = ok ? bench_run_workers(ws, k, sample_slice, &ss) : 0;
     ok = ok && t0 != 0;
     for (unsigned i = 0; ok && i < k; i++) {
-        if (cs[i].err[0]) {
+        if (ws[i].err[0]) {
             fprintf(stderr, "rpc_bench: %s caller %u: %s\n", bench_stack_names[stack], i,
-                    cs[i].err);
+                    ws[i].err);
             ok = false;
         }
     }
     if (ok)
-        accum_add(a, cs, k, t0, &before, &after);
+        accum_add(a, ws, k, t0, &ss.before, &ss.after);
     for (unsigned i = 0; i < opened; i++)
-        caller_close(&cs[i]);
+        caller_close(&cs[i], &ws[i]);
     free(cs);
-    pthread_mutex_destroy(&g.mu);
-    pthread_cond_destroy(&g.cv);
+    free(ws);
     return ok;
 }
 
@@ -398,7 +272,7 @@ static bool run_mode(const bench_options *o, const stacks *st, int first, unsign
     for (int s = 0; s < NSTACKS; s++) {
         if (ok)
             accum_figures(&a[s], &out[s]);
-        free(a[s].lat_ns);
+        bench_accum_free(&a[s].calls);
     }
     return ok;
 }
@@ -540,17 +414,6 @@ static void usage(FILE *out)
                  "  -h, --help           this help\n");
 }
 
-static bool parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi)
-        return false;
-    *out = (unsigned)v;
-    return true;
-}
-
 /* Parses "lease=PID,stage=PID,..." into pids[]. */
 static bool parse_pids(const char *arg, pid_t pids[BENCH_NSERVICES])
 {
@@ -567,7 +430,7 @@ static bool parse_pids(const char *arg, pid_t pids[BENCH_NSERVICES])
                 if (strcmp(tok, bench_svc_names[i]) == 0)
                     idx = i;
         }
-        ok = idx >= 0 && parse_uint(eq + 1, 1, 0x7fffffffu, &pid);
+        ok = idx >= 0 && bench_parse_uint(eq + 1, 1, 0x7fffffffu, &pid);
         if (ok)
             pids[idx] = (pid_t)pid;
         else
@@ -611,13 +474,13 @@ static int parse_args(int argc, char **argv, bench_options *o)
         switch (ch) {
         case 'u': o->lease_url = optarg; break;
         case 'p': ok = parse_pids(optarg, o->pids); break;
-        case 'n': ok = parse_uint(optarg, 1, MAX_CALLS, &o->calls); break;
-        case 'w': ok = parse_uint(optarg, 0, MAX_CALLS, &o->warmup); break;
-        case 'k': ok = parse_uint(optarg, 1, MAX_INFLIGHT, &o->inflight); break;
-        case 't': ok = parse_uint(optarg, 1, MAX_CALLS, &o->per_thread); break;
-        case 'r': ok = parse_uint(optarg, 1, BENCH_MAX_ROUNDS, &o->rounds); break;
-        case 's': ok = parse_uint(optarg, 1, 1000, &o->slices); break;
-        case 'T': ok = parse_uint(optarg, 1, 600000, &o->timeout_ms); break;
+        case 'n': ok = bench_parse_uint(optarg, 1, MAX_CALLS, &o->calls); break;
+        case 'w': ok = bench_parse_uint(optarg, 0, MAX_CALLS, &o->warmup); break;
+        case 'k': ok = bench_parse_uint(optarg, 1, MAX_INFLIGHT, &o->inflight); break;
+        case 't': ok = bench_parse_uint(optarg, 1, MAX_CALLS, &o->per_thread); break;
+        case 'r': ok = bench_parse_uint(optarg, 1, BENCH_MAX_ROUNDS, &o->rounds); break;
+        case 's': ok = bench_parse_uint(optarg, 1, 1000, &o->slices); break;
+        case 'T': ok = bench_parse_uint(optarg, 1, 600000, &o->timeout_ms); break;
         case 'j': o->json = true; break;
         case 'h': usage(stdout); return 0;
         default: ok = false; break;
@@ -657,7 +520,7 @@ static void read_idle_rss(const bench_options *o, bench_results *r)
     }
     if (!any)
         return;
-    sleep_ms(BENCH_IDLE_WAIT_MS);
+    bench_sleep_ms(BENCH_IDLE_WAIT_MS);
     for (int i = 0; i < BENCH_NSERVICES; i++)
         if (o->pids[i])
             r->rss_idle[i] = bench_proc_mib(o->pids[i], "VmRSS");
@@ -673,6 +536,7 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &o), rv;
     if (rc >= 0)
         return rc;
+    bench_prog = "rpc_bench";
     signal(SIGPIPE, SIG_IGN);
     read_idle_rss(&o, &r);
 
