@@ -18,6 +18,42 @@
     " coalesce(release_reason, ''), released_at IS NULL,"                        \
     " greatest(0, extract(epoch FROM now() - acquired_at))::bigint"
 
+/* Statement texts shared with the lease benchmark (lease_store.h). */
+const char lease_sql_try_grant[] =
+    "WITH g AS ("
+    " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id,"
+    "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
+    " VALUES ($1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now())"
+    " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"
+    "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"
+    "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks,"
+    "   owner_instance = EXCLUDED.owner_instance, actor = EXCLUDED.actor,"
+    "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"
+    "   released_at = NULL, release_reason = NULL"
+    " WHERE l.released_at IS NOT NULL"
+    " RETURNING work_item, epoch),"
+    " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+    "   SELECT work_item, epoch, 'granted', $7, $8 FROM g)"
+    " SELECT epoch FROM g";
+
+const char lease_sql_release[] =
+    "WITH r AS ("
+    " UPDATE transition_lease SET released_at = now(), release_reason = $3"
+    " WHERE work_item = $1 AND epoch = $2::bigint AND released_at IS NULL"
+    " RETURNING work_item, epoch),"
+    " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+    "   SELECT work_item, epoch, $3, $4, $5 FROM r)"
+    " SELECT epoch FROM r";
+
+/* set_config(..., true) lasts for this statement's transaction, whose commit
+ * then does not wait for the WAL flush. */
+const char lease_sql_event_async[] =
+    "WITH s AS (SELECT set_config('synchronous_commit', 'off', true))"
+    " INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+    " SELECT $1, $2::bigint, $3, $4, $5 FROM s";
+
+const char lease_sql_get[] = "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE work_item = $1";
+
 static void copy(char *dst, size_t n, const char *src)
 {
     snprintf(dst, n, "%s", src ? src : "");
@@ -82,25 +118,9 @@ static void claim_params_fill(claim_params *cp, const lease_claim *cl)
 orch_err lease_store_try_grant(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
                                uint64_t *epoch)
 {
-    static const char sql[] =
-        "WITH g AS ("
-        " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id,"
-        "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
-        " VALUES ($1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now())"
-        " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"
-        "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"
-        "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks,"
-        "   owner_instance = EXCLUDED.owner_instance, actor = EXCLUDED.actor,"
-        "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"
-        "   released_at = NULL, release_reason = NULL"
-        " WHERE l.released_at IS NOT NULL"
-        " RETURNING work_item, epoch),"
-        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-        "   SELECT work_item, epoch, 'granted', $7, $8 FROM g)"
-        " SELECT epoch FROM g";
     claim_params cp;
     claim_params_fill(&cp, cl);
-    return exec_epoch(c, dl, sql, 9, cp.v, granted, epoch);
+    return exec_epoch(c, dl, lease_sql_try_grant, 9, cp.v, granted, epoch);
 }
 
 orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl,
@@ -133,43 +153,29 @@ orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item
                              const char *kind, const char *actor, const char *detail,
                              bool *released)
 {
-    static const char sql[] =
-        "WITH r AS ("
-        " UPDATE transition_lease SET released_at = now(), release_reason = $3"
-        " WHERE work_item = $1 AND epoch = $2::bigint AND released_at IS NULL"
-        " RETURNING work_item, epoch),"
-        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-        "   SELECT work_item, epoch, $3, $4, $5 FROM r)"
-        " SELECT epoch FROM r";
     char ep[24];
     uint64_t got;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     const char *p[] = { work_item, ep, kind, actor, detail };
-    return exec_epoch(c, dl, sql, 5, p, released, &got);
+    return exec_epoch(c, dl, lease_sql_release, 5, p, released, &got);
 }
 
 orch_err lease_store_event_async(orch_db_conn *c, uint64_t dl, const char *work_item,
                                  uint64_t epoch, const char *kind, const char *actor,
                                  const char *detail)
 {
-    /* set_config(..., true) lasts for this statement's transaction, whose
-     * commit then does not wait for the WAL flush. */
-    static const char sql[] = "WITH s AS (SELECT set_config('synchronous_commit', 'off', true))"
-                              " INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-                              " SELECT $1, $2::bigint, $3, $4, $5 FROM s";
     char ep[24];
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     const char *p[] = { work_item, ep, kind, actor, detail };
-    return orch_db_exec(c, dl, sql, 5, p, NULL);
+    return orch_db_exec(c, dl, lease_sql_event_async, 5, p, NULL);
 }
 
 orch_err lease_store_get(orch_db_conn *c, uint64_t dl, const char *work_item, lease_row *out,
                          bool *found)
 {
-    static const char sql[] = "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE work_item = $1";
     orch_db_result *r;
     const char *p[] = { work_item };
-    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    orch_err err = orch_db_exec(c, dl, lease_sql_get, 1, p, &r);
     if (err)
         return err;
     *found = orch_db_result_rows(r) == 1;
@@ -265,18 +271,6 @@ orch_err lease_store_get_host(orch_db_conn *c, uint64_t dl, const char *host_id,
         copy(facts->boot_id, sizeof facts->boot_id, orch_db_result_get(r, 0, 0));
         copy(rpc_url, n, orch_db_result_get(r, 0, 1));
     }
-    orch_db_result_free(r);
-    return ORCH_OK;
-}
-
-orch_err lease_store_count_held(orch_db_conn *c, uint64_t dl, int64_t *n)
-{
-    orch_db_result *r;
-    orch_err err = orch_db_exec(
-        c, dl, "SELECT count(*) FROM transition_lease WHERE released_at IS NULL", 0, NULL, &r);
-    if (err)
-        return err;
-    *n = strtoll(orch_db_result_get(r, 0, 0), NULL, 10);
     orch_db_result_free(r);
     return ORCH_OK;
 }

@@ -81,7 +81,11 @@ orch_err lease_store_register_host(orch_db_conn *c, uint64_t dl, const char *hos
 orch_err lease_store_get_host(orch_db_conn *c, uint64_t dl, const char *host_id,
                               lease_host_facts *facts, char *rpc_url, size_t n) ORCH_NODISCARD;
 
-/* Number of leases currently held. */
-orch_err lease_store_count_held(orch_db_conn *c, uint64_t dl, int64_t *n) ORCH_NODISCARD;
+/* The texts of the statements above, for the lease benchmark, which sends
+ * the very same SQL directly over libpq to compare. */
+extern const char lease_sql_get[];
+extern const char lease_sql_try_grant[];
+extern const char lease_sql_release[];
+extern const char lease_sql_event_async[];
 
 #endif

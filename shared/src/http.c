@@ -6,7 +6,6 @@
  */
 #include "orch/http.h"
 
-#include <arpa/inet.h>
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
 #include <stdio.h>
@@ -19,7 +18,6 @@ struct orch_http_server {
     nng_http_server *srv;
     orch_http_route *routes;
     size_t n;
-    int port;
 };
 
 static void route_cb(nng_aio *aio)
@@ -81,9 +79,6 @@ orch_err orch_http_start(const char *addr, const orch_http_route *routes, size_t
     }
     if (rv == 0)
         rv = nng_http_server_start(s->srv);
-    nng_sockaddr sa;
-    if (rv == 0 && nng_http_server_get_addr(s->srv, &sa) == 0 && sa.s_family == NNG_AF_INET)
-        s->port = ntohs(sa.s_in.sa_port);
     nng_url_free(url);
     if (rv != 0) {
         orch_error("cannot serve HTTP on %s: %s", addr, nng_strerror(rv));
@@ -95,11 +90,6 @@ orch_err orch_http_start(const char *addr, const orch_http_route *routes, size_t
     }
     *out = s;
     return ORCH_OK;
-}
-
-int orch_http_port(const orch_http_server *s)
-{
-    return s->port;
 }
 
 void orch_http_stop(orch_http_server *s)

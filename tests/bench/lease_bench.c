@@ -58,60 +58,16 @@
 #include "bench_common.h"
 #include "bench_proc.h"
 #include "lease_report.h"
+#include "lease_store.h"
 
 #define MAX_OPS        10000000u
-#define MAX_FIELD      200 /* LEASE_MAX_FIELD */
+#define MAX_FIELD      LEASE_MAX_FIELD
 #define MAX_ITEMS      1000u
 #define CONTENDED_ITEM "bench-contended"
 #define TRANSITION     "bench->bench"
 #define METRICS_MS     2000 /* budget of one /metrics read */
 
-/* ---- the SQL of services/lease/lease_store.c, verbatim -------------------------- */
-
-#define LEASE_COLUMNS                                                            \
-    "work_item, epoch, owner_host, owner_boot_id, owner_pid, owner_start_ticks," \
-    " owner_instance, actor, transition, repo,"                                  \
-    " (extract(epoch FROM acquired_at) * 1000)::bigint,"                         \
-    " coalesce((extract(epoch FROM released_at) * 1000)::bigint, 0),"            \
-    " coalesce(release_reason, ''), released_at IS NULL,"                        \
-    " greatest(0, extract(epoch FROM now() - acquired_at))::bigint"
-
-/* lease_store_get */
-static const char sql_get[] = "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE work_item = $1";
-
-/* lease_store_try_grant */
-static const char sql_try_grant[] =
-    "WITH g AS ("
-    " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id,"
-    "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
-    " VALUES ($1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now())"
-    " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"
-    "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"
-    "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks,"
-    "   owner_instance = EXCLUDED.owner_instance, actor = EXCLUDED.actor,"
-    "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"
-    "   released_at = NULL, release_reason = NULL"
-    " WHERE l.released_at IS NOT NULL"
-    " RETURNING work_item, epoch),"
-    " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-    "   SELECT work_item, epoch, 'granted', $7, $8 FROM g)"
-    " SELECT epoch FROM g";
-
-/* lease_store_release */
-static const char sql_release[] =
-    "WITH r AS ("
-    " UPDATE transition_lease SET released_at = now(), release_reason = $3"
-    " WHERE work_item = $1 AND epoch = $2::bigint AND released_at IS NULL"
-    " RETURNING work_item, epoch),"
-    " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-    "   SELECT work_item, epoch, $3, $4, $5 FROM r)"
-    " SELECT epoch FROM r";
-
-/* lease_store_event_async */
-static const char sql_event_async[] =
-    "WITH s AS (SELECT set_config('synchronous_commit', 'off', true))"
-    " INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-    " SELECT $1, $2::bigint, $3, $4, $5 FROM s";
+/* ---- the SQL of services/lease/lease_store.c (the same texts) ---------------- */
 
 static const char sql_truncate[] = "TRUNCATE transition_lease, lease_events";
 
@@ -125,10 +81,10 @@ typedef struct lb_stmt {
 enum { ST_GET, ST_GRANT, ST_RELEASE, ST_EVENT, NSTMTS };
 
 static const lb_stmt stmts[NSTMTS] = {
-    { "lb_get", "lease_store_get", sql_get, 1 },
-    { "lb_grant", "lease_store_try_grant", sql_try_grant, 9 },
-    { "lb_release", "lease_store_release", sql_release, 5 },
-    { "lb_event", "lease_store_event_async", sql_event_async, 5 },
+    { "lb_get", "lease_store_get", lease_sql_get, 1 },
+    { "lb_grant", "lease_store_try_grant", lease_sql_try_grant, 9 },
+    { "lb_release", "lease_store_release", lease_sql_release, 5 },
+    { "lb_event", "lease_store_event_async", lease_sql_event_async, 5 },
 };
 
 /* ---- state ------------------------------------------------------------------------ */

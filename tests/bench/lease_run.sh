@@ -11,7 +11,7 @@
 #
 # A configuration W/P runs lease-service with ORCH_RPC_WORKERS=W and
 # ORCH_DB_POOL_SIZE=P. Without --configs there is one, taken from those two
-# variables of the environment, else the service's defaults (4/4).
+# variables of the environment, else the service's defaults (8/8).
 #
 # Steps:
 #   1. configures build/ (RelWithDebInfo, tests and bench on) and builds
@@ -112,7 +112,7 @@ parse_args() {
     shift
   done
   if [[ ${#CONFIGS[@]} -eq 0 ]]; then
-    CONFIGS=("${ORCH_RPC_WORKERS:-4}/${ORCH_DB_POOL_SIZE:-4}")
+    CONFIGS=("${ORCH_RPC_WORKERS:-8}/${ORCH_DB_POOL_SIZE:-8}")
   fi
 }
 

@@ -23,11 +23,10 @@ typedef struct orch_http_route {
     void *arg;
 } orch_http_route;
 
-/* Listens on `addr` ("127.0.0.1:7711"; port 0 picks one). Routes are copied;
+/* Listens on `addr` ("127.0.0.1:7711"). Routes are copied;
  * their args are borrowed until orch_http_stop(). */
 orch_err orch_http_start(const char *addr, const orch_http_route *routes, size_t n,
                          orch_http_server **out) ORCH_NODISCARD;
-int orch_http_port(const orch_http_server *srv);
 void orch_http_stop(orch_http_server *srv); /* NULL ok */
 
 #endif
