@@ -25,6 +25,7 @@ ORCH_APT_PACKAGES=(
   libnng-dev
   libpq-dev
   libcurl4-openssl-dev
+  libssl-dev
   libjansson-dev
   libcriterion-dev
   postgresql

@@ -1,20 +1,25 @@
 /*
- * lease_config.c - environment variables read by lease-service only.
+ * lease_config.c - environment variables of lease-service, and those its
+ * callers read too (its address and the lease's scope), declared once.
  * Keep .env.example in step: a unit test compares the two.
  */
 #include "lease_config.h"
 
-const orch_config_var lease_config[] = {
+const orch_config_var lease_client_config[] = {
     { "ORCH_LEASE_RPC_URL", ORCH_CFG_STRING, "tcp://127.0.0.1:7701", 0, 0, NULL, false, false,
       "NNG address lease-service listens on and clients dial" },
-    { "ORCH_LEASE_HTTP_ADDR", ORCH_CFG_STRING, "127.0.0.1:7711", 0, 0, NULL, false, false,
-      "host:port of lease-service's /healthz and /metrics" },
     { "ORCH_TRANSITION_LEASE_ENABLED", ORCH_CFG_BOOL, "true", 0, 0, NULL, false, false,
       "false makes the lease inert: Acquire grants without writing anything" },
     { "ORCH_TRANSITION_LEASE_REPOS", ORCH_CFG_STRING, "", 0, 0, NULL, false, false,
       "comma-separated repos the lease applies to; empty: only ORCH_ORCHESTRATOR_REPO" },
     { "ORCH_ORCHESTRATOR_REPO", ORCH_CFG_STRING, "orch", 0, 0, NULL, false, false,
       "name of the orchestrator's own repo, the lease's scope by default" },
+    { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
+};
+
+const orch_config_var lease_config[] = {
+    { "ORCH_LEASE_HTTP_ADDR", ORCH_CFG_STRING, "127.0.0.1:7711", 0, 0, NULL, false, false,
+      "host:port of lease-service's /healthz and /metrics" },
     { "ORCH_REAPER_MAX_RUNNING_S", ORCH_CFG_INT, "3600", 1, 604800, NULL, false, false,
       "ceiling: a lease held longer is released whatever its owner's liveness" },
     { "ORCH_STEP_TIMEOUT_S", ORCH_CFG_INT, "1800", 1, 604800, NULL, false, false,

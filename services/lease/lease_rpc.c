@@ -481,27 +481,50 @@ static void list_collect(const lease_row *row, void *arg)
     a->rows[a->n++] = *row;
 }
 
-static orch_code list_reply(orch_rpc_call *call, const list_acc *a)
+static Orch__V1__Liveness liveness_msg(lease_liveness l)
+{
+    switch (l) {
+    case LEASE_ALIVE: return ORCH__V1__LIVENESS__ALIVE;
+    case LEASE_DEAD: return ORCH__V1__LIVENESS__DEAD;
+    case LEASE_UNKNOWN: return ORCH__V1__LIVENESS__UNKNOWN;
+    }
+    return ORCH__V1__LIVENESS__UNKNOWN;
+}
+
+static orch_code list_reply(orch_rpc_call *call, lease_svc *ls, const list_acc *a, bool judge)
 {
     Orch__V1__ListLeasesReply rep = ORCH__V1__LIST_LEASES_REPLY__INIT;
     Orch__V1__Lease *ms = calloc(a->n ? a->n : 1, sizeof *ms);
     Orch__V1__Owner *os = calloc(a->n ? a->n : 1, sizeof *os);
     Orch__V1__Lease **ps = calloc(a->n ? a->n : 1, sizeof *ps);
+    Orch__V1__Liveness *lv = calloc(a->n ? a->n : 1, sizeof *lv);
     orch_code code;
-    if (!ms || !os || !ps) {
+    if (!ms || !os || !ps || !lv) {
         code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
     } else {
+        uint64_t dl = orch_rpc_call_deadline(call);
         for (size_t i = 0; i < a->n; i++) {
             lease_to_msg(&a->rows[i], &ms[i], &os[i]);
             ps[i] = &ms[i];
+            if (judge) {
+                const char *reason;
+                lv[i] = a->rows[i].held
+                            ? liveness_msg(lease_svc_judge(ls, &a->rows[i].owner, dl, &reason))
+                            : ORCH__V1__LIVENESS__DEAD;
+            }
         }
         rep.n_leases = a->n;
         rep.leases = ps;
+        if (judge) {
+            rep.n_liveness = a->n;
+            rep.liveness = lv;
+        }
         code = orch_rpc_reply(call, &rep.base);
     }
     free(ms);
     free(os);
     free(ps);
+    free(lv);
     return code;
 }
 
@@ -527,7 +550,7 @@ static orch_code list(orch_rpc_call *call, const ProtobufCMessage *msg, void *ar
     if (!code && acc.oom)
         code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
     if (!code)
-        code = list_reply(call, &acc);
+        code = list_reply(call, ls, &acc, req->judge);
     free(acc.rows);
     return code;
 }

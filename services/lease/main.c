@@ -87,11 +87,14 @@ static void lease_stop(orch_service *svc)
     free(ls);
 }
 
+static const orch_config_var *const lease_extra_config[] = { lease_client_config, NULL };
+
 static const orch_service_def lease_service = {
     .name = "lease-service",
     .rpc_url_var = "ORCH_LEASE_RPC_URL",
     .http_addr_var = "ORCH_LEASE_HTTP_ADDR",
     .config = lease_config,
+    .extra_config = lease_extra_config,
     .start = lease_start,
     .stop = lease_stop,
 };

@@ -1,16 +1,115 @@
 /*
- * stage-service: the stage engine: transitions, gates, expected-stage CAS.
- * main() only wires the service definition into the common runtime.
+ * stage-service: the stage engine (transitions as data, gates, the
+ * expected-stage CAS, fenced side effects at most once), its HTTP routes and
+ * the reconciler. main() wires configuration, RPC, HTTP and the background
+ * thread into the common runtime.
  */
-#include "orch/svc.h"
+#include <stdlib.h>
+#include <string.h>
 
+#include "lease_config.h"
+#include "orch/log.h"
 #include "stage_config.h"
+#include "stage_svc.h"
+
+static const char *const effect_outcomes[] = { "ok", "failed", "unknown" };
+static const char *const one_label[] = { "AdvanceStage" };
+
+static orch_err register_metrics(stage_svc *ss, orch_metrics *m)
+{
+    ss->m_transitions =
+        orch_metrics_counter(m, "orch_stage_transitions_total", "Transition attempts by result",
+                             "result", stage_transition_results, TR_NKINDS);
+    ss->m_effects =
+        orch_metrics_counter(m, "orch_stage_side_effects_total", "Side effects run, by outcome",
+                             "outcome", effect_outcomes, 3);
+    ss->m_advance_latency = orch_metrics_histogram(m, "orch_stage_advance_duration_seconds",
+                                                   "Time to answer AdvanceStage, effects included",
+                                                   "method", one_label, 1);
+    return ss->m_transitions && ss->m_effects && ss->m_advance_latency ? ORCH_OK : ORCH_ENOMEM;
+}
+
+static stage_fault parse_fault(const char *v)
+{
+    if (strcmp(v, "crash-after-effect") == 0)
+        return FAULT_CRASH_AFTER_EFFECT;
+    if (strcmp(v, "crash-before-record") == 0)
+        return FAULT_CRASH_BEFORE_RECORD;
+    return FAULT_NONE;
+}
+
+static orch_err stage_start(orch_service *svc)
+{
+    const orch_config *cfg = orch_service_config(svc);
+    stage_svc *ss = calloc(1, sizeof *ss);
+    if (!ss)
+        return ORCH_ENOMEM;
+    orch_service_set_state(svc, ss);
+    pthread_mutex_init(&ss->retry_mu, NULL);
+    ss->db = orch_service_db(svc);
+    ss->me = orch_service_ident(svc);
+    ss->scope.enabled = orch_config_bool(cfg, "ORCH_TRANSITION_LEASE_ENABLED");
+    ss->scope.repos = orch_config_str(cfg, "ORCH_TRANSITION_LEASE_REPOS");
+    ss->scope.own_repo = orch_config_str(cfg, "ORCH_ORCHESTRATOR_REPO");
+    ss->lease_timeout_ms = (uint32_t)orch_config_int(cfg, "ORCH_STAGE_LEASE_TIMEOUT_MS");
+    ss->max_evidence = (size_t)orch_config_int(cfg, "ORCH_STAGE_MAX_EVIDENCE_BYTES");
+    ss->effects = (effects_cfg){
+        .gitea_url = orch_config_str(cfg, "ORCH_GITEA_URL"),
+        .gitea_token = orch_config_str(cfg, "ORCH_GITEA_TOKEN"),
+        .merge_style = orch_config_str(cfg, "ORCH_GITEA_MERGE_STYLE"),
+        .image_hook_url = orch_config_str(cfg, "ORCH_IMAGE_HOOK_URL"),
+        .deploy_hook_url = orch_config_str(cfg, "ORCH_DEPLOY_HOOK_URL"),
+        .hook_token = orch_config_str(cfg, "ORCH_HOOK_TOKEN"),
+        .timeout_ms = (uint32_t)orch_config_int(cfg, "ORCH_EFFECT_TIMEOUT_MS"),
+    };
+    ss->operator_token = orch_config_str(cfg, "ORCH_STAGE_OPERATOR_TOKEN");
+    ss->gitea_secret = orch_config_str(cfg, "ORCH_GITEA_WEBHOOK_SECRET");
+    ss->plane_secret = orch_config_str(cfg, "ORCH_PLANE_WEBHOOK_SECRET");
+    ss->plane_project_key = orch_config_str(cfg, "ORCH_PLANE_PROJECT_KEY");
+    ss->reconcile_interval_ms = orch_config_int(cfg, "ORCH_RECONCILER_INTERVAL_MS");
+    ss->reconcile_batch = (int)orch_config_int(cfg, "ORCH_RECONCILER_BATCH");
+    ss->fault = parse_fault(orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"));
+    if (ss->fault != FAULT_NONE)
+        orch_warn("ORCH_STAGE_TEST_FAULT=%s: this process exits at a fault point",
+                  orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"));
+    if (!ss->scope.enabled)
+        orch_warn("ORCH_TRANSITION_LEASE_ENABLED=false: stage writes are unconditional");
+
+    orch_rpc_client_opts co = { .auth_token = orch_config_str(cfg, "ORCH_RPC_AUTH_TOKEN") };
+    orch_err err =
+        orch_rpc_client_open(orch_config_str(cfg, "ORCH_LEASE_RPC_URL"), &co, &ss->lease);
+    if (!err)
+        err = register_metrics(ss, orch_service_metrics(svc));
+    if (!err)
+        err = stage_rpc_register(svc, ss);
+    if (!err)
+        err = stage_http_register(svc, ss);
+    if (!err)
+        err = stage_bg_start(ss);
+    return err;
+}
+
+static void stage_stop(orch_service *svc)
+{
+    stage_svc *ss = orch_service_state(svc);
+    if (!ss)
+        return;
+    stage_bg_stop(ss);
+    orch_rpc_client_close(ss->lease);
+    pthread_mutex_destroy(&ss->retry_mu);
+    free(ss);
+}
+
+static const orch_config_var *const stage_extra_config[] = { lease_client_config, NULL };
 
 static const orch_service_def stage_service = {
     .name = "stage-service",
     .rpc_url_var = "ORCH_STAGE_RPC_URL",
     .http_addr_var = "ORCH_STAGE_HTTP_ADDR",
     .config = stage_config,
+    .extra_config = stage_extra_config,
+    .start = stage_start,
+    .stop = stage_stop,
 };
 
 int main(int argc, char **argv)

@@ -32,6 +32,9 @@
 
 #define MAX_RPC_SERVICES 8
 
+#define MAX_HTTP_HANDLERS 16
+#define HTTP_WORKERS      4 /* threads of the blocking HTTP handlers */
+
 struct orch_service {
     const orch_service_def *def;
     orch_config *cfg;
@@ -40,6 +43,8 @@ struct orch_service {
     orch_metrics *metrics;
     orch_rpc_service rpcs[MAX_RPC_SERVICES];
     size_t nrpcs;
+    orch_http_handler https[MAX_HTTP_HANDLERS];
+    size_t nhttps;
     orch_rpc_server *rpc;
     orch_http_server *http;
     void *state;
@@ -80,6 +85,14 @@ void orch_service_set_state(orch_service *s, void *state)
 void *orch_service_state(const orch_service *s)
 {
     return s->state;
+}
+
+orch_err orch_service_add_http(orch_service *s, const orch_http_handler *h)
+{
+    if (s->http || s->nhttps == MAX_HTTP_HANDLERS)
+        return ORCH_ERANGE;
+    s->https[s->nhttps++] = *h;
+    return ORCH_OK;
 }
 
 orch_err orch_service_add_rpc(orch_service *s, const orch_rpc_service *rpc)
@@ -266,7 +279,11 @@ static int parse_args(const orch_service_def *def, int argc, char **argv, bool *
 /* Loads configuration, reporting every problem as one log line each. */
 static int load_config(orch_service *s)
 {
-    const orch_config_var *tables[] = { orch_config_common, s->def->config, NULL };
+    const orch_config_var *tables[8] = { orch_config_common, s->def->config };
+    size_t nt = 2;
+    for (size_t i = 0; s->def->extra_config && s->def->extra_config[i] && nt < 7; i++)
+        tables[nt++] = s->def->extra_config[i];
+    tables[nt] = NULL;
     char *buf = NULL;
     size_t len = 0;
     FILE *errs = open_memstream(&buf, &len);
@@ -351,7 +368,8 @@ static orch_err start_serving(orch_service *s)
         { "/healthz", http_healthz, s },
         { "/metrics", http_metrics, s },
     };
-    err = orch_http_start(orch_config_str(cfg, s->def->http_addr_var), routes, 2, &s->http);
+    err = orch_http_start(orch_config_str(cfg, s->def->http_addr_var), routes, 2, s->https,
+                          s->nhttps, s->nhttps ? HTTP_WORKERS : 0, &s->http);
     if (err)
         return err;
     if (pthread_create(&s->probe, NULL, probe_main, s) != 0)

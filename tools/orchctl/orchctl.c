@@ -23,7 +23,7 @@
 #include "stage_config.h"
 
 const target orchctl_targets[] = {
-    { "lease", "lease-service", "ORCH_LEASE_RPC_URL", lease_config },
+    { "lease", "lease-service", "ORCH_LEASE_RPC_URL", lease_client_config },
     { "stage", "stage-service", "ORCH_STAGE_RPC_URL", stage_config },
     { "guard", "guard-service", "ORCH_GUARD_RPC_URL", guard_config },
     { "launcher", "launcher-service", "ORCH_LAUNCHER_RPC_URL", launcher_config },

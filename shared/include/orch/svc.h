@@ -14,6 +14,7 @@
 
 #include "orch/config.h"
 #include "orch/db.h"
+#include "orch/http.h"
 #include "orch/ident.h"
 #include "orch/metrics.h"
 #include "orch/rpc.h"
@@ -25,6 +26,9 @@ typedef struct orch_service_def {
     const char *rpc_url_var;       /* "ORCH_LEASE_RPC_URL" */
     const char *http_addr_var;     /* "ORCH_LEASE_HTTP_ADDR" */
     const orch_config_var *config; /* the service's own table */
+    /* Tables of other services this one also reads (their addresses, shared
+     * switches), declared once by their owner; NULL-terminated, may be NULL. */
+    const orch_config_var *const *extra_config;
     /* Optional: register RPC services, start threads. May block on the DB. */
     orch_err (*start)(orch_service *svc);
     /* Optional: release what the service holds; called after the RPC server
@@ -42,6 +46,9 @@ const orch_ident *orch_service_ident(const orch_service *svc);
 orch_metrics *orch_service_metrics(const orch_service *svc);
 /* Registers an RPC service (before the server starts: start hook only). */
 orch_err orch_service_add_rpc(orch_service *svc, const orch_rpc_service *rpc) ORCH_NODISCARD;
+/* Adds a blocking HTTP handler (start hook only): it runs on the HTTP
+ * server's worker threads, beside /healthz and /metrics. */
+orch_err orch_service_add_http(orch_service *svc, const orch_http_handler *h) ORCH_NODISCARD;
 void orch_service_set_state(orch_service *svc, void *state);
 void *orch_service_state(const orch_service *svc);
 

@@ -1,0 +1,259 @@
+/*
+ * stage_effects.c - merge, ratchet, image rebuild, deploy start (see
+ * stage_effects.h).
+ */
+#include "stage_effects.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "orch/clock.h"
+#include "orch/httpc.h"
+#include "orch/log.h"
+
+const char *effect_outcome_name(effect_outcome o)
+{
+    switch (o) {
+    case EFFECT_OK: return "ok";
+    case EFFECT_UNKNOWN: return "unknown";
+    case EFFECT_FAILED:
+    case EFFECT_UNCONFIGURED: return "failed";
+    }
+    return "unknown";
+}
+
+void effect_idempotency_key(const effect_call *call, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s/%s/%d", call->task->work_item, call->transition,
+             effect_name(call->effect), call->task->cycle);
+}
+
+/* The request budget: the configured timeout, cut to the call's deadline. */
+static uint32_t budget(const effects_cfg *cfg, const effect_call *call)
+{
+    uint64_t now = orch_mono_ms();
+    uint64_t left = call->deadline > now ? call->deadline - now : 1;
+    return left < cfg->timeout_ms ? (uint32_t)left : cfg->timeout_ms;
+}
+
+/* ---- Gitea ------------------------------------------------------------- */
+
+static bool merge_url(const effects_cfg *cfg, const stage_task *t, bool check, char *url, size_t n)
+{
+    if (!strchr(t->repo, '/'))
+        return false;
+    int w = snprintf(url, n, "%s/api/v1/repos/%s/pulls/%llu/merge", cfg->gitea_url, t->repo,
+                     (unsigned long long)t->pr_number);
+    (void)check;
+    return w > 0 && (size_t)w < n;
+}
+
+/* GET .../merge: 204 merged, 404 not merged. */
+static effect_outcome gitea_is_merged(const effects_cfg *cfg, const effect_call *call, bool *merged,
+                                      char *detail, size_t dn)
+{
+    char url[1024], auth[600];
+    if (!merge_url(cfg, call->task, true, url, sizeof url)) {
+        snprintf(detail, dn, "repo %s has no owner: cannot address its pull request",
+                 call->task->repo);
+        return EFFECT_UNCONFIGURED;
+    }
+    snprintf(auth, sizeof auth, "Authorization: token %s", cfg->gitea_token);
+    const char *hdrs[] = { auth, "Accept: application/json", NULL };
+    orch_httpc_req req = { "GET", url, hdrs, NULL, 0, budget(cfg, call) };
+    orch_httpc_resp resp;
+    char why[256];
+    orch_err err = orch_httpc_do(&req, &resp, why, sizeof why);
+    if (err) {
+        snprintf(detail, dn, "gitea is-merged check: %s", why);
+        return EFFECT_UNKNOWN;
+    }
+    effect_outcome o = EFFECT_OK;
+    if (resp.status == 204) {
+        *merged = true;
+    } else if (resp.status == 404) {
+        *merged = false;
+    } else {
+        snprintf(detail, dn, "gitea is-merged check answered HTTP %ld", resp.status);
+        o = EFFECT_UNKNOWN;
+    }
+    orch_httpc_resp_free(&resp);
+    return o;
+}
+
+static effect_outcome gitea_merge(const effects_cfg *cfg, const effect_call *call, char *detail,
+                                  size_t dn)
+{
+    const stage_task *t = call->task;
+    if (!cfg->gitea_url[0]) {
+        snprintf(detail, dn, "ORCH_GITEA_URL is not set: cannot merge");
+        return EFFECT_UNCONFIGURED;
+    }
+    bool merged = false;
+    if (call->resolve) {
+        /* The previous attempt may have merged: ask before merging again. */
+        effect_outcome o = gitea_is_merged(cfg, call, &merged, detail, dn);
+        if (o != EFFECT_OK)
+            return o;
+        if (merged) {
+            snprintf(detail, dn, "pull request #%llu of %s was already merged",
+                     (unsigned long long)t->pr_number, t->repo);
+            return EFFECT_OK;
+        }
+    }
+    char url[1024], auth[600], key[600], idem[700], body[256];
+    if (!merge_url(cfg, t, false, url, sizeof url)) {
+        snprintf(detail, dn, "repo %s has no owner: cannot address its pull request", t->repo);
+        return EFFECT_UNCONFIGURED;
+    }
+    snprintf(auth, sizeof auth, "Authorization: token %s", cfg->gitea_token);
+    effect_idempotency_key(call, key, sizeof key);
+    snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
+    int bl = snprintf(body, sizeof body, "{\"Do\":\"%s\",\"merge_when_checks_succeed\":false}",
+                      cfg->merge_style);
+    const char *hdrs[] = { auth, idem, "Content-Type: application/json", "Accept: application/json",
+                           NULL };
+    orch_httpc_req req = { "POST", url, hdrs, body, (size_t)bl, budget(cfg, call) };
+    orch_httpc_resp resp;
+    char why[256];
+    orch_err err = orch_httpc_do(&req, &resp, why, sizeof why);
+    if (err) {
+        snprintf(detail, dn, "gitea merge: %s", why);
+        return err == ORCH_EINVAL ? EFFECT_FAILED : EFFECT_UNKNOWN;
+    }
+    long st = resp.status;
+    char excerpt[160];
+    snprintf(excerpt, sizeof excerpt, "%.150s", resp.body ? resp.body : "");
+    orch_httpc_resp_free(&resp);
+    if (st >= 200 && st < 300) {
+        snprintf(detail, dn, "merged pull request #%llu of %s", (unsigned long long)t->pr_number,
+                 t->repo);
+        return EFFECT_OK;
+    }
+    if (st == 405 || st == 409) {
+        /* Refused: already merged (by us earlier or by someone else), or not
+         * mergeable. Only the forge knows which. */
+        effect_outcome o = gitea_is_merged(cfg, call, &merged, detail, dn);
+        if (o != EFFECT_OK)
+            return o;
+        if (merged) {
+            snprintf(detail, dn, "pull request #%llu of %s was already merged (HTTP %ld)",
+                     (unsigned long long)t->pr_number, t->repo, st);
+            return EFFECT_OK;
+        }
+        snprintf(detail, dn, "gitea refused the merge (HTTP %ld): %s", st, excerpt);
+        return EFFECT_FAILED;
+    }
+    if (st >= 400 && st < 500) {
+        snprintf(detail, dn, "gitea refused the merge (HTTP %ld): %s", st, excerpt);
+        return EFFECT_FAILED;
+    }
+    snprintf(detail, dn, "gitea merge answered HTTP %ld", st);
+    return EFFECT_UNKNOWN;
+}
+
+/* ---- hooks ------------------------------------------------------------- */
+
+static effect_outcome hook_post(const effects_cfg *cfg, const effect_call *call, const char *url,
+                                const char *var, char *detail, size_t dn, char *digest,
+                                size_t digest_len)
+{
+    if (!url[0]) {
+        snprintf(detail, dn, "%s is not set: cannot run %s", var, effect_name(call->effect));
+        return EFFECT_UNCONFIGURED;
+    }
+    char key[600], idem[700], epoch[64], auth[600];
+    effect_idempotency_key(call, key, sizeof key);
+    snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
+    snprintf(epoch, sizeof epoch, "X-Orch-Lease-Epoch: %llu", (unsigned long long)call->epoch);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->hook_token);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "work_item", call->task->work_item,
+                          "repo", call->task->repo, "transition", call->transition, "effect",
+                          effect_name(call->effect), "epoch", (json_int_t)call->epoch,
+                          "idempotency_key", key, "retry", call->resolve);
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!body) {
+        snprintf(detail, dn, "out of memory");
+        return EFFECT_FAILED;
+    }
+    const char *hdrs[] = { idem, epoch, "Content-Type: application/json",
+                           cfg->hook_token[0] ? auth : NULL, NULL };
+    orch_httpc_req req = { "POST", url, hdrs, body, strlen(body), budget(cfg, call) };
+    orch_httpc_resp resp;
+    char why[256];
+    orch_err err = orch_httpc_do(&req, &resp, why, sizeof why);
+    free(body);
+    if (err) {
+        snprintf(detail, dn, "%s: %s", effect_name(call->effect), why);
+        return err == ORCH_EINVAL ? EFFECT_FAILED : EFFECT_UNKNOWN;
+    }
+    long st = resp.status;
+    effect_outcome out;
+    if (st >= 200 && st < 300) {
+        out = EFFECT_OK;
+        snprintf(detail, dn, "%s accepted (HTTP %ld)", effect_name(call->effect), st);
+        json_t *r = json_loadb(resp.body, resp.body_len, 0, NULL);
+        const char *d = r ? json_string_value(json_object_get(r, "digest")) : NULL;
+        if (d && digest)
+            snprintf(digest, digest_len, "%s", d);
+        json_decref(r);
+    } else if (st >= 400 && st < 500) {
+        out = EFFECT_FAILED;
+        snprintf(detail, dn, "%s refused (HTTP %ld): %.150s", effect_name(call->effect), st,
+                 resp.body ? resp.body : "");
+    } else {
+        out = EFFECT_UNKNOWN;
+        snprintf(detail, dn, "%s answered HTTP %ld", effect_name(call->effect), st);
+    }
+    orch_httpc_resp_free(&resp);
+    return out;
+}
+
+/* ---- ratchet ----------------------------------------------------------- */
+
+static effect_outcome ratchet(const effect_call *call, char *detail, size_t dn)
+{
+    const char *pct = orch_verdicts_get(call->ev, "coverage_pct");
+    if (!pct) {
+        snprintf(detail, dn, "coverage_pct is missing");
+        return EFFECT_FAILED;
+    }
+    orch_db_conn *c;
+    orch_err err = orch_db_acquire(call->db, call->deadline, &c);
+    bool raised = false;
+    if (!err)
+        err = stage_store_ratchet(c, call->deadline, call->task->repo, pct, call->task->work_item,
+                                  &raised);
+    orch_db_release(c);
+    if (err) {
+        snprintf(detail, dn, "coverage ratchet: %s", orch_strerror(err));
+        /* A statement that failed did not commit; a lost commit may have. */
+        return err == ORCH_EDB_UNKNOWN || err == ORCH_EDB_UNAVAIL ? EFFECT_UNKNOWN : EFFECT_FAILED;
+    }
+    snprintf(detail, dn,
+             raised ? "coverage baseline of %s raised to %s"
+                    : "coverage baseline of %s kept (%s is not higher)",
+             call->task->repo, pct);
+    return EFFECT_OK;
+}
+
+effect_outcome effect_run(const effects_cfg *cfg, const effect_call *call, char *detail,
+                          size_t detail_len, char *digest, size_t digest_len)
+{
+    detail[0] = '\0';
+    switch (call->effect) {
+    case EFF_MERGE_PR: return gitea_merge(cfg, call, detail, detail_len);
+    case EFF_COVERAGE_RATCHET: return ratchet(call, detail, detail_len);
+    case EFF_IMAGE_REBUILD:
+        return hook_post(cfg, call, cfg->image_hook_url, "ORCH_IMAGE_HOOK_URL", detail, detail_len,
+                         digest, digest_len);
+    case EFF_DEPLOY_START:
+        return hook_post(cfg, call, cfg->deploy_hook_url, "ORCH_DEPLOY_HOOK_URL", detail,
+                         detail_len, NULL, 0);
+    case EFF_COUNT: break;
+    }
+    snprintf(detail, detail_len, "unknown effect");
+    return EFFECT_FAILED;
+}

@@ -1,0 +1,461 @@
+/*
+ * stage_engine.c - AdvanceStage, in the order docs/adr/0003 fixes:
+ *   1. validate the edge and read the item (its stage must be expected_from);
+ *   2. if the lease applies to the repo, Acquire it: HELD -> DEFERRED, and
+ *      nothing else happens (no gate, no effect);
+ *   3. run the gates on the recorded verdicts; a failing rollback gate sends
+ *      the item back to development through the same CAS;
+ *   4. for each effect of the edge, claim its intent row in a statement that
+ *      also checks the epoch; only the claimer runs it and records the
+ *      outcome; an existing row is never run again unless its outcome says
+ *      it did not happen (failed) or must be found out (unknown, or pending
+ *      under a superseded epoch);
+ *   5. write the stage with the CAS (expected stage + live epoch) and append
+ *      the history in the same transaction;
+ *   6. release the lease (retried in the background if lease-service cannot
+ *      be reached).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orch/alert.h"
+#include "orch/clock.h"
+#include "orch/log.h"
+#include "stage_svc.h"
+
+const char *const stage_transition_results[TR_NKINDS] = {
+    "advanced", "deferred",      "gate_failed",    "rolled_back",
+    "aborted",  "effect_failed", "effect_unknown", "error",
+};
+
+#define LEASE_ACQUIRE "orch.v1.LeaseService/Acquire"
+#define LEASE_RELEASE "orch.v1.LeaseService/Release"
+
+void advance_res_free(advance_res *res)
+{
+    if (res->holder)
+        protobuf_c_message_free_unpacked(&res->holder->base, NULL);
+    res->holder = NULL;
+}
+
+void stage_release_later(stage_svc *ss, const char *work_item, uint64_t epoch)
+{
+    pthread_mutex_lock(&ss->retry_mu);
+    if (ss->nretries < STAGE_RETRY_MAX) {
+        stage_release_retry *r = &ss->retries[ss->nretries++];
+        snprintf(r->work_item, sizeof r->work_item, "%s", work_item);
+        r->epoch = epoch;
+    } else {
+        orch_error("release retry list full: lease %s epoch %" PRIu64
+                   " stays held until lease-service's ceiling",
+                   work_item, epoch);
+    }
+    pthread_mutex_unlock(&ss->retry_mu);
+}
+
+/* Releases `epoch`; a stale epoch (FAILED_PRECONDITION) is fine: someone
+ * else already ended it. Unreachable lease-service: retried later. */
+static void release_lease(stage_svc *ss, const char *work_item, uint64_t epoch)
+{
+    if (epoch == 0)
+        return;
+    Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
+    rq.work_item = (char *)work_item;
+    rq.epoch = epoch;
+    orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
+    orch_rpc_status st;
+    orch_code code = orch_rpc_invoke(ss->lease, LEASE_RELEASE, &rq.base, NULL, &o, &st, NULL);
+    if (code == ORCH_CODE_OK || code == ORCH_CODE_FAILED_PRECONDITION ||
+        code == ORCH_CODE_NOT_FOUND)
+        return;
+    orch_warn("release of lease %s epoch %" PRIu64 " failed (%s: %s); retrying in the background",
+              work_item, epoch, orch_code_name(code), st.message);
+    stage_release_later(ss, work_item, epoch);
+}
+
+typedef enum { LEASE_NONE, LEASE_GOT, LEASE_HELD, LEASE_ERR } lease_answer;
+
+static lease_answer acquire_lease(stage_svc *ss, const stage_task *t, const char *transition,
+                                  const char *actor, advance_res *res, char *msg, size_t mn)
+{
+    Orch__V1__Owner ow = ORCH__V1__OWNER__INIT;
+    char instance[64];
+    /* One owner per call: two calls in this process are two owners, so a
+     * second one is told HELD rather than "already held". */
+    snprintf(instance, sizeof instance, "%s.%" PRIu64, ss->me->instance_id,
+             atomic_fetch_add(&ss->call_seq, 1) + 1);
+    ow.host_id = (char *)ss->me->host_id;
+    ow.boot_id = (char *)ss->me->boot_id;
+    ow.pid = (int32_t)ss->me->pid;
+    ow.start_ticks = ss->me->start_ticks;
+    ow.instance_id = instance;
+    Orch__V1__AcquireRequest rq = ORCH__V1__ACQUIRE_REQUEST__INIT;
+    rq.work_item = (char *)t->work_item;
+    rq.repo = (char *)t->repo;
+    rq.transition = (char *)transition;
+    rq.actor = (char *)actor;
+    rq.owner = &ow;
+    orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
+    orch_rpc_status st;
+    Orch__V1__AcquireReply *rep = NULL;
+    orch_code code =
+        orch_rpc_invoke(ss->lease, LEASE_ACQUIRE, &rq.base, &orch__v1__acquire_reply__descriptor,
+                        &o, &st, (ProtobufCMessage **)&rep);
+    if (code != ORCH_CODE_OK) {
+        snprintf(msg, mn, "lease-service Acquire: %s: %s", orch_code_name(code), st.message);
+        return LEASE_ERR;
+    }
+    lease_answer a;
+    if (rep->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED) {
+        res->epoch = rep->epoch;
+        a = rep->inert ? LEASE_NONE : LEASE_GOT;
+        if (rep->reclaimed)
+            orch_info("lease %s epoch %" PRIu64 " taken over from a dead owner", t->work_item,
+                      rep->epoch);
+    } else {
+        a = LEASE_HELD;
+        res->holder = rep->holder;
+        rep->holder = NULL;
+        res->holder_liveness = rep->holder_liveness;
+        res->epoch = 0;
+    }
+    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    return a;
+}
+
+static orch_err with_conn(stage_svc *ss, uint64_t dl, orch_db_conn **c)
+{
+    return orch_db_acquire(ss->db, dl, c);
+}
+
+static orch_code db_fail(orch_err err, const char *what, char *msg, size_t mn)
+{
+    snprintf(msg, mn, "%s: %s", what, orch_strerror(err));
+    return err == ORCH_EDB_UNKNOWN ? ORCH_CODE_UNAVAILABLE : orch_err_to_code(err);
+}
+
+/* The CAS, one helper for advance, rollback and cancel. */
+static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                             bool rollback, bool fenced, uint64_t epoch, const char *actor,
+                             const char *reason, advance_res *res, bool *won, char *msg, size_t mn)
+{
+    orch_db_conn *c;
+    orch_err err = with_conn(ss, dl, &c);
+    stage_cas cas = { t->work_item, t->stage, to, rollback, fenced, epoch, actor, reason };
+    if (!err)
+        err = stage_store_cas(c, dl, &cas, won, &res->task);
+    orch_db_release(c);
+    if (err == ORCH_EDB_UNKNOWN) {
+        snprintf(msg, mn,
+                 "the stage write's commit outcome is unknown (connection lost): "
+                 "read the task before retrying");
+        return ORCH_CODE_UNAVAILABLE;
+    }
+    if (err)
+        return db_fail(err, "stage write", msg, mn);
+    return ORCH_CODE_OK;
+}
+
+/* Reads the task after a lost CAS to name the stage it is in. */
+static void lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                      advance_res *res, char *msg, size_t mn)
+{
+    orch_db_conn *c;
+    stage_task now = *t;
+    if (!with_conn(ss, dl, &c)) {
+        if (stage_store_get(c, dl, t->work_item, &now))
+            now = *t;
+        orch_db_release(c);
+    }
+    res->task = now;
+    snprintf(msg, mn, "lost the race: %s is in stage %s, the write %s->%s changed nothing",
+             t->work_item, stage_name(now.stage), stage_name(t->stage), stage_name(to));
+}
+
+static void fault_point(stage_svc *ss, stage_fault at, const char *work_item)
+{
+    if (ss->fault == at) {
+        orch_error("ORCH_STAGE_TEST_FAULT: exiting at the fault point (work item %s)", work_item);
+        _exit(86);
+    }
+}
+
+/* Step 4 for one effect. Returns TR_ADVANCED to go on, else the result that
+ * ends the call (with a message). */
+static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const char *transition,
+                      effect_id eff, uint64_t epoch, const orch_verdicts *ev, advance_effect *ae,
+                      char *msg, size_t mn, orch_code *code)
+{
+    orch_db_conn *c;
+    intent_state st;
+    stage_intent row;
+    ae->effect = eff;
+    ae->epoch = epoch;
+    orch_err err = with_conn(ss, dl, &c);
+    if (!err)
+        err = stage_store_intent_claim(c, dl, t->work_item, transition, effect_name(eff), t->cycle,
+                                       epoch, &st, &row);
+    bool resolve = false;
+    if (!err && st == INTENT_EXISTS) {
+        snprintf(ae->outcome, sizeof ae->outcome, "%s", row.outcome);
+        snprintf(ae->detail, sizeof ae->detail, "%s", row.detail);
+        ae->epoch = row.epoch;
+        if (strcmp(row.outcome, "ok") == 0) {
+            orch_db_release(c);
+            return TR_ADVANCED; /* done before: never again */
+        }
+        bool superseded = epoch && row.epoch < epoch;
+        bool may_take = strcmp(row.outcome, "failed") == 0 || strcmp(row.outcome, "unknown") == 0 ||
+                        (strcmp(row.outcome, "pending") == 0 && superseded);
+        if (!may_take) {
+            orch_db_release(c);
+            snprintf(msg, mn, "%s of %s is in progress by another actor (epoch %" PRIu64 ")",
+                     effect_name(eff), t->work_item, row.epoch);
+            *code = ORCH_CODE_ABORTED;
+            return TR_ABORTED;
+        }
+        bool took = false;
+        err = stage_store_intent_takeover(c, dl, t->work_item, &row, epoch, &took);
+        if (!err && !took) {
+            orch_db_release(c);
+            snprintf(msg, mn, "%s of %s was taken over by another actor", effect_name(eff),
+                     t->work_item);
+            *code = ORCH_CODE_ABORTED;
+            return TR_ABORTED;
+        }
+        /* failed: it did not happen, run it; unknown or an owner's pending
+         * under a superseded epoch: it may have happened, resolve it. */
+        resolve = strcmp(row.outcome, "failed") != 0;
+        st = INTENT_CLAIMED;
+    }
+    orch_db_release(c);
+    if (err) {
+        *code = db_fail(err, "side-effect intent", msg, mn);
+        return TR_ERROR;
+    }
+    if (st == INTENT_STALE) {
+        snprintf(msg, mn,
+                 "lease epoch %" PRIu64 " of %s is no longer the live grant: "
+                 "%s not started",
+                 epoch, t->work_item, effect_name(eff));
+        *code = ORCH_CODE_ABORTED;
+        return TR_ABORTED;
+    }
+
+    /* This call owns the intent: run the effect, then record its outcome. */
+    char digest[128] = "";
+    effect_call call = { eff, t, transition, epoch, ev, resolve, ss->db, dl };
+    effect_outcome o =
+        effect_run(&ss->effects, &call, ae->detail, sizeof ae->detail, digest, sizeof digest);
+    ae->ran = true;
+    ae->epoch = epoch;
+    snprintf(ae->outcome, sizeof ae->outcome, "%s", effect_outcome_name(o));
+    orch_counter_add(ss->m_effects, o == EFFECT_UNCONFIGURED ? EFFECT_FAILED : (size_t)o, 1);
+    orch_info("effect %s of %s (%s, epoch %" PRIu64 "): %s: %s", effect_name(eff), t->work_item,
+              transition, epoch, ae->outcome, ae->detail);
+    fault_point(ss, FAULT_CRASH_BEFORE_RECORD, t->work_item);
+
+    /* The outcome is recorded even past the caller's deadline: losing it
+     * would leave an effect that happened marked pending. */
+    uint64_t rdl = orch_mono_ms() + 10000;
+    bool recorded = false;
+    err = with_conn(ss, rdl, &c);
+    if (!err)
+        err = stage_store_intent_finish(c, rdl, row.id, epoch, ae->outcome, ae->detail, &recorded);
+    if (!err && o == EFFECT_OK && digest[0])
+        err = stage_store_set_engine_verdict(c, rdl, t->work_item, "built_image_digest", digest);
+    orch_db_release(c);
+    if (err) {
+        *code = db_fail(err, "recording the effect's outcome", msg, mn);
+        return TR_ERROR;
+    }
+    if (!recorded) {
+        snprintf(msg, mn,
+                 "%s of %s: the intent was taken over while it ran (a newer lease "
+                 "epoch): this call stops",
+                 effect_name(eff), t->work_item);
+        *code = ORCH_CODE_ABORTED;
+        return TR_ABORTED;
+    }
+    fault_point(ss, FAULT_CRASH_AFTER_EFFECT, t->work_item);
+    switch (o) {
+    case EFFECT_OK: return TR_ADVANCED;
+    case EFFECT_UNKNOWN: return TR_EFFECT_UNKNOWN;
+    case EFFECT_FAILED: return effect_rolls_back(eff) ? TR_ROLLED_BACK : TR_EFFECT_FAILED;
+    case EFFECT_UNCONFIGURED: return TR_EFFECT_FAILED;
+    }
+    return TR_ERROR;
+}
+
+/* Steps 3-5 under the lease (or without one). */
+static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
+                                const stage_edge *e, const char *transition, bool fenced,
+                                advance_res *res, char *msg, size_t mn)
+{
+    stage_task t;
+    orch_verdicts ev;
+    gate_input gi = { &ev, false, 0, 0 };
+    orch_db_conn *c;
+    orch_err err = with_conn(ss, dl, &c);
+    if (!err)
+        err = stage_store_get(c, dl, req->work_item, &t);
+    if (!err)
+        err = stage_store_load_evidence(c, dl, req->work_item, &ev);
+    if (!err)
+        err = stage_store_baseline(c, dl, t.repo, &gi.has_baseline, &gi.coverage_baseline);
+    orch_db_release(c);
+    if (err)
+        return db_fail(err, "reading the task", msg, mn);
+    res->task = t;
+    gi.pr_number = t.pr_number;
+    if (t.stage != e->from) {
+        /* Moved between our first read and the lease: a lost race. */
+        snprintf(msg, mn, "lost the race: %s is now in stage %s, not %s", t.work_item,
+                 stage_name(t.stage), stage_name(e->from));
+        res->result = TR_ABORTED;
+        return ORCH_CODE_ABORTED;
+    }
+
+    bool won = false;
+    orch_code code = ORCH_CODE_OK;
+    if (e->kind == EDGE_FORWARD) {
+        gates_outcome g = pipeline_run_gates(e, &gi, res->fails, ADV_MAX_FAILS, &res->nfails);
+        if (g == GATES_REFUSE) {
+            res->result = TR_GATE_FAILED;
+            return ORCH_CODE_OK;
+        }
+        if (g == GATES_ROLLBACK) {
+            char why[GATE_WHY_MAX * 2];
+            snprintf(why, sizeof why, "%s", res->fails[0]);
+            code = write_stage(ss, dl, &t, ST_DEVELOPMENT, true, fenced, res->epoch, req->actor,
+                               why, res, &won, msg, mn);
+            if (code)
+                return code;
+            if (!won) {
+                lost_race(ss, dl, &t, ST_DEVELOPMENT, res, msg, mn);
+                res->result = TR_ABORTED;
+                return ORCH_CODE_ABORTED;
+            }
+            orch_alert("stage.rolled-back", t.work_item,
+                       "%s rolled back from %s to development: %s", t.work_item,
+                       stage_name(t.stage), why);
+            res->result = TR_ROLLED_BACK;
+            return ORCH_CODE_OK;
+        }
+        for (int i = 0; i < e->neffects; i++) {
+            advance_effect *ae = &res->effects[res->neffects++];
+            int r = run_effect(ss, dl, &t, transition, e->effects[i], res->epoch, &ev, ae, msg, mn,
+                               &code);
+            if (r == TR_ADVANCED)
+                continue;
+            if (r == TR_ROLLED_BACK) {
+                /* The merge gate: the forge refused the pull request. */
+                char why[600];
+                snprintf(why, sizeof why, "%s failed: %s", effect_name(e->effects[i]), ae->detail);
+                snprintf(res->fails[0], GATE_WHY_MAX, "%.*s", GATE_WHY_MAX - 1, why);
+                res->nfails = 1;
+                code = write_stage(ss, dl, &t, ST_DEVELOPMENT, true, fenced, res->epoch, req->actor,
+                                   why, res, &won, msg, mn);
+                if (code)
+                    return code;
+                if (!won) {
+                    lost_race(ss, dl, &t, ST_DEVELOPMENT, res, msg, mn);
+                    res->result = TR_ABORTED;
+                    return ORCH_CODE_ABORTED;
+                }
+                orch_alert("stage.rolled-back", t.work_item,
+                           "%s rolled back from %s to development: %s", t.work_item,
+                           stage_name(t.stage), why);
+                res->result = TR_ROLLED_BACK;
+                return ORCH_CODE_OK;
+            }
+            res->result = r;
+            if (r == TR_EFFECT_FAILED || r == TR_EFFECT_UNKNOWN)
+                return ORCH_CODE_OK;
+            return code ? code : ORCH_CODE_INTERNAL;
+        }
+    }
+
+    bool rollback = e->kind == EDGE_ROLLBACK;
+    code = write_stage(ss, dl, &t, e->to, rollback, fenced, res->epoch, req->actor, req->reason,
+                       res, &won, msg, mn);
+    if (code)
+        return code;
+    if (!won) {
+        lost_race(ss, dl, &t, e->to, res, msg, mn);
+        res->result = TR_ABORTED;
+        return ORCH_CODE_ABORTED;
+    }
+    if (rollback)
+        orch_alert("stage.rolled-back", t.work_item, "%s rolled back from %s to development: %s",
+                   t.work_item, stage_name(t.stage), req->reason ? req->reason : "");
+    res->result = rollback ? TR_ROLLED_BACK : TR_ADVANCED;
+    return ORCH_CODE_OK;
+}
+
+orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, advance_res *res,
+                        char *msg, size_t mn)
+{
+    memset(res, 0, sizeof *res);
+    res->result = TR_ERROR;
+    msg[0] = '\0';
+    stage_id from = stage_parse(req->expected_from), to = stage_parse(req->to);
+    if (from == ST_NONE || to == ST_NONE) {
+        snprintf(msg, mn,
+                 "unknown stage \"%.60s\" (stages: backlog analysis architecture "
+                 "development review testing staging deploy done cancelled)",
+                 from == ST_NONE ? req->expected_from : req->to);
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    const stage_edge *e = pipeline_edge(from, to);
+    if (!e) {
+        snprintf(msg, mn, "no edge %s->%s in the pipeline (see orchctl stage pipeline)",
+                 stage_name(from), stage_name(to));
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    char transition[64];
+    edge_transition(e, transition, sizeof transition);
+
+    /* Step 1: the item, and its verdicts recorded before any decision. */
+    stage_task t;
+    orch_db_conn *c;
+    orch_err err = with_conn(ss, dl, &c);
+    if (!err)
+        err = stage_store_get(c, dl, req->work_item, &t);
+    if (!err && req->evidence && req->evidence->n)
+        err = stage_store_record_evidence(c, dl, req->work_item, req->evidence, req->actor);
+    orch_db_release(c);
+    if (err == ORCH_ENOTFOUND) {
+        snprintf(msg, mn, "no task %s", req->work_item);
+        return ORCH_CODE_NOT_FOUND;
+    }
+    if (err)
+        return db_fail(err, "reading the task", msg, mn);
+    res->task = t;
+    if (t.stage != from) {
+        snprintf(msg, mn, "%s is in stage %s, not %s", t.work_item, stage_name(t.stage),
+                 stage_name(from));
+        return ORCH_CODE_FAILED_PRECONDITION;
+    }
+
+    /* Step 2: the lease, where it applies. */
+    bool applies = ss->scope.enabled && lease_in_scope(&ss->scope, t.repo);
+    bool fenced = applies;
+    if (applies) {
+        lease_answer a = acquire_lease(ss, &t, transition, req->actor, res, msg, mn);
+        if (a == LEASE_ERR)
+            return ORCH_CODE_UNAVAILABLE;
+        if (a == LEASE_HELD) {
+            res->result = TR_DEFERRED;
+            return ORCH_CODE_OK;
+        }
+        /* An inert answer (lease-service configured off) keeps the
+         * expected-stage condition. */
+    }
+    orch_code code = advance_locked(ss, req, dl, e, transition, fenced, res, msg, mn);
+    release_lease(ss, t.work_item, res->epoch);
+    return code;
+}

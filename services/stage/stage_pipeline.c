@@ -1,0 +1,318 @@
+/*
+ * stage_pipeline.c - STAGE_TRANSITIONS and QG_CHECKS, and the check_*
+ * gates. Change the pipeline here and in docs/architecture/pipeline.md.
+ */
+#include "stage_pipeline.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const stage_names[ST_COUNT] = {
+    "backlog", "analysis", "architecture", "development", "review",
+    "testing", "staging",  "deploy",       "done",        "cancelled",
+};
+
+const char *stage_name(stage_id s)
+{
+    return s >= 0 && s < ST_COUNT ? stage_names[s] : "?";
+}
+
+stage_id stage_parse(const char *name)
+{
+    for (int i = 0; i < ST_COUNT; i++)
+        if (strcmp(stage_names[i], name) == 0)
+            return (stage_id)i;
+    return ST_NONE;
+}
+
+const char *edge_kind_name(edge_kind k)
+{
+    switch (k) {
+    case EDGE_FORWARD: return "forward";
+    case EDGE_ROLLBACK: return "rollback";
+    case EDGE_CANCEL: return "cancel";
+    }
+    return "?";
+}
+
+static const char *const effect_names[EFF_COUNT] = {
+    "merge_pr",
+    "coverage_ratchet",
+    "image_rebuild",
+    "deploy_start",
+};
+
+const char *effect_name(effect_id e)
+{
+    return e >= 0 && e < EFF_COUNT ? effect_names[e] : "?";
+}
+
+bool effect_rolls_back(effect_id e)
+{
+    return e == EFF_MERGE_PR;
+}
+
+/* ---- verdict keys ------------------------------------------------------- */
+
+const char *const verdict_keys[] = {
+    "analysis_status", "architecture_status", "dev_status",   "review_verdict",
+    "test_status",     "security_status",     "coverage_pct", "staging_status",
+    "deploy_status",   "image_digest",        NULL,
+};
+
+bool verdict_key_reportable(const char *key)
+{
+    for (size_t i = 0; verdict_keys[i]; i++)
+        if (strcmp(verdict_keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+bool verdict_key_engine_only(const char *key)
+{
+    return strcmp(key, "built_image_digest") == 0;
+}
+
+/* ---- gates -------------------------------------------------------------- */
+
+/* A key whose value must be one of `pass` or one of the '|'-separated
+ * `fail` words (case-insensitive). */
+static gate_result word_gate(const gate_input *in, const char *key, const char *pass,
+                             const char *fail, char *why, size_t n)
+{
+    const char *v = orch_verdicts_get(in->ev, key);
+    if (!v) {
+        snprintf(why, n, "%s is missing", key);
+        return GATE_MISSING;
+    }
+    if (strcasecmp(v, pass) == 0)
+        return GATE_PASS;
+    char words[64];
+    snprintf(words, sizeof words, "%s", fail);
+    char *save = NULL;
+    for (char *w = strtok_r(words, "|", &save); w; w = strtok_r(NULL, "|", &save)) {
+        if (strcasecmp(v, w) == 0) {
+            snprintf(why, n, "%s is %s", key, v);
+            return GATE_FAIL;
+        }
+    }
+    snprintf(why, n, "%s is malformed: \"%.60s\" (expected %s or %s)", key, v, pass, fail);
+    return GATE_MISSING;
+}
+
+static gate_result check_analysis(const gate_input *in, char *why, size_t n)
+{
+    return word_gate(in, "analysis_status", "DONE", "BLOCKED", why, n);
+}
+
+static gate_result check_architecture(const gate_input *in, char *why, size_t n)
+{
+    return word_gate(in, "architecture_status", "DONE", "BLOCKED", why, n);
+}
+
+static gate_result check_development(const gate_input *in, char *why, size_t n)
+{
+    return word_gate(in, "dev_status", "DONE", "BLOCKED", why, n);
+}
+
+static gate_result check_review(const gate_input *in, char *why, size_t n)
+{
+    return word_gate(in, "review_verdict", "APPROVE", "REQUEST_CHANGES|REJECT", why, n);
+}
+
+static gate_result check_pull_request(const gate_input *in, char *why, size_t n)
+{
+    if (in->pr_number == 0) {
+        snprintf(why, n, "pr_number is missing: the task has no pull request to merge");
+        return GATE_MISSING;
+    }
+    return GATE_PASS;
+}
+
+static gate_result check_tests(const gate_input *in, char *why, size_t n)
+{
+    return word_gate(in, "test_status", "PASS", "FAIL", why, n);
+}
+
+static gate_result check_security(const gate_input *in, char *why, size_t n)
+{
+    return word_gate(in, "security_status", "PASS", "FAIL", why, n);
+}
+
+static gate_result check_coverage(const gate_input *in, char *why, size_t n)
+{
+    const char *v = orch_verdicts_get(in->ev, "coverage_pct");
+    if (!v) {
+        snprintf(why, n, "coverage_pct is missing");
+        return GATE_MISSING;
+    }
+    char *end = NULL;
+    errno = 0;
+    double pct = strtod(v, &end);
+    if (end == v || *end != '\0' || errno || !isfinite(pct) || pct < 0 || pct > 100) {
+        snprintf(why, n, "coverage_pct is malformed: \"%.60s\" (expected a number 0..100)", v);
+        return GATE_MISSING;
+    }
+    if (in->has_baseline && pct + 1e-9 < in->coverage_baseline) {
+        snprintf(why, n, "coverage_pct %.3f is below the baseline %.3f", pct,
+                 in->coverage_baseline);
+        return GATE_FAIL;
+    }
+    return GATE_PASS;
+}
+
+static gate_result check_staging(const gate_input *in, char *why, size_t n)
+{
+    return word_gate(in, "staging_status", "SUCCESS", "FAILURE", why, n);
+}
+
+static bool digest_ok(const char *d)
+{
+    if (strncmp(d, "sha256:", 7) != 0 || strlen(d) != 7 + 64)
+        return false;
+    for (const char *p = d + 7; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+/* The image staged is the one the pipeline built for this cycle. */
+static gate_result check_image_fresh(const gate_input *in, char *why, size_t n)
+{
+    const char *staged = orch_verdicts_get(in->ev, "image_digest");
+    const char *built = orch_verdicts_get(in->ev, "built_image_digest");
+    if (!staged || !digest_ok(staged)) {
+        snprintf(why, n, "image_digest is %s (expected sha256:<64 hex>)",
+                 staged ? "malformed" : "missing");
+        return GATE_MISSING;
+    }
+    if (!built) {
+        snprintf(why, n, "built_image_digest is missing: no image was built in this cycle");
+        return GATE_MISSING;
+    }
+    if (strcmp(staged, built) != 0) {
+        snprintf(why, n, "image_digest %.20s... is not the image built in this cycle (%.20s...)",
+                 staged, built);
+        return GATE_FAIL;
+    }
+    return GATE_PASS;
+}
+
+static gate_result check_deploy(const gate_input *in, char *why, size_t n)
+{
+    return word_gate(in, "deploy_status", "SUCCESS", "FAILURE", why, n);
+}
+
+static const gate_def G_ANALYSIS = { "check_analysis", check_analysis, false };
+static const gate_def G_ARCHITECTURE = { "check_architecture", check_architecture, false };
+static const gate_def G_DEVELOPMENT = { "check_development", check_development, false };
+static const gate_def G_REVIEW = { "check_review", check_review, false };
+static const gate_def G_PULL_REQUEST = { "check_pull_request", check_pull_request, false };
+static const gate_def G_TESTS = { "check_tests", check_tests, false };
+static const gate_def G_SECURITY = { "check_security", check_security, true };
+static const gate_def G_COVERAGE = { "check_coverage", check_coverage, true };
+static const gate_def G_STAGING = { "check_staging", check_staging, false };
+static const gate_def G_IMAGE_FRESH = { "check_image_fresh", check_image_fresh, true };
+static const gate_def G_DEPLOY = { "check_deploy", check_deploy, false };
+
+/* ---- STAGE_TRANSITIONS with QG_CHECKS ----------------------------------- */
+
+#define CANCEL_FROM(s)                                   \
+    {                                                    \
+        s, ST_CANCELLED, EDGE_CANCEL, { NULL }, { 0 }, 0 \
+    }
+
+static const stage_edge edges[] = {
+    { ST_BACKLOG, ST_ANALYSIS, EDGE_FORWARD, { NULL }, { 0 }, 0 },
+    { ST_ANALYSIS, ST_ARCHITECTURE, EDGE_FORWARD, { &G_ANALYSIS, NULL }, { 0 }, 0 },
+    { ST_ARCHITECTURE, ST_DEVELOPMENT, EDGE_FORWARD, { &G_ARCHITECTURE, NULL }, { 0 }, 0 },
+    { ST_DEVELOPMENT, ST_REVIEW, EDGE_FORWARD, { &G_DEVELOPMENT, NULL }, { 0 }, 0 },
+    { ST_REVIEW,
+      ST_TESTING,
+      EDGE_FORWARD,
+      { &G_REVIEW, &G_PULL_REQUEST, NULL },
+      { EFF_MERGE_PR },
+      1 },
+    { ST_TESTING,
+      ST_STAGING,
+      EDGE_FORWARD,
+      { &G_TESTS, &G_SECURITY, &G_COVERAGE, NULL },
+      { EFF_COVERAGE_RATCHET, EFF_IMAGE_REBUILD },
+      2 },
+    { ST_STAGING,
+      ST_DEPLOY,
+      EDGE_FORWARD,
+      { &G_STAGING, &G_IMAGE_FRESH, NULL },
+      { EFF_DEPLOY_START },
+      1 },
+    { ST_DEPLOY, ST_DONE, EDGE_FORWARD, { &G_DEPLOY, NULL }, { 0 }, 0 },
+    { ST_REVIEW, ST_DEVELOPMENT, EDGE_ROLLBACK, { NULL }, { 0 }, 0 },
+    { ST_TESTING, ST_DEVELOPMENT, EDGE_ROLLBACK, { NULL }, { 0 }, 0 },
+    { ST_STAGING, ST_DEVELOPMENT, EDGE_ROLLBACK, { NULL }, { 0 }, 0 },
+    { ST_DEPLOY, ST_DEVELOPMENT, EDGE_ROLLBACK, { NULL }, { 0 }, 0 },
+    CANCEL_FROM(ST_BACKLOG),
+    CANCEL_FROM(ST_ANALYSIS),
+    CANCEL_FROM(ST_ARCHITECTURE),
+    CANCEL_FROM(ST_DEVELOPMENT),
+    CANCEL_FROM(ST_REVIEW),
+    CANCEL_FROM(ST_TESTING),
+    CANCEL_FROM(ST_STAGING),
+    CANCEL_FROM(ST_DEPLOY),
+};
+
+#define NEDGES (sizeof edges / sizeof edges[0])
+
+const stage_edge *pipeline_edges(size_t *n)
+{
+    *n = NEDGES;
+    return edges;
+}
+
+const stage_edge *pipeline_edge(stage_id from, stage_id to)
+{
+    for (size_t i = 0; i < NEDGES; i++)
+        if (edges[i].from == from && edges[i].to == to)
+            return &edges[i];
+    return NULL;
+}
+
+const stage_edge *pipeline_forward(stage_id from)
+{
+    for (size_t i = 0; i < NEDGES; i++)
+        if (edges[i].from == from && edges[i].kind == EDGE_FORWARD)
+            return &edges[i];
+    return NULL;
+}
+
+void edge_transition(const stage_edge *e, char *out, size_t n)
+{
+    snprintf(out, n, "%s->%s", stage_name(e->from), stage_name(e->to));
+}
+
+gates_outcome pipeline_run_gates(const stage_edge *e, const gate_input *in,
+                                 char (*fails)[GATE_WHY_MAX], size_t maxfails, size_t *nfails)
+{
+    bool refuse = false, rollback = false;
+    *nfails = 0;
+    for (int i = 0; i < EDGE_MAX_GATES && e->gates[i]; i++) {
+        char why[GATE_WHY_MAX - 32];
+        why[0] = '\0';
+        gate_result r = e->gates[i]->fn(in, why, sizeof why);
+        if (r == GATE_PASS)
+            continue;
+        if (r == GATE_FAIL && e->gates[i]->rolls_back)
+            rollback = true;
+        else
+            refuse = true;
+        if (*nfails < maxfails)
+            snprintf(fails[*nfails], GATE_WHY_MAX, "%s: %s", e->gates[i]->name, why);
+        (*nfails)++;
+    }
+    if (*nfails > maxfails)
+        *nfails = maxfails;
+    return rollback ? GATES_ROLLBACK : refuse ? GATES_REFUSE : GATES_PASS;
+}

@@ -1,0 +1,488 @@
+/*
+ * stage_rpc.c - StageService: decode, validate, call the engine, encode.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orch/clock.h"
+#include "orch/log.h"
+#include "orch/v1/stage.pb-c.h"
+#include "stage_svc.h"
+
+/* ---- validation ---------------------------------------------------------- */
+
+static bool ident_char(char c, bool slash)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || (slash && c == '/');
+}
+
+/* Work items ("ORCH-114"), repos ("owner/name" or "name") and actors: short
+ * identifiers, so they can go into URLs and logs as they are. */
+static bool valid_ident(const char *name, const char *v, bool repo, char *why, size_t n)
+{
+    size_t len = strlen(v);
+    if (len == 0) {
+        snprintf(why, n, "%s is required", name);
+        return false;
+    }
+    if (len > STAGE_MAX_FIELD) {
+        snprintf(why, n, "%s is %zu bytes, at most %d", name, len, STAGE_MAX_FIELD);
+        return false;
+    }
+    int slashes = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!ident_char(v[i], repo)) {
+            snprintf(why, n, "%s may hold only letters, digits and - _ .%s", name,
+                     repo ? " / (owner/name)" : "");
+            return false;
+        }
+        slashes += v[i] == '/';
+    }
+    if (repo && (slashes > 1 || v[0] == '/' || v[len - 1] == '/')) {
+        snprintf(why, n, "repo must be \"owner/name\" or \"name\"");
+        return false;
+    }
+    return true;
+}
+
+#define CHECK_IDENT(call, name, v, repo)                                        \
+    do {                                                                        \
+        char why_[160];                                                         \
+        if (!valid_ident(name, v, repo, why_, sizeof why_))                     \
+            return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why_); \
+    } while (0)
+
+static bool printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+typedef struct task_msg {
+    Orch__V1__Task t;
+} task_msg;
+
+static void task_to_msg(const stage_task *t, Orch__V1__Task *m)
+{
+    orch__v1__task__init(m);
+    m->work_item = (char *)t->work_item;
+    m->repo = (char *)t->repo;
+    m->title = (char *)t->title;
+    m->stage = (char *)stage_name(t->stage);
+    m->version = t->version;
+    m->created_unix_ms = t->created_ms;
+    m->updated_unix_ms = t->updated_ms;
+}
+
+static orch_code db_fail(orch_rpc_call *call, orch_err err, const char *what)
+{
+    return orch_rpc_fail(call, orch_err_to_code(err), "%s: %s", what, orch_strerror(err));
+}
+
+/* ---- CreateTask ---------------------------------------------------------- */
+
+static orch_code create_task(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    stage_svc *ss = arg;
+    const Orch__V1__CreateTaskRequest *req = (const Orch__V1__CreateTaskRequest *)msg;
+    CHECK_IDENT(call, "work_item", req->work_item, false);
+    CHECK_IDENT(call, "repo", req->repo, true);
+    if (strlen(req->title) > STAGE_MAX_TITLE)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "title is over %d bytes",
+                             STAGE_MAX_TITLE);
+    if (!printable(req->title))
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "title holds control characters");
+    if (req->pr_number > (uint64_t)INT64_MAX)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "pr_number is out of range");
+    uint64_t dl = orch_rpc_call_deadline(call);
+    orch_db_conn *c;
+    stage_task t;
+    bool created = false;
+    orch_err err = orch_db_acquire(ss->db, dl, &c);
+    if (!err)
+        err = stage_store_create(c, dl, req->work_item, req->repo, req->title, req->pr_number, &t,
+                                 &created);
+    orch_db_release(c);
+    if (err)
+        return db_fail(call, err, "creating the task");
+    if (!created && (strcmp(t.repo, req->repo) != 0 || strcmp(t.title, req->title) != 0 ||
+                     t.pr_number != req->pr_number))
+        return orch_rpc_fail(call, ORCH_CODE_ALREADY_EXISTS,
+                             "task %s exists with another repo, title or pull request",
+                             req->work_item);
+    Orch__V1__CreateTaskReply rep = ORCH__V1__CREATE_TASK_REPLY__INIT;
+    Orch__V1__Task tm;
+    task_to_msg(&t, &tm);
+    rep.task = &tm;
+    rep.already_exists = !created;
+    if (created)
+        orch_info("task %s created (repo %s, pull request %" PRIu64 ")", t.work_item, t.repo,
+                  t.pr_number);
+    return orch_rpc_reply(call, &rep.base);
+}
+
+/* ---- GetTask ------------------------------------------------------------- */
+
+static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    stage_svc *ss = arg;
+    const Orch__V1__GetTaskRequest *req = (const Orch__V1__GetTaskRequest *)msg;
+    CHECK_IDENT(call, "work_item", req->work_item, false);
+    unsigned limit = req->history_limit ? req->history_limit : 50;
+    if (limit > 1000)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "history_limit %u is over 1000",
+                             req->history_limit);
+    uint64_t dl = orch_rpc_call_deadline(call);
+    orch_db_conn *c;
+    stage_task t;
+    orch_verdicts ev;
+    orch_db_result *hr = NULL, *er = NULL;
+    orch_err err = orch_db_acquire(ss->db, dl, &c);
+    if (!err)
+        err = stage_store_get(c, dl, req->work_item, &t);
+    if (!err)
+        err = stage_store_history(c, dl, req->work_item, (int)limit, &hr);
+    if (!err)
+        err = stage_store_effects(c, dl, req->work_item, &er);
+    if (!err)
+        err = stage_store_load_evidence(c, dl, req->work_item, &ev);
+    orch_db_release(c);
+    if (err) {
+        orch_db_result_free(hr);
+        orch_db_result_free(er);
+        if (err == ORCH_ENOTFOUND)
+            return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no task %s", req->work_item);
+        return db_fail(call, err, "reading the task");
+    }
+    int nh = orch_db_result_rows(hr), ne = orch_db_result_rows(er);
+    Orch__V1__HistoryEntry *h = calloc((size_t)nh + 1, sizeof *h);
+    Orch__V1__HistoryEntry **hp = calloc((size_t)nh + 1, sizeof *hp);
+    Orch__V1__SideEffect *se = calloc((size_t)ne + 1, sizeof *se);
+    Orch__V1__SideEffect **sp = calloc((size_t)ne + 1, sizeof *sp);
+    Orch__V1__Evidence *evm = calloc(ev.n + 1, sizeof *evm);
+    Orch__V1__Evidence **evp = calloc(ev.n + 1, sizeof *evp);
+    orch_code code;
+    if (!h || !hp || !se || !sp || !evm || !evp) {
+        code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        for (int i = 0; i < nh; i++) {
+            orch__v1__history_entry__init(&h[i]);
+            h[i].from_stage = (char *)orch_db_result_get(hr, i, 0);
+            h[i].to_stage = (char *)orch_db_result_get(hr, i, 1);
+            h[i].actor = (char *)orch_db_result_get(hr, i, 2);
+            h[i].lease_epoch = strtoull(orch_db_result_get(hr, i, 3), NULL, 10);
+            h[i].reason = (char *)orch_db_result_get(hr, i, 4);
+            h[i].at_unix_ms = strtoull(orch_db_result_get(hr, i, 5), NULL, 10);
+            hp[i] = &h[i];
+        }
+        for (int i = 0; i < ne; i++) {
+            orch__v1__side_effect__init(&se[i]);
+            se[i].transition = (char *)orch_db_result_get(er, i, 0);
+            se[i].effect = (char *)orch_db_result_get(er, i, 1);
+            se[i].lease_epoch = strtoull(orch_db_result_get(er, i, 2), NULL, 10);
+            se[i].outcome = (char *)orch_db_result_get(er, i, 3);
+            se[i].detail = (char *)orch_db_result_get(er, i, 4);
+            se[i].created_unix_ms = strtoull(orch_db_result_get(er, i, 5), NULL, 10);
+            se[i].finished_unix_ms = strtoull(orch_db_result_get(er, i, 6), NULL, 10);
+            sp[i] = &se[i];
+        }
+        for (size_t i = 0; i < ev.n; i++) {
+            orch__v1__evidence__init(&evm[i]);
+            evm[i].key = ev.v[i].key;
+            evm[i].value = ev.v[i].value;
+            evp[i] = &evm[i];
+        }
+        Orch__V1__GetTaskReply rep = ORCH__V1__GET_TASK_REPLY__INIT;
+        Orch__V1__Task tm;
+        task_to_msg(&t, &tm);
+        rep.task = &tm;
+        rep.n_history = (size_t)nh;
+        rep.history = hp;
+        rep.n_side_effects = (size_t)ne;
+        rep.side_effects = sp;
+        rep.n_evidence = ev.n;
+        rep.evidence = evp;
+        code = orch_rpc_reply(call, &rep.base);
+    }
+    free(h);
+    free(hp);
+    free(se);
+    free(sp);
+    free(evm);
+    free(evp);
+    orch_db_result_free(hr);
+    orch_db_result_free(er);
+    return code;
+}
+
+/* ---- AdvanceStage / Rollback --------------------------------------------- */
+
+/* Builds the verdict set of a request: the text's verdict lines (unknown
+ * keys there are prose and ignored), then the explicit list (unknown or
+ * engine-only keys there are errors). */
+static orch_code request_verdicts(orch_rpc_call *call, stage_svc *ss, const char *text,
+                                  Orch__V1__Evidence **list, size_t nlist, orch_verdicts *out)
+{
+    size_t tl = strlen(text);
+    if (tl > ss->max_evidence)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
+                             "evidence is %zu bytes, at most %zu (ORCH_STAGE_MAX_EVIDENCE_BYTES)",
+                             tl, ss->max_evidence);
+    orch_verdicts parsed;
+    orch_verdicts_init(&parsed);
+    orch_verdicts_parse(&parsed, text, tl);
+    orch_verdicts_init(out);
+    for (size_t i = 0; i < parsed.n; i++)
+        if (verdict_key_reportable(parsed.v[i].key))
+            (void)orch_verdicts_set(out, parsed.v[i].key, parsed.v[i].value);
+    if (nlist > ORCH_VERDICTS_MAX)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%zu verdicts, at most %d", nlist,
+                             ORCH_VERDICTS_MAX);
+    for (size_t i = 0; i < nlist; i++) {
+        const char *k = list[i]->key, *v = list[i]->value;
+        if (!verdict_key_reportable(k))
+            return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
+                                 "verdict key \"%.64s\" is not one an actor may report", k);
+        if (!orch_verdicts_set(out, k, v))
+            return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
+                                 "verdict %s: value must be 1..255 printable bytes", k);
+    }
+    return ORCH_CODE_OK;
+}
+
+static const Orch__V1__AdvanceStageReply__Outcome outcome_of[TR_NKINDS] = {
+    [TR_ADVANCED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED,
+    [TR_DEFERRED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED,
+    [TR_GATE_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__GATE_FAILED,
+    [TR_ROLLED_BACK] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK,
+    [TR_EFFECT_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_FAILED,
+    [TR_EFFECT_UNKNOWN] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
+};
+
+static void count(stage_svc *ss, int result, uint64_t t0)
+{
+    orch_counter_add(ss->m_transitions, (size_t)result, 1);
+    orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
+}
+
+static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    stage_svc *ss = arg;
+    const Orch__V1__AdvanceStageRequest *req = (const Orch__V1__AdvanceStageRequest *)msg;
+    uint64_t t0 = orch_mono_ns();
+    CHECK_IDENT(call, "work_item", req->work_item, false);
+    CHECK_IDENT(call, "actor", req->actor, false);
+    orch_verdicts ev;
+    orch_code code = request_verdicts(call, ss, req->evidence, req->verdicts, req->n_verdicts, &ev);
+    if (code)
+        return code;
+    advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
+    advance_res res;
+    char why[700];
+    code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
+    count(ss, res.result, t0);
+    if (code) {
+        advance_res_free(&res);
+        return orch_rpc_fail(call, code, "%s", why);
+    }
+    Orch__V1__AdvanceStageReply rep = ORCH__V1__ADVANCE_STAGE_REPLY__INIT;
+    Orch__V1__Task tm;
+    task_to_msg(&res.task, &tm);
+    rep.outcome = outcome_of[res.result];
+    rep.task = &tm;
+    rep.lease_epoch = res.epoch;
+    rep.holder = res.holder;
+    rep.holder_liveness = (Orch__V1__Liveness)res.holder_liveness;
+    char *fails[ADV_MAX_FAILS];
+    for (size_t i = 0; i < res.nfails; i++)
+        fails[i] = res.fails[i];
+    rep.n_gate_failures = res.nfails;
+    rep.gate_failures = fails;
+    Orch__V1__SideEffect se[ADV_MAX_EFFECTS], *sp[ADV_MAX_EFFECTS];
+    char transition[64];
+    snprintf(transition, sizeof transition, "%s->%s", req->expected_from, req->to);
+    for (int i = 0; i < res.neffects; i++) {
+        orch__v1__side_effect__init(&se[i]);
+        se[i].transition = transition;
+        se[i].effect = (char *)effect_name(res.effects[i].effect);
+        se[i].lease_epoch = res.effects[i].epoch;
+        se[i].outcome = res.effects[i].outcome;
+        se[i].detail = res.effects[i].detail;
+        sp[i] = &se[i];
+    }
+    rep.n_side_effects = (size_t)res.neffects;
+    rep.side_effects = sp;
+    code = orch_rpc_reply(call, &rep.base);
+    advance_res_free(&res);
+    return code;
+}
+
+static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    stage_svc *ss = arg;
+    const Orch__V1__RollbackRequest *req = (const Orch__V1__RollbackRequest *)msg;
+    uint64_t t0 = orch_mono_ns();
+    CHECK_IDENT(call, "work_item", req->work_item, false);
+    const char *actor = req->actor[0] ? req->actor : "operator";
+    CHECK_IDENT(call, "actor", actor, false);
+    if (!req->reason[0] || strlen(req->reason) > 500 || !printable(req->reason))
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
+                             "reason is required: 1..500 printable bytes");
+    stage_id from = stage_parse(req->expected_from);
+    const stage_edge *e = from == ST_NONE ? NULL : pipeline_edge(from, ST_DEVELOPMENT);
+    if (!e || e->kind != EDGE_ROLLBACK)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
+                             "no rollback from \"%.60s\": only review, testing, staging and "
+                             "deploy roll back to development",
+                             req->expected_from);
+    advance_req ar = {
+        req->work_item, req->expected_from, "development", actor, req->reason, NULL
+    };
+    advance_res res;
+    char why[700];
+    orch_code code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
+    count(ss, res.result, t0);
+    if (code) {
+        advance_res_free(&res);
+        return orch_rpc_fail(call, code, "%s", why);
+    }
+    Orch__V1__RollbackReply rep = ORCH__V1__ROLLBACK_REPLY__INIT;
+    Orch__V1__Task tm;
+    task_to_msg(&res.task, &tm);
+    rep.task = &tm;
+    rep.lease_epoch = res.epoch;
+    rep.deferred = res.result == TR_DEFERRED;
+    rep.holder = res.holder;
+    code = orch_rpc_reply(call, &rep.base);
+    advance_res_free(&res);
+    return code;
+}
+
+/* ---- ListQueue, Pipeline ------------------------------------------------- */
+
+static orch_code list_queue(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    stage_svc *ss = arg;
+    const Orch__V1__ListQueueRequest *req = (const Orch__V1__ListQueueRequest *)msg;
+    stage_id st = ST_NONE;
+    if (req->stage[0] && (st = stage_parse(req->stage)) == ST_NONE)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "unknown stage \"%.60s\"",
+                             req->stage);
+    if (req->repo[0])
+        CHECK_IDENT(call, "repo", req->repo, true);
+    unsigned limit = req->limit ? req->limit : 100;
+    if (limit > 1000)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "limit %u is over 1000", req->limit);
+    uint64_t dl = orch_rpc_call_deadline(call);
+    orch_db_conn *c;
+    stage_task *ts = NULL;
+    int n = 0;
+    orch_err err = orch_db_acquire(ss->db, dl, &c);
+    if (!err)
+        err = stage_store_list(c, dl, st, req->repo, (int)limit, &ts, &n);
+    orch_db_release(c);
+    if (err)
+        return db_fail(call, err, "listing tasks");
+    stage_queue q;
+    orch_code code = stage_queue_leases(ss, ts, n, dl, &q);
+    if (!code) {
+        Orch__V1__QueueEntry *qe = calloc((size_t)n + 1, sizeof *qe);
+        Orch__V1__QueueEntry **qp = calloc((size_t)n + 1, sizeof *qp);
+        Orch__V1__Task *tm = calloc((size_t)n + 1, sizeof *tm);
+        if (!qe || !qp || !tm) {
+            code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
+        } else {
+            for (int i = 0; i < n; i++) {
+                orch__v1__queue_entry__init(&qe[i]);
+                task_to_msg(&ts[i], &tm[i]);
+                qe[i].task = &tm[i];
+                qe[i].lease = q.lease[i];
+                qe[i].lease_liveness = q.liveness[i];
+                qp[i] = &qe[i];
+            }
+            Orch__V1__ListQueueReply rep = ORCH__V1__LIST_QUEUE_REPLY__INIT;
+            rep.n_entries = (size_t)n;
+            rep.entries = qp;
+            code = orch_rpc_reply(call, &rep.base);
+        }
+        free(qe);
+        free(qp);
+        free(tm);
+        stage_queue_free(&q);
+    } else {
+        code = orch_rpc_fail(call, code, "lease-service: %s", q.why);
+    }
+    free(ts);
+    return code;
+}
+
+static orch_code pipeline(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    (void)msg;
+    (void)arg;
+    size_t ne;
+    const stage_edge *edges = pipeline_edges(&ne);
+    char *stages[ST_COUNT];
+    for (int i = 0; i < ST_COUNT; i++)
+        stages[i] = (char *)stage_name((stage_id)i);
+    Orch__V1__PipelineEdge *em = calloc(ne, sizeof *em);
+    Orch__V1__PipelineEdge **ep = calloc(ne, sizeof *ep);
+    char *(*gates)[EDGE_MAX_GATES] = calloc(ne, sizeof *gates);
+    char *(*rb)[EDGE_MAX_GATES] = calloc(ne, sizeof *rb);
+    char *(*effs)[EDGE_MAX_EFFECTS] = calloc(ne, sizeof *effs);
+    orch_code code;
+    if (!em || !ep || !gates || !rb || !effs) {
+        code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        for (size_t i = 0; i < ne; i++) {
+            const stage_edge *e = &edges[i];
+            orch__v1__pipeline_edge__init(&em[i]);
+            em[i].from_stage = (char *)stage_name(e->from);
+            em[i].to_stage = (char *)stage_name(e->to);
+            em[i].kind = (char *)edge_kind_name(e->kind);
+            for (int g = 0; g < EDGE_MAX_GATES && e->gates[g]; g++) {
+                gates[i][em[i].n_gates++] = (char *)e->gates[g]->name;
+                if (e->gates[g]->rolls_back)
+                    rb[i][em[i].n_rollback_gates++] = (char *)e->gates[g]->name;
+            }
+            for (int f = 0; f < e->neffects; f++)
+                effs[i][em[i].n_effects++] = (char *)effect_name(e->effects[f]);
+            em[i].gates = gates[i];
+            em[i].rollback_gates = rb[i];
+            em[i].effects = effs[i];
+            ep[i] = &em[i];
+        }
+        Orch__V1__PipelineReply rep = ORCH__V1__PIPELINE_REPLY__INIT;
+        rep.n_stages = ST_COUNT;
+        rep.stages = stages;
+        rep.n_edges = ne;
+        rep.edges = ep;
+        code = orch_rpc_reply(call, &rep.base);
+    }
+    free(em);
+    free(ep);
+    free(gates);
+    free(rb);
+    free(effs);
+    return code;
+}
+
+static const orch_rpc_handler handlers[] = {
+    create_task, get_task, advance, rollback, list_queue, pipeline,
+};
+
+orch_err stage_rpc_register(orch_service *svc, stage_svc *ss)
+{
+    /* The table above follows the order of the service block in stage.proto. */
+    if (orch__v1__stage_service__descriptor.n_methods != sizeof handlers / sizeof *handlers)
+        return ORCH_EINVAL;
+    orch_rpc_service rpc = { &orch__v1__stage_service__descriptor, handlers, ss, false };
+    return orch_service_add_rpc(svc, &rpc);
+}

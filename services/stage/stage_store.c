@@ -1,0 +1,428 @@
+/*
+ * stage_store.c - every SQL statement of stage-service (see stage_store.h).
+ */
+#include "stage_store.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TASK_COLS                                                   \
+    "id, work_item, repo, title, stage, version, pr_number, cycle," \
+    " (extract(epoch FROM created_at) * 1000)::bigint,"             \
+    " (extract(epoch FROM updated_at) * 1000)::bigint"
+
+/* The live-grant check shared by every fenced write: the lease row is read
+ * FOR SHARE, so a concurrent reclaim or release waits for this statement's
+ * transaction and a committed one makes the row vanish from `l`. */
+#define LIVE_LEASE(item, epoch)                                                              \
+    "l AS (SELECT epoch FROM transition_lease WHERE work_item = " item " AND epoch = " epoch \
+    "::bigint AND released_at IS NULL FOR SHARE)"
+
+static void copy(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src ? src : "");
+}
+
+static uint64_t u64(const char *s)
+{
+    return s ? strtoull(s, NULL, 10) : 0;
+}
+
+static void read_task(const orch_db_result *r, int row, stage_task *t)
+{
+    memset(t, 0, sizeof *t);
+    t->id = strtoll(orch_db_result_get(r, row, 0), NULL, 10);
+    copy(t->work_item, sizeof t->work_item, orch_db_result_get(r, row, 1));
+    copy(t->repo, sizeof t->repo, orch_db_result_get(r, row, 2));
+    copy(t->title, sizeof t->title, orch_db_result_get(r, row, 3));
+    t->stage = stage_parse(orch_db_result_get(r, row, 4));
+    t->version = u64(orch_db_result_get(r, row, 5));
+    t->pr_number = u64(orch_db_result_get(r, row, 6));
+    t->cycle = (int)strtol(orch_db_result_get(r, row, 7), NULL, 10);
+    t->created_ms = u64(orch_db_result_get(r, row, 8));
+    t->updated_ms = u64(orch_db_result_get(r, row, 9));
+}
+
+orch_err stage_store_create(orch_db_conn *c, uint64_t dl, const char *work_item, const char *repo,
+                            const char *title, uint64_t pr_number, stage_task *out, bool *created)
+{
+    static const char sql[] = "INSERT INTO tasks (work_item, repo, title, pr_number)"
+                              " VALUES ($1, $2, $3, $4::bigint)"
+                              " ON CONFLICT (work_item) DO NOTHING RETURNING " TASK_COLS;
+    char pr[24];
+    snprintf(pr, sizeof pr, "%llu", (unsigned long long)pr_number);
+    const char *p[] = { work_item, repo, title, pr };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 4, p, &r);
+    if (err)
+        return err;
+    *created = orch_db_result_rows(r) == 1;
+    if (*created)
+        read_task(r, 0, out);
+    orch_db_result_free(r);
+    return *created ? ORCH_OK : stage_store_get(c, dl, work_item, out);
+}
+
+orch_err stage_store_get(orch_db_conn *c, uint64_t dl, const char *work_item, stage_task *out)
+{
+    static const char sql[] = "SELECT " TASK_COLS " FROM tasks WHERE work_item = $1";
+    const char *p[] = { work_item };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    if (err)
+        return err;
+    if (orch_db_result_rows(r) == 0)
+        err = ORCH_ENOTFOUND;
+    else
+        read_task(r, 0, out);
+    orch_db_result_free(r);
+    return err;
+}
+
+orch_err stage_store_find_by_pr(orch_db_conn *c, uint64_t dl, const char *repo, uint64_t pr,
+                                stage_task *out)
+{
+    static const char sql[] = "SELECT " TASK_COLS " FROM tasks"
+                              " WHERE repo = $1 AND pr_number = $2::bigint AND pr_number > 0"
+                              " ORDER BY id DESC LIMIT 1";
+    char prs[24];
+    snprintf(prs, sizeof prs, "%llu", (unsigned long long)pr);
+    const char *p[] = { repo, prs };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 2, p, &r);
+    if (err)
+        return err;
+    if (orch_db_result_rows(r) == 0)
+        err = ORCH_ENOTFOUND;
+    else
+        read_task(r, 0, out);
+    orch_db_result_free(r);
+    return err;
+}
+
+orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const char *repo, int limit,
+                          stage_task **out, int *n)
+{
+    static const char sql[] = "SELECT " TASK_COLS " FROM tasks"
+                              " WHERE ($1 = '' OR stage = $1) AND ($2 = '' OR repo = $2)"
+                              " ORDER BY updated_at, id LIMIT $3::integer";
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = { stage == ST_NONE ? "" : stage_name(stage), repo, lim };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
+    if (err)
+        return err;
+    int rows = orch_db_result_rows(r);
+    stage_task *t = calloc(rows ? (size_t)rows : 1, sizeof *t);
+    if (!t) {
+        orch_db_result_free(r);
+        return ORCH_ENOMEM;
+    }
+    for (int i = 0; i < rows; i++)
+        read_task(r, i, &t[i]);
+    orch_db_result_free(r);
+    *out = t;
+    *n = rows;
+    return ORCH_OK;
+}
+
+orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                     const orch_verdicts *vs, const char *actor)
+{
+    static const char sql[] = "INSERT INTO task_evidence (work_item, key, value, actor)"
+                              " SELECT $1, e.key, e.value, $3 FROM jsonb_each_text($2::jsonb) AS e"
+                              " ON CONFLICT (work_item, key) DO UPDATE"
+                              " SET value = EXCLUDED.value, actor = EXCLUDED.actor, at = now()";
+    if (vs->n == 0)
+        return ORCH_OK;
+    json_t *o = json_object();
+    if (!o)
+        return ORCH_ENOMEM;
+    for (size_t i = 0; i < vs->n; i++)
+        json_object_set_new(o, vs->v[i].key, json_string(vs->v[i].value));
+    char *js = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!js)
+        return ORCH_ENOMEM;
+    const char *p[] = { work_item, js, actor };
+    orch_err err = orch_db_exec(c, dl, sql, 3, p, NULL);
+    free(js);
+    return err;
+}
+
+orch_err stage_store_load_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                   orch_verdicts *out)
+{
+    static const char sql[] =
+        "SELECT key, value FROM task_evidence WHERE work_item = $1 ORDER BY key";
+    const char *p[] = { work_item };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    if (err)
+        return err;
+    orch_verdicts_init(out);
+    for (int i = 0; i < orch_db_result_rows(r); i++)
+        (void)orch_verdicts_set(out, orch_db_result_get(r, i, 0), orch_db_result_get(r, i, 1));
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err stage_store_set_engine_verdict(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                        const char *key, const char *value)
+{
+    static const char sql[] = "INSERT INTO task_evidence (work_item, key, value, actor)"
+                              " VALUES ($1, $2, $3, 'stage-service')"
+                              " ON CONFLICT (work_item, key) DO UPDATE"
+                              " SET value = EXCLUDED.value, actor = EXCLUDED.actor, at = now()";
+    const char *p[] = { work_item, key, value };
+    return orch_db_exec(c, dl, sql, 3, p, NULL);
+}
+
+orch_err stage_store_baseline(orch_db_conn *c, uint64_t dl, const char *repo, bool *has,
+                              double *pct)
+{
+    static const char sql[] = "SELECT pct FROM coverage_baseline WHERE repo = $1";
+    const char *p[] = { repo };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    if (err)
+        return err;
+    *has = orch_db_result_rows(r) == 1;
+    *pct = *has ? strtod(orch_db_result_get(r, 0, 0), NULL) : 0;
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const char *repo, const char *pct,
+                             const char *work_item, bool *raised)
+{
+    /* Conditional: a lower or equal value changes nothing. */
+    static const char sql[] =
+        "INSERT INTO coverage_baseline (repo, pct, work_item) VALUES ($1, $2::numeric, $3)"
+        " ON CONFLICT (repo) DO UPDATE SET pct = EXCLUDED.pct, work_item = EXCLUDED.work_item,"
+        " updated_at = now() WHERE coverage_baseline.pct < EXCLUDED.pct";
+    const char *p[] = { repo, pct, work_item };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
+    if (err)
+        return err;
+    *raised = orch_db_result_affected(r) == 1;
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+static orch_err read_intent(orch_db_conn *c, uint64_t dl, const char *work_item,
+                            const char *transition, const char *effect, const char *cycle,
+                            stage_intent *row, bool *found)
+{
+    static const char sql[] =
+        "SELECT id, outcome, coalesce(lease_epoch, 0), detail FROM side_effects"
+        " WHERE work_item = $1 AND transition = $2 AND effect = $3 AND cycle = $4::integer";
+    const char *p[] = { work_item, transition, effect, cycle };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 4, p, &r);
+    if (err)
+        return err;
+    *found = orch_db_result_rows(r) == 1;
+    if (*found) {
+        row->id = strtoll(orch_db_result_get(r, 0, 0), NULL, 10);
+        copy(row->outcome, sizeof row->outcome, orch_db_result_get(r, 0, 1));
+        row->epoch = u64(orch_db_result_get(r, 0, 2));
+        copy(row->detail, sizeof row->detail, orch_db_result_get(r, 0, 3));
+    }
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                  const char *transition, const char *effect, int cycle,
+                                  uint64_t epoch, intent_state *st, stage_intent *row)
+{
+    static const char fenced[] = "WITH " LIVE_LEASE(
+        "$1", "$5") ","
+                    " ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle, "
+                    "lease_epoch)"
+                    "   SELECT $1, $2, $3, $4::integer, $5::bigint FROM l"
+                    "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)"
+                    " SELECT (SELECT count(*) FROM l), (SELECT id FROM ins)";
+    static const char open_sql[] =
+        "WITH ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle)"
+        "   VALUES ($1, $2, $3, $4::integer)"
+        "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)"
+        " SELECT 1, (SELECT id FROM ins)";
+    char cyc[16], ep[24];
+    snprintf(cyc, sizeof cyc, "%d", cycle);
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *p[] = { work_item, transition, effect, cyc, ep };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, epoch ? fenced : open_sql, epoch ? 5 : 4, p, &r);
+    if (err)
+        return err;
+    bool live = strcmp(orch_db_result_get(r, 0, 0), "0") != 0;
+    const char *id = orch_db_result_get(r, 0, 1);
+    memset(row, 0, sizeof *row);
+    if (!live) {
+        *st = INTENT_STALE;
+    } else if (id) {
+        *st = INTENT_CLAIMED;
+        row->id = strtoll(id, NULL, 10);
+        copy(row->outcome, sizeof row->outcome, "pending");
+        row->epoch = epoch;
+    } else {
+        *st = INTENT_EXISTS;
+    }
+    orch_db_result_free(r);
+    if (*st != INTENT_EXISTS)
+        return ORCH_OK;
+    bool found = false;
+    err = read_intent(c, dl, work_item, transition, effect, cyc, row, &found);
+    if (!err && !found)
+        err = ORCH_EDB_RETRY; /* vanished between the two statements: never deleted, so odd */
+    return err;
+}
+
+orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                     const stage_intent *seen, uint64_t epoch, bool *took)
+{
+    static const char fenced[] = "WITH " LIVE_LEASE(
+        "$1",
+        "$3") " UPDATE side_effects SET outcome = 'pending', lease_epoch = $3::bigint,"
+              "   detail = $5, finished_at = NULL"
+              " WHERE id = $2::bigint AND outcome = $4 AND coalesce(lease_epoch, 0) = $6::bigint"
+              "   AND EXISTS (SELECT 1 FROM l)";
+    static const char open_sql[] =
+        "UPDATE side_effects SET outcome = 'pending', lease_epoch = NULL,"
+        "   detail = $5, finished_at = NULL"
+        " WHERE id = $2::bigint AND outcome = $4 AND coalesce(lease_epoch, 0) = $6::bigint"
+        "   AND $1 <> '' AND $3::bigint = 0";
+    char id[24], ep[24], old[24], detail[600];
+    snprintf(id, sizeof id, "%lld", (long long)seen->id);
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    snprintf(old, sizeof old, "%llu", (unsigned long long)seen->epoch);
+    snprintf(detail, sizeof detail, "taken over (was %s at epoch %llu): %.400s", seen->outcome,
+             (unsigned long long)seen->epoch, seen->detail);
+    const char *p[] = { work_item, id, ep, seen->outcome, detail, old };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, epoch ? fenced : open_sql, 6, p, &r);
+    if (err)
+        return err;
+    *took = orch_db_result_affected(r) == 1;
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uint64_t epoch,
+                                   const char *outcome, const char *detail, bool *recorded)
+{
+    static const char sql[] =
+        "UPDATE side_effects SET outcome = $3, detail = $4, finished_at = now()"
+        " WHERE id = $1::bigint AND outcome = 'pending' AND coalesce(lease_epoch, 0) = $2::bigint";
+    char ids[24], ep[24];
+    snprintf(ids, sizeof ids, "%lld", (long long)id);
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *p[] = { ids, ep, outcome, detail };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 4, p, &r);
+    if (err)
+        return err;
+    *recorded = orch_db_result_affected(r) == 1;
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
+                         stage_task *out)
+{
+    /* $1 work item, $2 expected, $3 to, $4 cycle increment, $5 epoch. */
+    static const char fenced[] = "WITH " LIVE_LEASE(
+        "$1", "$5") " UPDATE tasks SET stage = $3, version = version + 1, updated_at = now(),"
+                    "   cycle = cycle + $4::integer"
+                    " WHERE work_item = $1 AND stage = $2 AND EXISTS (SELECT 1 FROM l)"
+                    " RETURNING " TASK_COLS;
+    static const char expected_only[] =
+        "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now(),"
+        "   cycle = cycle + $4::integer"
+        " WHERE work_item = $1 AND stage = $2 AND $5::bigint = 0"
+        " RETURNING " TASK_COLS;
+    /* Lease switched off or out of scope: the write of a build without the
+     * lease, unconditional ($2 is ignored). */
+    static const char unconditional[] =
+        "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now(),"
+        "   cycle = cycle + $4::integer"
+        " WHERE work_item = $1 AND $2 <> '' AND $5::bigint = 0"
+        " RETURNING " TASK_COLS;
+    static const char history[] =
+        "INSERT INTO stage_history (task_id, from_stage, to_stage, actor, lease_epoch, reason)"
+        " VALUES ($1::bigint, $2, $3, $4, nullif($5::bigint, 0), $6)";
+    static const char clear[] = "DELETE FROM task_evidence WHERE work_item = $1";
+
+    const char *sql = !cas->conditional ? unconditional : cas->epoch ? fenced : expected_only;
+    char ep[24];
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)cas->epoch);
+    const char *p[] = { cas->work_item, stage_name(cas->expected), stage_name(cas->to),
+                        cas->rollback ? "1" : "0", ep };
+    orch_err err = orch_db_begin(c, dl);
+    if (err)
+        return err;
+    orch_db_result *r;
+    err = orch_db_exec(c, dl, sql, 5, p, &r);
+    if (err) {
+        orch_db_rollback(c);
+        return err;
+    }
+    *won = orch_db_result_rows(r) == 1;
+    if (*won)
+        read_task(r, 0, out);
+    orch_db_result_free(r);
+    if (!*won) {
+        orch_db_rollback(c);
+        return ORCH_OK;
+    }
+    char tid[24];
+    snprintf(tid, sizeof tid, "%lld", (long long)out->id);
+    const char *hp[] = { tid, stage_name(cas->expected),     stage_name(cas->to), cas->actor,
+                         ep,  cas->reason ? cas->reason : "" };
+    err = orch_db_exec(c, dl, history, 6, hp, NULL);
+    if (!err && cas->rollback) {
+        const char *cp[] = { cas->work_item };
+        err = orch_db_exec(c, dl, clear, 1, cp, NULL);
+    }
+    if (err) {
+        orch_db_rollback(c);
+        return err;
+    }
+    err = orch_db_commit(c, dl);
+    if (err)
+        *won = false;
+    return err;
+}
+
+orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item, int limit,
+                             orch_db_result **out)
+{
+    static const char sql[] =
+        "SELECT h.from_stage, h.to_stage, h.actor, coalesce(h.lease_epoch, 0), h.reason,"
+        " (extract(epoch FROM h.at) * 1000)::bigint"
+        " FROM (SELECT * FROM stage_history WHERE task_id ="
+        "   (SELECT id FROM tasks WHERE work_item = $1) ORDER BY id DESC LIMIT $2::integer) h"
+        " ORDER BY h.id";
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = { work_item, lim };
+    return orch_db_exec(c, dl, sql, 2, p, out);
+}
+
+orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item,
+                             orch_db_result **out)
+{
+    static const char sql[] =
+        "SELECT transition, effect, coalesce(lease_epoch, 0), outcome, detail,"
+        " (extract(epoch FROM created_at) * 1000)::bigint,"
+        " coalesce((extract(epoch FROM finished_at) * 1000)::bigint, 0)"
+        " FROM side_effects WHERE work_item = $1 ORDER BY id";
+    const char *p[] = { work_item };
+    return orch_db_exec(c, dl, sql, 1, p, out);
+}

@@ -1,0 +1,126 @@
+/*
+ * stage_store.h - every SQL statement of stage-service.
+ *
+ * The stage column is written in one place only, stage_store_cas(): an
+ * UPDATE conditional on the expected stage and, when a lease is held, on
+ * that lease epoch being the live grant (the lease row is read FOR SHARE in
+ * the same statement, so a reclaim cannot slip between check and write).
+ * Side-effect intents are claimed the same way. Functions take a checked-out
+ * connection and a deadline and return orch_err from db.h.
+ */
+#ifndef ORCH_STAGE_STORE_H
+#define ORCH_STAGE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "orch/db.h"
+#include "orch/verdict.h"
+#include "stage_pipeline.h"
+
+#define STAGE_MAX_FIELD 200 /* bytes of work item, repo, actor */
+#define STAGE_MAX_TITLE 500
+
+typedef struct stage_task {
+    int64_t id;
+    char work_item[STAGE_MAX_FIELD + 1];
+    char repo[STAGE_MAX_FIELD + 1];
+    char title[STAGE_MAX_TITLE + 1];
+    stage_id stage;
+    uint64_t version;
+    uint64_t pr_number;
+    int cycle;
+    uint64_t created_ms, updated_ms;
+} stage_task;
+
+typedef enum intent_state {
+    INTENT_CLAIMED, /* this call inserted (or took over) the intent: run the effect */
+    INTENT_EXISTS,  /* a row exists: see outcome and epoch */
+    INTENT_STALE,   /* the lease epoch is no longer the live grant: do nothing */
+} intent_state;
+
+typedef struct stage_intent {
+    int64_t id;
+    char outcome[16]; /* pending | ok | failed | unknown */
+    uint64_t epoch;   /* 0: claimed without a lease */
+    char detail[512];
+} stage_intent;
+
+orch_err stage_store_create(orch_db_conn *c, uint64_t dl, const char *work_item, const char *repo,
+                            const char *title, uint64_t pr_number, stage_task *out,
+                            bool *created) ORCH_NODISCARD;
+
+/* ORCH_ENOTFOUND if there is no such task. */
+orch_err stage_store_get(orch_db_conn *c, uint64_t dl, const char *work_item,
+                         stage_task *out) ORCH_NODISCARD;
+
+/* The task of pull request `pr` of `repo`; ORCH_ENOTFOUND if none. */
+orch_err stage_store_find_by_pr(orch_db_conn *c, uint64_t dl, const char *repo, uint64_t pr,
+                                stage_task *out) ORCH_NODISCARD;
+
+/* Tasks filtered by stage (ST_NONE: any) and repo ("" any), oldest update
+ * first. *out is malloc'ed. */
+orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const char *repo, int limit,
+                          stage_task **out, int *n) ORCH_NODISCARD;
+
+/* Records verdicts for the item (latest value per key). */
+orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                     const orch_verdicts *vs, const char *actor) ORCH_NODISCARD;
+orch_err stage_store_load_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                   orch_verdicts *out) ORCH_NODISCARD;
+
+/* The repo's coverage baseline, *has false if none. */
+orch_err stage_store_baseline(orch_db_conn *c, uint64_t dl, const char *repo, bool *has,
+                              double *pct) ORCH_NODISCARD;
+/* The ratchet: raises the baseline to pct, never lowers it. *raised says
+ * whether the stored value changed. */
+orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const char *repo, const char *pct,
+                             const char *work_item, bool *raised) ORCH_NODISCARD;
+
+/* Claims the intent (work item, transition, effect, cycle) under `epoch`
+ * (0: no lease). With a lease, the claim is refused (INTENT_STALE) unless
+ * `epoch` is the live grant. */
+orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                  const char *transition, const char *effect, int cycle,
+                                  uint64_t epoch, intent_state *st,
+                                  stage_intent *row) ORCH_NODISCARD;
+/* Takes over an existing intent seen as `seen` (same outcome and epoch),
+ * setting it pending under `epoch`; same lease check. *took says whether. */
+orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                     const stage_intent *seen, uint64_t epoch,
+                                     bool *took) ORCH_NODISCARD;
+/* Records the outcome of a pending intent claimed under `epoch`. *recorded
+ * is false when the intent was taken over meanwhile (a stale owner). */
+orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uint64_t epoch,
+                                   const char *outcome, const char *detail,
+                                   bool *recorded) ORCH_NODISCARD;
+
+/* The one stage write. With a lease (`epoch` > 0) and `conditional`: sets
+ * the stage to `to` only if it is `expected` and `epoch` is the live grant.
+ * Without (`conditional` false: lease switched off or out of scope) the
+ * write is unconditional, as in a build without the lease. In the same
+ * transaction appends stage_history and, for a rollback, raises the cycle
+ * and clears the recorded verdicts. *won is false when zero rows were
+ * updated (the race was lost); *out is the task after a won write. */
+typedef struct stage_cas {
+    const char *work_item;
+    stage_id expected, to;
+    bool rollback;
+    bool conditional;
+    uint64_t epoch;
+    const char *actor, *reason;
+} stage_cas;
+orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
+                         stage_task *out) ORCH_NODISCARD;
+
+/* Records a verdict only the engine sets (the built image digest). */
+orch_err stage_store_set_engine_verdict(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                        const char *key, const char *value) ORCH_NODISCARD;
+
+/* History and side effects for GetTask; rows as text, caller frees. */
+orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item, int limit,
+                             orch_db_result **out) ORCH_NODISCARD;
+orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item,
+                             orch_db_result **out) ORCH_NODISCARD;
+
+#endif

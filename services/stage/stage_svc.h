@@ -1,0 +1,151 @@
+/*
+ * stage_svc.h - stage-service's state shared by its RPC handlers, HTTP
+ * routes, the engine and the background loop (internal to the service).
+ *
+ * Threading: read-only after start except the release-retry list (mutex),
+ * the call sequence and metrics (atomics).
+ */
+#ifndef ORCH_STAGE_SVC_H
+#define ORCH_STAGE_SVC_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "orch/v1/lease.pb-c.h"
+#include "lease_logic.h"
+#include "orch/metrics.h"
+#include "orch/rpc.h"
+#include "orch/svc.h"
+#include "stage_effects.h"
+#include "stage_pipeline.h"
+#include "stage_store.h"
+
+#define STAGE_RETRY_MAX 256 /* lease releases waiting for lease-service */
+
+typedef struct stage_release_retry {
+    char work_item[STAGE_MAX_FIELD + 1];
+    uint64_t epoch;
+} stage_release_retry;
+
+typedef enum stage_fault {
+    FAULT_NONE,
+    FAULT_CRASH_AFTER_EFFECT, /* exit after an effect's outcome is recorded */
+    FAULT_CRASH_BEFORE_RECORD /* exit after an effect ran, before recording it */
+} stage_fault;
+
+typedef struct stage_svc {
+    orch_db_pool *db;
+    const orch_ident *me;
+    orch_rpc_client *lease; /* lease-service */
+    lease_scope scope;
+    uint32_t lease_timeout_ms;
+    effects_cfg effects;
+    size_t max_evidence;
+    const char *operator_token;
+    const char *gitea_secret, *plane_secret;
+    const char *plane_project_key; /* work item prefix of Plane issues */
+    int64_t reconcile_interval_ms;
+    int reconcile_batch;
+    stage_fault fault;
+
+    _Atomic uint64_t call_seq;
+
+    pthread_mutex_t retry_mu;
+    stage_release_retry retries[STAGE_RETRY_MAX];
+    int nretries;
+
+    orch_counter *m_transitions; /* by result */
+    orch_counter *m_effects;     /* by outcome */
+    orch_histogram *m_advance_latency;
+
+    pthread_t bg;
+    bool bg_started, quit;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} stage_svc;
+
+/* Transition results and effect outcomes, the metrics' label values. */
+enum {
+    TR_ADVANCED,
+    TR_DEFERRED,
+    TR_GATE_FAILED,
+    TR_ROLLED_BACK,
+    TR_ABORTED,
+    TR_EFFECT_FAILED,
+    TR_EFFECT_UNKNOWN,
+    TR_ERROR,
+    TR_NKINDS
+};
+extern const char *const stage_transition_results[TR_NKINDS];
+
+/* ---- the engine (stage_engine.c) ---------------------------------------- */
+
+#define ADV_MAX_FAILS   8
+#define ADV_MAX_EFFECTS EDGE_MAX_EFFECTS
+
+typedef struct advance_req {
+    const char *work_item;
+    const char *expected_from, *to;
+    const char *actor;
+    const char *reason;            /* rollback / cancel reason (history) */
+    const orch_verdicts *evidence; /* may be NULL */
+} advance_req;
+
+typedef struct advance_effect {
+    effect_id effect;
+    char outcome[16];
+    uint64_t epoch;
+    char detail[512];
+    bool ran; /* this call ran (or resolved) it */
+} advance_effect;
+
+typedef struct advance_res {
+    int result; /* TR_* */
+    stage_task task;
+    uint64_t epoch;
+    Orch__V1__Lease *holder; /* DEFERRED: owned, free with protobuf_c_message_free_unpacked */
+    int holder_liveness;
+    char fails[ADV_MAX_FAILS][GATE_WHY_MAX];
+    size_t nfails;
+    advance_effect effects[ADV_MAX_EFFECTS];
+    int neffects;
+} advance_res;
+
+/* Moves the item along edge expected_from -> to as described in
+ * docs/adr/0003: lease, gates, intents and effects, CAS, release. Returns
+ * OK with res->result, or an error code with `msg` (e.g. NOT_FOUND,
+ * FAILED_PRECONDITION naming the actual stage, ABORTED for a lost race,
+ * UNAVAILABLE). */
+orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t deadline, advance_res *res,
+                        char *msg, size_t msg_len);
+void advance_res_free(advance_res *res);
+
+/* Queues a lease release that could not reach lease-service. */
+void stage_release_later(stage_svc *ss, const char *work_item, uint64_t epoch);
+
+/* ---- the lease block of the queue (stage_queue.c) ----------------------- */
+
+typedef struct stage_queue {
+    Orch__V1__ListLeasesReply *reply; /* owned */
+    Orch__V1__Lease **lease;          /* per task: its held lease or NULL (borrowed) */
+    Orch__V1__Liveness *liveness;     /* per task */
+    char why[300];                    /* on error */
+} stage_queue;
+
+/* Asks lease-service for the held leases (judged) and matches them to the
+ * `n` tasks. An error code with q->why if lease-service cannot answer. */
+orch_code stage_queue_leases(stage_svc *ss, const stage_task *ts, int n, uint64_t deadline,
+                             stage_queue *q);
+void stage_queue_free(stage_queue *q);
+
+/* ---- RPC, HTTP, background ---------------------------------------------- */
+
+orch_err stage_rpc_register(orch_service *svc, stage_svc *ss) ORCH_NODISCARD;
+orch_err stage_http_register(orch_service *svc, stage_svc *ss) ORCH_NODISCARD;
+orch_err stage_bg_start(stage_svc *ss) ORCH_NODISCARD;
+/* One reconciler pass (the background thread runs it every interval). */
+void stage_reconcile_pass(stage_svc *ss);
+void stage_bg_stop(stage_svc *ss);
+
+#endif
