@@ -474,3 +474,42 @@ Test(stage_engine, bad_input_gets_a_clear_status, .fini = down, .timeout = 120)
     cr_assert_str_eq(stage, "backlog", "nothing was written by bad requests");
     cr_assert_eq(count_sql("SELECT count(*) FROM stage_history"), 0);
 }
+
+/* ---- the reconciler ---------------------------------------------------------- */
+
+Test(stage_engine, reconciler_finishes_a_transition_left_with_an_unknown_effect, .fini = down,
+     .timeout = 120)
+{
+    const char *env[] = { "ORCH_RECONCILER_INTERVAL_MS=300", "ORCH_EFFECT_TIMEOUT_MS=1000", NULL };
+    sw_up(&W, env);
+    cr_assert_eq(sw_create(W.client, "REC-1", "org/app", 7700), ORCH_CODE_OK);
+    sw_walk_to(&W, "REC-1", "review");
+    /* The forge merges but answers too late: the outcome is unknown. */
+    sw_set_merge_delay_ms(2000);
+    sw_adv a =
+        sw_advance(W.client, "REC-1", "review", "testing", "monitor", "review_verdict: APPROVE");
+    cr_assert_eq(a.code, ORCH_CODE_OK, "%s", a.message);
+    cr_assert_eq(a.outcome, OUT(EFFECT_UNKNOWN), "outcome %d", a.outcome);
+    sw_set_merge_delay_ms(0);
+    char stage[32] = "";
+    for (int i = 0; i < 100; i++) {
+        sw_stage_of(&W, "REC-1", stage, sizeof stage);
+        if (strcmp(stage, "testing") == 0)
+            break;
+        usleep(100000);
+    }
+    cr_assert_str_eq(stage, "testing", "the reconciler did not finish the transition");
+    sw_counts c = sw_counts_for_pr(7700);
+    cr_assert_eq(c.merges, 1);
+    cr_assert_eq(c.merge_calls, 1, "the unknown merge was checked, not repeated");
+    cr_assert_geq(c.merge_checks, 1);
+    char *who = th_sql(W.db, "SELECT actor FROM stage_history ORDER BY id DESC LIMIT 1");
+    cr_assert_str_eq(who, "reconciler");
+    free(who);
+    /* An item whose verdicts do not pass is left alone. */
+    cr_assert_eq(sw_create(W.client, "REC-2", "org/app", 7701), ORCH_CODE_OK);
+    sw_walk_to(&W, "REC-2", "analysis");
+    usleep(1000000);
+    sw_stage_of(&W, "REC-2", stage, sizeof stage);
+    cr_assert_str_eq(stage, "analysis");
+}

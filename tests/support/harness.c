@@ -106,7 +106,23 @@ int th_free_port(void)
     return ntohs(a.sin_port);
 }
 
-/* Builds the child's environment: ours without ORCH_* keys, then extras. */
+/* Adds "K=V" to env[0..*k), replacing an earlier entry of the same key:
+ * getenv() returns the first match, so a later setting must take its place. */
+static void env_put(char **env, size_t *k, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    size_t kl = eq ? (size_t)(eq - kv) + 1 : strlen(kv);
+    for (size_t i = 0; i < *k; i++) {
+        if (strncmp(env[i], kv, kl) == 0) {
+            env[i] = (char *)kv;
+            return;
+        }
+    }
+    env[(*k)++] = (char *)kv;
+}
+
+/* Builds the child's environment: ours without ORCH_* keys, then extras;
+ * a later extra overrides an earlier one with the same key. */
 static char **child_env(const char *const *extra1, const char *const *extra2)
 {
     size_t n = 0, k = 0;
@@ -122,9 +138,9 @@ static char **child_env(const char *const *extra1, const char *const *extra2)
         if (strncmp(*e, "ORCH_", 5) != 0 || strncmp(*e, "ORCH_TEST_", 10) == 0)
             env[k++] = *e;
     for (const char *const *e = extra1; e && *e; e++)
-        env[k++] = (char *)*e;
+        env_put(env, &k, *e);
     for (const char *const *e = extra2; e && *e; e++)
-        env[k++] = (char *)*e;
+        env_put(env, &k, *e);
     return env;
 }
 

@@ -1,0 +1,257 @@
+/*
+ * test_stage_pipeline.c - the pipeline table and the check_* gates
+ * (services/stage/stage_pipeline.c), table-driven; and a scan of the source
+ * tree: the stage column is written in exactly one function.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "stage_pipeline.h"
+
+static const char digest_a[] =
+    "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+static const char digest_b[] =
+    "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+Test(pipeline, stages_round_trip_and_unknown_names_fail)
+{
+    for (int i = 0; i < ST_COUNT; i++)
+        cr_assert_eq(stage_parse(stage_name((stage_id)i)), i);
+    cr_assert_eq(stage_parse("Done"), ST_NONE);
+    cr_assert_eq(stage_parse(""), ST_NONE);
+}
+
+Test(pipeline, forward_edges_form_the_design_order)
+{
+    static const stage_id order[] = { ST_BACKLOG,     ST_ANALYSIS, ST_ARCHITECTURE,
+                                      ST_DEVELOPMENT, ST_REVIEW,   ST_TESTING,
+                                      ST_STAGING,     ST_DEPLOY,   ST_DONE };
+    for (size_t i = 0; i + 1 < sizeof order / sizeof order[0]; i++) {
+        const stage_edge *e = pipeline_forward(order[i]);
+        cr_assert_not_null(e, "%s has no forward edge", stage_name(order[i]));
+        cr_assert_eq(e->to, order[i + 1]);
+    }
+    cr_assert_null(pipeline_forward(ST_DONE));
+    cr_assert_null(pipeline_forward(ST_CANCELLED));
+}
+
+Test(pipeline, rollback_and_cancel_edges)
+{
+    static const stage_id rb[] = { ST_REVIEW, ST_TESTING, ST_STAGING, ST_DEPLOY };
+    for (size_t i = 0; i < 4; i++) {
+        const stage_edge *e = pipeline_edge(rb[i], ST_DEVELOPMENT);
+        cr_assert(e && e->kind == EDGE_ROLLBACK && e->neffects == 0);
+    }
+    cr_assert_null(pipeline_edge(ST_DONE, ST_DEVELOPMENT), "nothing rolls back from done");
+    cr_assert_null(pipeline_edge(ST_ANALYSIS, ST_DEVELOPMENT));
+    for (int s = ST_BACKLOG; s <= ST_DEPLOY; s++)
+        cr_assert(pipeline_edge((stage_id)s, ST_CANCELLED), "%s cannot be cancelled",
+                  stage_name((stage_id)s));
+    cr_assert_null(pipeline_edge(ST_DONE, ST_CANCELLED));
+    cr_assert_null(pipeline_edge(ST_BACKLOG, ST_DONE));
+}
+
+Test(pipeline, effects_sit_on_their_edges)
+{
+    const stage_edge *e = pipeline_edge(ST_REVIEW, ST_TESTING);
+    cr_assert(e->neffects == 1 && e->effects[0] == EFF_MERGE_PR);
+    e = pipeline_edge(ST_TESTING, ST_STAGING);
+    cr_assert(e->neffects == 2 && e->effects[0] == EFF_COVERAGE_RATCHET &&
+              e->effects[1] == EFF_IMAGE_REBUILD);
+    e = pipeline_edge(ST_STAGING, ST_DEPLOY);
+    cr_assert(e->neffects == 1 && e->effects[0] == EFF_DEPLOY_START);
+    cr_assert(effect_rolls_back(EFF_MERGE_PR));
+    cr_assert_not(effect_rolls_back(EFF_DEPLOY_START));
+}
+
+/* ---- gates, table-driven ------------------------------------------------- */
+
+typedef struct gate_case {
+    stage_id from, to;
+    const char *verdicts; /* verdict lines */
+    bool has_baseline;
+    double baseline;
+    unsigned long long pr;
+    gates_outcome want;
+    const char *want_msg; /* substring of the first failure, or NULL */
+} gate_case;
+
+static const gate_case cases[] = {
+    { ST_BACKLOG, ST_ANALYSIS, "", false, 0, 0, GATES_PASS, NULL },
+    { ST_ANALYSIS, ST_ARCHITECTURE, "analysis_status: DONE", false, 0, 0, GATES_PASS, NULL },
+    { ST_ANALYSIS, ST_ARCHITECTURE, "analysis_status: done", false, 0, 0, GATES_PASS, NULL },
+    { ST_ANALYSIS, ST_ARCHITECTURE, "", false, 0, 0, GATES_REFUSE, "analysis_status is missing" },
+    { ST_ANALYSIS, ST_ARCHITECTURE, "analysis_status: BLOCKED", false, 0, 0, GATES_REFUSE,
+      "analysis_status is BLOCKED" },
+    { ST_ANALYSIS, ST_ARCHITECTURE, "analysis_status: maybe", false, 0, 0, GATES_REFUSE,
+      "analysis_status is malformed" },
+    { ST_ARCHITECTURE, ST_DEVELOPMENT, "architecture_status: DONE", false, 0, 0, GATES_PASS, NULL },
+    { ST_DEVELOPMENT, ST_REVIEW, "dev_status: DONE", false, 0, 0, GATES_PASS, NULL },
+    { ST_DEVELOPMENT, ST_REVIEW, "dev_status: nope", false, 0, 0, GATES_REFUSE, "dev_status" },
+    { ST_REVIEW, ST_TESTING, "review_verdict: APPROVE", false, 0, 7, GATES_PASS, NULL },
+    { ST_REVIEW, ST_TESTING, "review_verdict: APPROVE", false, 0, 0, GATES_REFUSE,
+      "pr_number is missing" },
+    { ST_REVIEW, ST_TESTING, "review_verdict: REQUEST_CHANGES", false, 0, 7, GATES_REFUSE,
+      "review_verdict is REQUEST_CHANGES" },
+    { ST_REVIEW, ST_TESTING, "", false, 0, 7, GATES_REFUSE, "review_verdict is missing" },
+    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80", false,
+      0, 0, GATES_PASS, NULL },
+    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80", true,
+      80, 0, GATES_PASS, NULL },
+    { ST_TESTING, ST_STAGING, "test_status: FAIL\nsecurity_status: PASS\ncoverage_pct: 80", false,
+      0, 0, GATES_REFUSE, "test_status is FAIL" },
+    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: FAIL\ncoverage_pct: 80", false,
+      0, 0, GATES_ROLLBACK, "security_status is FAIL" },
+    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 79.9", true,
+      80, 0, GATES_ROLLBACK, "below the baseline" },
+    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 101", false,
+      0, 0, GATES_REFUSE, "coverage_pct is malformed" },
+    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: nan", false,
+      0, 0, GATES_REFUSE, "coverage_pct is malformed" },
+    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80%", false,
+      0, 0, GATES_REFUSE, "coverage_pct is malformed" },
+    /* A missing security verdict is not a failed security check. */
+    { ST_TESTING, ST_STAGING, "test_status: PASS\ncoverage_pct: 80", false, 0, 0, GATES_REFUSE,
+      "security_status is missing" },
+    /* A rollback verdict wins over a plain failure. */
+    { ST_TESTING, ST_STAGING, "test_status: FAIL\nsecurity_status: FAIL\ncoverage_pct: 80", false,
+      0, 0, GATES_ROLLBACK, "test_status is FAIL" },
+    { ST_DEPLOY, ST_DONE, "deploy_status: SUCCESS", false, 0, 0, GATES_PASS, NULL },
+    { ST_DEPLOY, ST_DONE, "deploy_status: FAILURE", false, 0, 0, GATES_REFUSE,
+      "deploy_status is FAILURE" },
+};
+
+static void load(orch_verdicts *vs, const char *lines)
+{
+    orch_verdicts_init(vs);
+    orch_verdicts_parse(vs, lines, strlen(lines));
+}
+
+Test(gates, every_case_of_the_table)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const gate_case *c = &cases[i];
+        orch_verdicts vs;
+        load(&vs, c->verdicts);
+        gate_input in = { &vs, c->has_baseline, c->baseline, c->pr };
+        char fails[4][GATE_WHY_MAX];
+        size_t nf = 99;
+        gates_outcome got = pipeline_run_gates(pipeline_edge(c->from, c->to), &in, fails, 4, &nf);
+        cr_assert_eq(got, c->want, "case %zu (%s->%s, \"%s\"): got %d want %d (%s)", i,
+                     stage_name(c->from), stage_name(c->to), c->verdicts, got, c->want,
+                     nf ? fails[0] : "");
+        if (c->want == GATES_PASS) {
+            cr_assert_eq(nf, 0, "case %zu", i);
+        } else {
+            cr_assert_gt(nf, 0, "case %zu", i);
+            cr_assert(strstr(fails[0], c->want_msg), "case %zu: \"%s\" lacks \"%s\"", i, fails[0],
+                      c->want_msg);
+        }
+    }
+}
+
+Test(gates, image_freshness_compares_with_the_image_built_in_the_cycle)
+{
+    char lines[400];
+    orch_verdicts vs;
+    snprintf(lines, sizeof lines, "staging_status: SUCCESS\nimage_digest: %s", digest_a);
+    load(&vs, lines);
+    gate_input in = { &vs, false, 0, 0 };
+    char fails[4][GATE_WHY_MAX];
+    size_t nf;
+    const stage_edge *e = pipeline_edge(ST_STAGING, ST_DEPLOY);
+    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_REFUSE);
+    cr_assert(strstr(fails[0], "built_image_digest is missing"), "%s", fails[0]);
+    cr_assert(orch_verdicts_set(&vs, "built_image_digest", digest_a));
+    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_PASS);
+    cr_assert(orch_verdicts_set(&vs, "built_image_digest", digest_b));
+    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_ROLLBACK);
+    cr_assert(orch_verdicts_set(&vs, "image_digest", "sha256:short"));
+    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_REFUSE);
+    cr_assert(strstr(fails[0], "image_digest is malformed"), "%s", fails[0]);
+}
+
+Test(gates, only_known_keys_are_reportable)
+{
+    for (size_t i = 0; verdict_keys[i]; i++) {
+        cr_assert(verdict_key_reportable(verdict_keys[i]));
+        cr_assert(orch_verdict_key_valid(verdict_keys[i]), "%s", verdict_keys[i]);
+    }
+    cr_assert_not(verdict_key_reportable("built_image_digest"), "only the engine sets it");
+    cr_assert(verdict_key_engine_only("built_image_digest"));
+    cr_assert_not(verdict_key_reportable("note"));
+}
+
+/* ---- the stage column is written in one place --------------------------- */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = '\0';
+    fclose(f);
+    return s;
+}
+
+static int scanned;
+
+/* Every "UPDATE tasks" in C sources under dir must lie inside
+ * stage_store_cas() of services/stage/stage_store.c. */
+static void scan(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "cannot read %s", dir);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            scan(path);
+            continue;
+        }
+        size_t l = strlen(path);
+        if (l < 2 || strcmp(path + l - 2, ".c") != 0)
+            continue;
+        char *src = slurp(path);
+        cr_assert_not_null(src);
+        scanned++;
+        bool store = strstr(path, "services/stage/stage_store.c") != NULL;
+        const char *fn = store ? strstr(src, "\norch_err stage_store_cas(") : NULL;
+        const char *fn_end = fn ? strstr(fn, "\n}\n") : NULL;
+        for (const char *p = src; (p = strcasestr(p, "UPDATE tasks")); p++) {
+            bool inside = fn && fn_end && p > fn && p < fn_end;
+            cr_assert(inside,
+                      "%s writes tasks outside stage_store_cas(): every stage write "
+                      "must go through the expected-stage CAS",
+                      path);
+        }
+        free(src);
+    }
+    closedir(d);
+}
+
+Test(stage_cas, no_stage_write_outside_the_cas)
+{
+    scan(ORCH_SOURCE_DIR "/services");
+    scan(ORCH_SOURCE_DIR "/shared");
+    scan(ORCH_SOURCE_DIR "/tools");
+    cr_assert_gt(scanned, 20, "the scan read only %d files", scanned);
+    char *store = slurp(ORCH_SOURCE_DIR "/services/stage/stage_store.c");
+    cr_assert_not_null(strstr(store, "UPDATE tasks"), "the CAS itself must be found");
+    free(store);
+}
