@@ -31,8 +31,11 @@
  * machine's busy share and what of it went to other processes (other
  * programs running meanwhile distort the figures); for the service stack
  * also the time lease-service accounts for in its /metrics (--metrics-addr).
- * With --prepared the direct stack prepares its statements once per
- * connection, which lease-service does not do: it shows what that would save.
+ * Both stacks use prepared statements: lease-service's db.c prepares each
+ * parameterized statement once per connection, so the direct stack prepares
+ * the same texts once per connection too (like with like). --unprepared
+ * makes the direct stack parse and plan every statement, unlike the service,
+ * to show what preparing saves.
  *
  * It prints figures and never passes or fails on them. Exit status: 0 when
  * every call succeeded, 1 when a call or a set-up step failed, 2 on bad usage.
@@ -72,7 +75,7 @@
 static const char sql_truncate[] = "TRUNCATE transition_lease, lease_events";
 
 /* The statements of the direct stack, by the name they are prepared under
- * with --prepared. */
+ * (unless --unprepared). */
 typedef struct lb_stmt {
     const char *name, *what, *sql;
     int nparams;
@@ -145,8 +148,8 @@ static const char *cell(const PGresult *r, int col)
     return PQgetisnull(r, 0, col) ? NULL : PQgetvalue(r, 0, col);
 }
 
-/* Runs statement `st` as orch_db_exec() does (or, with --prepared, its
- * prepared form); *out (may be NULL) is the result. */
+/* Runs statement `st` as orch_db_exec() does: prepared (or, with
+ * --unprepared, parsed every time); *out (may be NULL) is the result. */
 static bool pq_exec(bench_worker *w, const lb_caller *c, int st, const char *const *p,
                     PGresult **out)
 {
@@ -876,8 +879,9 @@ static void usage(FILE *out)
                  "  --slices S           slices per mode and round; the stacks take turns\n"
                  "                       slice by slice (10)\n"
                  "  --timeout MS         deadline of each call (5000)\n"
-                 "  --prepared           direct stack: prepared statements (PQprepare once per\n"
-                 "                       connection, PQexecPrepared), unlike lease-service\n"
+                 "  --unprepared         direct stack: unprepared statements (PQexecParams,\n"
+                 "                       parsed and planned every time), unlike lease-service,\n"
+                 "                       which prepares them once per connection\n"
                  "  --json               one JSON document instead of text\n"
                  "  -h, --help           this help\n");
 }
@@ -935,7 +939,7 @@ static int parse_args(int argc, char **argv, lb_options *o)
         { "rounds", required_argument, NULL, 'r' },
         { "slices", required_argument, NULL, 's' },
         { "timeout", required_argument, NULL, 'T' },
-        { "prepared", no_argument, NULL, 'p' },
+        { "unprepared", no_argument, NULL, 'p' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -952,7 +956,8 @@ static int parse_args(int argc, char **argv, lb_options *o)
                        .warmup = 20,
                        .rounds = 3,
                        .slices = 10,
-                       .timeout_ms = 5000 };
+                       .timeout_ms = 5000,
+                       .prepared = true };
     unsigned contended = 16;
     parse_callers("1,4,16", o);
     int ch, li = -1;
@@ -976,7 +981,7 @@ static int parse_args(int argc, char **argv, lb_options *o)
         case 'r': ok = bench_parse_uint(optarg, 1, LB_MAX_ROUNDS, &o->rounds); break;
         case 's': ok = bench_parse_uint(optarg, 1, 1000, &o->slices); break;
         case 'T': ok = bench_parse_uint(optarg, 100, 600000, &o->timeout_ms); break;
-        case 'p': o->prepared = true; break;
+        case 'p': o->prepared = false; break;
         case 'j': o->json = true; break;
         case 'h': usage(stdout); return 0;
         default: ok = false; break;
