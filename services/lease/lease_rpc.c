@@ -191,7 +191,8 @@ static orch_code reply_held(orch_rpc_call *call, const lease_row *row, lease_liv
     return orch_rpc_reply(call, &rep.base);
 }
 
-/* Reads the lease and, if it is free, tries to take it. */
+/* Takes the lease if it is free, else reads who holds it: one statement,
+ * and a second read only when another caller took it in between. */
 static orch_err read_or_grant(lease_svc *ls, const lease_claim *cl, uint64_t dl, lease_row *row,
                               bool *found, bool *granted, uint64_t *epoch)
 {
@@ -200,12 +201,9 @@ static orch_err read_or_grant(lease_svc *ls, const lease_claim *cl, uint64_t dl,
     if (err)
         return err;
     *granted = false;
-    err = lease_store_get(c, dl, cl->work_item, row, found);
-    if (!err && (!*found || !row->held)) {
-        err = lease_store_try_grant(c, dl, cl, granted, epoch);
-        if (!err && !*granted) /* lost the race: see who won */
-            err = lease_store_get(c, dl, cl->work_item, row, found);
-    }
+    err = lease_store_acquire(c, dl, cl, granted, epoch, row, found);
+    if (!err && !*granted && (!*found || !row->held)) /* lost the race: see who won */
+        err = lease_store_get(c, dl, cl->work_item, row, found);
     orch_db_release(c);
     return err;
 }

@@ -19,11 +19,20 @@
     " greatest(0, extract(epoch FROM now() - acquired_at))::bigint"
 
 /* Statement texts shared with the lease benchmark (lease_store.h). */
-const char lease_sql_try_grant[] =
-    "WITH g AS ("
+
+/* One round trip for Acquire: `cur` is the lease as this statement's
+ * snapshot sees it; only when it is absent or released does `g` try the
+ * conditional upsert (so callers that find it held take no row lock and
+ * never wait), and `e` appends the 'granted' event in the same statement,
+ * hence the same commit. The single row returned is the new epoch (NULL
+ * unless granted) followed by the lease columns of `cur` (NULLs if none). */
+const char lease_sql_acquire[] =
+    "WITH cur AS (SELECT * FROM transition_lease WHERE work_item = $1),"
+    " g AS ("
     " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id,"
     "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
-    " VALUES ($1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now())"
+    " SELECT $1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now()"
+    " WHERE NOT EXISTS (SELECT 1 FROM cur WHERE released_at IS NULL)"
     " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"
     "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"
     "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks,"
@@ -31,10 +40,11 @@ const char lease_sql_try_grant[] =
     "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"
     "   released_at = NULL, release_reason = NULL"
     " WHERE l.released_at IS NOT NULL"
-    " RETURNING work_item, epoch),"
+    " RETURNING work_item AS g_item, epoch AS g_epoch),"
     " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-    "   SELECT work_item, epoch, 'granted', $7, $8 FROM g)"
-    " SELECT epoch FROM g";
+    "   SELECT g_item, g_epoch, 'granted', $7, $8 FROM g)"
+    " SELECT g.g_epoch, " LEASE_COLUMNS
+    " FROM (SELECT 1) AS one LEFT JOIN g ON true LEFT JOIN cur ON true";
 
 const char lease_sql_release[] =
     "WITH r AS ("
@@ -64,25 +74,31 @@ static uint64_t to_u64(const char *s)
     return s ? strtoull(s, NULL, 10) : 0;
 }
 
-static void read_row(const orch_db_result *r, int i, lease_row *out)
+/* Reads the LEASE_COLUMNS of row i starting at column `at`. */
+static void read_row_at(const orch_db_result *r, int i, int at, lease_row *out)
 {
     memset(out, 0, sizeof *out);
-    copy(out->work_item, sizeof out->work_item, orch_db_result_get(r, i, 0));
-    out->epoch = to_u64(orch_db_result_get(r, i, 1));
-    copy(out->owner.host_id, sizeof out->owner.host_id, orch_db_result_get(r, i, 2));
-    copy(out->owner.boot_id, sizeof out->owner.boot_id, orch_db_result_get(r, i, 3));
-    out->owner.pid = (int32_t)strtol(orch_db_result_get(r, i, 4), NULL, 10);
-    out->owner.start_ticks = to_u64(orch_db_result_get(r, i, 5));
-    copy(out->owner.instance_id, sizeof out->owner.instance_id, orch_db_result_get(r, i, 6));
-    copy(out->actor, sizeof out->actor, orch_db_result_get(r, i, 7));
-    copy(out->transition, sizeof out->transition, orch_db_result_get(r, i, 8));
-    copy(out->repo, sizeof out->repo, orch_db_result_get(r, i, 9));
-    out->acquired_ms = to_u64(orch_db_result_get(r, i, 10));
-    out->released_ms = to_u64(orch_db_result_get(r, i, 11));
-    copy(out->release_reason, sizeof out->release_reason, orch_db_result_get(r, i, 12));
-    const char *held = orch_db_result_get(r, i, 13);
+    copy(out->work_item, sizeof out->work_item, orch_db_result_get(r, i, at));
+    out->epoch = to_u64(orch_db_result_get(r, i, at + 1));
+    copy(out->owner.host_id, sizeof out->owner.host_id, orch_db_result_get(r, i, at + 2));
+    copy(out->owner.boot_id, sizeof out->owner.boot_id, orch_db_result_get(r, i, at + 3));
+    out->owner.pid = (int32_t)strtol(orch_db_result_get(r, i, at + 4), NULL, 10);
+    out->owner.start_ticks = to_u64(orch_db_result_get(r, i, at + 5));
+    copy(out->owner.instance_id, sizeof out->owner.instance_id, orch_db_result_get(r, i, at + 6));
+    copy(out->actor, sizeof out->actor, orch_db_result_get(r, i, at + 7));
+    copy(out->transition, sizeof out->transition, orch_db_result_get(r, i, at + 8));
+    copy(out->repo, sizeof out->repo, orch_db_result_get(r, i, at + 9));
+    out->acquired_ms = to_u64(orch_db_result_get(r, i, at + 10));
+    out->released_ms = to_u64(orch_db_result_get(r, i, at + 11));
+    copy(out->release_reason, sizeof out->release_reason, orch_db_result_get(r, i, at + 12));
+    const char *held = orch_db_result_get(r, i, at + 13);
     out->held = held && held[0] == 't';
-    out->age_s = to_u64(orch_db_result_get(r, i, 14));
+    out->age_s = to_u64(orch_db_result_get(r, i, at + 14));
+}
+
+static void read_row(const orch_db_result *r, int i, lease_row *out)
+{
+    read_row_at(r, i, 0, out);
 }
 
 /* Runs a statement whose first column of an optional single row is an epoch. */
@@ -115,12 +131,24 @@ static void claim_params_fill(claim_params *cp, const lease_claim *cl)
     memcpy(cp->v, v, sizeof v);
 }
 
-orch_err lease_store_try_grant(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
-                               uint64_t *epoch)
+orch_err lease_store_acquire(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
+                             uint64_t *epoch, lease_row *row, bool *found)
 {
     claim_params cp;
+    orch_db_result *r;
     claim_params_fill(&cp, cl);
-    return exec_epoch(c, dl, lease_sql_try_grant, 9, cp.v, granted, epoch);
+    orch_err err = orch_db_exec(c, dl, lease_sql_acquire, 9, cp.v, &r);
+    if (err)
+        return err;
+    const char *ep = orch_db_result_rows(r) == 1 ? orch_db_result_get(r, 0, 0) : NULL;
+    *granted = ep != NULL;
+    if (*granted)
+        *epoch = to_u64(ep);
+    *found = orch_db_result_rows(r) == 1 && orch_db_result_get(r, 0, 1) != NULL;
+    if (*found)
+        read_row_at(r, 0, 1, row);
+    orch_db_result_free(r);
+    return ORCH_OK;
 }
 
 orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl,

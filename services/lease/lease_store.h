@@ -36,10 +36,13 @@ typedef struct lease_claim {
     const lease_owner *owner;
 } lease_claim;
 
-/* Grants the lease if it does not exist or is released. *granted says
- * whether it did; *epoch is the new epoch then. */
-orch_err lease_store_try_grant(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
-                               uint64_t *epoch) ORCH_NODISCARD;
+/* Acquire in one statement: grants the lease if it does not exist or is
+ * released (with its 'granted' event), else takes no lock. *granted says
+ * whether it did, *epoch is then the new epoch; *found and *row are the lease
+ * as it was before the statement. Not granted while *row shows it absent or
+ * released means another caller took it first (read it again to see who). */
+orch_err lease_store_acquire(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
+                             uint64_t *epoch, lease_row *row, bool *found) ORCH_NODISCARD;
 
 /* Takes over a lease still held at `seen_epoch` whose owner is dead. */
 orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl,
@@ -84,7 +87,7 @@ orch_err lease_store_get_host(orch_db_conn *c, uint64_t dl, const char *host_id,
 /* The texts of the statements above, for the lease benchmark, which sends
  * the very same SQL directly over libpq to compare. */
 extern const char lease_sql_get[];
-extern const char lease_sql_try_grant[];
+extern const char lease_sql_acquire[];
 extern const char lease_sql_release[];
 extern const char lease_sql_event_async[];
 

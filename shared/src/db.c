@@ -7,6 +7,8 @@
  * server restart costs the callers of that moment an ORCH_EDB_UNAVAIL and
  * nothing more. statement_timeout is set from each call's deadline, rounded
  * down to two significant digits so that it rarely needs re-setting.
+ * Statements with parameters are prepared once per connection (a small cache
+ * of texts on each orch_db_conn, emptied whenever its PGconn is replaced).
  * Ownership: results are PGresults handed to the caller, freed with
  * orch_db_result_free().
  */
@@ -24,10 +26,24 @@
 #include "orch/clock.h"
 #include "orch/log.h"
 
+/* Parameterized statements are prepared once per connection, up to this many
+ * distinct texts; further texts run unnamed (parsed and planned each time). */
+#define ORCH_DB_MAX_PREPARED 64
+
+/* A statement prepared on one connection under the name "orch_<index>". */
+typedef struct prepared {
+    const char *ptr; /* the caller's text pointer last seen for it */
+    char *sql;       /* own copy of the text */
+    size_t len;
+    uint64_t hash;
+} prepared;
+
 struct orch_db_conn {
     orch_db_pool *pool;
     PGconn *pg;
     bool broken;
+    prepared stmts[ORCH_DB_MAX_PREPARED]; /* valid for this PGconn only */
+    int nstmts;
     long timeout_ms; /* statement_timeout in force; -1 unknown */
     char sqlstate[6];
     char error[512];
@@ -96,13 +112,23 @@ fail:
     return ORCH_ENOMEM;
 }
 
+/* Forgets the statements prepared on c's session (closed or replaced). */
+static void forget_prepared(orch_db_conn *c)
+{
+    for (int i = 0; i < c->nstmts; i++)
+        free(c->stmts[i].sql);
+    c->nstmts = 0;
+}
+
 void orch_db_pool_close(orch_db_pool *p)
 {
     if (!p)
         return;
-    for (int i = 0; i < p->size; i++)
+    for (int i = 0; i < p->size; i++) {
         if (p->conns[i].pg)
             PQfinish(p->conns[i].pg);
+        forget_prepared(&p->conns[i]);
+    }
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p->conninfo);
@@ -141,6 +167,7 @@ static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
 
     if (c->pg)
         PQfinish(c->pg);
+    forget_prepared(c);
     c->pg = PQconnectdbParams(keys, vals, 1);
     c->timeout_ms = -1;
     if (!c->pg) {
@@ -244,19 +271,15 @@ static void drop_connection(orch_db_conn *c, const char *why)
 {
     set_error(c, "57014", why);
     PQfinish(c->pg);
+    forget_prepared(c);
     c->pg = NULL;
     c->broken = true;
     c->timeout_ms = -1;
 }
 
-static PGresult *run(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
-                     const char *const *params, bool *expired)
+/* Waits for the results of what was sent (see run()). */
+static PGresult *await_result(orch_db_conn *c, uint64_t deadline, bool *expired)
 {
-    *expired = false;
-    int sent = nparams < 0 ? PQsendQuery(c->pg, sql)
-                           : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
-    if (!sent)
-        return NULL;
     uint64_t until = deadline == ORCH_DEADLINE_NONE ? deadline : deadline + CLIENT_SLACK_MS;
     PGresult *last = NULL, *r;
     for (;;) {
@@ -284,6 +307,128 @@ static PGresult *run(orch_db_conn *c, uint64_t deadline, const char *sql, int np
             break;
     }
     return last;
+}
+
+static PGresult *run(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
+                     const char *const *params, bool *expired)
+{
+    *expired = false;
+    int sent = nparams < 0 ? PQsendQuery(c->pg, sql)
+                           : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    return sent ? await_result(c, deadline, expired) : NULL;
+}
+
+/* ---- prepared statements ------------------------------------------------- */
+
+static void stmt_name(char *buf, size_t n, int idx)
+{
+    snprintf(buf, n, "orch_%d", idx);
+}
+
+static uint64_t text_hash(const char *s, size_t *len)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    const char *p = s;
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    *len = (size_t)(p - s);
+    return h;
+}
+
+/* The cache slot of `sql` on c, or -1. The caller's pointer is tried first:
+ * callers pass the same constant text again and again. */
+static int find_prepared(orch_db_conn *c, const char *sql)
+{
+    for (int i = 0; i < c->nstmts; i++)
+        if (c->stmts[i].ptr == sql && strcmp(c->stmts[i].sql, sql) == 0)
+            return i;
+    size_t len;
+    uint64_t h = text_hash(sql, &len);
+    for (int i = 0; i < c->nstmts; i++) {
+        prepared *st = &c->stmts[i];
+        if (st->hash == h && st->len == len && memcmp(st->sql, sql, len) == 0) {
+            st->ptr = sql;
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Prepares `sql` on c and remembers it. *idx is its slot, or -1 when the
+ * cache is full (the statement then runs unnamed). */
+static orch_err prepare(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams, int *idx)
+{
+    *idx = -1;
+    if (c->nstmts == ORCH_DB_MAX_PREPARED)
+        return ORCH_OK;
+    prepared st = { .ptr = sql };
+    st.hash = text_hash(sql, &st.len);
+    st.sql = malloc(st.len + 1);
+    if (!st.sql)
+        return ORCH_OK; /* run it unnamed */
+    memcpy(st.sql, sql, st.len + 1);
+    char name[16];
+    bool expired = false;
+    stmt_name(name, sizeof name, c->nstmts);
+    PGresult *r =
+        PQsendPrepare(c->pg, name, sql, nparams, NULL) ? await_result(c, deadline, &expired) : NULL;
+    orch_err err = ORCH_OK;
+    if (expired)
+        err = ORCH_ETIMEDOUT;
+    else if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+        err = result_error(c, r);
+    PQclear(r);
+    if (err) {
+        free(st.sql);
+        return err;
+    }
+    *idx = c->nstmts;
+    c->stmts[c->nstmts++] = st;
+    return ORCH_OK;
+}
+
+/* Runs `sql` as a statement prepared on c (preparing it on first use). */
+static PGresult *run_prepared(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
+                              const char *const *params, bool *expired, orch_err *err)
+{
+    *expired = false;
+    int idx = find_prepared(c, sql);
+    if (idx < 0) {
+        *err = prepare(c, deadline, sql, nparams, &idx);
+        if (*err)
+            return NULL;
+        if (idx < 0)
+            return run(c, deadline, sql, nparams, params, expired);
+    }
+    char name[16];
+    stmt_name(name, sizeof name, idx);
+    if (!PQsendQueryPrepared(c->pg, name, nparams, params, NULL, NULL, 0))
+        return NULL;
+    return await_result(c, deadline, expired);
+}
+
+/* Whether a failure of a prepared statement means the server no longer has
+ * it as prepared (DISCARD ALL / DEALLOCATE by someone else, or a schema
+ * change that altered its result columns): prepare it again. */
+static bool stale_prepared(const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!state)
+        return false;
+    return strcmp(state, "26000") == 0 ||
+           (strcmp(state, "0A000") == 0 && msg && strstr(msg, "cached plan must not change"));
+}
+
+/* Forgets c's prepared statements, on the server too. */
+static void reset_prepared(orch_db_conn *c, uint64_t deadline)
+{
+    bool expired;
+    PGresult *r = run(c, deadline, "DEALLOCATE ALL", 0, NULL, &expired);
+    if (!expired && (!r || PQresultStatus(r) != PGRES_COMMAND_OK))
+        c->broken = true; /* unknown what is still prepared: reconnect */
+    PQclear(r);
+    forget_prepared(c);
 }
 
 static orch_err apply_timeout(orch_db_conn *c, uint64_t deadline)
@@ -322,6 +467,8 @@ static orch_err check_ready(orch_db_conn *c)
     return ORCH_OK;
 }
 
+/* Statements with parameters run prepared (see ORCH_DB_MAX_PREPARED); the
+ * others (BEGIN, DDL, SELECT 1) unnamed. */
 orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
                       const char *const *params, orch_db_result **out)
 {
@@ -331,7 +478,27 @@ orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int n
     if (err)
         return err;
     bool expired;
-    PGresult *r = run(c, deadline, sql, nparams < 0 ? 0 : nparams, params, &expired);
+    PGresult *r;
+    if (nparams > 0) {
+        bool idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+        r = run_prepared(c, deadline, sql, nparams, params, &expired, &err);
+        if (err)
+            return err;
+        /* Outside a transaction nothing was done: prepare again, once. */
+        if (!expired && idle && stale_prepared(r)) {
+            PQclear(r);
+            reset_prepared(c, deadline);
+            if (!c->pg || c->broken) {
+                set_error(c, "08006", "connection lost while preparing statements again");
+                return ORCH_EDB_UNAVAIL;
+            }
+            r = run_prepared(c, deadline, sql, nparams, params, &expired, &err);
+            if (err)
+                return err;
+        }
+    } else {
+        r = run(c, deadline, sql, 0, params, &expired);
+    }
     if (expired)
         return ORCH_ETIMEDOUT;
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -406,6 +573,11 @@ void orch_db_rollback(orch_db_conn *c)
         c->broken = true;
     PQclear(r);
     c->timeout_ms = -1; /* a SET inside the transaction was undone */
+}
+
+int orch_db_prepared_count(const orch_db_conn *c)
+{
+    return c->nstmts;
 }
 
 const char *orch_db_last_sqlstate(const orch_db_conn *c)

@@ -7,6 +7,14 @@
  * reply. A context is in exactly one state: RECV (waiting in NNG), WORK
  * (queued or being handled), PARKED (a duplicate waiting for the running
  * original), SEND (reply in NNG) or IDLE (stopped).
+ * Hand-offs per request: NNG's callback thread queues it, a worker handles
+ * it. A worker sends the reply on a second aio of the context that has no
+ * callback and waits for it: NNG completes such a send at once on the
+ * worker's own thread when the connection is not busy writing, so no NNG
+ * thread is woken just to report the send, and the worker itself puts the
+ * context back to receiving (a send that must queue behind another reply is
+ * waited for, at most SEND_WAIT_MS). Replies sent from NNG's callback thread
+ * (nonblocking services) keep the callback aio, which never waits.
  * Errors: every request gets a reply envelope with a status, except those
  * NNG drops before we see them (oversized messages).
  * Ownership: the server owns its contexts, messages and reply buffers.
@@ -28,10 +36,16 @@
 
 typedef enum slot_state { S_RECV, S_WORK, S_PARKED, S_SEND, S_IDLE } slot_state;
 
+/* How long a worker waits for a reply queued behind others on a busy
+ * connection; past it the reply is dropped (the caller's deadline reports
+ * it), so a peer that stops reading cannot hold the workers. */
+#define SEND_WAIT_MS 2000
+
 typedef struct slot {
     orch_rpc_server *srv;
     nng_ctx ctx;
-    nng_aio *aio;
+    nng_aio *aio;  /* receive, and sends from NNG's threads; calls slot_cb */
+    nng_aio *saio; /* sends from workers; no callback */
     slot_state state;
     nng_msg *req;
     uint64_t recv_ns;
@@ -141,7 +155,7 @@ static void go_idle(orch_rpc_server *s, slot *sl)
     pthread_cond_broadcast(&s->idle_cv);
 }
 
-static void process(orch_rpc_server *s, slot *sl);
+static void process(orch_rpc_server *s, slot *sl, bool on_worker);
 
 /* Whether `msg` calls a method of a nonblocking service. Reads only the
  * envelope's leading field (method, field 1, length-delimited), which
@@ -200,7 +214,7 @@ static void slot_cb(void *arg)
     }
     pthread_mutex_unlock(&s->mu);
     if (here)
-        process(s, sl);
+        process(s, sl, false);
 }
 
 static void set_state(orch_rpc_server *s, slot *sl, slot_state st)
@@ -210,12 +224,38 @@ static void set_state(orch_rpc_server *s, slot *sl, slot_state st)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Hands a packed reply to NNG on `sl`'s context; takes ownership of `m`. */
-static void send_reply(orch_rpc_server *s, slot *sl, nng_msg *m)
+/* Puts `sl` back to receiving, or idle when stopping. */
+static void rearm(orch_rpc_server *s, slot *sl)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        go_idle(s, sl);
+    } else {
+        sl->state = S_RECV;
+        nng_ctx_recv(sl->ctx, sl->aio);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Hands a packed reply to NNG on `sl`'s context; takes ownership of `m`.
+ * On a worker the send completes here (see the top of this file) and the
+ * context is rearmed at once; on NNG's thread slot_cb rearms it. */
+static void send_reply(orch_rpc_server *s, slot *sl, nng_msg *m, bool on_worker)
 {
     set_state(s, sl, S_SEND);
-    nng_aio_set_msg(sl->aio, m);
-    nng_ctx_send(sl->ctx, sl->aio);
+    if (!on_worker) {
+        nng_aio_set_msg(sl->aio, m);
+        nng_ctx_send(sl->ctx, sl->aio);
+        return;
+    }
+    nng_aio_set_msg(sl->saio, m);
+    nng_ctx_send(sl->ctx, sl->saio);
+    nng_aio_wait(sl->saio);
+    if (nng_aio_result(sl->saio) != 0) {
+        nng_msg_free(nng_aio_get_msg(sl->saio));
+        nng_aio_set_msg(sl->saio, NULL);
+    }
+    rearm(s, sl);
 }
 
 static nng_msg *msg_from(const void *buf, size_t len)
@@ -406,27 +446,20 @@ static void run_handler(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnv
     protobuf_c_message_free_unpacked(req, NULL);
 }
 
-static void send_bytes(orch_rpc_server *s, slot *sl, const void *buf, size_t len)
+static void send_bytes(orch_rpc_server *s, slot *sl, const void *buf, size_t len, bool on_worker)
 {
     nng_msg *m = buf ? msg_from(buf, len) : NULL;
     if (!m) {
         /* No memory for a reply: let the context go back to receiving; the
          * caller's deadline reports the loss. */
         orch_error("cannot allocate a reply; request dropped");
-        pthread_mutex_lock(&s->mu);
-        if (s->stopping) {
-            go_idle(s, sl);
-        } else {
-            sl->state = S_RECV;
-            nng_ctx_recv(sl->ctx, sl->aio);
-        }
-        pthread_mutex_unlock(&s->mu);
+        rearm(s, sl);
         return;
     }
-    send_reply(s, sl, m);
+    send_reply(s, sl, m, on_worker);
 }
 
-static void process(orch_rpc_server *s, slot *sl)
+static void process(orch_rpc_server *s, slot *sl, bool on_worker)
 {
     nng_msg *req = sl->req;
     sl->req = NULL;
@@ -442,7 +475,7 @@ static void process(orch_rpc_server *s, slot *sl)
         out = pack_reply("", ORCH_CODE_INVALID_ARGUMENT,
                          "request is not an orch.v1.RequestEnvelope", NULL, 0, &len);
         orch_counter_add2(s->m_requests, oc.metric_idx, ORCH_CODE_INVALID_ARGUMENT, 1);
-        send_bytes(s, sl, out, len);
+        send_bytes(s, sl, out, len, on_worker);
         free(out);
         return;
     }
@@ -469,7 +502,7 @@ static void process(orch_rpc_server *s, slot *sl)
         set_state(s, sl, S_WORK);
         if (!err && v == ORCH__DEDUP_DONE) {
             orch_debug("request %s answered from the reply of its first run", env->request_id);
-            send_bytes(s, sl, cached, clen);
+            send_bytes(s, sl, cached, clen, on_worker);
             free(cached);
             orch__v1__request_envelope__free_unpacked(env, NULL);
             return;
@@ -493,10 +526,10 @@ static void process(orch_rpc_server *s, slot *sl)
         orch__dedup_finish(s->dedup, env->request_id, orch_mono_ms(), out, len,
                            out && oc.ran && cacheable(oc.code), &waiters, &nw);
         for (size_t i = 0; i < nw; i++)
-            send_bytes(s, waiters[i], out, len);
+            send_bytes(s, waiters[i], out, len, on_worker);
         free(waiters);
     }
-    send_bytes(s, sl, out, len);
+    send_bytes(s, sl, out, len, on_worker);
     free(out);
     free(call.reply);
     orch__v1__request_envelope__free_unpacked(env, NULL);
@@ -516,7 +549,7 @@ static void *worker_main(void *arg)
         if (!s->qhead)
             s->qtail = NULL;
         pthread_mutex_unlock(&s->mu);
-        process(s, sl);
+        process(s, sl, true);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -605,8 +638,10 @@ static orch_err start_slots_and_workers(orch_rpc_server *s)
         slot *sl = &s->slots[i];
         sl->srv = s;
         sl->state = S_IDLE;
-        if (nng_ctx_open(&sl->ctx, s->sock) != 0 || nng_aio_alloc(&sl->aio, slot_cb, sl) != 0)
+        if (nng_ctx_open(&sl->ctx, s->sock) != 0 || nng_aio_alloc(&sl->aio, slot_cb, sl) != 0 ||
+            nng_aio_alloc(&sl->saio, NULL, NULL) != 0)
             return ORCH_ENOMEM;
+        nng_aio_set_timeout(sl->saio, SEND_WAIT_MS);
         s->nslots++;
     }
     for (int i = 0; i < s->o.workers; i++) {
@@ -717,8 +752,10 @@ void orch_rpc_server_stop(orch_rpc_server *s, uint32_t grace_ms)
     s->nworkers = 0;
     /* Closing the socket completes anything still pending in NNG. */
     nng_close(s->sock);
-    for (int i = 0; i < s->nslots; i++)
+    for (int i = 0; i < s->nslots; i++) {
         nng_aio_stop(s->slots[i].aio);
+        nng_aio_stop(s->slots[i].saio);
+    }
 }
 
 void orch_rpc_server_free(orch_rpc_server *s)
@@ -729,6 +766,7 @@ void orch_rpc_server_free(orch_rpc_server *s)
         orch_rpc_server_stop(s, 0);
     for (int i = 0; i < s->nslots; i++) {
         nng_aio_free(s->slots[i].aio);
+        nng_aio_free(s->slots[i].saio);
         if (s->slots[i].req)
             nng_msg_free(s->slots[i].req);
     }

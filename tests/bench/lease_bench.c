@@ -11,8 +11,8 @@
  *   direct   the statements lease-service sends for those calls (the SQL of
  *            lease_store.c, copied below), sent with libpq by the callers
  *            themselves, one connection per caller, in the same round trips:
- *            Acquire = lease_store_get, then when free lease_store_try_grant
- *            (and lease_store_get again when it lost a race); when held, the
+ *            Acquire = lease_store_acquire (grant if free, else the lease as
+ *            it is; lease_store_get again when it lost a race); when held, the
  *            holder judged from /proc and a 'deferred' event written with
  *            synchronous_commit off (lease_store_event_async). Release =
  *            lease_store_release.
@@ -31,8 +31,11 @@
  * machine's busy share and what of it went to other processes (other
  * programs running meanwhile distort the figures); for the service stack
  * also the time lease-service accounts for in its /metrics (--metrics-addr).
- * With --prepared the direct stack prepares its statements once per
- * connection, which lease-service does not do: it shows what that would save.
+ * Both stacks use prepared statements: lease-service's db.c prepares each
+ * parameterized statement once per connection, so the direct stack prepares
+ * the same texts once per connection too (like with like). --unprepared
+ * makes the direct stack parse and plan every statement, unlike the service,
+ * to show what preparing saves.
  *
  * It prints figures and never passes or fails on them. Exit status: 0 when
  * every call succeeded, 1 when a call or a set-up step failed, 2 on bad usage.
@@ -72,17 +75,17 @@
 static const char sql_truncate[] = "TRUNCATE transition_lease, lease_events";
 
 /* The statements of the direct stack, by the name they are prepared under
- * with --prepared. */
+ * (unless --unprepared). */
 typedef struct lb_stmt {
     const char *name, *what, *sql;
     int nparams;
 } lb_stmt;
 
-enum { ST_GET, ST_GRANT, ST_RELEASE, ST_EVENT, NSTMTS };
+enum { ST_GET, ST_ACQUIRE, ST_RELEASE, ST_EVENT, NSTMTS };
 
 static const lb_stmt stmts[NSTMTS] = {
     { "lb_get", "lease_store_get", lease_sql_get, 1 },
-    { "lb_grant", "lease_store_try_grant", lease_sql_try_grant, 9 },
+    { "lb_acquire", "lease_store_acquire", lease_sql_acquire, 9 },
     { "lb_release", "lease_store_release", lease_sql_release, 5 },
     { "lb_event", "lease_store_event_async", lease_sql_event_async, 5 },
 };
@@ -145,8 +148,8 @@ static const char *cell(const PGresult *r, int col)
     return PQgetisnull(r, 0, col) ? NULL : PQgetvalue(r, 0, col);
 }
 
-/* Runs statement `st` as orch_db_exec() does (or, with --prepared, its
- * prepared form); *out (may be NULL) is the result. */
+/* Runs statement `st` as orch_db_exec() does: prepared (or, with
+ * --unprepared, parsed every time); *out (may be NULL) is the result. */
 static bool pq_exec(bench_worker *w, const lb_caller *c, int st, const char *const *p,
                     PGresult **out)
 {
@@ -168,47 +171,55 @@ static bool pq_exec(bench_worker *w, const lb_caller *c, int st, const char *con
     return true;
 }
 
+/* Reads the lease columns of lease_store.c (read_row) from column `at`. */
+static void read_lease(const PGresult *r, int at, lb_row *row)
+{
+    memset(row, 0, sizeof *row);
+    row->found = PQntuples(r) == 1 && !PQgetisnull(r, 0, at);
+    if (!row->found)
+        return;
+    copy(row->work_item, sizeof row->work_item, cell(r, at));
+    row->epoch = to_u64(cell(r, at + 1));
+    copy(row->host, sizeof row->host, cell(r, at + 2));
+    copy(row->boot, sizeof row->boot, cell(r, at + 3));
+    row->pid = (int32_t)strtol(PQgetvalue(r, 0, at + 4), NULL, 10);
+    row->ticks = to_u64(cell(r, at + 5));
+    copy(row->instance, sizeof row->instance, cell(r, at + 6));
+    copy(row->actor, sizeof row->actor, cell(r, at + 7));
+    copy(row->transition, sizeof row->transition, cell(r, at + 8));
+    copy(row->repo, sizeof row->repo, cell(r, at + 9));
+    row->acquired_ms = to_u64(cell(r, at + 10));
+    row->released_ms = to_u64(cell(r, at + 11));
+    copy(row->reason, sizeof row->reason, cell(r, at + 12));
+    const char *held = cell(r, at + 13);
+    row->held = held && held[0] == 't';
+    row->age_s = to_u64(cell(r, at + 14));
+}
+
 static bool db_get(bench_worker *w, lb_caller *c, lb_row *row)
 {
     const char *p[] = { c->item };
     PGresult *r;
     if (!pq_exec(w, c, ST_GET, p, &r))
         return false;
-    memset(row, 0, sizeof *row);
-    row->found = PQntuples(r) == 1;
-    if (row->found) {
-        copy(row->work_item, sizeof row->work_item, cell(r, 0));
-        row->epoch = to_u64(cell(r, 1));
-        copy(row->host, sizeof row->host, cell(r, 2));
-        copy(row->boot, sizeof row->boot, cell(r, 3));
-        row->pid = (int32_t)strtol(PQgetvalue(r, 0, 4), NULL, 10);
-        row->ticks = to_u64(cell(r, 5));
-        copy(row->instance, sizeof row->instance, cell(r, 6));
-        copy(row->actor, sizeof row->actor, cell(r, 7));
-        copy(row->transition, sizeof row->transition, cell(r, 8));
-        copy(row->repo, sizeof row->repo, cell(r, 9));
-        row->acquired_ms = to_u64(cell(r, 10));
-        row->released_ms = to_u64(cell(r, 11));
-        copy(row->reason, sizeof row->reason, cell(r, 12));
-        const char *held = cell(r, 13);
-        row->held = held && held[0] == 't';
-        row->age_s = to_u64(cell(r, 14));
-    }
+    read_lease(r, 0, row);
     PQclear(r);
     return true;
 }
 
-static bool db_try_grant(bench_worker *w, lb_caller *c, bool *granted, uint64_t *epoch)
+/* lease_store_acquire(): the grant, or the lease as it was. */
+static bool db_acquire(bench_worker *w, lb_caller *c, bool *granted, uint64_t *epoch, lb_row *row)
 {
     const lb_ctx *cx = c->cx;
     const char *p[] = { c->item,     cx->me.host_id, cx->me.boot_id, cx->pid_s,  cx->ticks_s,
                         c->instance, c->actor,       TRANSITION,     cx->o->repo };
     PGresult *r;
-    if (!pq_exec(w, c, ST_GRANT, p, &r))
+    if (!pq_exec(w, c, ST_ACQUIRE, p, &r))
         return false;
-    *granted = PQntuples(r) == 1;
+    *granted = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
     if (*granted)
         *epoch = to_u64(cell(r, 0));
+    read_lease(r, 1, row);
     PQclear(r);
     return true;
 }
@@ -246,18 +257,14 @@ static bool direct_acquire(bench_worker *w, lb_caller *c, outcome *out, uint64_t
     for (int round = 0; round < 4; round++) {
         lb_row row;
         bool granted = false;
-        if (!db_get(w, c, &row))
+        if (!db_acquire(w, c, &granted, epoch, &row))
             return false;
-        if (!row.found || !row.held) {
-            if (!db_try_grant(w, c, &granted, epoch))
-                return false;
-            if (granted) {
-                *out = OUT_GRANTED;
-                return true;
-            }
-            if (!db_get(w, c, &row)) /* lost the race: see who won */
-                return false;
+        if (granted) {
+            *out = OUT_GRANTED;
+            return true;
         }
+        if ((!row.found || !row.held) && !db_get(w, c, &row)) /* lost the race: see who won */
+            return false;
         if (!row.found || !row.held)
             continue; /* released in between: try again */
         if (strcmp(row.instance, c->instance) == 0)
@@ -876,8 +883,9 @@ static void usage(FILE *out)
                  "  --slices S           slices per mode and round; the stacks take turns\n"
                  "                       slice by slice (10)\n"
                  "  --timeout MS         deadline of each call (5000)\n"
-                 "  --prepared           direct stack: prepared statements (PQprepare once per\n"
-                 "                       connection, PQexecPrepared), unlike lease-service\n"
+                 "  --unprepared         direct stack: unprepared statements (PQexecParams,\n"
+                 "                       parsed and planned every time), unlike lease-service,\n"
+                 "                       which prepares them once per connection\n"
                  "  --json               one JSON document instead of text\n"
                  "  -h, --help           this help\n");
 }
@@ -935,7 +943,7 @@ static int parse_args(int argc, char **argv, lb_options *o)
         { "rounds", required_argument, NULL, 'r' },
         { "slices", required_argument, NULL, 's' },
         { "timeout", required_argument, NULL, 'T' },
-        { "prepared", no_argument, NULL, 'p' },
+        { "unprepared", no_argument, NULL, 'p' },
         { "json", no_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -952,7 +960,8 @@ static int parse_args(int argc, char **argv, lb_options *o)
                        .warmup = 20,
                        .rounds = 3,
                        .slices = 10,
-                       .timeout_ms = 5000 };
+                       .timeout_ms = 5000,
+                       .prepared = true };
     unsigned contended = 16;
     parse_callers("1,4,16", o);
     int ch, li = -1;
@@ -976,7 +985,7 @@ static int parse_args(int argc, char **argv, lb_options *o)
         case 'r': ok = bench_parse_uint(optarg, 1, LB_MAX_ROUNDS, &o->rounds); break;
         case 's': ok = bench_parse_uint(optarg, 1, 1000, &o->slices); break;
         case 'T': ok = bench_parse_uint(optarg, 100, 600000, &o->timeout_ms); break;
-        case 'p': o->prepared = true; break;
+        case 'p': o->prepared = false; break;
         case 'j': o->json = true; break;
         case 'h': usage(stdout); return 0;
         default: ok = false; break;

@@ -206,7 +206,8 @@ void lb_print_header(const lb_options *o, const lb_results *r)
     printf("; one RPC client shared by the callers\n");
     printf("  direct:  the statements of lease_store.c with libpq%s, one connection per caller, "
            "the round trips of the service\n",
-           o->prepared ? " (prepared, unlike the service)" : "");
+           o->prepared ? " (prepared once per connection, as lease-service's db.c does)"
+                       : " (unprepared, unlike the service: parsed and planned every time)");
     printf("  owners:  live processes of host '%s' (pid %d, this process), an instance id per "
            "caller; repo '%s'\n",
            o->host_id, r->owner_pid, o->repo);

@@ -42,12 +42,22 @@ orch_err orch_db_acquire(orch_db_pool *pool, uint64_t deadline, orch_db_conn **o
 void orch_db_release(orch_db_conn *conn);
 
 /* Runs one statement with text parameters ($1..$n; NULL = SQL NULL) under a
- * statement_timeout derived from `deadline`. On ORCH_OK *out (if out is not
+ * statement_timeout derived from `deadline`. A statement with parameters
+ * (nparams > 0) is prepared on the connection the first time its text is
+ * seen there and executed by name afterwards, so the server parses and plans
+ * it once per connection; after a reconnect, or when the server lost it
+ * (DEALLOCATE, a schema change altering its result), it is prepared again
+ * without the caller noticing. Texts are compared by content, so a text
+ * built at run time may be passed too (up to 64 distinct texts per
+ * connection are kept; further ones run unprepared). On ORCH_OK *out (if out is not
  * NULL) is a result the caller frees with orch_db_result_free(). On error,
  * the SQLSTATE and message are available from orch_db_last_sqlstate/error
  * until the next call on this connection. */
 orch_err orch_db_exec(orch_db_conn *conn, uint64_t deadline, const char *sql, int nparams,
                       const char *const *params, orch_db_result **out) ORCH_NODISCARD;
+
+/* Statements currently prepared on this connection (for tests). */
+int orch_db_prepared_count(const orch_db_conn *conn);
 
 /* Runs a script of several statements without parameters (migrations). */
 orch_err orch_db_exec_script(orch_db_conn *conn, uint64_t deadline, const char *sql) ORCH_NODISCARD;
