@@ -232,7 +232,11 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
         reply_error(rep, 401, "bad or missing X-Gitea-Signature");
         return;
     }
-    const char *event = orch_http_header(req, "X-Gitea-Event");
+    /* Gitea sends the event as X-Gitea-Event ("pull_request_approved") and
+     * its finer type as X-Gitea-Event-Type ("pull_request_review_approved"). */
+    const char *event = orch_http_header(req, "X-Gitea-Event-Type");
+    if (!event)
+        event = orch_http_header(req, "X-Gitea-Event");
     json_error_t je;
     json_t *j = json_loadb(req->body, req->body_len, 0, &je);
     if (!j || !json_is_object(j)) {
@@ -244,8 +248,10 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
         json_string_value(json_object_get(json_object_get(j, "repository"), "full_name"));
     json_int_t pr =
         json_integer_value(json_object_get(json_object_get(j, "pull_request"), "number"));
-    bool approved = event && strcmp(event, "pull_request_review_approved") == 0;
-    bool rejected = event && strcmp(event, "pull_request_review_rejected") == 0;
+    bool approved = event && (strcmp(event, "pull_request_review_approved") == 0 ||
+                              strcmp(event, "pull_request_approved") == 0);
+    bool rejected = event && (strcmp(event, "pull_request_review_rejected") == 0 ||
+                              strcmp(event, "pull_request_rejected") == 0);
     if (!approved && !rejected) {
         reply_json(rep, 200, json_pack("{s:s}", "ignored", event ? event : "(no X-Gitea-Event)"));
         json_decref(j);
