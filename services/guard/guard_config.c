@@ -5,8 +5,6 @@
 #include "guard_config.h"
 
 const orch_config_var guard_config[] = {
-    { "ORCH_GUARD_RPC_URL", ORCH_CFG_STRING, "tcp://127.0.0.1:7703", 0, 0, NULL, false, false,
-      "NNG address guard-service listens on and clients dial" },
     { "ORCH_GUARD_HTTP_ADDR", ORCH_CFG_STRING, "127.0.0.1:7713", 0, 0, NULL, false, false,
       "host:port of guard-service's /healthz and /metrics" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },

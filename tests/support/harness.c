@@ -152,7 +152,7 @@ static pid_t spawn_logged(const char *const *argv, char **env, const char *log_p
 void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *const *env,
                   bool wait_ready)
 {
-    static char vars[6][700];
+    static char vars[7][700];
     char bin[600], upper[16], hex[9];
     size_t i;
     for (i = 0; svc[i] && i < sizeof upper - 1; i++)
@@ -171,7 +171,14 @@ void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *co
     snprintf(vars[2], sizeof vars[2], "ORCH_%s_HTTP_ADDR=%s", upper, s->http_addr);
     snprintf(vars[3], sizeof vars[3], "ORCH_LOG_LEVEL=debug");
     snprintf(vars[4], sizeof vars[4], "ORCH_DB_STARTUP_WAIT_S=20");
-    const char *base[] = { vars[0], vars[1], vars[2], vars[3], vars[4], NULL };
+    /* Every service started by a test runs in the test runtime; only a test
+     * of guard-service's live/staging behaviour names another one in env. */
+    snprintf(vars[5], sizeof vars[5], "ORCH_RUNTIME=test");
+    for (const char *const *e = env; e && *e; e++)
+        if (strncmp(*e, "ORCH_RUNTIME=", 13) == 0)
+            vars[5][0] = '\0';
+    const char *base[] = { vars[0], vars[1], vars[2], vars[3], vars[4],
+                           vars[5][0] ? vars[5] : NULL, NULL };
     char **cenv = child_env(base, env);
     const char *argv[] = { bin, NULL };
     s->pid = spawn_logged(argv, cenv, s->log_path);
