@@ -111,8 +111,8 @@ static void deliver(item *it)
                              .request_id = it->request_id[0] ? it->request_id : NULL };
     orch_rpc_status st = { 0 };
     for (int attempt = 1; attempt <= ORCH_ALERT_NOTIFY_ATTEMPTS; attempt++) {
-        orch_code code = orch_rpc_invoke(N.client, "orch.v1.GuardService/Notify", &req.base,
-                                         NULL, &o, &st, NULL);
+        orch_code code = orch_rpc_invoke(N.client, "orch.v1.GuardService/Notify", &req.base, NULL,
+                                         &o, &st, NULL);
         if (code == ORCH_CODE_OK) {
             atomic_fetch_add(&n_sent, 1);
             return;

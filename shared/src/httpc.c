@@ -88,8 +88,7 @@ void orch_httpc_redact_url(const char *url, char *out, size_t n)
     int scheme = p ? (int)(p - url) : 0;
     if (scheme > 8)
         scheme = 8;
-    snprintf(out, n, "%.*s%s%.*s/…", scheme, url, p ? "://" : "", (int)(hl > 200 ? 200 : hl),
-             host);
+    snprintf(out, n, "%.*s%s%.*s/…", scheme, url, p ? "://" : "", (int)(hl > 200 ? 200 : hl), host);
 }
 
 typedef struct xfer {
@@ -171,24 +170,24 @@ static bool configure(CURL *h, const orch_httpc_req *req, struct curl_slist *hl,
                       char *cerr)
 {
     uint32_t t = req->timeout_ms ? req->timeout_ms : 10000;
-    bool ok = curl_easy_setopt(h, CURLOPT_URL, req->url) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_NOPROXY, "*") == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)t) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)t) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, x) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_WRITEDATA, x) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_HEADERDATA, x) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl) == CURLE_OK &&
-              curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE,
-                               (curl_off_t)ORCH_HTTPC_MAX_BODY) == CURLE_OK;
+    bool ok =
+        curl_easy_setopt(h, CURLOPT_URL, req->url) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "*") == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)t) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)t) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, x) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, x) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, x) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ORCH_HTTPC_MAX_BODY) == CURLE_OK;
     if (!ok)
         return false;
     if (req->body) {

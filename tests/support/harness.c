@@ -177,8 +177,8 @@ void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *co
     for (const char *const *e = env; e && *e; e++)
         if (strncmp(*e, "ORCH_RUNTIME=", 13) == 0)
             vars[5][0] = '\0';
-    const char *base[] = { vars[0], vars[1], vars[2], vars[3], vars[4],
-                           vars[5][0] ? vars[5] : NULL, NULL };
+    const char *base[] = { vars[0], vars[1], vars[2], vars[3], vars[4], vars[5][0] ? vars[5] : NULL,
+                           NULL };
     char **cenv = child_env(base, env);
     const char *argv[] = { bin, NULL };
     s->pid = spawn_logged(argv, cenv, s->log_path);

@@ -17,7 +17,7 @@
 
 #include "orch/err.h"
 
-#define ORCH_ALERT_NOTIFY_QUEUE 64
+#define ORCH_ALERT_NOTIFY_QUEUE    64
 #define ORCH_ALERT_NOTIFY_ATTEMPTS 3
 
 /* `guard_url` and `auth_token` (may be NULL) are copied; `source` names the

@@ -24,17 +24,17 @@
 #define ORCH_HTTPC_MAX_BODY (4u * 1024u * 1024u)
 
 typedef struct orch_httpc_req {
-    const char *method;              /* "GET", "POST", "PATCH", ... */
-    const char *url;                 /* http:// or https:// only */
-    const char *const *headers;      /* NULL-terminated "Name: value"; may be NULL */
-    const char *body;                /* may be NULL */
+    const char *method;         /* "GET", "POST", "PATCH", ... */
+    const char *url;            /* http:// or https:// only */
+    const char *const *headers; /* NULL-terminated "Name: value"; may be NULL */
+    const char *body;           /* may be NULL */
     size_t body_len;
-    uint32_t timeout_ms;             /* whole exchange; 0 = 10000 */
+    uint32_t timeout_ms; /* whole exchange; 0 = 10000 */
 } orch_httpc_req;
 
 typedef struct orch_httpc_resp {
-    long status;           /* HTTP status */
-    char *body;            /* NUL-terminated, malloc'ed; owned by the response */
+    long status; /* HTTP status */
+    char *body;  /* NUL-terminated, malloc'ed; owned by the response */
     size_t body_len;
     int64_t retry_after_s; /* Retry-After in seconds, -1 if absent */
 } orch_httpc_resp;
