@@ -52,8 +52,8 @@ Test(guard, opt_in_and_sandbox_reach_plane_with_the_right_request)
     char *rq = th_imitation_request(&E.plane, 0);
     cr_assert_not_null(rq);
     cr_assert(strstr(rq, "\"method\":\"PATCH\""), "%s", rq);
-    cr_assert(strstr(rq, "\"path\":\"/api/v1/workspaces/acme/projects/" GT_SANDBOX
-                         "/issues/" ISSUE "/\""),
+    cr_assert(strstr(rq, "\"path\":\"/api/v1/workspaces/acme/projects/" GT_SANDBOX "/issues/" ISSUE
+                         "/\""),
               "%s", rq);
     cr_assert(strstr(rq, "\"x-api-key\":\"" GT_KEY "\""), "%s", rq);
     cr_assert(strstr(rq, "\"content-type\":\"application/json\""), "%s", rq);
@@ -66,15 +66,15 @@ Test(guard, opt_in_and_sandbox_reach_plane_with_the_right_request)
     rq = th_imitation_request(&E.plane, 1);
     cr_assert(strstr(rq, "\"method\":\"POST\""), "%s", rq);
     cr_assert(strstr(rq, "/projects/" GT_SANDBOX "/issues/" ISSUE "/comments/\""), "%s", rq);
-    cr_assert(strstr(rq, "comment_html\\\":\\\"<p>tests &lt;passed&gt; &amp; deployed</p>"),
-              "%s", rq);
+    cr_assert(strstr(rq, "comment_html\\\":\\\"<p>tests &lt;passed&gt; &amp; deployed</p>"), "%s",
+              rq);
     cr_assert(strstr(rq, "external_id\\\":\\\"ext-ok-1"), "%s", rq);
     free(rq);
 
     gt_reply c = gt_update_state(&E, GT_SANDBOX, ISSUE, "done");
     cr_assert_eq(c.code, ORCH_CODE_OK, "%s", c.message);
-    cr_assert_eq(th_imitation_count(&E.plane, "GET", "/api/v1/workspaces/acme/projects/" GT_SANDBOX
-                                                     "/states/"),
+    cr_assert_eq(th_imitation_count(&E.plane, "GET",
+                                    "/api/v1/workspaces/acme/projects/" GT_SANDBOX "/states/"),
                  1);
     cr_assert_eq(th_imitation_count(&E.plane, "PATCH", NULL), 2);
     cr_assert_eq(gt_audit_count(&E, "allow"), 3);
@@ -177,9 +177,12 @@ Test(guard, a_repeated_comment_is_posted_once_even_after_a_restart)
     cr_assert_eq(th_svc_stop(&E.guard, SIGTERM, 10000), 0);
     static char plane_url[128];
     snprintf(plane_url, sizeof plane_url, "ORCH_PLANE_BASE_URL=%s", E.plane.base_url);
-    const char *env2[] = { plane_url, "ORCH_PLANE_TEST_WRITE_ENABLED=true",
-                           "ORCH_PLANE_API_KEY=" GT_KEY, "ORCH_PLANE_WORKSPACE_SLUG=acme",
-                           "ORCH_PLANE_TEST_SANDBOX_PROJECTS=" GT_SANDBOX, NULL };
+    const char *env2[] = { plane_url,
+                           "ORCH_PLANE_TEST_WRITE_ENABLED=true",
+                           "ORCH_PLANE_API_KEY=" GT_KEY,
+                           "ORCH_PLANE_WORKSPACE_SLUG=acme",
+                           "ORCH_PLANE_TEST_SANDBOX_PROJECTS=" GT_SANDBOX,
+                           NULL };
     th_svc_start(&E.guard, "guard", E.db, env2, true);
     orch_rpc_client_opts o = { .default_timeout_ms = 10000 };
     cr_assert(orch_rpc_client_open(E.guard.rpc_url, &o, &E.client) == ORCH_OK);
@@ -196,8 +199,7 @@ Test(guard, bad_input_gets_invalid_argument_and_no_request)
     gt_start(&E, env);
     cr_assert_eq(gt_comment(&E, "", ISSUE, "x", "ext-b1").code, ORCH_CODE_INVALID_ARGUMENT);
     cr_assert_eq(gt_set_direct(&E, "", ISSUE, STATE).code, ORCH_CODE_INVALID_ARGUMENT);
-    cr_assert_eq(gt_comment(&E, GT_SANDBOX, ISSUE, "", "ext-b2").code,
-                 ORCH_CODE_INVALID_ARGUMENT);
+    cr_assert_eq(gt_comment(&E, GT_SANDBOX, ISSUE, "", "ext-b2").code, ORCH_CODE_INVALID_ARGUMENT);
     char big[100];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
@@ -208,8 +210,7 @@ Test(guard, bad_input_gets_invalid_argument_and_no_request)
     cr_assert_eq(r.code, ORCH_CODE_INVALID_ARGUMENT);
     cr_assert(strstr(r.message, "UTF-8"), "%s", r.message);
     cr_assert_eq(gt_comment(&E, GT_SANDBOX, ISSUE, "x", "").code, ORCH_CODE_INVALID_ARGUMENT);
-    cr_assert_eq(gt_comment(&E, GT_SANDBOX, "../../x", "x", "e").code,
-                 ORCH_CODE_INVALID_ARGUMENT);
+    cr_assert_eq(gt_comment(&E, GT_SANDBOX, "../../x", "x", "e").code, ORCH_CODE_INVALID_ARGUMENT);
     cr_assert_eq(gt_notify(&E, "", "\xc0\xaf").code, ORCH_CODE_INVALID_ARGUMENT);
     char *huge = malloc(5000);
     memset(huge, 'b', 4999);
@@ -298,4 +299,23 @@ Test(guard, metrics_count_decisions)
                                "decision=\"block\"}");
     cr_assert_eq(v, 1.0, "%s", body);
     free(body);
+}
+
+Test(guard, orchctl_guard_decide_audit_and_blocked_comment)
+{
+    gt_start(&E, NULL);
+    char bin[600], out[16384], url[128];
+    snprintf(bin, sizeof bin, "%s/tools/orchctl/orchctl", ORCH_BINARY_DIR);
+    snprintf(url, sizeof url, "ORCH_GUARD_RPC_URL=%s", E.guard.rpc_url);
+    const char *env[] = { url, NULL };
+    const char *decide[] = { bin, "guard", "decide", "comment", GT_PROD, NULL };
+    cr_assert_eq(th_run(decide, env, out, sizeof out, 10000), 0, "%s", out);
+    cr_assert(strstr(out, "block"), "%s", out);
+    const char *comment[] = { bin, "guard", "comment", GT_PROD, ISSUE, "ext-cli", "hi", NULL };
+    int rc = th_run(comment, env, out, sizeof out, 10000);
+    cr_assert_eq(rc, 64 + ORCH_CODE_PERMISSION_DENIED, "exit %d: %s", rc, out);
+    const char *audit[] = { bin, "guard", "audit", "--decision", "block", NULL };
+    cr_assert_eq(th_run(audit, env, out, sizeof out, 10000), 0, "%s", out);
+    cr_assert(strstr(out, "Decide/AddComment") && strstr(out, "AddComment"), "%s", out);
+    cr_assert_eq(th_imitation_count(&E.plane, NULL, NULL), 0);
 }

@@ -90,8 +90,7 @@ gt_reply gt_update_state(gt_env *e, const char *project, const char *issue, cons
     q.issue_id = (char *)issue;
     q.state_name = (char *)name;
     q.caller = "test";
-    return call(e, M("UpdateIssueState"), &q.base, &orch__v1__issue_state_reply__descriptor,
-                NULL);
+    return call(e, M("UpdateIssueState"), &q.base, &orch__v1__issue_state_reply__descriptor, NULL);
 }
 
 gt_reply gt_comment(gt_env *e, const char *project, const char *issue, const char *text,

@@ -9,11 +9,11 @@
 #include "harness.h"
 #include "orch/v1/guard.pb-c.h"
 
-#define GT_PROD "11aa0000-0000-4000-8000-00000000prod"
-#define GT_SANDBOX "22bb0000-0000-4000-8000-0000sandbox1"
-#define GT_KEY "plane_api_LIVEa1b2c3d4e5f6g7h8i9j0"
-#define GT_TOKEN "7012345678:AAHliveTOKENk3yDoNotLeak_abcdefghij"
-#define GT_PROD_CHAT "-1001111111111"
+#define GT_PROD         "11aa0000-0000-4000-8000-00000000prod"
+#define GT_SANDBOX      "22bb0000-0000-4000-8000-0000sandbox1"
+#define GT_KEY          "plane_api_LIVEa1b2c3d4e5f6g7h8i9j0"
+#define GT_TOKEN        "7012345678:AAHliveTOKENk3yDoNotLeak_abcdefghij"
+#define GT_PROD_CHAT    "-1001111111111"
 #define GT_SANDBOX_CHAT "-1002222222222"
 
 typedef struct gt_env {

@@ -78,17 +78,19 @@ Test(httpc, closed_port_is_a_transport_error)
 Test(httpc, loopback_only_refuses_every_other_destination)
 {
     static const char *const urls[] = {
-        "http://192.0.2.10/bot1:TOKEN/sendMessage", "http://10.255.255.1:8080/x",
-        "http://0.0.0.0:1/x",   "http://[2001:db8::1]/x",
-        "https://8.8.8.8/x",     "http://[::ffff:192.0.2.1]/x",
+        "http://192.0.2.10/bot1:TOKEN/sendMessage",
+        "http://10.255.255.1:8080/x",
+        "http://0.0.0.0:1/x",
+        "http://[2001:db8::1]/x",
+        "https://8.8.8.8/x",
+        "http://[::ffff:192.0.2.1]/x",
     };
     orch_httpc_set_loopback_only(true);
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         char err[256] = "";
         orch_httpc_resp r;
         uint64_t t0 = orch_mono_ms();
-        cr_assert_eq(post(urls[i], &r, err, sizeof err, 3000), ORCH_EINVAL, "%s: %s", urls[i],
-                     err);
+        cr_assert_eq(post(urls[i], &r, err, sizeof err, 3000), ORCH_EINVAL, "%s: %s", urls[i], err);
         cr_assert_lt(orch_mono_ms() - t0, 1000, "%s was attempted", urls[i]);
         cr_assert_not_null(strstr(err, "not a loopback address"), "%s", err);
         cr_assert_null(strstr(err, "TOKEN"), "error text leaks the path: %s", err);

@@ -422,8 +422,8 @@ void th_imitation_start(th_imitation *im, const char *personality)
              personality, (int)getpid(), hex);
     snprintf(port_file, sizeof port_file, "%s.port", im->log_path);
     snprintf(bin, sizeof bin, "%s/tests/support/orch-imitation", ORCH_BINARY_DIR);
-    const char *argv[] = { bin,       "--personality", personality, "--port-file", port_file,
-                           "--log",   im->log_path,    NULL };
+    const char *argv[] = { bin,       "--personality", personality,  "--port-file",
+                           port_file, "--log",         im->log_path, NULL };
     char errlog[620];
     snprintf(errlog, sizeof errlog, "%s.stderr", im->log_path);
     char **env = child_env(NULL, NULL);

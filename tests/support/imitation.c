@@ -33,8 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEAD 65536
-#define MAX_BODY (4 * 1024 * 1024)
+#define MAX_HEAD    65536
+#define MAX_BODY    (4 * 1024 * 1024)
 #define MAX_HEADERS 64
 
 typedef struct request {
@@ -95,7 +95,8 @@ static void plane_answer(const request *rq, const script *sc, response *rs, unsi
     }
     const char *key = header(rq, "X-API-Key");
     if (!key || !key[0]) {
-        set_json(rs, 401, json_pack("{s:s}", "error", "Authentication credentials were not provided."));
+        set_json(rs, 401,
+                 json_pack("{s:s}", "error", "Authentication credentials were not provided."));
         return;
     }
     if (strncmp(rq->path, "/api/v1/workspaces/", 19) != 0) {
@@ -140,8 +141,8 @@ static void telegram_answer(const request *rq, const script *sc, response *rs, u
         snprintf(rs->extra_headers, sizeof rs->extra_headers, "Retry-After: %d\r\n",
                  sc->retry_after);
         set_json(rs, 429,
-                 json_pack("{s:b, s:i, s:s, s:{s:i}}", "ok", 0, "error_code", 429, "description",
-                           d, "parameters", "retry_after", sc->retry_after));
+                 json_pack("{s:b, s:i, s:s, s:{s:i}}", "ok", 0, "error_code", 429, "description", d,
+                           "parameters", "retry_after", sc->retry_after));
         return;
     }
     if (sc) {
@@ -151,16 +152,18 @@ static void telegram_answer(const request *rq, const script *sc, response *rs, u
         return;
     }
     if (strncmp(rq->path, "/bot", 4) != 0 || !ends_with(rq->path, "/sendMessage")) {
-        set_json(rs, 404, json_pack("{s:b, s:i, s:s}", "ok", 0, "error_code", 404, "description",
-                                    "Not Found"));
+        set_json(
+            rs, 404,
+            json_pack("{s:b, s:i, s:s}", "ok", 0, "error_code", 404, "description", "Not Found"));
         return;
     }
     json_t *in = json_loadb(rq->body ? rq->body : "", rq->body_len, 0, NULL);
     json_t *chat = json_object_get(in, "chat_id");
     const char *text = json_string_value(json_object_get(in, "text"));
     if (!chat || !text) {
-        set_json(rs, 400, json_pack("{s:b, s:i, s:s}", "ok", 0, "error_code", 400, "description",
-                                    "Bad Request: chat_id and text are required"));
+        set_json(rs, 400,
+                 json_pack("{s:b, s:i, s:s}", "ok", 0, "error_code", 400, "description",
+                           "Bad Request: chat_id and text are required"));
     } else {
         set_json(rs, 200,
                  json_pack("{s:b, s:{s:I, s:O, s:s}}", "ok", 1, "result", "message_id",
@@ -342,7 +345,9 @@ static void control(const request *rq, script *sc, response *rs)
         }
         memset(sc, 0, sizeof *sc);
         sc->status = (int)json_integer_value(json_object_get(in, "status"));
-        sc->times = json_object_get(in, "times") ? (int)json_integer_value(json_object_get(in, "times")) : 1;
+        sc->times = json_object_get(in, "times")
+                        ? (int)json_integer_value(json_object_get(in, "times"))
+                        : 1;
         sc->delay_ms = (int)json_integer_value(json_object_get(in, "delay_ms"));
         sc->retry_after = (int)json_integer_value(json_object_get(in, "retry_after"));
         const char *loc = json_string_value(json_object_get(in, "location"));
@@ -374,7 +379,8 @@ static void serve_one(int fd, answer_fn answer, script *sc, FILE *log, unsigned 
         if (scripted) {
             sc->times--;
             if (sc->delay_ms > 0) {
-                struct timespec ts = { sc->delay_ms / 1000, (long)(sc->delay_ms % 1000) * 1000000L };
+                struct timespec ts = { sc->delay_ms / 1000,
+                                       (long)(sc->delay_ms % 1000) * 1000000L };
                 nanosleep(&ts, NULL);
             }
         }
@@ -412,8 +418,10 @@ static int listen_loopback(int port, int *bound)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "personality", required_argument, NULL, 'P' }, { "port", required_argument, NULL, 'p' },
-        { "port-file", required_argument, NULL, 'f' },   { "log", required_argument, NULL, 'l' },
+        { "personality", required_argument, NULL, 'P' },
+        { "port", required_argument, NULL, 'p' },
+        { "port-file", required_argument, NULL, 'f' },
+        { "log", required_argument, NULL, 'l' },
         { NULL, 0, NULL, 0 },
     };
     const char *pers = NULL, *port_file = NULL, *log_path = NULL;

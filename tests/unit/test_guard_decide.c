@@ -10,15 +10,16 @@
 #include "guard_logic.h"
 #include "orch/guard.h"
 
-#define PROD "prod-0001"
+#define PROD    "prod-0001"
 #define SANDBOX "sandbox-0001"
 
 static const int runtimes[] = { ORCH_RUNTIME_LIVE, ORCH_RUNTIME_STAGING, ORCH_RUNTIME_TEST, 7 };
 static const int ops[] = { ORCH_GUARD_UPDATE_ISSUE_STATE, ORCH_GUARD_ADD_COMMENT,
                            ORCH_GUARD_SET_ISSUE_STATE_DIRECT, ORCH_GUARD_NOTIFY, 9 };
 static const char *const targets[] = { NULL, "", "two words", "a/b", PROD, SANDBOX, "other-7" };
-static const char *const allowlists[] = { NULL, "", SANDBOX, " " SANDBOX " ,x", PROD,
-                                          SANDBOX "," PROD, "," };
+static const char *const allowlists[] = {
+    NULL, "", SANDBOX, " " SANDBOX " ,x", PROD, SANDBOX "," PROD, ","
+};
 static const char *const productions[] = { NULL, "", PROD };
 
 static bool well_formed(const char *t)
@@ -81,17 +82,17 @@ Test(guard_decide, every_combination_follows_the_rules)
                                 .production = productions[f],
                             };
                             bool allow;
-                            orch_guard_reason want = expected(runtimes[a], ops[b], targets[c], d,
-                                                              allowlists[e], productions[f],
-                                                              &allow);
+                            orch_guard_reason want =
+                                expected(runtimes[a], ops[b], targets[c], d, allowlists[e],
+                                         productions[f], &allow);
                             orch_guard_verdict v = orch_guard_decide(&in);
                             cr_assert_eq(v.allow, allow,
                                          "rt=%d op=%d target=%s opt_in=%d list=%s prod=%s",
-                                         runtimes[a], ops[b], targets[c] ? targets[c] : "(null)",
-                                         d, allowlists[e] ? allowlists[e] : "(null)",
+                                         runtimes[a], ops[b], targets[c] ? targets[c] : "(null)", d,
+                                         allowlists[e] ? allowlists[e] : "(null)",
                                          productions[f] ? productions[f] : "(null)");
-                            cr_assert_eq(v.reason, want, "reason %d, want %d (%s)", v.reason,
-                                         want, orch_guard_reason_text(v.reason));
+                            cr_assert_eq(v.reason, want, "reason %d, want %d (%s)", v.reason, want,
+                                         orch_guard_reason_text(v.reason));
                             cases++;
                         }
     cr_assert_eq(cases, N(runtimes) * N(ops) * N(targets) * 2 * N(allowlists) * N(productions));
@@ -99,8 +100,9 @@ Test(guard_decide, every_combination_follows_the_rules)
 
 Test(guard_decide, production_is_blocked_in_test_even_with_opt_in_and_listed)
 {
-    orch_guard_input in = { ORCH_RUNTIME_TEST, ORCH_GUARD_ADD_COMMENT, PROD, true,
-                            SANDBOX "," PROD, PROD };
+    orch_guard_input in = {
+        ORCH_RUNTIME_TEST, ORCH_GUARD_ADD_COMMENT, PROD, true, SANDBOX "," PROD, PROD
+    };
     orch_guard_verdict v = orch_guard_decide(&in);
     cr_assert_not(v.allow);
     cr_assert_eq(v.reason, ORCH_GUARD_BLOCK_PRODUCTION);
@@ -108,7 +110,8 @@ Test(guard_decide, production_is_blocked_in_test_even_with_opt_in_and_listed)
 
 Test(guard_decide, test_runtime_denies_by_default)
 {
-    orch_guard_input in = { .runtime = ORCH_RUNTIME_TEST, .op = ORCH_GUARD_NOTIFY,
+    orch_guard_input in = { .runtime = ORCH_RUNTIME_TEST,
+                            .op = ORCH_GUARD_NOTIFY,
                             .target = SANDBOX };
     cr_assert_not(orch_guard_decide(&in).allow);
 }
@@ -130,9 +133,9 @@ Test(guard_logic, utf8_checks)
 {
     cr_assert(guard_utf8_valid("h\xc3\xa9llo", 6));
     cr_assert_not(guard_utf8_valid("\xff", 1));
-    cr_assert_not(guard_utf8_valid("\xc0\xaf", 2));         /* overlong */
-    cr_assert_not(guard_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
-    cr_assert_not(guard_utf8_valid("\xe2\x82", 2));         /* truncated */
+    cr_assert_not(guard_utf8_valid("\xc0\xaf", 2));     /* overlong */
+    cr_assert_not(guard_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+    cr_assert_not(guard_utf8_valid("\xe2\x82", 2));     /* truncated */
     cr_assert_eq(guard_utf8_chars("h\xc3\xa9", 3), 2);
 }
 
@@ -157,7 +160,8 @@ Test(guard_logic, comment_html_escapes)
 Test(guard_logic, telegram_answers)
 {
     guard_tg_answer a;
-    guard_telegram_parse("{\"ok\":false,\"error_code\":429,\"parameters\":{\"retry_after\":7}}", &a);
+    guard_telegram_parse("{\"ok\":false,\"error_code\":429,\"parameters\":{\"retry_after\":7}}",
+                         &a);
     cr_assert_not(a.ok);
     cr_assert_eq(a.retry_after_s, 7);
     guard_telegram_parse("{\"ok\":true,\"result\":{\"message_id\":42}}", &a);
