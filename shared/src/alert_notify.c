@@ -107,7 +107,7 @@ static void deliver(item *it)
     req.caller = N.source;
     req.kind = it->kind;
     req.work_item = it->work_item;
-    orch_rpc_call_opts o = { .timeout_ms = 15000,
+    orch_rpc_call_opts o = { .timeout_ms = 5000,
                              .request_id = it->request_id[0] ? it->request_id : NULL };
     orch_rpc_status st = { 0 };
     for (int attempt = 1; attempt <= ORCH_ALERT_NOTIFY_ATTEMPTS; attempt++) {
