@@ -32,6 +32,10 @@
 # Configuration is environment only. A `.env` file at the checkout root is
 # loaded first; it never overrides variables already exported. Defaults:
 #   ORCH_LOG_LEVEL=info
+#   ORCH_RUNTIME=staging   (a local demo: guard-service lets writes through, so
+#                           leave the Plane/Telegram credentials unset, or point
+#                           ORCH_PLANE_BASE_URL/ORCH_TELEGRAM_BASE_URL at test
+#                           doubles; never put the live credentials in .env here)
 #   ORCH_LEASE_RPC_URL=tcp://127.0.0.1:7701      ORCH_LEASE_HTTP_ADDR=127.0.0.1:7711
 #   ORCH_STAGE_RPC_URL=tcp://127.0.0.1:7702      ORCH_STAGE_HTTP_ADDR=127.0.0.1:7712
 #   ORCH_GUARD_RPC_URL=tcp://127.0.0.1:7703      ORCH_GUARD_HTTP_ADDR=127.0.0.1:7713
@@ -129,6 +133,7 @@ load_dotenv() {
 
 set_defaults() {
   export ORCH_LOG_LEVEL="${ORCH_LOG_LEVEL:-info}"
+  export ORCH_RUNTIME="${ORCH_RUNTIME:-staging}"
   local i svc var
   for i in "${!SERVICES[@]}"; do
     svc="${SERVICES[$i]^^}"

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lease_config.h"
+#include "orch/guard.h"
 #include "orch/log.h"
 #include "stage_config.h"
 #include "stage_svc.h"
@@ -69,6 +70,12 @@ static orch_err stage_start(orch_service *svc)
     ss->reconcile_interval_ms = orch_config_int(cfg, "ORCH_RECONCILER_INTERVAL_MS");
     ss->reconcile_batch = (int)orch_config_int(cfg, "ORCH_RECONCILER_BATCH");
     ss->fault = parse_fault(orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"));
+    if (ss->fault != FAULT_NONE && orch_service_runtime(svc) != ORCH_RUNTIME_TEST) {
+        orch_error("configuration: ORCH_STAGE_TEST_FAULT=%s is accepted only with "
+                   "ORCH_RUNTIME=test",
+                   orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"));
+        return ORCH_EINVAL;
+    }
     if (ss->fault != FAULT_NONE)
         orch_warn("ORCH_STAGE_TEST_FAULT=%s: this process exits at a fault point",
                   orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"));

@@ -41,6 +41,6 @@ const orch_config_var stage_config[] = {
       "most items one reconciler pass tries to advance" },
     { "ORCH_STAGE_TEST_FAULT", ORCH_CFG_ENUM, "none", 0, 0,
       "none|crash-after-effect|crash-before-record", false, false,
-      "test runtime only: exit at a fault point inside AdvanceStage (crash tests)" },
+      "ORCH_RUNTIME=test only (refused otherwise): exit at a fault point inside AdvanceStage" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
 };

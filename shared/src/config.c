@@ -195,6 +195,13 @@ void orch_config_dump(const orch_config *cfg, FILE *out)
 const orch_config_var orch_config_common[] = {
     { "ORCH_DATABASE_URL", ORCH_CFG_STRING, NULL, 0, 0, NULL, true, true,
       "libpq connection URI or key=value string of the shared database" },
+    { "ORCH_RUNTIME", ORCH_CFG_ENUM, NULL, 0, 0, "live|staging|test", true, false,
+      "where this process runs: live, staging or test (test denies tracker writes and "
+      "non-loopback HTTP)" },
+    { "ORCH_GUARD_RPC_URL", ORCH_CFG_STRING, "tcp://127.0.0.1:7703", 0, 0, NULL, false, false,
+      "NNG address of guard-service (it listens there; the others send alerts there)" },
+    { "ORCH_ALERT_NOTIFY", ORCH_CFG_BOOL, "false", 0, 0, NULL, false, false,
+      "send alerts to guard-service's Notify (besides the log)" },
     { "ORCH_DB_POOL_SIZE", ORCH_CFG_INT, "8", 1, 64, NULL, false, false,
       "database connections per service process; keep it >= ORCH_RPC_WORKERS" },
     { "ORCH_DB_CONNECT_TIMEOUT_S", ORCH_CFG_INT, "5", 1, 300, NULL, false, false,

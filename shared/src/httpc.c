@@ -1,26 +1,34 @@
 /*
- * httpc.c - outbound HTTP over libcurl (see httpc.h).
+ * httpc.c - see httpc.h.
+ *
+ * The loopback check sits in CURLOPT_OPENSOCKETFUNCTION, which libcurl calls
+ * with the resolved address of every connection it makes (happy eyeballs
+ * included), so neither DNS nor an alternative address can slip past it.
+ * Proxies are disabled (CURLOPT_PROXY "") so that the socket opened is the
+ * destination's, and redirects are never followed.
  */
 #include "orch/httpc.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
-#define MAX_BODY (4u << 20)
-
 static atomic_bool loopback_only;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static CURLcode init_rc = CURLE_FAILED_INIT;
 
 static void global_init(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 void orch_httpc_set_loopback_only(bool on)
@@ -28,31 +36,12 @@ void orch_httpc_set_loopback_only(bool on)
     atomic_store(&loopback_only, on);
 }
 
-typedef struct sink {
-    char *buf;
-    size_t len;
-    bool overflow;
-} sink;
-
-static size_t on_data(char *p, size_t size, size_t n, void *arg)
+bool orch_httpc_loopback_only(void)
 {
-    sink *s = arg;
-    size_t add = size * n;
-    if (s->len + add > MAX_BODY) {
-        s->overflow = true;
-        return 0;
-    }
-    char *nb = realloc(s->buf, s->len + add + 1);
-    if (!nb)
-        return 0;
-    memcpy(nb + s->len, p, add);
-    s->buf = nb;
-    s->len += add;
-    s->buf[s->len] = '\0';
-    return add;
+    return atomic_load(&loopback_only);
 }
 
-static bool is_loopback(const struct sockaddr *sa)
+static bool sockaddr_is_loopback(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
@@ -60,90 +49,256 @@ static bool is_loopback(const struct sockaddr *sa)
     }
     if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return in6->sin6_addr.s6_addr[12] == 127;
     }
     return false;
 }
 
-/* Sees every address libcurl is about to connect to. */
+bool orch_httpc_is_loopback_text(const char *addr)
+{
+    struct sockaddr_in in = { .sin_family = AF_INET };
+    struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
+    if (addr && inet_pton(AF_INET, addr, &in.sin_addr) == 1)
+        return sockaddr_is_loopback((struct sockaddr *)&in);
+    if (addr && inet_pton(AF_INET6, addr, &in6.sin6_addr) == 1)
+        return sockaddr_is_loopback((struct sockaddr *)&in6);
+    return false;
+}
+
+void orch_httpc_redact_url(const char *url, char *out, size_t n)
+{
+    if (!n)
+        return;
+    if (!url) {
+        snprintf(out, n, "(none)");
+        return;
+    }
+    const char *p = strstr(url, "://");
+    const char *host = p ? p + 3 : url;
+    size_t hl = strcspn(host, "/?#");
+    /* user:password@ never reaches the output */
+    const char *at = memchr(host, '@', hl);
+    if (at) {
+        hl -= (size_t)(at + 1 - host);
+        host = at + 1;
+    }
+    int scheme = p ? (int)(p - url) : 0;
+    if (scheme > 8)
+        scheme = 8;
+    snprintf(out, n, "%.*s%s%.*s/…", scheme, url, p ? "://" : "", (int)(hl > 200 ? 200 : hl), host);
+}
+
+typedef struct xfer {
+    orch_httpc_resp *resp;
+    size_t cap;
+    bool too_big;
+    bool refused;
+    bool loopback;
+} xfer;
+
 static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
-    bool *refused = arg;
-    if (purpose != CURLSOCKTYPE_IPCXN || (atomic_load(&loopback_only) && !is_loopback(&a->addr))) {
-        *refused = true;
+    xfer *x = arg;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKET_BAD;
+    if (x->loopback && !sockaddr_is_loopback(&a->addr)) {
+        x->refused = true;
         return CURL_SOCKET_BAD;
     }
     return socket(a->family, a->socktype, a->protocol);
 }
 
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    xfer *x = arg;
+    size_t n = size * nmemb;
+    orch_httpc_resp *r = x->resp;
+    if (r->body_len + n > ORCH_HTTPC_MAX_BODY) {
+        x->too_big = true;
+        return 0;
+    }
+    if (r->body_len + n + 1 > x->cap) {
+        size_t cap = x->cap ? x->cap : 4096;
+        while (cap < r->body_len + n + 1)
+            cap *= 2;
+        char *b = realloc(r->body, cap);
+        if (!b)
+            return 0;
+        r->body = b;
+        x->cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    xfer *x = arg;
+    size_t n = size * nmemb;
+    static const char name[] = "retry-after:";
+    if (n > sizeof name - 1 && n < 128 && strncasecmp(data, name, sizeof name - 1) == 0) {
+        char v[128];
+        memcpy(v, data + sizeof name - 1, n - (sizeof name - 1));
+        v[n - (sizeof name - 1)] = '\0';
+        char *p = v, *end;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        long long s = strtoll(p, &end, 10);
+        if (end != p && s >= 0 && s < 86400 * 365)
+            x->resp->retry_after_s = s;
+    }
+    return n;
+}
+
+__attribute__((format(printf, 3, 4))) static void say(char *buf, size_t n, const char *fmt, ...)
+{
+    if (!buf || !n)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+}
+
+/* Sets every option; false on a refused option (unsupported method etc.). */
+static bool configure(CURL *h, const orch_httpc_req *req, struct curl_slist *hl, xfer *x,
+                      char *cerr)
+{
+    uint32_t t = req->timeout_ms ? req->timeout_ms : 10000;
+    bool ok =
+        curl_easy_setopt(h, CURLOPT_URL, req->url) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "*") == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)t) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)t) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, x) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, x) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, x) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl) == CURLE_OK &&
+        curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ORCH_HTTPC_MAX_BODY) == CURLE_OK;
+    if (!ok)
+        return false;
+    if (req->body) {
+        ok = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) ==
+                 CURLE_OK &&
+             curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body) == CURLE_OK;
+    }
+    if (ok && strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0)
+        ok = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method) == CURLE_OK;
+    else if (ok && strcmp(req->method, "GET") == 0 && !req->body)
+        ok = curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) == CURLE_OK;
+    return ok;
+}
+
+static bool valid_method(const char *m)
+{
+    size_t n = m ? strlen(m) : 0;
+    if (n == 0 || n > 16)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isupper((unsigned char)m[i]))
+            return false;
+    return true;
+}
+
+static orch_err map_curl(CURLcode rc, const xfer *x, const char *where, char *errbuf, size_t n)
+{
+    if (x->refused) {
+        say(errbuf, n, "%s: refused: not a loopback address (test runtime)", where);
+        return ORCH_EINVAL;
+    }
+    if (x->too_big) {
+        say(errbuf, n, "%s: response larger than %u bytes", where, ORCH_HTTPC_MAX_BODY);
+        return ORCH_EIO;
+    }
+    say(errbuf, n, "%s: %s", where, curl_easy_strerror(rc));
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT: return ORCH_ETIMEDOUT;
+    case CURLE_OUT_OF_MEMORY: return ORCH_ENOMEM;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL: return ORCH_EINVAL;
+    default: return ORCH_EIO;
+    }
+}
+
 orch_err orch_httpc_do(const orch_httpc_req *req, orch_httpc_resp *resp, char *errbuf,
                        size_t errlen)
 {
-    pthread_once(&once, global_init);
-    memset(resp, 0, sizeof *resp);
-    resp->retry_after_s = -1;
-    CURL *h = curl_easy_init();
+    char where[256], cerr[CURL_ERROR_SIZE] = "";
+    if (!req || !resp || !req->url || !valid_method(req->method)) {
+        say(errbuf, errlen, "bad request: method or URL missing or malformed");
+        return ORCH_EINVAL;
+    }
+    orch_httpc_redact_url(req->url, where, sizeof where);
+    if (strncmp(req->url, "http://", 7) != 0 && strncmp(req->url, "https://", 8) != 0) {
+        say(errbuf, errlen, "%s: only http and https URLs are allowed", where);
+        return ORCH_EINVAL;
+    }
+    pthread_once(&init_once, global_init);
+    if (init_rc != CURLE_OK) {
+        say(errbuf, errlen, "libcurl could not be initialised");
+        return ORCH_EIO;
+    }
+    orch_httpc_resp r = { .retry_after_s = -1 };
+    xfer x = { .resp = &r, .loopback = atomic_load(&loopback_only) };
+    struct curl_slist *hl = curl_slist_append(NULL, "Expect:");
+    for (const char *const *hp = req->headers; hl && hp && *hp; hp++) {
+        struct curl_slist *t = curl_slist_append(hl, *hp);
+        if (!t) {
+            curl_slist_free_all(hl);
+            hl = NULL;
+        }
+        hl = t;
+    }
+    CURL *h = hl ? curl_easy_init() : NULL;
     if (!h) {
-        snprintf(errbuf, errlen, "cannot create an HTTP handle");
+        curl_slist_free_all(hl);
+        say(errbuf, errlen, "%s: out of memory", where);
         return ORCH_ENOMEM;
     }
-    sink s = { 0 };
-    bool refused = false;
-    struct curl_slist *hdrs = NULL;
-    for (size_t i = 0; req->headers && req->headers[i]; i++)
-        hdrs = curl_slist_append(hdrs, req->headers[i]);
-    curl_easy_setopt(h, CURLOPT_URL, req->url);
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_PROXY, "");
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &refused);
-    if (req->body) {
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)req->body_len);
-    } else if (strcmp(req->method, "GET") == 0) {
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-    }
-    CURLcode rc = curl_easy_perform(h);
     orch_err err = ORCH_OK;
-    if (refused) {
-        snprintf(errbuf, errlen, "destination refused: only loopback is allowed in test runtime");
+    if (!configure(h, req, hl, &x, cerr)) {
+        say(errbuf, errlen, "%s: request not supported by libcurl", where);
         err = ORCH_EINVAL;
-    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-        snprintf(errbuf, errlen, "timed out after %u ms", req->timeout_ms);
-        err = ORCH_ETIMEDOUT;
-    } else if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL) {
-        snprintf(errbuf, errlen, "bad URL: %s", curl_easy_strerror(rc));
-        err = ORCH_EINVAL;
-    } else if (rc != CURLE_OK) {
-        snprintf(errbuf, errlen, "%s%s", curl_easy_strerror(rc),
-                 s.overflow ? " (response too large)" : "");
-        err = ORCH_EIO;
     } else {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-        curl_off_t ra = -1;
-        if (curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0)
-            resp->retry_after_s = (int64_t)ra;
-        resp->body = s.buf ? s.buf : calloc(1, 1);
-        resp->body_len = s.len;
-        s.buf = NULL;
-        if (!resp->body)
+        CURLcode rc = curl_easy_perform(h);
+        if (rc != CURLE_OK)
+            err = map_curl(rc, &x, where, errbuf, errlen);
+        else
+            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+    }
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hl);
+    if (!err && !r.body) {
+        r.body = calloc(1, 1);
+        if (!r.body)
             err = ORCH_ENOMEM;
     }
-    free(s.buf);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    return err;
+    if (err) {
+        free(r.body);
+        return err;
+    }
+    *resp = r;
+    return ORCH_OK;
 }
 
 void orch_httpc_resp_free(orch_httpc_resp *resp)
 {
+    if (!resp)
+        return;
     free(resp->body);
     resp->body = NULL;
+    resp->body_len = 0;
 }

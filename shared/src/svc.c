@@ -21,8 +21,11 @@
 #include <time.h>
 
 #include "orch/v1/health.pb-c.h"
+#include "orch/alert_notify.h"
 #include "orch/clock.h"
+#include "orch/guard.h"
 #include "orch/http.h"
+#include "orch/httpc.h"
 #include "orch/log.h"
 #include "orch/migrate.h"
 
@@ -60,6 +63,8 @@ struct orch_service {
     _Atomic uint64_t db_checked_ms;
     _Atomic uint64_t db_probes;
     uint64_t start_wall_ms;
+    orch_runtime runtime;
+    bool alert_notify;
 };
 
 const orch_config *orch_service_config(const orch_service *s)
@@ -77,6 +82,10 @@ const orch_ident *orch_service_ident(const orch_service *s)
 orch_metrics *orch_service_metrics(const orch_service *s)
 {
     return s->metrics;
+}
+int orch_service_runtime(const orch_service *s)
+{
+    return (int)s->runtime;
 }
 void orch_service_set_state(orch_service *s, void *state)
 {
@@ -346,6 +355,15 @@ static orch_err start_serving(orch_service *s)
     /* Check reads atomics only: it is answered on NNG's thread. */
     orch_rpc_service health = { &orch__v1__health_service__descriptor, health_handlers, s, true };
     orch_err err = orch_service_add_rpc(s, &health);
+    if (!err && orch_config_bool(cfg, "ORCH_ALERT_NOTIFY") &&
+        strcmp(s->def->rpc_url_var, "ORCH_GUARD_RPC_URL") != 0) {
+        err = orch_alert_notify_start(orch_config_str(cfg, "ORCH_GUARD_RPC_URL"),
+                                      orch_config_str(cfg, "ORCH_RPC_AUTH_TOKEN"), s->def->name);
+        s->alert_notify = err == ORCH_OK;
+        if (!err)
+            orch_info("alerts are also sent to guard-service at %s",
+                      orch_config_str(cfg, "ORCH_GUARD_RPC_URL"));
+    }
     if (!err && s->def->start)
         err = s->def->start(s);
     if (err)
@@ -387,6 +405,8 @@ static void shutdown_all(orch_service *s)
     orch_http_stop(s->http);
     if (s->def->stop)
         s->def->stop(s);
+    if (s->alert_notify)
+        orch_alert_notify_stop(2000);
     if (s->probe_started) {
         pthread_mutex_lock(&s->mu);
         s->quit = true;
@@ -427,8 +447,8 @@ static int run(orch_service *s, const sigset_t *sigs)
         return 1;
     }
     atomic_store(&s->serving, true);
-    orch_info("ready: rpc %s, http %s, host %s, boot %s, pid %d, instance %s",
-              orch_config_str(cfg, s->def->rpc_url_var),
+    orch_info("ready: runtime %s, rpc %s, http %s, host %s, boot %s, pid %d, instance %s",
+              orch_runtime_name(s->runtime), orch_config_str(cfg, s->def->rpc_url_var),
               orch_config_str(cfg, s->def->http_addr_var), s->ident.host_id, s->ident.boot_id,
               (int)s->ident.pid, s->ident.instance_id);
     while (!stop_requested(sigs, 60000))
@@ -465,6 +485,14 @@ int orch_service_main(const orch_service_def *def, int argc, char **argv)
     if (orch_log_level_parse(orch_config_str(s.cfg, "ORCH_LOG_LEVEL"), &level) != ORCH_OK)
         level = ORCH_LOG_INFO; /* unreachable: the table restricts the values */
     orch_log_init(def->name, level);
+    if (orch_runtime_parse(orch_config_str(s.cfg, "ORCH_RUNTIME"), &s.runtime) != ORCH_OK) {
+        orch_error("configuration: ORCH_RUNTIME must be live, staging or test");
+        orch_config_free(s.cfg);
+        return 2; /* unreachable: the table restricts the values */
+    }
+    /* The second layer of invariant 9: a test process reaches loopback only,
+     * whatever guard-service decides. */
+    orch_httpc_set_loopback_only(s.runtime == ORCH_RUNTIME_TEST);
     pthread_mutex_init(&s.mu, NULL);
     /* The probe computes its wake-up on the monotonic clock: so must the
      * condition variable, or the wait returns at once and the probe spins. */

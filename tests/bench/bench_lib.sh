@@ -103,6 +103,7 @@ start_services() {
   mapfile -t ports < <(free_ports $((2 * ${#SERVICES[@]})))
   [[ ${#ports[@]} -eq $((2 * ${#SERVICES[@]})) ]] || die "could not find free ports"
   export ORCH_LOG_LEVEL=warn
+  export ORCH_RUNTIME=test
   local i svc up
   for i in "${!SERVICES[@]}"; do
     up="${SERVICES[$i]^^}"

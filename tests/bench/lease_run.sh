@@ -152,7 +152,7 @@ run_config() {
   local workers="${1%/*}" pool="${1#*/}" n="$2" label pg_pid
   label="ORCH_RPC_WORKERS=$workers ORCH_DB_POOL_SIZE=$pool"
   fresh_database "lease_bench_$n"
-  export ORCH_HOST_ID=bench-host ORCH_LEASE_REAPER_INTERVAL_MS=60000
+  export ORCH_HOST_ID=bench-host ORCH_LEASE_REAPER_INTERVAL_MS=60000 ORCH_RUNTIME=test
   export ORCH_RPC_WORKERS="$workers" ORCH_DB_POOL_SIZE="$pool"
   say "configuration $n of ${#CONFIGS[@]}: lease-service with $label"
   start_and_wait

@@ -513,3 +513,17 @@ Test(stage_engine, reconciler_finishes_a_transition_left_with_an_unknown_effect,
     sw_stage_of(&W, "REC-2", stage, sizeof stage);
     cr_assert_str_eq(stage, "analysis");
 }
+
+Test(stage_engine, fault_points_are_refused_outside_the_test_runtime, .fini = down, .timeout = 60)
+{
+    sw_up(&W, NULL);
+    const char *env[] = { "ORCH_RUNTIME=staging", "ORCH_STAGE_TEST_FAULT=crash-after-effect",
+                          NULL };
+    th_svc s;
+    th_svc_start(&s, "stage", W.db, env, false);
+    int st = th_svc_stop(&s, 0, 20000);
+    cr_assert_neq(st, 0, "stage-service must refuse to start");
+    cr_assert_neq(st, -1, "stage-service must exit by itself");
+    cr_assert(th_svc_log_has(&s, "ORCH_STAGE_TEST_FAULT=crash-after-effect is accepted only"),
+              "the refusal names the variable");
+}

@@ -168,7 +168,7 @@ static pid_t spawn_logged(const char *const *argv, char **env, const char *log_p
 void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *const *env,
                   bool wait_ready)
 {
-    static char vars[6][700];
+    static char vars[7][700];
     char bin[600], upper[16], hex[9];
     size_t i;
     for (i = 0; svc[i] && i < sizeof upper - 1; i++)
@@ -187,7 +187,14 @@ void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *co
     snprintf(vars[2], sizeof vars[2], "ORCH_%s_HTTP_ADDR=%s", upper, s->http_addr);
     snprintf(vars[3], sizeof vars[3], "ORCH_LOG_LEVEL=debug");
     snprintf(vars[4], sizeof vars[4], "ORCH_DB_STARTUP_WAIT_S=20");
-    const char *base[] = { vars[0], vars[1], vars[2], vars[3], vars[4], NULL };
+    /* Every service started by a test runs in the test runtime; only a test
+     * of guard-service's live/staging behaviour names another one in env. */
+    snprintf(vars[5], sizeof vars[5], "ORCH_RUNTIME=test");
+    for (const char *const *e = env; e && *e; e++)
+        if (strncmp(*e, "ORCH_RUNTIME=", 13) == 0)
+            vars[5][0] = '\0';
+    const char *base[] = { vars[0], vars[1], vars[2], vars[3], vars[4], vars[5][0] ? vars[5] : NULL,
+                           NULL };
     char **cenv = child_env(base, env);
     const char *argv[] = { bin, NULL };
     s->pid = spawn_logged(argv, cenv, s->log_path);
@@ -394,4 +401,131 @@ int th_pgctl(const char *cmd, const char *dir, const char *arg)
     if (rc != 0)
         fprintf(stderr, "pgctl.sh %s %s failed (%d):\n%s\n", cmd, dir, rc, out);
     return rc;
+}
+
+/* ---- HTTP imitations ------------------------------------------------------ */
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    char *buf = NULL;
+    size_t cap = 0, len = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF && len < (64u << 20)) {
+        if (len + 2 > cap) {
+            cap = cap ? cap * 2 : 4096;
+            buf = realloc(buf, cap);
+            cr_assert(buf);
+        }
+        buf[len++] = (char)c;
+    }
+    fclose(f);
+    if (!buf)
+        return strdup("");
+    buf[len] = '\0';
+    return buf;
+}
+
+void th_imitation_start(th_imitation *im, const char *personality)
+{
+    char bin[600], port_file[600], hex[9];
+    memset(im, 0, sizeof *im);
+    snprintf(im->personality, sizeof im->personality, "%s", personality);
+    cr_assert(orch_random_hex(hex, 4) == ORCH_OK);
+    snprintf(im->log_path, sizeof im->log_path, "%s/imitation-%s-%d-%s.jsonl", log_dir(),
+             personality, (int)getpid(), hex);
+    snprintf(port_file, sizeof port_file, "%s.port", im->log_path);
+    snprintf(bin, sizeof bin, "%s/tests/support/orch-imitation", ORCH_BINARY_DIR);
+    const char *argv[] = { bin,       "--personality", personality,  "--port-file",
+                           port_file, "--log",         im->log_path, NULL };
+    char errlog[620];
+    snprintf(errlog, sizeof errlog, "%s.stderr", im->log_path);
+    char **env = child_env(NULL, NULL);
+    im->pid = spawn_logged(argv, env, errlog);
+    free(env);
+    for (int i = 0; i < 500 && im->port == 0; i++) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            if (fscanf(f, "%d", &im->port) != 1)
+                im->port = 0;
+            fclose(f);
+        }
+        if (im->port == 0)
+            sleep_ms(10);
+    }
+    cr_assert_gt(im->port, 0, "orch-imitation (%s) did not start", personality);
+    snprintf(im->base_url, sizeof im->base_url, "http://127.0.0.1:%d", im->port);
+}
+
+void th_imitation_stop(th_imitation *im)
+{
+    if (im->pid > 0)
+        th_kill(im->pid, SIGTERM, 5000);
+    im->pid = 0;
+}
+
+void th_imitation_script(const th_imitation *im, const char *json)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/__imitation/script", im->base_url);
+    CURL *c = curl_easy_init();
+    cr_assert(c);
+    long status = 0;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3000L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    FILE *sink = fopen("/dev/null", "w");
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    if (sink)
+        fclose(sink);
+    cr_assert_eq(status, 200, "imitation script %s refused (%ld)", json, status);
+}
+
+char *th_imitation_log(const th_imitation *im)
+{
+    return read_file(im->log_path);
+}
+
+/* Whether the JSON line has "key":"value" exactly (the log is compact). */
+static bool line_field_prefix(const char *line, const char *key, const char *prefix)
+{
+    char pat[600];
+    snprintf(pat, sizeof pat, "\"%s\":\"%s", key, prefix);
+    return strstr(line, pat) != NULL;
+}
+
+int th_imitation_count(const th_imitation *im, const char *method, const char *path_prefix)
+{
+    char *log = th_imitation_log(im);
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char m[48];
+        snprintf(m, sizeof m, "%s\"", method ? method : "");
+        if (method && !line_field_prefix(line, "method", m))
+            continue;
+        if (path_prefix && !line_field_prefix(line, "path", path_prefix))
+            continue;
+        n++;
+    }
+    free(log);
+    return n;
+}
+
+char *th_imitation_request(const th_imitation *im, int n)
+{
+    char *log = th_imitation_log(im), *save = NULL, *out = NULL;
+    int i = 0;
+    for (char *line = strtok_r(log, "\n", &save); line && !out; line = strtok_r(NULL, "\n", &save))
+        if (i++ == n)
+            out = strdup(line);
+    free(log);
+    return out;
 }

@@ -82,6 +82,31 @@ long th_http_get(const char *addr, const char *path, char **body);
  * the value), or -1 if absent. */
 double th_metric(const char *metrics_text, const char *series);
 
+/* ---- HTTP imitations (orch-imitation, tests/support/imitation.c) -------- */
+
+typedef struct th_imitation {
+    pid_t pid;
+    int port;
+    char base_url[64]; /* http://127.0.0.1:PORT */
+    char log_path[512];
+    char personality[32];
+} th_imitation;
+
+/* Starts orch-imitation with `personality` ("plane", "telegram") on a free
+ * loopback port, recording to a fresh log; fails the test if it does not
+ * come up within 5 s. */
+void th_imitation_start(th_imitation *im, const char *personality);
+void th_imitation_stop(th_imitation *im);
+/* POSTs `json` to /__imitation/script (steers the next answers). */
+void th_imitation_script(const th_imitation *im, const char *json);
+/* Requests recorded so far whose method is `method` (NULL: any) and whose
+ * path starts with `path_prefix` (NULL: any). */
+int th_imitation_count(const th_imitation *im, const char *method, const char *path_prefix);
+/* The whole recorded log (one JSON object per line), malloc'ed. */
+char *th_imitation_log(const th_imitation *im);
+/* The n-th (0-based) recorded request as a malloc'ed JSON line, or NULL. */
+char *th_imitation_request(const th_imitation *im, int n);
+
 /* Path of tests/support/pgctl.sh and a pgctl invocation (0 on success). */
 int th_pgctl(const char *cmd, const char *dir, const char *arg);
 

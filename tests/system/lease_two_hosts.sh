@@ -269,7 +269,7 @@ ip_of() { [[ "$1" == h1 ]] && echo "$IP1" || echo "$IP2"; }
 url_of() { echo "tcp://$(ip_of "$1"):$RPC_PORT"; }
 
 # Environment handed through to every program (sanitizer settings only).
-BASE_ENV=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+BASE_ENV=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "ORCH_RUNTIME=test")
 for v in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS; do
   [[ -n "${!v:-}" ]] && BASE_ENV+=("$v=${!v}")
 done

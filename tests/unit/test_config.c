@@ -382,7 +382,11 @@ Test(config, service_tables_load_with_only_the_required_keys_set)
     for (size_t t = 0; all_tables[t]; t++) {
         for (const orch_config_var *v = all_tables[t]; v->name; v++) {
             if (v->required) {
-                setenv(v->name, "x", 1);
+                char first[64] = "x";
+                if (v->type == ORCH_CFG_ENUM)
+                    snprintf(first, sizeof first, "%.*s", (int)strcspn(v->choices, "|"),
+                             v->choices);
+                setenv(v->name, first, 1);
                 nrequired++;
             }
         }
@@ -567,4 +571,51 @@ Test(config_env_example, declares_each_key_once)
         }
     }
     cr_assert_eq(dups, 0, "%zu duplicate declaration(s)", dups);
+}
+
+/* ---- ORCH_RUNTIME: required, one of three words ------------------------- */
+
+static orch_err load_common(char **errs)
+{
+    static const orch_config_var *const common[] = { orch_config_common, NULL };
+    size_t len = 0;
+    FILE *f = open_memstream(errs, &len);
+    cr_assert_not_null(f);
+    orch_config *cfg = NULL;
+    orch_err err = orch_config_load(common, f, &cfg);
+    fclose(f);
+    orch_config_free(cfg);
+    return err;
+}
+
+Test(config_runtime, missing_runtime_is_an_error_naming_it)
+{
+    setenv("ORCH_DATABASE_URL", "postgresql://x@127.0.0.1/x", 1);
+    unsetenv("ORCH_RUNTIME");
+    char *errs = NULL;
+    cr_assert_eq(load_common(&errs), ORCH_EINVAL);
+    cr_assert_not_null(strstr(errs, "ORCH_RUNTIME"), "errors: %s", errs);
+    free(errs);
+}
+
+Test(config_runtime, unknown_runtime_is_an_error_naming_it)
+{
+    setenv("ORCH_DATABASE_URL", "postgresql://x@127.0.0.1/x", 1);
+    setenv("ORCH_RUNTIME", "production", 1);
+    char *errs = NULL;
+    cr_assert_eq(load_common(&errs), ORCH_EINVAL);
+    cr_assert_not_null(strstr(errs, "ORCH_RUNTIME"), "errors: %s", errs);
+    free(errs);
+}
+
+Test(config_runtime, each_runtime_loads)
+{
+    static const char *const rts[] = { "live", "staging", "test" };
+    setenv("ORCH_DATABASE_URL", "postgresql://x@127.0.0.1/x", 1);
+    for (size_t i = 0; i < 3; i++) {
+        setenv("ORCH_RUNTIME", rts[i], 1);
+        char *errs = NULL;
+        cr_assert_eq(load_common(&errs), ORCH_OK, "%s: %s", rts[i], errs);
+        free(errs);
+    }
 }

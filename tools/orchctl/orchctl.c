@@ -46,6 +46,9 @@ const char *orchctl_address(const target *t)
     for (const orch_config_var *c = t->table; c->name; c++)
         if (strcmp(c->name, t->var) == 0)
             return c->def;
+    for (const orch_config_var *c = orch_config_common; c->name; c++)
+        if (strcmp(c->name, t->var) == 0)
+            return c->def; /* ORCH_GUARD_RPC_URL: every service dials it */
     return "";
 }
 
@@ -109,6 +112,7 @@ static void usage(FILE *out)
                  "  health [SERVICE...]   is each service (lease, stage, guard, launcher) SERVING\n"
                  "  lease <subcommand>    transition leases: acquire, release, validate,\n"
                  "                        force-release, show, list, probe\n"
+                 "  guard <subcommand>    the write guard: decide, audit, comment, state, notify\n"
                  "\n"
                  "options:\n"
                  "  --json                machine-readable output\n"
@@ -131,6 +135,7 @@ typedef struct command {
 static const command commands[] = {
     { "health", cmd_health },
     { "lease", cmd_lease },
+    { "guard", cmd_guard },
 };
 
 int main(int argc, char **argv)

@@ -1,9 +1,16 @@
 /*
- * httpc.h - the outbound HTTP client (libcurl), the one way a service talks
- * to an outside system (Gitea, deploy hooks, Plane, Telegram).
+ * httpc.h - the one outbound HTTP client of the services (libcurl).
  *
- * One blocking call per request, for worker threads. In test runtime every
- * destination but loopback is refused, whatever the caller decided.
+ * A blocking request/response call for worker threads (never for NNG
+ * callbacks). Redirects are not followed and proxies are never used: the
+ * destination is exactly the URL given. When loopback-only mode is on (svc.c
+ * turns it on for ORCH_RUNTIME=test), every address libcurl is about to
+ * connect to is checked and anything outside 127.0.0.0/8 and ::1 is refused
+ * before a socket exists: this layer does not depend on guard-service's
+ * decision. Responses are capped at ORCH_HTTPC_MAX_BODY bytes.
+ * Thread-safe: libcurl's global state is initialised once, each call uses
+ * its own handle. Error texts never contain the URL's path or query, where
+ * tokens live (Telegram puts the bot token in the path).
  */
 #ifndef ORCH_HTTPC_H
 #define ORCH_HTTPC_H
@@ -14,28 +21,44 @@
 
 #include "orch/err.h"
 
+#define ORCH_HTTPC_MAX_BODY (4u * 1024u * 1024u)
+
 typedef struct orch_httpc_req {
-    const char *method; /* "GET", "POST", "PATCH" */
-    const char *url;
-    const char *const *headers; /* NULL-terminated "Name: value", may be NULL */
+    const char *method;         /* "GET", "POST", "PATCH", ... */
+    const char *url;            /* http:// or https:// only */
+    const char *const *headers; /* NULL-terminated "Name: value"; may be NULL */
     const char *body;           /* may be NULL */
     size_t body_len;
-    uint32_t timeout_ms; /* whole request */
+    uint32_t timeout_ms; /* whole exchange; 0 = 10000 */
 } orch_httpc_req;
 
 typedef struct orch_httpc_resp {
-    long status;
-    char *body; /* NUL-terminated, malloc'ed */
+    long status; /* HTTP status */
+    char *body;  /* NUL-terminated, malloc'ed; owned by the response */
     size_t body_len;
-    int64_t retry_after_s; /* -1 if absent */
+    int64_t retry_after_s; /* Retry-After in seconds, -1 if absent */
 } orch_httpc_resp;
 
-/* ORCH_OK whenever an HTTP status was received (any status); ORCH_ETIMEDOUT
- * on timeout; ORCH_EIO on a connection or transport failure; ORCH_EINVAL for
- * a bad URL or a refused destination. errbuf says why, without the URL. */
+/* Performs one exchange. ORCH_OK whenever an HTTP status was received (of
+ * any value): *resp is then filled and freed with orch_httpc_resp_free().
+ * ORCH_ETIMEDOUT when the time ran out; ORCH_EIO on a connection or
+ * transport failure (or a response over the size cap); ORCH_EINVAL for a
+ * bad request, a URL that is not http(s), or a destination refused by
+ * loopback-only mode; ORCH_ENOMEM. On error, errbuf (may be NULL) says why,
+ * naming at most the URL's scheme, host and port. */
 orch_err orch_httpc_do(const orch_httpc_req *req, orch_httpc_resp *resp, char *errbuf,
                        size_t errlen) ORCH_NODISCARD;
-void orch_httpc_resp_free(orch_httpc_resp *resp);
+
+void orch_httpc_resp_free(orch_httpc_resp *resp); /* NULL ok; leaves it empty */
+
+/* Turns loopback-only mode on or off for the whole process. */
 void orch_httpc_set_loopback_only(bool on);
+bool orch_httpc_loopback_only(void);
+
+/* Writes "scheme://host[:port]/…" for `url` into out: safe to log. */
+void orch_httpc_redact_url(const char *url, char *out, size_t n);
+
+/* Whether the numeric address text (IPv4 or IPv6) is a loopback address. */
+bool orch_httpc_is_loopback_text(const char *addr);
 
 #endif

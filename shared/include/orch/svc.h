@@ -44,6 +44,8 @@ const orch_config *orch_service_config(const orch_service *svc);
 orch_db_pool *orch_service_db(const orch_service *svc);
 const orch_ident *orch_service_ident(const orch_service *svc);
 orch_metrics *orch_service_metrics(const orch_service *svc);
+/* ORCH_RUNTIME as parsed at start-up (orch/guard.h). */
+int orch_service_runtime(const orch_service *svc);
 /* Registers an RPC service (before the server starts: start hook only). */
 orch_err orch_service_add_rpc(orch_service *svc, const orch_rpc_service *rpc) ORCH_NODISCARD;
 /* Adds a blocking HTTP handler (start hook only): it runs on the HTTP

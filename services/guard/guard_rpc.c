@@ -1,0 +1,369 @@
+/*
+ * guard_rpc.c - decodes, validates and answers GuardService's RPCs.
+ *
+ * Every write runs the same gate first: orch_guard_decide(), a guard_audit
+ * row, a log line (block at ERROR, allow at INFO), the decision metric. Only
+ * an allow whose audit row was stored reaches an upstream client; a blocked
+ * write answers PERMISSION_DENIED with the reason. OK means written.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orch/v1/guard.pb-c.h"
+#include "guard_svc.h"
+#include "orch/clock.h"
+#include "orch/log.h"
+#include "orch/rpc.h"
+
+#define CALLER_MAX       64
+#define STATE_NAME_MAX   100
+#define NOTIFY_MAX_BYTES 16384
+#define AUDIT_MAX        1000
+
+typedef struct gate {
+    orch_guard_verdict v;
+    Orch__V1__GuardVerdict msg;
+    char target[GUARD_ID_MAX + 1];
+} gate;
+
+static orch_code bad(orch_rpc_call *call, const char *why)
+{
+    return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
+}
+
+static bool valid_caller(const char *caller, char *why, size_t n)
+{
+    size_t len = strlen(caller);
+    if (len > CALLER_MAX || !guard_utf8_valid(caller, len)) {
+        snprintf(why, n, "caller must be valid UTF-8 of at most %d bytes", CALLER_MAX);
+        return false;
+    }
+    return true;
+}
+
+static orch_guard_input input_for(const guard_svc *g, orch_guard_op op, const char *target)
+{
+    orch_guard_input in = { .runtime = g->runtime, .op = op, .target = target };
+    if (op == ORCH_GUARD_NOTIFY) {
+        in.opt_in = g->tg_opt_in;
+        in.allowlist = g->tg_sandbox;
+        in.production = g->tg_chat;
+    } else {
+        in.opt_in = g->plane_opt_in;
+        in.allowlist = g->plane_sandbox;
+        in.production = g->plane_prod;
+    }
+    return in;
+}
+
+/* Decides, audits, logs and counts. Returns false when the caller must
+ * answer at once with *code (blocked, or the audit could not be stored). */
+static bool run_gate(guard_svc *g, orch_rpc_call *call, orch_guard_op op, const char *opname,
+                     const char *target, const char *caller, gate *gt, orch_code *code)
+{
+    orch_guard_input in = input_for(g, op, target);
+    gt->v = orch_guard_decide(&in);
+    snprintf(gt->target, sizeof gt->target, "%s", orch_guard_target_valid(target) ? target : "");
+    const char *reason = orch_guard_reason_text(gt->v.reason);
+    orch__v1__guard_verdict__init(&gt->msg);
+    gt->msg.allowed = gt->v.allow;
+    gt->msg.decision = (char *)(gt->v.allow ? "allow" : "block");
+    gt->msg.reason = (char *)reason;
+    gt->msg.runtime = (char *)orch_runtime_name(g->runtime);
+    gt->msg.target = gt->target;
+    orch_counter_add2(g->m_decisions, (size_t)op, gt->v.allow ? 0 : 1, 1);
+    if (gt->v.allow)
+        orch_info("guard allow %s target=%s caller=%s runtime=%s: %s", opname, gt->target, caller,
+                  orch_runtime_name(g->runtime), reason);
+    else
+        orch_error("guard block %s target=%s caller=%s runtime=%s: %s", opname, gt->target, caller,
+                   orch_runtime_name(g->runtime), reason);
+    orch_err err =
+        guard_store_audit(g->db, orch_rpc_call_deadline(call), orch_runtime_name(g->runtime),
+                          opname, gt->target, gt->v.allow, reason, caller);
+    if (err)
+        orch_error("guard_audit row not stored (%s): %s", opname, orch_strerror(err));
+    if (!gt->v.allow) {
+        *code = orch_rpc_fail(call, ORCH_CODE_PERMISSION_DENIED, "blocked: %s", reason);
+        return false;
+    }
+    if (err) {
+        /* Fail closed: no write without its audit row. */
+        *code = orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE,
+                              "allowed, but the audit row could not be stored: %s; not written",
+                              orch_strerror(err));
+        return false;
+    }
+    return true;
+}
+
+static orch_code upstream_fail(orch_rpc_call *call, const char *who, const guard_result *r)
+{
+    orch_warn("%s call failed (%s): %s", who, guard_outcome_names[r->outcome], r->detail);
+    return orch_rpc_fail(call, (orch_code)guard_outcome_code(r->outcome), "%s: %s; not written",
+                         who, r->detail);
+}
+
+/* ---- Decide ---------------------------------------------------------------- */
+
+static bool op_from_msg(Orch__V1__GuardOperation m, orch_guard_op *op)
+{
+    switch (m) {
+    case ORCH__V1__GUARD_OPERATION__GUARD_OP_UPDATE_ISSUE_STATE:
+        *op = ORCH_GUARD_UPDATE_ISSUE_STATE;
+        return true;
+    case ORCH__V1__GUARD_OPERATION__GUARD_OP_ADD_COMMENT: *op = ORCH_GUARD_ADD_COMMENT; return true;
+    case ORCH__V1__GUARD_OPERATION__GUARD_OP_SET_ISSUE_STATE_DIRECT:
+        *op = ORCH_GUARD_SET_ISSUE_STATE_DIRECT;
+        return true;
+    case ORCH__V1__GUARD_OPERATION__GUARD_OP_NOTIFY: *op = ORCH_GUARD_NOTIFY; return true;
+    default: return false;
+    }
+}
+
+static const char *notify_chat(const guard_svc *g, const char *asked)
+{
+    if (asked && asked[0])
+        return asked;
+    return g->runtime == ORCH_RUNTIME_TEST ? g->tg_test_chat : g->tg_chat;
+}
+
+static orch_code h_decide(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    guard_svc *g = arg;
+    const Orch__V1__DecideRequest *req = (const Orch__V1__DecideRequest *)msg;
+    char why[160], opname[48];
+    orch_guard_op op;
+    if (!op_from_msg(req->operation, &op))
+        return bad(call, "operation is missing or unknown");
+    if (!valid_caller(req->caller, why, sizeof why))
+        return bad(call, why);
+    if (strlen(req->target) > 4 * GUARD_ID_MAX)
+        return bad(call, "target is too long");
+    const char *target = op == ORCH_GUARD_NOTIFY ? notify_chat(g, req->target) : req->target;
+    snprintf(opname, sizeof opname, "Decide/%s", orch_guard_op_name(op));
+    gate gt;
+    orch_code code;
+    if (!run_gate(g, call, op, opname, target, req->caller, &gt, &code) &&
+        code != ORCH_CODE_PERMISSION_DENIED)
+        return code;
+    Orch__V1__DecideReply rep = ORCH__V1__DECIDE_REPLY__INIT;
+    rep.verdict = &gt.msg;
+    return orch_rpc_reply(call, &rep.base); /* a block is an answer here */
+}
+
+/* ---- issue state ------------------------------------------------------------- */
+
+static orch_code set_state(guard_svc *g, orch_rpc_call *call, orch_guard_op op, const char *project,
+                           const char *issue, const char *state_name, const char *state_id,
+                           const char *caller)
+{
+    char why[200];
+    if (!guard_valid_id("project_id", project, why, sizeof why) ||
+        !guard_valid_id("issue_id", issue, why, sizeof why) ||
+        !valid_caller(caller, why, sizeof why))
+        return bad(call, why);
+    if (state_id[0] && state_name[0])
+        return bad(call, "give state_name or state_id, not both");
+    if (state_name[0]) {
+        if (!guard_valid_text("state_name", state_name, STATE_NAME_MAX, 0, why, sizeof why))
+            return bad(call, why);
+    } else if (!guard_valid_id("state_id", state_id, why, sizeof why)) {
+        return bad(call, why);
+    }
+    gate gt;
+    orch_code code;
+    if (!run_gate(g, call, op, orch_guard_op_name(op), project, caller, &gt, &code))
+        return code;
+    uint64_t dl = orch_rpc_call_deadline(call);
+    guard_result r = { 0 };
+    char sid[GUARD_ID_MAX + 1];
+    snprintf(sid, sizeof sid, "%s", state_id);
+    if (state_name[0]) {
+        guard_plane_resolve_state(g, project, state_name, dl, &r);
+        if (r.outcome != GUARD_UP_OK)
+            return upstream_fail(call, "plane", &r);
+        snprintf(sid, sizeof sid, "%s", r.id);
+        memset(&r, 0, sizeof r);
+    }
+    guard_plane_set_state(g, project, issue, sid, dl, &r);
+    if (r.outcome != GUARD_UP_OK)
+        return upstream_fail(call, "plane", &r);
+    orch_info("plane: issue %s of project %s set to state %s", issue, project, sid);
+    Orch__V1__IssueStateReply rep = ORCH__V1__ISSUE_STATE_REPLY__INIT;
+    rep.verdict = &gt.msg;
+    rep.state_id = sid;
+    rep.upstream_status = (int32_t)r.status;
+    return orch_rpc_reply(call, &rep.base);
+}
+
+static orch_code h_update_state(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Orch__V1__UpdateIssueStateRequest *req = (const Orch__V1__UpdateIssueStateRequest *)msg;
+    return set_state(arg, call, ORCH_GUARD_UPDATE_ISSUE_STATE, req->project_id, req->issue_id,
+                     req->state_name, req->state_id, req->caller);
+}
+
+static orch_code h_set_direct(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    const Orch__V1__SetIssueStateDirectRequest *req =
+        (const Orch__V1__SetIssueStateDirectRequest *)msg;
+    return set_state(arg, call, ORCH_GUARD_SET_ISSUE_STATE_DIRECT, req->project_id, req->issue_id,
+                     "", req->state_id, req->caller);
+}
+
+/* ---- AddComment -------------------------------------------------------------- */
+
+static orch_code h_add_comment(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    guard_svc *g = arg;
+    const Orch__V1__AddCommentRequest *req = (const Orch__V1__AddCommentRequest *)msg;
+    char why[200];
+    if (!guard_valid_id("project_id", req->project_id, why, sizeof why) ||
+        !guard_valid_id("issue_id", req->issue_id, why, sizeof why) ||
+        !guard_valid_id("external_id", req->external_id, why, sizeof why) ||
+        !guard_valid_text("text", req->text, g->comment_max, 0, why, sizeof why) ||
+        !valid_caller(req->caller, why, sizeof why))
+        return bad(call, why);
+    gate gt;
+    orch_code code;
+    if (!run_gate(g, call, ORCH_GUARD_ADD_COMMENT, "AddComment", req->project_id, req->caller, &gt,
+                  &code))
+        return code;
+    uint64_t dl = orch_rpc_call_deadline(call);
+    Orch__V1__AddCommentReply rep = ORCH__V1__ADD_COMMENT_REPLY__INIT;
+    rep.verdict = &gt.msg;
+    guard_claim claim;
+    char cid[GUARD_ID_MAX + 1] = "";
+    orch_err err = guard_store_claim_comment(g->db, dl, req->external_id, req->project_id,
+                                             req->issue_id, &claim, cid, sizeof cid);
+    if (err)
+        return orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE, "database: %s; not written",
+                             orch_strerror(err));
+    if (claim == GUARD_ALREADY_POSTED) {
+        orch_counter_add(g->m_comment_dups, 0, 1);
+        orch_info("comment %s already posted (tracker id %s): not posted again", req->external_id,
+                  cid);
+        rep.duplicate = true;
+        rep.comment_id = cid;
+        return orch_rpc_reply(call, &rep.base);
+    }
+    if (claim == GUARD_IN_FLIGHT)
+        return orch_rpc_fail(call, ORCH_CODE_ABORTED,
+                             "a comment with external_id %s is being posted; ask again later",
+                             req->external_id);
+    guard_result r = { 0 };
+    guard_plane_comment(g, req->project_id, req->issue_id, req->text, req->external_id, dl, &r);
+    if (r.outcome != GUARD_UP_OK) {
+        /* A timeout may have posted: keep the claim so that a quick retry
+         * cannot post a second copy; it expires after the claim window. */
+        if (r.outcome != GUARD_UP_TIMEOUT &&
+            guard_store_comment_failed(g->db, orch_mono_ms() + 2000, req->external_id))
+            orch_warn("claim of comment %s not released", req->external_id);
+        return upstream_fail(call, "plane", &r);
+    }
+    if (guard_store_comment_posted(g->db, orch_mono_ms() + 2000, req->external_id, r.id))
+        orch_error("comment %s posted but not recorded as posted", req->external_id);
+    orch_info("plane: comment %s posted on issue %s of project %s", req->external_id, req->issue_id,
+              req->project_id);
+    rep.comment_id = r.id;
+    rep.upstream_status = (int32_t)r.status;
+    return orch_rpc_reply(call, &rep.base);
+}
+
+/* ---- Notify ------------------------------------------------------------------ */
+
+static orch_code h_notify(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    guard_svc *g = arg;
+    const Orch__V1__NotifyRequest *req = (const Orch__V1__NotifyRequest *)msg;
+    char why[200];
+    if (!guard_valid_text("text", req->text, NOTIFY_MAX_BYTES, GUARD_TELEGRAM_MAX_CHARS, why,
+                          sizeof why) ||
+        !valid_caller(req->caller, why, sizeof why))
+        return bad(call, why);
+    if (req->chat_id[0] && !guard_valid_id("chat_id", req->chat_id, why, sizeof why))
+        return bad(call, why);
+    if (strlen(req->kind) > 64 || strlen(req->work_item) > 128 ||
+        !guard_utf8_valid(req->kind, strlen(req->kind)) ||
+        !guard_utf8_valid(req->work_item, strlen(req->work_item)))
+        return bad(call, "kind or work_item too long or not valid UTF-8");
+    const char *chat = notify_chat(g, req->chat_id);
+    gate gt;
+    orch_code code;
+    if (!run_gate(g, call, ORCH_GUARD_NOTIFY, "Notify", chat, req->caller, &gt, &code))
+        return code;
+    guard_result r = { 0 };
+    guard_telegram_send(g, chat, req->text, orch_rpc_call_deadline(call), &r);
+    if (r.outcome != GUARD_UP_OK)
+        return upstream_fail(call, "telegram", &r);
+    orch_info("telegram: message %lld sent to chat %s after %d call(s)", (long long)r.message_id,
+              chat, r.attempts);
+    Orch__V1__NotifyReply rep = ORCH__V1__NOTIFY_REPLY__INIT;
+    rep.verdict = &gt.msg;
+    rep.message_id = r.message_id;
+    rep.attempts = r.attempts;
+    return orch_rpc_reply(call, &rep.base);
+}
+
+/* ---- ListAudit --------------------------------------------------------------- */
+
+static orch_code h_list_audit(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
+{
+    guard_svc *g = arg;
+    const Orch__V1__ListAuditRequest *req = (const Orch__V1__ListAuditRequest *)msg;
+    uint32_t limit = req->limit ? req->limit : 50;
+    if (limit > AUDIT_MAX)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "limit is at most %d", AUDIT_MAX);
+    if (strcmp(req->decision, "") != 0 && strcmp(req->decision, "allow") != 0 &&
+        strcmp(req->decision, "block") != 0)
+        return bad(call, "decision must be allow, block or empty");
+    if (strlen(req->operation) > 48 || !guard_utf8_valid(req->operation, strlen(req->operation)))
+        return bad(call, "operation is too long or not valid UTF-8");
+    guard_audit_row *rows = calloc(limit, sizeof *rows);
+    Orch__V1__AuditEntry *ents = calloc(limit, sizeof *ents);
+    Orch__V1__AuditEntry **ptrs = calloc(limit, sizeof *ptrs);
+    int n = 0;
+    orch_code code;
+    orch_err err = rows && ents && ptrs
+                       ? guard_store_list_audit(g->db, orch_rpc_call_deadline(call), req->operation,
+                                                req->decision, rows, (int)limit, &n)
+                       : ORCH_ENOMEM;
+    if (err) {
+        code = orch_rpc_fail(call, orch_err_to_code(err), "audit: %s", orch_strerror(err));
+    } else {
+        for (int i = 0; i < n; i++) {
+            Orch__V1__AuditEntry *e = &ents[i];
+            orch__v1__audit_entry__init(e);
+            e->id = rows[i].id;
+            e->at_unix_ms = rows[i].at_ms;
+            e->runtime = rows[i].runtime;
+            e->operation = rows[i].operation;
+            e->project = rows[i].project;
+            e->decision = rows[i].decision;
+            e->reason = rows[i].reason;
+            e->caller = rows[i].caller;
+            ptrs[i] = e;
+        }
+        Orch__V1__ListAuditReply rep = ORCH__V1__LIST_AUDIT_REPLY__INIT;
+        rep.n_entries = (size_t)n;
+        rep.entries = ptrs;
+        code = orch_rpc_reply(call, &rep.base);
+    }
+    free(ptrs);
+    free(ents);
+    free(rows);
+    return code;
+}
+
+/* Same order as the methods of GuardService in guard.proto (protobuf-c
+ * sorts nothing: descriptor order is declaration order). */
+static const orch_rpc_handler handlers[] = { h_decide,     h_update_state, h_add_comment,
+                                             h_set_direct, h_notify,       h_list_audit };
+
+orch_err guard_rpc_register(orch_service *svc, guard_svc *g)
+{
+    orch_rpc_service s = { &orch__v1__guard_service__descriptor, handlers, g, false };
+    return orch_service_add_rpc(svc, &s);
+}

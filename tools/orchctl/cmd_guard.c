@@ -1,0 +1,240 @@
+/*
+ * cmd_guard.c - `orchctl guard ...`: asks guard-service for a decision,
+ * lists the audit, and sends the writes it guards (a blocked write exits
+ * 64 + PERMISSION_DENIED with the reason).
+ *
+ *   orchctl guard decide OPERATION TARGET      update-state|comment|set-state|notify
+ *   orchctl guard audit [--limit N] [--decision allow|block] [--operation OP]
+ *   orchctl guard comment PROJECT ISSUE EXTERNAL_ID TEXT
+ *   orchctl guard state PROJECT ISSUE STATE [--name]   (STATE is an id, or a name with --name)
+ *   orchctl guard notify TEXT [--chat ID]
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "orch/v1/guard.pb-c.h"
+#include "orchctl.h"
+
+#define M(name) "orch.v1.GuardService/" name
+
+static void guard_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: orchctl guard decide OPERATION TARGET\n"
+            "         OPERATION: update-state | comment | set-state | notify\n"
+            "       orchctl guard audit [--limit N] [--decision allow|block] [--operation OP]\n"
+            "       orchctl guard comment PROJECT ISSUE EXTERNAL_ID TEXT\n"
+            "       orchctl guard state PROJECT ISSUE STATE [--name]\n"
+            "       orchctl guard notify TEXT [--chat ID]\n");
+}
+
+static const target *guard_target(void)
+{
+    return orchctl_target("guard");
+}
+
+static int finish(const globals *g, int rc, ProtobufCMessage *rep)
+{
+    if (rc == EXIT_OK && rep)
+        orchctl_print_json(rep);
+    if (rep)
+        protobuf_c_message_free_unpacked(rep, NULL);
+    (void)g;
+    return rc;
+}
+
+static int guard_decide(int argc, char **argv, const globals *g)
+{
+    static const struct {
+        const char *name;
+        Orch__V1__GuardOperation op;
+    } ops[] = {
+        { "update-state", ORCH__V1__GUARD_OPERATION__GUARD_OP_UPDATE_ISSUE_STATE },
+        { "comment", ORCH__V1__GUARD_OPERATION__GUARD_OP_ADD_COMMENT },
+        { "set-state", ORCH__V1__GUARD_OPERATION__GUARD_OP_SET_ISSUE_STATE_DIRECT },
+        { "notify", ORCH__V1__GUARD_OPERATION__GUARD_OP_NOTIFY },
+    };
+    if (argc != 3) {
+        guard_usage(stderr);
+        return EXIT_USAGE;
+    }
+    Orch__V1__DecideRequest req = ORCH__V1__DECIDE_REQUEST__INIT;
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strcmp(argv[1], ops[i].name) == 0)
+            req.operation = ops[i].op;
+    if (req.operation == ORCH__V1__GUARD_OPERATION__GUARD_OP_UNSPECIFIED) {
+        fprintf(stderr, "orchctl guard decide: unknown operation '%s'\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    req.target = argv[2];
+    req.caller = "orchctl";
+    ProtobufCMessage *rep = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, guard_target(), M("Decide"), &req.base,
+                          &orch__v1__decide_reply__descriptor, &rep, &st);
+    return finish(g, rc, rep);
+}
+
+static void print_audit(const Orch__V1__ListAuditReply *r)
+{
+    for (size_t i = 0; i < r->n_entries; i++) {
+        const Orch__V1__AuditEntry *e = r->entries[i];
+        time_t t = (time_t)(e->at_unix_ms / 1000);
+        struct tm tm;
+        char when[32] = "";
+        if (gmtime_r(&t, &tm))
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("%-8" PRId64 " %s %-7s %-5s %-28s %-36s %-16s %s\n", e->id, when, e->runtime,
+               e->decision, e->operation, e->project[0] ? e->project : "-",
+               e->caller[0] ? e->caller : "-", e->reason);
+    }
+}
+
+static int guard_audit(int argc, char **argv, const globals *g)
+{
+    static const struct option opts[] = {
+        { "limit", required_argument, NULL, 'l' },
+        { "decision", required_argument, NULL, 'd' },
+        { "operation", required_argument, NULL, 'o' },
+        { NULL, 0, NULL, 0 },
+    };
+    Orch__V1__ListAuditRequest req = ORCH__V1__LIST_AUDIT_REQUEST__INIT;
+    uint64_t limit = 0;
+    int ch;
+    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'l':
+            if (!orchctl_parse_u64("--limit", optarg, &limit) || limit > 1000)
+                return EXIT_USAGE;
+            req.limit = (uint32_t)limit;
+            break;
+        case 'd': req.decision = optarg; break;
+        case 'o': req.operation = optarg; break;
+        default: guard_usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        guard_usage(stderr);
+        return EXIT_USAGE;
+    }
+    ProtobufCMessage *rep = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, guard_target(), M("ListAudit"), &req.base,
+                          &orch__v1__list_audit_reply__descriptor, &rep, &st);
+    if (rc == EXIT_OK && !g->json) {
+        print_audit((const Orch__V1__ListAuditReply *)rep);
+        protobuf_c_message_free_unpacked(rep, NULL);
+        return EXIT_OK;
+    }
+    return finish(g, rc, rep);
+}
+
+static int guard_comment(int argc, char **argv, const globals *g)
+{
+    if (argc != 5) {
+        guard_usage(stderr);
+        return EXIT_USAGE;
+    }
+    Orch__V1__AddCommentRequest req = ORCH__V1__ADD_COMMENT_REQUEST__INIT;
+    req.project_id = argv[1];
+    req.issue_id = argv[2];
+    req.external_id = argv[3];
+    req.text = argv[4];
+    req.caller = "orchctl";
+    ProtobufCMessage *rep = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, guard_target(), M("AddComment"), &req.base,
+                          &orch__v1__add_comment_reply__descriptor, &rep, &st);
+    return finish(g, rc, rep);
+}
+
+static int guard_state(int argc, char **argv, const globals *g)
+{
+    bool by_name = false;
+    char *pos[3];
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--name") == 0)
+            by_name = true;
+        else if (npos < 3)
+            pos[npos++] = argv[i];
+        else
+            npos = 4;
+    }
+    if (npos != 3) {
+        guard_usage(stderr);
+        return EXIT_USAGE;
+    }
+    ProtobufCMessage *rep = NULL;
+    orch_rpc_status st;
+    int rc;
+    if (by_name) {
+        Orch__V1__UpdateIssueStateRequest req = ORCH__V1__UPDATE_ISSUE_STATE_REQUEST__INIT;
+        req.project_id = pos[0];
+        req.issue_id = pos[1];
+        req.state_name = pos[2];
+        req.caller = "orchctl";
+        rc = orchctl_call(g, guard_target(), M("UpdateIssueState"), &req.base,
+                          &orch__v1__issue_state_reply__descriptor, &rep, &st);
+    } else {
+        Orch__V1__SetIssueStateDirectRequest req = ORCH__V1__SET_ISSUE_STATE_DIRECT_REQUEST__INIT;
+        req.project_id = pos[0];
+        req.issue_id = pos[1];
+        req.state_id = pos[2];
+        req.caller = "orchctl";
+        rc = orchctl_call(g, guard_target(), M("SetIssueStateDirect"), &req.base,
+                          &orch__v1__issue_state_reply__descriptor, &rep, &st);
+    }
+    return finish(g, rc, rep);
+}
+
+static int guard_notify(int argc, char **argv, const globals *g)
+{
+    Orch__V1__NotifyRequest req = ORCH__V1__NOTIFY_REQUEST__INIT;
+    char *text = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--chat") == 0 && i + 1 < argc)
+            req.chat_id = argv[++i];
+        else if (!text)
+            text = argv[i];
+        else
+            text = NULL, i = argc;
+    }
+    if (!text) {
+        guard_usage(stderr);
+        return EXIT_USAGE;
+    }
+    req.text = text;
+    req.caller = "orchctl";
+    ProtobufCMessage *rep = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, guard_target(), M("Notify"), &req.base,
+                          &orch__v1__notify_reply__descriptor, &rep, &st);
+    return finish(g, rc, rep);
+}
+
+int cmd_guard(int argc, char **argv, const globals *g)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **, const globals *);
+    } subs[] = {
+        { "decide", guard_decide }, { "audit", guard_audit },   { "comment", guard_comment },
+        { "state", guard_state },   { "notify", guard_notify },
+    };
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        guard_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+        if (strcmp(argv[1], subs[i].name) == 0)
+            return subs[i].fn(argc - 1, argv + 1, g);
+    fprintf(stderr, "orchctl guard: unknown subcommand '%s'\n", argv[1]);
+    guard_usage(stderr);
+    return EXIT_USAGE;
+}
