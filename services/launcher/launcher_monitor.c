@@ -296,7 +296,7 @@ static int report(launcher_svc *ls, const launcher_job *j, const launcher_run *r
                                      &orch__v1__advance_stage_reply__descriptor, &o, &st, &m);
     free(text);
     if (code != ORCH_CODE_OK) {
-        snprintf(detail, n, "%s: %s", orch_code_name(code), st.message);
+        snprintf(detail, n, "%s: %.200s", orch_code_name(code), st.message);
         return MON_ERROR;
     }
     const Orch__V1__AdvanceStageReply *rep = (const Orch__V1__AdvanceStageReply *)m;

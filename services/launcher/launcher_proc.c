@@ -182,7 +182,7 @@ static orch_err launcher_proc_spawn(launcher_svc *ls, const launcher_job *j, con
         return ORCH_EINVAL;
     }
     if (write_file(in, prompt) != ORCH_OK) {
-        snprintf(why, n, "cannot write %s: %s", in, strerror(errno));
+        snprintf(why, n, "cannot write %.200s: %s", in, strerror(errno));
         return ORCH_EIO;
     }
     snprintf(extra[0], sizeof extra[0], "ORCH_JOB_ID=%s", sid);

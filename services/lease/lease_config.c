@@ -23,5 +23,7 @@ const orch_config_var lease_config[] = {
       "milliseconds between reaper passes (ceiling and dead owners)" },
     { "ORCH_LEASE_PROBE_TIMEOUT_MS", ORCH_CFG_INT, "1000", 50, 60000, NULL, false, false,
       "budget of asking another host's lease-service whether an owner lives" },
+    { "ORCH_LEASE_RECOVERY_WAIT_MS", ORCH_CFG_INT, "30000", 0, 3600000, NULL, false, false,
+      "how long start-up recovery waits for this host's launcher to requeue its jobs" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
 };
