@@ -219,6 +219,8 @@ static bool start_one(launcher_svc *ls, launcher_slot *slot)
         return false;
     orch_err e = launcher_store_claim(c, dl, ls->me->host_id, ls->me->boot_id, ls->me->instance_id,
                                       &found, &j, &prompt);
+    if (e)
+        orch_warn("cannot claim a queued job: %s: %s", orch_strerror(e), orch_db_last_error(c));
     orch_db_release(c);
     if (e || !found) {
         free(prompt);
@@ -396,7 +398,7 @@ static void tend(launcher_svc *ls, launcher_slot *s, uint64_t now)
     memset(&si, 0, sizeof si);
     if (waitid(P_PID, (id_t)s->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == s->pid) {
         /* The leader is a zombie: its pid, the group id, cannot be reused. */
-        sweep_group(s->pid);
+        kill(-s->pid, SIGKILL);
         int st = 0;
         waitpid(s->pid, &st, 0);
         sweep_group(s->pid);

@@ -146,11 +146,11 @@ orch_err launcher_store_claim(orch_db_conn *c, uint64_t dl, const char *host_id,
     orch_db_result *r;
     orch_err err = orch_db_exec(
         c, dl,
-        "WITH q AS (SELECT id FROM jobs WHERE status = 'queued' AND host_id = $1"
+        "WITH q AS (SELECT id AS qid FROM jobs WHERE status = 'queued' AND host_id = $1"
         "   AND NOT cancel_requested ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
         " UPDATE jobs j SET status = 'running', boot_id = $2, instance_id = $3, pid = NULL,"
         "   start_ticks = NULL, started_at = now(), attempts = attempts + 1"
-        " FROM q WHERE j.id = q.id RETURNING " JOB_COLUMNS ", prompt",
+        " FROM q WHERE j.id = q.qid RETURNING " JOB_COLUMNS ", prompt",
         3, p, &r);
     if (err)
         return err;
