@@ -109,6 +109,8 @@ static void usage(FILE *out)
                  "  health [SERVICE...]   is each service (lease, stage, guard, launcher) SERVING\n"
                  "  lease <subcommand>    transition leases: acquire, release, validate,\n"
                  "                        force-release, show, list, probe\n"
+                 "  job <subcommand>      agent jobs: spawn, show, wait, cancel\n"
+                 "  runs <subcommand>     agent runs: list, savings (per role, from agent_runs)\n"
                  "\n"
                  "options:\n"
                  "  --json                machine-readable output\n"
@@ -131,6 +133,8 @@ typedef struct command {
 static const command commands[] = {
     { "health", cmd_health },
     { "lease", cmd_lease },
+    { "job", cmd_job },
+    { "runs", cmd_runs },
 };
 
 int main(int argc, char **argv)
