@@ -481,11 +481,19 @@ static void *supervisor_main(void *arg)
 
 orch_err launcher_proc_start(launcher_svc *ls)
 {
-    if (mkdir(ls->out_dir, 0750) != 0 && errno != EEXIST) {
-        orch_error("ORCH_LAUNCHER_OUTPUT_DIR %s cannot be created: %s", ls->out_dir,
-                   strerror(errno));
-        return ORCH_EIO;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", ls->out_dir);
+    for (char *p = dir + 1; *p; p++) { /* mkdir -p */
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        (void)mkdir(dir, 0750);
+        *p = '/';
     }
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        orch_error("ORCH_LAUNCHER_OUTPUT_DIR %s cannot be created: %s; Spawn fails until it "
+                   "exists",
+                   ls->out_dir, strerror(errno));
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
         orch_warn("cannot become a child subreaper: %s", strerror(errno));
     if (pthread_create(&ls->supervisor, NULL, supervisor_main, ls) != 0)

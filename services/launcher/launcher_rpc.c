@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "launcher_svc.h"
 #include "orch/clock.h"
@@ -158,6 +159,9 @@ static orch_code spawn(orch_rpc_call *call, const ProtobufCMessage *msg, void *a
                              "no agent command for role %s: set ORCH_AGENT_COMMAND or "
                              "ORCH_AGENT_COMMAND_%s",
                              req->role, req->role);
+    if (access(ls->out_dir, W_OK | X_OK) != 0)
+        return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION,
+                             "ORCH_LAUNCHER_OUTPUT_DIR %s is not a writable folder", ls->out_dir);
     const char *stage = req->stage[0] ? req->stage : launcher_default_stage(req->role);
     uint64_t dl = orch_rpc_call_deadline(call), id = 0;
     orch_db_conn *c;
