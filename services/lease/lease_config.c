@@ -14,19 +14,21 @@ const orch_config_var lease_client_config[] = {
       "comma-separated repos the lease applies to; empty: only ORCH_ORCHESTRATOR_REPO" },
     { "ORCH_ORCHESTRATOR_REPO", ORCH_CFG_STRING, "orch", 0, 0, NULL, false, false,
       "name of the orchestrator's own repo, the lease's scope by default" },
+    { "ORCH_REAPER_MAX_RUNNING_S", ORCH_CFG_INT, "3600", 1, 604800, NULL, false, false,
+      "ceiling: a lease held longer is released whatever its owner's liveness" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
 };
 
 const orch_config_var lease_config[] = {
     { "ORCH_LEASE_HTTP_ADDR", ORCH_CFG_STRING, "127.0.0.1:7711", 0, 0, NULL, false, false,
       "host:port of lease-service's /healthz and /metrics" },
-    { "ORCH_REAPER_MAX_RUNNING_S", ORCH_CFG_INT, "3600", 1, 604800, NULL, false, false,
-      "ceiling: a lease held longer is released whatever its owner's liveness" },
     { "ORCH_STEP_TIMEOUT_S", ORCH_CFG_INT, "1800", 1, 604800, NULL, false, false,
       "longest step a lease holder may take; the ceiling must be larger" },
     { "ORCH_LEASE_REAPER_INTERVAL_MS", ORCH_CFG_INT, "30000", 100, 3600000, NULL, false, false,
       "milliseconds between reaper passes (ceiling and dead owners)" },
     { "ORCH_LEASE_PROBE_TIMEOUT_MS", ORCH_CFG_INT, "1000", 50, 60000, NULL, false, false,
       "budget of asking another host's lease-service whether an owner lives" },
+    { "ORCH_LEASE_RECOVERY_WAIT_MS", ORCH_CFG_INT, "30000", 0, 3600000, NULL, false, false,
+      "how long start-up recovery waits for this host's launcher to requeue its jobs" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
 };

@@ -17,6 +17,7 @@
 #include "lease_svc.h"
 #include "orch/alert.h"
 #include "orch/clock.h"
+#include "orch/ident.h"
 #include "orch/log.h"
 
 typedef struct sweep {
@@ -120,6 +121,61 @@ void lease_reaper_pass(lease_svc *ls, const char *only_host)
     free(s.rows);
 }
 
+/* Whether this host's launcher has requeued the jobs of its previous
+ * instances: no job of this host runs, or all run under the instance that
+ * wrote the launcher_recovery marker and that process lives. */
+static bool launcher_ready(lease_svc *ls, char *why, size_t n)
+{
+    uint64_t dl = orch_mono_ms() + 5000, ticks = 0;
+    orch_db_conn *c;
+    lease_launcher_state st;
+    if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK) {
+        snprintf(why, n, "database unavailable");
+        return false;
+    }
+    orch_err err = lease_store_launcher_state(c, dl, ls->me->host_id, &st);
+    orch_db_release(c);
+    if (err) {
+        snprintf(why, n, "launcher state unreadable: %s", orch_strerror(err));
+        return false;
+    }
+    if (st.running == 0)
+        return true;
+    bool marker_alive = st.pid > 0 && strcmp(st.boot_id, ls->me->boot_id) == 0 &&
+                        orch_proc_start_ticks(st.pid, &ticks) == ORCH_OK && ticks == st.start_ticks;
+    snprintf(why, n, "%ld job(s) running, %ld not yet requeued, launcher %s", st.running,
+             st.running_elsewhere, marker_alive ? "up" : "not up");
+    return marker_alive && st.running_elsewhere == 0;
+}
+
+/* Start-up ordering (DESIGN.md invariant 7): the launcher of this host
+ * requeues its jobs before their leases are reclaimed. Waits at most
+ * ORCH_LEASE_RECOVERY_WAIT_MS, then recovers anyway (a launcher that does
+ * not come back must not keep leases forever). */
+static void wait_for_launcher(lease_svc *ls)
+{
+    char why[160] = "";
+    uint64_t until = orch_mono_ms() + (uint64_t)ls->recovery_wait_ms;
+    bool logged = false;
+    for (int round = 0; round < 100000; round++) { /* bounded by `until` */
+        if (launcher_ready(ls, why, sizeof why)) {
+            if (logged)
+                orch_info("launcher of host %s has requeued its jobs: recovery proceeds",
+                          ls->me->host_id);
+            return;
+        }
+        if (orch_mono_ms() >= until)
+            break;
+        if (!logged)
+            orch_info("start-up recovery waits for the launcher's requeue: %s", why);
+        logged = true;
+        struct timespec ts = { 0, 100 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    orch_warn("start-up recovery proceeds without the launcher's requeue after %lld ms: %s",
+              (long long)ls->recovery_wait_ms, why);
+}
+
 static void *reaper_main(void *arg)
 {
     lease_svc *ls = arg;
@@ -156,6 +212,7 @@ orch_err lease_reaper_start(lease_svc *ls, const char *rpc_url)
     orch_info("registered host %s (boot %s) at %s", ls->me->host_id, ls->me->boot_id, rpc_url);
     /* Start-up recovery: leases of this host's previous boots and of its
      * processes that are gone are reclaimed before the first request. */
+    wait_for_launcher(ls);
     lease_reaper_pass(ls, ls->me->host_id);
 
     pthread_condattr_t ca;

@@ -302,3 +302,28 @@ orch_err lease_store_get_host(orch_db_conn *c, uint64_t dl, const char *host_id,
     orch_db_result_free(r);
     return ORCH_OK;
 }
+
+orch_err lease_store_launcher_state(orch_db_conn *c, uint64_t dl, const char *host_id,
+                                    lease_launcher_state *out)
+{
+    const char *p[] = { host_id };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(
+        c, dl,
+        "SELECT (SELECT count(*) FROM jobs j WHERE j.host_id = $1 AND j.status = 'running'),"
+        " (SELECT count(*) FROM jobs j WHERE j.host_id = $1 AND j.status = 'running'"
+        "   AND j.instance_id IS DISTINCT FROM r.instance_id),"
+        " coalesce(r.boot_id, ''), coalesce(r.pid, 0), coalesce(r.start_ticks, 0)"
+        " FROM (SELECT 1) x LEFT JOIN launcher_recovery r ON r.host_id = $1",
+        1, p, &r);
+    if (err)
+        return err;
+    memset(out, 0, sizeof *out);
+    out->running = strtol(orch_db_result_get(r, 0, 0), NULL, 10);
+    out->running_elsewhere = strtol(orch_db_result_get(r, 0, 1), NULL, 10);
+    copy(out->boot_id, sizeof out->boot_id, orch_db_result_get(r, 0, 2));
+    out->pid = (int32_t)strtol(orch_db_result_get(r, 0, 3), NULL, 10);
+    out->start_ticks = to_u64(orch_db_result_get(r, 0, 4));
+    orch_db_result_free(r);
+    return ORCH_OK;
+}

@@ -76,6 +76,19 @@ orch_err lease_store_release_over_ceiling(orch_db_conn *c, uint64_t dl, int64_t 
                                           void (*fn)(const lease_row *row, void *arg),
                                           void *arg) ORCH_NODISCARD;
 
+/* What start-up recovery needs to know about this host's launcher
+ * (launcher-service's launcher_recovery marker and jobs, read only):
+ * running jobs of `host_id`, those of them under an instance other than the
+ * marker's, and the marker's process (pid 0: no marker). */
+typedef struct lease_launcher_state {
+    long running, running_elsewhere;
+    char boot_id[40];
+    int32_t pid;
+    uint64_t start_ticks;
+} lease_launcher_state;
+orch_err lease_store_launcher_state(orch_db_conn *c, uint64_t dl, const char *host_id,
+                                    lease_launcher_state *out) ORCH_NODISCARD;
+
 orch_err lease_store_register_host(orch_db_conn *c, uint64_t dl, const char *host_id,
                                    const char *boot_id, const char *instance_id,
                                    const char *rpc_url) ORCH_NODISCARD;

@@ -32,6 +32,7 @@ typedef struct lease_svc {
     int64_t ceiling_s;
     int64_t reaper_interval_ms;
     uint32_t probe_timeout_ms;
+    int64_t recovery_wait_ms; /* bound on waiting for the launcher's requeue */
     const char *auth_token;
 
     pthread_mutex_t peers_mu;

@@ -56,6 +56,7 @@ static orch_err lease_start(orch_service *svc)
     ls->reaper_interval_ms = orch_config_int(cfg, "ORCH_LEASE_REAPER_INTERVAL_MS");
     ls->probe_timeout_ms = (uint32_t)orch_config_int(cfg, "ORCH_LEASE_PROBE_TIMEOUT_MS");
     ls->auth_token = orch_config_str(cfg, "ORCH_RPC_AUTH_TOKEN");
+    ls->recovery_wait_ms = orch_config_int(cfg, "ORCH_LEASE_RECOVERY_WAIT_MS");
     pthread_mutex_init(&ls->peers_mu, NULL);
 
     int64_t step = orch_config_int(cfg, "ORCH_STEP_TIMEOUT_S");

@@ -107,7 +107,8 @@ static void stage_stop(orch_service *svc)
     free(ss);
 }
 
-static const orch_config_var *const stage_extra_config[] = { lease_client_config, NULL };
+static const orch_config_var *const stage_extra_config[] = { stage_client_config,
+                                                             lease_client_config, NULL };
 
 static const orch_service_def stage_service = {
     .name = "stage-service",

@@ -4,9 +4,13 @@
  */
 #include "stage_config.h"
 
-const orch_config_var stage_config[] = {
+const orch_config_var stage_client_config[] = {
     { "ORCH_STAGE_RPC_URL", ORCH_CFG_STRING, "tcp://127.0.0.1:7702", 0, 0, NULL, false, false,
       "NNG address stage-service listens on and clients dial" },
+    { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
+};
+
+const orch_config_var stage_config[] = {
     { "ORCH_STAGE_HTTP_ADDR", ORCH_CFG_STRING, "127.0.0.1:7712", 0, 0, NULL, false, false,
       "host:port of stage-service's HTTP: /healthz /metrics /queue, webhooks, lease release" },
     { "ORCH_STAGE_LEASE_TIMEOUT_MS", ORCH_CFG_INT, "5000", 100, 60000, NULL, false, false,

@@ -8,5 +8,7 @@
 
 /* NULL-name-terminated; read together with orch_config_common. */
 extern const orch_config_var stage_config[];
+/* stage-service's address, read by it and by every service that calls it. */
+extern const orch_config_var stage_client_config[];
 
 #endif

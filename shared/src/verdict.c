@@ -77,38 +77,64 @@ static bool put(orch_verdicts *vs, const char *k, size_t kn, const char *v, size
     return true;
 }
 
-/* Parses one line [p, end) without its newline. 1: verdict stored,
- * 0: not a verdict, -1: a verdict that did not fit. */
-static int parse_line(orch_verdicts *vs, const char *p, const char *end)
+/* Splits a line [p, end) (without its newline) into key and value spans;
+ * false if it is not a verdict line. */
+static bool split_line(const char *p, const char *end, const char **k, size_t *kn, const char **v,
+                       size_t *vn)
 {
     while (p < end && is_space(*p))
         p++;
-    while (end > p && is_space(end[-1]))
+    while (end > p && (is_space(end[-1]) || end[-1] == '\n'))
         end--;
     if (end - p >= 2 && (p[0] == '-' || p[0] == '*') && p[1] == ' ') {
         p += 2;
         while (p < end && is_space(*p))
             p++;
     }
-    const char *k = p;
+    *k = p;
     if (p == end || !is_alpha(*p))
-        return 0;
+        return false;
     while (p < end && is_key_char(*p))
         p++;
-    size_t kn = (size_t)(p - k);
-    if (kn >= ORCH_VERDICT_KEY_MAX)
-        return 0;
+    *kn = (size_t)(p - *k);
+    if (*kn >= ORCH_VERDICT_KEY_MAX)
+        return false;
     while (p < end && is_space(*p))
         p++;
     if (p == end || *p != ':')
-        return 0;
+        return false;
     p++;
     while (p < end && is_space(*p))
         p++;
-    size_t vn = (size_t)(end - p);
-    if (!value_ok(p, vn))
+    *v = p;
+    *vn = (size_t)(end - p);
+    return value_ok(p, *vn);
+}
+
+/* Parses one line [p, end). 1: verdict stored, 0: not a verdict, -1: a
+ * verdict that did not fit. */
+static int parse_line(orch_verdicts *vs, const char *p, const char *end)
+{
+    const char *k, *v;
+    size_t kn, vn;
+    if (!split_line(p, end, &k, &kn, &v, &vn))
         return 0;
-    return put(vs, k, kn, p, vn) ? 1 : -1;
+    return put(vs, k, kn, v, vn) ? 1 : -1;
+}
+
+bool orch_verdict_parse_line(const char *line, size_t len, orch_verdict *out)
+{
+    const char *k, *v;
+    size_t kn, vn;
+    const char *nl = memchr(line, '\n', len);
+    if (!split_line(line, nl ? nl : line + len, &k, &kn, &v, &vn))
+        return false;
+    for (size_t i = 0; i < kn; i++)
+        out->key[i] = lower(k[i]);
+    out->key[kn] = '\0';
+    memcpy(out->value, v, vn);
+    out->value[vn] = '\0';
+    return true;
 }
 
 void orch_verdicts_parse(orch_verdicts *vs, const char *text, size_t len)

@@ -4,6 +4,7 @@
  * loss and return, shutdown, configuration errors, concurrent migrations.
  */
 #include <criterion/criterion.h>
+#include <glob.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -138,7 +139,15 @@ Test(service, migrations_created_every_table)
         cr_assert_str_eq(v, "t", "table %s missing", tables[i]);
         free(v);
     }
+    /* One row per numbered file in shared/migrations. */
+    glob_t g;
+    cr_assert_eq(glob(ORCH_SOURCE_DIR "/shared/migrations/[0-9][0-9][0-9][0-9]_*.sql", 0, NULL, &g),
+                 0);
+    char want[16];
+    snprintf(want, sizeof want, "%zu", g.gl_pathc);
+    globfree(&g);
     char *n = th_sql(db, "SELECT count(*) FROM schema_migrations");
+    cr_assert_str_eq(n, want, "one schema_migrations row per migration file");
     cr_assert_eq(strtol(n, NULL, 10), (long)orch__migrations_count, "%s", n);
     free(n);
 }
@@ -386,7 +395,14 @@ Test(startup, four_services_migrate_one_database_at_once, .timeout = 90)
             th_svc_dump_log(&s[i]);
         cr_assert(up, "%s-service did not come up", names[i]);
     }
+    glob_t g;
+    cr_assert_eq(glob(ORCH_SOURCE_DIR "/shared/migrations/[0-9][0-9][0-9][0-9]_*.sql", 0, NULL, &g),
+                 0);
+    char want[16];
+    snprintf(want, sizeof want, "%zu", g.gl_pathc);
+    globfree(&g);
     char *n = th_sql(url, "SELECT count(*) FROM schema_migrations");
+    cr_assert_str_eq(n, want, "one schema_migrations row per migration file");
     cr_assert_eq(strtol(n, NULL, 10), (long)orch__migrations_count, "%s", n);
     free(n);
     int applied = 0;

@@ -365,11 +365,11 @@ Test(config, unset_secret_is_dumped_as_unset)
 /* ---- the real tables ---------------------------------------------------- */
 
 static const orch_config_var *const all_tables[] = {
-    orch_config_common, lease_client_config, lease_config, stage_config,
-    guard_config,       launcher_config,     NULL,
+    orch_config_common, lease_client_config, lease_config,    stage_client_config,
+    stage_config,       guard_config,        launcher_config, NULL,
 };
 static const char *const all_table_names[] = {
-    "orch_config_common", "lease_client_config", "lease_config",
+    "orch_config_common", "lease_client_config", "lease_config",    "stage_client_config",
     "stage_config",       "guard_config",        "launcher_config",
 };
 

@@ -24,7 +24,7 @@
 
 const target orchctl_targets[] = {
     { "lease", "lease-service", "ORCH_LEASE_RPC_URL", lease_client_config },
-    { "stage", "stage-service", "ORCH_STAGE_RPC_URL", stage_config },
+    { "stage", "stage-service", "ORCH_STAGE_RPC_URL", stage_client_config },
     { "guard", "guard-service", "ORCH_GUARD_RPC_URL", guard_config },
     { "launcher", "launcher-service", "ORCH_LAUNCHER_RPC_URL", launcher_config },
 };
@@ -113,6 +113,8 @@ static void usage(FILE *out)
                  "  lease <subcommand>    transition leases: acquire, release, validate,\n"
                  "                        force-release, show, list, probe\n"
                  "  guard <subcommand>    the write guard: decide, audit, comment, state, notify\n"
+                 "  job <subcommand>      agent jobs: spawn, show, wait, cancel\n"
+                 "  runs <subcommand>     agent runs: list, savings (per role, from agent_runs)\n"
                  "\n"
                  "options:\n"
                  "  --json                machine-readable output\n"
@@ -133,9 +135,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    { "health", cmd_health },
-    { "lease", cmd_lease },
-    { "guard", cmd_guard },
+    { "health", cmd_health }, { "lease", cmd_lease }, { "guard", cmd_guard },
+    { "job", cmd_job },       { "runs", cmd_runs },
 };
 
 int main(int argc, char **argv)

@@ -54,5 +54,7 @@ bool orchctl_parse_u64(const char *what, const char *s, uint64_t *out);
 int cmd_health(int argc, char **argv, const globals *g);
 int cmd_lease(int argc, char **argv, const globals *g);
 int cmd_guard(int argc, char **argv, const globals *g);
+int cmd_job(int argc, char **argv, const globals *g);
+int cmd_runs(int argc, char **argv, const globals *g);
 
 #endif

@@ -34,6 +34,11 @@ typedef struct orch_verdicts {
 
 void orch_verdicts_init(orch_verdicts *vs);
 
+/* Parses one line (`len` bytes, with or without its '\n', need not be
+ * NUL-terminated) into `out` (key in lower case); false, `out` unchanged,
+ * if it is not a verdict line. */
+bool orch_verdict_parse_line(const char *line, size_t len, orch_verdict *out);
+
 /* Adds the verdict lines of `text` (`len` bytes, need not be NUL-terminated)
  * to `vs`; later values replace earlier ones. */
 void orch_verdicts_parse(orch_verdicts *vs, const char *text, size_t len);

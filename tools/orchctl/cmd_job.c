@@ -1,0 +1,316 @@
+/*
+ * cmd_job.c - `orchctl job ...` and `orchctl runs ...`: launcher-service's
+ * RPCs. `job spawn` is an operator's call site of Spawn (entry S1 of
+ * docs/architecture/llm-call-sites.md).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orch/v1/launcher.pb-c.h"
+#include "orchctl.h"
+
+#define M(name) "orch.v1.LauncherService/" name
+
+static const char *status_name(Orch__V1__JobStatus s)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&orch__v1__job_status__descriptor, (int)s);
+    return v ? v->name : "?";
+}
+
+static void print_job(const Orch__V1__Job *j, const Orch__V1__AgentRun *r)
+{
+    printf("job %" PRIu64 "  %s  %s  %s (stage %s)  host %s pid %d  attempts %u\n", j->id,
+           status_name(j->status), j->role, j->work_item, j->stage, j->host_id, (int)j->pid,
+           j->attempts);
+    if (j->finish_reason[0])
+        printf("  ended: %s\n", j->finish_reason);
+    printf("  report to stage-service: %s%s%s\n", j->monitor_state,
+           j->monitor_detail[0] ? " - " : "", j->monitor_detail);
+    if (j->stdout_path[0])
+        printf("  stdout %s\n  stderr %s\n", j->stdout_path, j->stderr_path);
+    if (!r)
+        return;
+    printf("  run: exit %d, %" PRIu64 " ms, model %s\n", (int)r->exit_status, r->duration_ms,
+           r->model[0] ? r->model : "unknown");
+    if (r->usage_known)
+        printf("  tokens: %" PRIu64 " in, %" PRIu64 " out\n", r->input_tokens, r->output_tokens);
+    else
+        printf("  tokens: unknown\n");
+    if (r->cost_known)
+        printf("  cost: %.6f USD\n", r->cost_usd);
+    else
+        printf("  cost: unknown\n");
+    for (size_t i = 0; i < r->n_verdicts; i++)
+        printf("  %s: %s\n", r->verdicts[i]->key, r->verdicts[i]->value);
+}
+
+/* Reads the prompt: the --prompt text, or the file (- for stdin). */
+static char *read_prompt(const char *text, const char *file)
+{
+    if (text)
+        return strdup(text);
+    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+    if (!f) {
+        fprintf(stderr, "orchctl: cannot read %s\n", file);
+        return NULL;
+    }
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap + 2);
+    if (buf)
+        n = fread(buf, 1, cap + 1, f);
+    if (f != stdin)
+        fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+static int job_spawn(int argc, char **argv, const globals *g)
+{
+    static const struct option opts[] = {
+        { "prompt", required_argument, NULL, 'p' },
+        { "prompt-file", required_argument, NULL, 'f' },
+        { "workdir", required_argument, NULL, 'w' },
+        { "timeout", required_argument, NULL, 't' },
+        { "stage", required_argument, NULL, 's' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *text = NULL, *file = NULL, *workdir = NULL, *stage = "";
+    uint64_t timeout = 1800;
+    int ch;
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'p': text = optarg; break;
+        case 'f': file = optarg; break;
+        case 'w': workdir = optarg; break;
+        case 's': stage = optarg; break;
+        case 't':
+            if (!orchctl_parse_u64("--timeout", optarg, &timeout) || timeout > UINT32_MAX)
+                return EXIT_USAGE;
+            break;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 2 || !workdir || (!text == !file)) {
+        fprintf(stderr, "usage: orchctl job spawn ROLE WORK_ITEM --workdir DIR "
+                        "(--prompt TEXT | --prompt-file FILE|-) [--timeout S] [--stage STAGE]\n");
+        return EXIT_USAGE;
+    }
+    char *prompt = read_prompt(text, file);
+    if (!prompt)
+        return EXIT_USAGE;
+    Orch__V1__SpawnRequest req = ORCH__V1__SPAWN_REQUEST__INIT;
+    req.role = argv[optind];
+    req.work_item = argv[optind + 1];
+    req.prompt = prompt;
+    req.workdir = (char *)workdir;
+    req.timeout_s = (uint32_t)timeout;
+    req.stage = (char *)stage;
+    ProtobufCMessage *m = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, orchctl_target("launcher"), M("Spawn"), &req.base,
+                          &orch__v1__spawn_reply__descriptor, &m, &st);
+    free(prompt);
+    if (rc)
+        return rc;
+    const Orch__V1__SpawnReply *r = (const Orch__V1__SpawnReply *)m;
+    if (g->json)
+        orchctl_print_json(m);
+    else if (r->job)
+        printf("job %" PRIu64 " %s\n", r->job->id, status_name(r->job->status));
+    protobuf_c_message_free_unpacked(m, NULL);
+    return EXIT_OK;
+}
+
+static int job_show_wait(int argc, char **argv, const globals *g, bool wait)
+{
+    uint64_t id;
+    if (argc != 2 || !orchctl_parse_u64("JOB_ID", argv[1], &id)) {
+        fprintf(stderr, "usage: orchctl job %s JOB_ID\n", wait ? "wait" : "show");
+        return EXIT_USAGE;
+    }
+    ProtobufCMessage *m = NULL;
+    orch_rpc_status st;
+    int rc;
+    if (wait) {
+        Orch__V1__WaitJobRequest req = ORCH__V1__WAIT_JOB_REQUEST__INIT;
+        req.job_id = id;
+        rc = orchctl_call(g, orchctl_target("launcher"), M("Wait"), &req.base,
+                          &orch__v1__wait_job_reply__descriptor, &m, &st);
+    } else {
+        Orch__V1__GetJobRequest req = ORCH__V1__GET_JOB_REQUEST__INIT;
+        req.job_id = id;
+        rc = orchctl_call(g, orchctl_target("launcher"), M("Get"), &req.base,
+                          &orch__v1__get_job_reply__descriptor, &m, &st);
+    }
+    if (rc)
+        return rc;
+    const Orch__V1__Job *j;
+    const Orch__V1__AgentRun *r;
+    bool finished = true;
+    if (wait) {
+        const Orch__V1__WaitJobReply *w = (const Orch__V1__WaitJobReply *)m;
+        j = w->job;
+        r = w->run;
+        finished = w->finished;
+    } else {
+        const Orch__V1__GetJobReply *gr = (const Orch__V1__GetJobReply *)m;
+        j = gr->job;
+        r = gr->run;
+    }
+    if (g->json)
+        orchctl_print_json(m);
+    else if (j)
+        print_job(j, r);
+    bool ok = j && j->status == ORCH__V1__JOB_STATUS__SUCCEEDED;
+    protobuf_c_message_free_unpacked(m, NULL);
+    /* wait: 0 succeeded, 2 finished otherwise, 4 still running. */
+    return !wait ? EXIT_OK : !finished ? 4 : ok ? EXIT_OK : 2;
+}
+
+static int job_cancel(int argc, char **argv, const globals *g)
+{
+    uint64_t id;
+    if ((argc != 2 && argc != 3) || !orchctl_parse_u64("JOB_ID", argv[1], &id)) {
+        fprintf(stderr, "usage: orchctl job cancel JOB_ID [REASON]\n");
+        return EXIT_USAGE;
+    }
+    Orch__V1__CancelJobRequest req = ORCH__V1__CANCEL_JOB_REQUEST__INIT;
+    req.job_id = id;
+    req.reason = argc == 3 ? argv[2] : "operator";
+    ProtobufCMessage *m = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, orchctl_target("launcher"), M("Cancel"), &req.base,
+                          &orch__v1__cancel_job_reply__descriptor, &m, &st);
+    if (rc)
+        return rc;
+    const Orch__V1__CancelJobReply *r = (const Orch__V1__CancelJobReply *)m;
+    if (g->json)
+        orchctl_print_json(m);
+    else if (r->job)
+        printf("job %" PRIu64 " %s%s\n", r->job->id, status_name(r->job->status),
+               r->already_finished ? " (already finished)" : "");
+    protobuf_c_message_free_unpacked(m, NULL);
+    return EXIT_OK;
+}
+
+int cmd_job(int argc, char **argv, const globals *g)
+{
+    if (argc >= 2 && strcmp(argv[1], "spawn") == 0)
+        return job_spawn(argc - 1, argv + 1, g);
+    if (argc >= 2 && strcmp(argv[1], "show") == 0)
+        return job_show_wait(argc - 1, argv + 1, g, false);
+    if (argc >= 2 && strcmp(argv[1], "wait") == 0)
+        return job_show_wait(argc - 1, argv + 1, g, true);
+    if (argc >= 2 && strcmp(argv[1], "cancel") == 0)
+        return job_cancel(argc - 1, argv + 1, g);
+    fprintf(stderr, "usage: orchctl job spawn|show|wait|cancel ...\n");
+    return EXIT_USAGE;
+}
+
+/* ---- runs ------------------------------------------------------------------ */
+
+static int runs_list(int argc, char **argv, const globals *g)
+{
+    static const struct option opts[] = {
+        { "role", required_argument, NULL, 'r' },
+        { "item", required_argument, NULL, 'i' },
+        { "limit", required_argument, NULL, 'l' },
+        { NULL, 0, NULL, 0 },
+    };
+    Orch__V1__ListRunsRequest req = ORCH__V1__LIST_RUNS_REQUEST__INIT;
+    uint64_t limit = 0;
+    int ch;
+    optind = 0;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'r': req.role = optarg; break;
+        case 'i': req.work_item = optarg; break;
+        case 'l':
+            if (!orchctl_parse_u64("--limit", optarg, &limit) || limit > 1000)
+                return EXIT_USAGE;
+            break;
+        default: return EXIT_USAGE;
+        }
+    }
+    req.limit = (uint32_t)limit;
+    ProtobufCMessage *m = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, orchctl_target("launcher"), M("ListRuns"), &req.base,
+                          &orch__v1__list_runs_reply__descriptor, &m, &st);
+    if (rc)
+        return rc;
+    const Orch__V1__ListRunsReply *r = (const Orch__V1__ListRunsReply *)m;
+    if (g->json) {
+        orchctl_print_json(m);
+    } else {
+        for (size_t i = 0; i < r->n_runs; i++) {
+            const Orch__V1__AgentRun *a = r->runs[i];
+            char tok[64] = "tokens unknown", cost[32] = "cost unknown";
+            if (a->usage_known)
+                snprintf(tok, sizeof tok, "%" PRIu64 "/%" PRIu64 " tokens", a->input_tokens,
+                         a->output_tokens);
+            if (a->cost_known)
+                snprintf(cost, sizeof cost, "%.4f USD", a->cost_usd);
+            printf("run %-6" PRIu64 " job %-6" PRIu64 " %-10s %-16s exit %-3d %8" PRIu64
+                   " ms  %s  %s  %zu verdict(s)\n",
+                   a->id, a->job_id, a->role, a->work_item, (int)a->exit_status, a->duration_ms,
+                   tok, cost, a->n_verdicts);
+        }
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return EXIT_OK;
+}
+
+static int runs_savings(int argc, char **argv, const globals *g)
+{
+    uint64_t days = 0;
+    if (argc == 3 && strcmp(argv[1], "--since-days") == 0) {
+        if (!orchctl_parse_u64("--since-days", argv[2], &days) || days > 36500)
+            return EXIT_USAGE;
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: orchctl runs savings [--since-days N]\n");
+        return EXIT_USAGE;
+    }
+    Orch__V1__SavingsRequest req = ORCH__V1__SAVINGS_REQUEST__INIT;
+    req.since_days = (uint32_t)days;
+    ProtobufCMessage *m = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, orchctl_target("launcher"), M("Savings"), &req.base,
+                          &orch__v1__savings_reply__descriptor, &m, &st);
+    if (rc)
+        return rc;
+    const Orch__V1__SavingsReply *r = (const Orch__V1__SavingsReply *)m;
+    if (g->json) {
+        orchctl_print_json(m);
+    } else {
+        printf("%-10s %-4s %-17s %6s %10s %12s %12s %12s %12s\n", "role", "axis", "class", "runs",
+               "with-usage", "input-tok", "output-tok", "cost-usd", "time-s");
+        for (size_t i = 0; i < r->n_roles; i++) {
+            const Orch__V1__RoleSavings *s = r->roles[i];
+            printf("%-10s %-4s %-17s %6" PRIu64 " %10" PRIu64 " %12" PRIu64 " %12" PRIu64
+                   " %12.4f %12.1f\n",
+                   s->role, s->axis, s->classification, s->runs, s->runs_with_usage,
+                   s->input_tokens, s->output_tokens, s->cost_usd, (double)s->duration_ms / 1000);
+        }
+        printf("token and cost sums cover only the runs whose agent reported them\n");
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return EXIT_OK;
+}
+
+int cmd_runs(int argc, char **argv, const globals *g)
+{
+    if (argc >= 2 && strcmp(argv[1], "list") == 0)
+        return runs_list(argc - 1, argv + 1, g);
+    if (argc >= 2 && strcmp(argv[1], "savings") == 0)
+        return runs_savings(argc - 1, argv + 1, g);
+    fprintf(stderr, "usage: orchctl runs list|savings ...\n");
+    return EXIT_USAGE;
+}
