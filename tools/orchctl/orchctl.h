@@ -16,6 +16,8 @@
 #define EXIT_OK       0
 #define EXIT_USAGE    1
 #define EXIT_HELD     3 /* lease acquire: held by another owner */
+#define EXIT_DEFERRED 4 /* stage advance/rollback: another owner holds the lease */
+#define EXIT_REFUSED  5 /* stage advance: gate failed, rolled back, effect failed/unknown */
 #define EXIT_RPC_BASE 64
 
 typedef struct globals {
@@ -53,5 +55,6 @@ bool orchctl_parse_u64(const char *what, const char *s, uint64_t *out);
 
 int cmd_health(int argc, char **argv, const globals *g);
 int cmd_lease(int argc, char **argv, const globals *g);
+int cmd_stage(int argc, char **argv, const globals *g);
 
 #endif
