@@ -251,6 +251,8 @@ Test(orchctl_stage, deferred_while_another_owner_holds_the_lease, .init = up, .f
     json_decref(j);
     cr_assert_eq(CTL("stage", "rollback", "ORCH-C2", "--from", "review", "--reason", "redo"),
                  EXIT_DEFER, "%s", T.out);
+    assert_out_has("held by");
+    cr_assert(!strstr(T.out, "unspecified"), "%s", T.out);
     cr_assert_eq(CTL("stage", "cancel", "ORCH-C2"), EXIT_DEFER, "%s", T.out);
     assert_stage("ORCH-C2", "review");
     cr_assert_eq(sw_counts_for_pr(42).merge_calls, 0, "a deferred call reached Gitea");

@@ -67,9 +67,9 @@ static void print_holder(const Orch__V1__Lease *l, Orch__V1__Liveness lv)
         printf("  holder unknown\n");
         return;
     }
-    printf("  held by %s pid %d (%s, %s), epoch %" PRIu64 ", owner %s\n",
+    printf("  held by %s pid %d (%s, %s), epoch %" PRIu64 "%s%s\n",
            l->owner ? l->owner->host_id : "?", l->owner ? (int)l->owner->pid : 0, l->actor,
-           l->transition, l->epoch, liveness_name(lv));
+           l->transition, l->epoch, lv ? ", owner " : "", lv ? liveness_name(lv) : "");
 }
 
 /* ---- create -------------------------------------------------------------- */
