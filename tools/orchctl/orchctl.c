@@ -4,8 +4,10 @@
  * Usage: orchctl [--json] [--timeout MS] <command> [args]. Addresses come
  * from the same variables the services read (ORCH_<SVC>_RPC_URL), with the
  * same defaults. Exit status: 0 success, 1 usage or local error, 3 lease
- * held by another owner, 64 + the RPC status code for an RPC error
- * (78 = UNAVAILABLE, 68 = DEADLINE_EXCEEDED).
+ * held by another owner, 4 a stage transition deferred (lease held), 5 a
+ * stage transition refused (gate failed, rolled back, effect failed or
+ * unknown), 64 + the RPC status code for an RPC error (78 = UNAVAILABLE,
+ * 68 = DEADLINE_EXCEEDED).
  */
 #include "orchctl.h"
 
@@ -115,6 +117,8 @@ static void usage(FILE *out)
                  "  guard <subcommand>    the write guard: decide, audit, comment, state, notify\n"
                  "  job <subcommand>      agent jobs: spawn, show, wait, cancel\n"
                  "  runs <subcommand>     agent runs: list, savings (per role, from agent_runs)\n"
+                 "  stage <subcommand>    work items: create, show, advance, rollback,\n"
+                 "                        cancel, queue, pipeline\n"
                  "\n"
                  "options:\n"
                  "  --json                machine-readable output\n"
@@ -122,8 +126,11 @@ static void usage(FILE *out)
                  "  -h, --help            this help; 'orchctl <command> --help' for a command\n"
                  "\n"
                  "exit status: 0 ok, 1 usage or local error, 3 lease held by another owner,\n"
-                 "  64+code on an RPC error (68 DEADLINE_EXCEEDED, 69 NOT_FOUND,\n"
-                 "  73 FAILED_PRECONDITION, 76 UNIMPLEMENTED, 78 UNAVAILABLE)\n"
+                 "  4 stage transition deferred (lease held by another owner), 5 stage\n"
+                 "  transition refused (gate failed, rolled back, effect failed or unknown),\n"
+                 "  64+code on an RPC error (67 INVALID_ARGUMENT, 68 DEADLINE_EXCEEDED,\n"
+                 "  69 NOT_FOUND, 73 FAILED_PRECONDITION, 74 ABORTED, 76 UNIMPLEMENTED,\n"
+                 "  78 UNAVAILABLE)\n"
                  "addresses: ORCH_LEASE_RPC_URL, ORCH_STAGE_RPC_URL, ORCH_GUARD_RPC_URL,\n"
                  "  ORCH_LAUNCHER_RPC_URL (defaults tcp://127.0.0.1:7701..7704);\n"
                  "  ORCH_RPC_AUTH_TOKEN is sent when set\n");
@@ -136,7 +143,7 @@ typedef struct command {
 
 static const command commands[] = {
     { "health", cmd_health }, { "lease", cmd_lease }, { "guard", cmd_guard },
-    { "job", cmd_job },       { "runs", cmd_runs },
+    { "job", cmd_job },       { "runs", cmd_runs },   { "stage", cmd_stage },
 };
 
 int main(int argc, char **argv)

@@ -16,6 +16,8 @@
 #define EXIT_OK       0
 #define EXIT_USAGE    1
 #define EXIT_HELD     3 /* lease acquire: held by another owner */
+#define EXIT_DEFERRED 4 /* stage advance/rollback: another owner holds the lease */
+#define EXIT_REFUSED  5 /* stage advance: gate failed, rolled back, effect failed/unknown */
 #define EXIT_RPC_BASE 64
 
 typedef struct globals {
@@ -56,5 +58,6 @@ int cmd_lease(int argc, char **argv, const globals *g);
 int cmd_guard(int argc, char **argv, const globals *g);
 int cmd_job(int argc, char **argv, const globals *g);
 int cmd_runs(int argc, char **argv, const globals *g);
+int cmd_stage(int argc, char **argv, const globals *g);
 
 #endif

@@ -1,0 +1,663 @@
+/*
+ * stage_bench.c - full stage transitions per second through stage-service
+ * against the bare expected-stage CAS sent straight to PostgreSQL.
+ *
+ * Two stacks, in one run, on one database:
+ *   service  orch.v1.StageService/AdvanceStage on a running stage-service
+ *            whose lease applies to --repo: read the task, Acquire the lease
+ *            from lease-service, read the verdicts and run the gates, claim
+ *            the intent and run the edge's effect (a POST to the deploy hook,
+ *            answered at once by an HTTP server inside this process), the
+ *            fenced CAS with its history row, Release. One RPC client shared
+ *            by the callers, as a process would share it;
+ *   baseline the bare CAS `UPDATE tasks SET stage = $3 WHERE work_item = $1
+ *            AND stage = $2` sent with libpq by the callers themselves, one
+ *            connection per caller: one durable statement.
+ * Modes: K callers (--callers, 1,4,16) each advancing work items of its own,
+ * on each edge (staging->deploy with its deploy_start effect, and
+ * analysis->architecture without an effect); and K callers (--contended, 16)
+ * that all go through the same sequence of work items, every caller trying
+ * every item, so that at any moment they contend on one item: outcomes are
+ * advanced, deferred (the lease was held), aborted (lost the race after the
+ * read) and stale (the item had already moved: FAILED_PRECONDITION).
+ * Before each slice the stage tables are emptied and the slice's items are
+ * inserted at the edge's first stage with passing verdicts, so the timed
+ * calls run only the transitions. Each round runs every mode, the stack run
+ * first alternating from round to round. Checks while measuring: every
+ * service advance held a lease (the repo is in its scope), the hook saw
+ * exactly one call per advance over the effect edge, and every contended
+ * item was advanced exactly once.
+ *
+ * It prints figures and never passes or fails on them. Exit status: 0 when
+ * every call and check succeeded, 1 when one failed, 2 on bad usage.
+ * Threading: the main thread drives; callers of a slice are joined before
+ * the next starts; each baseline caller owns its connection. Every loop is
+ * bounded by a count.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orch/v1/stage.pb-c.h"
+#include "orch/rpc.h"
+#include "bench_common.h"
+#include "bench_proc.h"
+
+#define SB_ADVANCE     "orch.v1.StageService/AdvanceStage"
+#define SB_MAX_CALLERS 64u
+#define SB_MAX_MODES   16u
+#define SB_MAX_ROUNDS  25u
+#define SB_MAX_OPS     1000000u
+#define SB_DIGEST      "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+
+enum { STK_BASE, STK_SVC, NSTK };
+static const char *const stk_names[NSTK] = { "baseline", "service" };
+enum { OC_ADV, OC_DEFER, OC_ABORT, OC_STALE, NOC };
+
+typedef struct sb_edge {
+    const char *from, *to;
+    bool effect; /* the deploy hook is called once per advance */
+} sb_edge;
+
+static const sb_edge edges[] = {
+    { "staging", "deploy", true },
+    { "analysis", "architecture", false },
+};
+
+typedef struct sb_mode {
+    const sb_edge *edge;
+    unsigned callers;
+    bool contended;
+} sb_mode;
+
+typedef struct sb_options {
+    const char *service_url, *database_url, *repo;
+    unsigned hook_port;
+    unsigned callers[8], ncallers, contended;
+    unsigned ops, base_ops, warmup, rounds, timeout_ms;
+    bool quick;
+} sb_options;
+
+/* What one stack measured in one mode and round. */
+typedef struct sb_fig {
+    double per_s;         /* timed calls per second */
+    double oc_per_s[NOC]; /* contended: outcomes per second */
+    unsigned long calls, oc[NOC];
+} sb_fig;
+
+typedef struct sb_ctx {
+    const sb_options *o;
+    orch_rpc_client *rpc;
+    PGconn *conns[SB_MAX_CALLERS];
+    PGconn *admin;
+    nng_http_server *http;
+    atomic_ulong hook_calls;
+    sb_mode modes[SB_MAX_MODES];
+    unsigned nmodes;
+    sb_fig f[SB_MAX_ROUNDS][SB_MAX_MODES][NSTK];
+    bench_accum lat[SB_MAX_MODES][NSTK];
+} sb_ctx;
+
+typedef struct sb_caller {
+    sb_ctx *cx;
+    const sb_mode *m;
+    int stack;
+    unsigned id, next;
+    char prefix[48];
+    unsigned long oc[NOC]; /* timed calls */
+    unsigned long adv_all; /* every advance, warm-up included */
+} sb_caller;
+
+/* ---- the hook imitation ------------------------------------------------ */
+
+static sb_ctx *hook_ctx;
+
+static void hook_cb(nng_aio *aio)
+{
+    nng_http_res *res;
+    atomic_fetch_add(&hook_ctx->hook_calls, 1);
+    if (nng_http_res_alloc(&res) != 0) {
+        nng_aio_finish(aio, NNG_ENOMEM);
+        return;
+    }
+    static const char body[] = "{\"started\":true,\"digest\":\"" SB_DIGEST "\"}";
+    nng_http_res_set_header(res, "Content-Type", "application/json");
+    nng_http_res_copy_data(res, body, sizeof body - 1);
+    nng_aio_set_output(aio, 0, res);
+    nng_aio_finish(aio, 0);
+}
+
+static bool hook_start(sb_ctx *cx)
+{
+    char url[64];
+    nng_url *u = NULL;
+    nng_http_handler *h = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u", cx->o->hook_port);
+    hook_ctx = cx;
+    int rv = nng_url_parse(&u, url);
+    if (!rv)
+        rv = nng_http_server_hold(&cx->http, u);
+    if (!rv)
+        rv = nng_http_handler_alloc(&h, "/hooks", hook_cb);
+    if (!rv)
+        rv = nng_http_handler_set_tree(h);
+    if (!rv)
+        rv = nng_http_handler_set_method(h, "POST");
+    if (!rv)
+        rv = nng_http_handler_collect_body(h, true, 65536);
+    if (!rv && (rv = nng_http_server_add_handler(cx->http, h)) != 0)
+        nng_http_handler_free(h);
+    if (!rv)
+        rv = nng_http_server_start(cx->http);
+    nng_url_free(u);
+    if (rv)
+        fprintf(stderr, "stage_bench: cannot serve the hooks on %s: %s\n", url, nng_strerror(rv));
+    return rv == 0;
+}
+
+/* ---- the calls --------------------------------------------------------- */
+
+static void item_name(const sb_caller *c, unsigned i, char *out, size_t n)
+{
+    snprintf(out, n, "%s%u-%u", c->prefix, c->m->contended ? 0 : c->id, i);
+}
+
+static bool count(bench_worker *w, sb_caller *c, int oc)
+{
+    if (oc == OC_ADV)
+        c->adv_all++;
+    if (w->timed)
+        c->oc[oc]++;
+    if (oc != OC_ADV && !c->m->contended)
+        return bench_failf(w, "%s: an item of its own was not advanced (outcome %d)",
+                           stk_names[c->stack], oc);
+    return true;
+}
+
+static bool base_call(bench_worker *w)
+{
+    sb_caller *c = w->arg;
+    char item[96];
+    item_name(c, c->next++, item, sizeof item);
+    const char *p[] = { item, c->m->edge->from, c->m->edge->to };
+    PGresult *r = PQexecParams(c->cx->conns[c->id],
+                               "UPDATE tasks SET stage = $3 WHERE work_item = $1 AND stage = $2", 3,
+                               NULL, p, NULL, NULL, 0);
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c->cx->conns[c->id]);
+        bench_failf(w, "baseline: CAS of %s: %.*s", item, (int)strcspn(msg, "\n"), msg);
+        PQclear(r);
+        return false;
+    }
+    bool won = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    return count(w, c, won ? OC_ADV : OC_ABORT);
+}
+
+static bool svc_call(bench_worker *w)
+{
+    sb_caller *c = w->arg;
+    char item[96], actor[32];
+    item_name(c, c->next++, item, sizeof item);
+    snprintf(actor, sizeof actor, "bench-%u", c->id);
+    Orch__V1__AdvanceStageRequest req = ORCH__V1__ADVANCE_STAGE_REQUEST__INIT;
+    req.work_item = item;
+    req.expected_from = (char *)c->m->edge->from;
+    req.to = (char *)c->m->edge->to;
+    req.actor = actor;
+    orch_rpc_call_opts co = { .timeout_ms = c->cx->o->timeout_ms };
+    orch_rpc_status st;
+    Orch__V1__AdvanceStageReply *r = NULL;
+    orch_code code = orch_rpc_invoke(c->cx->rpc, SB_ADVANCE, &req.base,
+                                     &orch__v1__advance_stage_reply__descriptor, &co, &st,
+                                     (ProtobufCMessage **)&r);
+    if (code == ORCH_CODE_ABORTED)
+        return count(w, c, OC_ABORT);
+    if (code == ORCH_CODE_FAILED_PRECONDITION)
+        return count(w, c, OC_STALE);
+    if (code != ORCH_CODE_OK)
+        return bench_failf(w, "service: AdvanceStage %s: %s: %s", item, orch_code_name(code),
+                           st.message);
+    int oc = -1;
+    uint64_t epoch = r->lease_epoch;
+    if (r->outcome == ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED)
+        oc = OC_ADV;
+    else if (r->outcome == ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED)
+        oc = OC_DEFER;
+    int outcome = (int)r->outcome;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    if (oc < 0)
+        return bench_failf(w, "service: AdvanceStage %s: outcome %d (were its verdicts prepared?)",
+                           item, outcome);
+    if (oc == OC_ADV && epoch == 0)
+        return bench_failf(w,
+                           "service: %s advanced without a lease: is repo '%s' in "
+                           "ORCH_TRANSITION_LEASE_REPOS?",
+                           item, c->cx->o->repo);
+    return count(w, c, oc);
+}
+
+/* ---- preparation --------------------------------------------------------- */
+
+static bool admin_exec(sb_ctx *cx, const char *sql, int n, const char *const *p)
+{
+    PGresult *r = PQexecParams(cx->admin, sql, n, NULL, p, NULL, NULL, 0);
+    bool ok = r && (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    if (!ok)
+        fprintf(stderr, "stage_bench: %.60s...: %s", sql,
+                r ? PQresultErrorMessage(r) : PQerrorMessage(cx->admin));
+    PQclear(r);
+    return ok;
+}
+
+static long admin_count(sb_ctx *cx, const char *sql, int n, const char *const *p)
+{
+    PGresult *r = PQexecParams(cx->admin, sql, n, NULL, p, NULL, NULL, 0);
+    long v = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                 ? strtol(PQgetvalue(r, 0, 0), NULL, 10)
+                 : -1;
+    PQclear(r);
+    return v;
+}
+
+/* Empties the stage and lease tables and inserts `owners` x `per` items
+ * "<prefix><owner>-<i>" at the edge's first stage with passing verdicts. */
+static bool prepare(sb_ctx *cx, const sb_mode *m, const char *prefix, unsigned owners, unsigned per)
+{
+    static const char trunc[] = "TRUNCATE stage_history, side_effects, task_evidence, tasks,"
+                                " transition_lease, lease_events";
+    static const char ins[] =
+        "INSERT INTO tasks (work_item, repo, title, stage)"
+        " SELECT $1 || o || '-' || i, $2, 'bench', $3"
+        " FROM generate_series(0, $4::integer - 1) o, generate_series(0, $5::integer - 1) i";
+    static const char ev[] = "INSERT INTO task_evidence (work_item, key, value, actor)"
+                             " SELECT t.work_item, kv.k, kv.v, 'bench' FROM tasks t,"
+                             " jsonb_each_text($1::jsonb) AS kv(k, v)";
+    char no[16], np[16];
+    snprintf(no, sizeof no, "%u", owners);
+    snprintf(np, sizeof np, "%u", per);
+    const char *p[] = { prefix, cx->o->repo, m->edge->from, no, np };
+    const char *verdicts[] = {
+        m->edge->effect ? "{\"staging_status\":\"SUCCESS\",\"image_digest\":\"" SB_DIGEST
+                          "\",\"built_image_digest\":\"" SB_DIGEST "\"}"
+                        : "{\"analysis_status\":\"DONE\"}",
+    };
+    return admin_exec(cx, trunc, 0, NULL) && admin_exec(cx, ins, 5, p) &&
+           admin_exec(cx, ev, 1, verdicts) && admin_exec(cx, "ANALYZE tasks", 0, NULL);
+}
+
+/* ---- slices ---------------------------------------------------------------- */
+
+static bool run_slice(sb_ctx *cx, unsigned round, unsigned mi, int stack)
+{
+    const sb_options *o = cx->o;
+    const sb_mode *m = &cx->modes[mi];
+    unsigned k = m->callers, total = stack == STK_SVC ? o->ops : o->base_ops;
+    unsigned per = total / k ? total / k : 1;
+    static sb_caller cs[SB_MAX_CALLERS];
+    static bench_worker ws[SB_MAX_CALLERS];
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "sb-%u-%u-%c-", round, mi, stack == STK_SVC ? 's' : 'b');
+    if (!prepare(cx, m, prefix, m->contended ? 1 : k, o->warmup + per))
+        return false;
+    bool ok = true;
+    unsigned made = 0;
+    for (unsigned i = 0; i < k && ok; i++, made++) {
+        cs[i] = (sb_caller){ .cx = cx, .m = m, .stack = stack, .id = i };
+        snprintf(cs[i].prefix, sizeof cs[i].prefix, "%s", prefix);
+        ok = bench_worker_init(&ws[i], stack == STK_SVC ? svc_call : base_call, &cs[i], o->warmup,
+                               per);
+    }
+    unsigned long hooks0 = atomic_load(&cx->hook_calls);
+    uint64_t t0 = ok ? bench_run_workers(ws, k, NULL, NULL) : 0;
+    unsigned long hooks = atomic_load(&cx->hook_calls) - hooks0;
+    ok = ok && t0 != 0;
+    sb_fig *f = &cx->f[round][mi][stack];
+    memset(f, 0, sizeof *f);
+    unsigned long adv = 0;
+    for (unsigned i = 0; i < made; i++) {
+        if (ws[i].err[0]) {
+            fprintf(stderr, "stage_bench: %s caller %u: %s\n", stk_names[stack], i, ws[i].err);
+            ok = false;
+        }
+        for (int j = 0; j < NOC; j++)
+            f->oc[j] += cs[i].oc[j];
+        adv += cs[i].adv_all;
+    }
+    if (ok) {
+        uint64_t end = t0;
+        for (unsigned i = 0; i < k; i++) {
+            f->calls += ws[i].done;
+            end = ws[i].end_ns > end ? ws[i].end_ns : end;
+        }
+        double secs = (double)(end - t0) / 1e9;
+        f->per_s = secs > 0 ? (double)f->calls / secs : 0;
+        for (int j = 0; j < NOC; j++)
+            f->oc_per_s[j] = secs > 0 ? (double)f->oc[j] / secs : 0;
+        bench_accum_add(&cx->lat[mi][stack], ws, k, t0);
+    }
+    if (ok && stack == STK_SVC && m->edge->effect && hooks != adv) {
+        fprintf(stderr, "stage_bench: the deploy hook saw %lu calls for %lu advances\n", hooks,
+                adv);
+        ok = false;
+    }
+    if (ok && m->contended) {
+        unsigned items = o->warmup + per;
+        const char *p[] = { m->edge->from };
+        long left = admin_count(cx, "SELECT count(*) FROM tasks WHERE stage = $1", 1, p);
+        if (adv != items || left != 0) {
+            fprintf(stderr,
+                    "stage_bench: %s: %lu advances over %u contended items, %ld left behind\n",
+                    stk_names[stack], adv, items, left);
+            ok = false;
+        }
+    }
+    for (unsigned i = 0; i < made; i++)
+        bench_worker_free(&ws[i]);
+    return ok;
+}
+
+/* ---- printing -------------------------------------------------------------- */
+
+static void mode_label(const sb_mode *m, char *out, size_t n)
+{
+    snprintf(out, n, "%u actor%s, %s", m->callers, m->callers == 1 ? "" : "s",
+             m->contended ? "one item" : "distinct items");
+}
+
+static void print_round(const sb_ctx *cx, unsigned round)
+{
+    printf("round %u:", round + 1);
+    for (unsigned mi = 0; mi < cx->nmodes; mi++) {
+        const sb_fig *f = cx->f[round][mi];
+        printf(" %s%.0f/%.0f", mi ? "| " : "", f[STK_SVC].per_s, f[STK_BASE].per_s);
+    }
+    printf("  (service/baseline calls per second, modes in the order below)\n");
+    fflush(stdout);
+}
+
+static double median_of(const sb_ctx *cx, unsigned mi, int what, int stack)
+{
+    double v[SB_MAX_ROUNDS];
+    for (unsigned r = 0; r < cx->o->rounds; r++) {
+        const sb_fig *f = cx->f[r][mi];
+        if (what == -1)
+            v[r] = f[stack].per_s;
+        else if (what == -2) {
+            bool c = cx->modes[mi].contended;
+            double s = c ? f[STK_SVC].oc_per_s[OC_ADV] : f[STK_SVC].per_s;
+            double b = c ? f[STK_BASE].oc_per_s[OC_ADV] : f[STK_BASE].per_s;
+            v[r] = b > 0 ? s / b : 0;
+        } else {
+            v[r] = f[stack].oc_per_s[what];
+        }
+    }
+    return bench_median(v, cx->o->rounds);
+}
+
+static void print_summary(sb_ctx *cx)
+{
+    printf("\nsummary: medians of %u round%s; p50/p99 over every timed call of every round\n",
+           cx->o->rounds, cx->o->rounds == 1 ? "" : "s");
+    printf("%-26s %-22s %9s %7s %7s | %9s %7s %7s | %6s\n", "mode", "edge", "service/s", "p50 ms",
+           "p99 ms", "CAS/s", "p50 ms", "p99 ms", "ratio");
+    for (unsigned mi = 0; mi < cx->nmodes; mi++) {
+        const sb_mode *m = &cx->modes[mi];
+        char label[48], edge[40];
+        mode_label(m, label, sizeof label);
+        snprintf(edge, sizeof edge, "%s->%s%s", m->edge->from, m->edge->to,
+                 m->edge->effect ? " +effect" : "");
+        bench_lat s = bench_accum_lat(&cx->lat[mi][STK_SVC]);
+        bench_lat b = bench_accum_lat(&cx->lat[mi][STK_BASE]);
+        printf("%-26s %-22s %9.0f %7.2f %7.2f | %9.0f %7.2f %7.2f | %6.3f\n", label, edge,
+               median_of(cx, mi, -1, STK_SVC), s.p50_us / 1000, s.p99_us / 1000,
+               median_of(cx, mi, -1, STK_BASE), b.p50_us / 1000, b.p99_us / 1000,
+               median_of(cx, mi, -2, 0));
+    }
+    for (unsigned mi = 0; mi < cx->nmodes; mi++) {
+        const sb_mode *m = &cx->modes[mi];
+        if (!m->contended)
+            continue;
+        printf("\n%u actors on one item at a time (%s->%s), outcomes per second:\n", m->callers,
+               m->edge->from, m->edge->to);
+        printf("  service   advanced %7.0f  deferred %7.0f  aborted %7.0f  stale %7.0f\n",
+               median_of(cx, mi, OC_ADV, STK_SVC), median_of(cx, mi, OC_DEFER, STK_SVC),
+               median_of(cx, mi, OC_ABORT, STK_SVC), median_of(cx, mi, OC_STALE, STK_SVC));
+        printf("  baseline  advanced %7.0f  lost CAS %7.0f\n", median_of(cx, mi, OC_ADV, STK_BASE),
+               median_of(cx, mi, OC_ABORT, STK_BASE));
+        printf("  ratio = service advanced/s over baseline advanced/s; every item advanced "
+               "exactly once, the hook called once per advance\n");
+    }
+    printf("\nratio = service/s over CAS/s in the same round; service = AdvanceStage "
+           "(lease + gates + effect + CAS + release), CAS = one bare UPDATE over libpq\n");
+}
+
+/* ---- set-up and options ------------------------------------------------------ */
+
+static PGconn *pg_open(const char *url)
+{
+    const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
+    const char *vals[] = { url, "10", "stage_bench", NULL };
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "stage_bench: cannot connect to %s: %s", url,
+                pg ? PQerrorMessage(pg) : "out of memory\n");
+        PQfinish(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+static bool setup(sb_ctx *cx)
+{
+    const sb_options *o = cx->o;
+    unsigned maxk = 0;
+    for (unsigned mi = 0; mi < cx->nmodes; mi++) {
+        maxk = cx->modes[mi].callers > maxk ? cx->modes[mi].callers : maxk;
+        for (int s = 0; s < NSTK; s++)
+            if (!bench_accum_init(&cx->lat[mi][s],
+                                  (size_t)(o->ops > o->base_ops ? o->ops : o->base_ops) *
+                                      o->rounds))
+                return false;
+    }
+    if (!(cx->admin = pg_open(o->database_url)))
+        return false;
+    if (admin_count(cx, "SELECT count(*) FROM task_evidence", 0, NULL) < 0) {
+        fprintf(stderr, "stage_bench: no stage tables: is stage-service running on %s?\n",
+                o->database_url);
+        return false;
+    }
+    for (unsigned i = 0; i < maxk; i++)
+        if (!(cx->conns[i] = pg_open(o->database_url)))
+            return false;
+    orch_rpc_client_opts co = { .default_timeout_ms = o->timeout_ms,
+                                .auth_token = getenv("ORCH_RPC_AUTH_TOKEN") };
+    if (orch_rpc_client_open(o->service_url, &co, &cx->rpc) != ORCH_OK) {
+        fprintf(stderr, "stage_bench: bad stage-service address '%s'\n", o->service_url);
+        return false;
+    }
+    return hook_start(cx);
+}
+
+static void teardown(sb_ctx *cx)
+{
+    orch_rpc_client_close(cx->rpc);
+    for (unsigned i = 0; i < SB_MAX_CALLERS; i++)
+        PQfinish(cx->conns[i]);
+    PQfinish(cx->admin);
+    if (cx->http) {
+        nng_http_server_stop(cx->http);
+        nng_http_server_release(cx->http);
+    }
+    for (unsigned mi = 0; mi < cx->nmodes; mi++)
+        for (int s = 0; s < NSTK; s++)
+            bench_accum_free(&cx->lat[mi][s]);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: stage_bench --hook-port PORT [options]\n"
+            "  Full transitions per second through a running stage-service (AdvanceStage:\n"
+            "  lease + gates + effect + CAS + release) against the bare CAS UPDATE over libpq.\n"
+            "  Prints figures; exit 0 when every call and check succeeded.\n"
+            "\n"
+            "  --service-url URL   stage-service (default $ORCH_STAGE_RPC_URL, else\n"
+            "                      tcp://127.0.0.1:7702)\n"
+            "  --database-url URL  its database (default $ORCH_DATABASE_URL); emptied per slice\n"
+            "  --hook-port PORT    this program serves http://127.0.0.1:PORT/hooks/deploy,\n"
+            "                      stage-service's ORCH_DEPLOY_HOOK_URL\n"
+            "  --repo NAME         repo of the items, in the lease's scope (bench/app)\n"
+            "  --callers LIST      actor counts on distinct items (1,4,16)\n"
+            "  --contended K       actors on one item at a time (16; 0 skips the mode)\n"
+            "  --ops N             timed transitions per mode and round, all actors (600)\n"
+            "  --base-ops N        timed bare CAS per mode and round (3000)\n"
+            "  --warmup N          untimed transitions of each actor before a slice (3)\n"
+            "  --rounds R          rounds, the stack run first alternating (3)\n"
+            "  --timeout MS        deadline of each call (10000)\n"
+            "  --quick             smoke run: --ops 64 --base-ops 256 --rounds 1 --warmup 1\n"
+            "  -h, --help          this help\n");
+}
+
+static bool parse_list(const char *arg, sb_options *o)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", arg);
+    char *save = NULL;
+    o->ncallers = 0;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (o->ncallers == 8 || !bench_parse_uint(t, 1, SB_MAX_CALLERS, &o->callers[o->ncallers++]))
+            return false;
+    }
+    return o->ncallers > 0;
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v && v[0] ? v : fallback;
+}
+
+static int parse_args(int argc, char **argv, sb_options *o)
+{
+    static const struct option lo[] = {
+        { "service-url", required_argument, NULL, 'u' },
+        { "database-url", required_argument, NULL, 'd' },
+        { "hook-port", required_argument, NULL, 'H' },
+        { "repo", required_argument, NULL, 'R' },
+        { "callers", required_argument, NULL, 'c' },
+        { "contended", required_argument, NULL, 'C' },
+        { "ops", required_argument, NULL, 'n' },
+        { "base-ops", required_argument, NULL, 'b' },
+        { "warmup", required_argument, NULL, 'w' },
+        { "rounds", required_argument, NULL, 'r' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "quick", no_argument, NULL, 'q' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    *o = (sb_options){ .service_url = env_or("ORCH_STAGE_RPC_URL", "tcp://127.0.0.1:7702"),
+                       .database_url = env_or("ORCH_DATABASE_URL", ""),
+                       .repo = "bench/app",
+                       .contended = 16,
+                       .ops = 600,
+                       .base_ops = 3000,
+                       .warmup = 3,
+                       .rounds = 3,
+                       .timeout_ms = 10000 };
+    parse_list("1,4,16", o);
+    bool ok = true, quick = false;
+    int ch;
+    while (ok && (ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'u': o->service_url = optarg; break;
+        case 'd': o->database_url = optarg; break;
+        case 'H': ok = bench_parse_uint(optarg, 1, 65535, &o->hook_port); break;
+        case 'R': o->repo = optarg; break;
+        case 'c': ok = parse_list(optarg, o); break;
+        case 'C': ok = bench_parse_uint(optarg, 0, SB_MAX_CALLERS, &o->contended); break;
+        case 'n': ok = bench_parse_uint(optarg, 1, SB_MAX_OPS, &o->ops); break;
+        case 'b': ok = bench_parse_uint(optarg, 1, SB_MAX_OPS, &o->base_ops); break;
+        case 'w': ok = bench_parse_uint(optarg, 0, 1000, &o->warmup); break;
+        case 'r': ok = bench_parse_uint(optarg, 1, SB_MAX_ROUNDS, &o->rounds); break;
+        case 'T': ok = bench_parse_uint(optarg, 100, 600000, &o->timeout_ms); break;
+        case 'q': quick = true; break;
+        case 'h': usage(stdout); return 0;
+        default: ok = false; break;
+        }
+    }
+    if (ok && quick) {
+        o->quick = true;
+        o->ops = 64;
+        o->base_ops = 256;
+        o->rounds = 1;
+        o->warmup = 1;
+    }
+    if (ok && optind < argc) {
+        fprintf(stderr, "stage_bench: unexpected argument '%s'\n", argv[optind]);
+        ok = false;
+    }
+    if (ok && (!o->database_url[0] || !o->hook_port)) {
+        fprintf(stderr, "stage_bench: --database-url (or ORCH_DATABASE_URL) and --hook-port "
+                        "are required\n");
+        ok = false;
+    }
+    if (!ok) {
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    static sb_options o;
+    static sb_ctx cx;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    bench_prog = "stage_bench";
+    signal(SIGPIPE, SIG_IGN);
+    cx.o = &o;
+    for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++)
+        for (unsigned i = 0; i < o.ncallers; i++)
+            cx.modes[cx.nmodes++] = (sb_mode){ &edges[e], o.callers[i], false };
+    if (o.contended)
+        cx.modes[cx.nmodes++] = (sb_mode){ &edges[0], o.contended, true };
+    rc = 1;
+    if (setup(&cx)) {
+        char load[64];
+        bench_loadavg(load, sizeof load);
+        printf("stage_bench: AdvanceStage through stage-service %s against the bare CAS over "
+               "libpq\n",
+               o.service_url);
+        printf("repo %s, deploy hook answered at once on 127.0.0.1:%u; per mode and round %u "
+               "transitions and %u CAS, %u warm-up per actor; %ld CPUs, load %s%s\n\n",
+               o.repo, o.hook_port, o.ops, o.base_ops, o.warmup, sysconf(_SC_NPROCESSORS_ONLN),
+               load, o.quick ? "; --quick" : "");
+        bool ok = true;
+        for (unsigned r = 0; ok && r < o.rounds; r++) {
+            for (unsigned mi = 0; ok && mi < cx.nmodes; mi++) {
+                int first = r % 2 ? STK_SVC : STK_BASE;
+                ok = run_slice(&cx, r, mi, first) && run_slice(&cx, r, mi, 1 - first);
+            }
+            if (ok)
+                print_round(&cx, r);
+        }
+        if (ok) {
+            print_summary(&cx);
+            rc = 0;
+        }
+        admin_exec(&cx, "TRUNCATE stage_history, side_effects, task_evidence, tasks", 0, NULL);
+    }
+    teardown(&cx);
+    return rc;
+}
