@@ -60,7 +60,7 @@ static void kill_leftover(const launcher_job *j, void *arg)
 orch_err launcher_requeue(launcher_svc *ls)
 {
     uint64_t dl = orch_mono_ms() + 30000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     int nq = 0, nf = 0;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
@@ -181,7 +181,7 @@ static void collect(const launcher_job *j, void *arg)
 static void finish_reaped(launcher_svc *ls, const launcher_job *j, int tier, const char *why)
 {
     uint64_t dl = orch_mono_ms() + 10000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     bool done = false;
     char reason[256];
     snprintf(reason, sizeof reason, "reaped: %s, %s", launcher_reap_tiers[tier], why);
@@ -240,7 +240,7 @@ void launcher_reaper_pass(launcher_svc *ls)
 {
     uint64_t dl = orch_mono_ms() + 10000;
     reap_list l = { 0 };
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     int64_t counts[6];
     if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
         return;
@@ -327,7 +327,7 @@ static bool final_error(const char *detail)
 static void monitor_one(launcher_svc *ls, uint64_t id)
 {
     uint64_t dl = orch_mono_ms() + 10000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     launcher_job j;
     launcher_run run;
     bool found = false, have_run = false;
@@ -369,7 +369,7 @@ void launcher_monitor_pass(launcher_svc *ls)
     uint64_t ids[64];
     size_t n = 0;
     uint64_t dl = orch_mono_ms() + 5000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
         return;
     orch_err e = launcher_store_monitor_due(c, dl, ls->monitor_retry_ms, ids, 64, &n);

@@ -211,7 +211,7 @@ static orch_err launcher_proc_spawn(launcher_svc *ls, const launcher_job *j, con
 static bool start_one(launcher_svc *ls, launcher_slot *slot)
 {
     uint64_t dl = orch_mono_ms() + 10000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     launcher_job j;
     char *prompt = NULL, why[512] = "", out[1200], err[1200];
     bool found = false;
@@ -354,7 +354,7 @@ static void finish(launcher_svc *ls, launcher_slot *s, int exit_status)
                   : "not-advanced";
     }
     uint64_t dl = orch_mono_ms() + 10000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     bool done = false;
     orch_err e = orch_db_acquire(ls->db, dl, &c);
     if (!e) {
@@ -435,7 +435,7 @@ static void poll_cancels(launcher_svc *ls)
     uint64_t ids[64];
     size_t n = 0;
     uint64_t dl = orch_mono_ms() + 5000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
         return;
     orch_err e = launcher_store_cancel_asked(c, dl, ls->me->instance_id, ids, 64, &n);

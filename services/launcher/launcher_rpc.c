@@ -112,7 +112,7 @@ static orch_code read_job(orch_rpc_call *call, launcher_svc *ls, uint64_t id, la
                           launcher_run *run, bool *have_run)
 {
     uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     bool found = false;
     if (id == 0)
         return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "job_id must be positive");
@@ -164,7 +164,7 @@ static orch_code spawn(orch_rpc_call *call, const ProtobufCMessage *msg, void *a
                              "ORCH_LAUNCHER_OUTPUT_DIR %s is not a writable folder", ls->out_dir);
     const char *stage = req->stage[0] ? req->stage : launcher_default_stage(req->role);
     uint64_t dl = orch_rpc_call_deadline(call), id = 0;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     launcher_job j;
     bool found = false;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
@@ -263,7 +263,7 @@ static orch_code cancel(orch_rpc_call *call, const ProtobufCMessage *msg, void *
     Orch__V1__CancelJobReply rep = ORCH__V1__CANCEL_JOB_REPLY__INIT;
     if (!is_final(j.status)) {
         uint64_t dl = orch_rpc_call_deadline(call);
-        orch_db_conn *c;
+        orch_db_conn *c = NULL;
         bool done = false, requested = false;
         orch_err err = orch_db_acquire(ls->db, dl, &c);
         if (err)
@@ -364,7 +364,7 @@ static orch_code savings(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     launcher_role_sum sums[32];
     size_t n = 0;
     uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);

@@ -63,7 +63,7 @@ static bool reap_if_dead(lease_svc *ls, const lease_row *row, lease_liveness *ve
     if (*verdict != LEASE_DEAD)
         return false;
     char detail[512];
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     bool released = false;
     snprintf(detail, sizeof detail, "owner %s pid %d (%s): %s", row->owner.host_id,
              (int)row->owner.pid, row->actor, why);
@@ -84,7 +84,7 @@ void lease_reaper_pass(lease_svc *ls, const char *only_host)
 {
     uint64_t dl = orch_mono_ms() + 10000;
     sweep s = { .ls = ls };
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
         return;
     orch_err err = ORCH_OK;
@@ -127,7 +127,7 @@ void lease_reaper_pass(lease_svc *ls, const char *only_host)
 static bool launcher_ready(lease_svc *ls, char *why, size_t n)
 {
     uint64_t dl = orch_mono_ms() + 5000, ticks = 0;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     lease_launcher_state st;
     if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK) {
         snprintf(why, n, "database unavailable");
@@ -200,7 +200,7 @@ static void *reaper_main(void *arg)
 orch_err lease_reaper_start(lease_svc *ls, const char *rpc_url)
 {
     uint64_t dl = orch_mono_ms() + 30000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return err;

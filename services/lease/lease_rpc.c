@@ -89,7 +89,7 @@ lease_liveness lease_svc_judge(lease_svc *ls, const lease_owner *owner, uint64_t
         return judge_here(owner, ls->me->boot_id, reason);
     lease_host_facts facts;
     char url[256];
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ls->db, deadline, &c);
     if (!err) {
         err = lease_store_get_host(c, deadline, owner->host_id, &facts, url, sizeof url);
@@ -196,7 +196,7 @@ static orch_code reply_held(orch_rpc_call *call, const lease_row *row, lease_liv
 static orch_err read_or_grant(lease_svc *ls, const lease_claim *cl, uint64_t dl, lease_row *row,
                               bool *found, bool *granted, uint64_t *epoch)
 {
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return err;
@@ -212,7 +212,7 @@ static orch_err reclaim(lease_svc *ls, const lease_claim *cl, const lease_row *r
                         uint64_t dl, bool *granted, uint64_t *epoch)
 {
     char detail[512];
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     snprintf(detail, sizeof detail, "owner %s pid %d (%s, epoch %" PRIu64 "): %s",
              row->owner.host_id, (int)row->owner.pid, row->actor, row->epoch, why);
     orch_err err = orch_db_acquire(ls->db, dl, &c);
@@ -231,7 +231,7 @@ static void record_deferral(lease_svc *ls, const lease_claim *cl, const lease_ro
                             lease_liveness l, uint64_t dl)
 {
     char detail[512];
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     snprintf(detail, sizeof detail, "held by %s pid %d (%s), owner %s", row->owner.host_id,
              (int)row->owner.pid, row->actor, l == LEASE_ALIVE ? "alive" : "unknown");
     if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
@@ -322,7 +322,7 @@ static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     lease_svc *ls = arg;
     const Orch__V1__ReleaseRequest *req = (const Orch__V1__ReleaseRequest *)msg;
     uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     lease_row row;
     bool released = false, found = false;
 
@@ -365,7 +365,7 @@ static orch_code read_lease(orch_rpc_call *call, lease_svc *ls, const char *work
                             lease_row *row, bool *found)
 {
     uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
@@ -400,7 +400,7 @@ static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg,
     const Orch__V1__ForceReleaseRequest *req = (const Orch__V1__ForceReleaseRequest *)msg;
     uint64_t dl = orch_rpc_call_deadline(call);
     const char *op = req->operator_[0] ? req->operator_ : "operator";
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     lease_row row;
     bool found = false, released = false;
 
@@ -533,7 +533,7 @@ static orch_code list(orch_rpc_call *call, const ProtobufCMessage *msg, void *ar
     uint64_t dl = orch_rpc_call_deadline(call);
     unsigned limit = req->limit ? req->limit : 100;
     list_acc acc = { 0 };
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
 
     if (limit > 1000)
         return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "limit %u is over 1000", req->limit);

@@ -47,7 +47,7 @@ static bool gates_pass(stage_svc *ss, const stage_task *t, const stage_edge *e, 
 {
     orch_verdicts ev;
     gate_input gi = { &ev, false, 0, t->pr_number };
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
         err = stage_store_load_evidence(c, dl, t->work_item, &ev);
@@ -65,7 +65,7 @@ static bool gates_pass(stage_svc *ss, const stage_task *t, const stage_edge *e, 
 void stage_reconcile_pass(stage_svc *ss)
 {
     uint64_t dl = orch_mono_ms() + 30000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     stage_task *ts = NULL;
     int n = 0;
     orch_err err = orch_db_acquire(ss->db, dl, &c);

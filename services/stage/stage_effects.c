@@ -220,7 +220,7 @@ static effect_outcome ratchet(const effect_call *call, char *detail, size_t dn)
         snprintf(detail, dn, "coverage_pct is missing");
         return EFFECT_FAILED;
     }
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(call->db, call->deadline, &c);
     bool raised = false;
     if (!err)

@@ -142,7 +142,7 @@ static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_task *t, st
                              bool rollback, bool fenced, uint64_t epoch, const char *actor,
                              const char *reason, advance_res *res, bool *won, char *msg, size_t mn)
 {
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
     stage_cas cas = { t->work_item, t->stage, to, rollback, fenced, epoch, actor, reason };
     if (!err)
@@ -163,7 +163,7 @@ static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_task *t, st
 static void lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
                       advance_res *res, char *msg, size_t mn)
 {
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     stage_task now = *t;
     if (!with_conn(ss, dl, &c)) {
         if (stage_store_get(c, dl, t->work_item, &now))
@@ -189,7 +189,7 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
                       effect_id eff, uint64_t epoch, const orch_verdicts *ev, advance_effect *ae,
                       char *msg, size_t mn, orch_code *code)
 {
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     intent_state st;
     stage_intent row;
     ae->effect = eff;
@@ -298,7 +298,7 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
     stage_task t;
     orch_verdicts ev;
     gate_input gi = { &ev, false, 0, 0 };
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
     if (!err)
         err = stage_store_get(c, dl, req->work_item, &t);
@@ -421,7 +421,7 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, adva
 
     /* Step 1: the item, and its verdicts recorded before any decision. */
     stage_task t;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
     if (!err)
         err = stage_store_get(c, dl, req->work_item, &t);

@@ -95,7 +95,7 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
     }
     (void)orch_http_query_param(req, "repo", repo, sizeof repo);
     uint64_t dl = orch_mono_ms() + 15000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     stage_task *ts = NULL;
     int n = 0;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
@@ -264,7 +264,7 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
     }
     stage_task t;
     uint64_t dl = orch_mono_ms() + 10000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
         err = stage_store_find_by_pr(c, dl, repo, (uint64_t)pr, &t);
@@ -322,7 +322,7 @@ static void post_plane(void *arg, const orch_http_request *req, orch_http_reply 
     snprintf(item, sizeof item, "%s-%lld", ss->plane_project_key, (long long)seq);
     stage_task t;
     uint64_t dl = orch_mono_ms() + 10000;
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
         err = stage_store_get(c, dl, item, &t);

@@ -102,7 +102,7 @@ static orch_code create_task(orch_rpc_call *call, const ProtobufCMessage *msg, v
     if (req->pr_number > (uint64_t)INT64_MAX)
         return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "pr_number is out of range");
     uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     stage_task t;
     bool created = false;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
@@ -140,7 +140,7 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
         return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "history_limit %u is over 1000",
                              req->history_limit);
     uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     stage_task t;
     orch_verdicts ev;
     orch_db_result *hr = NULL, *er = NULL;
@@ -381,7 +381,7 @@ static orch_code list_queue(orch_rpc_call *call, const ProtobufCMessage *msg, vo
     if (limit > 1000)
         return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "limit %u is over 1000", req->limit);
     uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     stage_task *ts = NULL;
     int n = 0;
     orch_err err = orch_db_acquire(ss->db, dl, &c);

@@ -190,6 +190,7 @@ orch_err orch_db_acquire(orch_db_pool *p, uint64_t deadline, orch_db_conn **out)
     struct timespec ts;
     orch_db_conn *c;
 
+    *out = NULL; /* on every failure: callers may release what they got */
     pthread_mutex_lock(&p->mu);
     while (!p->free) {
         if (deadline == ORCH_DEADLINE_NONE) {

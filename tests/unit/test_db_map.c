@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "orch/clock.h"
 #include "orch/db.h"
 
 typedef struct row {
@@ -85,4 +86,23 @@ Test(db_map, near_misses_are_not_mistaken_for_mapped_states)
     cr_expect_neq(orch_db_map_sqlstate("55000"), ORCH_EDB_LOCKED);
     cr_expect_neq(orch_db_map_sqlstate("57000"), ORCH_EDB_UNAVAIL);
     cr_expect_neq(orch_db_map_sqlstate("57000"), ORCH_ETIMEDOUT);
+}
+
+/* A failed checkout sets *out to NULL, so that a caller releasing what it
+ * got releases nothing (a stale pointer there corrupted the pool). */
+Test(db_pool, failed_acquire_leaves_null)
+{
+    orch_db_pool *pool = NULL;
+    cr_assert_eq(orch_db_pool_open("host=127.0.0.1 port=1 dbname=x connect_timeout=2", 1, &pool),
+                 ORCH_OK);
+    orch_db_conn *c = (orch_db_conn *)&pool; /* garbage, as an uninitialised slot */
+    orch_err err = orch_db_acquire(pool, orch_mono_ms() + 3000, &c);
+    cr_assert_neq(err, ORCH_OK);
+    cr_assert_null(c, "a failed acquire must write NULL");
+    orch_db_release(c);
+    /* The pool is intact: the one connection can be checked out again. */
+    err = orch_db_acquire(pool, orch_mono_ms() + 3000, &c);
+    cr_assert_neq(err, ORCH_OK);
+    cr_assert_null(c);
+    orch_db_pool_close(pool);
 }
