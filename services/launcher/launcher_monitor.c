@@ -85,13 +85,14 @@ orch_err launcher_requeue(launcher_svc *ls)
 typedef struct job_lease {
     bool holds; /* the job's process (or instance "job-<id>") owns the lease */
     launcher_lease_owner owner;
+    uint64_t epoch; /* holds: the grant the job owns */
 } job_lease;
 
 /* Asks lease-service whether `j` holds its work item's lease and whether
  * that lease's owner lives. */
 static job_lease consult(launcher_svc *ls, const launcher_job *j)
 {
-    job_lease out = { false, LAUNCHER_LEASE_UNKNOWN };
+    job_lease out = { false, LAUNCHER_LEASE_UNKNOWN, 0 };
     if (!ls->lease)
         return out;
     Orch__V1__GetLeaseRequest req = ORCH__V1__GET_LEASE_REQUEST__INIT;
@@ -116,6 +117,7 @@ static job_lease consult(launcher_svc *ls, const launcher_job *j)
         l->held && l->owner && strcmp(l->owner->host_id, j->host_id) == 0 &&
         ((j->pid > 0 && l->owner->pid == j->pid) || strcmp(l->owner->instance_id, inst) == 0);
     out.owner = LAUNCHER_LEASE_NONE;
+    out.epoch = l->epoch;
     if (out.holds) {
         Orch__V1__ProbeOwnerRequest pr = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
         pr.pid = l->owner->pid;
@@ -137,7 +139,8 @@ static job_lease consult(launcher_svc *ls, const launcher_job *j)
     return out;
 }
 
-static void force_release(launcher_svc *ls, const launcher_job *j, const char *tier)
+/* Releases the grant `epoch` that the job owns, and nothing newer. */
+static void force_release(launcher_svc *ls, const launcher_job *j, uint64_t epoch, const char *tier)
 {
     if (!ls->lease)
         return;
@@ -147,6 +150,7 @@ static void force_release(launcher_svc *ls, const launcher_job *j, const char *t
     req.work_item = (char *)j->work_item;
     req.reason = reason;
     req.operator_ = "job-reaper";
+    req.epoch = epoch;
     orch_rpc_call_opts o = { .timeout_ms = ls->rpc_timeout_ms };
     orch_rpc_status st;
     orch_code code = orch_rpc_invoke(ls->lease, "orch.v1.LeaseService/ForceRelease", &req.base,
@@ -203,7 +207,7 @@ static void reap_one(launcher_svc *ls, const launcher_job *j)
     bool alive = tracked || (mine && process_alive(ls, j)) ||
                  (mine && j->pid <= 0 && j->running_s < 60) || !mine;
     launcher_reap d = launcher_reap_decide(j->running_s, ls->ceiling_s, alive, LAUNCHER_LEASE_NONE);
-    job_lease jl = { false, LAUNCHER_LEASE_NONE };
+    job_lease jl = { false, LAUNCHER_LEASE_NONE, 0 };
     if (d == LAUNCHER_REAP_TIER2) {
         jl = consult(ls, j);
         d = launcher_reap_decide(j->running_s, ls->ceiling_s, false, jl.owner);
@@ -232,8 +236,10 @@ static void reap_one(launcher_svc *ls, const launcher_job *j)
                       tier == REAP_TIER3 ? "running over ORCH_REAPER_MAX_RUNNING_S"
                                          : "its process is gone");
     }
-    if (jl.holds || tier == REAP_TIER3)
-        force_release(ls, j, launcher_reap_tiers[tier]);
+    /* A reap releases the lease of the job it reaps: the grant the job
+     * owns, never a later holder's (a stage-service mid-merge). */
+    if (jl.holds)
+        force_release(ls, j, jl.epoch, launcher_reap_tiers[tier]);
 }
 
 void launcher_reaper_pass(launcher_svc *ls)

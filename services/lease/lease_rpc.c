@@ -412,7 +412,8 @@ static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg,
     if (err)
         return db_fail(call, err, NULL);
     err = lease_store_get(c, dl, req->work_item, &row, &found);
-    if (!err && found && row.held)
+    bool other = found && row.held && req->epoch && row.epoch != req->epoch;
+    if (!err && found && row.held && !other)
         err = lease_store_release(c, dl, req->work_item, row.epoch, "force-released", op,
                                   req->reason, &released);
     orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
@@ -424,6 +425,10 @@ static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg,
     if (!row.held)
         return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION, "%s is not held (%s)",
                              req->work_item, row.release_reason);
+    if (other)
+        return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION,
+                             "%s is held at epoch %" PRIu64 ", not %" PRIu64 ": left alone",
+                             req->work_item, row.epoch, req->epoch);
     if (!released)
         return orch_rpc_fail(call, ORCH_CODE_ABORTED,
                              "the lease of %s changed while releasing it; look again",

@@ -1,6 +1,7 @@
 /*
- * stage_bg.c - stage-service's background thread: lease releases that could
- * not reach lease-service are retried every second, and the reconciler
+ * stage_bg.c - stage-service's background threads: lease releases that could
+ * not reach lease-service are retried every second (on their own thread),
+ * and the reconciler
  * drives items whose recorded verdicts already pass the gates of their next
  * forward edge through AdvanceStage as actor "reconciler" (it defers on a
  * held lease like every other actor). Edges without gates are left to the
@@ -16,28 +17,66 @@
 #include "orch/log.h"
 #include "stage_svc.h"
 
+/* One queued release. True when it is settled (released, or nothing of
+ * ours to release), false to try again later. */
+static bool retry_one(stage_svc *ss, stage_release_retry *e)
+{
+    orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
+    orch_rpc_status st;
+    if (e->epoch == 0) {
+        /* An Acquire whose answer was lost: ask again as the same owner. */
+        Orch__V1__Owner ow;
+        stage_owner_msg(ss, e->instance, &ow);
+        Orch__V1__AcquireRequest rq = ORCH__V1__ACQUIRE_REQUEST__INIT;
+        rq.work_item = e->work_item;
+        rq.repo = e->repo;
+        rq.transition = e->transition;
+        rq.actor = "stage-service";
+        rq.owner = &ow;
+        Orch__V1__AcquireReply *rep = NULL;
+        orch_code code = orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/Acquire", &rq.base,
+                                         &orch__v1__acquire_reply__descriptor, &o, &st,
+                                         (ProtobufCMessage **)&rep);
+        if (code != ORCH_CODE_OK)
+            return code == ORCH_CODE_INVALID_ARGUMENT; /* malformed: give up */
+        bool granted = rep->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED && !rep->inert;
+        uint64_t epoch = rep->epoch;
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+        if (!granted)
+            return true; /* held by someone else: ours was never granted or is gone */
+        orch_info("lease %s epoch %" PRIu64 " of a lost Acquire answer found; releasing",
+                  e->work_item, epoch);
+        e->epoch = epoch;
+    }
+    Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
+    rq.work_item = e->work_item;
+    rq.epoch = e->epoch;
+    orch_code code =
+        orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/Release", &rq.base, NULL, &o, &st, NULL);
+    if (code == ORCH_CODE_OK || code == ORCH_CODE_FAILED_PRECONDITION ||
+        code == ORCH_CODE_NOT_FOUND) {
+        orch_info("released lease %s epoch %" PRIu64 " on retry", e->work_item, e->epoch);
+        return true;
+    }
+    return false;
+}
+
 static void retry_releases(stage_svc *ss)
 {
-    stage_release_retry batch[STAGE_RETRY_MAX];
+    static stage_release_retry batch[STAGE_RETRY_MAX];
     pthread_mutex_lock(&ss->retry_mu);
     int n = ss->nretries;
     memcpy(batch, ss->retries, (size_t)n * sizeof batch[0]);
     ss->nretries = 0;
     pthread_mutex_unlock(&ss->retry_mu);
     for (int i = 0; i < n; i++) {
-        Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
-        rq.work_item = batch[i].work_item;
-        rq.epoch = batch[i].epoch;
-        orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
-        orch_rpc_status st;
-        orch_code code = orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/Release", &rq.base, NULL,
-                                         &o, &st, NULL);
-        if (code == ORCH_CODE_OK || code == ORCH_CODE_FAILED_PRECONDITION ||
-            code == ORCH_CODE_NOT_FOUND)
-            orch_info("released lease %s epoch %" PRIu64 " on retry", batch[i].work_item,
-                      batch[i].epoch);
-        else
-            stage_release_later(ss, batch[i].work_item, batch[i].epoch);
+        if (!retry_one(ss, &batch[i])) {
+            if (batch[i].epoch)
+                stage_release_later(ss, batch[i].work_item, batch[i].epoch);
+            else
+                stage_release_owned_later(ss, batch[i].work_item, batch[i].repo,
+                                          batch[i].transition, batch[i].instance);
+        }
     }
 }
 
@@ -68,14 +107,28 @@ void stage_reconcile_pass(stage_svc *ss)
     orch_db_conn *c = NULL;
     stage_task *ts = NULL;
     int n = 0;
+    /* Tasks that can still move, by id after the last pass's cursor: a
+     * pass sees the next batch, and every task is reached in turn however
+     * many are done. */
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_store_list(c, dl, ST_NONE, "", ss->reconcile_batch * 4, &ts, &n);
+        err =
+            stage_store_list_active(c, dl, ss->reconcile_cursor, ss->reconcile_batch * 4, &ts, &n);
+    if (err == ORCH_OK && n == 0 && ss->reconcile_cursor != 0) {
+        ss->reconcile_cursor = 0;
+        free(ts);
+        ts = NULL;
+        err = stage_store_list_active(c, dl, 0, ss->reconcile_batch * 4, &ts, &n);
+    }
     orch_db_release(c);
     if (err) {
         orch_warn("reconciler: listing tasks: %s", orch_strerror(err));
         return;
     }
+    int limit = ss->reconcile_batch * 4;
+    /* The next pass starts after the last task looked at; past the end of
+     * the table it starts again from the first. */
+    int64_t next = n == limit ? ts[n - 1].id : 0;
     int tried = 0, moved = 0;
     for (int i = 0; i < n && tried < ss->reconcile_batch; i++) {
         const stage_edge *e = pipeline_forward(ts[i].stage);
@@ -98,10 +151,34 @@ void stage_reconcile_pass(stage_svc *ss)
             orch_info("reconciler: %s %s->%s: %s", ts[i].work_item, stage_name(e->from),
                       stage_name(e->to), stage_transition_results[res.result]);
         advance_res_free(&res);
+        if (tried == ss->reconcile_batch && i < n - 1)
+            next = ts[i].id;
     }
+    ss->reconcile_cursor = next;
     free(ts);
     if (tried)
         orch_info("reconciler pass: %d item(s) tried, %d advanced", tried, moved);
+}
+
+/* Lease releases are retried every second on their own thread, so a long
+ * reconciler pass never delays them. */
+static void *retry_main(void *arg)
+{
+    stage_svc *ss = arg;
+    pthread_mutex_lock(&ss->mu);
+    while (!ss->quit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&ss->cv, &ss->mu, &ts);
+        if (ss->quit)
+            break;
+        pthread_mutex_unlock(&ss->mu);
+        retry_releases(ss);
+        pthread_mutex_lock(&ss->mu);
+    }
+    pthread_mutex_unlock(&ss->mu);
+    return NULL;
 }
 
 static void *bg_main(void *arg)
@@ -117,7 +194,6 @@ static void *bg_main(void *arg)
         if (ss->quit)
             break;
         pthread_mutex_unlock(&ss->mu);
-        retry_releases(ss);
         if (ss->reconcile_interval_ms > 0 && orch_mono_ms() >= next_reconcile) {
             stage_reconcile_pass(ss);
             next_reconcile = orch_mono_ms() + (uint64_t)ss->reconcile_interval_ms;
@@ -136,6 +212,9 @@ orch_err stage_bg_start(stage_svc *ss)
     pthread_cond_init(&ss->cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&ss->mu, NULL);
+    if (pthread_create(&ss->retry_thread, NULL, retry_main, ss) != 0)
+        return ORCH_ENOMEM;
+    ss->retry_started = true;
     if (pthread_create(&ss->bg, NULL, bg_main, ss) != 0)
         return ORCH_ENOMEM;
     ss->bg_started = true;
@@ -144,14 +223,17 @@ orch_err stage_bg_start(stage_svc *ss)
 
 void stage_bg_stop(stage_svc *ss)
 {
-    if (!ss->bg_started)
+    if (!ss->bg_started && !ss->retry_started)
         return;
     pthread_mutex_lock(&ss->mu);
     ss->quit = true;
-    pthread_cond_signal(&ss->cv);
+    pthread_cond_broadcast(&ss->cv);
     pthread_mutex_unlock(&ss->mu);
-    pthread_join(ss->bg, NULL);
-    ss->bg_started = false;
+    if (ss->bg_started)
+        pthread_join(ss->bg, NULL);
+    if (ss->retry_started)
+        pthread_join(ss->retry_thread, NULL);
+    ss->bg_started = ss->retry_started = false;
     /* Releases still owed are tried once more before exit. */
     retry_releases(ss);
 }

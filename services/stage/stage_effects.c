@@ -18,7 +18,7 @@ const char *effect_outcome_name(effect_outcome o)
     case EFFECT_OK: return "ok";
     case EFFECT_UNKNOWN: return "unknown";
     case EFFECT_FAILED:
-    case EFFECT_UNCONFIGURED: return "failed";
+    case EFFECT_ERROR: return "failed";
     }
     return "unknown";
 }
@@ -29,12 +29,14 @@ void effect_idempotency_key(const effect_call *call, char *out, size_t n)
              effect_name(call->effect), call->task->cycle);
 }
 
-/* The request budget: the configured timeout, cut to the call's deadline. */
+/* The request budget: the configured effect timeout. Not the caller's
+ * deadline: an effect cut short by an impatient caller would be left
+ * unknown while the outside system still works on it; the caller's retry
+ * meanwhile finds the lease held and defers. */
 static uint32_t budget(const effects_cfg *cfg, const effect_call *call)
 {
-    uint64_t now = orch_mono_ms();
-    uint64_t left = call->deadline > now ? call->deadline - now : 1;
-    return left < cfg->timeout_ms ? (uint32_t)left : cfg->timeout_ms;
+    (void)call;
+    return cfg->timeout_ms;
 }
 
 /* ---- Gitea ------------------------------------------------------------- */
@@ -57,7 +59,7 @@ static effect_outcome gitea_is_merged(const effects_cfg *cfg, const effect_call 
     if (!merge_url(cfg, call->task, true, url, sizeof url)) {
         snprintf(detail, dn, "repo %s has no owner: cannot address its pull request",
                  call->task->repo);
-        return EFFECT_UNCONFIGURED;
+        return EFFECT_ERROR;
     }
     snprintf(auth, sizeof auth, "Authorization: token %s", cfg->gitea_token);
     const char *hdrs[] = { auth, "Accept: application/json", NULL };
@@ -88,7 +90,7 @@ static effect_outcome gitea_merge(const effects_cfg *cfg, const effect_call *cal
     const stage_task *t = call->task;
     if (!cfg->gitea_url[0]) {
         snprintf(detail, dn, "ORCH_GITEA_URL is not set: cannot merge");
-        return EFFECT_UNCONFIGURED;
+        return EFFECT_ERROR;
     }
     bool merged = false;
     if (call->resolve) {
@@ -105,7 +107,7 @@ static effect_outcome gitea_merge(const effects_cfg *cfg, const effect_call *cal
     char url[1024], auth[600], key[600], idem[700], body[256];
     if (!merge_url(cfg, t, false, url, sizeof url)) {
         snprintf(detail, dn, "repo %s has no owner: cannot address its pull request", t->repo);
-        return EFFECT_UNCONFIGURED;
+        return EFFECT_ERROR;
     }
     snprintf(auth, sizeof auth, "Authorization: token %s", cfg->gitea_token);
     effect_idempotency_key(call, key, sizeof key);
@@ -146,8 +148,11 @@ static effect_outcome gitea_merge(const effects_cfg *cfg, const effect_call *cal
         return EFFECT_FAILED;
     }
     if (st >= 400 && st < 500) {
-        snprintf(detail, dn, "gitea refused the merge (HTTP %ld): %s", st, excerpt);
-        return EFFECT_FAILED;
+        /* 401/403 (credentials), 404 (no such repo or pull request), 422,
+         * 429 (rate limit): the merge did not happen, and says nothing about
+         * the change itself: no rollback; the next attempt runs it again. */
+        snprintf(detail, dn, "gitea did not merge (HTTP %ld): %s", st, excerpt);
+        return EFFECT_ERROR;
     }
     snprintf(detail, dn, "gitea merge answered HTTP %ld", st);
     return EFFECT_UNKNOWN;
@@ -161,7 +166,7 @@ static effect_outcome hook_post(const effects_cfg *cfg, const effect_call *call,
 {
     if (!url[0]) {
         snprintf(detail, dn, "%s is not set: cannot run %s", var, effect_name(call->effect));
-        return EFFECT_UNCONFIGURED;
+        return EFFECT_ERROR;
     }
     char key[600], idem[700], epoch[64], auth[600];
     effect_idempotency_key(call, key, sizeof key);
@@ -218,19 +223,25 @@ static effect_outcome ratchet(const effect_call *call, char *detail, size_t dn)
     const char *pct = orch_verdicts_get(call->ev, "coverage_pct");
     if (!pct) {
         snprintf(detail, dn, "coverage_pct is missing");
-        return EFFECT_FAILED;
+        return EFFECT_ERROR;
     }
     orch_db_conn *c = NULL;
-    orch_err err = orch_db_acquire(call->db, call->deadline, &c);
-    bool raised = false;
+    uint64_t dl = orch_mono_ms() + 10000;
+    orch_err err = orch_db_acquire(call->db, dl, &c);
+    bool raised = false, stale = false;
     if (!err)
-        err = stage_store_ratchet(c, call->deadline, call->task->repo, pct, call->task->work_item,
-                                  &raised);
+        err = stage_store_ratchet(c, dl, call->task->repo, pct, call->task->work_item, call->epoch,
+                                  &raised, &stale);
     orch_db_release(c);
     if (err) {
         snprintf(detail, dn, "coverage ratchet: %s", orch_strerror(err));
         /* A statement that failed did not commit; a lost commit may have. */
-        return err == ORCH_EDB_UNKNOWN || err == ORCH_EDB_UNAVAIL ? EFFECT_UNKNOWN : EFFECT_FAILED;
+        return err == ORCH_EDB_UNKNOWN || err == ORCH_EDB_UNAVAIL ? EFFECT_UNKNOWN : EFFECT_ERROR;
+    }
+    if (stale) {
+        snprintf(detail, dn, "coverage ratchet not applied: lease epoch %llu was superseded",
+                 (unsigned long long)call->epoch);
+        return EFFECT_ERROR;
     }
     snprintf(detail, dn,
              raised ? "coverage baseline of %s raised to %s"

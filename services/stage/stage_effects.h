@@ -30,9 +30,11 @@ typedef struct effects_cfg {
 
 typedef enum effect_outcome {
     EFFECT_OK,
-    EFFECT_FAILED,       /* the outside system refused for good: it did not happen */
-    EFFECT_UNKNOWN,      /* timeout, 5xx, lost connection: it may have happened */
-    EFFECT_UNCONFIGURED, /* not attempted: the effect's endpoint is not configured */
+    EFFECT_FAILED,  /* the outside system refused for good: it did not happen */
+    EFFECT_UNKNOWN, /* timeout, 5xx, lost connection: it may have happened */
+    EFFECT_ERROR,   /* did not happen, for a reason that is not a verdict on the
+                     * change: not configured, credentials refused, rate limited,
+                     * superseded epoch; recorded failed, never rolls back */
 } effect_outcome;
 
 const char *effect_outcome_name(effect_outcome o); /* ok | failed | unknown */

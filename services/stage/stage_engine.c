@@ -41,19 +41,64 @@ void advance_res_free(advance_res *res)
     res->holder = NULL;
 }
 
-void stage_release_later(stage_svc *ss, const char *work_item, uint64_t epoch)
+static void queue_retry(stage_svc *ss, const stage_release_retry *e)
 {
     pthread_mutex_lock(&ss->retry_mu);
     if (ss->nretries < STAGE_RETRY_MAX) {
-        stage_release_retry *r = &ss->retries[ss->nretries++];
-        snprintf(r->work_item, sizeof r->work_item, "%s", work_item);
-        r->epoch = epoch;
+        ss->retries[ss->nretries++] = *e;
     } else {
         orch_error("release retry list full: lease %s epoch %" PRIu64
                    " stays held until lease-service's ceiling",
-                   work_item, epoch);
+                   e->work_item, e->epoch);
     }
     pthread_mutex_unlock(&ss->retry_mu);
+}
+
+void stage_release_later(stage_svc *ss, const char *work_item, uint64_t epoch)
+{
+    stage_release_retry e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.work_item, sizeof e.work_item, "%s", work_item);
+    e.epoch = epoch;
+    queue_retry(ss, &e);
+}
+
+void stage_release_owned_later(stage_svc *ss, const char *work_item, const char *repo,
+                               const char *transition, const char *instance)
+{
+    stage_release_retry e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.work_item, sizeof e.work_item, "%s", work_item);
+    snprintf(e.repo, sizeof e.repo, "%s", repo);
+    snprintf(e.transition, sizeof e.transition, "%s", transition);
+    snprintf(e.instance, sizeof e.instance, "%s", instance);
+    queue_retry(ss, &e);
+}
+
+void stage_owner_msg(const stage_svc *ss, const char *instance, Orch__V1__Owner *m)
+{
+    orch__v1__owner__init(m);
+    m->host_id = (char *)ss->me->host_id;
+    m->boot_id = (char *)ss->me->boot_id;
+    m->pid = (int32_t)ss->me->pid;
+    m->start_ticks = ss->me->start_ticks;
+    m->instance_id = (char *)instance;
+}
+
+/* Whether an error answer to Acquire proves that nothing was granted. */
+static bool definitely_not_granted(orch_code code)
+{
+    switch (code) {
+    case ORCH_CODE_INVALID_ARGUMENT:
+    case ORCH_CODE_NOT_FOUND:
+    case ORCH_CODE_ALREADY_EXISTS:
+    case ORCH_CODE_PERMISSION_DENIED:
+    case ORCH_CODE_FAILED_PRECONDITION:
+    case ORCH_CODE_UNAUTHENTICATED:
+    case ORCH_CODE_UNIMPLEMENTED:
+    case ORCH_CODE_OUT_OF_RANGE: return true;
+    default: return false; /* deadline, unavailable, aborted, internal... */
+    }
 }
 
 /* Releases `epoch`; a stale epoch (FAILED_PRECONDITION) is fine: someone
@@ -81,17 +126,13 @@ typedef enum { LEASE_NONE, LEASE_GOT, LEASE_HELD, LEASE_ERR } lease_answer;
 static lease_answer acquire_lease(stage_svc *ss, const stage_task *t, const char *transition,
                                   const char *actor, advance_res *res, char *msg, size_t mn)
 {
-    Orch__V1__Owner ow = ORCH__V1__OWNER__INIT;
+    Orch__V1__Owner ow;
     char instance[64];
     /* One owner per call: two calls in this process are two owners, so a
      * second one is told HELD rather than "already held". */
     snprintf(instance, sizeof instance, "%s.%" PRIu64, ss->me->instance_id,
              atomic_fetch_add(&ss->call_seq, 1) + 1);
-    ow.host_id = (char *)ss->me->host_id;
-    ow.boot_id = (char *)ss->me->boot_id;
-    ow.pid = (int32_t)ss->me->pid;
-    ow.start_ticks = ss->me->start_ticks;
-    ow.instance_id = instance;
+    stage_owner_msg(ss, instance, &ow);
     Orch__V1__AcquireRequest rq = ORCH__V1__ACQUIRE_REQUEST__INIT;
     rq.work_item = (char *)t->work_item;
     rq.repo = (char *)t->repo;
@@ -106,6 +147,10 @@ static lease_answer acquire_lease(stage_svc *ss, const stage_task *t, const char
                         &o, &st, (ProtobufCMessage **)&rep);
     if (code != ORCH_CODE_OK) {
         snprintf(msg, mn, "lease-service Acquire: %s: %s", orch_code_name(code), st.message);
+        /* The grant may have committed with its answer lost: find it again
+         * as this owner and release it, in the background. */
+        if (!definitely_not_granted(code))
+            stage_release_owned_later(ss, t->work_item, t->repo, transition, instance);
         return LEASE_ERR;
     }
     lease_answer a;
@@ -140,13 +185,27 @@ static orch_code db_fail(orch_err err, const char *what, char *msg, size_t mn)
 /* The CAS, one helper for advance, rollback and cancel. */
 static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
                              bool rollback, bool fenced, uint64_t epoch, const char *actor,
-                             const char *reason, advance_res *res, bool *won, char *msg, size_t mn)
+                             const char *reason, uint64_t pr_number, advance_res *res, bool *won,
+                             char *msg, size_t mn)
 {
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
-    stage_cas cas = { t->work_item, t->stage, to, rollback, fenced, epoch, actor, reason };
+    stage_cas cas = {
+        .work_item = t->work_item,
+        .expected = t->stage,
+        .to = to,
+        .rollback = rollback,
+        .conditional = fenced,
+        .epoch = epoch,
+        .actor = actor,
+        .reason = reason,
+        .pr_number = pr_number,
+    };
     if (!err)
         err = stage_store_cas(c, dl, &cas, won, &res->task);
+    if (err && c)
+        orch_warn("stage write of %s failed: %s (SQLSTATE %s: %s)", t->work_item,
+                  orch_strerror(err), orch_db_last_sqlstate(c), orch_db_last_error(c));
     orch_db_release(c);
     if (err == ORCH_EDB_UNKNOWN) {
         snprintf(msg, mn,
@@ -208,8 +267,12 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
             return TR_ADVANCED; /* done before: never again */
         }
         bool superseded = epoch && row.epoch < epoch;
+        /* Without a lease nobody can judge the claimer: a claim older than
+         * twice the effect budget belongs to a caller that died. */
+        bool abandoned =
+            !epoch && !row.epoch && row.age_ms > 2 * (int64_t)ss->effects.timeout_ms + 1000;
         bool may_take = strcmp(row.outcome, "failed") == 0 || strcmp(row.outcome, "unknown") == 0 ||
-                        (strcmp(row.outcome, "pending") == 0 && superseded);
+                        (strcmp(row.outcome, "pending") == 0 && (superseded || abandoned));
         if (!may_take) {
             orch_db_release(c);
             snprintf(msg, mn, "%s of %s is in progress by another actor (epoch %" PRIu64 ")",
@@ -253,7 +316,7 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
     ae->ran = true;
     ae->epoch = epoch;
     snprintf(ae->outcome, sizeof ae->outcome, "%s", effect_outcome_name(o));
-    orch_counter_add(ss->m_effects, o == EFFECT_UNCONFIGURED ? EFFECT_FAILED : (size_t)o, 1);
+    orch_counter_add(ss->m_effects, o == EFFECT_ERROR ? EFFECT_FAILED : (size_t)o, 1);
     orch_info("effect %s of %s (%s, epoch %" PRIu64 "): %s: %s", effect_name(eff), t->work_item,
               transition, epoch, ae->outcome, ae->detail);
     fault_point(ss, FAULT_CRASH_BEFORE_RECORD, t->work_item);
@@ -264,9 +327,9 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
     bool recorded = false;
     err = with_conn(ss, rdl, &c);
     if (!err)
-        err = stage_store_intent_finish(c, rdl, row.id, epoch, ae->outcome, ae->detail, &recorded);
-    if (!err && o == EFFECT_OK && digest[0])
-        err = stage_store_set_engine_verdict(c, rdl, t->work_item, "built_image_digest", digest);
+        err = stage_store_intent_finish(c, rdl, row.id, epoch, ae->outcome, ae->detail, t,
+                                        o == EFFECT_OK && digest[0] ? "built_image_digest" : NULL,
+                                        digest, &recorded);
     orch_db_release(c);
     if (err) {
         *code = db_fail(err, "recording the effect's outcome", msg, mn);
@@ -285,7 +348,7 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
     case EFFECT_OK: return TR_ADVANCED;
     case EFFECT_UNKNOWN: return TR_EFFECT_UNKNOWN;
     case EFFECT_FAILED: return effect_rolls_back(eff) ? TR_ROLLED_BACK : TR_EFFECT_FAILED;
-    case EFFECT_UNCONFIGURED: return TR_EFFECT_FAILED;
+    case EFFECT_ERROR: return TR_EFFECT_FAILED;
     }
     return TR_ERROR;
 }
@@ -331,7 +394,7 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
             char why[GATE_WHY_MAX * 2];
             snprintf(why, sizeof why, "%s", res->fails[0]);
             code = write_stage(ss, dl, &t, ST_DEVELOPMENT, true, fenced, res->epoch, req->actor,
-                               why, res, &won, msg, mn);
+                               why, 0, res, &won, msg, mn);
             if (code)
                 return code;
             if (!won) {
@@ -349,6 +412,12 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
             advance_effect *ae = &res->effects[res->neffects++];
             int r = run_effect(ss, dl, &t, transition, e->effects[i], res->epoch, &ev, ae, msg, mn,
                                &code);
+            /* An effect ran: what follows (the stage write, a rollback)
+             * gets its own short budget even if the caller's ran out, so
+             * the transition is not left half done. */
+            uint64_t floor = orch_mono_ms() + 10000;
+            if (dl < floor)
+                dl = floor;
             if (r == TR_ADVANCED)
                 continue;
             if (r == TR_ROLLED_BACK) {
@@ -358,7 +427,7 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
                 snprintf(res->fails[0], GATE_WHY_MAX, "%.*s", GATE_WHY_MAX - 1, why);
                 res->nfails = 1;
                 code = write_stage(ss, dl, &t, ST_DEVELOPMENT, true, fenced, res->epoch, req->actor,
-                                   why, res, &won, msg, mn);
+                                   why, 0, res, &won, msg, mn);
                 if (code)
                     return code;
                 if (!won) {
@@ -380,7 +449,9 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
     }
 
     bool rollback = e->kind == EDGE_ROLLBACK;
-    code = write_stage(ss, dl, &t, e->to, rollback, fenced, res->epoch, req->actor, req->reason,
+    /* development->review may name the cycle's pull request. */
+    uint64_t pr = e->from == ST_DEVELOPMENT && e->to == ST_REVIEW ? pipeline_pr_number(&ev) : 0;
+    code = write_stage(ss, dl, &t, e->to, rollback, fenced, res->epoch, req->actor, req->reason, pr,
                        res, &won, msg, mn);
     if (code)
         return code;
@@ -419,14 +490,20 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, adva
     char transition[64];
     edge_transition(e, transition, sizeof transition);
 
-    /* Step 1: the item, and its verdicts recorded before any decision. */
+    /* Step 1: the item in the expected stage; then its verdicts are
+     * recorded, for this cycle, only while it is still there (a report
+     * that arrives late changes nothing). */
     stage_task t;
     orch_db_conn *c = NULL;
+    bool recorded = true;
     orch_err err = with_conn(ss, dl, &c);
     if (!err)
         err = stage_store_get(c, dl, req->work_item, &t);
-    if (!err && req->evidence && req->evidence->n)
-        err = stage_store_record_evidence(c, dl, req->work_item, req->evidence, req->actor);
+    if (!err && t.stage == from && req->evidence && req->evidence->n) {
+        err = stage_store_record_evidence(c, dl, &t, req->evidence, req->actor, &recorded);
+        if (!err && !recorded)
+            err = stage_store_get(c, dl, req->work_item, &t); /* moved: say where */
+    }
     orch_db_release(c);
     if (err == ORCH_ENOTFOUND) {
         snprintf(msg, mn, "no task %s", req->work_item);
@@ -435,9 +512,9 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, adva
     if (err)
         return db_fail(err, "reading the task", msg, mn);
     res->task = t;
-    if (t.stage != from) {
-        snprintf(msg, mn, "%s is in stage %s, not %s", t.work_item, stage_name(t.stage),
-                 stage_name(from));
+    if (t.stage != from || !recorded) {
+        snprintf(msg, mn, "%s is in stage %s%s, not %s", t.work_item, stage_name(t.stage),
+                 recorded ? "" : " (it moved on)", stage_name(from));
         return ORCH_CODE_FAILED_PRECONDITION;
     }
 

@@ -61,8 +61,54 @@ bool effect_rolls_back(effect_id e)
 const char *const verdict_keys[] = {
     "analysis_status", "architecture_status", "dev_status",   "review_verdict",
     "test_status",     "security_status",     "coverage_pct", "staging_status",
-    "deploy_status",   "image_digest",        NULL,
+    "deploy_status",   "image_digest",        "pr_number",    NULL,
 };
+
+/* Strict decimal: 1..18 digits, no sign, no leading '+', no spaces. */
+static bool parse_uint(const char *s, unsigned long long *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 18)
+        return false;
+    unsigned long long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned long long)(s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+unsigned long long pipeline_pr_number(const orch_verdicts *ev)
+{
+    const char *v = orch_verdicts_get(ev, "pr_number");
+    unsigned long long n = 0;
+    return v && parse_uint(v, &n) ? n : 0;
+}
+
+bool pipeline_parse_pct(const char *s, double *out)
+{
+    size_t i = 0, digits = 0, frac = 0;
+    while (s[i] >= '0' && s[i] <= '9') {
+        i++;
+        digits++;
+    }
+    if (s[i] == '.') {
+        i++;
+        while (s[i] >= '0' && s[i] <= '9') {
+            i++;
+            frac++;
+        }
+    }
+    if (s[i] != '\0' || digits == 0 || digits > 3 || frac > 12 || (s[digits] == '.' && !frac))
+        return false;
+    double v = strtod(s, NULL);
+    if (v < 0 || v > 100)
+        return false;
+    *out = v;
+    return true;
+}
 
 bool verdict_key_reportable(const char *key)
 {
@@ -116,6 +162,11 @@ static gate_result check_architecture(const gate_input *in, char *why, size_t n)
 
 static gate_result check_development(const gate_input *in, char *why, size_t n)
 {
+    const char *pr = orch_verdicts_get(in->ev, "pr_number");
+    if (pr && pipeline_pr_number(in->ev) == 0) {
+        snprintf(why, n, "pr_number is malformed: \"%.40s\" (expected a positive integer)", pr);
+        return GATE_MISSING;
+    }
     return word_gate(in, "dev_status", "DONE", "BLOCKED", why, n);
 }
 
@@ -150,10 +201,8 @@ static gate_result check_coverage(const gate_input *in, char *why, size_t n)
         snprintf(why, n, "coverage_pct is missing");
         return GATE_MISSING;
     }
-    char *end = NULL;
-    errno = 0;
-    double pct = strtod(v, &end);
-    if (end == v || *end != '\0' || errno || !isfinite(pct) || pct < 0 || pct > 100) {
+    double pct;
+    if (!pipeline_parse_pct(v, &pct)) {
         snprintf(why, n, "coverage_pct is malformed: \"%.60s\" (expected a number 0..100)", v);
         return GATE_MISSING;
     }

@@ -99,6 +99,16 @@ bool verdict_key_reportable(const char *key);
 bool verdict_key_engine_only(const char *key);
 extern const char *const verdict_keys[]; /* NULL-terminated, reportable */
 
+/* The pull request an actor names at development->review (`pr_number`, a
+ * positive integer), or 0 when absent or malformed (check_development
+ * refuses a malformed one). */
+unsigned long long pipeline_pr_number(const orch_verdicts *ev);
+
+/* Parses a percentage the way the database stores it: digits with an
+ * optional fraction, 0..100; false for anything else (signs, exponents,
+ * hex, inf, nan). */
+bool pipeline_parse_pct(const char *s, double *out);
+
 typedef enum gates_outcome {
     GATES_PASS,     /* every gate passed */
     GATES_REFUSE,   /* a gate failed or lacks its key: the stage stays */

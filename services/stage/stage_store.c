@@ -16,6 +16,9 @@
 /* The live-grant check shared by every fenced write: the lease row is read
  * FOR SHARE, so a concurrent reclaim or release waits for this statement's
  * transaction and a committed one makes the row vanish from `l`. */
+/* The CAS may also set a new pull request number ($6 > 0). */
+#define SET_PR "pr_number = CASE WHEN $6::bigint > 0 THEN $6::bigint ELSE pr_number END"
+
 #define LIVE_LEASE(item, epoch)                                                              \
     "l AS (SELECT epoch FROM transition_lease WHERE work_item = " item " AND epoch = " epoch \
     "::bigint AND released_at IS NULL FOR SHARE)"
@@ -102,6 +105,37 @@ orch_err stage_store_find_by_pr(orch_db_conn *c, uint64_t dl, const char *repo, 
     return err;
 }
 
+static orch_err read_tasks(orch_db_result *r, stage_task **out, int *n)
+{
+    int rows = orch_db_result_rows(r);
+    stage_task *t = calloc(rows ? (size_t)rows : 1, sizeof *t);
+    if (!t) {
+        orch_db_result_free(r);
+        return ORCH_ENOMEM;
+    }
+    for (int i = 0; i < rows; i++)
+        read_task(r, i, &t[i]);
+    orch_db_result_free(r);
+    *out = t;
+    *n = rows;
+    return ORCH_OK;
+}
+
+orch_err stage_store_list_active(orch_db_conn *c, uint64_t dl, int64_t after, int limit,
+                                 stage_task **out, int *n)
+{
+    static const char sql[] = "SELECT " TASK_COLS " FROM tasks"
+                              " WHERE stage NOT IN ('backlog', 'done', 'cancelled')"
+                              "   AND id > $1::bigint ORDER BY id LIMIT $2::integer";
+    char a[24], lim[16];
+    snprintf(a, sizeof a, "%lld", (long long)after);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = { a, lim };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 2, p, &r);
+    return err ? err : read_tasks(r, out, n);
+}
+
 orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const char *repo, int limit,
                           stage_task **out, int *n)
 {
@@ -129,13 +163,18 @@ orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const ch
     return ORCH_OK;
 }
 
-orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
-                                     const orch_verdicts *vs, const char *actor)
+orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_task *t,
+                                     const orch_verdicts *vs, const char *actor, bool *recorded)
 {
-    static const char sql[] = "INSERT INTO task_evidence (work_item, key, value, actor)"
-                              " SELECT $1, e.key, e.value, $3 FROM jsonb_each_text($2::jsonb) AS e"
-                              " ON CONFLICT (work_item, key) DO UPDATE"
-                              " SET value = EXCLUDED.value, actor = EXCLUDED.actor, at = now()";
+    /* Recorded only while the task is still in the stage and cycle the
+     * caller saw; tagged with that cycle, which load_evidence filters on. */
+    static const char sql[] =
+        "INSERT INTO task_evidence (work_item, key, value, actor, cycle)"
+        " SELECT $1, e.key, e.value, $3, t.cycle FROM jsonb_each_text($2::jsonb) AS e,"
+        "   tasks t WHERE t.work_item = $1 AND t.stage = $4 AND t.cycle = $5::integer"
+        " ON CONFLICT (work_item, key) DO UPDATE"
+        " SET value = EXCLUDED.value, actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now()";
+    *recorded = true;
     if (vs->n == 0)
         return ORCH_OK;
     json_t *o = json_object();
@@ -147,17 +186,25 @@ orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const char *w
     json_decref(o);
     if (!js)
         return ORCH_ENOMEM;
-    const char *p[] = { work_item, js, actor };
-    orch_err err = orch_db_exec(c, dl, sql, 3, p, NULL);
+    char cyc[16];
+    snprintf(cyc, sizeof cyc, "%d", t->cycle);
+    const char *p[] = { t->work_item, js, actor, stage_name(t->stage), cyc };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 5, p, &r);
     free(js);
-    return err;
+    if (err)
+        return err;
+    *recorded = orch_db_result_affected(r) > 0;
+    orch_db_result_free(r);
+    return ORCH_OK;
 }
 
 orch_err stage_store_load_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
                                    orch_verdicts *out)
 {
     static const char sql[] =
-        "SELECT key, value FROM task_evidence WHERE work_item = $1 ORDER BY key";
+        "SELECT e.key, e.value FROM task_evidence e JOIN tasks t ON t.work_item = e.work_item"
+        " WHERE e.work_item = $1 AND e.cycle = t.cycle ORDER BY e.key";
     const char *p[] = { work_item };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
@@ -168,17 +215,6 @@ orch_err stage_store_load_evidence(orch_db_conn *c, uint64_t dl, const char *wor
         (void)orch_verdicts_set(out, orch_db_result_get(r, i, 0), orch_db_result_get(r, i, 1));
     orch_db_result_free(r);
     return ORCH_OK;
-}
-
-orch_err stage_store_set_engine_verdict(orch_db_conn *c, uint64_t dl, const char *work_item,
-                                        const char *key, const char *value)
-{
-    static const char sql[] = "INSERT INTO task_evidence (work_item, key, value, actor)"
-                              " VALUES ($1, $2, $3, 'stage-service')"
-                              " ON CONFLICT (work_item, key) DO UPDATE"
-                              " SET value = EXCLUDED.value, actor = EXCLUDED.actor, at = now()";
-    const char *p[] = { work_item, key, value };
-    return orch_db_exec(c, dl, sql, 3, p, NULL);
 }
 
 orch_err stage_store_baseline(orch_db_conn *c, uint64_t dl, const char *repo, bool *has,
@@ -197,19 +233,43 @@ orch_err stage_store_baseline(orch_db_conn *c, uint64_t dl, const char *repo, bo
 }
 
 orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const char *repo, const char *pct,
-                             const char *work_item, bool *raised)
+                             const char *work_item, uint64_t epoch, bool *raised, bool *stale)
 {
-    /* Conditional: a lower or equal value changes nothing. */
-    static const char sql[] =
-        "INSERT INTO coverage_baseline (repo, pct, work_item) VALUES ($1, $2::numeric, $3)"
+    /* Conditional: a lower or equal value changes nothing; under a lease,
+     * only the live grant may raise it. */
+    static const char fenced[] = "WITH " LIVE_LEASE(
+        "$3", "$4") " INSERT INTO coverage_baseline (repo, pct, work_item)"
+                    "   SELECT $1, $2::numeric, $3 FROM l"
+                    " ON CONFLICT (repo) DO UPDATE SET pct = EXCLUDED.pct, work_item = "
+                    "EXCLUDED.work_item,"
+                    " updated_at = now() WHERE coverage_baseline.pct < EXCLUDED.pct"
+                    " RETURNING (SELECT count(*) FROM l)";
+    static const char open_sql[] =
+        "INSERT INTO coverage_baseline (repo, pct, work_item)"
+        "   SELECT $1, $2::numeric, $3 WHERE $4::bigint = 0"
         " ON CONFLICT (repo) DO UPDATE SET pct = EXCLUDED.pct, work_item = EXCLUDED.work_item,"
-        " updated_at = now() WHERE coverage_baseline.pct < EXCLUDED.pct";
-    const char *p[] = { repo, pct, work_item };
+        " updated_at = now() WHERE coverage_baseline.pct < EXCLUDED.pct"
+        " RETURNING 1";
+    static const char live[] = "SELECT count(*) FROM transition_lease WHERE work_item = $1"
+                               " AND epoch = $2::bigint AND released_at IS NULL";
+    char ep[24];
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *p[] = { repo, pct, work_item, ep };
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
+    orch_err err = orch_db_exec(c, dl, epoch ? fenced : open_sql, 4, p, &r);
     if (err)
         return err;
-    *raised = orch_db_result_affected(r) == 1;
+    *raised = orch_db_result_rows(r) == 1;
+    orch_db_result_free(r);
+    *stale = false;
+    if (*raised || !epoch)
+        return ORCH_OK;
+    /* Nothing written: a baseline already as high, or a superseded epoch. */
+    const char *lp[] = { work_item, ep };
+    err = orch_db_exec(c, dl, live, 2, lp, &r);
+    if (err)
+        return err;
+    *stale = strcmp(orch_db_result_get(r, 0, 0), "0") == 0;
     orch_db_result_free(r);
     return ORCH_OK;
 }
@@ -219,7 +279,8 @@ static orch_err read_intent(orch_db_conn *c, uint64_t dl, const char *work_item,
                             stage_intent *row, bool *found)
 {
     static const char sql[] =
-        "SELECT id, outcome, coalesce(lease_epoch, 0), detail FROM side_effects"
+        "SELECT id, outcome, coalesce(lease_epoch, 0), detail,"
+        " (extract(epoch FROM now() - created_at) * 1000)::bigint FROM side_effects"
         " WHERE work_item = $1 AND transition = $2 AND effect = $3 AND cycle = $4::integer";
     const char *p[] = { work_item, transition, effect, cycle };
     orch_db_result *r;
@@ -232,6 +293,7 @@ static orch_err read_intent(orch_db_conn *c, uint64_t dl, const char *work_item,
         copy(row->outcome, sizeof row->outcome, orch_db_result_get(r, 0, 1));
         row->epoch = u64(orch_db_result_get(r, 0, 2));
         copy(row->detail, sizeof row->detail, orch_db_result_get(r, 0, 3));
+        row->age_ms = strtoll(orch_db_result_get(r, 0, 4), NULL, 10);
     }
     orch_db_result_free(r);
     return ORCH_OK;
@@ -295,7 +357,7 @@ orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *w
               "   AND EXISTS (SELECT 1 FROM l)";
     static const char open_sql[] =
         "UPDATE side_effects SET outcome = 'pending', lease_epoch = NULL,"
-        "   detail = $5, finished_at = NULL"
+        "   detail = $5, finished_at = NULL, created_at = now()"
         " WHERE id = $2::bigint AND outcome = $4 AND coalesce(lease_epoch, 0) = $6::bigint"
         "   AND $1 <> '' AND $3::bigint = 0";
     char id[24], ep[24], old[24], detail[600];
@@ -315,43 +377,70 @@ orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *w
 }
 
 orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uint64_t epoch,
-                                   const char *outcome, const char *detail, bool *recorded)
+                                   const char *outcome, const char *detail, const stage_task *t,
+                                   const char *key, const char *value, bool *recorded)
 {
     static const char sql[] =
         "UPDATE side_effects SET outcome = $3, detail = $4, finished_at = now()"
         " WHERE id = $1::bigint AND outcome = 'pending' AND coalesce(lease_epoch, 0) = $2::bigint";
-    char ids[24], ep[24];
+    static const char verdict[] =
+        "INSERT INTO task_evidence (work_item, key, value, actor, cycle)"
+        " VALUES ($1, $2, $3, 'stage-service', $4::integer)"
+        " ON CONFLICT (work_item, key) DO UPDATE"
+        " SET value = EXCLUDED.value, actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now()";
+    char ids[24], ep[24], cyc[16];
     snprintf(ids, sizeof ids, "%lld", (long long)id);
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    snprintf(cyc, sizeof cyc, "%d", t->cycle);
     const char *p[] = { ids, ep, outcome, detail };
-    orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, 4, p, &r);
+    orch_err err = orch_db_begin(c, dl);
     if (err)
         return err;
+    orch_db_result *r;
+    err = orch_db_exec(c, dl, sql, 4, p, &r);
+    if (err) {
+        orch_db_rollback(c);
+        return err;
+    }
     *recorded = orch_db_result_affected(r) == 1;
     orch_db_result_free(r);
-    return ORCH_OK;
+    /* The verdict an effect produced commits with its outcome, and only
+     * for the owner whose outcome counts. */
+    if (*recorded && key) {
+        const char *vp[] = { t->work_item, key, value, cyc };
+        err = orch_db_exec(c, dl, verdict, 4, vp, NULL);
+        if (err) {
+            orch_db_rollback(c);
+            *recorded = false;
+            return err;
+        }
+    }
+    err = orch_db_commit(c, dl);
+    if (err)
+        *recorded = false;
+    return err;
 }
 
 orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
                          stage_task *out)
 {
-    /* $1 work item, $2 expected, $3 to, $4 cycle increment, $5 epoch. */
+    /* $1 work item, $2 expected, $3 to, $4 cycle increment, $5 epoch,
+     * $6 new pull request number (0: keep). */
     static const char fenced[] = "WITH " LIVE_LEASE(
         "$1", "$5") " UPDATE tasks SET stage = $3, version = version + 1, updated_at = now(),"
-                    "   cycle = cycle + $4::integer"
+                    "   cycle = cycle + $4::integer, " SET_PR
                     " WHERE work_item = $1 AND stage = $2 AND EXISTS (SELECT 1 FROM l)"
                     " RETURNING " TASK_COLS;
     static const char expected_only[] =
         "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now(),"
-        "   cycle = cycle + $4::integer"
+        "   cycle = cycle + $4::integer, " SET_PR
         " WHERE work_item = $1 AND stage = $2 AND $5::bigint = 0"
         " RETURNING " TASK_COLS;
     /* Lease switched off or out of scope: the write of a build without the
      * lease, unconditional ($2 is ignored). */
     static const char unconditional[] =
         "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now(),"
-        "   cycle = cycle + $4::integer"
+        "   cycle = cycle + $4::integer, " SET_PR
         " WHERE work_item = $1 AND $2 <> '' AND $5::bigint = 0"
         " RETURNING " TASK_COLS;
     static const char history[] =
@@ -360,15 +449,20 @@ orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, boo
     static const char clear[] = "DELETE FROM task_evidence WHERE work_item = $1";
 
     const char *sql = !cas->conditional ? unconditional : cas->epoch ? fenced : expected_only;
-    char ep[24];
+    char ep[24], pr[24];
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)cas->epoch);
-    const char *p[] = { cas->work_item, stage_name(cas->expected), stage_name(cas->to),
-                        cas->rollback ? "1" : "0", ep };
+    snprintf(pr, sizeof pr, "%llu", (unsigned long long)cas->pr_number);
+    const char *p[] = { cas->work_item,
+                        stage_name(cas->expected),
+                        stage_name(cas->to),
+                        cas->rollback ? "1" : "0",
+                        ep,
+                        pr };
     orch_err err = orch_db_begin(c, dl);
     if (err)
         return err;
     orch_db_result *r;
-    err = orch_db_exec(c, dl, sql, 5, p, &r);
+    err = orch_db_exec(c, dl, sql, 6, p, &r);
     if (err) {
         orch_db_rollback(c);
         return err;

@@ -44,6 +44,7 @@ typedef struct stage_intent {
     char outcome[16]; /* pending | ok | failed | unknown */
     uint64_t epoch;   /* 0: claimed without a lease */
     char detail[512];
+    int64_t age_ms; /* since it was claimed (or taken over), database clock */
 } stage_intent;
 
 orch_err stage_store_create(orch_db_conn *c, uint64_t dl, const char *work_item, const char *repo,
@@ -58,24 +59,35 @@ orch_err stage_store_get(orch_db_conn *c, uint64_t dl, const char *work_item,
 orch_err stage_store_find_by_pr(orch_db_conn *c, uint64_t dl, const char *repo, uint64_t pr,
                                 stage_task *out) ORCH_NODISCARD;
 
+/* Tasks that can still move forward (not backlog, done or cancelled) with
+ * id > after, by id. *out is malloc'ed. */
+orch_err stage_store_list_active(orch_db_conn *c, uint64_t dl, int64_t after, int limit,
+                                 stage_task **out, int *n) ORCH_NODISCARD;
+
 /* Tasks filtered by stage (ST_NONE: any) and repo ("" any), oldest update
  * first. *out is malloc'ed. */
 orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const char *repo, int limit,
                           stage_task **out, int *n) ORCH_NODISCARD;
 
-/* Records verdicts for the item (latest value per key). */
-orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
-                                     const orch_verdicts *vs, const char *actor) ORCH_NODISCARD;
+/* Records verdicts for the item (latest value per key), tagged with the
+ * task's cycle, only while the task is still in t->stage and t->cycle;
+ * *recorded is false when it moved meanwhile. */
+orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_task *t,
+                                     const orch_verdicts *vs, const char *actor,
+                                     bool *recorded) ORCH_NODISCARD;
+/* The verdicts of the task's current cycle. */
 orch_err stage_store_load_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
                                    orch_verdicts *out) ORCH_NODISCARD;
 
 /* The repo's coverage baseline, *has false if none. */
 orch_err stage_store_baseline(orch_db_conn *c, uint64_t dl, const char *repo, bool *has,
                               double *pct) ORCH_NODISCARD;
-/* The ratchet: raises the baseline to pct, never lowers it. *raised says
- * whether the stored value changed. */
+/* The ratchet: raises the baseline to pct, never lowers it; under a lease
+ * (`epoch` > 0) only while that epoch is the live grant. *raised says
+ * whether the stored value changed, *stale whether the epoch was not live. */
 orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const char *repo, const char *pct,
-                             const char *work_item, bool *raised) ORCH_NODISCARD;
+                             const char *work_item, uint64_t epoch, bool *raised,
+                             bool *stale) ORCH_NODISCARD;
 
 /* Claims the intent (work item, transition, effect, cycle) under `epoch`
  * (0: no lease). With a lease, the claim is refused (INTENT_STALE) unless
@@ -89,10 +101,13 @@ orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const char *work
 orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *work_item,
                                      const stage_intent *seen, uint64_t epoch,
                                      bool *took) ORCH_NODISCARD;
-/* Records the outcome of a pending intent claimed under `epoch`. *recorded
- * is false when the intent was taken over meanwhile (a stale owner). */
+/* Records the outcome of a pending intent claimed under `epoch` and, in the
+ * same transaction, the verdict the effect produced (`key` = `value` for the
+ * task's cycle; key NULL: none). *recorded is false when the intent was
+ * taken over meanwhile (a stale owner): then nothing is written. */
 orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uint64_t epoch,
-                                   const char *outcome, const char *detail,
+                                   const char *outcome, const char *detail, const stage_task *t,
+                                   const char *key, const char *value,
                                    bool *recorded) ORCH_NODISCARD;
 
 /* The one stage write. With a lease (`epoch` > 0) and `conditional`: sets
@@ -109,13 +124,10 @@ typedef struct stage_cas {
     bool conditional;
     uint64_t epoch;
     const char *actor, *reason;
+    uint64_t pr_number; /* > 0: the task's new pull request (development->review) */
 } stage_cas;
 orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
                          stage_task *out) ORCH_NODISCARD;
-
-/* Records a verdict only the engine sets (the built image digest). */
-orch_err stage_store_set_engine_verdict(orch_db_conn *c, uint64_t dl, const char *work_item,
-                                        const char *key, const char *value) ORCH_NODISCARD;
 
 /* History and side effects for GetTask; rows as text, caller frees. */
 orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item, int limit,

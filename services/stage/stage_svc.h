@@ -25,7 +25,12 @@
 
 typedef struct stage_release_retry {
     char work_item[STAGE_MAX_FIELD + 1];
-    uint64_t epoch;
+    uint64_t epoch; /* 0: unknown (an Acquire whose answer was lost): */
+    /* ...then the lease is found again by asking Acquire as the same owner
+     * (lease-service answers "already held" with the epoch), and released. */
+    char repo[STAGE_MAX_FIELD + 1];
+    char transition[64];
+    char instance[64];
 } stage_release_retry;
 
 typedef enum stage_fault {
@@ -47,6 +52,7 @@ typedef struct stage_svc {
     const char *plane_project_key; /* work item prefix of Plane issues */
     int64_t reconcile_interval_ms;
     int reconcile_batch;
+    int64_t reconcile_cursor; /* last task id of the previous pass (reconciler thread) */
     stage_fault fault;
 
     _Atomic uint64_t call_seq;
@@ -59,8 +65,8 @@ typedef struct stage_svc {
     orch_counter *m_effects;     /* by outcome */
     orch_histogram *m_advance_latency;
 
-    pthread_t bg;
-    bool bg_started, quit;
+    pthread_t bg, retry_thread;
+    bool bg_started, retry_started, quit;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } stage_svc;
@@ -123,6 +129,12 @@ void advance_res_free(advance_res *res);
 
 /* Queues a lease release that could not reach lease-service. */
 void stage_release_later(stage_svc *ss, const char *work_item, uint64_t epoch);
+/* Queues the release of a lease this process may hold without knowing its
+ * epoch: an Acquire whose answer was lost (it may have been granted). */
+void stage_release_owned_later(stage_svc *ss, const char *work_item, const char *repo,
+                               const char *transition, const char *instance);
+/* Fills an Owner message for this process with `instance` (borrowed). */
+void stage_owner_msg(const stage_svc *ss, const char *instance, Orch__V1__Owner *m);
 
 /* ---- the lease block of the queue (stage_queue.c) ----------------------- */
 

@@ -224,3 +224,32 @@ Test(launcher_recovery, tier3_kills_a_job_over_the_ceiling)
     cr_expect(child > 0 && !ln_proc_alive(child), "child %d survived", (int)child);
     cr_expect_geq(lt_metric(&launcher, "orch_launcher_reaps_total{tier=\"tier-3\"}"), 1);
 }
+
+/* Regression: a Tier-3 reap released whatever lease the work item had, even
+ * one held by another live owner (a stage-service mid-merge). Only the
+ * job's own grant may be released. */
+Test(launcher_recovery, tier3_leaves_another_owners_lease_alone)
+{
+    start_both("2");
+    lt_owner holder;
+    lt_owner_spawn(&holder, LT_HOST, NULL);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO transition_lease (work_item, epoch, owner_host, owner_boot_id,"
+             " owner_pid, owner_start_ticks, owner_instance, actor, transition, repo)"
+             " VALUES ('ORCH-27', 7, '%s', '%s', %d, %llu, 'stage-service.1', 'monitor',"
+             " 'review->testing', 'orch') RETURNING epoch",
+             LT_HOST, holder.boot_id, (int)holder.claimed_pid,
+             (unsigned long long)holder.start_ticks);
+    free(th_sql(db, sql));
+    ln_job j = ln_spawn(&launcher, "tester", "ORCH-27", "fake: sleep 60\n", workdir, 120, NULL);
+    cr_assert_eq(j.code, ORCH_CODE_OK, "%s", j.message);
+    ln_job w = ln_wait(&launcher, j.id, 15000);
+    cr_assert(w.finished, "status %s", w.status);
+    cr_expect(strstr(w.finish_reason, "tier-3") != NULL, "%s", w.finish_reason);
+    usleep(1000000); /* a reaper pass after the reap */
+    cr_expect_eq(lt_sql_num(db, "SELECT count(*) FROM transition_lease WHERE work_item ="
+                                " 'ORCH-27' AND released_at IS NULL AND epoch = 7"),
+                 1, "the other owner's lease was released by the reap");
+    lt_owner_kill(&holder);
+}

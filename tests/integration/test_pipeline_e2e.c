@@ -69,7 +69,7 @@ Test(pipeline_e2e, tester_pass_advances_through_the_real_engine)
     free(who);
     cr_assert_eq(sw_counts_for_item("E2E-1").image_starts, 1, "the image was built once");
     char *pct = th_sql(W.db, "SELECT pct FROM coverage_baseline WHERE repo = 'org/app'");
-    cr_assert_str_eq(pct, "88.500");
+    cr_assert_str_eq(pct, "88.5");
     free(pct);
     char *lease = th_sql(W.db, "SELECT count(*) FROM stage_history h JOIN tasks t"
                                " ON t.id = h.task_id WHERE t.work_item = 'E2E-1'"

@@ -527,3 +527,208 @@ Test(stage_engine, fault_points_are_refused_outside_the_test_runtime, .fini = do
     cr_assert(th_svc_log_has(&s, "ORCH_STAGE_TEST_FAULT=crash-after-effect is accepted only"),
               "the refusal names the variable");
 }
+
+/* ---- regressions ------------------------------------------------------------ */
+
+/* A verdict that arrives after a rollback (the report of the undone cycle)
+ * is neither recorded nor read in the next cycle. */
+Test(stage_engine, late_verdict_after_a_rollback_does_not_count, .fini = down, .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "LATE-1", "org/app", 7800), ORCH_CODE_OK);
+    sw_walk_to(&W, "LATE-1", "review");
+    sw_adv a = sw_rollback(W.client, "LATE-1", "review", "changes requested");
+    cr_assert_eq(a.code, ORCH_CODE_OK, "%s", a.message);
+    /* The approval of the old cycle arrives late. */
+    a = sw_advance(W.client, "LATE-1", "review", "testing", "monitor", "review_verdict: APPROVE");
+    cr_assert_eq(a.code, ORCH_CODE_FAILED_PRECONDITION, "%s", a.message);
+    cr_assert_eq(count_sql("SELECT count(*) FROM task_evidence WHERE work_item = 'LATE-1'"), 0,
+                 "a rejected call recorded verdicts");
+    a = sw_advance(W.client, "LATE-1", "development", "review", "monitor", "dev_status: DONE");
+    cr_assert_eq(a.outcome, OUT(ADVANCED));
+    a = sw_advance(W.client, "LATE-1", "review", "testing", "reconciler", "");
+    cr_assert_eq(a.outcome, OUT(GATE_FAILED), "the old cycle's approval counted");
+    cr_assert(strstr(a.first_failure, "review_verdict is missing"), "%s", a.first_failure);
+    cr_assert_eq(sw_counts_for_pr(7800).merge_calls, 0);
+}
+
+/* Verdicts of an earlier cycle left in the table are not read. */
+Test(stage_engine, verdicts_of_an_earlier_cycle_are_ignored, .fini = down, .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "CYC-1", "org/app", 7805), ORCH_CODE_OK);
+    sw_walk_to(&W, "CYC-1", "review");
+    /* As if a slow writer slipped an approval in after the rollback. */
+    free(th_sql(W.db, "UPDATE tasks SET cycle = 1 WHERE work_item = 'CYC-1' RETURNING 1"));
+    free(th_sql(W.db, "INSERT INTO task_evidence (work_item, key, value, cycle)"
+                      " VALUES ('CYC-1', 'review_verdict', 'APPROVE', 0) RETURNING 1"));
+    sw_adv a = sw_advance(W.client, "CYC-1", "review", "testing", "reconciler", "");
+    cr_assert_eq(a.outcome, OUT(GATE_FAILED), "an old cycle's verdict counted");
+}
+
+/* After a rollback, the developer names the new pull request; the next
+ * cycle merges that one. */
+Test(stage_engine, a_new_cycle_merges_the_pull_request_it_names, .fini = down, .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "PR-1", "org/app", 7810), ORCH_CODE_OK);
+    sw_walk_to(&W, "PR-1", "review");
+    sw_set_unmergeable(7810);
+    sw_adv a =
+        sw_advance(W.client, "PR-1", "review", "testing", "monitor", "review_verdict: APPROVE");
+    cr_assert_eq(a.outcome, OUT(ROLLED_BACK), "outcome %d", a.outcome);
+    a = sw_advance(W.client, "PR-1", "development", "review", "monitor",
+                   "dev_status: DONE\npr_number: x7");
+    cr_assert_eq(a.outcome, OUT(GATE_FAILED), "a malformed pr_number must be refused");
+    cr_assert(strstr(a.first_failure, "pr_number is malformed"), "%s", a.first_failure);
+    a = sw_advance(W.client, "PR-1", "development", "review", "monitor",
+                   "dev_status: DONE\npr_number: 7811");
+    cr_assert_eq(a.outcome, OUT(ADVANCED), "%s", a.first_failure);
+    cr_assert_eq(count_sql("SELECT pr_number FROM tasks WHERE work_item = 'PR-1'"), 7811);
+    a = sw_advance(W.client, "PR-1", "review", "testing", "monitor", "review_verdict: APPROVE");
+    cr_assert_eq(a.outcome, OUT(ADVANCED), "outcome %d: %s", a.outcome, a.first_failure);
+    cr_assert_eq(sw_counts_for_pr(7811).merges, 1);
+    cr_assert_eq(sw_counts_for_pr(7810).merges, 0);
+}
+
+/* A merge the forge refuses for a reason that is not the change (bad
+ * credentials) fails without rolling back; fixed, the next attempt merges. */
+Test(stage_engine, merge_refused_for_credentials_does_not_roll_back, .fini = down, .timeout = 120)
+{
+    const char *env[] = { "ORCH_GITEA_TOKEN=expired", NULL };
+    sw_up(&W, env);
+    cr_assert_eq(sw_create(W.client, "CRED-1", "org/app", 7820), ORCH_CODE_OK);
+    sw_walk_to(&W, "CRED-1", "review");
+    sw_adv a =
+        sw_advance(W.client, "CRED-1", "review", "testing", "monitor", "review_verdict: APPROVE");
+    cr_assert_eq(a.code, ORCH_CODE_OK, "%s", a.message);
+    cr_assert_eq(a.outcome, OUT(EFFECT_FAILED), "outcome %d", a.outcome);
+    char stage[32];
+    sw_stage_of(&W, "CRED-1", stage, sizeof stage);
+    cr_assert_str_eq(stage, "review");
+    cr_assert_eq(count_sql("SELECT cycle FROM tasks WHERE work_item = 'CRED-1'"), 0);
+    /* The token is fixed: another stage-service with the right one merges. */
+    th_svc good;
+    const char *genv[] = { "ORCH_GITEA_TOKEN=gitea-test-token", NULL };
+    sw_stage_start(&W, &good, genv);
+    orch_rpc_client *gc;
+    cr_assert_eq(orch_rpc_client_open(good.rpc_url, NULL, &gc), ORCH_OK);
+    a = sw_advance(gc, "CRED-1", "review", "testing", "monitor", "");
+    cr_assert_eq(a.outcome, OUT(ADVANCED), "outcome %d: %s", a.outcome, a.message);
+    cr_assert_eq(sw_counts_for_pr(7820).merges, 1);
+    orch_rpc_client_close(gc);
+    th_svc_stop(&good, SIGTERM, 10000);
+}
+
+/* A caller that gives up early does not cut the effect short: the merge
+ * finishes and is recorded ok; the next attempt does not merge again. */
+Test(stage_engine, an_impatient_caller_does_not_leave_the_effect_unknown, .fini = down,
+     .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "SLOW-1", "org/app", 7830), ORCH_CODE_OK);
+    sw_walk_to(&W, "SLOW-1", "review");
+    sw_set_merge_delay_ms(2500);
+    sw_call_timeout_ms = 800;
+    sw_adv a =
+        sw_advance(W.client, "SLOW-1", "review", "testing", "monitor", "review_verdict: APPROVE");
+    sw_call_timeout_ms = 30000;
+    cr_assert_eq(a.code, ORCH_CODE_DEADLINE_EXCEEDED, "code %d: %s", a.code, a.message);
+    /* Meanwhile another actor defers: the effect is still running. */
+    a = sw_advance(W.client, "SLOW-1", "review", "testing", "webhook", "");
+    cr_assert_eq(a.outcome, OUT(DEFERRED), "outcome %d (code %d: %s)", a.outcome, a.code,
+                 a.message);
+    char stage[32] = "";
+    for (int i = 0; i < 60; i++) {
+        sw_stage_of(&W, "SLOW-1", stage, sizeof stage);
+        if (strcmp(stage, "testing") == 0)
+            break;
+        usleep(100000);
+    }
+    cr_assert_str_eq(stage, "testing", "the first call finished the transition");
+    cr_assert_eq(count_sql("SELECT count(*) FROM side_effects WHERE work_item = 'SLOW-1'"
+                           " AND outcome = 'ok'"),
+                 1);
+    cr_assert_eq(sw_counts_for_pr(7830).merge_calls, 1);
+    sw_set_merge_delay_ms(0);
+}
+
+/* Without a lease, an intent left pending by a caller that died is taken
+ * over once it is older than twice the effect budget, and resolved. */
+Test(stage_engine, without_a_lease_an_abandoned_intent_is_resolved, .fini = down, .timeout = 120)
+{
+    /* Claims older than 2 x 2000 + 1000 ms are abandoned. */
+    const char *env[] = { "ORCH_TRANSITION_LEASE_ENABLED=false", "ORCH_EFFECT_TIMEOUT_MS=2000",
+                          NULL };
+    sw_up(&W, env);
+    cr_assert_eq(sw_create(W.client, "ABAND-1", "org/app", 7840), ORCH_CODE_OK);
+    sw_walk_to(&W, "ABAND-1", "review");
+    const char *fenv[] = { "ORCH_TRANSITION_LEASE_ENABLED=false", "ORCH_EFFECT_TIMEOUT_MS=2000",
+                           "ORCH_STAGE_TEST_FAULT=crash-before-record", NULL };
+    th_svc crasher;
+    sw_stage_start(&W, &crasher, fenv);
+    orch_rpc_client *cc;
+    cr_assert_eq(orch_rpc_client_open(crasher.rpc_url, NULL, &cc), ORCH_OK);
+    sw_call_timeout_ms = 1000;
+    sw_adv a = sw_advance(cc, "ABAND-1", "review", "testing", "monitor", "review_verdict: APPROVE");
+    sw_call_timeout_ms = 30000;
+    cr_assert_neq(a.code, ORCH_CODE_OK);
+    cr_assert_eq(th_svc_stop(&crasher, 0, 10000), 86);
+    orch_rpc_client_close(cc);
+    a = sw_advance(W.client, "ABAND-1", "review", "testing", "reconciler", "");
+    cr_assert_eq(a.code, ORCH_CODE_ABORTED, "a fresh claim is left to its owner (code %d): %s",
+                 a.code, a.message);
+    usleep(5000000);
+    a = sw_advance(W.client, "ABAND-1", "review", "testing", "reconciler", "");
+    cr_assert_eq(a.code, ORCH_CODE_OK, "%s", a.message);
+    cr_assert_eq(a.outcome, OUT(ADVANCED), "outcome %d", a.outcome);
+    cr_assert_eq(sw_counts_for_pr(7840).merges, 1);
+    cr_assert_geq(sw_counts_for_pr(7840).merge_checks, 1, "resolved by asking Gitea");
+}
+
+/* The reconciler reaches a stuck item however many finished tasks come
+ * before it (it pages through active tasks, not the oldest of all). */
+Test(stage_engine, reconciler_reaches_items_behind_many_finished_ones, .fini = down, .timeout = 180)
+{
+    const char *env[] = { "ORCH_RECONCILER_INTERVAL_MS=200", "ORCH_RECONCILER_BATCH=1",
+                          "ORCH_EFFECT_TIMEOUT_MS=1000", NULL };
+    sw_up(&W, env);
+    for (int i = 0; i < 6; i++) {
+        char item[32];
+        snprintf(item, sizeof item, "OLD-%d", i);
+        cr_assert_eq(sw_create(W.client, item, "org/app", 7900 + (uint64_t)i), ORCH_CODE_OK);
+        sw_walk_to(&W, item, "done");
+    }
+    cr_assert_eq(sw_create(W.client, "STUCK-1", "org/app", 7950), ORCH_CODE_OK);
+    sw_walk_to(&W, "STUCK-1", "review");
+    sw_set_merge_delay_ms(2000);
+    sw_adv a =
+        sw_advance(W.client, "STUCK-1", "review", "testing", "monitor", "review_verdict: APPROVE");
+    cr_assert_eq(a.outcome, OUT(EFFECT_UNKNOWN), "outcome %d", a.outcome);
+    sw_set_merge_delay_ms(0);
+    char stage[32] = "";
+    for (int i = 0; i < 100; i++) {
+        sw_stage_of(&W, "STUCK-1", stage, sizeof stage);
+        if (strcmp(stage, "testing") == 0)
+            break;
+        usleep(100000);
+    }
+    cr_assert_str_eq(stage, "testing", "the reconciler never reached the stuck item");
+    cr_assert_eq(sw_counts_for_pr(7950).merges, 1);
+}
+
+/* The coverage baseline keeps the exact value: an item that reports the
+ * same coverage as the baseline passes, however many decimals. */
+Test(stage_engine, coverage_baseline_is_exact, .fini = down, .timeout = 120)
+{
+    sw_up(&W, NULL);
+    const char *ev = "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80.0005";
+    cr_assert_eq(sw_create(W.client, "COV-1", "org/app", 7960), ORCH_CODE_OK);
+    cr_assert_eq(sw_create(W.client, "COV-2", "org/app", 7961), ORCH_CODE_OK);
+    sw_walk_to(&W, "COV-1", "testing");
+    sw_walk_to(&W, "COV-2", "testing");
+    sw_adv a = sw_advance(W.client, "COV-1", "testing", "staging", "monitor", ev);
+    cr_assert_eq(a.outcome, OUT(ADVANCED), "%s", a.first_failure);
+    a = sw_advance(W.client, "COV-2", "testing", "staging", "monitor", ev);
+    cr_assert_eq(a.outcome, OUT(ADVANCED), "equal coverage was rolled back: %s", a.first_failure);
+}
