@@ -378,7 +378,8 @@ void launcher_monitor_pass(launcher_svc *ls)
     orch_db_conn *c = NULL;
     if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
         return;
-    orch_err e = launcher_store_monitor_due(c, dl, ls->monitor_retry_ms, ids, 64, &n);
+    orch_err e =
+        launcher_store_monitor_due(c, dl, ls->me->host_id, ls->monitor_retry_ms, ids, 64, &n);
     orch_db_release(c);
     for (size_t i = 0; !e && i < n; i++)
         monitor_one(ls, ids[i]);

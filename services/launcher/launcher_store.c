@@ -417,20 +417,23 @@ orch_err launcher_store_requeue(orch_db_conn *c, uint64_t dl, const char *host_i
     return err;
 }
 
-orch_err launcher_store_monitor_due(orch_db_conn *c, uint64_t dl, int64_t retry_ms, uint64_t *ids,
-                                    size_t max, size_t *n)
+orch_err launcher_store_monitor_due(orch_db_conn *c, uint64_t dl, const char *host_id,
+                                    int64_t retry_ms, uint64_t *ids, size_t max, size_t *n)
 {
     char sretry[24], smax[24];
     snprintf(sretry, sizeof sretry, "%" PRId64, retry_ms);
     snprintf(smax, sizeof smax, "%zu", max);
-    const char *p[] = { sretry, smax };
+    const char *p[] = { sretry, smax, host_id };
     orch_db_result *r;
+    /* Each host reports the jobs it ran: two launchers on two hosts never
+     * report the same job. */
     orch_err err =
         orch_db_exec(c, dl,
-                     "SELECT id FROM jobs WHERE monitor_state = 'pending' OR (monitor_state IN"
-                     " ('deferred', 'error') AND finished_at + monitor_attempts * ($1::bigint *"
-                     " interval '1 millisecond') <= now()) ORDER BY id LIMIT $2::integer",
-                     2, p, &r);
+                     "SELECT id FROM jobs WHERE host_id = $3 AND (monitor_state = 'pending' OR"
+                     " (monitor_state IN ('deferred', 'error') AND finished_at + monitor_attempts"
+                     " * ($1::bigint * interval '1 millisecond') <= now()))"
+                     " ORDER BY id LIMIT $2::integer",
+                     3, p, &r);
     if (err)
         return err;
     size_t k = 0;
@@ -447,9 +450,13 @@ orch_err launcher_store_set_monitor(orch_db_conn *c, uint64_t dl, uint64_t id, c
     char sid[24];
     snprintf(sid, sizeof sid, "%" PRIu64, id);
     const char *p[] = { sid, state, detail };
+    /* A settled report (advanced, not-advanced, failed) is never overwritten
+     * by a later, concurrent one. */
     return orch_db_exec(c, dl,
                         "UPDATE jobs SET monitor_state = $2, monitor_detail = left($3, 250),"
-                        " monitor_attempts = monitor_attempts + 1 WHERE id = $1::bigint",
+                        " monitor_attempts = monitor_attempts + 1 WHERE id = $1::bigint"
+                        " AND (monitor_state IN ('none', 'pending', 'deferred', 'error')"
+                        "      OR monitor_state = $2)",
                         3, p, NULL);
 }
 

@@ -271,3 +271,20 @@ Test(launcher_monitor, deploy_job_reports_as_deploy_finalizer)
     cr_expect_str_eq(calls[n - 1].expected_from, "deploy");
     cr_expect_str_eq(calls[n - 1].to, "done");
 }
+
+/* Regression: every launcher reported every finished job, whichever host ran
+ * it, so two hosts reported the same job twice. A job is reported by the
+ * launcher of its own host only. */
+Test(launcher_monitor, jobs_of_another_host_are_not_reported)
+{
+    free(th_sql(db, "INSERT INTO jobs (role, work_item, status, host_id, boot_id, instance_id,"
+                    " pid, start_ticks, timeout_s, started_at, finished_at, stage,"
+                    " monitor_state) VALUES ('tester', 'ORCH-13', 'succeeded', 'another-host',"
+                    " 'b', 'i', 4242, 1, 60, now(), now(), 'testing', 'pending') RETURNING id"));
+    usleep(1500000); /* several monitor passes at ORCH_LAUNCHER_MONITOR_RETRY_MS=200 */
+    ln_stage_call calls[2];
+    cr_expect_eq(ln_stage_calls(calls, 2), 0, "a job of another host was reported here");
+    char *st = th_sql(db, "SELECT monitor_state FROM jobs WHERE work_item = 'ORCH-13'");
+    cr_expect_str_eq(st, "pending", "left for its own host's launcher");
+    free(st);
+}
