@@ -115,8 +115,8 @@ orch_err launcher_store_requeue(orch_db_conn *c, uint64_t dl, const char *host_i
 /* Jobs whose stage report is due (pending, or deferred/error older than
  * retry_ms); at most `max` ids. */
 orch_err launcher_store_monitor_due(orch_db_conn *c, uint64_t dl, const char *host_id,
-                                    int64_t retry_ms, uint64_t *ids,
-                                    size_t max, size_t *n) ORCH_NODISCARD;
+                                    int64_t retry_ms, uint64_t *ids, size_t max,
+                                    size_t *n) ORCH_NODISCARD;
 orch_err launcher_store_set_monitor(orch_db_conn *c, uint64_t dl, uint64_t id, const char *state,
                                     const char *detail) ORCH_NODISCARD;
 
