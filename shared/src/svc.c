@@ -248,6 +248,11 @@ static double gauge_db_probes(void *arg)
     return (double)atomic_load(&((orch_service *)arg)->db_probes);
 }
 
+static double gauge_runtime_live(void *arg)
+{
+    return ((orch_service *)arg)->runtime == ORCH_RUNTIME_LIVE ? 1.0 : 0.0;
+}
+
 static double gauge_start_time(void *arg)
 {
     return (double)((orch_service *)arg)->start_wall_ms / 1000.0;
@@ -473,6 +478,9 @@ static int run(orch_service *s, const sigset_t *sigs, bool migrate_only)
                           "1 when the last database probe succeeded", gauge_db_up, s);
     orch_metrics_gauge_fn(s->metrics, "orch_database_probes",
                           "Database health probes run since start", gauge_db_probes, s);
+    orch_metrics_gauge_fn(s->metrics, "orch_runtime_live",
+                          "1 when ORCH_RUNTIME is live (alerts on guard blocks use it)",
+                          gauge_runtime_live, s);
     orch_metrics_gauge_fn(s->metrics, "orch_process_start_time_seconds",
                           "Start time of the process, Unix seconds", gauge_start_time, s);
     int rc = prepare_database(s, sigs);
