@@ -33,6 +33,8 @@ ORCH_APT_PACKAGES=(
   clang-format
   python3
   iproute2
+  docker-compose
+  python3-yaml
 )
 
 # Prints, one per line, the packages of ORCH_APT_PACKAGES not installed.

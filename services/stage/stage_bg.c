@@ -141,7 +141,7 @@ void stage_reconcile_pass(stage_svc *ss)
         advance_res res;
         char msg[700];
         orch_code code = stage_advance(ss, &ar, orch_mono_ms() + 60000, &res, msg, sizeof msg);
-        orch_counter_add(ss->m_transitions, (size_t)res.result, 1);
+        stage_count_transition(ss, ar.expected_from, ar.to, res.result);
         if (code == ORCH_CODE_OK && res.result == TR_ADVANCED)
             moved++;
         if (code)

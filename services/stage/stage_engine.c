@@ -26,6 +26,16 @@
 #include "orch/log.h"
 #include "stage_svc.h"
 
+void stage_count_transition(stage_svc *ss, const char *from, const char *to, int result)
+{
+    size_t n, idx = ss->nedge_labels - 1; /* "other" */
+    const stage_edge *edges = pipeline_edges(&n);
+    const stage_edge *e = pipeline_edge(stage_parse(from ? from : ""), stage_parse(to ? to : ""));
+    if (e && (size_t)(e - edges) < ss->nedge_labels - 1)
+        idx = (size_t)(e - edges);
+    orch_counter_add2(ss->m_transitions, idx, (size_t)result, 1);
+}
+
 const char *const stage_transition_results[TR_NKINDS] = {
     "advanced", "deferred",      "gate_failed",    "rolled_back",
     "aborted",  "effect_failed", "effect_unknown", "error",
@@ -316,7 +326,7 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
     ae->ran = true;
     ae->epoch = epoch;
     snprintf(ae->outcome, sizeof ae->outcome, "%s", effect_outcome_name(o));
-    orch_counter_add(ss->m_effects, o == EFFECT_ERROR ? EFFECT_FAILED : (size_t)o, 1);
+    orch_counter_add2(ss->m_effects, (size_t)eff, o == EFFECT_ERROR ? EFFECT_FAILED : (size_t)o, 1);
     orch_info("effect %s of %s (%s, epoch %" PRIu64 "): %s: %s", effect_name(eff), t->work_item,
               transition, epoch, ae->outcome, ae->detail);
     fault_point(ss, FAULT_CRASH_BEFORE_RECORD, t->work_item);

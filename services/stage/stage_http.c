@@ -206,7 +206,7 @@ static void drive(stage_svc *ss, orch_http_reply *rep, const char *work_item, co
     char msg[700];
     uint64_t t0 = orch_mono_ns();
     orch_code code = stage_advance(ss, &ar, orch_mono_ms() + 60000, &res, msg, sizeof msg);
-    orch_counter_add(ss->m_transitions, (size_t)res.result, 1);
+    stage_count_transition(ss, from, to, res.result);
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
     if (code) {
         reply_error(rep, http_status_of(code), "%s: %s", orch_code_name(code), msg);

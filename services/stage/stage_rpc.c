@@ -266,9 +266,9 @@ static const Orch__V1__AdvanceStageReply__Outcome outcome_of[TR_NKINDS] = {
     [TR_EFFECT_UNKNOWN] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
 };
 
-static void count(stage_svc *ss, int result, uint64_t t0)
+static void count(stage_svc *ss, const advance_req *ar, int result, uint64_t t0)
 {
-    orch_counter_add(ss->m_transitions, (size_t)result, 1);
+    stage_count_transition(ss, ar->expected_from, ar->to, result);
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
 }
 
@@ -287,7 +287,7 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     advance_res res;
     char why[700];
     code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
-    count(ss, res.result, t0);
+    count(ss, &ar, res.result, t0);
     if (code) {
         advance_res_free(&res);
         return orch_rpc_fail(call, code, "%s", why);
@@ -348,7 +348,7 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
     advance_res res;
     char why[700];
     orch_code code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
-    count(ss, res.result, t0);
+    count(ss, &ar, res.result, t0);
     if (code) {
         advance_res_free(&res);
         return orch_rpc_fail(call, code, "%s", why);

@@ -39,6 +39,8 @@ typedef enum stage_fault {
     FAULT_CRASH_BEFORE_RECORD /* exit after an effect ran, before recording it */
 } stage_fault;
 
+#define STAGE_EDGE_LABELS_MAX 32
+
 typedef struct stage_svc {
     orch_db_pool *db;
     const orch_ident *me;
@@ -61,8 +63,13 @@ typedef struct stage_svc {
     stage_release_retry retries[STAGE_RETRY_MAX];
     int nretries;
 
-    orch_counter *m_transitions; /* by result */
-    orch_counter *m_effects;     /* by outcome */
+    orch_counter *m_transitions; /* by edge and result */
+    orch_counter *m_effects;     /* by effect and outcome */
+    /* Label values of the edge label: "review->testing" for each pipeline
+     * edge in table order, then "other" (a request naming no edge). */
+    const char *edge_labels[STAGE_EDGE_LABELS_MAX];
+    char edge_label_buf[STAGE_EDGE_LABELS_MAX][32];
+    size_t nedge_labels;
     orch_histogram *m_advance_latency;
 
     pthread_t bg, retry_thread;
@@ -84,6 +91,10 @@ enum {
     TR_NKINDS
 };
 extern const char *const stage_transition_results[TR_NKINDS];
+
+/* Counts one transition attempt of `ar` (expected_from -> to) with
+ * `result` (TR_*) in orch_stage_transitions_total. */
+void stage_count_transition(stage_svc *ss, const char *from, const char *to, int result);
 
 /* ---- the engine (stage_engine.c) ---------------------------------------- */
 

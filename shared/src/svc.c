@@ -6,8 +6,10 @@
  * receive callbacks and HTTP routes; the RPC workers run handlers; one probe
  * thread checks the database and publishes the result in atomics that the
  * health RPC and /healthz read without blocking.
- * Exit status: 0 after a clean stop, 1 on a start-up failure, 2 on a
- * configuration error.
+ * Exit status: 0 after a clean stop (or, with --migrate-only, once the
+ * schema is up to date), 1 on a start-up failure, 2 on a configuration error.
+ * Under systemd (Type=notify) READY=1 goes to $NOTIFY_SOCKET once both
+ * listeners are up and the database answered; STOPPING=1 on SIGTERM.
  */
 #include "orch/svc.h"
 
@@ -15,10 +17,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "orch/v1/health.pb-c.h"
 #include "orch/alert_notify.h"
@@ -242,6 +248,11 @@ static double gauge_db_probes(void *arg)
     return (double)atomic_load(&((orch_service *)arg)->db_probes);
 }
 
+static double gauge_runtime_live(void *arg)
+{
+    return ((orch_service *)arg)->runtime == ORCH_RUNTIME_LIVE ? 1.0 : 0.0;
+}
+
 static double gauge_start_time(void *arg)
 {
     return (double)((orch_service *)arg)->start_wall_ms / 1000.0;
@@ -252,19 +263,48 @@ static double gauge_start_time(void *arg)
 static void usage(const orch_service_def *def, FILE *out)
 {
     fprintf(out,
-            "usage: %s [--help] [--version] [--print-config]\n"
+            "usage: %s [--help] [--version] [--print-config] [--migrate-only]\n"
             "  Configured from the environment only; --print-config lists the\n"
-            "  variables read, with defaults (secrets are not shown).\n",
+            "  variables read, with defaults (secrets are not shown).\n"
+            "  --migrate-only waits for the database, applies the pending\n"
+            "  migrations and exits 0 (1 on failure) without serving.\n",
             def->name);
 }
 
+/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET (a path,
+ * or an abstract name when it starts with '@'). Does nothing when the
+ * variable is unset; a failure is logged and otherwise ignored. */
+static void notify_supervisor(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    size_t n = path ? strlen(path) : 0;
+    if (n == 0)
+        return;
+    if (n >= sizeof a.sun_path || (path[0] != '/' && path[0] != '@')) {
+        orch_warn("NOTIFY_SOCKET '%.100s' is not a usable socket address", path);
+        return;
+    }
+    memcpy(a.sun_path, path, n);
+    if (path[0] == '@')
+        a.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&a,
+                         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+        orch_warn("cannot notify the supervisor at %.100s", path);
+    if (fd >= 0)
+        close(fd);
+}
+
 /* Parses arguments; returns -1 to go on, or an exit status. */
-static int parse_args(const orch_service_def *def, int argc, char **argv, bool *print_config)
+static int parse_args(const orch_service_def *def, int argc, char **argv, bool *print_config,
+                      bool *migrate_only)
 {
     static const struct option opts[] = {
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { "print-config", no_argument, NULL, 'p' },
+        { "migrate-only", no_argument, NULL, 'm' },
         { NULL, 0, NULL, 0 },
     };
     int ch;
@@ -274,6 +314,7 @@ static int parse_args(const orch_service_def *def, int argc, char **argv, bool *
         case 'h': usage(def, stdout); return 0;
         case 'V': printf("%s %s\n", def->name, ORCH_VERSION); return 0;
         case 'p': *print_config = true; break;
+        case 'm': *migrate_only = true; break;
         default: usage(def, stderr); return 2;
         }
     }
@@ -420,7 +461,7 @@ static void shutdown_all(orch_service *s)
     orch_config_free(s->cfg);
 }
 
-static int run(orch_service *s, const sigset_t *sigs)
+static int run(orch_service *s, const sigset_t *sigs, bool migrate_only)
 {
     const orch_config *cfg = s->cfg;
     orch_err err = orch_ident_init_from(orch_config_str(cfg, "ORCH_HOST_ID"),
@@ -437,11 +478,18 @@ static int run(orch_service *s, const sigset_t *sigs)
                           "1 when the last database probe succeeded", gauge_db_up, s);
     orch_metrics_gauge_fn(s->metrics, "orch_database_probes",
                           "Database health probes run since start", gauge_db_probes, s);
+    orch_metrics_gauge_fn(s->metrics, "orch_runtime_live",
+                          "1 when ORCH_RUNTIME is live (alerts on guard blocks use it)",
+                          gauge_runtime_live, s);
     orch_metrics_gauge_fn(s->metrics, "orch_process_start_time_seconds",
                           "Start time of the process, Unix seconds", gauge_start_time, s);
     int rc = prepare_database(s, sigs);
     if (rc)
         return rc == 3 ? 0 : rc;
+    if (migrate_only) {
+        orch_info("--migrate-only: schema up to date; exiting");
+        return 0;
+    }
     if ((err = start_serving(s)) != ORCH_OK) {
         orch_error("cannot start serving: %s", orch_strerror(err));
         return 1;
@@ -451,19 +499,22 @@ static int run(orch_service *s, const sigset_t *sigs)
               orch_runtime_name(s->runtime), orch_config_str(cfg, s->def->rpc_url_var),
               orch_config_str(cfg, s->def->http_addr_var), s->ident.host_id, s->ident.boot_id,
               (int)s->ident.pid, s->ident.instance_id);
+    /* Listening on both ports and connected to the database: ready. */
+    notify_supervisor("READY=1\nSTATUS=serving");
     while (!stop_requested(sigs, 60000))
         ;
     orch_info("stop requested; finishing in-flight requests");
+    notify_supervisor("STOPPING=1");
     return 0;
 }
 
 int orch_service_main(const orch_service_def *def, int argc, char **argv)
 {
     orch_service s = { .def = def };
-    bool print_config = false;
+    bool print_config = false, migrate_only = false;
     sigset_t sigs;
 
-    int rc = parse_args(def, argc, argv, &print_config);
+    int rc = parse_args(def, argc, argv, &print_config, &migrate_only);
     if (rc >= 0)
         return rc;
     /* Before any thread starts: they all inherit this mask. */
@@ -503,7 +554,7 @@ int orch_service_main(const orch_service_def *def, int argc, char **argv)
     pthread_condattr_destroy(&ca);
     s.start_wall_ms = orch_wall_ms();
 
-    rc = run(&s, &sigs);
+    rc = run(&s, &sigs, migrate_only);
     shutdown_all(&s);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.cv);

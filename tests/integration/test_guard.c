@@ -319,3 +319,37 @@ Test(guard, orchctl_guard_decide_audit_and_blocked_comment)
     cr_assert(strstr(out, "Decide/AddComment") && strstr(out, "AddComment"), "%s", out);
     cr_assert_eq(th_imitation_count(&E.plane, NULL, NULL), 0);
 }
+
+Test(guard, orchctl_guard_state_and_notify)
+{
+    const char *extra[] = { "ORCH_PLANE_TEST_WRITE_ENABLED=true",
+                            "ORCH_TELEGRAM_TEST_SEND_ENABLED=true", NULL };
+    gt_start(&E, extra);
+    char bin[600], out[16384], url[128];
+    snprintf(bin, sizeof bin, "%s/tools/orchctl/orchctl", ORCH_BINARY_DIR);
+    snprintf(url, sizeof url, "ORCH_GUARD_RPC_URL=%s", E.guard.rpc_url);
+    const char *env[] = { url, NULL };
+
+    /* STATE as an id: SetIssueStateDirect, to the sandbox: written. */
+    const char *direct[] = { bin, "--json", "guard", "state", GT_SANDBOX, ISSUE, STATE, NULL };
+    int rc = th_run(direct, env, out, sizeof out, 10000);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, out);
+    cr_assert(strstr(out, "\"state_id\""), "%s", out);
+    cr_assert_eq(th_imitation_count(&E.plane, "PATCH", NULL), 1);
+
+    /* STATE as a name to production from the test runtime: blocked, 64 + 7. */
+    const char *by_name[] = { bin, "guard", "state", GT_PROD, ISSUE, "Done", "--name", NULL };
+    rc = th_run(by_name, env, out, sizeof out, 10000);
+    cr_assert_eq(rc, 64 + ORCH_CODE_PERMISSION_DENIED, "exit %d: %s", rc, out);
+    cr_assert_eq(th_imitation_count(&E.plane, "PATCH", NULL), 1);
+
+    /* notify: the sandbox chat by default; production refused. */
+    const char *notify[] = { bin, "guard", "notify", "hello from orchctl", NULL };
+    rc = th_run(notify, env, out, sizeof out, 10000);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, out);
+    cr_assert_eq(th_imitation_count(&E.tg, NULL, NULL), 1);
+    const char *prod[] = { bin, "guard", "notify", "x", "--chat", GT_PROD_CHAT, NULL };
+    rc = th_run(prod, env, out, sizeof out, 10000);
+    cr_assert_eq(rc, 64 + ORCH_CODE_PERMISSION_DENIED, "exit %d: %s", rc, out);
+    cr_assert_eq(th_imitation_count(&E.tg, NULL, NULL), 1);
+}

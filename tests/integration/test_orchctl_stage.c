@@ -210,6 +210,21 @@ Test(orchctl_stage, walk_with_verdicts_evidence_files_and_stdin, .init = up, .fi
     cr_assert_eq(json_array_size(json_object_get(j, "history")), 2, "%s", T.out);
     cr_assert_str_eq(jstr(j, "task", "stage"), "review", "%s", T.out);
     json_decref(j);
+
+    /* The transitions counted by edge and result (docs/operations/metrics.md). */
+    char *m = NULL;
+    cr_assert_eq(th_http_get(W.stage.http_addr, "/metrics", &m), 200);
+    cr_expect_eq(
+        th_metric(m,
+                  "orch_stage_transitions_total{edge=\"backlog->analysis\",result=\"advanced\"}"),
+        1, "%s", m);
+    cr_expect_eq(th_metric(m, "orch_stage_transitions_total{edge=\"analysis->architecture\","
+                              "result=\"gate_failed\"}"),
+                 1, "%s", m);
+    cr_expect_eq(th_metric(m, "orch_stage_transitions_total{edge=\"development->review\","
+                              "result=\"advanced\"}"),
+                 1, "%s", m);
+    free(m);
 }
 
 /* Takes the lease of `item` as another owner (this test process) with

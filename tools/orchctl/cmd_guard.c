@@ -29,7 +29,11 @@ static void guard_usage(FILE *out)
             "       orchctl guard audit [--limit N] [--decision allow|block] [--operation OP]\n"
             "       orchctl guard comment PROJECT ISSUE EXTERNAL_ID TEXT\n"
             "       orchctl guard state PROJECT ISSUE STATE [--name]\n"
-            "       orchctl guard notify TEXT [--chat ID]\n");
+            "         STATE is an id (SetIssueStateDirect), or a name with --name\n"
+            "         (UpdateIssueState)\n"
+            "       orchctl guard notify TEXT [--chat ID]\n"
+            "  output: the reply as JSON (with or without --json); a blocked write\n"
+            "  exits 71 (64 + PERMISSION_DENIED) with the reason\n");
 }
 
 static const target *guard_target(void)
@@ -231,9 +235,17 @@ int cmd_guard(int argc, char **argv, const globals *g)
         guard_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
-    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
-        if (strcmp(argv[1], subs[i].name) == 0)
-            return subs[i].fn(argc - 1, argv + 1, g);
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        if (strcmp(argv[1], subs[i].name) != 0)
+            continue;
+        for (int k = 2; k < argc; k++) {
+            if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
+                guard_usage(stdout);
+                return EXIT_OK;
+            }
+        }
+        return subs[i].fn(argc - 1, argv + 1, g);
+    }
     fprintf(stderr, "orchctl guard: unknown subcommand '%s'\n", argv[1]);
     guard_usage(stderr);
     return EXIT_USAGE;

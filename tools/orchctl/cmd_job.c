@@ -200,8 +200,31 @@ static int job_cancel(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
+static void job_usage(FILE *out)
+{
+    fprintf(out, "usage: orchctl [--json] job spawn ROLE WORK_ITEM --workdir DIR\n"
+                 "         (--prompt TEXT | --prompt-file FILE|-) [--timeout S] [--stage STAGE]\n"
+                 "       orchctl [--json] job show JOB_ID     the job now\n"
+                 "       orchctl [--json] job wait JOB_ID     until the job finishes\n"
+                 "       orchctl [--json] job cancel JOB_ID [REASON]\n"
+                 "  ROLE: analyst | architect | developer | reviewer | tester | deployer\n");
+}
+
+/* Whether any of argv[from..argc) asks for help. */
+static bool wants_help(int argc, char **argv, int from)
+{
+    for (int k = from; k < argc; k++)
+        if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0)
+            return true;
+    return false;
+}
+
 int cmd_job(int argc, char **argv, const globals *g)
 {
+    if (argc >= 2 && wants_help(argc, argv, 1)) {
+        job_usage(stdout);
+        return EXIT_OK;
+    }
     if (argc >= 2 && strcmp(argv[1], "spawn") == 0)
         return job_spawn(argc - 1, argv + 1, g);
     if (argc >= 2 && strcmp(argv[1], "show") == 0)
@@ -210,11 +233,15 @@ int cmd_job(int argc, char **argv, const globals *g)
         return job_show_wait(argc - 1, argv + 1, g, true);
     if (argc >= 2 && strcmp(argv[1], "cancel") == 0)
         return job_cancel(argc - 1, argv + 1, g);
-    fprintf(stderr, "usage: orchctl job spawn|show|wait|cancel ...\n");
+    if (argc >= 2)
+        fprintf(stderr, "orchctl job: unknown subcommand '%s'\n", argv[1]);
+    job_usage(stderr);
     return EXIT_USAGE;
 }
 
 /* ---- runs ------------------------------------------------------------------ */
+
+static void runs_usage(FILE *out);
 
 static int runs_list(int argc, char **argv, const globals *g)
 {
@@ -236,8 +263,12 @@ static int runs_list(int argc, char **argv, const globals *g)
             if (!orchctl_parse_u64("--limit", optarg, &limit) || limit > 1000)
                 return EXIT_USAGE;
             break;
-        default: return EXIT_USAGE;
+        default: runs_usage(stderr); return EXIT_USAGE;
         }
+    }
+    if (optind != argc) {
+        runs_usage(stderr);
+        return EXIT_USAGE;
     }
     req.limit = (uint32_t)limit;
     ProtobufCMessage *m = NULL;
@@ -305,12 +336,26 @@ static int runs_savings(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
+static void runs_usage(FILE *out)
+{
+    fprintf(out, "usage: orchctl [--json] runs list [--role ROLE] [--item WORK_ITEM] [--limit N]\n"
+                 "       orchctl [--json] runs savings [--since-days N]\n"
+                 "  list: finished agent runs; savings: per role, runs, tokens, cost and\n"
+                 "  time, with the role's classification\n");
+}
+
 int cmd_runs(int argc, char **argv, const globals *g)
 {
+    if (argc >= 2 && wants_help(argc, argv, 1)) {
+        runs_usage(stdout);
+        return EXIT_OK;
+    }
     if (argc >= 2 && strcmp(argv[1], "list") == 0)
         return runs_list(argc - 1, argv + 1, g);
     if (argc >= 2 && strcmp(argv[1], "savings") == 0)
         return runs_savings(argc - 1, argv + 1, g);
-    fprintf(stderr, "usage: orchctl runs list|savings ...\n");
+    if (argc >= 2)
+        fprintf(stderr, "orchctl runs: unknown subcommand '%s'\n", argv[1]);
+    runs_usage(stderr);
     return EXIT_USAGE;
 }

@@ -7,7 +7,8 @@
  * applies migrations, calls the service's start hook, serves RPC (with the
  * HealthService added) and HTTP (/healthz, /metrics), probes the database
  * in the background, and on SIGTERM/SIGINT stops accepting, finishes
- * in-flight requests, calls the stop hook and returns 0.
+ * in-flight requests, calls the stop hook and returns 0. --migrate-only stops
+ * after the migrations; READY=1 goes to $NOTIFY_SOCKET when serving starts.
  */
 #ifndef ORCH_SVC_H
 #define ORCH_SVC_H

@@ -1,0 +1,270 @@
+#!/usr/bin/python3
+"""compose_check.py - runs deploy/docker-compose.yml without Docker.
+
+Usage: compose_check.py SOURCE_DIR BINARY_DIR   (ctest runs it; needs the
+       pg fixture: ORCH_TEST_PG_PATH_FILE or ORCH_TEST_PG_DIR)
+
+No Docker engine runs on our machines, so this test keeps the compose file
+true another way:
+  1. `docker-compose config` (Debian package docker-compose) validates the
+     file and resolves it: interpolation from an env file made of
+     .env.example (plus ORCH_RUNTIME=test and DEPLOY_DB_PASSWORD), env_file
+     merged into each service's environment;
+  2. the resolved YAML is read with python3-yaml;
+  3. every orch service is run outside containers with exactly its resolved
+     command and environment (plus PATH), in depends_on order, against a fresh
+     database of the private test cluster. Only what a container network
+     provides is moved: host names (postgres, lease, stage, guard, launcher,
+     0.0.0.0) become 127.0.0.1, each port becomes a free loopback port, the
+     database URL points at the test database, and paths under a service's
+     volumes move into a temporary folder;
+  4. the one-shot `migrate` must exit 0 and leave the schema in place; each
+     long-running service must pass its own healthcheck command (orchctl
+     health ...), run with its environment, within its start_period; its
+     published HTTP port must answer /healthz; SIGTERM must stop it with 0.
+Exit status 0 when all of that holds; 1 with the reason otherwise (a missing
+docker-compose or python3-yaml is a failure that says so, never a pass).
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HOSTS = {"postgres", "lease", "stage", "guard", "launcher", "0.0.0.0"}
+BINARIES = {
+    "lease-service": "services/lease/lease-service",
+    "stage-service": "services/stage/stage-service",
+    "guard-service": "services/guard/guard-service",
+    "launcher-service": "services/launcher/launcher-service",
+    "orchctl": "tools/orchctl/orchctl",
+}
+
+
+def fail(msg):
+    print("compose_check: FAIL: " + msg, flush=True)
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pg_dir():
+    d = os.environ.get("ORCH_TEST_PG_DIR")
+    if d:
+        return d
+    f = os.environ.get("ORCH_TEST_PG_PATH_FILE")
+    if not f:
+        fail("no test cluster: run through ctest (ORCH_TEST_PG_PATH_FILE)")
+    with open(f) as fh:
+        return fh.readline().strip()
+
+
+def fresh_database(src):
+    pgctl = os.path.join(src, "tests/support/pgctl.sh")
+    admin = subprocess.run(["bash", pgctl, "url", pg_dir()], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    name = "t_compose_%d" % os.getpid()
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", admin, "-c",
+                    "CREATE DATABASE %s" % name], check=True, timeout=60)
+    return re.sub(r"/[^/?]*(\?|$)", "/" + name + r"\1", admin, count=1)
+
+
+def resolve(src, tmp):
+    if shutil.which("docker-compose") is None:
+        fail("docker-compose is not installed (Debian package docker-compose, "
+             "listed in deploy/local/packages.sh): the compose file is NOT checked")
+    try:
+        import yaml  # noqa: F401  (python3-yaml)
+    except ImportError:
+        fail("python3-yaml is not installed: the compose file is NOT checked")
+    env_file = os.path.join(tmp, "compose.env")
+    with open(os.path.join(src, ".env.example")) as fh:
+        text = fh.read()
+    text = re.sub(r"(?m)^ORCH_RUNTIME=.*$", "ORCH_RUNTIME=test", text)
+    text += "\nDEPLOY_DB_PASSWORD=unused-by-the-test-cluster\n"
+    with open(env_file, "w") as fh:
+        fh.write(text)
+    env = dict(os.environ, DEPLOY_ENV_FILE=env_file)
+    r = subprocess.run(["docker-compose", "--env-file", env_file, "-f",
+                        os.path.join(src, "deploy/docker-compose.yml"), "config"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        fail("docker-compose config rejected the file:\n" + r.stderr)
+    print("docker-compose config: the file is valid", flush=True)
+    return yaml.safe_load(r.stdout)
+
+
+class Mover:
+    """Moves container-network addresses and volume paths onto this host."""
+
+    def __init__(self, db_url, tmp):
+        self.ports = {}
+        self.db_url = db_url
+        self.tmp = tmp
+
+    def port(self, p):
+        if p not in self.ports:
+            self.ports[p] = free_port()
+        return self.ports[p]
+
+    def value(self, key, val, volumes):
+        if key == "ORCH_DATABASE_URL":
+            return self.db_url
+        for target in volumes:
+            if val == target or val.startswith(target + "/"):
+                return os.path.join(self.tmp, "volumes", val.lstrip("/"))
+
+        def sub(m):
+            return "%s127.0.0.1:%d" % (m.group(1), self.port(int(m.group(3))))
+        return re.sub(r"(^|//)(%s):(\d+)" % "|".join(re.escape(h) for h in HOSTS),
+                      sub, val)
+
+
+def environment(svc, mover):
+    volumes = []
+    for v in svc.get("volumes", []):
+        target = v.get("target") if isinstance(v, dict) else v.split(":")[1]
+        volumes.append(target)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    for k, v in (svc.get("environment") or {}).items():
+        env[k] = mover.value(k, "" if v is None else str(v), volumes)
+    for target in volumes:
+        os.makedirs(os.path.join(mover.tmp, "volumes", target.lstrip("/")), exist_ok=True)
+    return env
+
+
+def argv_of(cmd, binary_dir):
+    if isinstance(cmd, str):
+        cmd = cmd.split()
+    if not cmd or cmd[0] not in BINARIES:
+        fail("command %r does not start a binary of the image" % (cmd,))
+    return [os.path.join(binary_dir, BINARIES[cmd[0]])] + list(cmd[1:])
+
+
+def seconds(text, default):
+    m = re.fullmatch(r"(\d+)s", str(text or ""))
+    return int(m.group(1)) if m else default
+
+
+def order(services):
+    """depends_on order; fails on a cycle."""
+    done, out = set(), []
+    for _ in range(len(services) + 1):
+        for name, svc in services.items():
+            deps = set(svc.get("depends_on") or {})
+            if name not in done and deps <= done:
+                done.add(name)
+                out.append(name)
+    if len(out) != len(services):
+        fail("depends_on has a cycle or names a missing service")
+    return out
+
+
+def healthy(name, svc, env, binary_dir, procs):
+    hc = svc.get("healthcheck") or {}
+    test = hc.get("test") or []
+    if not test or test[0] != "CMD":
+        fail("%s: healthcheck must be [\"CMD\", ...], got %r" % (name, test))
+    argv = argv_of(test[1:], binary_dir)
+    budget = seconds(hc.get("start_period"), 40) + seconds(hc.get("interval"), 10)
+    until = time.monotonic() + budget
+    last = ""
+    while time.monotonic() < until:
+        if procs[name].poll() is not None:
+            fail("%s exited with %d before it was healthy" % (name, procs[name].returncode))
+        r = subprocess.run(argv, env=env, capture_output=True, text=True,
+                           timeout=seconds(hc.get("timeout"), 5) + 5)
+        if r.returncode == 0:
+            print("%s: healthcheck %s passed" % (name, " ".join(test[1:])), flush=True)
+            return
+        last = r.stdout + r.stderr
+        time.sleep(0.5)
+    fail("%s: healthcheck did not pass within %d s:\n%s" % (name, budget, last))
+
+
+def check_ports(name, svc, mover):
+    for p in svc.get("ports") or []:
+        target = int(p["target"]) if isinstance(p, dict) else int(str(p).split(":")[-1].split("/")[0])
+        if target not in mover.ports:
+            fail("%s publishes port %d, which no address of its environment uses"
+                 % (name, target))
+        url = "http://127.0.0.1:%d/healthz" % mover.ports[target]
+        with urllib.request.urlopen(url, timeout=5) as r:
+            if r.status != 200:
+                fail("%s: published port %d: /healthz answered %d" % (name, target, r.status))
+        print("%s: published port %d answers /healthz" % (name, target), flush=True)
+
+
+def main():
+    if len(sys.argv) != 3:
+        fail("usage: compose_check.py SOURCE_DIR BINARY_DIR")
+    src, binary_dir = sys.argv[1], sys.argv[2]
+    tmp = tempfile.mkdtemp(prefix="orch-compose.")
+    cfg = resolve(src, tmp)
+    services = cfg.get("services") or {}
+    for need in ("postgres", "migrate", "lease", "stage", "guard", "launcher"):
+        if need not in services:
+            fail("the compose file has no service %r" % need)
+    mover = Mover(fresh_database(src), tmp)
+    log_dir = os.environ.get("ORCH_TEST_LOG_DIR") or tmp
+    procs, envs, logs = {}, {}, {}
+    try:
+        for name in order(services):
+            svc = services[name]
+            if name == "postgres":
+                continue  # the private test cluster stands in for it
+            envs[name] = environment(svc, mover)
+            argv = argv_of(svc.get("command"), binary_dir)
+            logs[name] = open(os.path.join(log_dir, "compose-%s.log" % name), "w")
+            procs[name] = subprocess.Popen(argv, env=envs[name], stdin=subprocess.DEVNULL,
+                                           stdout=logs[name], stderr=subprocess.STDOUT)
+            print("%s: started %s" % (name, " ".join(argv)), flush=True)
+            if svc.get("restart") == "no":
+                try:
+                    rc = procs[name].wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    fail("%s (one-shot) still runs after 120 s" % name)
+                if rc != 0:
+                    fail("%s (one-shot) exited %d; see %s" % (name, rc, logs[name].name))
+                n = subprocess.run(["psql", "-X", "-A", "-t", mover.db_url, "-c",
+                                    "SELECT count(*) FROM schema_migrations"],
+                                   capture_output=True, text=True, timeout=60).stdout.strip()
+                if not n.isdigit() or int(n) == 0:
+                    fail("%s exited 0 but left no applied migration (%r)" % (name, n))
+                print("%s: exited 0, %s migration(s) recorded" % (name, n), flush=True)
+                continue
+            healthy(name, svc, envs[name], binary_dir, procs)
+            check_ports(name, svc, mover)
+        for name, p in procs.items():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in procs.items():
+            try:
+                rc = p.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                fail("%s did not stop within 40 s of SIGTERM" % name)
+            if rc != 0:
+                fail("%s exited %d after SIGTERM" % (name, rc))
+        print("compose_check: every service ran as the compose file says", flush=True)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for f in logs.values():
+            f.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
