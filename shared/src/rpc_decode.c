@@ -52,6 +52,13 @@ bool orch__rpc_calls_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, con
     return false;
 }
 
+bool orch__rpc_method_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, const char *method)
+{
+    size_t si = 0;
+    const ProtobufCMethodDescriptor *md = orch__rpc_find_method(svcs, nsvcs, method, &si);
+    return !md || svcs[si].nonblocking;
+}
+
 bool orch__rpc_utf8_ok(const unsigned char *s)
 {
     while (*s) {

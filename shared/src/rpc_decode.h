@@ -28,6 +28,12 @@ const ProtobufCMethodDescriptor *orch__rpc_find_method(const orch_rpc_service *s
 bool orch__rpc_calls_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, const uint8_t *p,
                                  size_t n);
 
+/* Whether a request for `method` (as decoded from the whole envelope) may
+ * be answered on NNG's callback thread: the method is of a nonblocking
+ * service, or no registered method matches (the answer is an error that
+ * needs no handler). */
+bool orch__rpc_method_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, const char *method);
+
 /* Whether the NUL-terminated `s` is well-formed UTF-8 (no overlongs,
  * surrogates or code points past U+10FFFF). */
 bool orch__rpc_utf8_ok(const unsigned char *s);

@@ -362,7 +362,6 @@ static void send_bytes(orch_rpc_server *s, slot *sl, const void *buf, size_t len
 static void process(orch_rpc_server *s, slot *sl, bool on_worker)
 {
     nng_msg *req = sl->req;
-    sl->req = NULL;
     orch_rpc_call call = { .srv = s, .method = "" };
     size_t len = 0;
     uint8_t *out;
@@ -370,6 +369,16 @@ static void process(orch_rpc_server *s, slot *sl, bool on_worker)
 
     Orch__V1__RequestEnvelope *env =
         orch__v1__request_envelope__unpack(NULL, nng_msg_len(req), nng_msg_body(req));
+    if (env && !on_worker && !orch__rpc_method_nonblocking(s->svcs, s->nsvcs, env->method)) {
+        /* The peek saw a nonblocking method, the full decode another (the
+         * method field repeats): a worker handles it. */
+        orch__v1__request_envelope__free_unpacked(env, NULL);
+        pthread_mutex_lock(&s->mu);
+        enqueue(s, sl);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    sl->req = NULL;
     nng_msg_free(req);
     if (!env) {
         out = pack_reply("", ORCH_CODE_INVALID_ARGUMENT,
