@@ -12,7 +12,10 @@
 #   4. build-asan/ with ASan+UBSan and warnings as errors, then ctest with the
 #      sanitizers set to abort on the first report; then greps the ctest output,
 #      every test log and the service logs for sanitizer reports (a
-#      LeakSanitizer report does not fail a Criterion test by itself).
+#      LeakSanitizer report does not fail a Criterion test by itself);
+#   5. build-fuzz/ with clang and libFuzzer, then every fuzz target for
+#      ORCH_FUZZ_RUNS executions (default 50000) from its seed corpus
+#      (tests/fuzz/run.sh); fails on any crash, leak or sanitizer report.
 # Each ctest run gets a fresh private PostgreSQL cluster (tests/support/pgctl.sh,
 # in a mktemp -d folder under /tmp) that is destroyed afterwards.
 #
@@ -44,6 +47,7 @@ readonly TEST_TIMEOUT=300
 readonly CTEST_TOTAL_TIMEOUT="${ORCH_CTEST_TOTAL_TIMEOUT:-1500}"
 readonly SANITIZER_PATTERN='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:'
 readonly FORMAT_DIRS=(shared services tools tests)
+readonly FUZZ_RUNS="${ORCH_FUZZ_RUNS:-50000}"
 
 FAILURES=()         # one line per failed step
 STATUS_LINES=()     # one line per step, printed in the closing summary
@@ -256,6 +260,16 @@ asan_build() {
   sanitizer_grep "$dir" "$LOG_ROOT/build-asan" || true
 }
 
+# Builds the libFuzzer targets and runs each for FUZZ_RUNS executions.
+fuzz_targets() {
+  section "fuzz: tests/fuzz/run.sh --runs $FUZZ_RUNS"
+  if "$ROOT/tests/fuzz/run.sh" --runs "$FUZZ_RUNS"; then
+    step_ok "fuzz: every target $FUZZ_RUNS runs, no crash"
+  else
+    step_failed "fuzz: a target failed to build or crashed (see above)"
+  fi
+}
+
 # Prints what each step did, then the closing ctest summary lines.
 print_summary() {
   section "summary"
@@ -290,6 +304,7 @@ main() {
   format_check
   plain_build
   asan_build
+  fuzz_targets
   print_summary
   [[ ${#FAILURES[@]} -eq 0 ]]
 }

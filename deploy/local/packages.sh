@@ -31,6 +31,7 @@ ORCH_APT_PACKAGES=(
   postgresql
   postgresql-client
   clang-format
+  clang
   python3
   iproute2
   docker-compose

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "orch/v1/guard.pb-c.h"
+#include "guard_rpc.h"
 #include "guard_svc.h"
 #include "orch/clock.h"
 #include "orch/log.h"
@@ -27,11 +28,6 @@ typedef struct gate {
     char target[GUARD_ID_MAX + 1];
 } gate;
 
-static orch_code bad(orch_rpc_call *call, const char *why)
-{
-    return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
-}
-
 static bool valid_caller(const char *caller, char *why, size_t n)
 {
     size_t len = strlen(caller);
@@ -41,6 +37,121 @@ static bool valid_caller(const char *caller, char *why, size_t n)
     }
     return true;
 }
+
+/* ---- input checks (guard_rpc.h) --------------------------------------------- */
+
+static bool op_from_msg(Orch__V1__GuardOperation m, orch_guard_op *op);
+
+/* Copies `msg` into `why` and returns INVALID_ARGUMENT. */
+static orch_code invalid(char *why, size_t n, const char *msg)
+{
+    snprintf(why, n, "%s", msg);
+    return ORCH_CODE_INVALID_ARGUMENT;
+}
+
+static orch_code check_decide(const Orch__V1__DecideRequest *req, char *why, size_t n)
+{
+    orch_guard_op op;
+    if (!op_from_msg(req->operation, &op))
+        return invalid(why, n, "operation is missing or unknown");
+    if (!valid_caller(req->caller, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    if (strlen(req->target) > 4 * GUARD_ID_MAX)
+        return invalid(why, n, "target is too long");
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_state(const char *project, const char *issue, const char *state_name,
+                             const char *state_id, const char *caller, char *why, size_t n)
+{
+    if (!guard_valid_id("project_id", project, why, n) ||
+        !guard_valid_id("issue_id", issue, why, n) || !valid_caller(caller, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    if (state_id[0] && state_name[0])
+        return invalid(why, n, "give state_name or state_id, not both");
+    if (state_name[0]) {
+        if (!guard_valid_text("state_name", state_name, STATE_NAME_MAX, 0, why, n))
+            return ORCH_CODE_INVALID_ARGUMENT;
+    } else if (!guard_valid_id("state_id", state_id, why, n)) {
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_comment(const Orch__V1__AddCommentRequest *req, size_t comment_max,
+                               char *why, size_t n)
+{
+    if (!guard_valid_id("project_id", req->project_id, why, n) ||
+        !guard_valid_id("issue_id", req->issue_id, why, n) ||
+        !guard_valid_id("external_id", req->external_id, why, n) ||
+        !guard_valid_text("text", req->text, comment_max, 0, why, n) ||
+        !valid_caller(req->caller, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_notify(const Orch__V1__NotifyRequest *req, char *why, size_t n)
+{
+    if (!guard_valid_text("text", req->text, NOTIFY_MAX_BYTES, GUARD_TELEGRAM_MAX_CHARS, why, n) ||
+        !valid_caller(req->caller, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    if (req->chat_id[0] && !guard_valid_id("chat_id", req->chat_id, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    if (strlen(req->kind) > 64 || strlen(req->work_item) > 128 ||
+        !guard_utf8_valid(req->kind, strlen(req->kind)) ||
+        !guard_utf8_valid(req->work_item, strlen(req->work_item)))
+        return invalid(why, n, "kind or work_item too long or not valid UTF-8");
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_list_audit(const Orch__V1__ListAuditRequest *req, char *why, size_t n)
+{
+    uint32_t limit = req->limit ? req->limit : 50;
+    if (limit > AUDIT_MAX) {
+        snprintf(why, n, "limit is at most %d", AUDIT_MAX);
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    if (strcmp(req->decision, "") != 0 && strcmp(req->decision, "allow") != 0 &&
+        strcmp(req->decision, "block") != 0)
+        return invalid(why, n, "decision must be allow, block or empty");
+    if (strlen(req->operation) > 48 || !guard_utf8_valid(req->operation, strlen(req->operation)))
+        return invalid(why, n, "operation is too long or not valid UTF-8");
+    return ORCH_CODE_OK;
+}
+
+orch_code guard_rpc_check(const ProtobufCMessage *msg, size_t comment_max, char *why, size_t n)
+{
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    if (d == &orch__v1__decide_request__descriptor)
+        return check_decide((const Orch__V1__DecideRequest *)msg, why, n);
+    if (d == &orch__v1__update_issue_state_request__descriptor) {
+        const Orch__V1__UpdateIssueStateRequest *r = (const Orch__V1__UpdateIssueStateRequest *)msg;
+        return check_state(r->project_id, r->issue_id, r->state_name, r->state_id, r->caller, why,
+                           n);
+    }
+    if (d == &orch__v1__set_issue_state_direct_request__descriptor) {
+        const Orch__V1__SetIssueStateDirectRequest *r =
+            (const Orch__V1__SetIssueStateDirectRequest *)msg;
+        return check_state(r->project_id, r->issue_id, "", r->state_id, r->caller, why, n);
+    }
+    if (d == &orch__v1__add_comment_request__descriptor)
+        return check_comment((const Orch__V1__AddCommentRequest *)msg, comment_max, why, n);
+    if (d == &orch__v1__notify_request__descriptor)
+        return check_notify((const Orch__V1__NotifyRequest *)msg, why, n);
+    if (d == &orch__v1__list_audit_request__descriptor)
+        return check_list_audit((const Orch__V1__ListAuditRequest *)msg, why, n);
+    snprintf(why, n, "%s is not a GuardService request", d->name);
+    return ORCH_CODE_INVALID_ARGUMENT;
+}
+
+/* Runs guard_rpc_check() on a handler's request; on failure the call fails. */
+#define CHECK_REQUEST(call, msg, comment_max)                                   \
+    do {                                                                        \
+        char why_[200];                                                         \
+        orch_code code_ = guard_rpc_check(msg, comment_max, why_, sizeof why_); \
+        if (code_ != ORCH_CODE_OK)                                              \
+            return orch_rpc_fail(call, code_, "%s", why_);                      \
+    } while (0)
 
 static orch_guard_input input_for(const guard_svc *g, orch_guard_op op, const char *target)
 {
@@ -133,14 +244,10 @@ static orch_code h_decide(orch_rpc_call *call, const ProtobufCMessage *msg, void
 {
     guard_svc *g = arg;
     const Orch__V1__DecideRequest *req = (const Orch__V1__DecideRequest *)msg;
-    char why[160], opname[48];
-    orch_guard_op op;
-    if (!op_from_msg(req->operation, &op))
-        return bad(call, "operation is missing or unknown");
-    if (!valid_caller(req->caller, why, sizeof why))
-        return bad(call, why);
-    if (strlen(req->target) > 4 * GUARD_ID_MAX)
-        return bad(call, "target is too long");
+    char opname[48];
+    orch_guard_op op = ORCH_GUARD_UPDATE_ISSUE_STATE;
+    CHECK_REQUEST(call, msg, g->comment_max);
+    (void)op_from_msg(req->operation, &op);
     const char *target = op == ORCH_GUARD_NOTIFY ? notify_chat(g, req->target) : req->target;
     snprintf(opname, sizeof opname, "Decide/%s", orch_guard_op_name(op));
     gate gt;
@@ -155,23 +262,11 @@ static orch_code h_decide(orch_rpc_call *call, const ProtobufCMessage *msg, void
 
 /* ---- issue state ------------------------------------------------------------- */
 
-static orch_code set_state(guard_svc *g, orch_rpc_call *call, orch_guard_op op, const char *project,
-                           const char *issue, const char *state_name, const char *state_id,
-                           const char *caller)
+static orch_code set_state(guard_svc *g, orch_rpc_call *call, const ProtobufCMessage *msg,
+                           orch_guard_op op, const char *project, const char *issue,
+                           const char *state_name, const char *state_id, const char *caller)
 {
-    char why[200];
-    if (!guard_valid_id("project_id", project, why, sizeof why) ||
-        !guard_valid_id("issue_id", issue, why, sizeof why) ||
-        !valid_caller(caller, why, sizeof why))
-        return bad(call, why);
-    if (state_id[0] && state_name[0])
-        return bad(call, "give state_name or state_id, not both");
-    if (state_name[0]) {
-        if (!guard_valid_text("state_name", state_name, STATE_NAME_MAX, 0, why, sizeof why))
-            return bad(call, why);
-    } else if (!guard_valid_id("state_id", state_id, why, sizeof why)) {
-        return bad(call, why);
-    }
+    CHECK_REQUEST(call, msg, g->comment_max);
     gate gt;
     orch_code code;
     if (!run_gate(g, call, op, orch_guard_op_name(op), project, caller, &gt, &code))
@@ -201,7 +296,7 @@ static orch_code set_state(guard_svc *g, orch_rpc_call *call, orch_guard_op op, 
 static orch_code h_update_state(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     const Orch__V1__UpdateIssueStateRequest *req = (const Orch__V1__UpdateIssueStateRequest *)msg;
-    return set_state(arg, call, ORCH_GUARD_UPDATE_ISSUE_STATE, req->project_id, req->issue_id,
+    return set_state(arg, call, msg, ORCH_GUARD_UPDATE_ISSUE_STATE, req->project_id, req->issue_id,
                      req->state_name, req->state_id, req->caller);
 }
 
@@ -209,8 +304,8 @@ static orch_code h_set_direct(orch_rpc_call *call, const ProtobufCMessage *msg, 
 {
     const Orch__V1__SetIssueStateDirectRequest *req =
         (const Orch__V1__SetIssueStateDirectRequest *)msg;
-    return set_state(arg, call, ORCH_GUARD_SET_ISSUE_STATE_DIRECT, req->project_id, req->issue_id,
-                     "", req->state_id, req->caller);
+    return set_state(arg, call, msg, ORCH_GUARD_SET_ISSUE_STATE_DIRECT, req->project_id,
+                     req->issue_id, "", req->state_id, req->caller);
 }
 
 /* ---- AddComment -------------------------------------------------------------- */
@@ -219,13 +314,7 @@ static orch_code h_add_comment(orch_rpc_call *call, const ProtobufCMessage *msg,
 {
     guard_svc *g = arg;
     const Orch__V1__AddCommentRequest *req = (const Orch__V1__AddCommentRequest *)msg;
-    char why[200];
-    if (!guard_valid_id("project_id", req->project_id, why, sizeof why) ||
-        !guard_valid_id("issue_id", req->issue_id, why, sizeof why) ||
-        !guard_valid_id("external_id", req->external_id, why, sizeof why) ||
-        !guard_valid_text("text", req->text, g->comment_max, 0, why, sizeof why) ||
-        !valid_caller(req->caller, why, sizeof why))
-        return bad(call, why);
+    CHECK_REQUEST(call, msg, g->comment_max);
     gate gt;
     orch_code code;
     if (!run_gate(g, call, ORCH_GUARD_ADD_COMMENT, "AddComment", req->project_id, req->caller, &gt,
@@ -278,17 +367,7 @@ static orch_code h_notify(orch_rpc_call *call, const ProtobufCMessage *msg, void
 {
     guard_svc *g = arg;
     const Orch__V1__NotifyRequest *req = (const Orch__V1__NotifyRequest *)msg;
-    char why[200];
-    if (!guard_valid_text("text", req->text, NOTIFY_MAX_BYTES, GUARD_TELEGRAM_MAX_CHARS, why,
-                          sizeof why) ||
-        !valid_caller(req->caller, why, sizeof why))
-        return bad(call, why);
-    if (req->chat_id[0] && !guard_valid_id("chat_id", req->chat_id, why, sizeof why))
-        return bad(call, why);
-    if (strlen(req->kind) > 64 || strlen(req->work_item) > 128 ||
-        !guard_utf8_valid(req->kind, strlen(req->kind)) ||
-        !guard_utf8_valid(req->work_item, strlen(req->work_item)))
-        return bad(call, "kind or work_item too long or not valid UTF-8");
+    CHECK_REQUEST(call, msg, g->comment_max);
     const char *chat = notify_chat(g, req->chat_id);
     gate gt;
     orch_code code;
@@ -313,14 +392,8 @@ static orch_code h_list_audit(orch_rpc_call *call, const ProtobufCMessage *msg, 
 {
     guard_svc *g = arg;
     const Orch__V1__ListAuditRequest *req = (const Orch__V1__ListAuditRequest *)msg;
+    CHECK_REQUEST(call, msg, g->comment_max);
     uint32_t limit = req->limit ? req->limit : 50;
-    if (limit > AUDIT_MAX)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "limit is at most %d", AUDIT_MAX);
-    if (strcmp(req->decision, "") != 0 && strcmp(req->decision, "allow") != 0 &&
-        strcmp(req->decision, "block") != 0)
-        return bad(call, "decision must be allow, block or empty");
-    if (strlen(req->operation) > 48 || !guard_utf8_valid(req->operation, strlen(req->operation)))
-        return bad(call, "operation is too long or not valid UTF-8");
     guard_audit_row *rows = calloc(limit, sizeof *rows);
     Orch__V1__AuditEntry *ents = calloc(limit, sizeof *ents);
     Orch__V1__AuditEntry **ptrs = calloc(limit, sizeof *ptrs);

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "launcher_rpc.h"
 #include "launcher_svc.h"
 #include "orch/clock.h"
 #include "orch/log.h"
@@ -107,6 +108,110 @@ static void run_to_msg(const launcher_run *r, run_msg *rm)
     m->verdicts = rm->vp;
 }
 
+/* ---- input checks (launcher_rpc.h) ------------------------------------------ */
+
+static orch_code check_job_id(uint64_t id, char *why, size_t n)
+{
+    if (id == 0) {
+        snprintf(why, n, "job_id must be positive");
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    if (id > INT64_MAX) {
+        snprintf(why, n, "no job %" PRIu64, id);
+        return ORCH_CODE_NOT_FOUND;
+    }
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_spawn(const Orch__V1__SpawnRequest *req, const launcher_rpc_limits *lim,
+                             char *why, size_t n)
+{
+    launcher_spawn_in in = {
+        .role = req->role,
+        .work_item = req->work_item,
+        .stage = req->stage,
+        .prompt = req->prompt,
+        .prompt_len = strlen(req->prompt),
+        .workdir = req->workdir,
+        .timeout_s = req->timeout_s,
+    };
+    in.workdir_is_dir = req->workdir[0] == '/' && strlen(req->workdir) <= LAUNCHER_MAX_WORKDIR &&
+                        lim->workdir_is_dir(req->workdir);
+    if (!launcher_valid_spawn(&in, lim->max_timeout_s, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_cancel(const Orch__V1__CancelJobRequest *req, char *why, size_t n)
+{
+    if (!launcher_valid_text(req->reason, true)) {
+        snprintf(why, n, "reason must be at most %d bytes without control characters",
+                 LAUNCHER_MAX_FIELD);
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    return check_job_id(req->job_id, why, n);
+}
+
+static orch_code check_list_runs(const Orch__V1__ListRunsRequest *req, char *why, size_t n)
+{
+    unsigned limit = req->limit ? req->limit : 100;
+    if (limit > MAX_LIST) {
+        snprintf(why, n, "limit %u is over %d", req->limit, MAX_LIST);
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    if (req->role[0] && launcher_role_index(req->role) < 0) {
+        snprintf(why, n, "role '%.40s' is unknown", req->role);
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    if (!launcher_valid_text(req->work_item, true)) {
+        snprintf(why, n, "work_item is invalid");
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    return ORCH_CODE_OK;
+}
+
+orch_code launcher_rpc_check(const ProtobufCMessage *msg, const launcher_rpc_limits *lim, char *why,
+                             size_t n)
+{
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    if (d == &orch__v1__spawn_request__descriptor)
+        return check_spawn((const Orch__V1__SpawnRequest *)msg, lim, why, n);
+    if (d == &orch__v1__get_job_request__descriptor)
+        return check_job_id(((const Orch__V1__GetJobRequest *)msg)->job_id, why, n);
+    if (d == &orch__v1__wait_job_request__descriptor)
+        return check_job_id(((const Orch__V1__WaitJobRequest *)msg)->job_id, why, n);
+    if (d == &orch__v1__cancel_job_request__descriptor)
+        return check_cancel((const Orch__V1__CancelJobRequest *)msg, why, n);
+    if (d == &orch__v1__list_runs_request__descriptor)
+        return check_list_runs((const Orch__V1__ListRunsRequest *)msg, why, n);
+    if (d == &orch__v1__savings_request__descriptor) {
+        if (((const Orch__V1__SavingsRequest *)msg)->since_days > 36500) {
+            snprintf(why, n, "since_days is over 36500");
+            return ORCH_CODE_INVALID_ARGUMENT;
+        }
+        return ORCH_CODE_OK;
+    }
+    snprintf(why, n, "%s is not a LauncherService request", d->name);
+    return ORCH_CODE_INVALID_ARGUMENT;
+}
+
+static bool path_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Runs launcher_rpc_check() on a handler's request; on failure the call
+ * fails. */
+#define CHECK_REQUEST(call, msg, ls)                                         \
+    do {                                                                     \
+        char why_[320];                                                      \
+        launcher_rpc_limits lim_ = { (ls)->max_timeout_s, path_is_dir };     \
+        orch_code code_ = launcher_rpc_check(msg, &lim_, why_, sizeof why_); \
+        if (code_ != ORCH_CODE_OK)                                           \
+            return orch_rpc_fail(call, code_, "%s", why_);                   \
+    } while (0)
+
 /* Reads job `id` and its run. Returns OK or the failure set on the call. */
 static orch_code read_job(orch_rpc_call *call, launcher_svc *ls, uint64_t id, launcher_job *j,
                           launcher_run *run, bool *have_run)
@@ -114,10 +219,10 @@ static orch_code read_job(orch_rpc_call *call, launcher_svc *ls, uint64_t id, la
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
     bool found = false;
-    if (id == 0)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "job_id must be positive");
-    if (id > INT64_MAX)
-        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no job %" PRIu64, id);
+    char why[64];
+    orch_code bad = check_job_id(id, why, sizeof why);
+    if (bad)
+        return orch_rpc_fail(call, bad, "%s", why);
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
@@ -138,7 +243,7 @@ static orch_code spawn(orch_rpc_call *call, const ProtobufCMessage *msg, void *a
 {
     launcher_svc *ls = arg;
     const Orch__V1__SpawnRequest *req = (const Orch__V1__SpawnRequest *)msg;
-    struct stat st;
+    CHECK_REQUEST(call, msg, ls);
     launcher_spawn_in in = {
         .role = req->role,
         .work_item = req->work_item,
@@ -147,12 +252,8 @@ static orch_code spawn(orch_rpc_call *call, const ProtobufCMessage *msg, void *a
         .prompt_len = strlen(req->prompt),
         .workdir = req->workdir,
         .timeout_s = req->timeout_s,
+        .workdir_is_dir = true,
     };
-    in.workdir_is_dir = req->workdir[0] == '/' && strlen(req->workdir) <= LAUNCHER_MAX_WORKDIR &&
-                        stat(req->workdir, &st) == 0 && S_ISDIR(st.st_mode);
-    char why[320];
-    if (!launcher_valid_spawn(&in, ls->max_timeout_s, why, sizeof why))
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
     int ri = launcher_role_index(req->role);
     if (!ls->templates[ri][0])
         return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION,
@@ -252,10 +353,7 @@ static orch_code cancel(orch_rpc_call *call, const ProtobufCMessage *msg, void *
 {
     launcher_svc *ls = arg;
     const Orch__V1__CancelJobRequest *req = (const Orch__V1__CancelJobRequest *)msg;
-    if (!launcher_valid_text(req->reason, true))
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
-                             "reason must be at most %d bytes without control characters",
-                             LAUNCHER_MAX_FIELD);
+    CHECK_REQUEST(call, msg, ls);
     launcher_job j;
     orch_code code = read_job(call, ls, req->job_id, &j, NULL, &(bool){ false });
     if (code)
@@ -308,15 +406,8 @@ static orch_code list_runs(orch_rpc_call *call, const ProtobufCMessage *msg, voi
 {
     launcher_svc *ls = arg;
     const Orch__V1__ListRunsRequest *req = (const Orch__V1__ListRunsRequest *)msg;
+    CHECK_REQUEST(call, msg, ls);
     unsigned limit = req->limit ? req->limit : 100;
-    if (limit > MAX_LIST)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "limit %u is over %d", req->limit,
-                             MAX_LIST);
-    if (req->role[0] && launcher_role_index(req->role) < 0)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "role '%.40s' is unknown",
-                             req->role);
-    if (!launcher_valid_text(req->work_item, true))
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "work_item is invalid");
     run_acc a = { calloc(limit, sizeof *a.runs), 0, limit };
     run_msg *rms = calloc(limit, sizeof *rms);
     Orch__V1__AgentRun **ps = calloc(limit, sizeof *ps);
@@ -359,8 +450,7 @@ static orch_code savings(orch_rpc_call *call, const ProtobufCMessage *msg, void 
 {
     launcher_svc *ls = arg;
     const Orch__V1__SavingsRequest *req = (const Orch__V1__SavingsRequest *)msg;
-    if (req->since_days > 36500)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "since_days is over 36500");
+    CHECK_REQUEST(call, msg, ls);
     launcher_role_sum sums[32];
     size_t n = 0;
     uint64_t dl = orch_rpc_call_deadline(call);

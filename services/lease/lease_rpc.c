@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "orch/v1/lease.pb-c.h"
+#include "lease_rpc.h"
 #include "lease_svc.h"
 #include "orch/alert.h"
 #include "orch/clock.h"
@@ -156,10 +157,109 @@ static orch_code db_fail(orch_rpc_call *call, orch_err err, orch_db_conn *c)
                          c ? orch_db_last_error(c) : "");
 }
 
-#define VALIDATE_TEXT(call, name, value)                                        \
+/* ---- input checks (lease_rpc.h) --------------------------------------------- */
+
+#define CHECK_TEXT(name, value)                     \
+    do {                                            \
+        if (!lease_valid_text(name, value, why, n)) \
+            return ORCH_CODE_INVALID_ARGUMENT;      \
+    } while (0)
+
+static orch_code check_epoch(uint64_t epoch, char *why, size_t n)
+{
+    if (epoch == 0) {
+        snprintf(why, n, "epoch must be positive");
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_acquire(const Orch__V1__AcquireRequest *req, lease_owner *owner, char *why,
+                               size_t n)
+{
+    lease_owner scratch;
+    CHECK_TEXT("work_item", req->work_item);
+    CHECK_TEXT("repo", req->repo);
+    CHECK_TEXT("transition", req->transition);
+    CHECK_TEXT("actor", req->actor);
+    if (!owner_from_msg(req->owner, owner ? owner : &scratch, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_force_release(const Orch__V1__ForceReleaseRequest *req, char *why, size_t n)
+{
+    CHECK_TEXT("work_item", req->work_item);
+    CHECK_TEXT("reason", req->reason);
+    if (req->operator_[0])
+        CHECK_TEXT("operator", req->operator_);
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_list(const Orch__V1__ListLeasesRequest *req, char *why, size_t n)
+{
+    unsigned limit = req->limit ? req->limit : 100;
+    if (limit > 1000) {
+        snprintf(why, n, "limit %u is over 1000", req->limit);
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    if (strlen(req->repo) > LEASE_MAX_FIELD) {
+        snprintf(why, n, "repo is too long");
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_probe_owner(const Orch__V1__ProbeOwnerRequest *req, char *why, size_t n)
+{
+    if (req->pid <= 0) {
+        snprintf(why, n, "pid must be positive, got %d", (int)req->pid);
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    if (req->start_ticks == 0) {
+        snprintf(why, n, "start_ticks must be positive");
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    CHECK_TEXT("boot_id", req->boot_id);
+    return ORCH_CODE_OK;
+}
+
+orch_code lease_rpc_check(const ProtobufCMessage *msg, lease_owner *owner, char *why, size_t n)
+{
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    orch_code code;
+    if (d == &orch__v1__acquire_request__descriptor)
+        return check_acquire((const Orch__V1__AcquireRequest *)msg, owner, why, n);
+    if (d == &orch__v1__release_request__descriptor) {
+        const Orch__V1__ReleaseRequest *req = (const Orch__V1__ReleaseRequest *)msg;
+        CHECK_TEXT("work_item", req->work_item);
+        return check_epoch(req->epoch, why, n);
+    }
+    if (d == &orch__v1__validate_request__descriptor) {
+        const Orch__V1__ValidateRequest *req = (const Orch__V1__ValidateRequest *)msg;
+        CHECK_TEXT("work_item", req->work_item);
+        return check_epoch(req->epoch, why, n);
+    }
+    if (d == &orch__v1__force_release_request__descriptor)
+        return check_force_release((const Orch__V1__ForceReleaseRequest *)msg, why, n);
+    if (d == &orch__v1__get_lease_request__descriptor) {
+        CHECK_TEXT("work_item", ((const Orch__V1__GetLeaseRequest *)msg)->work_item);
+        return ORCH_CODE_OK;
+    }
+    if (d == &orch__v1__list_leases_request__descriptor)
+        return check_list((const Orch__V1__ListLeasesRequest *)msg, why, n);
+    if (d == &orch__v1__probe_owner_request__descriptor)
+        return check_probe_owner((const Orch__V1__ProbeOwnerRequest *)msg, why, n);
+    code = ORCH_CODE_INVALID_ARGUMENT;
+    snprintf(why, n, "%s is not a LeaseService request", d->name);
+    return code;
+}
+
+/* Runs lease_rpc_check() on a handler's request; on failure the call fails. */
+#define CHECK_REQUEST(call, msg, owner)                                         \
     do {                                                                        \
-        char why_[160];                                                         \
-        if (!lease_valid_text(name, value, why_, sizeof why_))                  \
+        char why_[200];                                                         \
+        if (lease_rpc_check(msg, owner, why_, sizeof why_) != ORCH_CODE_OK)     \
             return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why_); \
     } while (0)
 
@@ -289,15 +389,9 @@ static orch_code acquire(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     lease_svc *ls = arg;
     const Orch__V1__AcquireRequest *req = (const Orch__V1__AcquireRequest *)msg;
     lease_owner owner;
-    char why[160];
     uint64_t t0 = orch_mono_ns();
 
-    VALIDATE_TEXT(call, "work_item", req->work_item);
-    VALIDATE_TEXT(call, "repo", req->repo);
-    VALIDATE_TEXT(call, "transition", req->transition);
-    VALIDATE_TEXT(call, "actor", req->actor);
-    if (!owner_from_msg(req->owner, &owner, why, sizeof why))
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
+    CHECK_REQUEST(call, msg, &owner);
     if (!lease_in_scope(&ls->scope, req->repo)) {
         orch_counter_add(ls->m_acquire, ACQ_INERT, 1);
         return reply_granted(call, 0, false, false, true);
@@ -310,13 +404,6 @@ static orch_code acquire(orch_rpc_call *call, const ProtobufCMessage *msg, void 
 
 /* ---- Release, Validate, ForceRelease ------------------------------------- */
 
-static orch_code check_epoch(orch_rpc_call *call, uint64_t epoch)
-{
-    if (epoch == 0)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "epoch must be positive");
-    return ORCH_CODE_OK;
-}
-
 static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     lease_svc *ls = arg;
@@ -326,9 +413,7 @@ static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     lease_row row;
     bool released = false, found = false;
 
-    VALIDATE_TEXT(call, "work_item", req->work_item);
-    if (check_epoch(call, req->epoch))
-        return ORCH_CODE_INVALID_ARGUMENT;
+    CHECK_REQUEST(call, msg, NULL);
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
@@ -381,9 +466,7 @@ static orch_code validate(orch_rpc_call *call, const ProtobufCMessage *msg, void
     lease_row row;
     bool found = false;
 
-    VALIDATE_TEXT(call, "work_item", req->work_item);
-    if (check_epoch(call, req->epoch))
-        return ORCH_CODE_INVALID_ARGUMENT;
+    CHECK_REQUEST(call, msg, NULL);
     orch_code code = read_lease(call, arg, req->work_item, &row, &found);
     if (code)
         return code;
@@ -404,10 +487,7 @@ static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg,
     lease_row row;
     bool found = false, released = false;
 
-    VALIDATE_TEXT(call, "work_item", req->work_item);
-    VALIDATE_TEXT(call, "reason", req->reason);
-    if (req->operator_[0])
-        VALIDATE_TEXT(call, "operator", req->operator_);
+    CHECK_REQUEST(call, msg, NULL);
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
@@ -450,7 +530,7 @@ static orch_code get(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg
     lease_row row;
     bool found = false;
 
-    VALIDATE_TEXT(call, "work_item", req->work_item);
+    CHECK_REQUEST(call, msg, NULL);
     orch_code code = read_lease(call, arg, req->work_item, &row, &found);
     if (code)
         return code;
@@ -540,10 +620,7 @@ static orch_code list(orch_rpc_call *call, const ProtobufCMessage *msg, void *ar
     list_acc acc = { 0 };
     orch_db_conn *c = NULL;
 
-    if (limit > 1000)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "limit %u is over 1000", req->limit);
-    if (strlen(req->repo) > LEASE_MAX_FIELD)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "repo is too long");
+    CHECK_REQUEST(call, msg, NULL);
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
@@ -565,12 +642,7 @@ static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, v
     lease_owner o;
     const char *reason;
 
-    if (req->pid <= 0)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "pid must be positive, got %d",
-                             (int)req->pid);
-    if (req->start_ticks == 0)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "start_ticks must be positive");
-    VALIDATE_TEXT(call, "boot_id", req->boot_id);
+    CHECK_REQUEST(call, msg, NULL);
     memset(&o, 0, sizeof o);
     snprintf(o.boot_id, sizeof o.boot_id, "%s", req->boot_id);
     o.pid = req->pid;

@@ -5,13 +5,12 @@
  *                                          (X-Orch-Token: ORCH_STAGE_OPERATOR_TOKEN)
  *   POST /webhooks/gitea                   X-Gitea-Signature: hex HMAC-SHA256
  *   POST /webhooks/plane                   X-Plane-Signature: hex HMAC-SHA256
+ * The webhooks' signature check and JSON reading are in stage_webhook.c.
  * docs/architecture/stage.md documents the JSON and the event mapping.
  */
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "orch/clock.h"
 #include "orch/log.h"
 #include "stage_svc.h"
+#include "stage_webhook.h"
 
 static void reply_json(orch_http_reply *rep, int status, json_t *o)
 {
@@ -171,32 +171,6 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
 
 /* ---- webhooks ------------------------------------------------------------- */
 
-/* Checks a hex HMAC-SHA256 of the body with `secret`. */
-static bool signature_ok(const orch_http_request *req, const char *header, const char *secret)
-{
-    const char *sig = orch_http_header(req, header);
-    if (!sig || !secret[0])
-        return false;
-    if (strncmp(sig, "sha256=", 7) == 0)
-        sig += 7;
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int ml = 0;
-    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), req->body, req->body_len, mac, &ml))
-        return false;
-    char hex[EVP_MAX_MD_SIZE * 2 + 1];
-    for (unsigned i = 0; i < ml; i++)
-        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
-    /* Case-insensitive hex: lower the presented value first. */
-    char given[EVP_MAX_MD_SIZE * 2 + 1];
-    size_t gl = strlen(sig);
-    if (gl != 2 * ml)
-        return false;
-    for (size_t i = 0; i < gl; i++)
-        given[i] = (sig[i] >= 'A' && sig[i] <= 'F') ? (char)(sig[i] - 'A' + 'a') : sig[i];
-    given[gl] = '\0';
-    return CRYPTO_memcmp(given, hex, gl) == 0;
-}
-
 /* Runs the engine for a webhook event and answers with its result. */
 static void drive(stage_svc *ss, orch_http_reply *rep, const char *work_item, const char *from,
                   const char *to, const char *reason, const orch_verdicts *ev)
@@ -221,45 +195,40 @@ static void drive(stage_svc *ss, orch_http_reply *rep, const char *work_item, co
     advance_res_free(&res);
 }
 
+/* Answers the webhook outcomes that need no task: 401, 400, 200 ignored.
+ * Returns false when the event is to be acted on. */
+static bool answer_early(const stage_hook *h, const char *path, const char *header,
+                         orch_http_reply *rep)
+{
+    switch (h->action) {
+    case STAGE_HOOK_UNSIGNED:
+        orch_error("POST %s refused: bad or missing signature", path);
+        reply_error(rep, 401, "bad or missing %s", header);
+        return true;
+    case STAGE_HOOK_BAD: reply_error(rep, 400, "%s", h->error); return true;
+    case STAGE_HOOK_IGNORED:
+        reply_json(rep, 200, json_pack("{s:s}", "ignored", h->ignored));
+        return true;
+    default: return false;
+    }
+}
+
 /* Gitea: a review approval of the item's pull request advances it from
  * review to testing (with review_verdict APPROVE); a rejection records
  * REQUEST_CHANGES and rolls it back to development. */
 static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply *rep)
 {
     stage_svc *ss = arg;
-    if (!signature_ok(req, "X-Gitea-Signature", ss->gitea_secret)) {
-        orch_error("POST /webhooks/gitea refused: bad or missing signature");
-        reply_error(rep, 401, "bad or missing X-Gitea-Signature");
-        return;
-    }
     /* Gitea sends the event as X-Gitea-Event ("pull_request_approved") and
      * its finer type as X-Gitea-Event-Type ("pull_request_review_approved"). */
     const char *event = orch_http_header(req, "X-Gitea-Event-Type");
     if (!event)
         event = orch_http_header(req, "X-Gitea-Event");
-    json_error_t je;
-    json_t *j = json_loadb(req->body, req->body_len, 0, &je);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        reply_error(rep, 400, "body is not a JSON object: %s", je.text);
-        return;
-    }
-    const char *repo =
-        json_string_value(json_object_get(json_object_get(j, "repository"), "full_name"));
-    json_int_t pr =
-        json_integer_value(json_object_get(json_object_get(j, "pull_request"), "number"));
-    bool approved = event && (strcmp(event, "pull_request_review_approved") == 0 ||
-                              strcmp(event, "pull_request_approved") == 0);
-    bool rejected = event && (strcmp(event, "pull_request_review_rejected") == 0 ||
-                              strcmp(event, "pull_request_rejected") == 0);
-    if (!approved && !rejected) {
-        reply_json(rep, 200, json_pack("{s:s}", "ignored", event ? event : "(no X-Gitea-Event)"));
-        json_decref(j);
-        return;
-    }
-    if (!repo || pr <= 0) {
-        reply_error(rep, 400, "repository.full_name and pull_request.number are required");
-        json_decref(j);
+    stage_hook h;
+    stage_webhook_parse_gitea(orch_http_header(req, "X-Gitea-Signature"), event, req->body,
+                              req->body_len, ss->gitea_secret, &h);
+    if (answer_early(&h, "/webhooks/gitea", "X-Gitea-Signature", rep)) {
+        stage_webhook_free(&h);
         return;
     }
     stage_task t;
@@ -267,15 +236,16 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
     orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_store_find_by_pr(c, dl, repo, (uint64_t)pr, &t);
+        err = stage_store_find_by_pr(c, dl, h.repo, h.pr, &t);
     orch_db_release(c);
     if (err) {
-        reply_error(rep, err == ORCH_ENOTFOUND ? 404 : 503, "pull request %s#%lld: %s", repo,
-                    (long long)pr, err == ORCH_ENOTFOUND ? "no task" : orch_strerror(err));
-        json_decref(j);
+        reply_error(rep, err == ORCH_ENOTFOUND ? 404 : 503, "pull request %s#%lld: %s", h.repo,
+                    (long long)h.pr, err == ORCH_ENOTFOUND ? "no task" : orch_strerror(err));
+        stage_webhook_free(&h);
         return;
     }
-    json_decref(j);
+    bool approved = h.action == STAGE_HOOK_APPROVE;
+    stage_webhook_free(&h);
     orch_verdicts ev;
     orch_verdicts_init(&ev);
     (void)orch_verdicts_set(&ev, "review_verdict", approved ? "APPROVE" : "REQUEST_CHANGES");
@@ -290,36 +260,16 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
 static void post_plane(void *arg, const orch_http_request *req, orch_http_reply *rep)
 {
     stage_svc *ss = arg;
-    if (!signature_ok(req, "X-Plane-Signature", ss->plane_secret)) {
-        orch_error("POST /webhooks/plane refused: bad or missing signature");
-        reply_error(rep, 401, "bad or missing X-Plane-Signature");
+    stage_hook h;
+    stage_webhook_parse_plane(orch_http_header(req, "X-Plane-Signature"), req->body, req->body_len,
+                              ss->plane_secret, &h);
+    if (answer_early(&h, "/webhooks/plane", "X-Plane-Signature", rep)) {
+        stage_webhook_free(&h);
         return;
     }
-    json_error_t je;
-    json_t *j = json_loadb(req->body, req->body_len, 0, &je);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        reply_error(rep, 400, "body is not a JSON object: %s", je.text);
-        return;
-    }
-    const char *event = json_string_value(json_object_get(j, "event"));
-    json_t *data = json_object_get(j, "data");
-    json_int_t seq = json_integer_value(json_object_get(data, "sequence_id"));
-    json_t *state = json_object_get(data, "state");
-    const char *group = json_string_value(json_object_get(state, "group"));
-    if (!event || strcmp(event, "issue") != 0 || !group || strcmp(group, "cancelled") != 0) {
-        reply_json(rep, 200, json_pack("{s:s}", "ignored", "not an issue cancellation"));
-        json_decref(j);
-        return;
-    }
-    if (seq <= 0) {
-        reply_error(rep, 400, "data.sequence_id is required");
-        json_decref(j);
-        return;
-    }
-    json_decref(j);
     char item[STAGE_MAX_FIELD + 1];
-    snprintf(item, sizeof item, "%s-%lld", ss->plane_project_key, (long long)seq);
+    snprintf(item, sizeof item, "%s-%lld", ss->plane_project_key, (long long)h.seq);
+    stage_webhook_free(&h);
     stage_task t;
     uint64_t dl = orch_mono_ms() + 10000;
     orch_db_conn *c = NULL;

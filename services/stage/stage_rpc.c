@@ -2,6 +2,7 @@
  * stage_rpc.c - StageService: decode, validate, call the engine, encode.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "orch/clock.h"
 #include "orch/log.h"
 #include "orch/v1/stage.pb-c.h"
+#include "stage_rpc.h"
 #include "stage_svc.h"
 
 /* ---- validation ---------------------------------------------------------- */
@@ -48,13 +50,6 @@ static bool valid_ident(const char *name, const char *v, bool repo, char *why, s
     return true;
 }
 
-#define CHECK_IDENT(call, name, v, repo)                                        \
-    do {                                                                        \
-        char why_[160];                                                         \
-        if (!valid_ident(name, v, repo, why_, sizeof why_))                     \
-            return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why_); \
-    } while (0)
-
 static bool printable(const char *s)
 {
     for (; *s; s++)
@@ -62,6 +57,147 @@ static bool printable(const char *s)
             return false;
     return true;
 }
+
+/* ---- input checks (stage_rpc.h) --------------------------------------------- */
+
+#define CHECK_IDENT(name, v, repo)               \
+    do {                                         \
+        if (!valid_ident(name, v, repo, why, n)) \
+            return ORCH_CODE_INVALID_ARGUMENT;   \
+    } while (0)
+
+/* Fills `why` and returns INVALID_ARGUMENT. */
+static orch_code invalid(char *why, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static orch_code invalid(char *why, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return ORCH_CODE_INVALID_ARGUMENT;
+}
+
+static orch_code check_create(const Orch__V1__CreateTaskRequest *req, char *why, size_t n)
+{
+    CHECK_IDENT("work_item", req->work_item, false);
+    CHECK_IDENT("repo", req->repo, true);
+    if (strlen(req->title) > STAGE_MAX_TITLE)
+        return invalid(why, n, "title is over %d bytes", STAGE_MAX_TITLE);
+    if (!printable(req->title))
+        return invalid(why, n, "title holds control characters");
+    if (req->pr_number > (uint64_t)INT64_MAX)
+        return invalid(why, n, "pr_number is out of range");
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_get(const Orch__V1__GetTaskRequest *req, char *why, size_t n)
+{
+    CHECK_IDENT("work_item", req->work_item, false);
+    unsigned limit = req->history_limit ? req->history_limit : 50;
+    if (limit > 1000)
+        return invalid(why, n, "history_limit %u is over 1000", req->history_limit);
+    return ORCH_CODE_OK;
+}
+
+/* Builds the verdict set of a request: the text's verdict lines (unknown
+ * keys there are prose and ignored), then the explicit list (unknown or
+ * engine-only keys there are errors). */
+static orch_code request_verdicts(size_t max_evidence, const char *text, Orch__V1__Evidence **list,
+                                  size_t nlist, orch_verdicts *out, char *why, size_t n)
+{
+    size_t tl = strlen(text);
+    if (tl > max_evidence)
+        return invalid(why, n, "evidence is %zu bytes, at most %zu (ORCH_STAGE_MAX_EVIDENCE_BYTES)",
+                       tl, max_evidence);
+    orch_verdicts parsed;
+    orch_verdicts_init(&parsed);
+    orch_verdicts_parse(&parsed, text, tl);
+    orch_verdicts_init(out);
+    for (size_t i = 0; i < parsed.n; i++)
+        if (verdict_key_reportable(parsed.v[i].key))
+            (void)orch_verdicts_set(out, parsed.v[i].key, parsed.v[i].value);
+    if (nlist > ORCH_VERDICTS_MAX)
+        return invalid(why, n, "%zu verdicts, at most %d", nlist, ORCH_VERDICTS_MAX);
+    for (size_t i = 0; i < nlist; i++) {
+        const char *k = list[i]->key, *v = list[i]->value;
+        if (!verdict_key_reportable(k))
+            return invalid(why, n, "verdict key \"%.64s\" is not one an actor may report", k);
+        if (!orch_verdicts_set(out, k, v))
+            return invalid(why, n, "verdict %s: value must be 1..255 printable bytes", k);
+    }
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_advance(const Orch__V1__AdvanceStageRequest *req, size_t max_evidence,
+                               orch_verdicts *ev, char *why, size_t n)
+{
+    CHECK_IDENT("work_item", req->work_item, false);
+    CHECK_IDENT("actor", req->actor, false);
+    return request_verdicts(max_evidence, req->evidence, req->verdicts, req->n_verdicts, ev, why,
+                            n);
+}
+
+static orch_code check_rollback(const Orch__V1__RollbackRequest *req, char *why, size_t n)
+{
+    CHECK_IDENT("work_item", req->work_item, false);
+    const char *actor = req->actor[0] ? req->actor : "operator";
+    CHECK_IDENT("actor", actor, false);
+    if (!req->reason[0] || strlen(req->reason) > 500 || !printable(req->reason))
+        return invalid(why, n, "reason is required: 1..500 printable bytes");
+    stage_id from = stage_parse(req->expected_from);
+    const stage_edge *e = from == ST_NONE ? NULL : pipeline_edge(from, ST_DEVELOPMENT);
+    if (!e || e->kind != EDGE_ROLLBACK)
+        return invalid(why, n,
+                       "no rollback from \"%.60s\": only review, testing, staging and "
+                       "deploy roll back to development",
+                       req->expected_from);
+    return ORCH_CODE_OK;
+}
+
+static orch_code check_list_queue(const Orch__V1__ListQueueRequest *req, char *why, size_t n)
+{
+    if (req->stage[0] && stage_parse(req->stage) == ST_NONE)
+        return invalid(why, n, "unknown stage \"%.60s\"", req->stage);
+    if (req->repo[0])
+        CHECK_IDENT("repo", req->repo, true);
+    unsigned limit = req->limit ? req->limit : 100;
+    if (limit > 1000)
+        return invalid(why, n, "limit %u is over 1000", req->limit);
+    return ORCH_CODE_OK;
+}
+
+orch_code stage_rpc_check(const ProtobufCMessage *msg, size_t max_evidence, orch_verdicts *ev,
+                          char *why, size_t n)
+{
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    if (d == &orch__v1__create_task_request__descriptor)
+        return check_create((const Orch__V1__CreateTaskRequest *)msg, why, n);
+    if (d == &orch__v1__get_task_request__descriptor)
+        return check_get((const Orch__V1__GetTaskRequest *)msg, why, n);
+    if (d == &orch__v1__advance_stage_request__descriptor) {
+        orch_verdicts scratch;
+        return check_advance((const Orch__V1__AdvanceStageRequest *)msg, max_evidence,
+                             ev ? ev : &scratch, why, n);
+    }
+    if (d == &orch__v1__rollback_request__descriptor)
+        return check_rollback((const Orch__V1__RollbackRequest *)msg, why, n);
+    if (d == &orch__v1__list_queue_request__descriptor)
+        return check_list_queue((const Orch__V1__ListQueueRequest *)msg, why, n);
+    if (d == &orch__v1__pipeline_request__descriptor)
+        return ORCH_CODE_OK;
+    return invalid(why, n, "%s is not a StageService request", d->name);
+}
+
+/* Runs stage_rpc_check() on a handler's request; on failure the call fails. */
+#define CHECK_REQUEST(call, msg, max_evidence, ev)                                   \
+    do {                                                                             \
+        char why_[320];                                                              \
+        orch_code code_ = stage_rpc_check(msg, max_evidence, ev, why_, sizeof why_); \
+        if (code_ != ORCH_CODE_OK)                                                   \
+            return orch_rpc_fail(call, code_, "%s", why_);                           \
+    } while (0)
 
 /* ---- encoding ------------------------------------------------------------ */
 
@@ -92,15 +228,7 @@ static orch_code create_task(orch_rpc_call *call, const ProtobufCMessage *msg, v
 {
     stage_svc *ss = arg;
     const Orch__V1__CreateTaskRequest *req = (const Orch__V1__CreateTaskRequest *)msg;
-    CHECK_IDENT(call, "work_item", req->work_item, false);
-    CHECK_IDENT(call, "repo", req->repo, true);
-    if (strlen(req->title) > STAGE_MAX_TITLE)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "title is over %d bytes",
-                             STAGE_MAX_TITLE);
-    if (!printable(req->title))
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "title holds control characters");
-    if (req->pr_number > (uint64_t)INT64_MAX)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "pr_number is out of range");
+    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
     stage_task t;
@@ -134,11 +262,8 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
 {
     stage_svc *ss = arg;
     const Orch__V1__GetTaskRequest *req = (const Orch__V1__GetTaskRequest *)msg;
-    CHECK_IDENT(call, "work_item", req->work_item, false);
+    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
     unsigned limit = req->history_limit ? req->history_limit : 50;
-    if (limit > 1000)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "history_limit %u is over 1000",
-                             req->history_limit);
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
     stage_task t;
@@ -224,39 +349,6 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
 
 /* ---- AdvanceStage / Rollback --------------------------------------------- */
 
-/* Builds the verdict set of a request: the text's verdict lines (unknown
- * keys there are prose and ignored), then the explicit list (unknown or
- * engine-only keys there are errors). */
-static orch_code request_verdicts(orch_rpc_call *call, stage_svc *ss, const char *text,
-                                  Orch__V1__Evidence **list, size_t nlist, orch_verdicts *out)
-{
-    size_t tl = strlen(text);
-    if (tl > ss->max_evidence)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
-                             "evidence is %zu bytes, at most %zu (ORCH_STAGE_MAX_EVIDENCE_BYTES)",
-                             tl, ss->max_evidence);
-    orch_verdicts parsed;
-    orch_verdicts_init(&parsed);
-    orch_verdicts_parse(&parsed, text, tl);
-    orch_verdicts_init(out);
-    for (size_t i = 0; i < parsed.n; i++)
-        if (verdict_key_reportable(parsed.v[i].key))
-            (void)orch_verdicts_set(out, parsed.v[i].key, parsed.v[i].value);
-    if (nlist > ORCH_VERDICTS_MAX)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%zu verdicts, at most %d", nlist,
-                             ORCH_VERDICTS_MAX);
-    for (size_t i = 0; i < nlist; i++) {
-        const char *k = list[i]->key, *v = list[i]->value;
-        if (!verdict_key_reportable(k))
-            return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
-                                 "verdict key \"%.64s\" is not one an actor may report", k);
-        if (!orch_verdicts_set(out, k, v))
-            return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
-                                 "verdict %s: value must be 1..255 printable bytes", k);
-    }
-    return ORCH_CODE_OK;
-}
-
 static const Orch__V1__AdvanceStageReply__Outcome outcome_of[TR_NKINDS] = {
     [TR_ADVANCED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED,
     [TR_DEFERRED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED,
@@ -277,12 +369,9 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     stage_svc *ss = arg;
     const Orch__V1__AdvanceStageRequest *req = (const Orch__V1__AdvanceStageRequest *)msg;
     uint64_t t0 = orch_mono_ns();
-    CHECK_IDENT(call, "work_item", req->work_item, false);
-    CHECK_IDENT(call, "actor", req->actor, false);
     orch_verdicts ev;
-    orch_code code = request_verdicts(call, ss, req->evidence, req->verdicts, req->n_verdicts, &ev);
-    if (code)
-        return code;
+    CHECK_REQUEST(call, msg, ss->max_evidence, &ev);
+    orch_code code;
     advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
     advance_res res;
     char why[700];
@@ -329,19 +418,8 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
     stage_svc *ss = arg;
     const Orch__V1__RollbackRequest *req = (const Orch__V1__RollbackRequest *)msg;
     uint64_t t0 = orch_mono_ns();
-    CHECK_IDENT(call, "work_item", req->work_item, false);
+    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
     const char *actor = req->actor[0] ? req->actor : "operator";
-    CHECK_IDENT(call, "actor", actor, false);
-    if (!req->reason[0] || strlen(req->reason) > 500 || !printable(req->reason))
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
-                             "reason is required: 1..500 printable bytes");
-    stage_id from = stage_parse(req->expected_from);
-    const stage_edge *e = from == ST_NONE ? NULL : pipeline_edge(from, ST_DEVELOPMENT);
-    if (!e || e->kind != EDGE_ROLLBACK)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT,
-                             "no rollback from \"%.60s\": only review, testing, staging and "
-                             "deploy roll back to development",
-                             req->expected_from);
     advance_req ar = {
         req->work_item, req->expected_from, "development", actor, req->reason, NULL
     };
@@ -371,15 +449,9 @@ static orch_code list_queue(orch_rpc_call *call, const ProtobufCMessage *msg, vo
 {
     stage_svc *ss = arg;
     const Orch__V1__ListQueueRequest *req = (const Orch__V1__ListQueueRequest *)msg;
-    stage_id st = ST_NONE;
-    if (req->stage[0] && (st = stage_parse(req->stage)) == ST_NONE)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "unknown stage \"%.60s\"",
-                             req->stage);
-    if (req->repo[0])
-        CHECK_IDENT(call, "repo", req->repo, true);
+    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
+    stage_id st = req->stage[0] ? stage_parse(req->stage) : ST_NONE;
     unsigned limit = req->limit ? req->limit : 100;
-    if (limit > 1000)
-        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "limit %u is over 1000", req->limit);
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
     stage_task *ts = NULL;

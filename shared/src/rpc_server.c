@@ -32,6 +32,7 @@
 #include "orch/clock.h"
 #include "orch/log.h"
 #include "orch/rpc.h"
+#include "rpc_decode.h"
 #include "rpc_dedup.h"
 
 typedef enum slot_state { S_RECV, S_WORK, S_PARKED, S_SEND, S_IDLE } slot_state;
@@ -157,36 +158,12 @@ static void go_idle(orch_rpc_server *s, slot *sl)
 
 static void process(orch_rpc_server *s, slot *sl, bool on_worker);
 
-/* Whether `msg` calls a method of a nonblocking service. Reads only the
- * envelope's leading field (method, field 1, length-delimited), which
- * protobuf encoders write first; anything unusual goes to the workers, where
- * the full decode judges it. */
+/* Whether `msg` calls a method of a nonblocking service (rpc_decode.h);
+ * anything unusual goes to the workers, where the full decode judges it. */
 static bool wants_callback(const orch_rpc_server *s, nng_msg *msg)
 {
-    const uint8_t *p = nng_msg_body(msg);
-    size_t n = nng_msg_len(msg), len = 0, i = 1;
-    if (!s->any_nonblocking || n < 2 || p[0] != 0x0a)
-        return false;
-    for (unsigned shift = 0;; shift += 7) {
-        if (i >= n || i > 3)
-            return false;
-        len |= (size_t)(p[i] & 0x7f) << shift;
-        if (!(p[i++] & 0x80))
-            break;
-    }
-    if (len > n - i)
-        return false;
-    const char *m = (const char *)p + i;
-    const char *slash = memrchr(m, '/', len);
-    if (!slash)
-        return false;
-    size_t plen = (size_t)(slash - m);
-    for (size_t k = 0; k < s->nsvcs; k++) {
-        const char *name = s->svcs[k].desc->name;
-        if (s->svcs[k].nonblocking && strlen(name) == plen && memcmp(name, m, plen) == 0)
-            return true;
-    }
-    return false;
+    return s->any_nonblocking &&
+           orch__rpc_calls_nonblocking(s->svcs, s->nsvcs, nng_msg_body(msg), nng_msg_len(msg));
 }
 
 static void slot_cb(void *arg)
@@ -288,23 +265,6 @@ static uint8_t *pack_reply(const char *rid, orch_code code, const char *msg, con
 
 /* ---- dispatch (worker threads) ----------------------------------------- */
 
-static const ProtobufCMethodDescriptor *find_method(orch_rpc_server *s, const char *full,
-                                                    size_t *svc_idx)
-{
-    const char *slash = strrchr(full, '/');
-    if (!slash)
-        return NULL;
-    size_t plen = (size_t)(slash - full);
-    for (size_t i = 0; i < s->nsvcs; i++) {
-        const char *name = s->svcs[i].desc->name;
-        if (strlen(name) == plen && strncmp(name, full, plen) == 0) {
-            *svc_idx = i;
-            return protobuf_c_service_descriptor_get_method_by_name(s->svcs[i].desc, slash + 1);
-        }
-    }
-    return NULL;
-}
-
 static uint64_t compute_deadline(const orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
                                  uint64_t recv_ms)
 {
@@ -343,7 +303,7 @@ static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, o
         oc->code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED, "missing or wrong auth token");
         return false;
     }
-    *md = find_method(s, env->method, si);
+    *md = orch__rpc_find_method(s->svcs, s->nsvcs, env->method, si);
     if (!*md || !s->svcs[*si].handlers[*md - s->svcs[*si].desc->methods]) {
         oc->code =
             orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED, "unknown method '%.200s'", env->method);
@@ -352,66 +312,6 @@ static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, o
     oc->metric_idx = s->method_base[*si] + (size_t)(*md - s->svcs[*si].desc->methods);
     call->method = s->method_names[oc->metric_idx];
     return true;
-}
-
-/* Whether `s` is well-formed UTF-8 (no overlongs, surrogates or code points
- * past U+10FFFF). proto3 requires it of strings; protobuf-c does not check. */
-static bool utf8_ok(const unsigned char *s)
-{
-    while (*s) {
-        unsigned c = *s++;
-        int n = c < 0x80           ? 0
-                : (c >> 5) == 0x6  ? 1
-                : (c >> 4) == 0xe  ? 2
-                : (c >> 3) == 0x1e ? 3
-                                   : -1;
-        if (n < 0 || (n == 1 && c < 0xc2))
-            return false;
-        uint32_t cp = n == 0 ? c : c & (0x3fu >> n);
-        for (int i = 0; i < n; i++, s++) {
-            if ((*s & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (*s & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-    }
-    return true;
-}
-
-/* Name of the first string field of `m` (nested messages included) that is
- * not UTF-8, or NULL when all are. */
-static const char *bad_string_field(const ProtobufCMessage *m, int depth)
-{
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    if (depth > 32)
-        return d->name;
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
-            continue;
-        const char *base = (const char *)m + f->offset;
-        size_t n = 1;
-        void *const *items = (void *const *)base;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            n = *(const size_t *)((const char *)m + f->quantifier_offset);
-            items = *(void *const *const *)base;
-        }
-        for (size_t k = 0; k < n; k++) {
-            const void *v = items[k];
-            if (!v)
-                continue;
-            if (f->type == PROTOBUF_C_TYPE_STRING && !utf8_ok(v))
-                return f->name;
-            if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                const char *bad = bad_string_field(v, depth + 1);
-                if (bad)
-                    return bad;
-            }
-        }
-    }
-    return NULL;
 }
 
 /* Checks the deadline, decodes the payload and runs the handler. */
@@ -432,7 +332,7 @@ static void run_handler(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnv
                                  md->input->name);
         return;
     }
-    const char *bad = bad_string_field(req, 0);
+    const char *bad = orch__rpc_bad_string_field(req);
     if (bad) {
         oc->code =
             orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "field %s is not valid UTF-8", bad);
@@ -462,7 +362,6 @@ static void send_bytes(orch_rpc_server *s, slot *sl, const void *buf, size_t len
 static void process(orch_rpc_server *s, slot *sl, bool on_worker)
 {
     nng_msg *req = sl->req;
-    sl->req = NULL;
     orch_rpc_call call = { .srv = s, .method = "" };
     size_t len = 0;
     uint8_t *out;
@@ -470,6 +369,16 @@ static void process(orch_rpc_server *s, slot *sl, bool on_worker)
 
     Orch__V1__RequestEnvelope *env =
         orch__v1__request_envelope__unpack(NULL, nng_msg_len(req), nng_msg_body(req));
+    if (env && !on_worker && !orch__rpc_method_nonblocking(s->svcs, s->nsvcs, env->method)) {
+        /* The peek saw a nonblocking method, the full decode another (the
+         * method field repeats): a worker handles it. */
+        orch__v1__request_envelope__free_unpacked(env, NULL);
+        pthread_mutex_lock(&s->mu);
+        enqueue(s, sl);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    sl->req = NULL;
     nng_msg_free(req);
     if (!env) {
         out = pack_reply("", ORCH_CODE_INVALID_ARGUMENT,

@@ -772,3 +772,56 @@ Test(rpc, string_field_that_is_not_utf8_is_rejected_before_the_handler)
     orch_rpc_client_close(c);
     orch_rpc_server_free(s);
 }
+
+/* The fast path peeks at the envelope's first method field only; protobuf
+ * lets a later one win. A request that names a nonblocking method first and
+ * a blocking one last must still be handled on a worker, never on NNG's
+ * callback thread (found by tests/fuzz/fuzz_envelope). */
+Test(rpc, repeated_method_field_does_not_run_a_blocking_handler_on_nng_thread)
+{
+    static const orch_rpc_handler quick[] = { echo_handler };
+    orch_rpc_server_opts o = default_opts();
+    o.workers = 1;
+    orch_log_init("unit-rpc", ORCH_LOG_WARN);
+    orch_rpc_service svcs[] = {
+        { &orch__test__echo_service__descriptor, handlers, NULL, false },
+        { &orch__test__quick_service__descriptor, quick, NULL, true },
+    };
+    orch_rpc_server *s = NULL;
+    cr_assert_eq(orch_rpc_server_start(&o, svcs, 2, &s), ORCH_OK);
+    orch_rpc_client *c = client(s);
+
+    Orch__Test__EchoRequest req = ORCH__TEST__ECHO_REQUEST__INIT;
+    req.text = "twice";
+    size_t plen = orch__test__echo_request__get_packed_size(&req);
+    uint8_t payload[64];
+    cr_assert_leq(plen, sizeof payload);
+    orch__test__echo_request__pack(&req, payload);
+    size_t elen = 0;
+    uint8_t *env = pack_envelope(ECHO, "", 3000, payload, plen, &elen);
+    static const char first[] = "orch.test.QuickService/Ping";
+    size_t flen = 2 + sizeof first - 1;
+    uint8_t *frame = malloc(flen + elen);
+    cr_assert_not_null(frame);
+    frame[0] = 0x0a; /* field 1 (method), length-delimited */
+    frame[1] = (uint8_t)(sizeof first - 1);
+    memcpy(frame + 2, first, sizeof first - 1);
+    memcpy(frame + flen, env, elen);
+
+    slow_job j = { .c = c, .ms = 800, .timeout_ms = 3000 };
+    pthread_t t = start_slow(&j);
+    uint64_t t0 = orch_mono_ms();
+    Orch__V1__ReplyEnvelope *rep = raw_call(c, frame, flen + elen, 3000);
+    uint64_t took = orch_mono_ms() - t0;
+    pthread_join(t, NULL);
+    cr_assert_eq(rep->status->code, ORCH__V1__CODE__OK, "%s", rep->status->message);
+    cr_assert_geq(took, 400,
+                  "the blocking Echo ran at once (%llu ms) instead of waiting for the only "
+                  "worker: it ran on NNG's callback thread",
+                  (unsigned long long)took);
+    orch__v1__reply_envelope__free_unpacked(rep, NULL);
+    free(frame);
+    free(env);
+    orch_rpc_client_close(c);
+    orch_rpc_server_free(s);
+}

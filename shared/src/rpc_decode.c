@@ -1,0 +1,121 @@
+/*
+ * rpc_decode.c - the pure decoding steps of the RPC server (rpc_decode.h).
+ *
+ * Every function reads only its arguments; nothing is allocated or kept.
+ */
+#include <string.h>
+
+#include "rpc_decode.h"
+
+const ProtobufCMethodDescriptor *orch__rpc_find_method(const orch_rpc_service *svcs, size_t nsvcs,
+                                                       const char *full, size_t *svc_idx)
+{
+    const char *slash = strrchr(full, '/');
+    if (!slash)
+        return NULL;
+    size_t plen = (size_t)(slash - full);
+    for (size_t i = 0; i < nsvcs; i++) {
+        const char *name = svcs[i].desc->name;
+        if (strlen(name) == plen && strncmp(name, full, plen) == 0) {
+            *svc_idx = i;
+            return protobuf_c_service_descriptor_get_method_by_name(svcs[i].desc, slash + 1);
+        }
+    }
+    return NULL;
+}
+
+bool orch__rpc_calls_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, const uint8_t *p,
+                                 size_t n)
+{
+    size_t len = 0, i = 1;
+    if (n < 2 || p[0] != 0x0a)
+        return false;
+    for (unsigned shift = 0;; shift += 7) {
+        if (i >= n || i > 3)
+            return false;
+        len |= (size_t)(p[i] & 0x7f) << shift;
+        if (!(p[i++] & 0x80))
+            break;
+    }
+    if (len > n - i)
+        return false;
+    const char *m = (const char *)p + i;
+    const char *slash = memrchr(m, '/', len);
+    if (!slash)
+        return false;
+    size_t plen = (size_t)(slash - m);
+    for (size_t k = 0; k < nsvcs; k++) {
+        const char *name = svcs[k].desc->name;
+        if (svcs[k].nonblocking && strlen(name) == plen && memcmp(name, m, plen) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool orch__rpc_method_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, const char *method)
+{
+    size_t si = 0;
+    const ProtobufCMethodDescriptor *md = orch__rpc_find_method(svcs, nsvcs, method, &si);
+    return !md || svcs[si].nonblocking;
+}
+
+bool orch__rpc_utf8_ok(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s++;
+        int n = c < 0x80           ? 0
+                : (c >> 5) == 0x6  ? 1
+                : (c >> 4) == 0xe  ? 2
+                : (c >> 3) == 0x1e ? 3
+                                   : -1;
+        if (n < 0 || (n == 1 && c < 0xc2))
+            return false;
+        uint32_t cp = n == 0 ? c : c & (0x3fu >> n);
+        for (int i = 0; i < n; i++, s++) {
+            if ((*s & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (*s & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+    }
+    return true;
+}
+
+static const char *bad_string_field(const ProtobufCMessage *m, int depth)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (depth > 32)
+        return d->name;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m + f->offset;
+        size_t n = 1;
+        void *const *items = (void *const *)base;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            items = *(void *const *const *)base;
+        }
+        for (size_t k = 0; k < n; k++) {
+            const void *v = items[k];
+            if (!v)
+                continue;
+            if (f->type == PROTOBUF_C_TYPE_STRING && !orch__rpc_utf8_ok(v))
+                return f->name;
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                const char *bad = bad_string_field(v, depth + 1);
+                if (bad)
+                    return bad;
+            }
+        }
+    }
+    return NULL;
+}
+
+const char *orch__rpc_bad_string_field(const ProtobufCMessage *m)
+{
+    return bad_string_field(m, 0);
+}

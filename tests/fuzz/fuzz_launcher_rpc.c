@@ -1,0 +1,16 @@
+/*
+ * fuzz_launcher_rpc.c - libFuzzer target: every LauncherService request decoder
+ * and its check. Input: one byte choosing the method, then the request.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fuzz_rpc.h"
+#include "orch/v1/launcher.pb-c.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return fuzz_service_one_input(&orch__v1__launcher_service__descriptor, data, size);
+}
