@@ -164,6 +164,8 @@ static int spawn_files(posix_spawn_file_actions_t *fa, const launcher_job *j, co
     return rc;
 }
 
+#define PRLIMIT_PATH "/usr/bin/prlimit"
+
 /* Starts the agent of `j` (S0 in llm-call-sites.md). On success *pid is
  * the process, also its group id. `why` gets the failure. */
 static orch_err launcher_proc_spawn(launcher_svc *ls, const launcher_job *j, const char *prompt,
@@ -180,6 +182,22 @@ static orch_err launcher_proc_spawn(launcher_svc *ls, const launcher_job *j, con
     if (argc <= 0) {
         snprintf(why, n, "no usable agent command for role %s", j->role);
         return ORCH_EINVAL;
+    }
+    /* A hard cap on each output file, set before the agent runs and
+     * inherited by everything it starts (util-linux prlimit execs the
+     * command with RLIMIT_FSIZE): a flood stops at the limit however late
+     * the supervisor's poll comes (SIGXFSZ); the poll still kills the group. */
+    char fsize[48];
+    char *capped[LAUNCHER_MAX_ARGS + 4];
+    if (ls->output_max > 0 && access(PRLIMIT_PATH, X_OK) == 0 && argc + 3 <= LAUNCHER_MAX_ARGS) {
+        snprintf(fsize, sizeof fsize, "--fsize=%lld", (long long)ls->output_max + 1);
+        capped[0] = PRLIMIT_PATH;
+        capped[1] = fsize;
+        capped[2] = "--";
+        for (int i = 0; i <= argc; i++)
+            capped[3 + i] = argv[i];
+        memcpy(argv, capped, (size_t)(argc + 4) * sizeof argv[0]);
+        argc += 3;
     }
     if (write_file(in, prompt) != ORCH_OK) {
         snprintf(why, n, "cannot write %.200s: %s", in, strerror(errno));
@@ -306,6 +324,10 @@ static const char *status_of(const launcher_slot *s, int exit_status, char *reas
         snprintf(reason, n, "reaped: tier-3, running over ORCH_REAPER_MAX_RUNNING_S");
         return "failed";
     case KILL_NONE: break;
+    }
+    if (exit_status == 128 + SIGXFSZ) {
+        snprintf(reason, n, "output over ORCH_LAUNCHER_OUTPUT_MAX_BYTES (file size limit)");
+        return "failed";
     }
     if (exit_status > 128)
         snprintf(reason, n, "killed by signal %d", exit_status - 128);
