@@ -140,7 +140,7 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
         return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "history_limit %u is over 1000",
                              req->history_limit);
     uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c;
+    orch_db_conn *c = NULL;
     stage_task t;
     orch_verdicts ev;
     orch_db_result *hr = NULL, *er = NULL;

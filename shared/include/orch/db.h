@@ -35,7 +35,8 @@ void orch_db_pool_close(orch_db_pool *pool);
 
 /* Borrows a connected connection until orch_db_release(). Waits for a free
  * one until `deadline` (monotonic ms, see clock.h): ORCH_ETIMEDOUT. A
- * connection that cannot (re)connect gives ORCH_EDB_UNAVAIL. */
+ * connection that cannot (re)connect gives ORCH_EDB_UNAVAIL. On any error
+ * *out is NULL, so orch_db_release(*out) is then harmless. */
 orch_err orch_db_acquire(orch_db_pool *pool, uint64_t deadline, orch_db_conn **out) ORCH_NODISCARD;
 /* Returns a connection; a connection left inside a transaction is rolled
  * back first. Accepts NULL. */
