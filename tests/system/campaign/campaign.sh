@@ -12,8 +12,8 @@
 # Usage: campaign.sh [BUILD_DIR]
 # Environment:
 #   CAMPAIGN_SEED        RNG seed (default 8)
-#   CAMPAIGN_DURATION_S  load phase length (default 100)
-#   CAMPAIGN_ITEMS       work items (default 50)
+#   CAMPAIGN_DURATION_S  load phase length (default 120)
+#   CAMPAIGN_ITEMS       work items (default 80)
 #   CAMPAIGN_SINK_MODE   fenced (default) or unfenced
 #   CAMPAIGN_KEEP_DIR    when set, the run's folder is copied there
 #   ORCH_TEST_LOG_DIR    when set, the logs are copied there
@@ -34,8 +34,8 @@ readonly PG_BINDIR="${ORCH_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 readonly PG_OWNER="${ORCH_PG_USER:-postgres}"
 
 readonly SEED="${CAMPAIGN_SEED:-8}"
-readonly DURATION_S="${CAMPAIGN_DURATION_S:-100}"
-readonly N_ITEMS="${CAMPAIGN_ITEMS:-50}"
+readonly DURATION_S="${CAMPAIGN_DURATION_S:-120}"
+readonly N_ITEMS="${CAMPAIGN_ITEMS:-80}"
 readonly SINK_MODE="${CAMPAIGN_SINK_MODE:-fenced}"
 
 # Timing of the services under test: the ceiling above the step timeout,
@@ -429,9 +429,9 @@ bg_reap() {
   for p in "${BG_PIDS[@]}"; do alive "$p" && keep+=("$p") || wait "$p" 2>/dev/null; done
   BG_PIDS=("${keep[@]}")
 }
-nfault=0
+nfault=0 done_count=0
 sleep 3
-while (($(now_ms) < DEADLINE_MS - 12000 && nfault < 1000)); do
+while (($(now_ms) < DEADLINE_MS - 12000 && nfault < 1000 && done_count < N_ITEMS)); do
   # Each kind in turn (a shuffled round), at a random moment.
   order=("${KINDS[@]}")
   for ((i = ${#order[@]} - 1; i > 0; i--)); do
