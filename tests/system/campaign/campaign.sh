@@ -69,7 +69,8 @@ for b in "$LEASE_BIN" "$STAGE_BIN" "$ORCHCTL" "$SINK_BIN"; do
 done
 command -v ip >/dev/null 2>&1 || skip "network namespaces unavailable: no 'ip' command (iproute2)"
 command -v jq >/dev/null 2>&1 || skip "jq is not installed"
-command -v python3 >/dev/null 2>&1 || skip "python3 is not installed (the history checker)"
+PYTHON="$(command -v /usr/bin/python3 || command -v python3 || true)"
+[[ -n "$PYTHON" ]] || skip "python3 is not installed (the history checker)"
 for tool in initdb pg_ctl postgres psql; do
   [[ -x "$PG_BINDIR/$tool" ]] || skip "PostgreSQL not installed ($PG_BINDIR/$tool missing)"
 done
@@ -520,7 +521,7 @@ cat "$TMP"/lease-h*.log >"$TMP/lease-all.log"
 
 echo
 set +e
-python3 "$HERE/checker.py" --dir "$TMP" --ceiling-s "$CEILING_S" \
+"$PYTHON" "$HERE/checker.py" --dir "$TMP" --ceiling-s "$CEILING_S" \
   --reaper-interval-ms "$REAPER_INTERVAL_MS" --sink-mode "$SINK_MODE" --seed "$SEED"
 rc=$?
 set -e
