@@ -259,14 +259,22 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
     fault_point(ss, FAULT_CRASH_BEFORE_RECORD, t->work_item);
 
     /* The outcome is recorded even past the caller's deadline: losing it
-     * would leave an effect that happened marked pending. */
+     * would leave an effect that happened marked pending. The outcome and
+     * the digest the effect returned are one transaction: an intent marked
+     * ok without its digest would never run again, and the image-freshness
+     * gate would refuse the item for good. If neither is written, the intent
+     * stays pending and the next attempt resolves it (same idempotency key). */
     uint64_t rdl = orch_mono_ms() + 10000;
     bool recorded = false;
     err = with_conn(ss, rdl, &c);
     if (!err)
+        err = orch_db_begin(c, rdl);
+    if (!err)
         err = stage_store_intent_finish(c, rdl, row.id, epoch, ae->outcome, ae->detail, &recorded);
-    if (!err && o == EFFECT_OK && digest[0])
+    if (!err && recorded && o == EFFECT_OK && digest[0])
         err = stage_store_set_engine_verdict(c, rdl, t->work_item, "built_image_digest", digest);
+    if (!err)
+        err = orch_db_commit(c, rdl);
     orch_db_release(c);
     if (err) {
         *code = db_fail(err, "recording the effect's outcome", msg, mn);

@@ -30,7 +30,7 @@ next_of() {
   review) echo testing ;;
   testing) echo staging ;;
   staging) echo deploy ;;
-  deploy) echo done ;;
+  deploy) echo "done" ;;
   *) echo "" ;;
   esac
 }

@@ -289,7 +289,8 @@ say "$N_ITEMS work items created (pull requests 1..$N_ITEMS)"
 
 # ---- actors ---------------------------------------------------------------------
 
-readonly LOAD_START_MS="$(now_ms)"
+LOAD_START_MS="$(now_ms)"
+readonly LOAD_START_MS
 readonly DEADLINE_MS=$((LOAD_START_MS + DURATION_S * 1000))
 : >"$TMP/actors.log"
 k=0
