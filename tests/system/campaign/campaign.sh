@@ -298,6 +298,9 @@ say "$N_ITEMS work items created (pull requests 1..$N_ITEMS)"
 LOAD_START_MS="$(now_ms)"
 readonly LOAD_START_MS
 readonly DEADLINE_MS=$((LOAD_START_MS + DURATION_S * 1000))
+# The actors go on through the drain (faults stop at the deadline), until
+# every item is done or the drain ends.
+readonly DRAIN_MS=90000
 : >"$TMP/actors.log"
 k=0
 for h in "${HOSTS[@]}"; do
@@ -306,7 +309,7 @@ for h in "${HOSTS[@]}"; do
     ip netns exec "${NS[$h]}" env -i "${BASE_ENV[@]}" ORCHCTL="$ORCHCTL" \
       ORCH_STAGE_RPC_URL="tcp://${IP[$h]}:$STAGE_RPC_PORT" STOP_FILE="$TMP/stop" \
       bash "$HERE/actor.sh" "$h" "$a" "$((SEED * 100 + k))" "$TMP/items" "$TMP/actors.log" \
-      "$DEADLINE_MS" 100000 &
+      "$((DEADLINE_MS + DRAIN_MS))" 100000 &
     ACTOR_PIDS+=("$!")
   done
 done
@@ -481,7 +484,7 @@ for h in "${HOSTS[@]}"; do
   alive "${PID_LEASE[$h]}" || start_lease "$h"
   alive "${PID_STAGE[$h]}" || start_stage "$h"
 done
-until=$((DEADLINE_MS + 90000))
+until=$((DEADLINE_MS + DRAIN_MS))
 while (($(now_ms) < until)); do
   left="$(sql "SELECT count(*) FROM tasks WHERE repo = '$REPO' AND stage <> 'done'" 2>/dev/null || echo "$N_ITEMS")"
   ((left == 0)) && break
