@@ -532,8 +532,9 @@ cat "$TMP"/lease-h*.log >"$TMP/lease-all.log"
 echo
 set +e
 "$PYTHON" "$HERE/checker.py" --dir "$TMP" --ceiling-s "$CEILING_S" \
-  --reaper-interval-ms "$REAPER_INTERVAL_MS" --sink-mode "$SINK_MODE" --seed "$SEED"
-rc=$?
+  --reaper-interval-ms "$REAPER_INTERVAL_MS" --sink-mode "$SINK_MODE" --seed "$SEED" |
+  tee "$TMP/checker.txt"
+rc=${PIPESTATUS[0]}
 set -e
 if grep -qE 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$TMP"/lease-h*.log "$TMP"/stage-h*.log; then
   say "FAIL: sanitizer report in a service log"
