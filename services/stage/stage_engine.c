@@ -332,7 +332,11 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
     fault_point(ss, FAULT_CRASH_BEFORE_RECORD, t->work_item);
 
     /* The outcome is recorded even past the caller's deadline: losing it
-     * would leave an effect that happened marked pending. */
+     * would leave an effect that happened marked pending. The outcome and
+     * the digest the effect returned are one transaction: an intent marked
+     * ok without its digest would never run again, and the image-freshness
+     * gate would refuse the item for good. If neither is written, the intent
+     * stays pending and the next attempt resolves it (same idempotency key). */
     uint64_t rdl = orch_mono_ms() + 10000;
     bool recorded = false;
     err = with_conn(ss, rdl, &c);

@@ -190,7 +190,11 @@ orch_err orch_db_acquire(orch_db_pool *p, uint64_t deadline, orch_db_conn **out)
     struct timespec ts;
     orch_db_conn *c;
 
-    *out = NULL; /* on every failure: callers may release what they got */
+    /* A caller that releases its connection on every path, as most do,
+     * releases NULL after a failure here, never a connection this call has
+     * already put back (a double release hands one connection to two
+     * threads). */
+    *out = NULL;
     pthread_mutex_lock(&p->mu);
     while (!p->free) {
         if (deadline == ORCH_DEADLINE_NONE) {

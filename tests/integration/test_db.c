@@ -170,6 +170,37 @@ Test(db, unreachable_server_is_unavailable)
     orch_db_pool_close(p);
 }
 
+/* GetTask released its connection even when orch_db_acquire had failed
+ * (and had put the connection back itself): the pool's free list then held
+ * one connection twice, two threads connected it at once and the
+ * stage-service crashed in PQfinish when the database came back after a
+ * network cut. A failed acquire now leaves NULL, and a release of that
+ * leaves the pool whole. */
+Test(db, failed_acquire_then_release_does_not_release_twice)
+{
+    orch_db_pool *p;
+    char bad[128];
+    snprintf(bad, sizeof bad, "postgresql://orch@127.0.0.1:%d/orch", th_free_port());
+    cr_assert(orch_db_pool_open(bad, 2, &p) == ORCH_OK);
+    orch_db_conn *a = (orch_db_conn *)&p; /* stands for a stale value */
+    cr_assert_eq(orch_db_acquire(p, in_ms(3000), &a), ORCH_EDB_UNAVAIL);
+    cr_assert_null(a, "a failed acquire must leave NULL");
+    orch_db_release(a);
+    orch_db_pool_close(p);
+    orch_db_conn *c, *d;
+    cr_assert(orch_db_pool_open(url, 2, &p) == ORCH_OK);
+    cr_assert_eq(orch_db_acquire(p, in_ms(5000), &c), ORCH_OK);
+    cr_assert_eq(orch_db_acquire(p, in_ms(5000), &d), ORCH_OK);
+    cr_assert_neq(c, d);
+    orch_db_conn *e = c;
+    cr_assert_eq(orch_db_acquire(p, in_ms(200), &e), ORCH_ETIMEDOUT);
+    cr_assert_null(e, "a timed-out acquire must leave NULL");
+    orch_db_release(e);
+    orch_db_release(c);
+    orch_db_release(d);
+    orch_db_pool_close(p);
+}
+
 typedef struct mig_arg {
     const char *url;
     orch_err err;

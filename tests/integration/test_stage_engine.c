@@ -514,6 +514,42 @@ Test(stage_engine, reconciler_finishes_a_transition_left_with_an_unknown_effect,
     cr_assert_str_eq(stage, "analysis");
 }
 
+/* The image hook's outcome was recorded ok in one statement and its digest
+ * in the next: when the database went away between the two, the intent said
+ * ok (never run again) and built_image_digest was missing, so the
+ * image-freshness gate refused staging -> deploy for good. The fault campaign
+ * found an item stuck in staging this way. A trigger here makes the digest's
+ * write fail once; the item must still reach deploy, with one image build. */
+Test(stage_engine, lost_digest_write_does_not_strand_the_item_in_staging, .fini = down,
+     .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "DIG-1", "org/app", 7800), ORCH_CODE_OK);
+    sw_walk_to(&W, "DIG-1", "testing");
+    free(th_sql(W.db, "CREATE FUNCTION test_fail_digest() RETURNS trigger LANGUAGE plpgsql AS"
+                      " $$BEGIN RAISE EXCEPTION 'digest write lost'; END$$"));
+    free(th_sql(W.db, "CREATE TRIGGER test_fail_digest BEFORE INSERT OR UPDATE ON task_evidence"
+                      " FOR EACH ROW WHEN (NEW.key = 'built_image_digest')"
+                      " EXECUTE FUNCTION test_fail_digest()"));
+    const char *ev = "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 90";
+    sw_adv a = sw_advance(W.client, "DIG-1", "testing", "staging", "monitor", ev);
+    cr_assert_neq(a.code, ORCH_CODE_OK, "the digest's write failed: the call must fail");
+    char *outcome = th_sql(W.db, "SELECT outcome FROM side_effects WHERE work_item = 'DIG-1'"
+                                 " AND effect = 'image_rebuild'");
+    cr_assert_str_neq(outcome ? outcome : "", "ok",
+                      "image_rebuild marked ok although its digest was not recorded");
+    free(outcome);
+    free(th_sql(W.db, "DROP TRIGGER test_fail_digest ON task_evidence"));
+    a = sw_advance(W.client, "DIG-1", "testing", "staging", "webhook", ev);
+    cr_assert_eq(a.outcome, OUT(ADVANCED), "outcome %d: %s", a.outcome, a.message);
+    a = sw_advance(W.client, "DIG-1", "staging", "deploy", "finalizer",
+                   "staging_status: SUCCESS\nimage_digest: sha256:"
+                   "1111111111111111111111111111111111111111111111111111111111111111");
+    cr_assert_eq(a.outcome, OUT(ADVANCED), "outcome %d: %s (%s)", a.outcome, a.message,
+                 a.first_failure);
+    cr_assert_eq(sw_counts_for_item("DIG-1").image_starts, 1, "one image build");
+}
+
 Test(stage_engine, fault_points_are_refused_outside_the_test_runtime, .fini = down, .timeout = 60)
 {
     sw_up(&W, NULL);
