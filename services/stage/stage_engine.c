@@ -367,6 +367,28 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
     return TR_ERROR;
 }
 
+/* A failed rollback gate (or the merge gate): back to development through
+ * the same CAS, with an alert; a lost race changes nothing and says so. */
+static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool fenced,
+                           const char *actor, const char *why, advance_res *res, char *msg,
+                           size_t mn)
+{
+    bool won = false;
+    orch_code code = write_stage(ss, dl, t, ST_DEVELOPMENT, true, fenced, res->epoch, actor, why, 0,
+                                 res, &won, msg, mn);
+    if (code)
+        return code;
+    if (!won) {
+        lost_race(ss, dl, t, ST_DEVELOPMENT, res, msg, mn);
+        res->result = TR_ABORTED;
+        return ORCH_CODE_ABORTED;
+    }
+    orch_alert("stage.rolled-back", t->work_item, "%s rolled back from %s to development: %s",
+               t->work_item, stage_name(t->stage), why);
+    res->result = TR_ROLLED_BACK;
+    return ORCH_CODE_OK;
+}
+
 /* Steps 3-5 under the lease (or without one). */
 static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
                                 const stage_edge *e, const char *transition, bool fenced,
@@ -404,24 +426,8 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
             res->result = TR_GATE_FAILED;
             return ORCH_CODE_OK;
         }
-        if (g == GATES_ROLLBACK) {
-            char why[GATE_WHY_MAX * 2];
-            snprintf(why, sizeof why, "%s", res->fails[0]);
-            code = write_stage(ss, dl, &t, ST_DEVELOPMENT, true, fenced, res->epoch, req->actor,
-                               why, 0, res, &won, msg, mn);
-            if (code)
-                return code;
-            if (!won) {
-                lost_race(ss, dl, &t, ST_DEVELOPMENT, res, msg, mn);
-                res->result = TR_ABORTED;
-                return ORCH_CODE_ABORTED;
-            }
-            orch_alert("stage.rolled-back", t.work_item,
-                       "%s rolled back from %s to development: %s", t.work_item,
-                       stage_name(t.stage), why);
-            res->result = TR_ROLLED_BACK;
-            return ORCH_CODE_OK;
-        }
+        if (g == GATES_ROLLBACK)
+            return roll_back(ss, dl, &t, fenced, req->actor, res->fails[0], res, msg, mn);
         for (int i = 0; i < e->neffects; i++) {
             advance_effect *ae = &res->effects[res->neffects++];
             int r = run_effect(ss, dl, &t, transition, e->effects[i], res->epoch, &ev, ae, msg, mn,
@@ -440,20 +446,7 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
                 snprintf(why, sizeof why, "%s failed: %s", effect_name(e->effects[i]), ae->detail);
                 snprintf(res->fails[0], GATE_WHY_MAX, "%.*s", GATE_WHY_MAX - 1, why);
                 res->nfails = 1;
-                code = write_stage(ss, dl, &t, ST_DEVELOPMENT, true, fenced, res->epoch, req->actor,
-                                   why, 0, res, &won, msg, mn);
-                if (code)
-                    return code;
-                if (!won) {
-                    lost_race(ss, dl, &t, ST_DEVELOPMENT, res, msg, mn);
-                    res->result = TR_ABORTED;
-                    return ORCH_CODE_ABORTED;
-                }
-                orch_alert("stage.rolled-back", t.work_item,
-                           "%s rolled back from %s to development: %s", t.work_item,
-                           stage_name(t.stage), why);
-                res->result = TR_ROLLED_BACK;
-                return ORCH_CODE_OK;
+                return roll_back(ss, dl, &t, fenced, req->actor, why, res, msg, mn);
             }
             res->result = r;
             if (r == TR_EFFECT_FAILED || r == TR_EFFECT_UNKNOWN)

@@ -147,20 +147,7 @@ orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const ch
     const char *p[] = { stage == ST_NONE ? "" : stage_name(stage), repo, lim };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
-    if (err)
-        return err;
-    int rows = orch_db_result_rows(r);
-    stage_task *t = calloc(rows ? (size_t)rows : 1, sizeof *t);
-    if (!t) {
-        orch_db_result_free(r);
-        return ORCH_ENOMEM;
-    }
-    for (int i = 0; i < rows; i++)
-        read_task(r, i, &t[i]);
-    orch_db_result_free(r);
-    *out = t;
-    *n = rows;
-    return ORCH_OK;
+    return err ? err : read_tasks(r, out, n);
 }
 
 orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_task *t,
