@@ -23,33 +23,78 @@ const char *const lease_release_kinds[REL_NKINDS] = { "released", "force-release
 
 /* ---- liveness ---------------------------------------------------------- */
 
-static orch_rpc_client *peer_client(lease_svc *ls, const char *url)
+static lease_peer_conn *peer_acquire(lease_svc *ls, const char *url)
 {
-    orch_rpc_client *c = NULL;
+    lease_peer_conn *pc = NULL;
     pthread_mutex_lock(&ls->peers_mu);
-    for (int i = 0; i < ls->npeers && !c; i++)
+    lease_peer *slot = NULL;
+    for (int i = 0; i < ls->npeers && !slot; i++)
         if (strcmp(ls->peers[i].url, url) == 0)
-            c = ls->peers[i].client;
-    if (!c && ls->npeers < LEASE_MAX_PEERS) {
+            slot = &ls->peers[i];
+    if (!slot && ls->npeers < LEASE_MAX_PEERS) {
+        slot = &ls->peers[ls->npeers++];
+        snprintf(slot->url, sizeof slot->url, "%s", url);
+        slot->conn = NULL;
+    }
+    if (slot && !slot->conn) {
+        lease_peer_conn *n = calloc(1, sizeof *n);
         orch_rpc_client_opts o = { .auth_token = ls->auth_token };
-        if (orch_rpc_client_open(url, &o, &c) == ORCH_OK) {
-            snprintf(ls->peers[ls->npeers].url, sizeof ls->peers[0].url, "%s", url);
-            ls->peers[ls->npeers++].client = c;
+        if (n && orch_rpc_client_open(url, &o, &n->client) == ORCH_OK) {
+            n->opened_ms = orch_mono_ms();
+            slot->conn = n;
+        } else {
+            free(n);
         }
     }
+    if (slot && slot->conn) {
+        pc = slot->conn;
+        pc->refs++;
+    }
     pthread_mutex_unlock(&ls->peers_mu);
-    return c;
+    return pc;
+}
+
+/* Lets go of `pc`; after a failed call a client older than a second is
+ * retired, so that the next probe dials a fresh connection. */
+static void peer_release(lease_svc *ls, lease_peer_conn *pc, bool failed)
+{
+    bool close_it = false;
+    pthread_mutex_lock(&ls->peers_mu);
+    if (failed && !pc->retired && orch_mono_ms() - pc->opened_ms >= 1000) {
+        for (int i = 0; i < ls->npeers; i++)
+            if (ls->peers[i].conn == pc)
+                ls->peers[i].conn = NULL;
+        pc->retired = true;
+    }
+    pc->refs--;
+    close_it = pc->retired && pc->refs == 0;
+    pthread_mutex_unlock(&ls->peers_mu);
+    if (close_it) {
+        orch_rpc_client_close(pc->client);
+        free(pc);
+    }
+}
+
+void lease_peers_close(lease_svc *ls)
+{
+    for (int i = 0; i < ls->npeers; i++) {
+        if (ls->peers[i].conn) {
+            orch_rpc_client_close(ls->peers[i].conn->client);
+            free(ls->peers[i].conn);
+            ls->peers[i].conn = NULL;
+        }
+    }
 }
 
 static lease_liveness probe_remote(lease_svc *ls, const lease_owner *owner, const char *url,
                                    uint64_t deadline, const char **reason)
 {
-    orch_rpc_client *c = peer_client(ls, url);
+    uint64_t left = orch_deadline_left_ms(deadline);
+    lease_peer_conn *pc = left ? peer_acquire(ls, url) : NULL;
     Orch__V1__ProbeOwnerRequest req = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
-    uint64_t left = orch_deadline_left_ms(deadline);
-    if (!c || left == 0) {
+    if (!pc) {
         *reason = "owner's host could not be asked";
         return LEASE_UNKNOWN;
     }
@@ -59,8 +104,10 @@ static lease_liveness probe_remote(lease_svc *ls, const lease_owner *owner, cons
     orch_rpc_call_opts o = {
         .timeout_ms = (uint32_t)(left < ls->probe_timeout_ms ? left : ls->probe_timeout_ms)
     };
-    if (orch_rpc_invoke(c, "orch.v1.LeaseService/ProbeOwner", &req.base,
-                        &orch__v1__probe_owner_reply__descriptor, &o, &st, &m) != ORCH_CODE_OK) {
+    orch_code code = orch_rpc_invoke(pc->client, "orch.v1.LeaseService/ProbeOwner", &req.base,
+                                     &orch__v1__probe_owner_reply__descriptor, &o, &st, &m);
+    peer_release(ls, pc, code != ORCH_CODE_OK);
+    if (code != ORCH_CODE_OK) {
         orch_warn("owner probe at %s failed: %s", url, st.message);
         *reason = "owner's host did not answer the probe";
         return LEASE_UNKNOWN;

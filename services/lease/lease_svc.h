@@ -20,9 +20,20 @@
 
 #define LEASE_MAX_PEERS 32
 
+/* A client of another host's lease-service, shared by the threads probing
+ * it. After a failed probe it is retired (closed when its last user lets go)
+ * and the next probe dials afresh: a client dialled during a partition can
+ * sit in TCP's connect backoff long after the network is back. */
+typedef struct lease_peer_conn {
+    orch_rpc_client *client;
+    int refs;
+    bool retired;
+    uint64_t opened_ms;
+} lease_peer_conn;
+
 typedef struct lease_peer {
     char url[256];
-    orch_rpc_client *client;
+    lease_peer_conn *conn; /* NULL: dial on next use */
 } lease_peer;
 
 typedef struct lease_svc {
@@ -59,6 +70,10 @@ extern const char *const lease_release_kinds[REL_NKINDS];
 /* Judges `owner`: on this host from /proc, on another by asking it. */
 lease_liveness lease_svc_judge(lease_svc *ls, const lease_owner *owner, uint64_t deadline,
                                const char **reason);
+
+/* Closes the clients of other hosts' lease-services (at stop, when nothing
+ * probes any more). */
+void lease_peers_close(lease_svc *ls);
 
 /* Registers the RPC service; called from the start hook. */
 orch_err lease_rpc_register(orch_service *svc, lease_svc *ls) ORCH_NODISCARD;

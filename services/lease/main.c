@@ -82,8 +82,7 @@ static void lease_stop(orch_service *svc)
     if (!ls)
         return;
     lease_reaper_stop(ls);
-    for (int i = 0; i < ls->npeers; i++)
-        orch_rpc_client_close(ls->peers[i].client);
+    lease_peers_close(ls);
     pthread_mutex_destroy(&ls->peers_mu);
     free(ls);
 }
