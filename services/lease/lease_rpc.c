@@ -234,10 +234,30 @@ static orch_code check_acquire(const Orch__V1__AcquireRequest *req, lease_owner 
     return ORCH_CODE_OK;
 }
 
+/* A Release names its epoch, or (epoch 0) the owner whose grant it gives
+ * back; an owner given with an epoch must match too. */
+static orch_code check_release(const Orch__V1__ReleaseRequest *req, lease_owner *owner, char *why,
+                               size_t n)
+{
+    lease_owner scratch;
+    CHECK_TEXT("work_item", req->work_item);
+    if (req->epoch == 0 && !req->owner) {
+        snprintf(why, n, "epoch must be positive, or owner set to release by owner");
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
+    if (req->owner && !owner_from_msg(req->owner, owner ? owner : &scratch, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
+    return ORCH_CODE_OK;
+}
+
 static orch_code check_force_release(const Orch__V1__ForceReleaseRequest *req, char *why, size_t n)
 {
     CHECK_TEXT("work_item", req->work_item);
     CHECK_TEXT("reason", req->reason);
+    if (req->epoch == 0) {
+        snprintf(why, n, "epoch is required: read the lease (Get) and name the grant to release");
+        return ORCH_CODE_INVALID_ARGUMENT;
+    }
     if (req->operator_[0])
         CHECK_TEXT("operator", req->operator_);
     return ORCH_CODE_OK;
@@ -277,11 +297,8 @@ orch_code lease_rpc_check(const ProtobufCMessage *msg, lease_owner *owner, char 
     orch_code code;
     if (d == &orch__v1__acquire_request__descriptor)
         return check_acquire((const Orch__V1__AcquireRequest *)msg, owner, why, n);
-    if (d == &orch__v1__release_request__descriptor) {
-        const Orch__V1__ReleaseRequest *req = (const Orch__V1__ReleaseRequest *)msg;
-        CHECK_TEXT("work_item", req->work_item);
-        return check_epoch(req->epoch, why, n);
-    }
+    if (d == &orch__v1__release_request__descriptor)
+        return check_release((const Orch__V1__ReleaseRequest *)msg, owner, why, n);
     if (d == &orch__v1__validate_request__descriptor) {
         const Orch__V1__ValidateRequest *req = (const Orch__V1__ValidateRequest *)msg;
         CHECK_TEXT("work_item", req->work_item);
@@ -374,6 +391,33 @@ static orch_err reclaim(lease_svc *ls, const lease_claim *cl, const lease_row *r
     return err;
 }
 
+/* Answers a committed grant. When the caller's deadline passed meanwhile,
+ * nobody waits for the answer (the server drops late replies): the grant is
+ * released here and the call fails, so the caller's view (no grant) holds. */
+static orch_code answer_grant(orch_rpc_call *call, lease_svc *ls, const lease_claim *cl,
+                              uint64_t epoch, bool reclaimed)
+{
+    if (orch_deadline_left_ms(orch_rpc_call_deadline(call)) > 0)
+        return reply_granted(call, epoch, reclaimed, false, false);
+    uint64_t dl = orch_mono_ms() + 2000;
+    orch_db_conn *c = NULL;
+    bool released = false;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (!err)
+        err = lease_store_release(c, dl, cl->work_item, epoch, "released", "lease-service",
+                                  "granted after its caller's deadline: nobody waited for it",
+                                  &released);
+    if (err)
+        orch_warn("lease %s epoch %" PRIu64 " was granted after its caller's deadline and could"
+                  " not be released (%s); its owner releases it",
+                  cl->work_item, epoch, orch_strerror(err));
+    orch_db_release(c);
+    if (released)
+        orch_counter_add(ls->m_release, REL_RELEASED, 1);
+    return orch_rpc_fail(call, ORCH_CODE_DEADLINE_EXCEEDED,
+                         "granted epoch %" PRIu64 " after the deadline; released again", epoch);
+}
+
 static void record_deferral(lease_svc *ls, const lease_claim *cl, const lease_row *row,
                             lease_liveness l, uint64_t dl)
 {
@@ -400,7 +444,7 @@ static orch_code acquire_claim(orch_rpc_call *call, lease_svc *ls, const lease_c
             return db_fail(call, err, NULL);
         if (granted) {
             orch_counter_add(ls->m_acquire, ACQ_GRANTED, 1);
-            return reply_granted(call, epoch, false, false, false);
+            return answer_grant(call, ls, cl, epoch, false);
         }
         if (!found || !row.held)
             continue; /* released in between: try again */
@@ -417,7 +461,7 @@ static orch_code acquire_claim(orch_rpc_call *call, lease_svc *ls, const lease_c
             if (granted) {
                 orch_counter_add(ls->m_acquire, ACQ_RECLAIMED, 1);
                 orch_counter_add(ls->m_release, REL_STALE, 1);
-                return reply_granted(call, epoch, true, false, false);
+                return answer_grant(call, ls, cl, epoch, true);
             }
             continue; /* someone else moved it first */
         }
@@ -451,21 +495,57 @@ static orch_code acquire(orch_rpc_call *call, const ProtobufCMessage *msg, void 
 
 /* ---- Release, Validate, ForceRelease ------------------------------------- */
 
+/* Release by owner (epoch 0): gives back whatever live grant exactly this
+ * owner holds, so a caller whose Acquire answer was lost can end a grant it
+ * never heard of without taking a new one. */
+static orch_code release_by_owner(orch_rpc_call *call, lease_svc *ls,
+                                  const Orch__V1__ReleaseRequest *req, const lease_owner *owner)
+{
+    uint64_t dl = orch_rpc_call_deadline(call);
+    orch_db_conn *c = NULL;
+    uint64_t epoch = 0;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (err)
+        return db_fail(call, err, NULL);
+    err = lease_store_release_by_owner(c, dl, req->work_item, owner,
+                                       "released by owner: its Acquire answer was lost", &epoch);
+    orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
+    orch_db_release(c);
+    if (code)
+        return code;
+    if (epoch == 0)
+        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "%s is not held by that owner",
+                             req->work_item);
+    orch_counter_add(ls->m_release, REL_RELEASED, 1);
+    orch_info("lease %s epoch %" PRIu64 " released by its owner %s (answer lost)", req->work_item,
+              epoch, owner->instance_id);
+    Orch__V1__ReleaseReply rep = ORCH__V1__RELEASE_REPLY__INIT;
+    rep.released_epoch = epoch;
+    return orch_rpc_reply(call, &rep.base);
+}
+
 static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     lease_svc *ls = arg;
     const Orch__V1__ReleaseRequest *req = (const Orch__V1__ReleaseRequest *)msg;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
+    lease_owner owner;
     lease_row row;
     bool released = false, found = false;
+    char why[200];
 
-    CHECK_REQUEST(call, msg, NULL);
+    if (lease_rpc_check(msg, &owner, why, sizeof why) != ORCH_CODE_OK)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
+    if (req->epoch == 0)
+        return release_by_owner(call, ls, req, &owner);
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
+    err = lease_store_get(c, dl, req->work_item, &row, &found);
+    bool mine = !req->owner || (found && lease_same_owner(&row.owner, &owner));
     /* Epochs are bigint in the database: a larger one is never the live grant. */
-    if (req->epoch <= INT64_MAX)
+    if (!err && mine && req->epoch <= INT64_MAX)
         err = lease_store_release(c, dl, req->work_item, req->epoch, "released", "holder", "",
                                   &released);
     if (!err && !released)
@@ -477,10 +557,15 @@ static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     Orch__V1__ReleaseReply rep = ORCH__V1__RELEASE_REPLY__INIT;
     if (released) {
         orch_counter_add(ls->m_release, REL_RELEASED, 1);
+        rep.released_epoch = req->epoch;
         return orch_rpc_reply(call, &rep.base);
     }
     if (!found)
         return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no lease for %s", req->work_item);
+    if (!mine && row.held && row.epoch == req->epoch)
+        return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION,
+                             "epoch %" PRIu64 " of %s is held by another owner", req->epoch,
+                             req->work_item);
     if (row.epoch == req->epoch && strcmp(row.release_reason, "released") == 0) {
         rep.already_released = true; /* a retried Release */
         return orch_rpc_reply(call, &rep.base);
@@ -524,6 +609,34 @@ static orch_code validate(orch_rpc_call *call, const ProtobufCMessage *msg, void
     return orch_rpc_reply(call, &rep.base);
 }
 
+/* Answers a ForceRelease that released nothing: the named grant is not the
+ * live one. A resend of a release that already happened is answered OK. */
+static orch_code force_release_refused(orch_rpc_call *call,
+                                       const Orch__V1__ForceReleaseRequest *req,
+                                       const lease_row *row, bool found)
+{
+    if (!found)
+        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no lease for %s", req->work_item);
+    if (!row->held && row->epoch == req->epoch &&
+        strcmp(row->release_reason, "force-released") == 0) {
+        Orch__V1__ForceReleaseReply rep = ORCH__V1__FORCE_RELEASE_REPLY__INIT;
+        rep.released_epoch = row->epoch;
+        rep.already_released = true;
+        return orch_rpc_reply(call, &rep.base);
+    }
+    if (row->epoch != req->epoch)
+        return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION,
+                             "%s is at epoch %" PRIu64 " (%s), not %" PRIu64 ": left alone",
+                             req->work_item, row->epoch, row->held ? "held" : row->release_reason,
+                             req->epoch);
+    return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION,
+                         "epoch %" PRIu64 " of %s is not held (%s)", req->epoch, req->work_item,
+                         row->release_reason);
+}
+
+/* Releases exactly the grant the request names (its epoch is required), so
+ * that a resend, even after a restart of lease-service, never releases a
+ * newer grant. */
 static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     lease_svc *ls = arg;
@@ -538,34 +651,23 @@ static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg,
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
-    err = lease_store_get(c, dl, req->work_item, &row, &found);
-    bool other = found && row.held && req->epoch && row.epoch != req->epoch;
-    if (!err && found && row.held && !other)
-        err = lease_store_release(c, dl, req->work_item, row.epoch, "force-released", op,
+    if (req->epoch <= INT64_MAX)
+        err = lease_store_release(c, dl, req->work_item, req->epoch, "force-released", op,
                                   req->reason, &released);
+    if (!err)
+        err = lease_store_get(c, dl, req->work_item, &row, &found);
     orch_code code = err ? db_fail(call, err, c) : ORCH_CODE_OK;
     orch_db_release(c);
     if (code)
         return code;
-    if (!found)
-        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no lease for %s", req->work_item);
-    if (!row.held)
-        return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION, "%s is not held (%s)",
-                             req->work_item, row.release_reason);
-    if (other)
-        return orch_rpc_fail(call, ORCH_CODE_FAILED_PRECONDITION,
-                             "%s is held at epoch %" PRIu64 ", not %" PRIu64 ": left alone",
-                             req->work_item, row.epoch, req->epoch);
     if (!released)
-        return orch_rpc_fail(call, ORCH_CODE_ABORTED,
-                             "the lease of %s changed while releasing it; look again",
-                             req->work_item);
+        return force_release_refused(call, req, &row, found);
     orch_counter_add(ls->m_release, REL_FORCE, 1);
     orch_alert("lease.force-released", req->work_item,
-               "%s released epoch %" PRIu64 " held by %s pid %d (%s): %s", op, row.epoch,
+               "%s released epoch %" PRIu64 " held by %s pid %d (%s): %s", op, req->epoch,
                row.owner.host_id, (int)row.owner.pid, row.actor, req->reason);
     Orch__V1__ForceReleaseReply rep = ORCH__V1__FORCE_RELEASE_REPLY__INIT;
-    rep.released_epoch = row.epoch;
+    rep.released_epoch = req->epoch;
     return orch_rpc_reply(call, &rep.base);
 }
 

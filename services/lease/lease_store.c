@@ -188,6 +188,32 @@ orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item
     return exec_epoch(c, dl, lease_sql_release, 5, p, released, &got);
 }
 
+orch_err lease_store_release_by_owner(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                      const lease_owner *owner, const char *detail, uint64_t *epoch)
+{
+    static const char sql[] =
+        "WITH r AS ("
+        " UPDATE transition_lease SET released_at = now(), release_reason = 'released'"
+        " WHERE work_item = $1 AND released_at IS NULL AND owner_host = $2"
+        "   AND owner_boot_id = $3 AND owner_pid = $4::integer"
+        "   AND owner_start_ticks = $5::bigint AND owner_instance = $6"
+        " RETURNING work_item, epoch, actor),"
+        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+        "   SELECT work_item, epoch, 'released', actor, $7 FROM r)"
+        " SELECT epoch FROM r";
+    char pid[16], ticks[24];
+    bool hit = false;
+    snprintf(pid, sizeof pid, "%" PRId32, owner->pid);
+    snprintf(ticks, sizeof ticks, "%" PRIu64, owner->start_ticks);
+    const char *p[] = { work_item, owner->host_id,     owner->boot_id, pid,
+                        ticks,     owner->instance_id, detail };
+    uint64_t got = 0;
+    orch_err err = exec_epoch(c, dl, sql, 7, p, &hit, &got);
+    if (!err)
+        *epoch = hit ? got : 0;
+    return err;
+}
+
 orch_err lease_store_event_async(orch_db_conn *c, uint64_t dl, const char *work_item,
                                  uint64_t epoch, const char *kind, const char *actor,
                                  const char *detail)

@@ -49,6 +49,13 @@ orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl
                              uint64_t seen_epoch, const char *why, bool *granted,
                              uint64_t *epoch) ORCH_NODISCARD;
 
+/* Releases the live grant of `work_item` held by exactly `owner` (host,
+ * boot, pid, start ticks, instance), whatever its epoch; *epoch is the
+ * released epoch, 0 when that owner held nothing. */
+orch_err lease_store_release_by_owner(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                      const lease_owner *owner, const char *detail,
+                                      uint64_t *epoch) ORCH_NODISCARD;
+
 /* Releases the lease if `epoch` is still held; records `kind` (released,
  * force-released, reclaimed-stale, ceiling-released) with actor and detail. */
 orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item, uint64_t epoch,

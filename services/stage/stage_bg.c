@@ -17,37 +17,42 @@
 #include "orch/log.h"
 #include "stage_svc.h"
 
+/* Releases what owner `e->instance` holds of `e->work_item`, by owner (an
+ * Acquire whose answer was lost). True when settled. */
+static bool release_owned(stage_svc *ss, const stage_release_retry *e)
+{
+    orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
+    orch_rpc_status st;
+    Orch__V1__Owner ow;
+    stage_owner_msg(ss, e->instance, &ow);
+    Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
+    rq.work_item = (char *)e->work_item;
+    rq.owner = &ow;
+    Orch__V1__ReleaseReply *rep = NULL;
+    orch_code code =
+        orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/Release", &rq.base,
+                        &orch__v1__release_reply__descriptor, &o, &st, (ProtobufCMessage **)&rep);
+    if (code == ORCH_CODE_OK) {
+        orch_info("lease %s epoch %" PRIu64 " of a lost Acquire answer found and released",
+                  e->work_item, rep->released_epoch);
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+        return true;
+    }
+    if (code == ORCH_CODE_INVALID_ARGUMENT)
+        return true; /* malformed: cannot succeed later either */
+    /* NOT_FOUND: that owner holds nothing now; the lost Acquire can still
+     * grant until its deadline has certainly passed. */
+    return code == ORCH_CODE_NOT_FOUND && orch_mono_ms() >= e->settle_after_ms;
+}
+
 /* One queued release. True when it is settled (released, or nothing of
  * ours to release), false to try again later. */
 static bool retry_one(stage_svc *ss, stage_release_retry *e)
 {
+    if (e->epoch == 0)
+        return release_owned(ss, e);
     orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
     orch_rpc_status st;
-    if (e->epoch == 0) {
-        /* An Acquire whose answer was lost: ask again as the same owner. */
-        Orch__V1__Owner ow;
-        stage_owner_msg(ss, e->instance, &ow);
-        Orch__V1__AcquireRequest rq = ORCH__V1__ACQUIRE_REQUEST__INIT;
-        rq.work_item = e->work_item;
-        rq.repo = e->repo;
-        rq.transition = e->transition;
-        rq.actor = "stage-service";
-        rq.owner = &ow;
-        Orch__V1__AcquireReply *rep = NULL;
-        orch_code code = orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/Acquire", &rq.base,
-                                         &orch__v1__acquire_reply__descriptor, &o, &st,
-                                         (ProtobufCMessage **)&rep);
-        if (code != ORCH_CODE_OK)
-            return code == ORCH_CODE_INVALID_ARGUMENT; /* malformed: give up */
-        bool granted = rep->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED && !rep->inert;
-        uint64_t epoch = rep->epoch;
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
-        if (!granted)
-            return true; /* held by someone else: ours was never granted or is gone */
-        orch_info("lease %s epoch %" PRIu64 " of a lost Acquire answer found; releasing",
-                  e->work_item, epoch);
-        e->epoch = epoch;
-    }
     Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
     rq.work_item = e->work_item;
     rq.epoch = e->epoch;
@@ -70,13 +75,8 @@ static void retry_releases(stage_svc *ss)
     ss->nretries = 0;
     pthread_mutex_unlock(&ss->retry_mu);
     for (int i = 0; i < n; i++) {
-        if (!retry_one(ss, &batch[i])) {
-            if (batch[i].epoch)
-                stage_release_later(ss, batch[i].work_item, batch[i].epoch);
-            else
-                stage_release_owned_later(ss, batch[i].work_item, batch[i].repo,
-                                          batch[i].transition, batch[i].instance);
-        }
+        if (!retry_one(ss, &batch[i]))
+            stage_release_queue(ss, &batch[i]);
     }
 }
 

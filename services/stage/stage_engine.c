@@ -51,14 +51,14 @@ void advance_res_free(advance_res *res)
     res->holder = NULL;
 }
 
-static void queue_retry(stage_svc *ss, const stage_release_retry *e)
+void stage_release_queue(stage_svc *ss, const stage_release_retry *e)
 {
     pthread_mutex_lock(&ss->retry_mu);
     if (ss->nretries < STAGE_RETRY_MAX) {
         ss->retries[ss->nretries++] = *e;
     } else {
-        orch_error("release retry list full: lease %s epoch %" PRIu64
-                   " stays held until lease-service's ceiling",
+        orch_error("release retry list full: lease %s (epoch %" PRIu64
+                   ", 0 = by owner) stays held until lease-service's ceiling",
                    e->work_item, e->epoch);
     }
     pthread_mutex_unlock(&ss->retry_mu);
@@ -70,19 +70,20 @@ void stage_release_later(stage_svc *ss, const char *work_item, uint64_t epoch)
     memset(&e, 0, sizeof e);
     snprintf(e.work_item, sizeof e.work_item, "%s", work_item);
     e.epoch = epoch;
-    queue_retry(ss, &e);
+    stage_release_queue(ss, &e);
 }
 
-void stage_release_owned_later(stage_svc *ss, const char *work_item, const char *repo,
-                               const char *transition, const char *instance)
+void stage_release_owned_later(stage_svc *ss, const char *work_item, const char *instance)
 {
     stage_release_retry e;
     memset(&e, 0, sizeof e);
     snprintf(e.work_item, sizeof e.work_item, "%s", work_item);
-    snprintf(e.repo, sizeof e.repo, "%s", repo);
-    snprintf(e.transition, sizeof e.transition, "%s", transition);
     snprintf(e.instance, sizeof e.instance, "%s", instance);
-    queue_retry(ss, &e);
+    /* The lost Acquire carried an absolute deadline that has passed; past
+     * it lease-service refuses it, or releases a grant made too late. A
+     * margin of one more timeout covers a request still being answered. */
+    e.settle_after_ms = orch_mono_ms() + ss->lease_timeout_ms + 1000;
+    stage_release_queue(ss, &e);
 }
 
 void stage_owner_msg(const stage_svc *ss, const char *instance, Orch__V1__Owner *m)
@@ -160,7 +161,7 @@ static lease_answer acquire_lease(stage_svc *ss, const stage_task *t, const char
         /* The grant may have committed with its answer lost: find it again
          * as this owner and release it, in the background. */
         if (!definitely_not_granted(code))
-            stage_release_owned_later(ss, t->work_item, t->repo, transition, instance);
+            stage_release_owned_later(ss, t->work_item, instance);
         return LEASE_ERR;
     }
     lease_answer a;

@@ -133,6 +133,32 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
 
 /* ---- POST /transition-lease/release ------------------------------------------ */
 
+/* The epoch of the live grant of `item`, read from lease-service; 0 with
+ * the error answered on `rep`. */
+static uint64_t live_epoch(stage_svc *ss, const char *item, orch_http_reply *rep)
+{
+    Orch__V1__GetLeaseRequest rq = ORCH__V1__GET_LEASE_REQUEST__INIT;
+    rq.work_item = (char *)item;
+    orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
+    orch_rpc_status st;
+    Orch__V1__Lease *l = NULL;
+    orch_code code =
+        orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/Get", &rq.base,
+                        &orch__v1__lease__descriptor, &o, &st, (ProtobufCMessage **)&l);
+    if (code) {
+        reply_error(rep, http_status_of(code), "%s: %s", orch_code_name(code), st.message);
+        return 0;
+    }
+    uint64_t epoch = l->held ? l->epoch : 0;
+    if (!l->held)
+        reply_error(rep, 409, "%s is not held (epoch %" PRIu64 ", %s)", item, l->epoch,
+                    l->release_reason);
+    protobuf_c_message_free_unpacked(&l->base, NULL);
+    return epoch;
+}
+
+/* Releases one named grant: ?epoch=N, or else the live grant read first, so
+ * that a resend never releases a newer grant. */
 static void post_release(void *arg, const orch_http_request *req, orch_http_reply *rep)
 {
     stage_svc *ss = arg;
@@ -143,16 +169,28 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
         reply_error(rep, 401, "a valid X-Orch-Token is required");
         return;
     }
-    char item[STAGE_MAX_FIELD + 1], reason[300] = "operator release over HTTP";
+    char item[STAGE_MAX_FIELD + 1], reason[300] = "operator release over HTTP", ep[24] = "";
     if (!orch_http_query_param(req, "work_item", item, sizeof item) || !item[0]) {
         reply_error(rep, 400, "work_item is required (?work_item=ID)");
         return;
     }
     (void)orch_http_query_param(req, "reason", reason, sizeof reason);
+    uint64_t epoch = 0;
+    if (orch_http_query_param(req, "epoch", ep, sizeof ep) && ep[0]) {
+        char *end = NULL;
+        epoch = strtoull(ep, &end, 10);
+        if (*end || epoch == 0 || ep[0] == '-') {
+            reply_error(rep, 400, "epoch must be a positive integer, got \"%s\"", ep);
+            return;
+        }
+    } else if ((epoch = live_epoch(ss, item, rep)) == 0) {
+        return;
+    }
     Orch__V1__ForceReleaseRequest rq = ORCH__V1__FORCE_RELEASE_REQUEST__INIT;
     rq.work_item = item;
     rq.reason = reason;
     rq.operator_ = "stage-service /transition-lease/release";
+    rq.epoch = epoch;
     orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
     orch_rpc_status st;
     Orch__V1__ForceReleaseReply *r = NULL;
@@ -164,8 +202,8 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
         return;
     }
     reply_json(rep, 200,
-               json_pack("{s:s, s:I}", "work_item", item, "released_epoch",
-                         (json_int_t)r->released_epoch));
+               json_pack("{s:s, s:I, s:b}", "work_item", item, "released_epoch",
+                         (json_int_t)r->released_epoch, "already_released", r->already_released));
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 

@@ -25,12 +25,11 @@
 
 typedef struct stage_release_retry {
     char work_item[STAGE_MAX_FIELD + 1];
-    uint64_t epoch; /* 0: unknown (an Acquire whose answer was lost): */
-    /* ...then the lease is found again by asking Acquire as the same owner
-     * (lease-service answers "already held" with the epoch), and released. */
-    char repo[STAGE_MAX_FIELD + 1];
-    char transition[64];
-    char instance[64];
+    uint64_t epoch;    /* 0: an Acquire whose answer was lost, released by owner */
+    char instance[64]; /* epoch 0: the owner instance that Acquire named */
+    /* epoch 0: "that owner holds nothing" settles the entry only after this
+     * (monotonic ms): until then the lost Acquire may still be in flight. */
+    uint64_t settle_after_ms;
 } stage_release_retry;
 
 typedef enum stage_fault {
@@ -138,12 +137,16 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t deadline
                         char *msg, size_t msg_len);
 void advance_res_free(advance_res *res);
 
+/* Queues `e` (copied) for the release thread; when the list is full it is
+ * logged and left to lease-service's ceiling. */
+void stage_release_queue(stage_svc *ss, const stage_release_retry *e);
 /* Queues a lease release that could not reach lease-service. */
 void stage_release_later(stage_svc *ss, const char *work_item, uint64_t epoch);
 /* Queues the release of a lease this process may hold without knowing its
- * epoch: an Acquire whose answer was lost (it may have been granted). */
-void stage_release_owned_later(stage_svc *ss, const char *work_item, const char *repo,
-                               const char *transition, const char *instance);
+ * epoch: an Acquire as owner `instance` whose answer was lost (it may have
+ * been granted). It is released by owner, never re-acquired, and the entry
+ * is kept until the lost Acquire can no longer be granted. */
+void stage_release_owned_later(stage_svc *ss, const char *work_item, const char *instance);
 /* Fills an Owner message for this process with `instance` (borrowed). */
 void stage_owner_msg(const stage_svc *ss, const char *instance, Orch__V1__Owner *m);
 

@@ -273,7 +273,12 @@ orch_code orch_rpc_invoke(orch_rpc_client *c, const char *method, const Protobuf
     env.method = (char *)method;
     env.request_id = rid;
     env.timeout_ms = timeout;
-    env.deadline_unix_ms = opts ? opts->deadline_unix_ms : 0;
+    /* Always an absolute deadline: a request that waited in a socket buffer
+     * past it is refused by the server instead of run for nobody. */
+    uint64_t abs = orch_wall_ms() + timeout;
+    if (opts && opts->deadline_unix_ms && opts->deadline_unix_ms < abs)
+        abs = opts->deadline_unix_ms;
+    env.deadline_unix_ms = abs;
     env.auth_token = c->auth_token ? c->auth_token : (char *)"";
     env.payload.data = payload;
     env.payload.len = plen;

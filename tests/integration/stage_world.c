@@ -292,7 +292,11 @@ void sw_stage_start(sw_world *w, th_svc *s, const char *const *env)
                            "ORCH_LOG_LEVEL=info" };
     const char *all[64];
     size_t n = 0;
-    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
+    /* An extra ORCH_LEASE_RPC_URL (a proxy, say) replaces the lease's own. */
+    bool own_lease = true;
+    for (size_t i = 0; env && env[i]; i++)
+        own_lease = own_lease && strncmp(env[i], "ORCH_LEASE_RPC_URL=", 19) != 0;
+    for (size_t i = own_lease ? 0 : 1; i < sizeof base / sizeof base[0]; i++)
         all[n++] = base[i];
     for (size_t i = 0; env && env[i] && n < 63; i++)
         all[n++] = env[i];

@@ -41,6 +41,7 @@ static void force_release_one(const char *item)
     q.work_item = (char *)item;
     q.reason = "stuck holder";
     q.operator_ = "alice";
+    q.epoch = a.epoch;
     orch_rpc_status st;
     cr_assert_eq(orch_rpc_invoke(c, LT_M("ForceRelease"), &q.base, NULL, NULL, &st, NULL),
                  ORCH_CODE_OK, "%s", st.message);

@@ -156,3 +156,105 @@ Test(lease_acquire, losing_the_upsert_to_a_concurrent_grant_answers_held)
     lt_client_close(bg.c);
     lt_client_close(c);
 }
+
+/* Release with epoch 0 names an owner: only that owner's live grant is
+ * given back, whatever its epoch (a caller whose Acquire answer was lost). */
+static orch_code release_by(orch_rpc_client *c, const char *item, const lt_owner *o,
+                            uint64_t *released, orch_rpc_status *st)
+{
+    Orch__V1__ReleaseRequest req = ORCH__V1__RELEASE_REQUEST__INIT;
+    Orch__V1__Owner om;
+    ProtobufCMessage *m = NULL;
+    req.work_item = (char *)item;
+    if (o) {
+        lt_owner_msg(o, &om);
+        req.owner = &om;
+    }
+    orch_code code = orch_rpc_invoke(c, LT_M("Release"), &req.base,
+                                     &orch__v1__release_reply__descriptor, NULL, st, &m);
+    *released = code == ORCH_CODE_OK ? ((Orch__V1__ReleaseReply *)m)->released_epoch : 0;
+    if (m)
+        protobuf_c_message_free_unpacked(m, NULL);
+    return code;
+}
+
+Test(lease_acquire, release_by_owner_gives_back_only_that_owners_grant)
+{
+    static const char item[] = "ORCH-BY-OWNER";
+    lt_owner holder, other;
+    lt_owner_spawn(&holder, NULL, NULL);
+    lt_owner_spawn(&other, NULL, NULL);
+    orch_rpc_client *c = lt_client(&svc);
+    lt_acq g = lt_acquire(c, item, "orch", &holder, "monitor");
+    cr_assert(g.granted, "%s", g.message);
+    orch_rpc_status st;
+    uint64_t rel = 0;
+    cr_assert_eq(release_by(c, item, NULL, &rel, &st), ORCH_CODE_INVALID_ARGUMENT);
+    cr_assert_eq(release_by(c, item, &other, &rel, &st), ORCH_CODE_NOT_FOUND, "%s", st.message);
+    cr_assert(lt_validate(c, item, g.epoch).valid, "another owner's release took the grant");
+    cr_assert_eq(release_by(c, item, &holder, &rel, &st), ORCH_CODE_OK, "%s", st.message);
+    cr_assert_eq(rel, g.epoch);
+    cr_assert_not(lt_validate(c, item, g.epoch).held);
+    cr_assert_eq(release_by(c, item, &holder, &rel, &st), ORCH_CODE_NOT_FOUND, "%s", st.message);
+    lt_client_close(c);
+}
+
+typedef struct stalled_acquire {
+    orch_rpc_client *c;
+    const lt_owner *o;
+    lt_acq got;
+} stalled_acquire;
+
+static void *acquire_300ms(void *arg)
+{
+    stalled_acquire *s = arg;
+    Orch__V1__Owner om;
+    lt_owner_msg(s->o, &om);
+    Orch__V1__AcquireRequest req = ORCH__V1__ACQUIRE_REQUEST__INIT;
+    req.work_item = "ORCH-STALLED";
+    req.repo = "orch";
+    req.transition = "review->testing";
+    req.actor = "stalled";
+    req.owner = &om;
+    orch_rpc_call_opts o = { .timeout_ms = 300 };
+    orch_rpc_status st;
+    s->got.code = orch_rpc_invoke(s->c, LT_M("Acquire"), &req.base,
+                                  &orch__v1__acquire_reply__descriptor, &o, &st, NULL);
+    return NULL;
+}
+
+/* Regression: a request that waited in lease-service's socket buffer past
+ * its caller's deadline (lease-service stopped) was run when it was read,
+ * because the budget was counted from the server's receipt: the grant went
+ * to a caller that had given up. The client now always sends an absolute
+ * deadline, and the server refuses such a request without running it. */
+Test(lease_acquire, an_acquire_read_after_its_deadline_is_never_run)
+{
+    lt_owner o;
+    lt_owner_spawn(&o, NULL, NULL);
+    orch_rpc_client *c = lt_client(&svc);
+    /* One answered call first: the connection is up, so the request is
+     * written to lease-service's socket while it is stopped. */
+    cr_assert(lt_validate(c, "ORCH-STALLED", 1).code == ORCH_CODE_OK);
+    cr_assert_eq(kill(svc.pid, SIGSTOP), 0);
+    stalled_acquire s = { .c = c, .o = &o };
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, acquire_300ms, &s), 0);
+    pthread_join(t, NULL);
+    usleep(200000); /* the request is past its deadline in the socket buffer */
+    cr_assert_eq(kill(svc.pid, SIGCONT), 0);
+    cr_assert_neq(s.got.code, ORCH_CODE_OK, "no answer can come while stopped");
+    const char *series = "orch_rpc_requests_total{method=\"orch.v1.LeaseService/Acquire\","
+                         "code=\"DEADLINE_EXCEEDED\"}";
+    double refused = 0;
+    for (int i = 0; i < 100 && refused < 1; i++) {
+        refused = lt_metric(&svc, series);
+        if (refused < 1)
+            usleep(50000);
+    }
+    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM lease_events WHERE work_item ="
+                                " 'ORCH-STALLED' AND kind = 'granted'"),
+                 0, "the stale Acquire was run and granted to a caller that had given up");
+    cr_assert_geq(refused, 1, "the stale Acquire was never answered DEADLINE_EXCEEDED");
+    lt_client_close(c);
+}

@@ -322,8 +322,15 @@ Test(lease_input, bad_release_validate_force_get_list_requests)
         &noreason,
         lt_call(c, LT_M("ForceRelease"), &fr.base, &orch__v1__force_release_reply__descriptor, &st),
         st.message);
-    fr.work_item = "ORCH-NONE";
     fr.reason = "cleanup";
+    static const bad_case frnoepoch = { "ForceRelease without epoch", ORCH_CODE_INVALID_ARGUMENT,
+                                        "epoch is required" };
+    expect(
+        &frnoepoch,
+        lt_call(c, LT_M("ForceRelease"), &fr.base, &orch__v1__force_release_reply__descriptor, &st),
+        st.message);
+    fr.work_item = "ORCH-NONE";
+    fr.epoch = 1;
     static const bad_case frnone = { "ForceRelease of no lease", ORCH_CODE_NOT_FOUND, "ORCH-NONE" };
     expect(
         &frnone,

@@ -559,10 +559,12 @@ Test(lease_liveness, metrics_count_grants_defers_reclaims_and_releases)
     cr_assert(lt_acquire(c, "ORCH-MET-1", "not-in-scope", &d, "webhook").inert);
     orch_rpc_status st;
     cr_assert_eq(lt_release(c, "ORCH-MET-1", r.epoch, NULL, &st), ORCH_CODE_OK, "%s", st.message);
-    cr_assert(lt_acquire(c, "ORCH-MET-2", "orch", &d, "monitor").granted); /* granted */
+    lt_acq g2 = lt_acquire(c, "ORCH-MET-2", "orch", &d, "monitor"); /* granted */
+    cr_assert(g2.granted, "%s", g2.message);
     Orch__V1__ForceReleaseRequest fr = ORCH__V1__FORCE_RELEASE_REQUEST__INIT;
     fr.work_item = "ORCH-MET-2";
     fr.reason = "metrics test";
+    fr.epoch = g2.epoch;
     cr_assert_eq(
         lt_call(c, LT_M("ForceRelease"), &fr.base, &orch__v1__force_release_reply__descriptor, &st),
         ORCH_CODE_OK, "%s", st.message);

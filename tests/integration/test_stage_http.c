@@ -196,6 +196,24 @@ Test(stage_http, queue_shows_the_lease_and_release_needs_the_token, .fini = down
                         " AND kind = 'force-released'");
     cr_assert(held && strstr(held, "stuck merge"), "%s", held ? held : "(no event)");
     free(held);
+    /* The route named the epoch it read; a resend of it (even after a
+     * lease-service restart) is answered "already released" and can never
+     * release a newer grant. */
+    char *ep = th_sql(W.db, "SELECT epoch FROM transition_lease WHERE work_item = 'Q-1'");
+    char path[160];
+    snprintf(path, sizeof path, "/transition-lease/release?work_item=Q-1&epoch=%s", ep);
+    r = post(path, tok, "");
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"already_released\":true"), "%s", r.body);
+    snprintf(path, sizeof path, "/transition-lease/release?work_item=Q-1&epoch=%lld",
+             strtoll(ep, NULL, 10) + 1);
+    free(ep);
+    r = post(path, tok, "");
+    cr_assert_eq(r.status, 409, "another epoch is left alone: %ld %s", r.status, r.body);
+    r = post("/transition-lease/release?work_item=Q-1&epoch=x1", tok, "");
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    r = post("/transition-lease/release?work_item=Q-1", tok, "");
+    cr_assert_eq(r.status, 409, "nothing held: %ld %s", r.status, r.body);
     sw_set_merge_delay_ms(0);
     pthread_join(th, NULL);
     cr_assert_eq(s.r.code, ORCH_CODE_ABORTED, "the robbed owner must not write: %s", s.r.message);

@@ -529,3 +529,56 @@ char *th_imitation_request(const th_imitation *im, int n)
     free(log);
     return out;
 }
+
+/* ---- orch-sp-proxy ----------------------------------------------------- */
+
+void th_proxy_start(th_proxy *p, const char *target_url)
+{
+    char bin[600], port_file[620], errlog[620], target[16], hex[9];
+    const char *colon = strrchr(target_url, ':');
+    memset(p, 0, sizeof *p);
+    cr_assert(colon && strncmp(target_url, "tcp://127.0.0.1:", 16) == 0, "%s", target_url);
+    snprintf(target, sizeof target, "%s", colon + 1);
+    cr_assert(orch_random_hex(hex, 4) == ORCH_OK);
+    snprintf(p->drop_path, sizeof p->drop_path, "%s/sp-proxy-%d-%s.drop", log_dir(), (int)getpid(),
+             hex);
+    snprintf(port_file, sizeof port_file, "%s.port", p->drop_path);
+    snprintf(errlog, sizeof errlog, "%s.stderr", p->drop_path);
+    snprintf(bin, sizeof bin, "%s/tests/support/orch-sp-proxy", ORCH_BINARY_DIR);
+    const char *argv[] = { bin,       "--target",    target,       "--port-file",
+                           port_file, "--drop-file", p->drop_path, NULL };
+    char **env = child_env(NULL, NULL);
+    p->pid = spawn_logged(argv, env, errlog);
+    free(env);
+    for (int i = 0; i < 500 && p->port == 0; i++) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            if (fscanf(f, "%d", &p->port) != 1)
+                p->port = 0;
+            fclose(f);
+        }
+        if (p->port == 0)
+            sleep_ms(10);
+    }
+    cr_assert_gt(p->port, 0, "orch-sp-proxy did not start");
+    snprintf(p->url, sizeof p->url, "tcp://127.0.0.1:%d", p->port);
+}
+
+void th_proxy_drop(th_proxy *p, bool on)
+{
+    if (on) {
+        FILE *f = fopen(p->drop_path, "w");
+        cr_assert(f, "cannot create %s", p->drop_path);
+        fclose(f);
+    } else {
+        unlink(p->drop_path);
+    }
+}
+
+void th_proxy_stop(th_proxy *p)
+{
+    if (p->pid > 0)
+        th_kill(p->pid, SIGTERM, 5000);
+    p->pid = 0;
+    unlink(p->drop_path);
+}

@@ -82,6 +82,22 @@ long th_http_get(const char *addr, const char *path, char **body);
  * the value), or -1 if absent. */
 double th_metric(const char *metrics_text, const char *series);
 
+/* ---- a proxy that loses replies (orch-sp-proxy, tests/support/sp_proxy.c) */
+
+typedef struct th_proxy {
+    pid_t pid;
+    int port;
+    char url[64];        /* tcp://127.0.0.1:PORT: point a client here */
+    char drop_path[600]; /* exists while replies are being lost */
+} th_proxy;
+
+/* Starts a proxy in front of the NNG listener at `target_url`
+ * (tcp://127.0.0.1:PORT), passing everything. */
+void th_proxy_start(th_proxy *p, const char *target_url);
+/* While on, every reply the server sends through the proxy is lost. */
+void th_proxy_drop(th_proxy *p, bool on);
+void th_proxy_stop(th_proxy *p);
+
 /* ---- HTTP imitations (orch-imitation, tests/support/imitation.c) -------- */
 
 typedef struct th_imitation {

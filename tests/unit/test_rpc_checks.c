@@ -22,9 +22,40 @@ Test(rpc_checks, lease_release_with_epoch_zero_is_refused)
     char why[200];
     r.work_item = "ORCH-1";
     cr_assert_eq(lease_rpc_check(&r.base, NULL, why, sizeof why), ORCH_CODE_INVALID_ARGUMENT);
-    cr_assert_str_eq(why, "epoch must be positive");
+    cr_assert_str_eq(why, "epoch must be positive, or owner set to release by owner");
     r.epoch = 3;
     cr_assert_eq(lease_rpc_check(&r.base, NULL, why, sizeof why), ORCH_CODE_OK);
+}
+
+Test(rpc_checks, lease_release_by_owner_needs_a_valid_owner)
+{
+    Orch__V1__ReleaseRequest r = ORCH__V1__RELEASE_REQUEST__INIT;
+    Orch__V1__Owner o = ORCH__V1__OWNER__INIT;
+    lease_owner got;
+    char why[200];
+    r.work_item = "ORCH-1";
+    r.owner = &o;
+    cr_assert_eq(lease_rpc_check(&r.base, &got, why, sizeof why), ORCH_CODE_INVALID_ARGUMENT);
+    o.host_id = "h1";
+    o.boot_id = "b1";
+    o.instance_id = "i1";
+    o.pid = 42;
+    o.start_ticks = 7;
+    cr_assert_eq(lease_rpc_check(&r.base, &got, why, sizeof why), ORCH_CODE_OK, "%s", why);
+    cr_assert_eq(got.pid, 42);
+    cr_assert_str_eq(got.instance_id, "i1");
+}
+
+Test(rpc_checks, lease_force_release_needs_its_epoch)
+{
+    Orch__V1__ForceReleaseRequest r = ORCH__V1__FORCE_RELEASE_REQUEST__INIT;
+    char why[200];
+    r.work_item = "ORCH-1";
+    r.reason = "stuck";
+    cr_assert_eq(lease_rpc_check(&r.base, NULL, why, sizeof why), ORCH_CODE_INVALID_ARGUMENT);
+    cr_assert(strstr(why, "epoch is required"), "%s", why);
+    r.epoch = 9;
+    cr_assert_eq(lease_rpc_check(&r.base, NULL, why, sizeof why), ORCH_CODE_OK, "%s", why);
 }
 
 Test(rpc_checks, lease_acquire_fills_the_owner)

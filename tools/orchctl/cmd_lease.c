@@ -191,14 +191,37 @@ static int lease_validate(int argc, char **argv, const globals *g)
     return valid ? EXIT_OK : EXIT_HELD;
 }
 
+/* The epoch of the live grant of `item` (0 when it is not held, with a
+ * message); an RPC failure is returned as its exit status. */
+static int read_live_epoch(const globals *g, const char *item, uint64_t *epoch)
+{
+    Orch__V1__GetLeaseRequest req = ORCH__V1__GET_LEASE_REQUEST__INIT;
+    req.work_item = (char *)item;
+    ProtobufCMessage *m = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, orchctl_target("lease"), M("Get"), &req.base,
+                          &orch__v1__lease__descriptor, &m, &st);
+    if (rc)
+        return rc;
+    const Orch__V1__Lease *l = (const Orch__V1__Lease *)m;
+    *epoch = l->held ? l->epoch : 0;
+    if (!l->held)
+        fprintf(stderr, "orchctl: %s is not held (epoch %" PRIu64 ", %s)\n", item, l->epoch,
+                l->release_reason);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return l->held ? EXIT_OK : EXIT_RPC_BASE + ORCH_CODE_FAILED_PRECONDITION;
+}
+
 static int lease_force_release(int argc, char **argv, const globals *g)
 {
     static const struct option opts[] = {
         { "reason", required_argument, NULL, 'r' },
         { "operator", required_argument, NULL, 'o' },
+        { "epoch", required_argument, NULL, 'e' },
         { NULL, 0, NULL, 0 },
     };
     const char *reason = NULL, *op = getenv("USER");
+    uint64_t epoch = 0;
     int ch;
     optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -206,29 +229,36 @@ static int lease_force_release(int argc, char **argv, const globals *g)
             reason = optarg;
         else if (ch == 'o')
             op = optarg;
-        else
+        else if (ch != 'e' || !orchctl_parse_u64("--epoch", optarg, &epoch) || epoch == 0)
             return EXIT_USAGE;
     }
     if (optind != argc - 1 || !reason) {
         fprintf(stderr, "usage: orchctl lease force-release WORK_ITEM --reason TEXT "
-                        "[--operator NAME]\n");
+                        "[--epoch N] [--operator NAME]\n");
         return EXIT_USAGE;
     }
+    /* Without --epoch, the live grant is read first: the release names it,
+     * so a resend never releases a newer grant. */
+    int rc = epoch ? EXIT_OK : read_live_epoch(g, argv[optind], &epoch);
+    if (rc)
+        return rc;
     Orch__V1__ForceReleaseRequest req = ORCH__V1__FORCE_RELEASE_REQUEST__INIT;
     req.work_item = argv[optind];
     req.reason = (char *)reason;
     req.operator_ = (char *)(op ? op : "");
+    req.epoch = epoch;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
-    int rc = orchctl_call(g, orchctl_target("lease"), M("ForceRelease"), &req.base,
-                          &orch__v1__force_release_reply__descriptor, &m, &st);
+    rc = orchctl_call(g, orchctl_target("lease"), M("ForceRelease"), &req.base,
+                      &orch__v1__force_release_reply__descriptor, &m, &st);
     if (rc)
         return rc;
+    const Orch__V1__ForceReleaseReply *r = (const Orch__V1__ForceReleaseReply *)m;
     if (g->json)
         orchctl_print_json(m);
     else
-        printf("force-released %s epoch %" PRIu64 "\n", req.work_item,
-               ((const Orch__V1__ForceReleaseReply *)m)->released_epoch);
+        printf("force-released %s epoch %" PRIu64 "%s\n", req.work_item, r->released_epoch,
+               r->already_released ? " (already, by an earlier call)" : "");
     protobuf_c_message_free_unpacked(m, NULL);
     return EXIT_OK;
 }
@@ -339,7 +369,7 @@ static void lease_usage(FILE *out)
             "          exit 0 GRANTED, 3 HELD by another owner\n"
             "  release WORK_ITEM EPOCH      release a lease you hold (73: not the live grant)\n"
             "  validate WORK_ITEM EPOCH     exit 0 if EPOCH is the live grant, else 3\n"
-            "  force-release WORK_ITEM --reason TEXT [--operator NAME]\n"
+            "  force-release WORK_ITEM --reason TEXT [--epoch N] [--operator NAME]\n"
             "          operator action; recorded and alerted\n"
             "  show WORK_ITEM               the lease row\n"
             "  list [--all] [--repo R] [--limit N]   held leases (--all: released too)\n"

@@ -74,7 +74,7 @@ _orchctl() {
     case "$cmd $sub" in
     "health "*) words="lease stage guard launcher all" ;;
     "lease acquire") words="--actor --transition --repo --owner-pid --help" ;;
-    "lease force-release") words="--operator --reason --help" ;;
+    "lease force-release") words="--epoch --operator --reason --help" ;;
     "lease list") words="--all --repo --limit --help" ;;
     "lease probe") words="--instance --help" ;;
     "lease "*) words="--help" ;;

@@ -422,7 +422,7 @@ fault_force_release() {
   row="$(wait_held_lease)"
   [[ -n "$row" ]] || return 1
   IFS='|' read -r item epoch host pid <<<"$row"
-  if ctl "${HOSTS[RANDOM % 3]}" --timeout 5000 lease force-release "$item" \
+  if ctl "${HOSTS[RANDOM % 3]}" --timeout 5000 lease force-release "$item" --epoch "$epoch" \
     --reason "campaign: force-release of a live owner" --operator campaign >/dev/null 2>&1; then
     fault_log force_release "$host" "$item" "$epoch" "operator force-release of pid $pid"
   fi
