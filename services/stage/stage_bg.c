@@ -80,18 +80,18 @@ static void retry_releases(stage_svc *ss)
     }
 }
 
-/* Whether the item's recorded verdicts pass every gate of `e` (pure check
- * on data read without the lease: the engine runs the gates again under it). */
+/* Whether the verdicts recorded for edge `e` in the item's current cycle
+ * pass every gate of `e` (a pure check on data read without the lease: the
+ * engine reads and runs the gates again under it). Verdicts reported at
+ * another edge never count, so the reconciler drives no item on them. */
 static bool gates_pass(stage_svc *ss, const stage_task *t, const stage_edge *e, uint64_t dl)
 {
     orch_verdicts ev;
-    gate_input gi = { &ev, false, 0, t->pr_number };
+    gate_input gi;
     orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_store_load_evidence(c, dl, t->work_item, &ev);
-    if (!err)
-        err = stage_store_baseline(c, dl, t->repo, &gi.has_baseline, &gi.coverage_baseline);
+        err = stage_gate_input_read(c, dl, t, e, &ev, &gi);
     orch_db_release(c);
     if (err)
         return false;

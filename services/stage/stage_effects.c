@@ -39,6 +39,27 @@ static uint32_t budget(const effects_cfg *cfg, const effect_call *call)
     return cfg->timeout_ms;
 }
 
+#define RATCHET_BUDGET_MS 10000
+
+uint64_t effect_max_ms(const effects_cfg *cfg, effect_id e)
+{
+    uint64_t t = cfg->timeout_ms;
+    switch (e) {
+    case EFF_MERGE_PR: return 3 * t;
+    case EFF_COVERAGE_RATCHET: return RATCHET_BUDGET_MS + EFFECT_RECORD_SLACK_MS;
+    case EFF_IMAGE_REBUILD:
+    case EFF_DEPLOY_START: return t;
+    case EFF_COUNT: break;
+    }
+    return 3 * t;
+}
+
+uint64_t effect_claim_expiry_ms(const effects_cfg *cfg, effect_id e)
+{
+    return EFFECT_START_WINDOW_MS + effect_max_ms(cfg, e) + EFFECT_RECORD_BUDGET_MS +
+           EFFECT_RECORD_SLACK_MS + EFFECT_TAKEOVER_MARGIN_MS;
+}
+
 /* ---- Gitea ------------------------------------------------------------- */
 
 static bool merge_url(const effects_cfg *cfg, const stage_task *t, bool check, char *url, size_t n)
@@ -226,7 +247,7 @@ static effect_outcome ratchet(const effect_call *call, char *detail, size_t dn)
         return EFFECT_ERROR;
     }
     orch_db_conn *c = NULL;
-    uint64_t dl = orch_mono_ms() + 10000;
+    uint64_t dl = orch_mono_ms() + RATCHET_BUDGET_MS;
     orch_err err = orch_db_acquire(call->db, dl, &c);
     bool raised = false, stale = false;
     if (!err)

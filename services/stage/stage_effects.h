@@ -55,6 +55,27 @@ typedef struct effect_call {
 effect_outcome effect_run(const effects_cfg *cfg, const effect_call *call, char *detail,
                           size_t detail_len, char *digest, size_t digest_len);
 
+/* The time bounds of one claim of an intent (docs/architecture/pipeline.md,
+ * "Effects"). A claimer starts the effect at most EFFECT_START_WINDOW_MS
+ * after it sent its claim, or not at all; the effect then ends within
+ * effect_max_ms(); its outcome is recorded within EFFECT_RECORD_BUDGET_MS
+ * (the database client's slack included) or not at all. */
+#define EFFECT_START_WINDOW_MS    1000
+#define EFFECT_RECORD_BUDGET_MS   10000
+#define EFFECT_RECORD_SLACK_MS    1000 /* db.c's CLIENT_SLACK_MS */
+#define EFFECT_TAKEOVER_MARGIN_MS 2000
+
+/* The longest one run or resolve of `e` takes with `cfg`: every request it
+ * may send (the merge: is-merged check, merge, check after 405/409) at the
+ * full effect timeout each; the ratchet, its statement's own budget. */
+uint64_t effect_max_ms(const effects_cfg *cfg, effect_id e);
+
+/* The age of a lease-less claim of `e` (database clock, since the claim)
+ * past which its claimer certainly no longer works on it: start window +
+ * effect_max_ms() + the record budget and slack + a margin. Only then may
+ * another caller take the claim over. */
+uint64_t effect_claim_expiry_ms(const effects_cfg *cfg, effect_id e);
+
 /* The idempotency key of an effect: "<work item>/<transition>/<effect>/<cycle>". */
 void effect_idempotency_key(const effect_call *call, char *out, size_t n);
 

@@ -219,10 +219,14 @@ static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_task *t, st
                   orch_strerror(err), orch_db_last_sqlstate(c), orch_db_last_error(c));
     orch_db_release(c);
     if (err == ORCH_EDB_UNKNOWN) {
+        /* It may have committed: a reply the RPC layer remembers, so that a
+         * resend of this request is told the same, not "wrong stage". */
+        res->durable = true;
         snprintf(msg, mn,
-                 "the stage write's commit outcome is unknown (connection lost): "
-                 "read the task before retrying");
-        return ORCH_CODE_UNAVAILABLE;
+                 "the stage write %s->%s of %s may have committed (connection lost during "
+                 "its commit): read the task (GetTask) before trying again",
+                 stage_name(t->stage), stage_name(to), t->work_item);
+        return ORCH_CODE_UNKNOWN;
     }
     if (err)
         return db_fail(err, "stage write", msg, mn);
@@ -265,6 +269,7 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
     ae->effect = eff;
     ae->epoch = epoch;
     orch_err err = with_conn(ss, dl, &c);
+    uint64_t sent = orch_mono_ms(); /* before the claim: its row's clock starts later */
     if (!err)
         err = stage_store_intent_claim(c, dl, t->work_item, transition, effect_name(eff), t->cycle,
                                        epoch, &st, &row);
@@ -277,11 +282,13 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
             orch_db_release(c);
             return TR_ADVANCED; /* done before: never again */
         }
-        bool superseded = epoch && row.epoch < epoch;
-        /* Without a lease nobody can judge the claimer: a claim older than
-         * twice the effect budget belongs to a caller that died. */
+        bool superseded = epoch && row.epoch && row.epoch < epoch;
+        /* A claim made without a lease has no owner to judge: it is given
+         * up only once its claimer certainly stopped working on it (start
+         * window + the effect's longest run + the record budget + margin,
+         * effect_claim_expiry_ms), whoever asks. */
         bool abandoned =
-            !epoch && !row.epoch && row.age_ms > 2 * (int64_t)ss->effects.timeout_ms + 1000;
+            !row.epoch && row.age_ms > (int64_t)effect_claim_expiry_ms(&ss->effects, eff);
         bool may_take = strcmp(row.outcome, "failed") == 0 || strcmp(row.outcome, "unknown") == 0 ||
                         (strcmp(row.outcome, "pending") == 0 && (superseded || abandoned));
         if (!may_take) {
@@ -292,6 +299,7 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
             return TR_ABORTED;
         }
         bool took = false;
+        sent = orch_mono_ms();
         err = stage_store_intent_takeover(c, dl, t->work_item, &row, epoch, &took);
         if (!err && !took) {
             orch_db_release(c);
@@ -318,6 +326,19 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
         *code = ORCH_CODE_ABORTED;
         return TR_ABORTED;
     }
+    ae->claimed = true; /* from here the intent row is ours: durable */
+    /* Without a lease, the claim's expiry assumes the effect starts within
+     * the start window of the claim: a claimer that was held up longer
+     * leaves it pending for the next caller rather than race a taker. */
+    if (!epoch && orch_mono_ms() - sent > EFFECT_START_WINDOW_MS) {
+        snprintf(msg, mn,
+                 "%s of %s was claimed but could not start within %d ms of the claim: left "
+                 "pending; a later attempt takes it over after %" PRIu64 " ms",
+                 effect_name(eff), t->work_item, EFFECT_START_WINDOW_MS,
+                 effect_claim_expiry_ms(&ss->effects, eff));
+        *code = ORCH_CODE_ABORTED;
+        return TR_ABORTED;
+    }
 
     /* This call owns the intent: run the effect, then record its outcome. */
     char digest[128] = "";
@@ -338,7 +359,7 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
      * ok without its digest would never run again, and the image-freshness
      * gate would refuse the item for good. If neither is written, the intent
      * stays pending and the next attempt resolves it (same idempotency key). */
-    uint64_t rdl = orch_mono_ms() + 10000;
+    uint64_t rdl = orch_mono_ms() + EFFECT_RECORD_BUDGET_MS;
     bool recorded = false;
     err = with_conn(ss, rdl, &c);
     if (!err)
@@ -368,6 +389,68 @@ static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const cha
     return TR_ERROR;
 }
 
+orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t,
+                               const stage_edge *e, orch_verdicts *ev, gate_input *gi)
+{
+    char transition[64], dev_review[64], pr[64];
+    bool named = false;
+    edge_transition(e, transition, sizeof transition);
+    edge_transition(pipeline_edge(ST_DEVELOPMENT, ST_REVIEW), dev_review, sizeof dev_review);
+    memset(gi, 0, sizeof *gi);
+    gi->ev = ev;
+    gi->cycle = t->cycle;
+    gi->task_pr = t->pr_number;
+    orch_err err = stage_store_load_evidence(c, dl, t->work_item, transition, ev);
+    if (!err)
+        err = stage_store_baseline(c, dl, t->repo, &gi->has_baseline, &gi->coverage_baseline);
+    if (!err)
+        err = stage_store_cycle_verdict(c, dl, t->work_item, dev_review, "pr_number", pr, sizeof pr,
+                                        &named);
+    if (err)
+        return err;
+    unsigned long long reported = 0;
+    if (named) {
+        orch_verdicts one;
+        orch_verdicts_init(&one);
+        if (orch_verdicts_set(&one, "pr_number", pr))
+            reported = pipeline_pr_number(&one);
+    }
+    gi->pr_number = pipeline_cycle_pr(t->cycle, t->pr_number, reported);
+    return ORCH_OK;
+}
+
+/* A rollback or cancel must not abandon an effect of the current cycle
+ * whose outcome is not known (unknown, or pending: claimed and never
+ * recorded): it may have happened (a deploy that started). OK when every
+ * effect of the cycle is ok or failed; FAILED_PRECONDITION naming the
+ * effect otherwise. */
+static orch_code refuse_if_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                                      char *msg, size_t mn)
+{
+    orch_db_conn *c = NULL;
+    stage_intent row;
+    char tr[64] = "", eff[64] = "";
+    bool found = false;
+    orch_err err = with_conn(ss, dl, &c);
+    if (!err)
+        err = stage_store_unresolved_effect(c, dl, t->work_item, t->cycle, &found, &row, tr, eff);
+    orch_db_release(c);
+    if (err)
+        return db_fail(err, "reading the cycle's side effects", msg, mn);
+    if (!found)
+        return ORCH_CODE_OK;
+    const char *what = to == ST_CANCELLED ? "cancel" : "rollback";
+    snprintf(msg, mn,
+             "%s of %s refused: effect %s of %s (cycle %d, epoch %" PRIu64 ") is %s, so it may "
+             "have happened and the %s would abandon it; advance %s again to find out its "
+             "outcome (it is resolved under the same idempotency key), then retry the %s",
+             what, t->work_item, eff, tr, t->cycle, row.epoch,
+             strcmp(row.outcome, "pending") == 0 ? "pending (claimed, outcome never recorded)"
+                                                 : "unknown",
+             what, tr, what);
+    return ORCH_CODE_FAILED_PRECONDITION;
+}
+
 /* A failed rollback gate (or the merge gate): back to development through
  * the same CAS, with an alert; a lost race changes nothing and says so. */
 static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool fenced,
@@ -375,8 +458,11 @@ static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool
                            size_t mn)
 {
     bool won = false;
-    orch_code code = write_stage(ss, dl, t, ST_DEVELOPMENT, true, fenced, res->epoch, actor, why, 0,
-                                 res, &won, msg, mn);
+    orch_code code = refuse_if_unresolved(ss, dl, t, ST_DEVELOPMENT, msg, mn);
+    if (code)
+        return code;
+    code = write_stage(ss, dl, t, ST_DEVELOPMENT, true, fenced, res->epoch, actor, why, 0, res,
+                       &won, msg, mn);
     if (code)
         return code;
     if (!won) {
@@ -390,6 +476,90 @@ static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool
     return ORCH_CODE_OK;
 }
 
+/* Step 3's reads under the lease: the task (still in e->from), then the
+ * call's verdicts recorded for this edge (fenced by the lease epoch), then
+ * what the gates see. ABORTED when the task moved or the lease is no
+ * longer live: then nothing was recorded. */
+static orch_code read_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
+                             const stage_edge *e, const char *transition, stage_task *t,
+                             orch_verdicts *ev, gate_input *gi, advance_res *res, char *msg,
+                             size_t mn)
+{
+    orch_db_conn *c = NULL;
+    bool recorded = true;
+    orch_err err = with_conn(ss, dl, &c);
+    if (!err)
+        err = stage_store_get(c, dl, req->work_item, t);
+    if (!err && t->stage == e->from && req->evidence && req->evidence->n) {
+        err = stage_store_record_evidence(c, dl, t, transition, res->epoch, req->evidence,
+                                          req->actor, &recorded);
+        if (!err && recorded)
+            res->durable = true;
+    }
+    if (!err && t->stage == e->from && recorded)
+        err = stage_gate_input_read(c, dl, t, e, ev, gi);
+    orch_db_release(c);
+    if (err)
+        return db_fail(err, "reading the task", msg, mn);
+    res->task = *t;
+    res->result = TR_ABORTED;
+    if (t->stage != e->from) {
+        /* Moved between our first read and the lease: a lost race. */
+        snprintf(msg, mn, "lost the race: %s is now in stage %s, not %s", t->work_item,
+                 stage_name(t->stage), stage_name(e->from));
+        return ORCH_CODE_ABORTED;
+    }
+    if (!recorded) {
+        snprintf(msg, mn,
+                 "lost the race: the verdicts for %s of %s were not recorded (it left stage %s, "
+                 "or lease epoch %" PRIu64 " is no longer the live grant)",
+                 transition, t->work_item, stage_name(e->from), res->epoch);
+        return ORCH_CODE_ABORTED;
+    }
+    res->result = TR_ERROR;
+    return ORCH_CODE_OK;
+}
+
+/* Step 4: the edge's effects in order. ORCH_CODE_OK with *done false to go
+ * on to the stage write; otherwise the call ends with res->result. */
+static orch_code run_effects(stage_svc *ss, const advance_req *req, uint64_t *dl,
+                             const stage_edge *e, const char *transition, bool fenced,
+                             const stage_task *t, const orch_verdicts *ev, advance_res *res,
+                             bool *done, char *msg, size_t mn)
+{
+    *done = true;
+    for (int i = 0; i < e->neffects; i++) {
+        orch_code code = ORCH_CODE_OK;
+        advance_effect *ae = &res->effects[res->neffects++];
+        int r =
+            run_effect(ss, *dl, t, transition, e->effects[i], res->epoch, ev, ae, msg, mn, &code);
+        if (ae->claimed)
+            res->durable = true;
+        /* An effect ran: what follows (the stage write, a rollback) gets
+         * its own short budget even if the caller's ran out, so the
+         * transition is not left half done. */
+        uint64_t floor = orch_mono_ms() + 10000;
+        if (*dl < floor)
+            *dl = floor;
+        if (r == TR_ADVANCED)
+            continue;
+        if (r == TR_ROLLED_BACK) {
+            /* The merge gate: the forge refused the pull request. */
+            char why[600];
+            snprintf(why, sizeof why, "%s failed: %s", effect_name(e->effects[i]), ae->detail);
+            snprintf(res->fails[0], GATE_WHY_MAX, "%.*s", GATE_WHY_MAX - 1, why);
+            res->nfails = 1;
+            return roll_back(ss, *dl, t, fenced, req->actor, why, res, msg, mn);
+        }
+        res->result = r;
+        if (r == TR_EFFECT_FAILED || r == TR_EFFECT_UNKNOWN)
+            return ORCH_CODE_OK;
+        return code ? code : ORCH_CODE_INTERNAL;
+    }
+    *done = false;
+    return ORCH_CODE_OK;
+}
+
 /* Steps 3-5 under the lease (or without one). */
 static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
                                 const stage_edge *e, const char *transition, bool fenced,
@@ -397,30 +567,11 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
 {
     stage_task t;
     orch_verdicts ev;
-    gate_input gi = { &ev, false, 0, 0 };
-    orch_db_conn *c = NULL;
-    orch_err err = with_conn(ss, dl, &c);
-    if (!err)
-        err = stage_store_get(c, dl, req->work_item, &t);
-    if (!err)
-        err = stage_store_load_evidence(c, dl, req->work_item, &ev);
-    if (!err)
-        err = stage_store_baseline(c, dl, t.repo, &gi.has_baseline, &gi.coverage_baseline);
-    orch_db_release(c);
-    if (err)
-        return db_fail(err, "reading the task", msg, mn);
-    res->task = t;
-    gi.pr_number = t.pr_number;
-    if (t.stage != e->from) {
-        /* Moved between our first read and the lease: a lost race. */
-        snprintf(msg, mn, "lost the race: %s is now in stage %s, not %s", t.work_item,
-                 stage_name(t.stage), stage_name(e->from));
-        res->result = TR_ABORTED;
-        return ORCH_CODE_ABORTED;
-    }
-
+    gate_input gi;
+    orch_code code = read_locked(ss, req, dl, e, transition, &t, &ev, &gi, res, msg, mn);
+    if (code)
+        return code;
     bool won = false;
-    orch_code code = ORCH_CODE_OK;
     if (e->kind == EDGE_FORWARD) {
         gates_outcome g = pipeline_run_gates(e, &gi, res->fails, ADV_MAX_FAILS, &res->nfails);
         if (g == GATES_REFUSE) {
@@ -429,31 +580,17 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
         }
         if (g == GATES_ROLLBACK)
             return roll_back(ss, dl, &t, fenced, req->actor, res->fails[0], res, msg, mn);
-        for (int i = 0; i < e->neffects; i++) {
-            advance_effect *ae = &res->effects[res->neffects++];
-            int r = run_effect(ss, dl, &t, transition, e->effects[i], res->epoch, &ev, ae, msg, mn,
-                               &code);
-            /* An effect ran: what follows (the stage write, a rollback)
-             * gets its own short budget even if the caller's ran out, so
-             * the transition is not left half done. */
-            uint64_t floor = orch_mono_ms() + 10000;
-            if (dl < floor)
-                dl = floor;
-            if (r == TR_ADVANCED)
-                continue;
-            if (r == TR_ROLLED_BACK) {
-                /* The merge gate: the forge refused the pull request. */
-                char why[600];
-                snprintf(why, sizeof why, "%s failed: %s", effect_name(e->effects[i]), ae->detail);
-                snprintf(res->fails[0], GATE_WHY_MAX, "%.*s", GATE_WHY_MAX - 1, why);
-                res->nfails = 1;
-                return roll_back(ss, dl, &t, fenced, req->actor, why, res, msg, mn);
-            }
-            res->result = r;
-            if (r == TR_EFFECT_FAILED || r == TR_EFFECT_UNKNOWN)
-                return ORCH_CODE_OK;
-            return code ? code : ORCH_CODE_INTERNAL;
-        }
+        /* The effects act on the cycle's own pull request. */
+        if (gi.pr_number)
+            t.pr_number = gi.pr_number;
+        bool done = false;
+        code = run_effects(ss, req, &dl, e, transition, fenced, &t, &ev, res, &done, msg, mn);
+        if (done)
+            return code;
+    } else {
+        code = refuse_if_unresolved(ss, dl, &t, e->to, msg, mn);
+        if (code)
+            return code;
     }
 
     bool rollback = e->kind == EDGE_ROLLBACK;
@@ -473,6 +610,14 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
                    t.work_item, stage_name(t.stage), req->reason ? req->reason : "");
     res->result = rollback ? TR_ROLLED_BACK : TR_ADVANCED;
     return ORCH_CODE_OK;
+}
+
+/* Whether the RPC layer forgets a reply with `code` (rpc_server.c's
+ * cacheable(): by contract nothing durable happened). */
+static bool forgotten_code(orch_code code)
+{
+    return code == ORCH_CODE_UNAVAILABLE || code == ORCH_CODE_DEADLINE_EXCEEDED ||
+           code == ORCH_CODE_RESOURCE_EXHAUSTED;
 }
 
 orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, advance_res *res,
@@ -498,20 +643,14 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, adva
     char transition[64];
     edge_transition(e, transition, sizeof transition);
 
-    /* Step 1: the item in the expected stage; then its verdicts are
-     * recorded, for this cycle, only while it is still there (a report
-     * that arrives late changes nothing). */
+    /* Step 1: the item in the expected stage. Nothing is recorded yet: the
+     * call's verdicts are recorded under the lease (step 3), so a call that
+     * defers or fails before it changes nothing the gates see. */
     stage_task t;
     orch_db_conn *c = NULL;
-    bool recorded = true;
     orch_err err = with_conn(ss, dl, &c);
     if (!err)
         err = stage_store_get(c, dl, req->work_item, &t);
-    if (!err && t.stage == from && req->evidence && req->evidence->n) {
-        err = stage_store_record_evidence(c, dl, &t, req->evidence, req->actor, &recorded);
-        if (!err && !recorded)
-            err = stage_store_get(c, dl, req->work_item, &t); /* moved: say where */
-    }
     orch_db_release(c);
     if (err == ORCH_ENOTFOUND) {
         snprintf(msg, mn, "no task %s", req->work_item);
@@ -520,9 +659,9 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, adva
     if (err)
         return db_fail(err, "reading the task", msg, mn);
     res->task = t;
-    if (t.stage != from || !recorded) {
-        snprintf(msg, mn, "%s is in stage %s%s, not %s", t.work_item, stage_name(t.stage),
-                 recorded ? "" : " (it moved on)", stage_name(from));
+    if (t.stage != from) {
+        snprintf(msg, mn, "%s is in stage %s, not %s", t.work_item, stage_name(t.stage),
+                 stage_name(from));
         return ORCH_CODE_FAILED_PRECONDITION;
     }
 
@@ -542,5 +681,17 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, adva
     }
     orch_code code = advance_locked(ss, req, dl, e, transition, fenced, res, msg, mn);
     release_lease(ss, t.work_item, res->epoch);
+    if (res->durable && forgotten_code(code)) {
+        /* Something durable happened before the failure: a resend of this
+         * request must be told the same, so the answer is one the RPC
+         * layer remembers. */
+        char why[600];
+        snprintf(why, sizeof why, "%s", msg);
+        snprintf(msg, mn,
+                 "outcome unknown: %s failed after this call recorded verdicts or claimed an "
+                 "effect (%s: %s); read the task (GetTask) before trying again",
+                 transition, orch_code_name(code), why);
+        code = ORCH_CODE_UNKNOWN;
+    }
     return code;
 }

@@ -87,6 +87,14 @@ unsigned long long pipeline_pr_number(const orch_verdicts *ev)
     return v && parse_uint(v, &n) ? n : 0;
 }
 
+unsigned long long pipeline_cycle_pr(int cycle, unsigned long long task_pr,
+                                     unsigned long long reported_pr)
+{
+    if (reported_pr)
+        return reported_pr;
+    return cycle == 0 ? task_pr : 0;
+}
+
 bool pipeline_parse_pct(const char *s, double *out)
 {
     size_t i = 0, digits = 0, frac = 0;
@@ -177,6 +185,13 @@ static gate_result check_review(const gate_input *in, char *why, size_t n)
 
 static gate_result check_pull_request(const gate_input *in, char *why, size_t n)
 {
+    if (in->pr_number == 0 && in->cycle > 0 && in->task_pr) {
+        snprintf(why, n,
+                 "pr_number is missing: cycle %d has no pull request of its own (#%llu belongs "
+                 "to an earlier cycle); report pr_number at development->review",
+                 in->cycle, in->task_pr);
+        return GATE_MISSING;
+    }
     if (in->pr_number == 0) {
         snprintf(why, n, "pr_number is missing: the task has no pull request to merge");
         return GATE_MISSING;

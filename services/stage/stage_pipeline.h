@@ -48,10 +48,12 @@ typedef enum gate_result {
 
 /* What a gate may read. */
 typedef struct gate_input {
-    const orch_verdicts *ev;  /* the item's recorded verdicts */
-    bool has_baseline;        /* the repo has a coverage baseline */
-    double coverage_baseline; /* percent */
-    unsigned long long pr_number;
+    const orch_verdicts *ev;      /* the verdicts recorded for this edge in this cycle */
+    bool has_baseline;            /* the repo has a coverage baseline */
+    double coverage_baseline;     /* percent */
+    unsigned long long pr_number; /* the cycle's own pull request (pipeline_cycle_pr), 0: none */
+    int cycle;                    /* the task's cycle (rollbacks so far) */
+    unsigned long long task_pr;   /* the task's pull request as stored (maybe an earlier cycle's) */
 } gate_input;
 
 typedef gate_result (*gate_fn)(const gate_input *in, char *why, size_t n);
@@ -103,6 +105,13 @@ extern const char *const verdict_keys[]; /* NULL-terminated, reportable */
  * positive integer), or 0 when absent or malformed (check_development
  * refuses a malformed one). */
 unsigned long long pipeline_pr_number(const orch_verdicts *ev);
+
+/* The pull request of a cycle: the one reported (pr_number) at
+ * development->review of that cycle; in cycle 0 without one, the task's own
+ * (CreateTask). A later cycle without a reported one has none: its pull
+ * request would be an earlier cycle's, already merged or abandoned. */
+unsigned long long pipeline_cycle_pr(int cycle, unsigned long long task_pr,
+                                     unsigned long long reported_pr);
 
 /* Parses a percentage the way the database stores it: digits with an
  * optional fraction, 0..100; false for anything else (signs, exponents,

@@ -277,7 +277,7 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
     if (!err)
         err = stage_store_effects(c, dl, req->work_item, &er);
     if (!err)
-        err = stage_store_load_evidence(c, dl, req->work_item, &ev);
+        err = stage_store_load_evidence(c, dl, req->work_item, NULL, &ev);
     orch_db_release(c);
     if (err) {
         orch_db_result_free(hr);

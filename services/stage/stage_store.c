@@ -151,16 +151,22 @@ orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const ch
 }
 
 orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_task *t,
+                                     const char *transition, uint64_t epoch,
                                      const orch_verdicts *vs, const char *actor, bool *recorded)
 {
     /* Recorded only while the task is still in the stage and cycle the
-     * caller saw; tagged with that cycle, which load_evidence filters on. */
-    static const char sql[] =
-        "INSERT INTO task_evidence (work_item, key, value, actor, cycle)"
-        " SELECT $1, e.key, e.value, $3, t.cycle FROM jsonb_each_text($2::jsonb) AS e,"
-        "   tasks t WHERE t.work_item = $1 AND t.stage = $4 AND t.cycle = $5::integer"
-        " ON CONFLICT (work_item, key) DO UPDATE"
-        " SET value = EXCLUDED.value, actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now()";
+     * caller saw and (epoch > 0) while the caller's lease is the live grant:
+     * a call that deferred, lost the race or was robbed records nothing. */
+    static const char sql[] = "WITH " LIVE_LEASE(
+        "$1",
+        "$6") " INSERT INTO task_evidence"
+              " (work_item, transition, key, value, actor, cycle)"
+              " SELECT $1, $7, e.key, e.value, $3, t.cycle FROM jsonb_each_text($2::jsonb) AS e,"
+              "   tasks t WHERE t.work_item = $1 AND t.stage = $4 AND t.cycle = $5::integer"
+              "   AND ($6::bigint = 0 OR EXISTS (SELECT 1 FROM l))"
+              " ON CONFLICT (work_item, transition, key) DO UPDATE"
+              " SET value = EXCLUDED.value, actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = "
+              "now()";
     *recorded = true;
     if (vs->n == 0)
         return ORCH_OK;
@@ -173,11 +179,12 @@ orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_t
     json_decref(o);
     if (!js)
         return ORCH_ENOMEM;
-    char cyc[16];
+    char cyc[16], ep[24];
     snprintf(cyc, sizeof cyc, "%d", t->cycle);
-    const char *p[] = { t->work_item, js, actor, stage_name(t->stage), cyc };
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *p[] = { t->work_item, js, actor, stage_name(t->stage), cyc, ep, transition };
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, 5, p, &r);
+    orch_err err = orch_db_exec(c, dl, sql, 7, p, &r);
     free(js);
     if (err)
         return err;
@@ -187,19 +194,75 @@ orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_t
 }
 
 orch_err stage_store_load_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
-                                   orch_verdicts *out)
+                                   const char *transition, orch_verdicts *out)
 {
+    /* $2 = '': every edge. Engine-only keys ('built_image_digest') are
+     * written by the engine alone (stage_store_intent_finish) and count for
+     * every edge of their cycle. Ordered so that, for one key, the latest
+     * recorded comes last (orch_verdicts keeps the last value set). */
     static const char sql[] =
         "SELECT e.key, e.value FROM task_evidence e JOIN tasks t ON t.work_item = e.work_item"
-        " WHERE e.work_item = $1 AND e.cycle = t.cycle ORDER BY e.key";
-    const char *p[] = { work_item };
+        " WHERE e.work_item = $1 AND e.cycle = t.cycle"
+        "   AND ($2 = '' OR e.transition = $2 OR e.key = 'built_image_digest')"
+        " ORDER BY e.key, e.at, e.transition";
+    const char *p[] = { work_item, transition ? transition : "" };
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    orch_err err = orch_db_exec(c, dl, sql, 2, p, &r);
     if (err)
         return err;
     orch_verdicts_init(out);
     for (int i = 0; i < orch_db_result_rows(r); i++)
         (void)orch_verdicts_set(out, orch_db_result_get(r, i, 0), orch_db_result_get(r, i, 1));
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err stage_store_cycle_verdict(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                   const char *transition, const char *key, char *out, size_t n,
+                                   bool *found)
+{
+    static const char sql[] =
+        "SELECT e.value FROM task_evidence e JOIN tasks t ON t.work_item = e.work_item"
+        " WHERE e.work_item = $1 AND e.transition = $2 AND e.key = $3 AND e.cycle = t.cycle";
+    const char *p[] = { work_item, transition, key };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
+    if (err)
+        return err;
+    *found = orch_db_result_rows(r) == 1;
+    if (*found)
+        copy(out, n, orch_db_result_get(r, 0, 0));
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err stage_store_unresolved_effect(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                       int cycle, bool *found, stage_intent *row, char *transition,
+                                       char *effect)
+{
+    static const char sql[] =
+        "SELECT id, outcome, coalesce(lease_epoch, 0), detail,"
+        " (extract(epoch FROM now() - created_at) * 1000)::bigint, transition, effect"
+        " FROM side_effects WHERE work_item = $1 AND cycle = $2::integer"
+        "   AND outcome IN ('unknown', 'pending') ORDER BY id LIMIT 1";
+    char cyc[16];
+    snprintf(cyc, sizeof cyc, "%d", cycle);
+    const char *p[] = { work_item, cyc };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 2, p, &r);
+    if (err)
+        return err;
+    *found = orch_db_result_rows(r) == 1;
+    if (*found) {
+        memset(row, 0, sizeof *row);
+        row->id = strtoll(orch_db_result_get(r, 0, 0), NULL, 10);
+        copy(row->outcome, sizeof row->outcome, orch_db_result_get(r, 0, 1));
+        row->epoch = u64(orch_db_result_get(r, 0, 2));
+        copy(row->detail, sizeof row->detail, orch_db_result_get(r, 0, 3));
+        row->age_ms = strtoll(orch_db_result_get(r, 0, 4), NULL, 10);
+        copy(transition, 64, orch_db_result_get(r, 0, 5));
+        copy(effect, 64, orch_db_result_get(r, 0, 6));
+    }
     orch_db_result_free(r);
     return ORCH_OK;
 }
@@ -373,7 +436,7 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uin
     static const char verdict[] =
         "INSERT INTO task_evidence (work_item, key, value, actor, cycle)"
         " VALUES ($1, $2, $3, 'stage-service', $4::integer)"
-        " ON CONFLICT (work_item, key) DO UPDATE"
+        " ON CONFLICT (work_item, transition, key) DO UPDATE"
         " SET value = EXCLUDED.value, actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now()";
     char ids[24], ep[24], cyc[16];
     snprintf(ids, sizeof ids, "%lld", (long long)id);

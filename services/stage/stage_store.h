@@ -69,15 +69,34 @@ orch_err stage_store_list_active(orch_db_conn *c, uint64_t dl, int64_t after, in
 orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const char *repo, int limit,
                           stage_task **out, int *n) ORCH_NODISCARD;
 
-/* Records verdicts for the item (latest value per key), tagged with the
- * task's cycle, only while the task is still in t->stage and t->cycle;
- * *recorded is false when it moved meanwhile. */
+/* Records the verdicts a call along `transition` reports (latest value per
+ * key and edge), tagged with that edge and the task's cycle, only while the
+ * task is still in t->stage and t->cycle and, with `epoch` > 0, only while
+ * that lease epoch is the live grant (one statement). *recorded is false
+ * when nothing was written for one of those reasons. */
 orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_task *t,
+                                     const char *transition, uint64_t epoch,
                                      const orch_verdicts *vs, const char *actor,
                                      bool *recorded) ORCH_NODISCARD;
-/* The verdicts of the task's current cycle. */
+/* The verdicts of the task's current cycle that the gates of `transition`
+ * read: those recorded for that edge, and the engine's own (engine-only keys,
+ * e.g. built_image_digest). `transition` NULL: every verdict of the cycle
+ * (GetTask; a key reported at two edges then appears once, the later edge's). */
 orch_err stage_store_load_evidence(orch_db_conn *c, uint64_t dl, const char *work_item,
-                                   orch_verdicts *out) ORCH_NODISCARD;
+                                   const char *transition, orch_verdicts *out) ORCH_NODISCARD;
+/* The value of `key` recorded for `transition` in the task's current cycle
+ * into out (n bytes); *found false when none. */
+orch_err stage_store_cycle_verdict(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                   const char *transition, const char *key, char *out, size_t n,
+                                   bool *found) ORCH_NODISCARD;
+
+/* The first side effect of the task's cycle `cycle` whose outcome is not
+ * known (outcome unknown or pending) into *row, with its transition and
+ * effect names (64 bytes each); *found false when every effect of the cycle
+ * is ok or failed. */
+orch_err stage_store_unresolved_effect(orch_db_conn *c, uint64_t dl, const char *work_item,
+                                       int cycle, bool *found, stage_intent *row, char *transition,
+                                       char *effect) ORCH_NODISCARD;
 
 /* The repo's coverage baseline, *has false if none. */
 orch_err stage_store_baseline(orch_db_conn *c, uint64_t dl, const char *repo, bool *has,

@@ -113,7 +113,8 @@ typedef struct advance_effect {
     char outcome[16];
     uint64_t epoch;
     char detail[512];
-    bool ran; /* this call ran (or resolved) it */
+    bool ran;     /* this call ran (or resolved) it */
+    bool claimed; /* this call claimed (or took over) its intent */
 } advance_effect;
 
 typedef struct advance_res {
@@ -126,13 +127,26 @@ typedef struct advance_res {
     size_t nfails;
     advance_effect effects[ADV_MAX_EFFECTS];
     int neffects;
+    /* The call did something durable (recorded verdicts, claimed an intent,
+     * ran an effect): a failure after it is answered UNKNOWN, never a code
+     * the RPC layer forgets (docs/rpc.md, section 6). */
+    bool durable;
 } advance_res;
+
+/* Reads what the gates of edge `e` see for task `t`: the verdicts recorded
+ * for `e` in t's cycle into *ev (gi->ev points at it), the repo's baseline,
+ * and the cycle's own pull request (pipeline_cycle_pr). */
+orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t,
+                               const stage_edge *e, orch_verdicts *ev,
+                               gate_input *gi) ORCH_NODISCARD;
 
 /* Moves the item along edge expected_from -> to as described in
  * docs/adr/0003: lease, gates, intents and effects, CAS, release. Returns
  * OK with res->result, or an error code with `msg` (e.g. NOT_FOUND,
- * FAILED_PRECONDITION naming the actual stage, ABORTED for a lost race,
- * UNAVAILABLE). */
+ * FAILED_PRECONDITION naming the actual stage or the unresolved effect a
+ * rollback or cancel would abandon, ABORTED for a lost race, UNAVAILABLE
+ * when nothing durable happened, UNKNOWN when something durable did and
+ * the call then failed or lost its commit's answer). */
 orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t deadline, advance_res *res,
                         char *msg, size_t msg_len);
 void advance_res_free(advance_res *res);

@@ -277,12 +277,14 @@ Test(orchctl_stage, deferred_while_another_owner_holds_the_lease, .init = up, .f
     assert_out_has("ORCH-C2");
     assert_out_has("held by");
 
-    /* Released: the same command now advances and merges once. */
+    /* Released: the same command now advances and merges once (its verdict
+     * again: a deferred call records none). */
     char ep[24];
     snprintf(ep, sizeof ep, "%lld", epoch);
     cr_assert_eq(CTL("lease", "release", "ORCH-C2", ep), 0, "%s", T.out);
-    cr_assert_eq(CTL("stage", "advance", "ORCH-C2", "--from", "review", "--to", "testing"), 0, "%s",
-                 T.out);
+    cr_assert_eq(CTL("stage", "advance", "ORCH-C2", "--from", "review", "--to", "testing",
+                     "--verdict", "review_verdict=APPROVE", "--actor", "webhook"),
+                 0, "%s", T.out);
     assert_out_has("ADVANCED ORCH-C2 review -> testing");
     assert_out_has("merge_pr");
     cr_assert_eq(sw_counts_for_pr(42).merges, 1);

@@ -692,39 +692,6 @@ Test(stage_engine, an_impatient_caller_does_not_leave_the_effect_unknown, .fini 
     sw_set_merge_delay_ms(0);
 }
 
-/* Without a lease, an intent left pending by a caller that died is taken
- * over once it is older than twice the effect budget, and resolved. */
-Test(stage_engine, without_a_lease_an_abandoned_intent_is_resolved, .fini = down, .timeout = 120)
-{
-    /* Claims older than 2 x 2000 + 1000 ms are abandoned. */
-    const char *env[] = { "ORCH_TRANSITION_LEASE_ENABLED=false", "ORCH_EFFECT_TIMEOUT_MS=2000",
-                          NULL };
-    sw_up(&W, env);
-    cr_assert_eq(sw_create(W.client, "ABAND-1", "org/app", 7840), ORCH_CODE_OK);
-    sw_walk_to(&W, "ABAND-1", "review");
-    const char *fenv[] = { "ORCH_TRANSITION_LEASE_ENABLED=false", "ORCH_EFFECT_TIMEOUT_MS=2000",
-                           "ORCH_STAGE_TEST_FAULT=crash-before-record", NULL };
-    th_svc crasher;
-    sw_stage_start(&W, &crasher, fenv);
-    orch_rpc_client *cc;
-    cr_assert_eq(orch_rpc_client_open(crasher.rpc_url, NULL, &cc), ORCH_OK);
-    sw_call_timeout_ms = 1000;
-    sw_adv a = sw_advance(cc, "ABAND-1", "review", "testing", "monitor", "review_verdict: APPROVE");
-    sw_call_timeout_ms = 30000;
-    cr_assert_neq(a.code, ORCH_CODE_OK);
-    cr_assert_eq(th_svc_stop(&crasher, 0, 10000), 86);
-    orch_rpc_client_close(cc);
-    a = sw_advance(W.client, "ABAND-1", "review", "testing", "reconciler", "");
-    cr_assert_eq(a.code, ORCH_CODE_ABORTED, "a fresh claim is left to its owner (code %d): %s",
-                 a.code, a.message);
-    usleep(5000000);
-    a = sw_advance(W.client, "ABAND-1", "review", "testing", "reconciler", "");
-    cr_assert_eq(a.code, ORCH_CODE_OK, "%s", a.message);
-    cr_assert_eq(a.outcome, OUT(ADVANCED), "outcome %d", a.outcome);
-    cr_assert_eq(sw_counts_for_pr(7840).merges, 1);
-    cr_assert_geq(sw_counts_for_pr(7840).merge_checks, 1, "resolved by asking Gitea");
-}
-
 /* The reconciler reaches a stuck item however many finished tasks come
  * before it (it pages through active tasks, not the oldest of all). */
 Test(stage_engine, reconciler_reaches_items_behind_many_finished_ones, .fini = down, .timeout = 180)

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "stage_effects.h"
 #include "stage_pipeline.h"
 
 static const char digest_a[] =
@@ -152,7 +153,7 @@ Test(gates, every_case_of_the_table)
         const gate_case *c = &cases[i];
         orch_verdicts vs;
         load(&vs, c->verdicts);
-        gate_input in = { &vs, c->has_baseline, c->baseline, c->pr };
+        gate_input in = { &vs, c->has_baseline, c->baseline, c->pr, 0, 0 };
         char fails[4][GATE_WHY_MAX];
         size_t nf = 99;
         gates_outcome got = pipeline_run_gates(pipeline_edge(c->from, c->to), &in, fails, 4, &nf);
@@ -175,7 +176,7 @@ Test(gates, image_freshness_compares_with_the_image_built_in_the_cycle)
     orch_verdicts vs;
     snprintf(lines, sizeof lines, "staging_status: SUCCESS\nimage_digest: %s", digest_a);
     load(&vs, lines);
-    gate_input in = { &vs, false, 0, 0 };
+    gate_input in = { &vs, false, 0, 0, 0, 0 };
     char fails[4][GATE_WHY_MAX];
     size_t nf;
     const stage_edge *e = pipeline_edge(ST_STAGING, ST_DEPLOY);
@@ -269,4 +270,49 @@ Test(stage_cas, no_stage_write_outside_the_cas)
     char *store = slurp(ORCH_SOURCE_DIR "/services/stage/stage_store.c");
     cr_assert_not_null(strstr(store, "UPDATE tasks"), "the CAS itself must be found");
     free(store);
+}
+
+/* ---- issue 12: the pull request of a cycle, the expiry of a claim -------- */
+
+Test(pull_request, a_later_cycle_has_only_the_pull_request_it_reported)
+{
+    cr_assert_eq(pipeline_cycle_pr(0, 12, 0), 12, "cycle 0: the task's own");
+    cr_assert_eq(pipeline_cycle_pr(0, 12, 13), 13, "a reported one wins");
+    cr_assert_eq(pipeline_cycle_pr(1, 12, 0), 0, "after a rollback #12 is not this cycle's");
+    cr_assert_eq(pipeline_cycle_pr(2, 12, 14), 14);
+}
+
+Test(pull_request, the_merge_gate_refuses_a_cycle_without_its_own)
+{
+    orch_verdicts vs;
+    load(&vs, "review_verdict: APPROVE");
+    gate_input in = { &vs, false, 0, pipeline_cycle_pr(1, 12, 0), 1, 12 };
+    char fails[4][GATE_WHY_MAX];
+    size_t nf;
+    const stage_edge *e = pipeline_edge(ST_REVIEW, ST_TESTING);
+    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_REFUSE);
+    cr_assert(strstr(fails[0], "cycle 1 has no pull request of its own (#12"), "%s", fails[0]);
+    in.pr_number = pipeline_cycle_pr(1, 12, 15);
+    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_PASS);
+}
+
+/* A live merge runs up to three requests of the effect timeout and then
+ * records its outcome: a lease-less claim must outlive all of that (the
+ * old rule, 2 x timeout + 1 s, did not). */
+Test(claim_expiry, a_live_effect_is_never_taken_over)
+{
+    static const uint32_t timeouts[] = { 100, 1000, 60000, 1800000 };
+    for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
+        effects_cfg cfg = { .timeout_ms = timeouts[i] };
+        uint64_t t = timeouts[i];
+        cr_assert_eq(effect_max_ms(&cfg, EFF_MERGE_PR), 3 * t);
+        cr_assert_eq(effect_max_ms(&cfg, EFF_DEPLOY_START), t);
+        for (int e = 0; e < EFF_COUNT; e++) {
+            uint64_t busy = EFFECT_START_WINDOW_MS + effect_max_ms(&cfg, (effect_id)e) +
+                            EFFECT_RECORD_BUDGET_MS + EFFECT_RECORD_SLACK_MS;
+            cr_assert_gt(effect_claim_expiry_ms(&cfg, (effect_id)e), busy, "%s at %u ms",
+                         effect_name((effect_id)e), timeouts[i]);
+        }
+        cr_assert_gt(effect_claim_expiry_ms(&cfg, EFF_MERGE_PR), 2 * t + 1000);
+    }
 }
