@@ -396,11 +396,14 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uin
     return ORCH_OK;
 }
 
-/* The CAS's tail, shared by its three forms: `u` is the updated task (no
- * row: the race was lost), `h` its history row, `d` the rollback's clearing
- * of the recorded verdicts. $1 work item, $2 expected, $3 to, $4 cycle
- * increment (1: a rollback), $5 epoch, $6 new pull request number (0: keep),
- * $7 actor, $8 reason. */
+orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
+                         stage_task *out)
+{
+    /* The CAS's tail, shared by its three forms: `u` is the updated task (no
+     * row: the race was lost), `h` its history row, `d` the rollback's clearing
+     * of the recorded verdicts. $1 work item, $2 expected, $3 to, $4 cycle
+     * increment (1: a rollback), $5 epoch, $6 new pull request number (0: keep),
+     * $7 actor, $8 reason. */
 #define CAS_SET                                                               \
     "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now()," \
     "   cycle = cycle + $4::integer, " SET_PR
@@ -411,10 +414,6 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uin
     " d AS (DELETE FROM task_evidence WHERE work_item = $1 AND $4::integer = 1"            \
     "   AND EXISTS (SELECT 1 FROM u))"                                                     \
     " SELECT " TASK_COLS " FROM u"
-
-orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
-                         stage_task *out)
-{
     /* Each form is one statement (data-modifying CTEs), so the row locks it
      * takes last for that statement only, never across a round trip. */
     static const char fenced[] = "WITH " LIVE_LEASE(
@@ -448,6 +447,8 @@ orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, boo
         read_task(r, 0, out);
     orch_db_result_free(r);
     return ORCH_OK;
+#undef CAS_SET
+#undef CAS_TAIL
 }
 
 orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item, int limit,
