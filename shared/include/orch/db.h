@@ -6,7 +6,8 @@
  * and checks it back in. Each connection is used by one thread at a time.
  * SQLSTATEs are kept on the result and mapped to orch_err:
  *   23505 -> ORCH_EEXISTS, 40001/40P01 -> ORCH_EDB_RETRY,
- *   55P03 -> ORCH_EDB_LOCKED, 57P01/57P02/57P03/08xxx or a dead connection
+ *   55P03 (a NOWAIT race, or lock_timeout) -> ORCH_EDB_LOCKED,
+ *   57P01/57P02/57P03/08xxx or a dead connection
  *   -> ORCH_EDB_UNAVAIL (the connection is reset at its next checkout),
  *   57014 (statement_timeout) -> ORCH_ETIMEDOUT,
  *   a connection lost during COMMIT -> ORCH_EDB_UNKNOWN (never "retry").
