@@ -191,7 +191,10 @@ static void finish_reaped(launcher_svc *ls, const launcher_job *j, int tier, con
     snprintf(reason, sizeof reason, "reaped: %s, %s", launcher_reap_tiers[tier], why);
     if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
         return;
-    orch_err e = launcher_store_finish(c, dl, j->id, "failed", -1, reason, "none", NULL, &done);
+    orch_err e = launcher_store_finish_reaped(c, dl, j->id, reason, &done);
+    if (e)
+        orch_warn("job %" PRIu64 ": the reaper's finish failed: %s: %s; the pass goes on", j->id,
+                  orch_strerror(e), orch_db_last_error(c));
     orch_db_release(c);
     if (e || !done)
         return;

@@ -191,68 +191,77 @@ static char *verdicts_json(const orch_verdicts *vs)
     return s;
 }
 
-static orch_err insert_run(orch_db_conn *c, uint64_t dl, const char *sid, const launcher_run *run)
+/* The finish of a job and its agent run, one statement (one commit, no row
+ * lock held between round trips). `k` locks the running job: LOCK_CLAUSE
+ * waits for another transaction's lock or skips the row. $1 id, $2 status,
+ * $3 exit status, $4 reason, $5 monitor state, $6 whether a run is
+ * recorded, $7.. the run. */
+#define FINISH_SQL(LOCK_CLAUSE)                                                                \
+    "WITH k AS (SELECT id FROM jobs WHERE id = $1::bigint AND status = 'running' " LOCK_CLAUSE \
+    "),"                                                                                       \
+    " f AS (UPDATE jobs j SET status = $2, exit_status = $3::integer, finish_reason = $4,"     \
+    "   monitor_state = $5, finished_at = now() FROM k WHERE j.id = k.id"                      \
+    "   RETURNING j.id, j.role, j.work_item),"                                                 \
+    " a AS (INSERT INTO agent_runs (job_id, role, work_item, model, input_tokens,"             \
+    "   output_tokens, cost_usd, duration_ms, exit_status, verdicts)"                          \
+    "   SELECT id, role, work_item, $7, $8::bigint, $9::bigint, $10::numeric, $11::bigint,"    \
+    "     $12::integer, $13::jsonb FROM f WHERE $6::boolean)"                                  \
+    " SELECT count(*) FROM f"
+
+static orch_err finish(orch_db_conn *c, uint64_t dl, bool skip_locked, uint64_t id,
+                       const char *status, int exit_status, const char *reason,
+                       const char *monitor_state, const launcher_run *run, bool *done)
 {
-    char in[24], out[24], cost[48], dur[24], ex[16];
-    const launcher_usage *u = &run->usage;
-    snprintf(in, sizeof in, "%" PRIu64, u->input_tokens);
-    snprintf(out, sizeof out, "%" PRIu64, u->output_tokens);
-    snprintf(cost, sizeof cost, "%.6f", u->cost_usd);
-    snprintf(dur, sizeof dur, "%" PRIu64, run->duration_ms);
-    snprintf(ex, sizeof ex, "%d", (int)run->exit_status);
-    char *vj = verdicts_json(&run->verdicts);
-    if (!vj)
-        return ORCH_ENOMEM;
+    static const char wait_sql[] = FINISH_SQL("FOR UPDATE");
+    static const char skip_sql[] = FINISH_SQL("FOR UPDATE SKIP LOCKED");
+    char sid[24], ex[16], in[24], out[24], cost[48], dur[24], rex[16];
+    const launcher_usage *u = run ? &run->usage : NULL;
+    char *vj = NULL;
+    snprintf(sid, sizeof sid, "%" PRIu64, id);
+    snprintf(ex, sizeof ex, "%d", exit_status);
+    if (run) {
+        snprintf(in, sizeof in, "%" PRIu64, u->input_tokens);
+        snprintf(out, sizeof out, "%" PRIu64, u->output_tokens);
+        snprintf(cost, sizeof cost, "%.6f", u->cost_usd);
+        snprintf(dur, sizeof dur, "%" PRIu64, run->duration_ms);
+        snprintf(rex, sizeof rex, "%d", (int)run->exit_status);
+        if (!(vj = verdicts_json(&run->verdicts)))
+            return ORCH_ENOMEM;
+    }
     const char *p[] = { sid,
-                        u->model[0] ? u->model : NULL,
-                        u->usage_known ? in : NULL,
-                        u->usage_known ? out : NULL,
-                        u->cost_known ? cost : NULL,
-                        dur,
-                        ex,
+                        status,
+                        run ? ex : NULL,
+                        reason,
+                        monitor_state,
+                        run ? "true" : "false",
+                        run && u->model[0] ? u->model : NULL,
+                        run && u->usage_known ? in : NULL,
+                        run && u->usage_known ? out : NULL,
+                        run && u->cost_known ? cost : NULL,
+                        run ? dur : NULL,
+                        run ? rex : NULL,
                         vj };
-    orch_err err = orch_db_exec(c, dl,
-                                "INSERT INTO agent_runs (job_id, role, work_item, model,"
-                                " input_tokens, output_tokens, cost_usd, duration_ms, exit_status,"
-                                " verdicts) SELECT id, role, work_item, $2, $3::bigint,"
-                                " $4::bigint, $5::numeric, $6::bigint, $7::integer, $8::jsonb"
-                                " FROM jobs WHERE id = $1::bigint",
-                                8, p, NULL);
+    orch_db_result *r = NULL;
+    orch_err err = orch_db_exec_write(c, dl, skip_locked ? skip_sql : wait_sql, 13, p, &r);
     free(vj);
-    return err;
+    if (err)
+        return err;
+    *done = strcmp(orch_db_result_get(r, 0, 0), "1") == 0;
+    orch_db_result_free(r);
+    return ORCH_OK;
 }
 
 orch_err launcher_store_finish(orch_db_conn *c, uint64_t dl, uint64_t id, const char *status,
                                int exit_status, const char *reason, const char *monitor_state,
                                const launcher_run *run, bool *done)
 {
-    char sid[24], ex[16];
-    snprintf(sid, sizeof sid, "%" PRIu64, id);
-    snprintf(ex, sizeof ex, "%d", exit_status);
-    const char *p[] = { sid, status, run ? ex : NULL, reason, monitor_state };
-    orch_db_result *r = NULL;
-    orch_err err = orch_db_begin(c, dl);
-    if (err)
-        return err;
-    err = orch_db_exec(c, dl,
-                       "UPDATE jobs SET status = $2, exit_status = $3::integer,"
-                       " finish_reason = $4, monitor_state = $5, finished_at = now()"
-                       " WHERE id = $1::bigint AND status = 'running'",
-                       5, p, &r);
-    bool changed = !err && orch_db_result_affected(r) == 1;
-    orch_db_result_free(r);
-    if (!err && changed && run)
-        err = insert_run(c, dl, sid, run);
-    if (err || !changed) {
-        orch_db_rollback(c);
-        if (!err)
-            *done = false;
-        return err;
-    }
-    err = orch_db_commit(c, dl);
-    if (!err)
-        *done = true;
-    return err;
+    return finish(c, dl, false, id, status, exit_status, reason, monitor_state, run, done);
+}
+
+orch_err launcher_store_finish_reaped(orch_db_conn *c, uint64_t dl, uint64_t id, const char *reason,
+                                      bool *done)
+{
+    return finish(c, dl, true, id, "failed", -1, reason, "none", NULL, done);
 }
 
 orch_err launcher_store_get(orch_db_conn *c, uint64_t dl, uint64_t id, bool *found,

@@ -75,12 +75,18 @@ orch_err launcher_store_started(orch_db_conn *c, uint64_t dl, uint64_t id, pid_t
                                 uint64_t start_ticks, const char *out_path,
                                 const char *err_path) ORCH_NODISCARD;
 
-/* Finishes a running job and records its agent run in one transaction.
- * `run` may be NULL (no process ran). *done false: the job was not running
- * (finished by someone else); nothing was written. */
+/* Finishes a running job and records its agent run in one statement (one
+ * commit; no row lock outlives it). `run` may be NULL (no process ran).
+ * *done false: the job was not running (finished by someone else); nothing
+ * was written. ORCH_EDB_UNKNOWN: sent, outcome never came back. */
 orch_err launcher_store_finish(orch_db_conn *c, uint64_t dl, uint64_t id, const char *status,
                                int exit_status, const char *reason, const char *monitor_state,
                                const launcher_run *run, bool *done) ORCH_NODISCARD;
+/* The reaper's finish: the job fails with `reason` and no run, unless
+ * another transaction holds its row locked (FOR UPDATE SKIP LOCKED): then
+ * *done is false and the next pass tries again, nothing waits. */
+orch_err launcher_store_finish_reaped(orch_db_conn *c, uint64_t dl, uint64_t id, const char *reason,
+                                      bool *done) ORCH_NODISCARD;
 
 orch_err launcher_store_get(orch_db_conn *c, uint64_t dl, uint64_t id, bool *found,
                             launcher_job *job) ORCH_NODISCARD;

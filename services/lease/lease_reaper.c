@@ -6,7 +6,10 @@
  * releases leases whose owner is dead. Every release is conditional on the
  * epoch it judged, so a lease released or re-granted meanwhile is left alone,
  * and several reapers on several hosts can run at once. An owner whose host
- * cannot be asked (UNKNOWN) is left to the ceiling.
+ * cannot be asked (UNKNOWN) is left to the ceiling. Candidates are read
+ * without locks and released one statement each, skipping a row another
+ * transaction holds locked (SKIP LOCKED): a frozen client holding one row,
+ * or one row whose release fails, costs that row this pass, never the pass.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -43,15 +46,58 @@ static void collect(const lease_row *row, void *arg)
     s->rows[s->n++] = *row;
 }
 
-static void ceiling_alert(const lease_row *row, void *arg)
+/* Releases one lease by its own statement (lease_store_reap): a row another
+ * transaction holds locked is skipped, a failure costs this row only. True
+ * when released. */
+static bool reap_row(lease_svc *ls, const lease_row *row, int64_t ceiling_s, const char *kind,
+                     const char *detail, uint64_t dl)
 {
-    lease_svc *ls = arg;
-    orch_counter_add(ls->m_release, REL_CEILING, 1);
-    orch_alert("lease.ceiling-released", row->work_item,
-               "epoch %" PRIu64 " held %" PRIu64 " s by %s pid %d (%s, %s), over the ceiling of "
-               "%" PRId64 " s: released whatever its liveness",
-               row->epoch, row->age_s, row->owner.host_id, (int)row->owner.pid, row->actor,
-               row->transition, ls->ceiling_s);
+    orch_db_conn *c = NULL;
+    bool released = false, locked = false;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (!err)
+        err = lease_store_reap(c, dl, row->work_item, row->epoch, ceiling_s, kind, detail,
+                               &released, &locked);
+    if (err)
+        orch_warn("reaper: %s of %s epoch %" PRIu64 " failed: %s: %s; the pass goes on", kind,
+                  row->work_item, row->epoch, orch_strerror(err), c ? orch_db_last_error(c) : "");
+    else if (locked)
+        orch_warn("reaper: %s of %s epoch %" PRIu64 " skipped: its row is locked by another "
+                  "transaction; the next pass tries again",
+                  kind, row->work_item, row->epoch);
+    orch_db_release(c);
+    return !err && released;
+}
+
+/* Tier 3, the ceiling: every lease older than ORCH_REAPER_MAX_RUNNING_S is
+ * released whatever its liveness, one row at a time. */
+static void ceiling_pass(lease_svc *ls)
+{
+    uint64_t dl = orch_mono_ms() + 10000;
+    sweep s = { .ls = ls };
+    orch_db_conn *c = NULL;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (!err)
+        err = lease_store_list_over_ceiling(c, dl, ls->ceiling_s, 1000, collect, &s);
+    if (err)
+        orch_warn("reaper: ceiling scan failed: %s: %s", orch_strerror(err),
+                  c ? orch_db_last_error(c) : "");
+    orch_db_release(c);
+    for (size_t i = 0; i < s.n; i++) {
+        const lease_row *row = &s.rows[i];
+        char detail[LEASE_MAX_FIELD + 64];
+        snprintf(detail, sizeof detail, "held longer than %" PRId64 " s by %s", ls->ceiling_s,
+                 row->actor);
+        if (!reap_row(ls, row, ls->ceiling_s, "ceiling-released", detail, orch_mono_ms() + 10000))
+            continue;
+        orch_counter_add(ls->m_release, REL_CEILING, 1);
+        orch_alert("lease.ceiling-released", row->work_item,
+                   "epoch %" PRIu64 " held %" PRIu64 " s by %s pid %d (%s, %s), over the ceiling "
+                   "of %" PRId64 " s: released whatever its liveness",
+                   row->epoch, row->age_s, row->owner.host_id, (int)row->owner.pid, row->actor,
+                   row->transition, ls->ceiling_s);
+    }
+    free(s.rows);
 }
 
 /* Releases `row` if its owner is dead (true); leaves ALIVE and UNKNOWN alone. */
@@ -63,16 +109,9 @@ static bool reap_if_dead(lease_svc *ls, const lease_row *row, lease_liveness *ve
     if (*verdict != LEASE_DEAD)
         return false;
     char detail[512];
-    orch_db_conn *c = NULL;
-    bool released = false;
     snprintf(detail, sizeof detail, "owner %s pid %d (%s): %s", row->owner.host_id,
              (int)row->owner.pid, row->actor, why);
-    if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
-        return false;
-    orch_err err = lease_store_release(c, dl, row->work_item, row->epoch, "reclaimed-stale",
-                                       "reaper", detail, &released);
-    orch_db_release(c);
-    if (err || !released)
+    if (!reap_row(ls, row, -1, "reclaimed-stale", detail, dl))
         return false;
     orch_counter_add(ls->m_release, REL_STALE, 1);
     orch_alert("lease.reclaimed-stale", row->work_item, "epoch %" PRIu64 " released: %s",
@@ -80,20 +119,19 @@ static bool reap_if_dead(lease_svc *ls, const lease_row *row, lease_liveness *ve
     return true;
 }
 
-void lease_reaper_pass(lease_svc *ls, const char *only_host)
+/* Tier 2, dead owners: every held lease (of `only_host`, if set) whose owner
+ * is judged dead is released, one row at a time. */
+static void dead_owner_pass(lease_svc *ls, const char *only_host)
 {
     uint64_t dl = orch_mono_ms() + 10000;
     sweep s = { .ls = ls };
     orch_db_conn *c = NULL;
-    if (orch_db_acquire(ls->db, dl, &c) != ORCH_OK)
-        return;
-    orch_err err = ORCH_OK;
-    if (!only_host)
-        err = lease_store_release_over_ceiling(c, dl, ls->ceiling_s, ceiling_alert, ls);
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (!err)
         err = lease_store_list(c, dl, true, "", only_host, 1000, collect, &s);
     if (err)
-        orch_warn("reaper pass failed: %s: %s", orch_strerror(err), orch_db_last_error(c));
+        orch_warn("reaper: dead-owner scan failed: %s: %s", orch_strerror(err),
+                  c ? orch_db_last_error(c) : "");
     orch_db_release(c);
     if (err) {
         free(s.rows);
@@ -119,6 +157,15 @@ void lease_reaper_pass(lease_svc *ls, const char *only_host)
         atomic_store(&ls->oldest_age_s, s.oldest_s);
     }
     free(s.rows);
+}
+
+/* The two tiers are independent: a failed ceiling scan or row never keeps
+ * the dead-owner scan from running. */
+void lease_reaper_pass(lease_svc *ls, const char *only_host)
+{
+    if (!only_host)
+        ceiling_pass(ls);
+    dead_owner_pass(ls, only_host);
 }
 
 /* Whether this host's launcher has requeued the jobs of its previous

@@ -270,27 +270,59 @@ orch_err lease_store_list(orch_db_conn *c, uint64_t dl, bool held_only, const ch
     return ORCH_OK;
 }
 
-orch_err lease_store_release_over_ceiling(orch_db_conn *c, uint64_t dl, int64_t ceiling_s,
-                                          void (*fn)(const lease_row *row, void *arg), void *arg)
+orch_err lease_store_list_over_ceiling(orch_db_conn *c, uint64_t dl, int64_t ceiling_s,
+                                       unsigned limit, void (*fn)(const lease_row *row, void *arg),
+                                       void *arg)
 {
+    /* A plain read: it takes no lock and waits for none. */
     static const char sql[] =
-        "WITH r AS ("
-        " UPDATE transition_lease SET released_at = now(), release_reason = 'ceiling-released'"
-        " WHERE released_at IS NULL"
+        "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE released_at IS NULL"
         "   AND acquired_at < now() - make_interval(secs => $1::double precision)"
-        " RETURNING *),"
-        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-        "   SELECT work_item, epoch, 'ceiling-released', 'reaper',"
-        "     'held longer than ' || $1::text || ' s by ' || actor FROM r)"
-        " SELECT " LEASE_COLUMNS " FROM r";
-    char ceil[24];
+        " ORDER BY acquired_at, work_item LIMIT $2::integer";
+    char ceil[24], lim[16];
     orch_db_result *r;
     snprintf(ceil, sizeof ceil, "%" PRId64, ceiling_s);
-    const char *p[] = { ceil };
-    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    snprintf(lim, sizeof lim, "%u", limit);
+    const char *p[] = { ceil, lim };
+    orch_err err = orch_db_exec(c, dl, sql, 2, p, &r);
     if (err)
         return err;
     for_each_row(r, fn, arg);
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err lease_store_reap(orch_db_conn *c, uint64_t dl, const char *work_item, uint64_t epoch,
+                          int64_t ceiling_s, const char *kind, const char *detail, bool *released,
+                          bool *locked)
+{
+    /* `k` locks the row only if no one else holds a lock on it (SKIP
+     * LOCKED): a row a frozen transaction keeps is left for a later pass. */
+    static const char sql[] =
+        "WITH k AS (SELECT work_item, epoch FROM transition_lease"
+        "   WHERE work_item = $1 AND epoch = $2::bigint AND released_at IS NULL"
+        "     AND ($3::bigint < 0"
+        "       OR acquired_at < now() - make_interval(secs => $3::double precision))"
+        "   FOR UPDATE SKIP LOCKED),"
+        " r AS (UPDATE transition_lease t SET released_at = now(), release_reason = $4"
+        "   FROM k WHERE t.work_item = k.work_item AND t.epoch = k.epoch"
+        "   RETURNING t.work_item, t.epoch),"
+        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+        "   SELECT work_item, epoch, $4, 'reaper', $5 FROM r)"
+        " SELECT (SELECT count(*) FROM r),"
+        "   NOT EXISTS (SELECT 1 FROM k) AND EXISTS (SELECT 1 FROM transition_lease"
+        "     WHERE work_item = $1 AND epoch = $2::bigint AND released_at IS NULL)";
+    char ep[24], ceil[24];
+    orch_db_result *r;
+    snprintf(ep, sizeof ep, "%" PRIu64, epoch);
+    snprintf(ceil, sizeof ceil, "%" PRId64, ceiling_s);
+    const char *p[] = { work_item, ep, ceil, kind, detail };
+    orch_err err = orch_db_exec(c, dl, sql, 5, p, &r);
+    if (err)
+        return err;
+    *released = strcmp(orch_db_result_get(r, 0, 0), "1") == 0;
+    const char *lk = orch_db_result_get(r, 0, 1);
+    *locked = lk && lk[0] == 't';
     orch_db_result_free(r);
     return ORCH_OK;
 }

@@ -77,11 +77,24 @@ orch_err lease_store_list(orch_db_conn *c, uint64_t dl, bool held_only, const ch
                           const char *owner_host, unsigned limit,
                           void (*fn)(const lease_row *row, void *arg), void *arg) ORCH_NODISCARD;
 
-/* Releases every lease held longer than ceiling_s (database clock), each with
- * a ceiling-released event; fn is called for each released lease. */
-orch_err lease_store_release_over_ceiling(orch_db_conn *c, uint64_t dl, int64_t ceiling_s,
-                                          void (*fn)(const lease_row *row, void *arg),
-                                          void *arg) ORCH_NODISCARD;
+/* The reaper's statements. Candidates are read without a lock; each is then
+ * released by its own statement, so a row that is locked is skipped and a
+ * row whose release fails costs that row only. */
+
+/* Calls fn for each held lease older than ceiling_s (database clock), oldest
+ * first, at most `limit`. Takes no lock. */
+orch_err lease_store_list_over_ceiling(orch_db_conn *c, uint64_t dl, int64_t ceiling_s,
+                                       unsigned limit, void (*fn)(const lease_row *row, void *arg),
+                                       void *arg) ORCH_NODISCARD;
+/* Releases the lease if `epoch` is still held, (ceiling_s >= 0) it is older
+ * than ceiling_s, and no other transaction holds a lock on its row (FOR
+ * UPDATE SKIP LOCKED: a locked row is not waited for); records `kind`
+ * (ceiling-released, reclaimed-stale) by actor "reaper" with `detail`.
+ * *released false: not released, *locked then says whether because its
+ * row was locked (else it was released or re-granted meanwhile). */
+orch_err lease_store_reap(orch_db_conn *c, uint64_t dl, const char *work_item, uint64_t epoch,
+                          int64_t ceiling_s, const char *kind, const char *detail, bool *released,
+                          bool *locked) ORCH_NODISCARD;
 
 /* What start-up recovery needs to know about this host's launcher
  * (launcher-service's launcher_recovery marker and jobs, read only):

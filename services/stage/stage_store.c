@@ -430,74 +430,64 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uin
                                    const char *outcome, const char *detail, const stage_task *t,
                                    const char *key, const char *value, bool *recorded)
 {
+    /* One statement, hence one commit and no lock held between round trips:
+     * the verdict an effect produced ($6 = $7, none when $6 is NULL) is
+     * written with its outcome, and only for the owner whose outcome counts
+     * (the pending intent at its epoch). */
     static const char sql[] =
-        "UPDATE side_effects SET outcome = $3, detail = $4, finished_at = now()"
-        " WHERE id = $1::bigint AND outcome = 'pending' AND coalesce(lease_epoch, 0) = $2::bigint";
-    static const char verdict[] =
-        "INSERT INTO task_evidence (work_item, key, value, actor, cycle)"
-        " VALUES ($1, $2, $3, 'stage-service', $4::integer)"
-        " ON CONFLICT (work_item, transition, key) DO UPDATE"
-        " SET value = EXCLUDED.value, actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now()";
+        "WITH f AS (UPDATE side_effects SET outcome = $3, detail = $4, finished_at = now()"
+        "   WHERE id = $1::bigint AND outcome = 'pending'"
+        "     AND coalesce(lease_epoch, 0) = $2::bigint RETURNING id),"
+        " v AS (INSERT INTO task_evidence (work_item, key, value, actor, cycle)"
+        "   SELECT $5, $6::text, $7, 'stage-service', $8::integer FROM f"
+        "   WHERE $6::text IS NOT NULL"
+        "   ON CONFLICT (work_item, transition, key) DO UPDATE SET value = EXCLUDED.value,"
+        "     actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now())"
+        " SELECT count(*) FROM f";
     char ids[24], ep[24], cyc[16];
     snprintf(ids, sizeof ids, "%lld", (long long)id);
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
     snprintf(cyc, sizeof cyc, "%d", t->cycle);
-    const char *p[] = { ids, ep, outcome, detail };
-    orch_err err = orch_db_begin(c, dl);
-    if (err)
-        return err;
+    const char *p[] = { ids, ep, outcome, detail, t->work_item, key, key ? value : NULL, cyc };
     orch_db_result *r;
-    err = orch_db_exec(c, dl, sql, 4, p, &r);
-    if (err) {
-        orch_db_rollback(c);
-        return err;
-    }
-    *recorded = orch_db_result_affected(r) == 1;
-    orch_db_result_free(r);
-    /* The verdict an effect produced commits with its outcome, and only
-     * for the owner whose outcome counts. */
-    if (*recorded && key) {
-        const char *vp[] = { t->work_item, key, value, cyc };
-        err = orch_db_exec(c, dl, verdict, 4, vp, NULL);
-        if (err) {
-            orch_db_rollback(c);
-            *recorded = false;
-            return err;
-        }
-    }
-    err = orch_db_commit(c, dl);
+    *recorded = false;
+    orch_err err = orch_db_exec_write(c, dl, sql, 8, p, &r);
     if (err)
-        *recorded = false;
-    return err;
+        return err;
+    *recorded = strcmp(orch_db_result_get(r, 0, 0), "1") == 0;
+    orch_db_result_free(r);
+    return ORCH_OK;
 }
 
 orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
                          stage_task *out)
 {
-    /* $1 work item, $2 expected, $3 to, $4 cycle increment, $5 epoch,
-     * $6 new pull request number (0: keep). */
+    /* The CAS's tail, shared by its three forms: `u` is the updated task (no
+     * row: the race was lost), `h` its history row, `d` the rollback's clearing
+     * of the recorded verdicts. $1 work item, $2 expected, $3 to, $4 cycle
+     * increment (1: a rollback), $5 epoch, $6 new pull request number (0: keep),
+     * $7 actor, $8 reason. */
+#define CAS_SET                                                               \
+    "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now()," \
+    "   cycle = cycle + $4::integer, " SET_PR
+#define CAS_TAIL                                                                           \
+    " RETURNING *),"                                                                       \
+    " h AS (INSERT INTO stage_history (task_id, from_stage, to_stage, actor, lease_epoch," \
+    "   reason) SELECT id, $2, $3, $7, nullif($5::bigint, 0), $8 FROM u),"                 \
+    " d AS (DELETE FROM task_evidence WHERE work_item = $1 AND $4::integer = 1"            \
+    "   AND EXISTS (SELECT 1 FROM u))"                                                     \
+    " SELECT " TASK_COLS " FROM u"
+    /* Each form is one statement (data-modifying CTEs), so the row locks it
+     * takes last for that statement only, never across a round trip. */
     static const char fenced[] = "WITH " LIVE_LEASE(
-        "$1", "$5") " UPDATE tasks SET stage = $3, version = version + 1, updated_at = now(),"
-                    "   cycle = cycle + $4::integer, " SET_PR
-                    " WHERE work_item = $1 AND stage = $2 AND EXISTS (SELECT 1 FROM l)"
-                    " RETURNING " TASK_COLS;
+        "$1", "$5") ", u AS (" CAS_SET
+                    " WHERE work_item = $1 AND stage = $2 AND EXISTS (SELECT 1 FROM l)" CAS_TAIL;
     static const char expected_only[] =
-        "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now(),"
-        "   cycle = cycle + $4::integer, " SET_PR
-        " WHERE work_item = $1 AND stage = $2 AND $5::bigint = 0"
-        " RETURNING " TASK_COLS;
+        "WITH u AS (" CAS_SET " WHERE work_item = $1 AND stage = $2 AND $5::bigint = 0" CAS_TAIL;
     /* Lease switched off or out of scope: the write of a build without the
-     * lease, unconditional ($2 is ignored). */
+     * lease, unconditional ($2 is only recorded in the history). */
     static const char unconditional[] =
-        "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now(),"
-        "   cycle = cycle + $4::integer, " SET_PR
-        " WHERE work_item = $1 AND $2 <> '' AND $5::bigint = 0"
-        " RETURNING " TASK_COLS;
-    static const char history[] =
-        "INSERT INTO stage_history (task_id, from_stage, to_stage, actor, lease_epoch, reason)"
-        " VALUES ($1::bigint, $2, $3, $4, nullif($5::bigint, 0), $6)";
-    static const char clear[] = "DELETE FROM task_evidence WHERE work_item = $1";
-
+        "WITH u AS (" CAS_SET " WHERE work_item = $1 AND $2 <> '' AND $5::bigint = 0" CAS_TAIL;
     const char *sql = !cas->conditional ? unconditional : cas->epoch ? fenced : expected_only;
     char ep[24], pr[24];
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)cas->epoch);
@@ -507,41 +497,21 @@ orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, boo
                         stage_name(cas->to),
                         cas->rollback ? "1" : "0",
                         ep,
-                        pr };
-    orch_err err = orch_db_begin(c, dl);
+                        pr,
+                        cas->actor,
+                        cas->reason ? cas->reason : "" };
+    orch_db_result *r;
+    *won = false;
+    orch_err err = orch_db_exec_write(c, dl, sql, 8, p, &r);
     if (err)
         return err;
-    orch_db_result *r;
-    err = orch_db_exec(c, dl, sql, 6, p, &r);
-    if (err) {
-        orch_db_rollback(c);
-        return err;
-    }
     *won = orch_db_result_rows(r) == 1;
     if (*won)
         read_task(r, 0, out);
     orch_db_result_free(r);
-    if (!*won) {
-        orch_db_rollback(c);
-        return ORCH_OK;
-    }
-    char tid[24];
-    snprintf(tid, sizeof tid, "%lld", (long long)out->id);
-    const char *hp[] = { tid, stage_name(cas->expected),     stage_name(cas->to), cas->actor,
-                         ep,  cas->reason ? cas->reason : "" };
-    err = orch_db_exec(c, dl, history, 6, hp, NULL);
-    if (!err && cas->rollback) {
-        const char *cp[] = { cas->work_item };
-        err = orch_db_exec(c, dl, clear, 1, cp, NULL);
-    }
-    if (err) {
-        orch_db_rollback(c);
-        return err;
-    }
-    err = orch_db_commit(c, dl);
-    if (err)
-        *won = false;
-    return err;
+    return ORCH_OK;
+#undef CAS_SET
+#undef CAS_TAIL
 }
 
 orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item, int limit,

@@ -121,9 +121,11 @@ orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *w
                                      const stage_intent *seen, uint64_t epoch,
                                      bool *took) ORCH_NODISCARD;
 /* Records the outcome of a pending intent claimed under `epoch` and, in the
- * same transaction, the verdict the effect produced (`key` = `value` for the
- * task's cycle; key NULL: none). *recorded is false when the intent was
- * taken over meanwhile (a stale owner): then nothing is written. */
+ * same statement (one commit, no lock held between round trips), the
+ * verdict the effect produced (`key` = `value` for the task's cycle; key
+ * NULL: none). *recorded is false when the intent was taken over meanwhile
+ * (a stale owner): then nothing is written. ORCH_EDB_UNKNOWN: the statement
+ * went out and its outcome never came back (it may have been recorded). */
 orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uint64_t epoch,
                                    const char *outcome, const char *detail, const stage_task *t,
                                    const char *key, const char *value,
@@ -133,9 +135,11 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uin
  * the stage to `to` only if it is `expected` and `epoch` is the live grant.
  * Without (`conditional` false: lease switched off or out of scope) the
  * write is unconditional, as in a build without the lease. In the same
- * transaction appends stage_history and, for a rollback, raises the cycle
- * and clears the recorded verdicts. *won is false when zero rows were
- * updated (the race was lost); *out is the task after a won write. */
+ * statement (one commit; no row lock outlives it, so a client frozen in
+ * the middle holds none) appends stage_history and, for a rollback, raises
+ * the cycle and clears the recorded verdicts. *won is false when zero rows
+ * were updated (the race was lost); *out is the task after a won write.
+ * ORCH_EDB_UNKNOWN: the write went out and its outcome never came back. */
 typedef struct stage_cas {
     const char *work_item;
     stage_id expected, to;

@@ -206,6 +206,11 @@ const orch_config_var orch_config_common[] = {
       "database connections per service process; keep it >= ORCH_RPC_WORKERS" },
     { "ORCH_DB_CONNECT_TIMEOUT_S", ORCH_CFG_INT, "5", 1, 300, NULL, false, false,
       "seconds allowed for one connection attempt" },
+    { "ORCH_DB_LOCK_TIMEOUT_MS", ORCH_CFG_INT, "5000", 100, 600000, NULL, false, false,
+      "milliseconds one statement may wait for a row or table lock (lock_timeout)" },
+    { "ORCH_DB_IDLE_IN_TX_TIMEOUT_MS", ORCH_CFG_INT, "30000", 1000, 3600000, NULL, false, false,
+      "milliseconds a session may sit idle inside a transaction before the server ends it "
+      "and frees its locks (idle_in_transaction_session_timeout)" },
     { "ORCH_DB_PROBE_INTERVAL_MS", ORCH_CFG_INT, "1000", 100, 60000, NULL, false, false,
       "milliseconds between database health probes" },
     { "ORCH_DB_STARTUP_WAIT_S", ORCH_CFG_INT, "30", 0, 3600, NULL, false, false,

@@ -9,6 +9,9 @@
  * down to two significant digits so that it rarely needs re-setting.
  * Statements with parameters are prepared once per connection (a small cache
  * of texts on each orch_db_conn, emptied whenever its PGconn is replaced).
+ * lock_timeout and idle_in_transaction_session_timeout are set on every new
+ * session, right after it connects (a SET, not the startup `options`, so a
+ * connection URL that carries its own `options` keeps them).
  * Ownership: results are PGresults handed to the caller, freed with
  * orch_db_result_free().
  */
@@ -45,6 +48,8 @@ struct orch_db_conn {
     prepared stmts[ORCH_DB_MAX_PREPARED]; /* valid for this PGconn only */
     int nstmts;
     long timeout_ms; /* statement_timeout in force; -1 unknown */
+    bool sent;       /* the current call's statement went out */
+    bool in_doubt;   /* ...outside a transaction, and no outcome came back */
     char sqlstate[6];
     char error[512];
     orch_db_conn *next;
@@ -53,6 +58,7 @@ struct orch_db_conn {
 struct orch_db_pool {
     char *conninfo;
     int size;
+    long lock_timeout_ms, idle_tx_timeout_ms;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     orch_db_conn *free;
@@ -97,6 +103,8 @@ orch_err orch_db_pool_open(const char *conninfo, int size, orch_db_pool **out)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&p->mu, NULL);
     p->size = size;
+    p->lock_timeout_ms = ORCH_DB_DEFAULT_LOCK_TIMEOUT_MS;
+    p->idle_tx_timeout_ms = ORCH_DB_DEFAULT_IDLE_TX_TIMEOUT_MS;
     for (int i = 0; i < size; i++) {
         p->conns[i].pool = p;
         p->conns[i].timeout_ms = -1;
@@ -110,6 +118,15 @@ fail:
     free(p->conns);
     free(p);
     return ORCH_ENOMEM;
+}
+
+orch_err orch_db_pool_set_limits(orch_db_pool *p, long lock_timeout_ms, long idle_in_tx_timeout_ms)
+{
+    if (!p || lock_timeout_ms < 1 || idle_in_tx_timeout_ms < 1)
+        return ORCH_EINVAL;
+    p->lock_timeout_ms = lock_timeout_ms;
+    p->idle_tx_timeout_ms = idle_in_tx_timeout_ms;
+    return ORCH_OK;
 }
 
 /* Forgets the statements prepared on c's session (closed or replaced). */
@@ -150,6 +167,32 @@ static void notice_to_log(void *arg, const char *message)
     orch_debug("database notice: %.*s", (int)strcspn(message, "\n"), message);
 }
 
+static PGresult *run(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
+                     const char *const *params, bool *expired);
+static orch_err result_error(orch_db_conn *c, PGresult *r);
+
+/* Sets the session's lock_timeout (`lock_ms`, 0: none) and, once per
+ * session, its idle_in_transaction_session_timeout. */
+static orch_err set_limits(orch_db_conn *c, uint64_t deadline, long lock_ms, bool idle_too)
+{
+    char sql[128];
+    if (idle_too)
+        snprintf(sql, sizeof sql,
+                 "SET lock_timeout = %ld; SET idle_in_transaction_session_timeout = %ld", lock_ms,
+                 c->pool->idle_tx_timeout_ms);
+    else
+        snprintf(sql, sizeof sql, "SET lock_timeout = %ld", lock_ms);
+    bool expired;
+    PGresult *r = run(c, deadline, sql, -1, NULL, &expired);
+    orch_err err = ORCH_OK;
+    if (expired)
+        err = ORCH_ETIMEDOUT;
+    else if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+        err = result_error(c, r);
+    PQclear(r);
+    return err;
+}
+
 static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
 {
     char timeout[24];
@@ -182,7 +225,12 @@ static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
     }
     PQsetNoticeProcessor(c->pg, notice_to_log, NULL);
     c->broken = false;
-    return ORCH_OK;
+    orch_err err = set_limits(c, deadline, c->pool->lock_timeout_ms, true);
+    if (err && c->pg) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    return err;
 }
 
 orch_err orch_db_acquire(orch_db_pool *p, uint64_t deadline, orch_db_conn **out)
@@ -320,6 +368,7 @@ static PGresult *run(orch_db_conn *c, uint64_t deadline, const char *sql, int np
     *expired = false;
     int sent = nparams < 0 ? PQsendQuery(c->pg, sql)
                            : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    c->sent = c->sent || sent;
     return sent ? await_result(c, deadline, expired) : NULL;
 }
 
@@ -409,6 +458,7 @@ static PGresult *run_prepared(orch_db_conn *c, uint64_t deadline, const char *sq
     stmt_name(name, sizeof name, idx);
     if (!PQsendQueryPrepared(c->pg, name, nparams, params, NULL, NULL, 0))
         return NULL;
+    c->sent = true;
     return await_result(c, deadline, expired);
 }
 
@@ -472,43 +522,58 @@ static orch_err check_ready(orch_db_conn *c)
     return ORCH_OK;
 }
 
+/* Runs `sql` prepared; a statement the server lost is prepared again, once,
+ * when outside a transaction (nothing was done then). */
+static PGresult *exec_prepared(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
+                               const char *const *params, bool idle, bool *expired, orch_err *err)
+{
+    PGresult *r = run_prepared(c, deadline, sql, nparams, params, expired, err);
+    if (*err || *expired || !idle || !stale_prepared(r))
+        return r;
+    PQclear(r);
+    reset_prepared(c, deadline);
+    if (!c->pg || c->broken) {
+        set_error(c, "08006", "connection lost while preparing statements again");
+        *err = ORCH_EDB_UNAVAIL;
+        return NULL;
+    }
+    c->sent = false;
+    return run_prepared(c, deadline, sql, nparams, params, expired, err);
+}
+
 /* Statements with parameters run prepared (see ORCH_DB_MAX_PREPARED); the
- * others (BEGIN, DDL, SELECT 1) unnamed. */
+ * others (BEGIN, DDL, SELECT 1) unnamed. Records on c whether a statement
+ * run outside a transaction went out without an outcome coming back. */
 orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
                       const char *const *params, orch_db_result **out)
 {
+    if (c)
+        c->in_doubt = false;
     orch_err err = check_ready(c);
     if (!err)
         err = apply_timeout(c, deadline);
     if (err)
         return err;
     bool expired;
+    bool idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
     PGresult *r;
+    c->sent = false;
     if (nparams > 0) {
-        bool idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
-        r = run_prepared(c, deadline, sql, nparams, params, &expired, &err);
+        r = exec_prepared(c, deadline, sql, nparams, params, idle, &expired, &err);
         if (err)
             return err;
-        /* Outside a transaction nothing was done: prepare again, once. */
-        if (!expired && idle && stale_prepared(r)) {
-            PQclear(r);
-            reset_prepared(c, deadline);
-            if (!c->pg || c->broken) {
-                set_error(c, "08006", "connection lost while preparing statements again");
-                return ORCH_EDB_UNAVAIL;
-            }
-            r = run_prepared(c, deadline, sql, nparams, params, &expired, &err);
-            if (err)
-                return err;
-        }
     } else {
         r = run(c, deadline, sql, 0, params, &expired);
     }
-    if (expired)
+    if (expired) {
+        c->in_doubt = idle && c->sent;
         return ORCH_ETIMEDOUT;
+    }
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         err = result_error(c, r);
+        /* No SQLSTATE on a live connection: the outcome never arrived. */
+        c->in_doubt = idle && c->sent && c->broken;
         PQclear(r);
         return err;
     }
@@ -518,6 +583,21 @@ orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int n
     else
         PQclear(r);
     return ORCH_OK;
+}
+
+orch_err orch_db_exec_write(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
+                            const char *const *params, orch_db_result **out)
+{
+    orch_err err = orch_db_exec(c, deadline, sql, nparams, params, out);
+    return err && c && c->in_doubt ? ORCH_EDB_UNKNOWN : err;
+}
+
+orch_err orch_db_unbounded_lock_wait(orch_db_conn *c, uint64_t deadline, bool unbounded)
+{
+    orch_err err = check_ready(c);
+    if (err)
+        return err;
+    return set_limits(c, deadline, unbounded ? 0 : c->pool->lock_timeout_ms, false);
 }
 
 orch_err orch_db_exec_script(orch_db_conn *c, uint64_t deadline, const char *sql)

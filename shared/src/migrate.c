@@ -96,8 +96,15 @@ orch_err orch_migrate(orch_db_conn *c, uint64_t deadline, int *applied)
 {
     orch_db_result *r = NULL;
     int n = 0;
-    orch_err err =
-        orch_db_exec(c, deadline, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL, NULL);
+    /* Starters queue for the lock as long as their deadline allows, not
+     * only for the session's lock_timeout. */
+    orch_err err = orch_db_unbounded_lock_wait(c, deadline, true);
+    if (!err)
+        err = orch_db_exec(c, deadline, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL,
+                           NULL);
+    orch_err bounded = orch_db_unbounded_lock_wait(c, deadline, false);
+    if (!err)
+        err = bounded;
     if (err)
         return err;
     err = orch_db_exec(c, deadline, create_table_sql, 0, NULL, NULL);

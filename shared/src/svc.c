@@ -472,7 +472,9 @@ static int run(orch_service *s, const sigset_t *sigs, bool migrate_only)
     }
     if (orch_metrics_new(&s->metrics) ||
         orch_db_pool_open(orch_config_str(cfg, "ORCH_DATABASE_URL"),
-                          (int)orch_config_int(cfg, "ORCH_DB_POOL_SIZE"), &s->db))
+                          (int)orch_config_int(cfg, "ORCH_DB_POOL_SIZE"), &s->db) ||
+        orch_db_pool_set_limits(s->db, (long)orch_config_int(cfg, "ORCH_DB_LOCK_TIMEOUT_MS"),
+                                (long)orch_config_int(cfg, "ORCH_DB_IDLE_IN_TX_TIMEOUT_MS")))
         return 1;
     orch_metrics_gauge_fn(s->metrics, "orch_database_up",
                           "1 when the last database probe succeeded", gauge_db_up, s);

@@ -6,12 +6,18 @@
  * and checks it back in. Each connection is used by one thread at a time.
  * SQLSTATEs are kept on the result and mapped to orch_err:
  *   23505 -> ORCH_EEXISTS, 40001/40P01 -> ORCH_EDB_RETRY,
- *   55P03 -> ORCH_EDB_LOCKED, 57P01/57P02/57P03/08xxx or a dead connection
+ *   55P03 (a NOWAIT race, or lock_timeout) -> ORCH_EDB_LOCKED,
+ *   57P01/57P02/57P03/08xxx or a dead connection
  *   -> ORCH_EDB_UNAVAIL (the connection is reset at its next checkout),
  *   57014 (statement_timeout) -> ORCH_ETIMEDOUT,
  *   a connection lost during COMMIT -> ORCH_EDB_UNKNOWN (never "retry").
- * statement_timeout follows the deadline passed to each call. The pool is
- * thread-safe; a single orch_db_conn is not.
+ * statement_timeout follows the deadline passed to each call. Every
+ * connection also runs with lock_timeout and
+ * idle_in_transaction_session_timeout (orch_db_pool_set_limits()), so a
+ * statement never waits for a row lock without bound and a client frozen
+ * inside a transaction (SIGSTOP, a hung thread) loses it, and its locks,
+ * after a bounded time. The pool is thread-safe; a single orch_db_conn is
+ * not.
  */
 #ifndef ORCH_DB_H
 #define ORCH_DB_H
@@ -30,6 +36,20 @@ typedef struct orch_db_result orch_db_result;
  * key=value string; copied). Connections are opened lazily, so creation
  * succeeds while the server is down. */
 orch_err orch_db_pool_open(const char *conninfo, int size, orch_db_pool **out) ORCH_NODISCARD;
+/* Defaults of orch_db_pool_set_limits() (and of ORCH_DB_LOCK_TIMEOUT_MS,
+ * ORCH_DB_IDLE_IN_TX_TIMEOUT_MS). */
+#define ORCH_DB_DEFAULT_LOCK_TIMEOUT_MS    5000
+#define ORCH_DB_DEFAULT_IDLE_TX_TIMEOUT_MS 30000
+
+/* Sets lock_timeout (how long one statement may wait for a lock) and
+ * idle_in_transaction_session_timeout (how long a session may sit idle
+ * inside a transaction before the server ends it) for the connections the
+ * pool opens from now on, in milliseconds, each at least 1. Call it before
+ * the first orch_db_acquire(). A session that outlives the idle limit is
+ * closed by the server; its next call gives ORCH_EDB_UNAVAIL (inside a
+ * COMMIT: ORCH_EDB_UNKNOWN). Returns ORCH_EINVAL for a value < 1. */
+orch_err orch_db_pool_set_limits(orch_db_pool *pool, long lock_timeout_ms,
+                                 long idle_in_tx_timeout_ms) ORCH_NODISCARD;
 /* Closes every connection; all connections must have been checked in. */
 void orch_db_pool_close(orch_db_pool *pool);
 
@@ -56,6 +76,21 @@ void orch_db_release(orch_db_conn *conn);
  * until the next call on this connection. */
 orch_err orch_db_exec(orch_db_conn *conn, uint64_t deadline, const char *sql, int nparams,
                       const char *const *params, orch_db_result **out) ORCH_NODISCARD;
+
+/* orch_db_exec() for one statement that commits by itself (run outside a
+ * transaction, it is its own transaction, e.g. a data-modifying CTE). When
+ * it was sent and no outcome came back (connection lost, or the client gave
+ * up past the deadline) the result is ORCH_EDB_UNKNOWN: it may have
+ * committed, so it is never "safe to retry". Any other error means it did
+ * not commit. Inside a transaction it is orch_db_exec(). */
+orch_err orch_db_exec_write(orch_db_conn *conn, uint64_t deadline, const char *sql, int nparams,
+                            const char *const *params, orch_db_result **out) ORCH_NODISCARD;
+
+/* Lifts lock_timeout on this connection (`unbounded` true: waits for locks
+ * until the statement_timeout of each call) or puts the pool's back. For a
+ * wait that must queue, such as the migrations' advisory lock. */
+orch_err orch_db_unbounded_lock_wait(orch_db_conn *conn, uint64_t deadline,
+                                     bool unbounded) ORCH_NODISCARD;
 
 /* Statements currently prepared on this connection (for tests). */
 int orch_db_prepared_count(const orch_db_conn *conn);
