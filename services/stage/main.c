@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include "lease_config.h"
 #include "orch/guard.h"
+#include "orch/httpc.h"
 #include "orch/log.h"
 #include "stage_config.h"
 #include "stage_svc.h"
@@ -49,6 +52,26 @@ static stage_fault parse_fault(const char *v)
     return FAULT_NONE;
 }
 
+/* A malformed effect URL is a configuration error: refused here, so that
+ * it never becomes a failed effect (and never a rollback) later. Empty
+ * stays allowed: the effect then fails as "not configured". */
+static orch_err check_effect_urls(const orch_config *cfg)
+{
+    static const char *const vars[] = { "ORCH_GITEA_URL", "ORCH_IMAGE_HOOK_URL",
+                                        "ORCH_DEPLOY_HOOK_URL" };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = orch_config_str(cfg, vars[i]);
+        char why[300], shown[300];
+        if (!v[0] || orch_httpc_check_base_url(v, why, sizeof why) == ORCH_OK)
+            continue;
+        orch_httpc_redact_url(v, shown, sizeof shown);
+        orch_error("configuration: %s=%s is not a usable URL: %s (example: http://gitea:3000)",
+                   vars[i], shown, why);
+        return ORCH_EINVAL;
+    }
+    return ORCH_OK;
+}
+
 static orch_err stage_start(orch_service *svc)
 {
     const orch_config *cfg = orch_service_config(svc);
@@ -79,6 +102,10 @@ static orch_err stage_start(orch_service *svc)
     ss->plane_project_key = orch_config_str(cfg, "ORCH_PLANE_PROJECT_KEY");
     ss->reconcile_interval_ms = orch_config_int(cfg, "ORCH_RECONCILER_INTERVAL_MS");
     ss->reconcile_batch = (int)orch_config_int(cfg, "ORCH_RECONCILER_BATCH");
+    snprintf(ss->inbox_claimer, sizeof ss->inbox_claimer, "%s/%d/%s", ss->me->host_id,
+             (int)ss->me->pid, ss->me->instance_id);
+    if (check_effect_urls(cfg))
+        return ORCH_EINVAL;
     ss->fault = parse_fault(orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"));
     if (ss->fault != FAULT_NONE && orch_service_runtime(svc) != ORCH_RUNTIME_TEST) {
         orch_error("configuration: ORCH_STAGE_TEST_FAULT=%s is accepted only with "

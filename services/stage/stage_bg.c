@@ -5,7 +5,8 @@
  * drives items whose recorded verdicts already pass the gates of their next
  * forward edge through AdvanceStage as actor "reconciler" (it defers on a
  * held lease like every other actor). Edges without gates are left to the
- * actors who decide them.
+ * actors who decide them. A third thread applies the webhook events of the
+ * inbox (stage_inbox.c).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -218,12 +219,15 @@ orch_err stage_bg_start(stage_svc *ss)
     if (pthread_create(&ss->bg, NULL, bg_main, ss) != 0)
         return ORCH_ENOMEM;
     ss->bg_started = true;
+    if (pthread_create(&ss->inbox_thread, NULL, stage_inbox_main, ss) != 0)
+        return ORCH_ENOMEM;
+    ss->inbox_started = true;
     return ORCH_OK;
 }
 
 void stage_bg_stop(stage_svc *ss)
 {
-    if (!ss->bg_started && !ss->retry_started)
+    if (!ss->bg_started && !ss->retry_started && !ss->inbox_started)
         return;
     pthread_mutex_lock(&ss->mu);
     ss->quit = true;
@@ -233,7 +237,9 @@ void stage_bg_stop(stage_svc *ss)
         pthread_join(ss->bg, NULL);
     if (ss->retry_started)
         pthread_join(ss->retry_thread, NULL);
-    ss->bg_started = ss->retry_started = false;
+    if (ss->inbox_started)
+        pthread_join(ss->inbox_thread, NULL);
+    ss->bg_started = ss->retry_started = ss->inbox_started = false;
     /* Releases still owed are tried once more before exit. */
     retry_releases(ss);
 }

@@ -18,7 +18,8 @@ const orch_config_var stage_config[] = {
     { "ORCH_STAGE_MAX_EVIDENCE_BYTES", ORCH_CFG_INT, "65536", 1024, 1048576, NULL, false, false,
       "largest evidence text AdvanceStage accepts" },
     { "ORCH_GITEA_URL", ORCH_CFG_STRING, "", 0, 0, NULL, false, false,
-      "Gitea base URL (http://host:3000) for merging pull requests; empty: merges fail" },
+      "Gitea base URL (http://host:3000) for merging pull requests; empty: merges fail;"
+      " malformed: start-up is refused" },
     { "ORCH_GITEA_TOKEN", ORCH_CFG_STRING, "", 0, 0, NULL, false, true,
       "Gitea access token with write access to the repos (never logged)" },
     { "ORCH_GITEA_MERGE_STYLE", ORCH_CFG_ENUM, "merge", 0, 0, "merge|rebase|squash", false, false,

@@ -60,14 +60,34 @@ uint64_t effect_claim_expiry_ms(const effects_cfg *cfg, effect_id e)
            EFFECT_RECORD_SLACK_MS + EFFECT_TAKEOVER_MARGIN_MS;
 }
 
+/* A request that got no HTTP answer. Never a verdict on the change: a
+ * request that certainly never left (bad URL, refused destination, no
+ * connection: a configuration or availability problem) did not happen and
+ * is tried again by the next attempt; one that may have reached the peer
+ * (timeout, connection lost) is unknown and resolved by the next attempt. */
+static effect_outcome transport_outcome(bool unsent, const char *what, const char *why,
+                                        char *detail, size_t dn)
+{
+    if (unsent) {
+        snprintf(detail, dn, "%s not sent (%s): retried by the next attempt", what, why);
+        return EFFECT_ERROR;
+    }
+    snprintf(detail, dn, "%s: %s", what, why);
+    return EFFECT_UNKNOWN;
+}
+
 /* ---- Gitea ------------------------------------------------------------- */
 
 static bool merge_url(const effects_cfg *cfg, const stage_task *t, bool check, char *url, size_t n)
 {
     if (!strchr(t->repo, '/'))
         return false;
-    int w = snprintf(url, n, "%s/api/v1/repos/%s/pulls/%llu/merge", cfg->gitea_url, t->repo,
-                     (unsigned long long)t->pr_number);
+    /* "http://gitea:3000/" and "http://gitea:3000" are the same base. */
+    size_t bl = strlen(cfg->gitea_url);
+    while (bl > 0 && cfg->gitea_url[bl - 1] == '/')
+        bl--;
+    int w = snprintf(url, n, "%.*s/api/v1/repos/%s/pulls/%llu/merge", (int)bl, cfg->gitea_url,
+                     t->repo, (unsigned long long)t->pr_number);
     (void)check;
     return w > 0 && (size_t)w < n;
 }
@@ -137,14 +157,13 @@ static effect_outcome gitea_merge(const effects_cfg *cfg, const effect_call *cal
                       cfg->merge_style);
     const char *hdrs[] = { auth, idem, "Content-Type: application/json", "Accept: application/json",
                            NULL };
+    bool unsent = false;
     orch_httpc_req req = { "POST", url, hdrs, body, (size_t)bl, budget(cfg, call) };
     orch_httpc_resp resp;
     char why[256];
-    orch_err err = orch_httpc_do(&req, &resp, why, sizeof why);
-    if (err) {
-        snprintf(detail, dn, "gitea merge: %s", why);
-        return err == ORCH_EINVAL ? EFFECT_FAILED : EFFECT_UNKNOWN;
-    }
+    orch_err err = orch_httpc_do_ex(&req, &resp, &unsent, why, sizeof why);
+    if (err)
+        return transport_outcome(unsent, "gitea merge", why, detail, dn);
     long st = resp.status;
     char excerpt[160];
     snprintf(excerpt, sizeof excerpt, "%.150s", resp.body ? resp.body : "");
@@ -206,15 +225,14 @@ static effect_outcome hook_post(const effects_cfg *cfg, const effect_call *call,
     }
     const char *hdrs[] = { idem, epoch, "Content-Type: application/json",
                            cfg->hook_token[0] ? auth : NULL, NULL };
+    bool unsent = false;
     orch_httpc_req req = { "POST", url, hdrs, body, strlen(body), budget(cfg, call) };
     orch_httpc_resp resp;
     char why[256];
-    orch_err err = orch_httpc_do(&req, &resp, why, sizeof why);
+    orch_err err = orch_httpc_do_ex(&req, &resp, &unsent, why, sizeof why);
     free(body);
-    if (err) {
-        snprintf(detail, dn, "%s: %s", effect_name(call->effect), why);
-        return err == ORCH_EINVAL ? EFFECT_FAILED : EFFECT_UNKNOWN;
-    }
+    if (err)
+        return transport_outcome(unsent, effect_name(call->effect), why, detail, dn);
     long st = resp.status;
     effect_outcome out;
     if (st >= 200 && st < 300) {

@@ -5,12 +5,14 @@
  *                                          (X-Orch-Token: ORCH_STAGE_OPERATOR_TOKEN)
  *   POST /webhooks/gitea                   X-Gitea-Signature: hex HMAC-SHA256
  *   POST /webhooks/plane                   X-Plane-Signature: hex HMAC-SHA256
- * The webhooks' signature check and JSON reading are in stage_webhook.c.
+ * The webhooks' signature check and JSON reading are in stage_webhook.c;
+ * every event acted on is recorded in the inbox first (stage_inbox.h).
  * docs/architecture/stage.md documents the JSON and the event mapping.
  */
 #include <inttypes.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,28 +211,111 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
 
 /* ---- webhooks ------------------------------------------------------------- */
 
-/* Runs the engine for a webhook event and answers with its result. */
-static void drive(stage_svc *ss, orch_http_reply *rep, const char *work_item, const char *from,
-                  const char *to, const char *reason, const orch_verdicts *ev)
+/* The sender's delivery id (`header`), or else "sha256:<body digest>": a
+ * resent identical body is the same event. False if the header is unusable
+ * (over INBOX_DELIVERY_MAX bytes or not printable ASCII). */
+static bool delivery_id(const orch_http_request *req, const char *header, char *out, size_t n)
 {
-    advance_req ar = { work_item, from, to, "webhook", reason, ev };
-    advance_res res;
-    char msg[700];
-    uint64_t t0 = orch_mono_ns();
-    orch_code code = stage_advance(ss, &ar, orch_mono_ms() + 60000, &res, msg, sizeof msg);
-    stage_count_transition(ss, from, to, res.result);
-    orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
-    if (code) {
-        reply_error(rep, http_status_of(code), "%s: %s", orch_code_name(code), msg);
-    } else {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "work_item", work_item, "result",
-                              stage_transition_results[res.result], "stage",
-                              stage_name(res.task.stage), "lease_epoch", (json_int_t)res.epoch);
-        if (res.holder)
-            json_object_set_new(o, "holder", json_string(res.holder->actor));
-        reply_json(rep, 200, o);
+    const char *d = orch_http_header(req, header);
+    if (d && d[0]) {
+        size_t len = strlen(d);
+        if (len > INBOX_DELIVERY_MAX || len >= n)
+            return false;
+        for (size_t i = 0; i < len; i++)
+            if (d[i] < 0x21 || d[i] > 0x7e)
+                return false;
+        memcpy(out, d, len + 1);
+        return true;
     }
-    advance_res_free(&res);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int ml = 0;
+    if (!EVP_Digest(req->body, req->body_len, md, &ml, EVP_sha256(), NULL))
+        return false;
+    int w = snprintf(out, n, "sha256:");
+    for (unsigned i = 0; i < ml && (size_t)w + 2 < n; i++, w += 2)
+        snprintf(out + w, n - (size_t)w, "%02x", md[i]);
+    return true;
+}
+
+/* The answer for a settled or put-back event. A superseded event is 200:
+ * it was received and no longer applies (nothing for the sender to redo). */
+static void answer_result(orch_http_reply *rep, const stage_inbox_row *row, const inbox_result *r)
+{
+    const char *result = !r->done                             ? "queued"
+                         : strcmp(r->outcome, "applied") == 0 ? stage_transition_results[r->tr]
+                                                              : r->outcome;
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "work_item", row->work_item, "result",
+                  result, "stage", stage_name(r->stage), "delivery", row->delivery, "inbox_id",
+                  (json_int_t)row->id, "outcome", r->outcome, "detail", r->detail);
+    if (r->epoch)
+        json_object_set_new(o, "lease_epoch", json_integer((json_int_t)r->epoch));
+    if (r->holder[0])
+        json_object_set_new(o, "holder", json_string(r->holder));
+    if (!r->done)
+        json_object_set_new(o, "retry_in_ms", json_integer((json_int_t)r->retry_ms));
+    int status = !r->done ? 202 : strcmp(r->outcome, "rejected") == 0 ? 422 : 200;
+    reply_json(rep, status, o);
+}
+
+/* A delivery seen before: its recorded state, nothing applied again. */
+static void answer_known(orch_http_reply *rep, const stage_inbox_row *row)
+{
+    bool done = strcmp(row->state, "done") == 0;
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s, s:s}", "work_item", row->work_item,
+                          "result", done ? row->outcome : "queued", "delivery", row->delivery,
+                          "inbox_id", (json_int_t)row->id, "duplicate", 1, "outcome", row->outcome,
+                          "detail", row->detail);
+    reply_json(rep, done ? 200 : 202, o);
+}
+
+/* Records the event in the inbox, then applies it at once unless an older
+ * event of the item is still open; answers only after the record is
+ * committed, so a delivery answered 2xx is never lost. */
+static void accept_event(stage_svc *ss, orch_http_reply *rep, const char *source,
+                         const char *delivery, const stage_task *t, inbox_kind kind)
+{
+    stage_inbox_row in, row;
+    memset(&in, 0, sizeof in);
+    snprintf(in.source, sizeof in.source, "%s", source);
+    snprintf(in.delivery, sizeof in.delivery, "%s", delivery);
+    snprintf(in.work_item, sizeof in.work_item, "%s", t->work_item);
+    in.kind = kind;
+    in.seen_stage = t->stage;
+    in.seen_cycle = t->cycle;
+    bool created = false, claimed = false;
+    uint64_t dl = orch_mono_ms() + 10000;
+    orch_db_conn *c = NULL;
+    orch_err err = orch_db_acquire(ss->db, dl, &c);
+    for (int i = 0; i < 3 && (!err || err == ORCH_EDB_RETRY); i++)
+        if (!(err = stage_inbox_put(c, dl, &in, &row, &created)))
+            break;
+    if (!err && created)
+        err = stage_inbox_claim(c, dl, row.id, ss->inbox_claimer, stage_inbox_stale_ms(ss), &row,
+                                &claimed);
+    orch_db_release(c);
+    if (err && !created) {
+        reply_error(rep, 503, "recording the %s event for %s: %s (nothing was recorded)", source,
+                    t->work_item, orch_strerror(err));
+        return;
+    }
+    if (!created) {
+        answer_known(rep, &row);
+        return;
+    }
+    if (!claimed) {
+        /* An older event of the item is open (or claiming failed): it is
+         * recorded and the inbox thread applies it in order. */
+        inbox_result r = { .tr = -1, .stage = t->stage, .retry_ms = 500 };
+        snprintf(r.outcome, sizeof r.outcome, "pending");
+        snprintf(r.detail, sizeof r.detail, "%s",
+                 err ? orch_strerror(err) : "behind an earlier event of the same item");
+        answer_result(rep, &row, &r);
+        return;
+    }
+    inbox_result r;
+    stage_inbox_apply(ss, &row, &r);
+    answer_result(rep, &row, &r);
 }
 
 /* Answers the webhook outcomes that need no task: 401, 400, 200 ignored.
@@ -269,6 +354,13 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
         stage_webhook_free(&h);
         return;
     }
+    char delivery[INBOX_DELIVERY_MAX + 1];
+    if (!delivery_id(req, "X-Gitea-Delivery", delivery, sizeof delivery)) {
+        stage_webhook_free(&h);
+        reply_error(rep, 400, "X-Gitea-Delivery must be 1 to %d printable bytes",
+                    INBOX_DELIVERY_MAX);
+        return;
+    }
     stage_task t;
     uint64_t dl = orch_mono_ms() + 10000;
     orch_db_conn *c = NULL;
@@ -284,13 +376,7 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
     }
     bool approved = h.action == STAGE_HOOK_APPROVE;
     stage_webhook_free(&h);
-    orch_verdicts ev;
-    orch_verdicts_init(&ev);
-    (void)orch_verdicts_set(&ev, "review_verdict", approved ? "APPROVE" : "REQUEST_CHANGES");
-    if (approved)
-        drive(ss, rep, t.work_item, "review", "testing", "", &ev);
-    else
-        drive(ss, rep, t.work_item, "review", "development", "review rejected in Gitea", &ev);
+    accept_event(ss, rep, "gitea", delivery, &t, approved ? INBOX_APPROVE : INBOX_REJECT);
 }
 
 /* Plane: an issue of the project moved to a state of the "cancelled" group
@@ -303,6 +389,13 @@ static void post_plane(void *arg, const orch_http_request *req, orch_http_reply 
                               ss->plane_secret, &h);
     if (answer_early(&h, "/webhooks/plane", "X-Plane-Signature", rep)) {
         stage_webhook_free(&h);
+        return;
+    }
+    char delivery[INBOX_DELIVERY_MAX + 1];
+    if (!delivery_id(req, "X-Plane-Delivery", delivery, sizeof delivery)) {
+        stage_webhook_free(&h);
+        reply_error(rep, 400, "X-Plane-Delivery must be 1 to %d printable bytes",
+                    INBOX_DELIVERY_MAX);
         return;
     }
     char item[STAGE_MAX_FIELD + 1];
@@ -320,7 +413,7 @@ static void post_plane(void *arg, const orch_http_request *req, orch_http_reply 
                     err == ORCH_ENOTFOUND ? "no task" : orch_strerror(err));
         return;
     }
-    drive(ss, rep, t.work_item, stage_name(t.stage), "cancelled", "cancelled in Plane", NULL);
+    accept_event(ss, rep, "plane", delivery, &t, INBOX_CANCEL);
 }
 
 orch_err stage_http_register(orch_service *svc, stage_svc *ss)

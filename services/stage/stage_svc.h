@@ -18,6 +18,7 @@
 #include "orch/rpc.h"
 #include "orch/svc.h"
 #include "stage_effects.h"
+#include "stage_inbox.h"
 #include "stage_pipeline.h"
 #include "stage_store.h"
 
@@ -71,8 +72,10 @@ typedef struct stage_svc {
     size_t nedge_labels;
     orch_histogram *m_advance_latency;
 
-    pthread_t bg, retry_thread;
-    bool bg_started, retry_started, quit;
+    char inbox_claimer[400]; /* host/pid/instance: who claims inbox rows */
+
+    pthread_t bg, retry_thread, inbox_thread;
+    bool bg_started, retry_started, inbox_started, quit;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } stage_svc;
@@ -178,6 +181,31 @@ typedef struct stage_queue {
 orch_code stage_queue_leases(stage_svc *ss, const stage_task *ts, int n, uint64_t deadline,
                              stage_queue *q);
 void stage_queue_free(stage_queue *q);
+
+/* ---- the webhook inbox (stage_inbox.c) ----------------------------------- */
+
+typedef struct inbox_result {
+    bool done;        /* settled; false: put back, due again in retry_ms */
+    char outcome[16]; /* applied | superseded | gate_failed | rejected, or
+                       * the attempt's result: deferred, effect_failed... */
+    char detail[700];
+    int64_t retry_ms;
+    int tr;         /* TR_* of the last engine call; -1: none ran */
+    orch_code code; /* of the last engine call */
+    stage_id stage; /* the item's stage after the attempt */
+    uint64_t epoch;
+    char holder[STAGE_MAX_FIELD + 1]; /* deferred: the lease holder's actor */
+} inbox_result;
+
+/* Applies inbox row `row`, which this process claimed, through the engine
+ * and settles it (done, or pending again with a backoff). */
+void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, inbox_result *res);
+/* Claims and applies the events that are due (bounded); returns how many. */
+int stage_inbox_pass(stage_svc *ss);
+/* The inbox thread: a pass every half second until ss->quit. */
+void *stage_inbox_main(void *arg);
+/* How old a claim must be before another claimer takes it over. */
+int64_t stage_inbox_stale_ms(const stage_svc *ss);
 
 /* ---- RPC, HTTP, background ---------------------------------------------- */
 

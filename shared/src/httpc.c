@@ -233,10 +233,34 @@ static orch_err map_curl(CURLcode rc, const xfer *x, const char *where, char *er
     }
 }
 
+/* Whether a failed transfer certainly sent nothing: curl stopped before a
+ * connection existed. */
+static bool never_sent(CURLcode rc, const xfer *x)
+{
+    if (x->refused)
+        return true;
+    switch (rc) {
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT: return true;
+    default: return false;
+    }
+}
+
 orch_err orch_httpc_do(const orch_httpc_req *req, orch_httpc_resp *resp, char *errbuf,
                        size_t errlen)
 {
+    return orch_httpc_do_ex(req, resp, NULL, errbuf, errlen);
+}
+
+orch_err orch_httpc_do_ex(const orch_httpc_req *req, orch_httpc_resp *resp, bool *unsent,
+                          char *errbuf, size_t errlen)
+{
     char where[256], cerr[CURL_ERROR_SIZE] = "";
+    if (unsent)
+        *unsent = true; /* until a connection may have been made */
     if (!req || !resp || !req->url || !valid_method(req->method)) {
         say(errbuf, errlen, "bad request: method or URL missing or malformed");
         return ORCH_EINVAL;
@@ -274,6 +298,8 @@ orch_err orch_httpc_do(const orch_httpc_req *req, orch_httpc_resp *resp, char *e
         err = ORCH_EINVAL;
     } else {
         CURLcode rc = curl_easy_perform(h);
+        if (unsent)
+            *unsent = rc != CURLE_OK && never_sent(rc, &x);
         if (rc != CURLE_OK)
             err = map_curl(rc, &x, where, errbuf, errlen);
         else
@@ -301,4 +327,64 @@ void orch_httpc_resp_free(orch_httpc_resp *resp)
     free(resp->body);
     resp->body = NULL;
     resp->body_len = 0;
+}
+
+/* The parts of a parsed URL that a base URL must not have. */
+static const char *forbidden_part(CURLU *u)
+{
+    static const struct {
+        CURLUPart part;
+        const char *name;
+    } parts[] = { { CURLUPART_USER, "a user name (put credentials in the token variable)" },
+                  { CURLUPART_PASSWORD, "a password (put credentials in the token variable)" },
+                  { CURLUPART_QUERY, "a query (?...)" },
+                  { CURLUPART_FRAGMENT, "a fragment (#...)" } };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        char *v = NULL;
+        CURLUcode rc = curl_url_get(u, parts[i].part, &v, 0);
+        curl_free(v);
+        if (rc == CURLUE_OK)
+            return parts[i].name;
+    }
+    return NULL;
+}
+
+orch_err orch_httpc_check_base_url(const char *url, char *why, size_t n)
+{
+    if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
+        say(why, n, "it must start with http:// or https://");
+        return ORCH_EINVAL;
+    }
+    for (const char *p = url; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            say(why, n, "it contains a blank or control character at offset %zu",
+                (size_t)(p - url));
+            return ORCH_EINVAL;
+        }
+    }
+    pthread_once(&init_once, global_init);
+    CURLU *u = curl_url();
+    if (!u) {
+        say(why, n, "out of memory");
+        return ORCH_ENOMEM;
+    }
+    orch_err err = ORCH_OK;
+    char *host = NULL;
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (rc != CURLUE_OK) {
+        say(why, n, "it does not parse as a URL: %s", curl_url_strerror(rc));
+        err = ORCH_EINVAL;
+    } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !host[0]) {
+        say(why, n, "it names no host");
+        err = ORCH_EINVAL;
+    } else {
+        const char *bad = forbidden_part(u);
+        if (bad) {
+            say(why, n, "a base URL must not carry %s", bad);
+            err = ORCH_EINVAL;
+        }
+    }
+    curl_free(host);
+    curl_url_cleanup(u);
+    return err;
 }

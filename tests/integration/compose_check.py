@@ -21,7 +21,13 @@ true another way:
   4. the one-shot `migrate` must exit 0 and leave the schema in place; each
      long-running service must pass its own healthcheck command (orchctl
      health ...), run with its environment, within its start_period; its
-     published HTTP port must answer /healthz; SIGTERM must stop it with 0.
+     published HTTP port must answer /healthz; SIGTERM must stop it with 0;
+  5. the shared process namespace has an init that outlives the services:
+     every orch service joins `pid: service:H` of one holder service H,
+     which has `init: true`, runs no orch binary and never exits by itself
+     (`sleep infinity`); no orch service is itself the target of a `pid:`
+     (it would be PID 1, and its exit would kill the others mid-effect).
+     The holder is not run here: this host's own PID namespace stands in.
 Exit status 0 when all of that holds; 1 with the reason otherwise (a missing
 docker-compose or python3-yaml is a failure that says so, never a pass).
 """
@@ -192,6 +198,51 @@ def healthy(name, svc, env, binary_dir, procs):
     fail("%s: healthcheck did not pass within %d s:\n%s" % (name, budget, last))
 
 
+ORCH_SERVICES = ("lease", "stage", "guard", "launcher")
+
+
+def check_init(services):
+    """Step 5; returns the holder's name."""
+    holders = set()
+    for name in ORCH_SERVICES:
+        pid = str(services[name].get("pid") or "")
+        if not pid.startswith("service:"):
+            fail("%s: pid must be \"service:<holder>\" (one namespace for the four "
+                 "services), got %r" % (name, pid or None))
+        holders.add(pid[len("service:"):])
+    if len(holders) != 1:
+        fail("the orch services join different process namespaces: %s" % sorted(holders))
+    holder = holders.pop()
+    if holder not in services:
+        fail("pid: service:%s names no service" % holder)
+    for name, svc in services.items():
+        pid = str(svc.get("pid") or "")
+        if pid.startswith("service:") and name in ORCH_SERVICES + ("migrate",) and \
+                pid[len("service:"):] in ORCH_SERVICES:
+            fail("%s joins the namespace of orch service %s: its exit would kill %s"
+                 % (name, pid[len("service:"):], name))
+    h = services[holder]
+    if h.get("init") is not True:
+        fail("%s (PID 1 of the shared namespace) must have init: true, so that orphans "
+             "are reaped and no service is PID 1" % holder)
+    cmd = h.get("command") or []
+    if isinstance(cmd, str):
+        cmd = cmd.split()
+    if not cmd or cmd[0] in BINARIES:
+        fail("%s must not run an orch binary (%r): its exit would end the namespace"
+             % (holder, cmd))
+    if cmd != ["sleep", "infinity"]:
+        fail("%s must run [\"sleep\", \"infinity\"] under its init, got %r" % (holder, cmd))
+    if h.get("restart") not in ("always", "unless-stopped"):
+        fail("%s must restart (always or unless-stopped), got %r" % (holder, h.get("restart")))
+    for name in ORCH_SERVICES:
+        if holder not in (services[name].get("depends_on") or {}):
+            fail("%s must depend on %s, whose namespace it joins" % (name, holder))
+    print("process namespace: %s (init: true, %s) holds %s" %
+          (holder, " ".join(cmd), ", ".join(ORCH_SERVICES)), flush=True)
+    return holder
+
+
 def check_ports(name, svc, mover):
     for p in svc.get("ports") or []:
         target = int(p["target"]) if isinstance(p, dict) else int(str(p).split(":")[-1].split("/")[0])
@@ -215,6 +266,7 @@ def main():
     for need in ("postgres", "migrate", "lease", "stage", "guard", "launcher"):
         if need not in services:
             fail("the compose file has no service %r" % need)
+    holder = check_init(services)
     mover = Mover(fresh_database(src), tmp)
     log_dir = os.environ.get("ORCH_TEST_LOG_DIR") or tmp
     procs, envs, logs = {}, {}, {}
@@ -223,6 +275,8 @@ def main():
             svc = services[name]
             if name == "postgres":
                 continue  # the private test cluster stands in for it
+            if name == holder:
+                continue  # this host's PID namespace stands in for it
             envs[name] = environment(svc, mover)
             argv = argv_of(svc.get("command"), binary_dir)
             logs[name] = open(os.path.join(log_dir, "compose-%s.log" % name), "w")

@@ -49,7 +49,22 @@ typedef struct orch_httpc_resp {
 orch_err orch_httpc_do(const orch_httpc_req *req, orch_httpc_resp *resp, char *errbuf,
                        size_t errlen) ORCH_NODISCARD;
 
+/* orch_httpc_do() that also says, on an error, whether the request
+ * certainly never reached the peer (*unsent, may be NULL): refused before a
+ * socket existed (bad URL, loopback-only mode) or no connection could be
+ * made (refused, unresolvable, unreachable). A timeout or a failure after
+ * connecting sets it false: the peer may have acted. */
+orch_err orch_httpc_do_ex(const orch_httpc_req *req, orch_httpc_resp *resp, bool *unsent,
+                          char *errbuf, size_t errlen) ORCH_NODISCARD;
+
 void orch_httpc_resp_free(orch_httpc_resp *resp); /* NULL ok; leaves it empty */
+
+/* Checks a configured base URL: http:// or https://, a host, an optional
+ * port and path, no user or password, query or fragment, no blank or
+ * control character. ORCH_EINVAL with why (naming the fault, never the
+ * path) otherwise. Services call it at start-up on every URL they are
+ * given, so that a typo is refused there and not met later as a failed call. */
+orch_err orch_httpc_check_base_url(const char *url, char *why, size_t n) ORCH_NODISCARD;
 
 /* Turns loopback-only mode on or off for the whole process. */
 void orch_httpc_set_loopback_only(bool on);

@@ -1,0 +1,81 @@
+/*
+ * stage_inbox.h - the durable inbox of webhook events (table webhook_inbox,
+ * migration 0009): nothing a sender told us is lost.
+ *
+ * Neither sender retries an event we answered: Gitea records a non-2xx
+ * answer as a failed delivery and never redelivers by itself, and Plane
+ * retries only when no answer came at all. So every event to act on is
+ * written to the inbox before the sender is answered; the HTTP route then
+ * tries it at once, and whatever could not be applied yet (a held lease,
+ * lease-service or the forge unreachable) is applied by the inbox thread
+ * once it can be, oldest first per work item. An event is settled once:
+ * applied, superseded (the item moved on: the event no longer applies),
+ * gate_failed or rejected.
+ *
+ * Exactly once: a row is worked on only by the caller that claimed it (one
+ * UPDATE on state); a claim older than the stale bound is taken over (its
+ * claimer died), which is safe because applying goes through the engine's
+ * expected-stage CAS and intents, and a review event applies only in the
+ * stage and cycle it arrived in.
+ *
+ * Threading: the store functions take a checked-out connection; the apply
+ * and pass functions are called by the HTTP worker and the inbox thread.
+ */
+#ifndef ORCH_STAGE_INBOX_H
+#define ORCH_STAGE_INBOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "orch/db.h"
+#include "stage_store.h"
+
+#define INBOX_DELIVERY_MAX 200
+
+typedef enum inbox_kind { INBOX_CANCEL, INBOX_APPROVE, INBOX_REJECT } inbox_kind;
+
+typedef struct stage_inbox_row {
+    int64_t id;
+    char source[8]; /* gitea | plane */
+    char delivery[INBOX_DELIVERY_MAX + 1];
+    char work_item[STAGE_MAX_FIELD + 1];
+    inbox_kind kind;
+    stage_id seen_stage; /* where the item was when the event arrived */
+    int seen_cycle;
+    char state[12];   /* pending | applying | done */
+    char outcome[16]; /* done: applied | superseded | gate_failed | rejected;
+                       * pending: the last attempt's result ("deferred") */
+    char detail[512];
+    int attempts;
+} stage_inbox_row;
+
+const char *inbox_kind_name(inbox_kind k);
+
+/* Inserts the event (id, state, outcome, attempts of *in are ignored)
+ * unless (source, delivery) is already there. *out is the row, new or
+ * found; *created says which. */
+orch_err stage_inbox_put(orch_db_conn *c, uint64_t dl, const stage_inbox_row *in,
+                         stage_inbox_row *out, bool *created) ORCH_NODISCARD;
+
+/* Claims row `id` (any time, even before its next attempt is due) for
+ * `claimer` if it is pending, or applying with a claim older than
+ * `stale_ms`, and no older row of the same work item is still open.
+ * *claimed says whether; *out is then the claimed row. */
+orch_err stage_inbox_claim(orch_db_conn *c, uint64_t dl, int64_t id, const char *claimer,
+                           int64_t stale_ms, stage_inbox_row *out, bool *claimed) ORCH_NODISCARD;
+
+/* Claims the oldest row that is due (pending past its next attempt, or a
+ * stale claim) and has no older open row of its work item, skipping rows
+ * another claimer is locking. *claimed false: nothing is due. */
+orch_err stage_inbox_claim_next(orch_db_conn *c, uint64_t dl, const char *claimer, int64_t stale_ms,
+                                stage_inbox_row *out, bool *claimed) ORCH_NODISCARD;
+
+/* Ends `claimer`'s claim of row `id`: done with `outcome`, or back to
+ * pending (outcome = the attempt's result) due again in `retry_ms`.
+ * *settled is false when the claim was taken over meanwhile (nothing
+ * written). */
+orch_err stage_inbox_settle(orch_db_conn *c, uint64_t dl, int64_t id, const char *claimer,
+                            bool done, const char *outcome, const char *detail, int64_t retry_ms,
+                            bool *settled) ORCH_NODISCARD;
+
+#endif

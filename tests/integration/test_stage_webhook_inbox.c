@@ -1,0 +1,289 @@
+/*
+ * test_stage_webhook_inbox.c - nothing a webhook sender told us is lost:
+ * an event that arrives while another actor holds the item's lease is
+ * recorded in webhook_inbox, answered 202, and applied exactly once after
+ * the lease is freed (also by a restarted stage-service); a resent delivery
+ * is recognised; an event the item has moved past is answered 200
+ * "superseded", never an error. Real stage-service and lease-service; the
+ * lease is held by this test process as a live owner.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orch/httpc.h"
+#include "orch/ident.h"
+#include "orch/v1/lease.pb-c.h"
+#include "stage_world.h"
+
+static sw_world W;
+
+static void down(void)
+{
+    sw_down(&W);
+}
+
+typedef struct http_res {
+    long status;
+    char body[4096];
+} http_res;
+
+static http_res post(const char *path, const char *const *headers, const char *body)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://%s%s", W.stage.http_addr, path);
+    orch_httpc_req rq = { "POST", url, headers, body, strlen(body), 30000 };
+    orch_httpc_resp rs;
+    char why[256];
+    http_res r = { 0, "" };
+    cr_assert_eq(orch_httpc_do(&rq, &rs, why, sizeof why), ORCH_OK, "POST %s: %s", path, why);
+    r.status = rs.status;
+    snprintf(r.body, sizeof r.body, "%s", rs.body);
+    orch_httpc_resp_free(&rs);
+    return r;
+}
+
+static void sign(const char *secret, const char *body, char *hex)
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int ml = 0;
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)body, strlen(body), mac,
+         &ml);
+    for (unsigned i = 0; i < ml; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+}
+
+/* A Plane "issue moved to a cancelled state" delivery for ORCH-<seq>. */
+static http_res plane_cancel(int seq, const char *delivery)
+{
+    char body[300], sig[200] = "X-Plane-Signature: ", dv[300];
+    snprintf(body, sizeof body,
+             "{\"event\":\"issue\",\"action\":\"updated\",\"data\":{\"sequence_id\":%d,"
+             "\"state\":{\"name\":\"Cancelled\",\"group\":\"cancelled\"}}}",
+             seq);
+    sign("plane-hook-secret", body, sig + strlen(sig));
+    snprintf(dv, sizeof dv, "X-Plane-Delivery: %s", delivery);
+    const char *h[] = { sig, dv, "Content-Type: application/json", NULL };
+    return post("/webhooks/plane", h, body);
+}
+
+static http_res gitea_approve(int pr, const char *delivery)
+{
+    char body[300], sig[200] = "X-Gitea-Signature: ", dv[300];
+    snprintf(body, sizeof body,
+             "{\"action\":\"reviewed\",\"pull_request\":{\"number\":%d},"
+             "\"repository\":{\"full_name\":\"org/app\"}}",
+             pr);
+    sign("gitea-hook-secret", body, sig + strlen(sig));
+    snprintf(dv, sizeof dv, "X-Gitea-Delivery: %s", delivery);
+    const char *h[] = { sig, dv, "X-Gitea-Event: pull_request_approved",
+                        "X-Gitea-Event-Type: pull_request_review_approved", NULL };
+    return post("/webhooks/gitea", h, body);
+}
+
+/* Takes the item's lease as this test process (a live owner), as an actor
+ * in the middle of a transition would hold it. Returns the epoch. */
+static uint64_t hold_lease(const char *item)
+{
+    static orch_ident me;
+    cr_assert_eq(orch_ident_init(NULL, &me), ORCH_OK);
+    Orch__V1__Owner ow = ORCH__V1__OWNER__INIT;
+    ow.host_id = me.host_id;
+    ow.boot_id = me.boot_id;
+    ow.pid = (int32_t)me.pid;
+    ow.start_ticks = me.start_ticks;
+    ow.instance_id = me.instance_id;
+    Orch__V1__AcquireRequest rq = ORCH__V1__ACQUIRE_REQUEST__INIT;
+    rq.work_item = (char *)item;
+    rq.repo = "org/app";
+    rq.transition = "review->testing";
+    rq.actor = "monitor";
+    rq.owner = &ow;
+    orch_rpc_call_opts o = { .timeout_ms = 5000 };
+    orch_rpc_status st;
+    Orch__V1__AcquireReply *r = NULL;
+    orch_code code =
+        orch_rpc_invoke(W.lease_client, "orch.v1.LeaseService/Acquire", &rq.base,
+                        &orch__v1__acquire_reply__descriptor, &o, &st, (ProtobufCMessage **)&r);
+    cr_assert_eq(code, ORCH_CODE_OK, "Acquire: %s", st.message);
+    cr_assert_eq(r->outcome, ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED);
+    cr_assert(!r->inert, "the lease must apply to org/app");
+    uint64_t epoch = r->epoch;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return epoch;
+}
+
+static void free_lease(const char *item, uint64_t epoch)
+{
+    Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
+    rq.work_item = (char *)item;
+    rq.epoch = epoch;
+    orch_rpc_call_opts o = { .timeout_ms = 5000 };
+    orch_rpc_status st;
+    cr_assert_eq(orch_rpc_invoke(W.lease_client, "orch.v1.LeaseService/Release", &rq.base, NULL, &o,
+                                 &st, NULL),
+                 ORCH_CODE_OK, "Release: %s", st.message);
+}
+
+static long long num(const char *sql)
+{
+    char *v = th_sql(W.db, sql);
+    long long n = v ? strtoll(v, NULL, 10) : -1;
+    free(v);
+    return n;
+}
+
+/* Polls until the item is in `stage`; bounded. */
+static bool wait_stage(const char *item, const char *stage, int ms)
+{
+    char now[32] = "";
+    for (int waited = 0; waited <= ms; waited += 100) {
+        sw_stage_of(&W, item, now, sizeof now);
+        if (strcmp(now, stage) == 0)
+            return true;
+        usleep(100000);
+    }
+    return false;
+}
+
+Test(stage_webhook_inbox, plane_cancel_during_a_held_lease_is_applied_after_release, .fini = down,
+     .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "ORCH-301", "org/app", 0), ORCH_CODE_OK);
+    sw_walk_to(&W, "ORCH-301", "development");
+    uint64_t epoch = hold_lease("ORCH-301");
+
+    http_res r = plane_cancel(301, "plane-d-1");
+    cr_assert_eq(r.status, 202, "a deferred event is accepted, not dropped: %ld %s", r.status,
+                 r.body);
+    cr_assert(strstr(r.body, "\"result\":\"queued\""), "%s", r.body);
+    cr_assert(strstr(r.body, "\"outcome\":\"deferred\""), "%s", r.body);
+    cr_assert_eq(num("SELECT count(*) FROM webhook_inbox WHERE work_item = 'ORCH-301'"
+                     " AND state = 'pending'"),
+                 1, "the event is recorded before it is answered");
+
+    /* While the lease is held, the inbox thread tries again and defers. */
+    usleep(2500000);
+    char stage[32];
+    sw_stage_of(&W, "ORCH-301", stage, sizeof stage);
+    cr_assert_str_eq(stage, "development", "nothing moves under a held lease");
+    cr_assert_geq(num("SELECT attempts FROM webhook_inbox WHERE delivery = 'plane-d-1'"), 2,
+                  "the inbox thread retried while the lease was held");
+
+    free_lease("ORCH-301", epoch);
+    cr_assert(wait_stage("ORCH-301", "cancelled", 20000),
+              "the cancel was lost: not applied after the lease was freed");
+    cr_assert_eq(num("SELECT count(*) FROM webhook_inbox WHERE delivery = 'plane-d-1'"
+                     " AND state = 'done' AND outcome = 'applied'"),
+                 1);
+
+    /* The same delivery again (a resend): recognised, not applied again. */
+    r = plane_cancel(301, "plane-d-1");
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"duplicate\":true"), "%s", r.body);
+    /* Plane's own retry carries a new delivery id: the item is already
+     * cancelled, which is an answer, not an error the sender retries. */
+    r = plane_cancel(301, "plane-d-2");
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"result\":\"superseded\""), "%s", r.body);
+    usleep(1500000); /* a pass of the inbox thread */
+    cr_assert_eq(num("SELECT count(*) FROM stage_history h JOIN tasks t ON t.id = h.task_id"
+                     " WHERE t.work_item = 'ORCH-301' AND h.to_stage = 'cancelled'"),
+                 1, "the cancel was applied exactly once");
+}
+
+Test(stage_webhook_inbox, gitea_approval_during_a_held_lease_merges_once_after_release,
+     .fini = down, .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "ORCH-302", "org/app", 9302), ORCH_CODE_OK);
+    sw_walk_to(&W, "ORCH-302", "review");
+    uint64_t epoch = hold_lease("ORCH-302");
+
+    http_res r = gitea_approve(9302, "gitea-d-1");
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"holder\":\"monitor\""), "the answer names the holder: %s", r.body);
+    usleep(1500000);
+    cr_assert_eq(sw_counts_for_pr(9302).merge_calls, 0, "no effect under a held lease");
+
+    free_lease("ORCH-302", epoch);
+    cr_assert(wait_stage("ORCH-302", "testing", 20000), "the approval was not applied");
+    cr_assert_eq(sw_counts_for_pr(9302).merges, 1);
+    /* Gitea's "redeliver" is a new delivery id with the same body: the
+     * item moved past review, so it is superseded, with a 200. */
+    r = gitea_approve(9302, "gitea-d-2");
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "\"result\":\"superseded\""), "%s", r.body);
+    cr_assert(strstr(r.body, "\"stage\":\"testing\""), "%s", r.body);
+    usleep(1500000);
+    cr_assert_eq(sw_counts_for_pr(9302).merge_calls, 1, "merged exactly once");
+    cr_assert_eq(num("SELECT count(*) FROM stage_history h JOIN tasks t ON t.id = h.task_id"
+                     " WHERE t.work_item = 'ORCH-302' AND h.to_stage = 'testing'"),
+                 1);
+}
+
+Test(stage_webhook_inbox, a_queued_event_survives_a_stage_service_crash, .fini = down,
+     .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "ORCH-303", "org/app", 0), ORCH_CODE_OK);
+    sw_walk_to(&W, "ORCH-303", "analysis");
+    uint64_t epoch = hold_lease("ORCH-303");
+    http_res r = plane_cancel(303, "plane-crash-1");
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
+
+    /* The process that answered dies; the lease is freed; a new process
+     * applies the recorded event. */
+    cr_assert_eq(th_svc_stop(&W.stage, SIGKILL, 10000), 128 + SIGKILL);
+    free_lease("ORCH-303", epoch);
+    sw_stage_start(&W, &W.stage, NULL);
+    cr_assert(wait_stage("ORCH-303", "cancelled", 20000), "the recorded cancel was lost");
+    cr_assert_eq(num("SELECT count(*) FROM webhook_inbox WHERE delivery = 'plane-crash-1'"
+                     " AND state = 'done' AND outcome = 'applied'"),
+                 1);
+}
+
+Test(stage_webhook_inbox, events_of_one_item_apply_in_arrival_order, .fini = down, .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "ORCH-304", "org/app", 9304), ORCH_CODE_OK);
+    sw_walk_to(&W, "ORCH-304", "review");
+    uint64_t epoch = hold_lease("ORCH-304");
+    /* An approval, then a cancel: both wait; the approval goes first. */
+    cr_assert_eq(gitea_approve(9304, "order-1").status, 202);
+    http_res r = plane_cancel(304, "order-2");
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "earlier event"), "%s", r.body);
+    free_lease("ORCH-304", epoch);
+    cr_assert(wait_stage("ORCH-304", "cancelled", 20000));
+    char *path = th_sql(W.db, "SELECT string_agg(h.to_stage, ',' ORDER BY h.id) FROM stage_history"
+                              " h JOIN tasks t ON t.id = h.task_id WHERE t.work_item = 'ORCH-304'"
+                              " AND h.to_stage IN ('testing', 'cancelled')");
+    cr_assert_str_eq(path, "testing,cancelled", "the cancel came from testing, after the merge");
+    free(path);
+    cr_assert_eq(sw_counts_for_pr(9304).merges, 1);
+}
+
+Test(stage_webhook_inbox, an_unusable_delivery_header_is_refused_with_400, .fini = down,
+     .timeout = 60)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "ORCH-305", "org/app", 0), ORCH_CODE_OK);
+    char longid[260];
+    memset(longid, 'x', 250);
+    longid[250] = '\0';
+    http_res r = plane_cancel(305, longid);
+    cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_assert(strstr(r.body, "X-Plane-Delivery"), "%s", r.body);
+    cr_assert_eq(num("SELECT count(*) FROM webhook_inbox"), 0, "nothing half-written");
+    char stage[32];
+    sw_stage_of(&W, "ORCH-305", stage, sizeof stage);
+    cr_assert_str_eq(stage, "backlog");
+}
