@@ -459,7 +459,9 @@ Test(lease_liveness, remote_owner_judged_by_its_host_and_unknown_is_never_stolen
         "ORCH_STEP_TIMEOUT_S=1",           NULL
     };
     th_svc_start(&svcs[0], "lease", db, ea, true);
-    th_svc_start(&svcs[1], "lease", db, eb, true);
+    /* The second host on this machine listens on loopback: it must advertise
+     * (its own address here), or it refuses to start. */
+    lt_start_advertised(&svcs[1], db, eb, NULL, true);
     th_svc *b = &svcs[1];
     orch_rpc_client *c = lt_client(b);
     lt_owner oa, ob, oa2;
