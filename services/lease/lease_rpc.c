@@ -120,7 +120,7 @@ static lease_liveness probe_remote(lease_svc *ls, const lease_owner *owner, cons
                           : r->liveness == ORCH__V1__LIVENESS__DEAD ? LEASE_DEAD
                                                                     : LEASE_UNKNOWN;
     lease_liveness l = lease_judge_probe_reply(owner, r->host_id, r->boot_id, said, reason);
-    if (said != l)
+    if (strcmp(r->host_id, owner->host_id) != 0 || strcmp(r->boot_id, owner->boot_id) != 0)
         orch_warn("owner probe at %s was answered by host %s boot %s, not by the owner's host "
                   "%s boot %s: no verdict",
                   url, r->host_id, r->boot_id, owner->host_id, owner->boot_id);
