@@ -705,7 +705,6 @@ static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, v
 {
     lease_svc *ls = arg;
     const Orch__V1__ProbeOwnerRequest *req = (const Orch__V1__ProbeOwnerRequest *)msg;
-
     uint64_t ticks = 0;
     const char *reason;
 
