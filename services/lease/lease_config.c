@@ -30,5 +30,9 @@ const orch_config_var lease_config[] = {
       "budget of asking another host's lease-service whether an owner lives" },
     { "ORCH_LEASE_RECOVERY_WAIT_MS", ORCH_CFG_INT, "30000", 0, 3600000, NULL, false, false,
       "how long start-up recovery waits for this host's launcher to requeue its jobs" },
+    { "ORCH_LEASE_ADVERTISE_URL", ORCH_CFG_STRING, "", 0, 0, NULL, false, false,
+      "address other hosts' lease-services dial for probes; empty: ORCH_LEASE_RPC_URL" },
+    { "ORCH_LEASE_HOST_STALE_MS", ORCH_CFG_INT, "15000", 500, 3600000, NULL, false, false,
+      "a registration of another boot unrefreshed this long is a reboot, else a duplicate" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
 };

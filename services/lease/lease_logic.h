@@ -62,11 +62,82 @@ typedef struct lease_host_facts {
 lease_liveness lease_judge_remote(const lease_owner *owner, const lease_host_facts *host,
                                   const char **reason);
 
-/* Judges an owner on this host from facts read from /proc: `proc_found`
- * (the pid exists) and its start ticks. Different boot id -> DEAD (rebooted);
- * no such pid -> DEAD; other start time -> DEAD (pid reused); else ALIVE. */
-lease_liveness lease_judge_local(const lease_owner *owner, const char *my_boot_id, bool proc_found,
-                                 uint64_t proc_start_ticks, const char **reason);
+/* What reading /proc/<pid>/stat told about a pid. */
+typedef enum lease_proc_read {
+    LEASE_PROC_FOUND = 1,      /* read; its start ticks are known */
+    LEASE_PROC_ABSENT = 2,     /* ENOENT: no such process */
+    LEASE_PROC_UNREADABLE = 3, /* any other failure (EMFILE, EACCES, ENOMEM...): no fact */
+} lease_proc_read;
+
+/* Judges an owner whose host id is this host's from facts read from /proc.
+ * Different boot id -> DEAD (this host rebooted: host ids are unique, see
+ * lease_host_decide); unreadable /proc -> UNKNOWN; no such pid -> DEAD;
+ * other start time -> DEAD (pid reused); else ALIVE. */
+lease_liveness lease_judge_local(const lease_owner *owner, const char *my_boot_id,
+                                 lease_proc_read proc, uint64_t proc_start_ticks,
+                                 const char **reason);
+
+/* ProbeOwner's answer for (boot_id, pid, start ticks) asked by another
+ * host: as lease_judge_local, except that a boot id other than this host's
+ * is UNKNOWN (the caller reached the wrong host or an old registration; only
+ * the hosts table may say that a host rebooted). */
+lease_liveness lease_judge_probe(const char *asked_boot_id, const char *my_boot_id,
+                                 lease_proc_read proc, uint64_t proc_start_ticks,
+                                 uint64_t asked_start_ticks, const char **reason);
+
+/* The caller's check of a ProbeOwner reply about `owner`: the answer counts
+ * only if it came from the owner's host (reply host id) in the owner's boot
+ * (reply boot id); any mismatch is UNKNOWN, never DEAD. */
+lease_liveness lease_judge_probe_reply(const lease_owner *owner, const char *reply_host_id,
+                                       const char *reply_boot_id, lease_liveness answer,
+                                       const char **reason);
+
+/* ---- host registration ----------------------------------------------------- */
+
+/* The row of `hosts` for this host id, as read before registering. */
+typedef struct lease_host_reg {
+    bool exists;
+    char boot_id[64];
+    char instance_id[64];
+    char rpc_url[256];
+    bool stopped;    /* its lease-service stopped cleanly (stopped_at set) */
+    int64_t age_ms;  /* now() - seen_at, database clock */
+    int64_t seen_us; /* seen_at, microseconds since the epoch (database clock) */
+} lease_host_reg;
+
+typedef enum lease_host_verdict {
+    LEASE_HOST_TAKE = 1,   /* register (insert or take the row over) */
+    LEASE_HOST_WAIT = 2,   /* read again later: not yet stale */
+    LEASE_HOST_REFUSE = 3, /* another live instance holds this host id */
+} lease_host_verdict;
+
+/* Decides whether a lease-service of boot `my_boot_id` may register over
+ * `reg`. The rule that tells a reboot from a duplicate host id:
+ * - no row, the same boot id (a restart on this kernel), or a row whose
+ *   lease-service stopped cleanly: TAKE;
+ * - another boot id whose seen_at is older than `stale_ms` (its lease-service
+ *   refreshes seen_at every stale_ms / LEASE_HOST_BEATS_PER_STALE): TAKE, the
+ *   host rebooted;
+ * - another boot id, fresh: WAIT while `first_seen_us` (seen_us at the first
+ *   read, -1 at the first read itself) is unchanged; REFUSE once it moved,
+ *   since something refreshes it: a live lease-service elsewhere. */
+lease_host_verdict lease_host_decide(const lease_host_reg *reg, const char *my_boot_id,
+                                     int64_t stale_ms, int64_t first_seen_us, const char **reason);
+
+#define LEASE_HOST_BEATS_PER_STALE 5
+
+/* Whether the host part of an NNG tcp URL (tcp://HOST:PORT, tcp4, tcp6) is
+ * a wildcard ("", "*", 0.0.0.0, [::]) or loopback (127/8, localhost, [::1]):
+ * an address another host cannot dial. Unparsable URLs count as local. */
+bool lease_url_is_wildcard(const char *url);
+bool lease_url_is_local(const char *url);
+
+/* Chooses the address this host registers for other hosts' probes:
+ * `advertise` if set (it must not be a wildcard), else `listen`, which must
+ * not be a wildcard or loopback address when `other_hosts` > 0. On failure
+ * writes why into `why` and returns NULL. */
+const char *lease_advertise_url(const char *listen, const char *advertise, long other_hosts,
+                                char *why, size_t n);
 
 /* The ceiling must exceed the longest step a holder may legitimately take. */
 bool lease_ceiling_ok(int64_t ceiling_s, int64_t step_timeout_s);

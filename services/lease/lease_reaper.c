@@ -1,5 +1,6 @@
 /*
- * lease_reaper.c - host registration, start-up recovery and the reaper.
+ * lease_reaper.c - start-up recovery and the reaper (the host's
+ * registration is lease_host.c).
  *
  * The reaper runs on its own thread every ORCH_LEASE_REAPER_INTERVAL_S: it
  * force-releases leases older than the ceiling whatever their liveness, and
@@ -244,19 +245,8 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-orch_err lease_reaper_start(lease_svc *ls, const char *rpc_url)
+orch_err lease_reaper_start(lease_svc *ls)
 {
-    uint64_t dl = orch_mono_ms() + 30000;
-    orch_db_conn *c = NULL;
-    orch_err err = orch_db_acquire(ls->db, dl, &c);
-    if (err)
-        return err;
-    err = lease_store_register_host(c, dl, ls->me->host_id, ls->me->boot_id, ls->me->instance_id,
-                                    rpc_url);
-    orch_db_release(c);
-    if (err)
-        return err;
-    orch_info("registered host %s (boot %s) at %s", ls->me->host_id, ls->me->boot_id, rpc_url);
     /* Start-up recovery: leases of this host's previous boots and of its
      * processes that are gone are reclaimed before the first request. */
     wait_for_launcher(ls);

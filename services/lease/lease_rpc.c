@@ -112,22 +112,41 @@ static lease_liveness probe_remote(lease_svc *ls, const lease_owner *owner, cons
         *reason = "owner's host did not answer the probe";
         return LEASE_UNKNOWN;
     }
+    /* The answer counts only if it comes from the owner's host and boot: an
+     * address that reaches another host (a wildcard or loopback
+     * registration, a duplicate host id) yields UNKNOWN, never DEAD. */
     const Orch__V1__ProbeOwnerReply *r = (const Orch__V1__ProbeOwnerReply *)m;
-    lease_liveness l = r->liveness == ORCH__V1__LIVENESS__ALIVE  ? LEASE_ALIVE
-                       : r->liveness == ORCH__V1__LIVENESS__DEAD ? LEASE_DEAD
-                                                                 : LEASE_UNKNOWN;
-    *reason = l == LEASE_ALIVE  ? "owner's host says it is running"
-              : l == LEASE_DEAD ? "owner's host says it is gone"
-                                : "owner's host gave no verdict";
+    lease_liveness said = r->liveness == ORCH__V1__LIVENESS__ALIVE  ? LEASE_ALIVE
+                          : r->liveness == ORCH__V1__LIVENESS__DEAD ? LEASE_DEAD
+                                                                    : LEASE_UNKNOWN;
+    lease_liveness l = lease_judge_probe_reply(owner, r->host_id, r->boot_id, said, reason);
+    if (strcmp(r->host_id, owner->host_id) != 0 || strcmp(r->boot_id, owner->boot_id) != 0)
+        orch_warn("owner probe at %s was answered by host %s boot %s, not by the owner's host "
+                  "%s boot %s: no verdict",
+                  url, r->host_id, r->boot_id, owner->host_id, owner->boot_id);
     protobuf_c_message_free_unpacked(m, NULL);
     return l;
+}
+
+/* Reads /proc for `pid`: only ENOENT means absent; any other failure
+ * (EMFILE, EACCES, ENOMEM, a stat line that cannot be parsed) is no fact. */
+static lease_proc_read read_proc(int32_t pid, uint64_t *ticks)
+{
+    orch_err err = orch_proc_start_ticks(pid, ticks);
+    if (err == ORCH_OK)
+        return LEASE_PROC_FOUND;
+    if (err == ORCH_ENOTFOUND)
+        return LEASE_PROC_ABSENT;
+    orch_warn("cannot read /proc for pid %d: %s: its owner's liveness is unknown", (int)pid,
+              orch_strerror(err));
+    return LEASE_PROC_UNREADABLE;
 }
 
 static lease_liveness judge_here(const lease_owner *owner, const char *boot_id, const char **reason)
 {
     uint64_t ticks = 0;
-    orch_err err = orch_proc_start_ticks(owner->pid, &ticks);
-    return lease_judge_local(owner, boot_id, err == ORCH_OK, ticks, reason);
+    lease_proc_read proc = read_proc(owner->pid, &ticks);
+    return lease_judge_local(owner, boot_id, proc, ticks, reason);
 }
 
 lease_liveness lease_svc_judge(lease_svc *ls, const lease_owner *owner, uint64_t deadline,
@@ -788,19 +807,20 @@ static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, v
 {
     lease_svc *ls = arg;
     const Orch__V1__ProbeOwnerRequest *req = (const Orch__V1__ProbeOwnerRequest *)msg;
-    lease_owner o;
+    uint64_t ticks = 0;
     const char *reason;
 
     CHECK_REQUEST(call, msg, NULL);
-    memset(&o, 0, sizeof o);
-    snprintf(o.boot_id, sizeof o.boot_id, "%s", req->boot_id);
-    o.pid = req->pid;
-    o.start_ticks = req->start_ticks;
-    lease_liveness l = judge_here(&o, ls->me->boot_id, &reason);
+    /* /proc is read only for this boot: another boot id is no verdict. */
+    bool mine = strcmp(req->boot_id, ls->me->boot_id) == 0;
+    lease_proc_read proc = mine ? read_proc(req->pid, &ticks) : LEASE_PROC_UNREADABLE;
+    lease_liveness l =
+        lease_judge_probe(req->boot_id, ls->me->boot_id, proc, ticks, req->start_ticks, &reason);
     Orch__V1__ProbeOwnerReply rep = ORCH__V1__PROBE_OWNER_REPLY__INIT;
-    rep.liveness = l == LEASE_ALIVE ? ORCH__V1__LIVENESS__ALIVE : ORCH__V1__LIVENESS__DEAD;
+    rep.liveness = liveness_msg(l);
     rep.reason = (char *)reason;
     rep.host_id = (char *)ls->me->host_id;
+    rep.boot_id = (char *)ls->me->boot_id;
     return orch_rpc_reply(call, &rep.base);
 }
 

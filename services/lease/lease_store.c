@@ -327,18 +327,96 @@ orch_err lease_store_reap(orch_db_conn *c, uint64_t dl, const char *work_item, u
     return ORCH_OK;
 }
 
+orch_err lease_store_read_host(orch_db_conn *c, uint64_t dl, const char *host_id,
+                               lease_host_reg *out)
+{
+    static const char sql[] = "SELECT boot_id, instance_id, rpc_url, stopped_at IS NOT NULL,"
+                              " (extract(epoch FROM now() - seen_at) * 1000)::bigint,"
+                              " (extract(epoch FROM seen_at) * 1000000)::bigint"
+                              " FROM hosts WHERE host_id = $1";
+    orch_db_result *r;
+    const char *p[] = { host_id };
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    if (err)
+        return err;
+    memset(out, 0, sizeof *out);
+    out->exists = orch_db_result_rows(r) == 1;
+    if (out->exists) {
+        copy(out->boot_id, sizeof out->boot_id, orch_db_result_get(r, 0, 0));
+        copy(out->instance_id, sizeof out->instance_id, orch_db_result_get(r, 0, 1));
+        copy(out->rpc_url, sizeof out->rpc_url, orch_db_result_get(r, 0, 2));
+        out->stopped = strcmp(orch_db_result_get(r, 0, 3), "t") == 0;
+        out->age_ms = strtoll(orch_db_result_get(r, 0, 4), NULL, 10);
+        out->seen_us = strtoll(orch_db_result_get(r, 0, 5), NULL, 10);
+    }
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err lease_store_count_other_hosts(orch_db_conn *c, uint64_t dl, const char *host_id, long *out)
+{
+    orch_db_result *r;
+    const char *p[] = { host_id };
+    orch_err err = orch_db_exec(c, dl, "SELECT count(*) FROM hosts WHERE host_id <> $1", 1, p, &r);
+    if (err)
+        return err;
+    *out = strtol(orch_db_result_get(r, 0, 0), NULL, 10);
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
 orch_err lease_store_register_host(orch_db_conn *c, uint64_t dl, const char *host_id,
                                    const char *boot_id, const char *instance_id,
-                                   const char *rpc_url)
+                                   const char *rpc_url, const lease_host_reg *seen,
+                                   bool *registered)
 {
+    /* The takeover is conditional on the row being what the caller judged:
+     * same instance, not refreshed since (seen_at to the microsecond). */
     static const char sql[] =
-        "INSERT INTO hosts (host_id, boot_id, instance_id, rpc_url, started_at, seen_at)"
+        "INSERT INTO hosts AS h (host_id, boot_id, instance_id, rpc_url, started_at, seen_at)"
         " VALUES ($1, $2, $3, $4, now(), now())"
         " ON CONFLICT (host_id) DO UPDATE SET boot_id = EXCLUDED.boot_id,"
         "   instance_id = EXCLUDED.instance_id, rpc_url = EXCLUDED.rpc_url,"
-        "   started_at = now(), seen_at = now()";
-    const char *p[] = { host_id, boot_id, instance_id, rpc_url };
-    return orch_db_exec(c, dl, sql, 4, p, NULL);
+        "   started_at = now(), seen_at = now(), stopped_at = NULL"
+        " WHERE $5 AND h.instance_id = $6"
+        "   AND (extract(epoch FROM h.seen_at) * 1000000)::bigint = $7::bigint";
+    char us[24];
+    snprintf(us, sizeof us, "%lld", (long long)seen->seen_us);
+    const char *p[] = { host_id,           boot_id, instance_id, rpc_url, seen->exists ? "t" : "f",
+                        seen->instance_id, us };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 7, p, &r);
+    if (err)
+        return err;
+    *registered = orch_db_result_affected(r) == 1;
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err lease_store_host_beat(orch_db_conn *c, uint64_t dl, const char *host_id,
+                               const char *boot_id, bool *mine)
+{
+    const char *p[] = { host_id, boot_id };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl,
+                                "UPDATE hosts SET seen_at = now(), stopped_at = NULL"
+                                " WHERE host_id = $1 AND boot_id = $2",
+                                2, p, &r);
+    if (err)
+        return err;
+    *mine = orch_db_result_affected(r) == 1;
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
+orch_err lease_store_host_stopped(orch_db_conn *c, uint64_t dl, const char *host_id,
+                                  const char *instance_id)
+{
+    const char *p[] = { host_id, instance_id };
+    return orch_db_exec(c, dl,
+                        "UPDATE hosts SET stopped_at = now()"
+                        " WHERE host_id = $1 AND instance_id = $2",
+                        2, p, NULL);
 }
 
 orch_err lease_store_get_host(orch_db_conn *c, uint64_t dl, const char *host_id,

@@ -109,9 +109,33 @@ typedef struct lease_launcher_state {
 orch_err lease_store_launcher_state(orch_db_conn *c, uint64_t dl, const char *host_id,
                                     lease_launcher_state *out) ORCH_NODISCARD;
 
+/* The row of `hosts` for `host_id` (out->exists false if none). */
+orch_err lease_store_read_host(orch_db_conn *c, uint64_t dl, const char *host_id,
+                               lease_host_reg *out) ORCH_NODISCARD;
+
+/* How many hosts other than `host_id` are registered. */
+orch_err lease_store_count_other_hosts(orch_db_conn *c, uint64_t dl, const char *host_id,
+                                       long *out) ORCH_NODISCARD;
+
+/* Registers this host: inserts its row if `seen` says there was none, or
+ * takes over the row `seen` describes (same instance id, seen_at not
+ * refreshed since). *registered is false if the row changed in between
+ * (read it again and decide again); nothing is ever overwritten blindly. */
 orch_err lease_store_register_host(orch_db_conn *c, uint64_t dl, const char *host_id,
                                    const char *boot_id, const char *instance_id,
-                                   const char *rpc_url) ORCH_NODISCARD;
+                                   const char *rpc_url, const lease_host_reg *seen,
+                                   bool *registered) ORCH_NODISCARD;
+
+/* Heartbeat: refreshes seen_at (and clears stopped_at) of `host_id` while it
+ * is registered under `boot_id`; *mine false if the registration belongs to
+ * another boot now. */
+orch_err lease_store_host_beat(orch_db_conn *c, uint64_t dl, const char *host_id,
+                               const char *boot_id, bool *mine) ORCH_NODISCARD;
+
+/* Marks the registration of (`host_id`, `instance_id`) as cleanly stopped;
+ * a registration another instance holds is left alone. */
+orch_err lease_store_host_stopped(orch_db_conn *c, uint64_t dl, const char *host_id,
+                                  const char *instance_id) ORCH_NODISCARD;
 
 /* The registration of `host_id`: boot id and RPC address. */
 orch_err lease_store_get_host(orch_db_conn *c, uint64_t dl, const char *host_id,

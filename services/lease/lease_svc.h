@@ -44,6 +44,8 @@ typedef struct lease_svc {
     int64_t reaper_interval_ms;
     uint32_t probe_timeout_ms;
     int64_t recovery_wait_ms; /* bound on waiting for the launcher's requeue */
+    int64_t host_stale_ms;    /* ORCH_LEASE_HOST_STALE_MS (lease_host.h) */
+    struct lease_host_beat *host_beat;
     const char *auth_token;
 
     pthread_mutex_t peers_mu;
@@ -78,9 +80,9 @@ void lease_peers_close(lease_svc *ls);
 /* Registers the RPC service; called from the start hook. */
 orch_err lease_rpc_register(orch_service *svc, lease_svc *ls) ORCH_NODISCARD;
 
-/* Registers this host, reclaims the leases of its previous boots and dead
- * processes, starts the reaper. */
-orch_err lease_reaper_start(lease_svc *ls, const char *rpc_url) ORCH_NODISCARD;
+/* Reclaims the leases of this host's previous boots and dead processes
+ * (after lease_host_register()), starts the reaper. */
+orch_err lease_reaper_start(lease_svc *ls) ORCH_NODISCARD;
 void lease_reaper_stop(lease_svc *ls);
 
 /* One reaper pass (ceiling, then dead owners); exposed for the start-up

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "lease_config.h"
+#include "lease_host.h"
 #include "lease_svc.h"
 #include "orch/log.h"
 
@@ -57,6 +58,7 @@ static orch_err lease_start(orch_service *svc)
     ls->probe_timeout_ms = (uint32_t)orch_config_int(cfg, "ORCH_LEASE_PROBE_TIMEOUT_MS");
     ls->auth_token = orch_config_str(cfg, "ORCH_RPC_AUTH_TOKEN");
     ls->recovery_wait_ms = orch_config_int(cfg, "ORCH_LEASE_RECOVERY_WAIT_MS");
+    ls->host_stale_ms = orch_config_int(cfg, "ORCH_LEASE_HOST_STALE_MS");
     pthread_mutex_init(&ls->peers_mu, NULL);
 
     int64_t step = orch_config_int(cfg, "ORCH_STEP_TIMEOUT_S");
@@ -71,8 +73,15 @@ static orch_err lease_start(orch_service *svc)
     orch_err err = register_metrics(ls, orch_service_metrics(svc));
     if (!err)
         err = lease_rpc_register(svc, ls);
+    /* Registered (and beating) before recovery, which may wait for the
+     * launcher longer than a registration stays fresh. */
     if (!err)
-        err = lease_reaper_start(ls, orch_config_str(cfg, "ORCH_LEASE_RPC_URL"));
+        err = lease_host_register(ls, orch_config_str(cfg, "ORCH_LEASE_RPC_URL"),
+                                  orch_config_str(cfg, "ORCH_LEASE_ADVERTISE_URL"));
+    if (!err)
+        err = lease_host_beat_start(ls);
+    if (!err)
+        err = lease_reaper_start(ls);
     return err;
 }
 
@@ -82,6 +91,7 @@ static void lease_stop(orch_service *svc)
     if (!ls)
         return;
     lease_reaper_stop(ls);
+    lease_host_stop(ls);
     lease_peers_close(ls);
     pthread_mutex_destroy(&ls->peers_mu);
     free(ls);

@@ -6,21 +6,27 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+/* ORCH_ENOTFOUND only when the file does not exist (ENOENT); a failure to
+ * open or read it for any other reason (EMFILE, ENFILE, EACCES, ENOMEM, EIO,
+ * ESRCH...) is ORCH_EIO and says nothing about whether it exists; an empty
+ * file is ORCH_EPROTO. */
 static orch_err read_line(const char *path, char *buf, size_t n)
 {
     FILE *f = fopen(path, "re");
     if (!f)
         return errno == ENOENT ? ORCH_ENOTFOUND : ORCH_EIO;
     char *ok = fgets(buf, (int)n, f);
+    bool failed = ferror(f) != 0;
     fclose(f);
     if (!ok)
-        return ORCH_EPROTO;
+        return failed ? ORCH_EIO : ORCH_EPROTO;
     buf[strcspn(buf, "\n")] = '\0';
     return ORCH_OK;
 }

@@ -115,8 +115,10 @@ static void plant_dead_job_with_lease(const char *item)
 
 static void migrate_only(void)
 {
-    /* Any service applies the migrations at start. */
-    const char *env[] = { "ORCH_HOST_ID=migrator", NULL };
+    /* Any service applies the migrations at start. It registers its host:
+     * the host of the lease-service started next, which (on loopback, with
+     * no advertised address) would refuse to start beside another host. */
+    const char *env[] = { "ORCH_HOST_ID=" LT_HOST, NULL };
     th_svc m;
     th_svc_start(&m, "lease", db, env, true);
     th_svc_stop(&m, SIGTERM, 10000);

@@ -9,10 +9,12 @@
  * ceiling must exceed the step timeout. Also the lease metrics.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "orch/clock.h"
@@ -459,7 +461,9 @@ Test(lease_liveness, remote_owner_judged_by_its_host_and_unknown_is_never_stolen
         "ORCH_STEP_TIMEOUT_S=1",           NULL
     };
     th_svc_start(&svcs[0], "lease", db, ea, true);
-    th_svc_start(&svcs[1], "lease", db, eb, true);
+    /* The second host on this machine listens on loopback: it must advertise
+     * (its own address here), or it refuses to start. */
+    lt_start_advertised(&svcs[1], db, eb, NULL, true);
     th_svc *b = &svcs[1];
     orch_rpc_client *c = lt_client(b);
     lt_owner oa, ob, oa2;
@@ -508,6 +512,79 @@ Test(lease_liveness, remote_owner_judged_by_its_host_and_unknown_is_never_stolen
                           " AND kind = 'ceiling-released'"),
               "the ceiling did not release the unknown owner's lease");
     cr_assert_eq(events("ORCH-X-2", "reclaimed-stale"), 0);
+    lt_client_close(c);
+}
+
+/* ---- /proc unreadable ------------------------------------------------------------ */
+
+/* The lowest descriptor number process `pid` does not use: with its soft
+ * RLIMIT_NOFILE set to it, every open() it makes fails with EMFILE. */
+static int lowest_free_fd(pid_t pid)
+{
+    char path[64];
+    bool used[4096] = { false };
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    cr_assert(d, "cannot list %s", path);
+    for (struct dirent *e = readdir(d); e; e = readdir(d)) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end == '\0' && e->d_name[0] && fd >= 0 && fd < 4096)
+            used[fd] = true;
+    }
+    closedir(d);
+    int fd = 0;
+    while (fd < 4096 && used[fd])
+        fd++;
+    return fd;
+}
+
+Test(lease_liveness, proc_unreadable_for_lack_of_descriptors_defers_instead_of_reclaiming)
+{
+    /* One database connection and one worker: every statement reuses the
+     * connection opened before the limit, so only /proc reads fail. */
+    static const char *const env[] = { "ORCH_DB_POOL_SIZE=1", "ORCH_RPC_WORKERS=1",
+                                       "ORCH_LEASE_REAPER_INTERVAL_MS=200",
+                                       "ORCH_DB_PROBE_INTERVAL_MS=60000", NULL };
+    th_svc *s = start(0, env);
+    orch_rpc_client *c = lt_client(s);
+    lt_owner live, other;
+    lt_owner_spawn(&live, NULL, NULL);
+    lt_owner_spawn(&other, NULL, NULL);
+    lt_acq g = lt_acquire(c, "ORCH-EMFILE-1", "orch", &live, "monitor");
+    cr_assert(g.granted, "%s", g.message);
+    lt_acq h = lt_acquire(c, "ORCH-EMFILE-1", "orch", &other, "webhook");
+    cr_assert(h.held && h.holder_liveness == ORCH__V1__LIVENESS__ALIVE, "%s", h.message);
+
+    struct rlimit old, low;
+    cr_assert_eq(prlimit(s->pid, RLIMIT_NOFILE, NULL, &old), 0);
+    /* The least of a few samples: a /proc file the reaper has open for an
+     * instant must not count as used. */
+    int lowest = lowest_free_fd(s->pid);
+    for (int i = 0; i < 10; i++) {
+        lt_sleep_ms(10);
+        int fd = lowest_free_fd(s->pid);
+        lowest = fd < lowest ? fd : lowest;
+    }
+    low.rlim_cur = (rlim_t)lowest;
+    low.rlim_max = old.rlim_max;
+    cr_assert_eq(prlimit(s->pid, RLIMIT_NOFILE, &low, NULL), 0);
+    /* Acquires and reaper passes (every 200 ms) while /proc cannot be opened. */
+    for (int i = 0; i < 6; i++) {
+        lt_acq u = lt_acquire(c, "ORCH-EMFILE-1", "orch", &other, "webhook");
+        cr_assert_eq(u.code, ORCH_CODE_OK, "%s", u.message);
+        cr_assert(u.held && !u.granted, "a live owner was robbed when /proc could not be read");
+        cr_assert_eq(u.holder_liveness, ORCH__V1__LIVENESS__UNKNOWN);
+        lt_sleep_ms(150);
+    }
+    cr_assert_eq(prlimit(s->pid, RLIMIT_NOFILE, &old, NULL), 0);
+    cr_assert_eq(events("ORCH-EMFILE-1", "reclaimed-stale"), 0);
+    cr_assert(th_svc_log_has(s, "cannot read /proc for pid"),
+              "the unreadable /proc must be logged");
+    /* Descriptors back: the owner is judged alive again. */
+    lt_acq a = lt_acquire(c, "ORCH-EMFILE-1", "orch", &other, "webhook");
+    cr_assert(a.held && a.holder_epoch == g.epoch, "%s", a.message);
+    cr_assert_eq(a.holder_liveness, ORCH__V1__LIVENESS__ALIVE);
     lt_client_close(c);
 }
 

@@ -56,6 +56,30 @@ void lt_owner_spawn(lt_owner *o, const char *host_id, const char *boot_id)
     snprintf(o->instance_id, sizeof o->instance_id, "owner-%d", (int)o->pid);
 }
 
+void lt_start_advertised(th_svc *s, const char *db, const char *const *env, const char *advertise,
+                         bool wait_ready)
+{
+    char url[64], url_env[96], adv_env[320];
+    const char *all[16];
+    int n = 0;
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", th_free_port());
+    snprintf(url_env, sizeof url_env, "ORCH_LEASE_RPC_URL=%s", url);
+    snprintf(adv_env, sizeof adv_env, "ORCH_LEASE_ADVERTISE_URL=%s", advertise ? advertise : url);
+    all[n++] = url_env;
+    all[n++] = adv_env;
+    for (const char *const *e = env; e && *e; e++) {
+        cr_assert_lt(n, 15, "too many variables");
+        all[n++] = *e;
+    }
+    all[n] = NULL;
+    th_svc_start(s, "lease", db, all, false);
+    snprintf(s->rpc_url, sizeof s->rpc_url, "%s", url);
+    if (wait_ready && !th_svc_wait_code(s, ORCH_CODE_OK, 20000)) {
+        th_svc_dump_log(s);
+        cr_assert_fail("lease-service at %s did not become ready", url);
+    }
+}
+
 void lt_owner_kill(lt_owner *o)
 {
     if (o->pid <= 0)

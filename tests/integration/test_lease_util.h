@@ -43,6 +43,13 @@ void lt_owner_kill_all(void);
 /* Fills `m` (borrowing from `o`). */
 void lt_owner_msg(const lt_owner *o, Orch__V1__Owner *m);
 
+/* Starts lease-service `s` (database `db`, then the "KEY=VALUE" strings of
+ * `env`, at most 12) on a fresh loopback port with ORCH_LEASE_ADVERTISE_URL
+ * set to `advertise` (NULL: its own address, as a second host on one
+ * machine must). With `wait_ready`, fails the test unless it gets ready. */
+void lt_start_advertised(th_svc *s, const char *db, const char *const *env, const char *advertise,
+                         bool wait_ready);
+
 /* A client of `s`, closed by lt_client_close() or at the latest by
  * lt_cleanup() (so that a failed assertion leaks nothing). */
 orch_rpc_client *lt_client(const th_svc *s);

@@ -4,11 +4,13 @@
  */
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -279,4 +281,30 @@ Test(ident, random_hex_renders_2n_lowercase_chars)
     cr_assert_eq(orch_random_hex(out, 65), ORCH_EINVAL);
     cr_assert_eq(orch_random_hex(out, 0), ORCH_OK);
     cr_assert_str_eq(out, "");
+}
+
+/* The lowest descriptor number this process does not use. */
+static int lowest_free_fd(void)
+{
+    int fd = 0;
+    while (fd < 4096 && fcntl(fd, F_GETFD) != -1)
+        fd++;
+    return fd;
+}
+
+Test(ident, proc_read_without_descriptors_is_an_io_error_not_not_found)
+{
+    uint64_t ticks = 0;
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low.rlim_cur = (rlim_t)lowest_free_fd();
+    low.rlim_max = old.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    /* EMFILE: nothing is known about the process, alive or not. */
+    orch_err self = orch_proc_start_ticks(getpid(), &ticks);
+    orch_err init = orch_proc_start_ticks(1, &ticks);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    cr_assert_eq(self, ORCH_EIO, "got %s", orch_strerror(self));
+    cr_assert_eq(init, ORCH_EIO, "got %s", orch_strerror(init));
+    cr_assert_eq(orch_proc_start_ticks(getpid(), &ticks), ORCH_OK);
 }

@@ -3,6 +3,7 @@
  * owner identity, liveness verdicts, the ceiling rule.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lease_logic.h"
@@ -107,12 +108,12 @@ Test(lease_logic, local_owner_alive_only_with_same_boot_pid_and_start)
 {
     const char *why;
     lease_owner o = owner("h1", "boot-a", 42, 1000);
-    cr_assert_eq(lease_judge_local(&o, "boot-a", true, 1000, &why), LEASE_ALIVE);
-    cr_assert_eq(lease_judge_local(&o, "boot-b", true, 1000, &why), LEASE_DEAD,
+    cr_assert_eq(lease_judge_local(&o, "boot-a", LEASE_PROC_FOUND, 1000, &why), LEASE_ALIVE);
+    cr_assert_eq(lease_judge_local(&o, "boot-b", LEASE_PROC_FOUND, 1000, &why), LEASE_DEAD,
                  "another boot id: the host rebooted, even if the pid and ticks repeat");
     cr_assert(strstr(why, "rebooted"), "%s", why);
-    cr_assert_eq(lease_judge_local(&o, "boot-a", false, 0, &why), LEASE_DEAD);
-    cr_assert_eq(lease_judge_local(&o, "boot-a", true, 999, &why), LEASE_DEAD,
+    cr_assert_eq(lease_judge_local(&o, "boot-a", LEASE_PROC_ABSENT, 0, &why), LEASE_DEAD);
+    cr_assert_eq(lease_judge_local(&o, "boot-a", LEASE_PROC_FOUND, 999, &why), LEASE_DEAD,
                  "pid reused by a process started at another time");
     cr_assert(strstr(why, "another process"), "%s", why);
 }
@@ -123,7 +124,7 @@ Test(lease_logic, container_restart_with_pid_one_again_is_not_alive)
     /* PID 1 and the boot id repeat after a container restart; the start
      * time of the new PID 1 does not. */
     lease_owner o = owner("h1", "boot-a", 1, 500);
-    cr_assert_eq(lease_judge_local(&o, "boot-a", true, 73000, &why), LEASE_DEAD);
+    cr_assert_eq(lease_judge_local(&o, "boot-a", LEASE_PROC_FOUND, 73000, &why), LEASE_DEAD);
 }
 
 Test(lease_logic, remote_owner_verdicts_before_asking)
@@ -144,4 +145,131 @@ Test(lease_logic, ceiling_must_exceed_the_longest_step)
     cr_assert(lease_ceiling_ok(3600, 1800));
     cr_assert_not(lease_ceiling_ok(1800, 1800));
     cr_assert_not(lease_ceiling_ok(60, 900));
+}
+
+/* ---- /proc failures, probes from the wrong host, host registration -------- */
+
+Test(lease_logic, unreadable_proc_is_unknown_never_dead)
+{
+    const char *why;
+    lease_owner o = owner("h1", "boot-a", 42, 1000);
+    /* EMFILE, EACCES, ENOMEM...: nothing is known about the process. */
+    cr_assert_eq(lease_judge_local(&o, "boot-a", LEASE_PROC_UNREADABLE, 0, &why), LEASE_UNKNOWN);
+    cr_assert(strstr(why, "could not be read"), "%s", why);
+    cr_assert_eq(lease_judge_probe("boot-a", "boot-a", LEASE_PROC_UNREADABLE, 0, 1000, &why),
+                 LEASE_UNKNOWN);
+    /* Only ENOENT or another start time mean dead. */
+    cr_assert_eq(lease_judge_probe("boot-a", "boot-a", LEASE_PROC_ABSENT, 0, 1000, &why),
+                 LEASE_DEAD);
+    cr_assert_eq(lease_judge_probe("boot-a", "boot-a", LEASE_PROC_FOUND, 999, 1000, &why),
+                 LEASE_DEAD);
+    cr_assert_eq(lease_judge_probe("boot-a", "boot-a", LEASE_PROC_FOUND, 1000, 1000, &why),
+                 LEASE_ALIVE);
+}
+
+Test(lease_logic, probe_of_a_foreign_boot_id_is_unknown_not_dead)
+{
+    const char *why;
+    /* ProbeOwner never says a host rebooted: only the hosts table does. */
+    cr_assert_eq(lease_judge_probe("boot-x", "boot-a", LEASE_PROC_ABSENT, 0, 1000, &why),
+                 LEASE_UNKNOWN);
+    cr_assert_eq(lease_judge_probe("boot-x", "boot-a", LEASE_PROC_FOUND, 1000, 1000, &why),
+                 LEASE_UNKNOWN);
+}
+
+Test(lease_logic, probe_reply_from_another_host_or_boot_is_unknown)
+{
+    const char *why;
+    lease_owner o = owner("h2", "boot-x", 42, 1000);
+    cr_assert_eq(lease_judge_probe_reply(&o, "h2", "boot-x", LEASE_DEAD, &why), LEASE_DEAD);
+    cr_assert_eq(lease_judge_probe_reply(&o, "h2", "boot-x", LEASE_ALIVE, &why), LEASE_ALIVE);
+    cr_assert_eq(lease_judge_probe_reply(&o, "h2", "boot-x", LEASE_UNKNOWN, &why), LEASE_UNKNOWN);
+    cr_assert_eq(lease_judge_probe_reply(&o, "h1", "boot-x", LEASE_DEAD, &why), LEASE_UNKNOWN,
+                 "a probe that reached another host");
+    cr_assert(strstr(why, "another host"), "%s", why);
+    cr_assert_eq(lease_judge_probe_reply(&o, "h2", "boot-y", LEASE_DEAD, &why), LEASE_UNKNOWN,
+                 "the owner's host id, but another boot");
+    cr_assert_eq(lease_judge_probe_reply(&o, "h2", "", LEASE_DEAD, &why), LEASE_UNKNOWN,
+                 "a lease-service that does not send its boot id");
+    cr_assert_eq(lease_judge_probe_reply(&o, NULL, NULL, LEASE_DEAD, &why), LEASE_UNKNOWN);
+}
+
+static lease_host_reg reg_of(const char *boot, bool stopped, int64_t age_ms, int64_t seen_us)
+{
+    lease_host_reg r;
+    memset(&r, 0, sizeof r);
+    r.exists = true;
+    snprintf(r.boot_id, sizeof r.boot_id, "%s", boot);
+    r.stopped = stopped;
+    r.age_ms = age_ms;
+    r.seen_us = seen_us;
+    return r;
+}
+
+Test(lease_logic, host_registration_tells_a_reboot_from_a_duplicate)
+{
+    const char *why;
+    lease_host_reg none;
+    memset(&none, 0, sizeof none);
+    cr_assert_eq(lease_host_decide(&none, "b", 15000, -1, &why), LEASE_HOST_TAKE);
+    lease_host_reg same = reg_of("b", false, 10, 77);
+    cr_assert_eq(lease_host_decide(&same, "b", 15000, -1, &why), LEASE_HOST_TAKE,
+                 "same boot id: a restart on this kernel");
+    lease_host_reg stopped = reg_of("a", true, 10, 77);
+    cr_assert_eq(lease_host_decide(&stopped, "b", 15000, -1, &why), LEASE_HOST_TAKE,
+                 "the previous lease-service stopped cleanly");
+    lease_host_reg stale = reg_of("a", false, 15001, 77);
+    cr_assert_eq(lease_host_decide(&stale, "b", 15000, -1, &why), LEASE_HOST_TAKE,
+                 "another boot, not refreshed for the window: a reboot");
+    cr_assert(strstr(why, "rebooted"), "%s", why);
+    lease_host_reg fresh = reg_of("a", false, 200, 77);
+    cr_assert_eq(lease_host_decide(&fresh, "b", 15000, -1, &why), LEASE_HOST_WAIT,
+                 "another boot, fresh: wait and see");
+    cr_assert_eq(lease_host_decide(&fresh, "b", 15000, 77, &why), LEASE_HOST_WAIT,
+                 "not refreshed since the first read: keep waiting");
+    lease_host_reg beat = reg_of("a", false, 5, 99);
+    cr_assert_eq(lease_host_decide(&beat, "b", 15000, 77, &why), LEASE_HOST_REFUSE,
+                 "refreshed while we waited: a live duplicate");
+    cr_assert(strstr(why, "live"), "%s", why);
+}
+
+Test(lease_logic, wildcard_and_loopback_urls_are_local)
+{
+    static const char *const local[] = { "tcp://0.0.0.0:7701",
+                                         "tcp://*:7701",
+                                         "tcp://:7701",
+                                         "tcp://[::]:7701",
+                                         "tcp://127.0.0.1:7701",
+                                         "tcp://127.1.2.3:7701",
+                                         "tcp://localhost:7701",
+                                         "tcp://[::1]:7701",
+                                         "tcp4://127.0.0.1:1",
+                                         "ipc:///tmp/x",
+                                         "garbage",
+                                         "" };
+    for (size_t i = 0; i < sizeof local / sizeof *local; i++)
+        cr_assert(lease_url_is_local(local[i]), "%s", local[i]);
+    static const char *const remote[] = { "tcp://10.0.0.5:7701", "tcp://lease-a.example:7701",
+                                          "tcp6://[fd00::5]:7701", "tcp://128.0.0.1:7701" };
+    for (size_t i = 0; i < sizeof remote / sizeof *remote; i++)
+        cr_assert_not(lease_url_is_local(remote[i]), "%s", remote[i]);
+    cr_assert(lease_url_is_wildcard("tcp://0.0.0.0:7701"));
+    cr_assert_not(lease_url_is_wildcard("tcp://127.0.0.1:7701"));
+}
+
+Test(lease_logic, local_listen_address_needs_an_advertised_one_once_other_hosts_exist)
+{
+    char why[400];
+    const char *u = lease_advertise_url("tcp://0.0.0.0:7701", "", 0, why, sizeof why);
+    cr_assert_str_eq(u, "tcp://0.0.0.0:7701", "alone, any address will do");
+    cr_assert_null(lease_advertise_url("tcp://0.0.0.0:7701", "", 2, why, sizeof why));
+    cr_assert(strstr(why, "ORCH_LEASE_ADVERTISE_URL"), "%s", why);
+    cr_assert_null(lease_advertise_url("tcp://127.0.0.1:7701", "", 1, why, sizeof why));
+    u = lease_advertise_url("tcp://0.0.0.0:7701", "tcp://10.0.0.5:7701", 2, why, sizeof why);
+    cr_assert_str_eq(u, "tcp://10.0.0.5:7701");
+    u = lease_advertise_url("tcp://10.0.0.5:7701", "", 2, why, sizeof why);
+    cr_assert_str_eq(u, "tcp://10.0.0.5:7701", "a concrete listen address is its own advert");
+    cr_assert_null(
+        lease_advertise_url("tcp://10.0.0.5:7701", "tcp://0.0.0.0:7701", 0, why, sizeof why),
+        "a wildcard is never an address to advertise");
 }

@@ -34,8 +34,12 @@ orch_err orch_ident_init(const char *host_id, orch_ident *out) ORCH_NODISCARD;
 orch_err orch_ident_init_from(const char *host_id, const char *boot_id_path,
                               orch_ident *out) ORCH_NODISCARD;
 
-/* Start time (clock ticks since boot) of process `pid` from /proc; ORCH_ENOTFOUND
- * if the process does not exist, ORCH_EPROTO if its stat line is unreadable. */
+/* Start time (clock ticks since boot) of process `pid` from /proc.
+ * ORCH_ENOTFOUND only if /proc has no such pid (ENOENT): the process does not
+ * exist. ORCH_EIO if /proc could not be read for another reason (out of
+ * descriptors, permission, memory): nothing is known about the process.
+ * ORCH_EPROTO if its stat line cannot be parsed. Only ORCH_ENOTFOUND (or
+ * another start time) may ever be taken to mean "gone". */
 orch_err orch_proc_start_ticks(pid_t pid, uint64_t *out) ORCH_NODISCARD;
 
 /* Parses the start time out of the text of a /proc/<pid>/stat line (the comm

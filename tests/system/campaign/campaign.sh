@@ -230,10 +230,17 @@ common_env() { # common_env HOST
     ORCH_SHUTDOWN_GRACE_S=3 ORCH_LOG_LEVEL=info
 }
 
+# lease-service listens on the wildcard address, as a multi-host deployment
+# often does, and advertises the address other hosts dial (without it, it
+# would refuse to start once another host is registered). A registration of
+# another boot unrefreshed for 2 s is a reboot (the reboot fault restarts
+# within half a second and waits for that).
 start_lease() { # start_lease HOST
   local h="$1"
   # shellcheck disable=SC2046
   ip netns exec "${NS[$h]}" env -i "${BASE_ENV[@]}" $(common_env "$h") ORCH_RUNTIME=test \
+    ORCH_LEASE_RPC_URL="tcp://0.0.0.0:$LEASE_RPC_PORT" \
+    ORCH_LEASE_ADVERTISE_URL="tcp://${IP[$h]}:$LEASE_RPC_PORT" ORCH_LEASE_HOST_STALE_MS=2000 \
     ORCH_LEASE_HTTP_ADDR="${IP[$h]}:$LEASE_HTTP_PORT" \
     ORCH_LEASE_PROBE_TIMEOUT_MS="$PROBE_TIMEOUT_MS" \
     ORCH_LEASE_REAPER_INTERVAL_MS="$REAPER_INTERVAL_MS" \

@@ -1,0 +1,243 @@
+/*
+ * lease_host.c - see lease_host.h.
+ *
+ * A host id names one machine (one kernel, one /proc): owners whose host id
+ * is this lease-service's are judged from this /proc. Two machines with one
+ * host id would judge each other's owners as their own, so a lease-service
+ * of another boot id never takes a registration over while it is alive:
+ * the live one refreshes seen_at, the newcomer waits for it to go stale (a
+ * reboot) or sees it refreshed (a duplicate) and refuses to start.
+ */
+#include "lease_host.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "orch/alert.h"
+#include "orch/clock.h"
+#include "orch/log.h"
+
+struct lease_host_beat {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool quit;
+};
+
+static void sleep_ms(uint64_t ms)
+{
+    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static int64_t beat_period_ms(const lease_svc *ls)
+{
+    int64_t p = ls->host_stale_ms / LEASE_HOST_BEATS_PER_STALE;
+    return p > 0 ? p : 1;
+}
+
+/* The address to register, or NULL (logged) when the configuration would
+ * make other hosts' probes reach the wrong host. */
+static const char *choose_url(lease_svc *ls, const char *listen, const char *advertise)
+{
+    uint64_t dl = orch_mono_ms() + 10000;
+    orch_db_conn *c = NULL;
+    long others = 0;
+    char why[512];
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (!err)
+        err = lease_store_count_other_hosts(c, dl, ls->me->host_id, &others);
+    if (err)
+        orch_error("cannot read the hosts table: %s: %s", orch_strerror(err),
+                   c ? orch_db_last_error(c) : "");
+    orch_db_release(c);
+    if (err)
+        return NULL;
+    const char *url = lease_advertise_url(listen, advertise, others, why, sizeof why);
+    if (!url)
+        orch_error("configuration: %s; refusing to start", why);
+    else if (lease_url_is_local(url))
+        orch_warn("registering %s, which other hosts cannot dial: set ORCH_LEASE_ADVERTISE_URL "
+                  "before adding a host",
+                  url);
+    return url;
+}
+
+static void refuse_duplicate(const lease_svc *ls, const lease_host_reg *reg, const char *why)
+{
+    orch_error("host id %s is registered by a live lease-service of another boot: boot %s, "
+               "instance %s, at %s, seen %lld ms ago (%s); this one has boot %s. Two machines "
+               "share ORCH_HOST_ID: give each its own. Refusing to start; the registration is "
+               "left as it is",
+               ls->me->host_id, reg->boot_id, reg->instance_id, reg->rpc_url,
+               (long long)reg->age_ms, why, ls->me->boot_id);
+}
+
+/* One round: reads the row, decides, registers on TAKE. */
+static orch_err register_round(lease_svc *ls, const char *url, int64_t *first_seen_us,
+                               lease_host_verdict *v, lease_host_reg *reg, const char **why)
+{
+    uint64_t dl = orch_mono_ms() + 10000;
+    orch_db_conn *c = NULL;
+    bool done = false;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (!err)
+        err = lease_store_read_host(c, dl, ls->me->host_id, reg);
+    if (!err) {
+        *v = lease_host_decide(reg, ls->me->boot_id, ls->host_stale_ms, *first_seen_us, why);
+        if (*v == LEASE_HOST_TAKE)
+            err = lease_store_register_host(c, dl, ls->me->host_id, ls->me->boot_id,
+                                            ls->me->instance_id, url, reg, &done);
+        if (!err && *v == LEASE_HOST_TAKE && !done)
+            *v = LEASE_HOST_WAIT; /* the row changed in between: decide again */
+        else if (*v == LEASE_HOST_WAIT && *first_seen_us < 0)
+            *first_seen_us = reg->seen_us;
+    }
+    if (err)
+        orch_error("cannot register host %s: %s: %s", ls->me->host_id, orch_strerror(err),
+                   c ? orch_db_last_error(c) : "");
+    orch_db_release(c);
+    return err;
+}
+
+orch_err lease_host_register(lease_svc *ls, const char *listen, const char *advertise)
+{
+    const char *url = choose_url(ls, listen, advertise);
+    if (!url)
+        return ORCH_EINVAL;
+    int64_t first_seen_us = -1;
+    uint64_t until = orch_mono_ms() + (uint64_t)(ls->host_stale_ms + 2 * beat_period_ms(ls)) + 1000;
+    uint64_t step = (uint64_t)beat_period_ms(ls) / 4 + 1;
+    lease_host_reg reg;
+    const char *why = "";
+    for (int round = 0; round < 100000; round++) { /* bounded by `until` */
+        lease_host_verdict v = LEASE_HOST_WAIT;
+        orch_err err = register_round(ls, url, &first_seen_us, &v, &reg, &why);
+        if (err)
+            return err;
+        if (v == LEASE_HOST_TAKE) {
+            orch_info("registered host %s (boot %s) at %s: %s", ls->me->host_id, ls->me->boot_id,
+                      url, why);
+            return ORCH_OK;
+        }
+        if (v == LEASE_HOST_REFUSE)
+            break;
+        if (round == 0)
+            orch_warn("host id %s is registered by boot %s (instance %s at %s, seen %lld ms "
+                      "ago): waiting up to %lld ms for it to go stale (a reboot) or be refreshed "
+                      "(a live duplicate)",
+                      ls->me->host_id, reg.boot_id, reg.instance_id, reg.rpc_url,
+                      (long long)reg.age_ms, (long long)ls->host_stale_ms);
+        if (orch_mono_ms() >= until) {
+            why = "it neither went stale nor was refreshed in time";
+            break;
+        }
+        sleep_ms(step);
+    }
+    refuse_duplicate(ls, &reg, why);
+    return ORCH_EEXISTS;
+}
+
+/* One heartbeat; false once the registration belongs to another boot. */
+static bool beat_once(lease_svc *ls, bool *failing)
+{
+    uint64_t dl = orch_mono_ms() + (uint64_t)beat_period_ms(ls);
+    orch_db_conn *c = NULL;
+    bool mine = true;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (!err)
+        err = lease_store_host_beat(c, dl, ls->me->host_id, ls->me->boot_id, &mine);
+    if (err && !*failing)
+        orch_warn("host heartbeat failed: %s: %s", orch_strerror(err),
+                  c ? orch_db_last_error(c) : "");
+    else if (!err && *failing)
+        orch_info("host heartbeat succeeds again");
+    *failing = err != ORCH_OK;
+    orch_db_release(c);
+    return err || mine;
+}
+
+static void *beat_main(void *arg)
+{
+    lease_svc *ls = arg;
+    struct lease_host_beat *b = ls->host_beat;
+    bool failing = false;
+    pthread_mutex_lock(&b->mu);
+    while (!b->quit) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)beat_period_ms(ls) * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        if (b->quit)
+            break;
+        pthread_mutex_unlock(&b->mu);
+        bool mine = beat_once(ls, &failing);
+        pthread_mutex_lock(&b->mu);
+        if (!mine) {
+            orch_alert("lease.host-taken-over", "-",
+                       "host id %s is now registered by another boot; this lease-service (boot "
+                       "%s, instance %s) stops: two machines share ORCH_HOST_ID, or this one was "
+                       "frozen past ORCH_LEASE_HOST_STALE_MS",
+                       ls->me->host_id, ls->me->boot_id, ls->me->instance_id);
+            kill(getpid(), SIGTERM);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+orch_err lease_host_beat_start(lease_svc *ls)
+{
+    struct lease_host_beat *b = calloc(1, sizeof *b);
+    if (!b)
+        return ORCH_ENOMEM;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&b->mu, NULL);
+    ls->host_beat = b;
+    if (pthread_create(&b->thread, NULL, beat_main, ls) != 0) {
+        ls->host_beat = NULL;
+        pthread_mutex_destroy(&b->mu);
+        pthread_cond_destroy(&b->cv);
+        free(b);
+        return ORCH_ENOMEM;
+    }
+    return ORCH_OK;
+}
+
+void lease_host_stop(lease_svc *ls)
+{
+    struct lease_host_beat *b = ls->host_beat;
+    if (!b)
+        return;
+    pthread_mutex_lock(&b->mu);
+    b->quit = true;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->thread, NULL);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
+    free(b);
+    ls->host_beat = NULL;
+
+    uint64_t dl = orch_mono_ms() + 3000;
+    orch_db_conn *c = NULL;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (!err)
+        err = lease_store_host_stopped(c, dl, ls->me->host_id, ls->me->instance_id);
+    if (err)
+        orch_warn("could not mark host %s as stopped: %s (the next boot waits for it to go "
+                  "stale)",
+                  ls->me->host_id, orch_strerror(err));
+    orch_db_release(c);
+}
