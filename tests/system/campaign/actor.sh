@@ -35,12 +35,21 @@ next_of() {
   esac
 }
 
-# verdicts FROM: the --verdict options for the edge leaving FROM.
+# verdicts FROM ITEM CYCLE: the --verdict options for the edge leaving FROM.
+# A cycle after a rollback reports its own pull request at development ->
+# review (the item's number + 10000 x cycle): the merged one of an earlier
+# cycle does not count again.
 verdicts() {
   case "$1" in
+  development)
+    if (($3 > 0)); then
+      echo "--verdict dev_status=DONE --verdict pr_number=$((${2##*-} + 10000 * $3))"
+    else
+      echo "--verdict dev_status=DONE"
+    fi
+    ;;
   analysis) echo "--verdict analysis_status=DONE" ;;
   architecture) echo "--verdict architecture_status=DONE" ;;
-  development) echo "--verdict dev_status=DONE" ;;
   review) echo "--verdict review_verdict=APPROVE" ;;
   testing)
     # One attempt in 25 reports a failed security scan: a rollback.
@@ -66,6 +75,10 @@ while ((ops < MAX_OPS)); do
     continue
   }
   from="$(jq -r '.task.stage // empty' <<<"$show" 2>/dev/null)"
+  # The cycle: rollbacks so far (every entry into development but the first).
+  cycle="$(jq -r '[.history[]? | select((.to_stage // .toStage) == "development")] | length' \
+    <<<"$show" 2>/dev/null)"
+  cycle=$(((${cycle:-1} > 0 ? ${cycle:-1} : 1) - 1))
   to="$(next_of "$from")"
   if [[ -z "$to" ]]; then
     sleep 0.05
@@ -75,7 +88,7 @@ while ((ops < MAX_OPS)); do
   t0="$(now_ms)"
   # shellcheck disable=SC2046 # the verdict options are split on purpose
   out="$("$ORCHCTL" --timeout 15000 --json stage advance "$item" --from "$from" --to "$to" \
-    --actor "$ACTOR" $(verdicts "$from") 2>/dev/null)"
+    --actor "$ACTOR" $(verdicts "$from" "$item" "$cycle") 2>/dev/null)"
   rc=$?
   t1="$(now_ms)"
   outcome="$(jq -r '.outcome // "-"' <<<"$out" 2>/dev/null)"

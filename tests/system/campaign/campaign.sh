@@ -15,6 +15,9 @@
 #   CAMPAIGN_DURATION_S  load phase length (default 120)
 #   CAMPAIGN_ITEMS       work items (default 80; 50 when ASAN_OPTIONS is set)
 #   CAMPAIGN_SINK_MODE   fenced (default) or unfenced
+#   CAMPAIGN_LISTEN      wildcard (default: lease-services listen on 0.0.0.0 and
+#                        advertise their address) or address
+#   CAMPAIGN_FAULTS      only these fault kinds, comma-separated
 #   CAMPAIGN_KEEP_DIR    when set, the run's folder is copied there
 #   ORCH_TEST_LOG_DIR    when set, the logs are copied there
 # Exit status: 0 pass, 1 anomaly or failure, 77 skip (no namespaces, ...).
@@ -43,6 +46,7 @@ else
   readonly N_ITEMS="${CAMPAIGN_ITEMS:-80}"
 fi
 readonly SINK_MODE="${CAMPAIGN_SINK_MODE:-fenced}"
+readonly LISTEN="${CAMPAIGN_LISTEN:-wildcard}"
 
 # Timing of the services under test: the ceiling above the step timeout,
 # effects time out below the ceiling.
@@ -54,6 +58,11 @@ readonly EFFECT_TIMEOUT_MS=3000
 readonly RECONCILER_MS=1500
 readonly LEASE_RPC_PORT=7701 LEASE_HTTP_PORT=7711 STAGE_RPC_PORT=7702 STAGE_HTTP_PORT=7712
 readonly SINK_PORT=8080
+readonly DUP_LEASE_RPC_PORT=7703 DUP_LEASE_HTTP_PORT=7713
+# A registration of another boot id older than this is a reboot; a fresher
+# one is a second live machine with the same host id (refused).
+readonly HOST_STALE_MS=3000
+readonly HOOK_SECRET="campaign-hook-secret"
 readonly REPO="org/app"
 readonly HOSTS=(h1 h2 h3)
 readonly ACTORS=(monitor webhook reaper finalizer)
@@ -83,6 +92,7 @@ done
 [[ "$(id -u)" -eq 0 ]] || skip "network namespaces unavailable: needs root (running as $(id -un))"
 id -u "$PG_OWNER" >/dev/null 2>&1 || skip "system user '$PG_OWNER' (PostgreSQL's owner) does not exist"
 [[ "$SINK_MODE" == fenced || "$SINK_MODE" == unfenced ]] || die "CAMPAIGN_SINK_MODE: fenced or unfenced"
+[[ "$LISTEN" == wildcard || "$LISTEN" == address ]] || die "CAMPAIGN_LISTEN: wildcard or address"
 
 SUF="$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
 declare -A NS=() VETH=() IP=()
@@ -230,17 +240,22 @@ common_env() { # common_env HOST
     ORCH_SHUTDOWN_GRACE_S=3 ORCH_LOG_LEVEL=info
 }
 
-# lease-service listens on the wildcard address, as a multi-host deployment
-# often does, and advertises the address other hosts dial (without it, it
-# would refuse to start once another host is registered). A registration of
-# another boot unrefreshed for 2 s is a reboot (the reboot fault restarts
-# within half a second and waits for that).
+# lease-service listens on the wildcard address, as a multi-host user sets it,
+# and advertises its own address to the other hosts (ORCH_LEASE_ADVERTISE_URL);
+# CAMPAIGN_LISTEN=address: it listens on the host's address, advertising none.
+listen_env() { # listen_env HOST PORT
+  if [[ "$LISTEN" == wildcard ]]; then
+    echo ORCH_LEASE_RPC_URL="tcp://0.0.0.0:$2" ORCH_LEASE_ADVERTISE_URL="tcp://${IP[$1]}:$2"
+  else
+    echo ORCH_LEASE_RPC_URL="tcp://${IP[$1]}:$2"
+  fi
+}
+
 start_lease() { # start_lease HOST
   local h="$1"
   # shellcheck disable=SC2046
   ip netns exec "${NS[$h]}" env -i "${BASE_ENV[@]}" $(common_env "$h") ORCH_RUNTIME=test \
-    ORCH_LEASE_RPC_URL="tcp://0.0.0.0:$LEASE_RPC_PORT" \
-    ORCH_LEASE_ADVERTISE_URL="tcp://${IP[$h]}:$LEASE_RPC_PORT" ORCH_LEASE_HOST_STALE_MS=2000 \
+    $(listen_env "$h" "$LEASE_RPC_PORT") ORCH_LEASE_HOST_STALE_MS="$HOST_STALE_MS" \
     ORCH_LEASE_HTTP_ADDR="${IP[$h]}:$LEASE_HTTP_PORT" \
     ORCH_LEASE_PROBE_TIMEOUT_MS="$PROBE_TIMEOUT_MS" \
     ORCH_LEASE_REAPER_INTERVAL_MS="$REAPER_INTERVAL_MS" \
@@ -257,6 +272,7 @@ start_stage() { # start_stage HOST
     ORCH_STAGE_RPC_URL="tcp://${IP[$h]}:$STAGE_RPC_PORT" \
     ORCH_STAGE_HTTP_ADDR="${IP[$h]}:$STAGE_HTTP_PORT" \
     ORCH_GITEA_URL="$SINK_URL" ORCH_GITEA_TOKEN=campaign-token \
+    ORCH_GITEA_WEBHOOK_SECRET="$HOOK_SECRET" \
     ORCH_IMAGE_HOOK_URL="$SINK_URL/hooks/image" ORCH_DEPLOY_HOOK_URL="$SINK_URL/hooks/deploy" \
     ORCH_EFFECT_TIMEOUT_MS="$EFFECT_TIMEOUT_MS" ORCH_STAGE_LEASE_TIMEOUT_MS=3000 \
     ORCH_RECONCILER_INTERVAL_MS="$RECONCILER_MS" ORCH_RECONCILER_BATCH=10 \
@@ -326,6 +342,8 @@ say "${#ACTOR_PIDS[@]} actors racing (seed $SEED, load phase at most $DURATION_S
 
 RANDOM="$SEED"
 : >"$TMP/faults.log"
+: >"$TMP/webhooks.log"
+: >"$TMP/lease-dup.log"
 fault_log() { # fault_log KIND HOST ITEM EPOCH DETAIL
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(now_ms)" "$1" "$2" "${3:--}" "${4:-0}" "${5:-}" >>"$TMP/faults.log"
   say "fault: $1 $2 ${3:-} ${5:-}"
@@ -381,13 +399,13 @@ fault_kill_owner() {
 
 fault_kill_services() {
   local h="${HOSTS[RANDOM % 3]}"
-  fault_log kill_services "$h" - 0 "SIGKILL lease-service and stage-service, same boot id"
+  fault_log kill_services "$h" - 0 "SIGKILL lease-service and stage-service pid ${PID_STAGE[$h]}, same boot id"
   restart_host "$h" 0
 }
 
 fault_reboot() {
   local h="${HOSTS[RANDOM % 3]}"
-  fault_log reboot_new_boot_id "$h" - 0 "SIGKILL both services, new boot id"
+  fault_log reboot_new_boot_id "$h" - 0 "SIGKILL both services (stage-service pid ${PID_STAGE[$h]}), new boot id"
   restart_host "$h" 1
 }
 
@@ -435,7 +453,165 @@ fault_force_release() {
   fi
 }
 
-KINDS=(kill_owner kill_services reboot stop_owner "cut pg" "cut sink" delay_sink pg_restart force_release)
+# A lease-service that runs out of descriptors cannot read /proc: that must
+# make its owners UNKNOWN (defer), never DEAD. The limit is lowered to the
+# descriptors it has open now, for a few seconds, on the host of a held lease.
+fault_fd_exhaust() {
+  local row item epoch host pid lp n
+  row="$(wait_held_lease)"
+  [[ -n "$row" ]] || return 1
+  IFS='|' read -r item epoch host pid <<<"$row"
+  lp="${PID_LEASE[$host]:-}"
+  [[ -n "$lp" ]] && alive "$lp" || return 1
+  n="$(find "/proc/$lp/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)"
+  prlimit --pid "$lp" --nofile="$n:$n" 2>/dev/null || return 1
+  fault_log fd_exhaust "$host" "$item" "$epoch" "lease-service pid $lp limited to $n descriptors for 4 s (owner pid $pid)"
+  sleep 4
+  prlimit --pid "$lp" --nofile=65536:65536 2>/dev/null || true
+}
+
+# A second machine started with an existing host id (and its own boot id):
+# it must refuse to start and leave the live host's registration alone.
+fault_dup_host_id() {
+  local victim="${HOSTS[RANDOM % 3]}" on="${HOSTS[RANDOM % 3]}" p boot="$TMP/dup.boot_id" i rc=0
+  cat /proc/sys/kernel/random/uuid >"$boot"
+  # shellcheck disable=SC2046
+  ip netns exec "${NS[$on]}" env -i "${BASE_ENV[@]}" $(common_env "$victim") ORCH_RUNTIME=test \
+    ORCH_BOOT_ID_PATH="$boot" $(listen_env "$on" "$DUP_LEASE_RPC_PORT") \
+    ORCH_LEASE_HOST_STALE_MS="$HOST_STALE_MS" \
+    ORCH_LEASE_HTTP_ADDR="${IP[$on]}:$DUP_LEASE_HTTP_PORT" \
+    ORCH_LEASE_PROBE_TIMEOUT_MS="$PROBE_TIMEOUT_MS" \
+    ORCH_LEASE_REAPER_INTERVAL_MS="$REAPER_INTERVAL_MS" \
+    "$LEASE_BIN" >>"$TMP/lease-dup.log" 2>&1 &
+  p=$!
+  for ((i = 0; i < 80; i++)); do
+    alive "$p" || break
+    sleep 0.1
+  done
+  if alive "$p"; then
+    kill_wait KILL "$p"
+    fault_log dup_host_id "$victim" - 0 "accepted: a second lease-service as $victim (on $on) ran for 8 s"
+  else
+    wait "$p" 2>/dev/null
+    rc=$?
+    fault_log dup_host_id "$victim" - 0 "refused: a second lease-service as $victim (on $on) exited $rc"
+  fi
+}
+
+# SIGSTOP of a stage-service while one of its connections is inside a
+# transaction (pg_stat_activity: idle in transaction), else of one holding a
+# lease: no reaper pass may wait on its row locks. Longer than the ceiling
+# plus the checker's slack, so a stalled reaper shows as a lease held too long.
+fault_stop_in_cas() {
+  local h="" pid="" row addr port i where="not inside a transaction"
+  for ((i = 0; i < 30; i++)); do
+    [[ -z "$pid" ]] || break
+    row="$(sql "SELECT host(client_addr) || '|' || client_port FROM pg_stat_activity
+               WHERE state = 'idle in transaction' AND client_addr IS NOT NULL
+               ORDER BY random() LIMIT 1" 2>/dev/null || true)"
+    if [[ -n "$row" ]]; then
+      IFS='|' read -r addr port <<<"$row"
+      for h in "${HOSTS[@]}"; do
+        [[ "${IP[$h]}" == "$addr" ]] || continue
+        if ip netns exec "${NS[$h]}" ss -Htnp "sport = :$port" 2>/dev/null |
+          grep -q "pid=${PID_STAGE[$h]},"; then
+          pid="${PID_STAGE[$h]}" where="inside a transaction"
+        fi
+        break
+      done
+    fi
+    [[ -n "$pid" ]] || sleep 0.1
+  done
+  if [[ -z "$pid" ]]; then
+    row="$(wait_held_lease)"
+    [[ -n "$row" ]] || return 1
+    IFS='|' read -r _ _ h pid <<<"$row"
+    owner_is_stage "$pid" "$h" || return 1
+  fi
+  kill -STOP "$pid" 2>/dev/null || return 1
+  fault_log stop_in_cas "$h" - 0 "SIGSTOP stage-service pid $pid $where for $((CEILING_S + 6)) s"
+  sleep "$((CEILING_S + 6))"
+  kill -CONT "$pid" 2>/dev/null || true
+}
+
+# A developer's output that also carries the reviewer's verdict: no gate of
+# another edge may read it. On an item of its own (repo org/misc, outside the
+# lease's scope and the actors' list, so nobody else moves it): walked to
+# development, reported with review_verdict=APPROVE, then left to the
+# reconcilers for 8 s; it must still be in review.
+fault_wrong_verdicts() {
+  local h="${HOSTS[RANDOM % 3]}" item from to stage n
+  n="$(now_ms)"
+  item="CMP-$SUF-wv$n"
+  ctl "$h" --timeout 5000 stage create "$item" --repo org/misc --pr "$((1000 + n % 1000000))" \
+    --title "wrong verdicts" >/dev/null 2>&1 || return 1
+  for from in backlog analysis architecture; do
+    case "$from" in
+    backlog) to=analysis set=() ;;
+    analysis) to=architecture set=(--verdict analysis_status=DONE) ;;
+    architecture) to=development set=(--verdict architecture_status=DONE) ;;
+    esac
+    ctl "$h" --timeout 10000 stage advance "$item" --from "$from" --to "$to" --actor monitor \
+      "${set[@]}" >/dev/null 2>&1 || return 1
+  done
+  ctl "$h" --timeout 10000 stage advance "$item" --from development --to review --actor monitor \
+    --verdict dev_status=DONE --verdict review_verdict=APPROVE >/dev/null 2>&1 || return 1
+  sleep 8
+  stage="$(sql "SELECT stage FROM tasks WHERE work_item = '$item'" 2>/dev/null || true)"
+  if [[ "$stage" == review ]]; then
+    fault_log wrong_verdicts "$h" "$item" 0 "stayed in review: a developer's review_verdict=APPROVE passed no gate"
+  else
+    fault_log wrong_verdicts "$h" "$item" 0 "moved to ${stage:-?}: a developer's review_verdict=APPROVE passed the review"
+  fi
+}
+
+# A Gitea approval delivered while the item's lease is held by a live owner
+# (a process of this harness, for 3 s), sent as Gitea sends it and retried as
+# Gitea retries (non-2xx, every 0.5 s, 60 times at most). Nothing the sender
+# was told it delivered may be dropped.
+fault_webhook_held() {
+  local h="${HOSTS[RANDOM % 3]}" item="" pr body sig code ans i t0 holder epoch out
+  for ((i = 0; i < 50; i++)); do
+    item="$(sql "SELECT t.work_item FROM tasks t WHERE t.repo = '$REPO' AND t.stage = 'review'
+                 AND NOT EXISTS (SELECT 1 FROM transition_lease l WHERE l.work_item = t.work_item
+                                 AND l.released_at IS NULL) ORDER BY random() LIMIT 1" 2>/dev/null || true)"
+    [[ -n "$item" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$item" ]] || return 1
+  ip netns exec "${NS[$h]}" sleep 30 &
+  holder=$!
+  sleep 0.1
+  out="$(ctl "$h" --timeout 5000 --json lease acquire "$item" --repo "$REPO" --actor campaign-holder \
+    --transition "review->testing" --owner-pid "$holder" 2>/dev/null)"
+  epoch="$(jq -r 'select(.outcome == "GRANTED") | .epoch // empty' <<<"$out" 2>/dev/null)"
+  if [[ -z "$epoch" ]]; then
+    kill_wait KILL "$holder"
+    return 1
+  fi
+  pr="$(sql "SELECT pr_number FROM tasks WHERE work_item = '$item'" 2>/dev/null)"
+  body="{\"action\":\"reviewed\",\"repository\":{\"full_name\":\"$REPO\"},\"pull_request\":{\"number\":$pr}}"
+  sig="$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$HOOK_SECRET" -r | cut -d' ' -f1)"
+  for ((i = 0; i < 60; i++)); do
+    ((i == 6)) && ctl "$h" --timeout 5000 lease release "$item" "$epoch" >/dev/null 2>&1
+    t0="$(now_ms)"
+    ans="$(ip netns exec "${NS[$h]}" curl -s -m 20 -o - -w '\n%{http_code}' \
+      -H "Content-Type: application/json" -H "X-Gitea-Event: pull_request_approved" \
+      -H "X-Gitea-Signature: $sig" --data-binary "$body" \
+      "http://${IP[$h]}:$STAGE_HTTP_PORT/webhooks/gitea" 2>/dev/null)"
+    code="${ans##*$'\n'}"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t0" "$h" "$item" "$epoch" "$code" \
+      "$(head -n 1 <<<"$ans" | tr '\t' ' ')" >>"$TMP/webhooks.log"
+    [[ "$code" == 2* || "$code" == 4* ]] && break
+    sleep 0.5
+  done
+  ((i >= 6)) || { sleep 3; ctl "$h" --timeout 5000 lease release "$item" "$epoch" >/dev/null 2>&1; }
+  kill_wait KILL "$holder"
+  fault_log webhook_held "$h" "$item" "$epoch" "Gitea approval of pull request $pr while epoch $epoch is held: HTTP $code after $((i + 1)) deliveries"
+}
+
+KINDS=(kill_owner kill_services reboot stop_owner "cut pg" "cut sink" delay_sink pg_restart force_release
+  fd_exhaust dup_host_id stop_in_cas wrong_verdicts webhook_held)
 if [[ -n "${CAMPAIGN_FAULTS:-}" ]]; then # e.g. "kill_owner,cut pg": only these kinds
   IFS=',' read -r -a KINDS <<<"$CAMPAIGN_FAULTS"
 fi
@@ -461,7 +637,7 @@ while (($(now_ms) < DEADLINE_MS - 12000 && nfault < 1000 && done_count < N_ITEMS
     sleep "$((RANDOM % 2)).$((RANDOM % 10))"
     nfault=$((nfault + 1))
     case "$kind" in
-    stop_owner | cut* | delay_sink)
+    stop_owner | stop_in_cas | cut* | delay_sink | fd_exhaust | webhook_held | wrong_verdicts)
       bg_reap
       while ((${#BG_PIDS[@]} >= 2)); do
         sleep 0.2
@@ -530,11 +706,11 @@ dump stage_history "SELECT h.id, t.work_item, h.from_stage, h.to_stage, h.actor,
 dump side_effects "SELECT work_item, transition, effect, cycle, lease_epoch, outcome,
   (extract(epoch FROM created_at) * 1000)::bigint AS at_ms FROM side_effects ORDER BY id"
 dump lease_events "SELECT id, work_item, epoch, kind, actor,
-  (extract(epoch FROM at) * 1000)::bigint AS at_ms FROM lease_events WHERE kind <> 'deferred' ORDER BY id"
+  (extract(epoch FROM at) * 1000)::bigint AS at_ms, detail FROM lease_events WHERE kind <> 'deferred' ORDER BY id"
 dump deferrals "SELECT count(*) AS n FROM lease_events WHERE kind = 'deferred'"
 dump transition_lease "SELECT work_item, epoch, owner_host, released_at IS NULL AS held,
   coalesce(release_reason, '') AS reason FROM transition_lease"
-cat "$TMP"/lease-h*.log >"$TMP/lease-all.log"
+cat "$TMP"/lease-h*.log "$TMP"/lease-dup.log >"$TMP/lease-all.log" 2>/dev/null || true
 
 echo
 set +e

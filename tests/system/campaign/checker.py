@@ -37,7 +37,15 @@ ANOMALY_CLASSES = [
     ("lease_never_released", "a lease still held after the drain"),
     ("alert_mismatch", "alerts emitted != forced + stale + ceiling reclaims"),
     ("item_not_done", "item not in done at the end of the run"),
+    ("live_owner_robbed", "a lease taken over from an owner no fault had killed"),
+    ("duplicate_host_accepted", "a second lease-service with a live host id kept running"),
+    ("verdict_of_other_stage", "review->testing passed on a verdict not sent for it"),
+    ("webhook_lost", "a webhook answered 2xx but deferred (dropped)"),
 ]
+
+# "owner h2 pid 1234 (monitor, epoch 7): why" (lease-service's reclaim detail)
+OWNER_RE = re.compile(r"owner (\S+) pid (\d+) ")
+KILLED_RE = re.compile(r"pid (\d+)")
 
 
 def read_csv(path):
@@ -95,6 +103,8 @@ def main():
                        "epoch"])
     faults = read_tsv(os.path.join(d, "faults.log"),
                       ["t", "kind", "host", "item", "epoch", "detail"])
+    hooks = read_tsv(os.path.join(d, "webhooks.log"),
+                     ["t", "host", "item", "epoch", "code", "body"])
     if not tasks:
         print("checker: no tasks in the history (db-tasks.tsv): nothing to check")
         return 1
@@ -249,6 +259,60 @@ def main():
     for kind in ("reclaimed-stale", "ceiling-released", "force-released"):
         if alerts["lease." + kind] != rel_kinds[kind]:
             flag("alert_mismatch", "lease.%s: %d alerts, %d events" % (kind, alerts["lease." + kind], rel_kinds[kind]))
+
+    # 7. Liveness: a lease is taken over (reclaimed-stale) only from an owner
+    # a fault had killed before (SIGKILL, a reboot); a stopped, slow or
+    # merely unreachable owner is alive, and a host that cannot read /proc,
+    # probes itself through a wildcard address or shares its host id with
+    # another machine must not judge it dead.
+    killed = collections.defaultdict(list)  # (host, pid) -> kill times
+    for f in faults:
+        if f["kind"] in ("kill_owner", "kill_services", "reboot_new_boot_id"):
+            for pid in KILLED_RE.findall(f["detail"]):
+                killed[(f["host"], pid)].append(int(f["t"]))
+    for e in events:
+        if e["kind"] != "reclaimed-stale":
+            continue
+        m = OWNER_RE.search(e.get("detail") or "")
+        if not m:
+            continue
+        at = int(e["at_ms"])
+        if not any(t <= at for t in killed[(m.group(1), m.group(2))]):
+            flag("live_owner_robbed", "%s epoch %s: owner %s pid %s taken over at %d (%s)" % (
+                e["work_item"], e["epoch"], m.group(1), m.group(2), at, e.get("detail", "")[:120]))
+    for f in faults:
+        if f["kind"] == "dup_host_id" and f["detail"].startswith("accepted"):
+            flag("duplicate_host_accepted", "%s at %s: %s" % (f["host"], f["t"], f["detail"]))
+
+    # 8. A gate reads only verdicts sent for its edge: a review->testing move
+    # needs a call (an actor's or a webhook's) for review->testing since the
+    # item last entered review.
+    calls_at = collections.defaultdict(list)
+    for r in actors:
+        if r["outcome"] != "DEFERRED":  # a deferred call may record nothing
+            calls_at[(r["item"], r["from"], r["to"])].append(int(r["t0"]))
+    for w in hooks:
+        calls_at[(w["item"], "review", "testing")].append(int(w["t"]))
+    for item, rows in by_item.items():
+        entered = None
+        for r in rows:
+            at = int(r["at_ms"])
+            if r["to_stage"] == "review":
+                entered = at
+            if (r["from_stage"], r["to_stage"]) != ("review", "testing") or entered is None:
+                continue
+            if not any(entered - 1000 <= t <= at for t in calls_at[(item, "review", "testing")]):
+                flag("verdict_of_other_stage", "%s: review->testing by %s at %d with no review"
+                     " call since it entered review at %d" % (item, r["actor"], at, entered))
+
+    for f in faults:
+        if f["kind"] == "wrong_verdicts" and f["detail"].startswith("moved"):
+            flag("verdict_of_other_stage", "%s: %s" % (f["item"], f["detail"]))
+
+    # 9. A webhook is never answered 2xx and dropped.
+    for w in hooks:
+        if w["code"].startswith("2") and '"result":"deferred"' in w["body"]:
+            flag("webhook_lost", "%s: HTTP %s %s" % (w["item"], w["code"], w["body"][:100]))
 
     # ---- the table ----
     done = sum(1 for t in tasks if t["stage"] == "done")

@@ -25,7 +25,7 @@ EFFECTS = {"review->testing": [("merge_pr", "merge")],
 def clean():
     """A history of two items through the whole pipeline, one epoch per edge."""
     h = {k: [] for k in ("tasks", "history", "intents", "events", "leases", "sink",
-                         "actors", "faults", "alerts")}
+                         "actors", "faults", "alerts", "hooks")}
     hid = eid = 0
     t = T0
     for item in ("I-1", "I-2"):
@@ -35,7 +35,7 @@ def clean():
             epoch += 1
             tr = "%s->%s" % (a, b)
             eid += 1
-            h["events"].append([eid, item, epoch, "granted", "monitor", t])
+            h["events"].append([eid, item, epoch, "granted", "monitor", t, "review"])
             for eff, kind in EFFECTS.get(tr, []):
                 h["intents"].append([item, tr, eff, "0", epoch, "ok", t + 10])
                 if kind:
@@ -46,7 +46,7 @@ def clean():
             h["history"].append([hid, item, a, b, "monitor", epoch, t + 30])
             h["actors"].append([t, t + 40, "h1", "monitor", item, a, b, "0", "ADVANCED", epoch])
             eid += 1
-            h["events"].append([eid, item, epoch, "released", "monitor", t + 40])
+            h["events"].append([eid, item, epoch, "released", "monitor", t + 40, ""])
             t += 100
         h["leases"].append([item, epoch, "h1", "f", "released"])
     return h
@@ -69,12 +69,14 @@ def write(d, h):
                           "at_ms"], h["history"])
     csv("side_effects", ["work_item", "transition", "effect", "cycle", "lease_epoch", "outcome",
                          "at_ms"], h["intents"])
-    csv("lease_events", ["id", "work_item", "epoch", "kind", "actor", "at_ms"], h["events"])
+    csv("lease_events", ["id", "work_item", "epoch", "kind", "actor", "at_ms", "detail"],
+        h["events"])
     csv("transition_lease", ["work_item", "epoch", "owner_host", "held", "reason"], h["leases"])
     csv("deferrals", ["n"], [[0]])
     tsv("sink.log", h["sink"])
     tsv("actors.log", h["actors"])
     tsv("faults.log", h["faults"])
+    tsv("webhooks.log", h["hooks"])
     with open(os.path.join(d, "lease-all.log"), "w", encoding="utf-8") as f:
         for kind, item in h["alerts"]:
             f.write('{"msg":"ALERT lease.%s %s: crafted"}\n' % (kind, item))
@@ -131,10 +133,34 @@ def mutations():
         h["leases"][1][3] = "t"
 
     def alert(h):
-        h["events"].append([900, "I-1", 8, "reclaimed-stale", "reaper", T0 + 5])
+        h["events"].append([900, "I-1", 8, "reclaimed-stale", "reaper", T0 + 5, ""])
 
     def not_done(h):
         h["tasks"].append(["I-4", "review", "0", "4"])
+
+    def robbed(h):  # one take-over of an owner killed before (fine), one of a live owner
+        h["faults"].append([T0 + 1000, "kill_owner", "h1", "I-1", 50, "SIGKILL stage-service pid 4343"])
+        h["events"].append([901, "I-1", 50, "reclaimed-stale", "reaper", T0 + 2000,
+                            "owner h1 pid 4343 (monitor; epoch 50): no process"])
+        h["events"].append([902, "I-2", 51, "reclaimed-stale", "reaper", T0 + 2000,
+                            "owner h2 pid 4242 (monitor; epoch 51): no process"])
+        h["alerts"] += [("reclaimed-stale", "I-1"), ("reclaimed-stale", "I-2")]
+
+    def dup_host(h):
+        h["faults"].append([T0 + 1, "dup_host_id", "h1", "-", 0, "refused: exited 1"])
+        h["faults"].append([T0 + 2, "dup_host_id", "h2", "-", 0, "accepted: ran for 8 s"])
+
+    def other_verdict(h):  # the reconciler merged after only a deferred review call
+        row = [r for r in h["history"] if r[1] == "I-1" and r[2] == "review"][0]
+        row[4] = "reconciler"
+        call = [r for r in h["actors"] if r[4] == "I-1" and r[5] == "review"][0]
+        call[8] = "DEFERRED"
+        h["faults"].append([T0 + 3, "wrong_verdicts", "h1", "I-9", 0, "stayed in review: fine"])
+        h["faults"].append([T0 + 4, "wrong_verdicts", "h1", "I-8", 0, "moved to testing: not"])
+
+    def lost_hook(h):
+        h["hooks"].append([T0 + 5, "h1", "I-2", 3, "503", '{"error":"held; retry"}'])
+        h["hooks"].append([T0 + 6, "h1", "I-2", 3, "200", '{"result":"deferred"}'])
 
     # (class, mutation, other classes the same fault raises by necessity)
     return [("duplicate_effect", dup, ()), ("effect_without_intent", no_intent, ()),
@@ -142,13 +168,15 @@ def mutations():
             ("left_after_done", after_done, ("illegal_path", "item_not_done")),
             ("acked_not_recorded", acked, ()), ("orphan_not_reclaimed", orphan, ()),
             ("lease_held_too_long", held_long, ()), ("lease_never_released", never, ()),
-            ("alert_mismatch", alert, ()), ("item_not_done", not_done, ())]
+            ("alert_mismatch", alert, ()), ("item_not_done", not_done, ()),
+            ("live_owner_robbed", robbed, ()), ("duplicate_host_accepted", dup_host, ()),
+            ("verdict_of_other_stage", other_verdict, ()), ("webhook_lost", lost_hook, ())]
 
 
 def main():
     failures = 0
     rc, counts, out = run(clean())
-    if rc != 0 or any(counts.values()) or len(counts) < 11:
+    if rc != 0 or any(counts.values()) or len(counts) < 15:
         print("FAIL: the clean history: exit %d, %s\n%s" % (rc, counts, out))
         failures += 1
     else:
