@@ -204,12 +204,13 @@ static int read_live_epoch(const globals *g, const char *item, uint64_t *epoch)
     if (rc)
         return rc;
     const Orch__V1__Lease *l = (const Orch__V1__Lease *)m;
-    *epoch = l->held ? l->epoch : 0;
-    if (!l->held)
+    bool held = l->held;
+    *epoch = held ? l->epoch : 0;
+    if (!held)
         fprintf(stderr, "orchctl: %s is not held (epoch %" PRIu64 ", %s)\n", item, l->epoch,
                 l->release_reason);
     protobuf_c_message_free_unpacked(m, NULL);
-    return l->held ? EXIT_OK : EXIT_RPC_BASE + ORCH_CODE_FAILED_PRECONDITION;
+    return held ? EXIT_OK : EXIT_RPC_BASE + ORCH_CODE_FAILED_PRECONDITION;
 }
 
 static int lease_force_release(int argc, char **argv, const globals *g)
