@@ -128,7 +128,14 @@ static job_lease consult(launcher_svc *ls, const launcher_job *j)
         if (orch_rpc_invoke(ls->lease, "orch.v1.LeaseService/ProbeOwner", &pr.base,
                             &orch__v1__probe_owner_reply__descriptor, &o, &st,
                             &pm) == ORCH_CODE_OK) {
-            Orch__V1__Liveness lv = ((const Orch__V1__ProbeOwnerReply *)pm)->liveness;
+            const Orch__V1__ProbeOwnerReply *pr_rep = (const Orch__V1__ProbeOwnerReply *)pm;
+            Orch__V1__Liveness lv = pr_rep->liveness;
+            /* An answer from another host or boot than the owner's (a
+             * lease-service reached through the wrong address) says
+             * nothing about it: unknown, never dead. */
+            if (strcmp(pr_rep->host_id, l->owner->host_id) != 0 ||
+                strcmp(pr_rep->boot_id, l->owner->boot_id) != 0)
+                lv = ORCH__V1__LIVENESS__UNKNOWN;
             out.owner = lv == ORCH__V1__LIVENESS__ALIVE  ? LAUNCHER_LEASE_ALIVE
                         : lv == ORCH__V1__LIVENESS__DEAD ? LAUNCHER_LEASE_DEAD
                                                          : LAUNCHER_LEASE_UNKNOWN;
