@@ -147,14 +147,36 @@ lease_liveness lease_judge_probe_reply(const lease_owner *owner, const char *rep
     }
 }
 
-lease_host_verdict lease_host_decide(const lease_host_reg *reg, const char *my_boot_id,
+/* The rule for a row that carries a machine id (lease_host_decide). */
+static lease_host_verdict decide_by_machine(const lease_host_reg *reg, const lease_host_self *me,
+                                            const char **reason)
+{
+    if (strcmp(reg->machine_id, me->machine_id) != 0) {
+        *reason = "registered by another machine (another machine id)";
+        return LEASE_HOST_FOREIGN;
+    }
+    if (strcmp(reg->boot_id, me->boot_id) != 0) {
+        *reason = "same machine id, another boot id: the machine rebooted";
+        return LEASE_HOST_TAKE;
+    }
+    if (strcmp(reg->pid_ns, me->pid_ns) != 0) {
+        *reason = "registered from another PID namespace of this kernel (same boot id)";
+        return LEASE_HOST_FOREIGN;
+    }
+    *reason = "same machine id, boot id and PID namespace: a restart";
+    return LEASE_HOST_TAKE;
+}
+
+lease_host_verdict lease_host_decide(const lease_host_reg *reg, const lease_host_self *me,
                                      int64_t stale_ms, int64_t first_seen_us, const char **reason)
 {
     if (!reg->exists) {
         *reason = "first registration of this host id";
         return LEASE_HOST_TAKE;
     }
-    if (strcmp(reg->boot_id, my_boot_id) == 0) {
+    if (reg->machine_id[0])
+        return decide_by_machine(reg, me, reason);
+    if (strcmp(reg->boot_id, me->boot_id) == 0) {
         *reason = "same boot id: a restart on this host";
         return LEASE_HOST_TAKE;
     }
