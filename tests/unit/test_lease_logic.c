@@ -263,20 +263,24 @@ Test(lease_logic, registration_of_another_machine_id_is_refused_even_stopped_or_
     }
 }
 
-Test(lease_logic, same_boot_in_another_pid_namespace_is_refused_even_stopped_or_stale)
+/* Same kernel, another PID namespace: a re-created container namespace is
+ * taken over once its registration stopped or went stale; one refreshed
+ * while the new instance waits is a second live stack with this host id. */
+Test(lease_logic, another_pid_namespace_is_taken_over_only_once_it_ended)
 {
     const char *why;
     const lease_host_self me = { "b", "m1", "pid:[1]" };
-    const lease_host_reg rows[] = {
-        reg_on("m1", "pid:[2]", "b", false, 5),
-        reg_on("m1", "pid:[2]", "b", true, 5),
-        reg_on("m1", "pid:[2]", "b", false, 99999),
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
-        cr_assert_eq(lease_host_decide(&rows[i], &me, 15000, -1, &why), LEASE_HOST_FOREIGN,
-                     "row %zu", i);
-        cr_assert(strstr(why, "PID namespace"), "%s", why);
-    }
+    lease_host_reg fresh = reg_on("m1", "pid:[2]", "b", false, 5);
+    cr_assert_eq(lease_host_decide(&fresh, &me, 15000, -1, &why), LEASE_HOST_WAIT, "%s", why);
+    lease_host_reg beating = fresh;
+    beating.seen_us = 42;
+    cr_assert_eq(lease_host_decide(&beating, &me, 15000, 41, &why), LEASE_HOST_REFUSE, "%s", why);
+    cr_assert(strstr(why, "PID namespace"), "%s", why);
+    lease_host_reg stopped = reg_on("m1", "pid:[2]", "b", true, 5);
+    cr_assert_eq(lease_host_decide(&stopped, &me, 15000, -1, &why), LEASE_HOST_TAKE, "%s", why);
+    lease_host_reg stale = reg_on("m1", "pid:[2]", "b", false, 99999);
+    cr_assert_eq(lease_host_decide(&stale, &me, 15000, -1, &why), LEASE_HOST_TAKE, "%s", why);
+    cr_assert(strstr(why, "PID namespace"), "%s", why);
 }
 
 Test(lease_logic, reboot_of_the_same_machine_takes_over_at_once)
