@@ -34,5 +34,7 @@ const orch_config_var lease_config[] = {
       "address other hosts' lease-services dial for probes; empty: ORCH_LEASE_RPC_URL" },
     { "ORCH_LEASE_HOST_STALE_MS", ORCH_CFG_INT, "15000", 500, 3600000, NULL, false, false,
       "a registration of another boot unrefreshed this long is a reboot, else a duplicate" },
+    { "ORCH_MACHINE_ID_PATH", ORCH_CFG_STRING, "/etc/machine-id", 0, 0, NULL, false, false,
+      "file naming this machine (stable across reboots); unreadable: refuse to start" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
 };

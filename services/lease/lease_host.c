@@ -3,15 +3,18 @@
  *
  * A host id names one machine (one kernel, one /proc): owners whose host id
  * is this lease-service's are judged from this /proc. Two machines with one
- * host id would judge each other's owners as their own, so a lease-service
- * of another boot id never takes a registration over while it is alive:
- * the live one refreshes seen_at, the newcomer waits for it to go stale (a
- * reboot) or sees it refreshed (a duplicate) and refuses to start.
+ * host id would judge each other's owners as their own, so a registration
+ * records the machine id and PID namespace it was made from, and another
+ * machine or namespace never takes it over, live, stopped or stale (see
+ * lease_host_decide). Rows without them (before migration 0010) keep the
+ * older rule: the live one refreshes seen_at, the newcomer waits for it to
+ * go stale (a reboot) or sees it refreshed (a duplicate) and refuses.
  */
 #include "lease_host.h"
 
 #include <signal.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -77,6 +80,51 @@ static void refuse_duplicate(const lease_svc *ls, const lease_host_reg *reg, con
                (long long)reg->age_ms, why, ls->me->boot_id);
 }
 
+/* Reads this machine's id (first line of ls->machine_id_path) and PID
+ * namespace into ls; false (logged) if either is unreadable or empty. */
+static bool read_self(lease_svc *ls)
+{
+    const char *path =
+        ls->machine_id_path && ls->machine_id_path[0] ? ls->machine_id_path : "/etc/machine-id";
+    FILE *f = fopen(path, "re");
+    bool ok = f && fgets(ls->machine_id, sizeof ls->machine_id, f);
+    int e = f ? 0 : errno;
+    if (f)
+        fclose(f);
+    ls->machine_id[ok ? strcspn(ls->machine_id, " \t\r\n") : 0] = '\0';
+    if (!ls->machine_id[0]) {
+        orch_error("configuration: cannot read a machine id from %s (%s): lease-service needs a "
+                   "stable id unique to this machine to tell a reboot from another machine with "
+                   "the same ORCH_HOST_ID. Create it (systemd-machine-id-setup), mount the "
+                   "host's /etc/machine-id into the container, or set ORCH_MACHINE_ID_PATH. "
+                   "Refusing to start",
+                   path, e ? strerror(e) : "empty");
+        return false;
+    }
+    ssize_t n = readlink("/proc/self/ns/pid", ls->pid_ns, sizeof ls->pid_ns - 1);
+    if (n <= 0) {
+        orch_error("cannot read /proc/self/ns/pid (%s): the PID namespace is part of this "
+                   "host's identity. Refusing to start",
+                   strerror(errno));
+        return false;
+    }
+    ls->pid_ns[n] = '\0';
+    return true;
+}
+
+static void refuse_foreign(const lease_svc *ls, const lease_host_reg *reg, const char *why)
+{
+    orch_error("host id %s is %s: machine %s, %s, boot %s, instance %s, at %s, seen %lld ms "
+               "ago, %s; this one is machine %s, %s, boot %s. Refusing to start, whether that "
+               "registration is live, stopped or stale: its stage-service and agents may still "
+               "run. Give this machine its own ORCH_HOST_ID; only if that machine was really "
+               "replaced, run: UPDATE hosts SET machine_id = NULL WHERE host_id = '%s' AND "
+               "machine_id = '%s'; (see the runbook, \"Several hosts\")",
+               ls->me->host_id, why, reg->machine_id, reg->pid_ns, reg->boot_id, reg->instance_id,
+               reg->rpc_url, (long long)reg->age_ms, reg->stopped ? "stopped" : "not stopped",
+               ls->machine_id, ls->pid_ns, ls->me->boot_id, ls->me->host_id, reg->machine_id);
+}
+
 /* One round: reads the row, decides, registers on TAKE. */
 static orch_err register_round(lease_svc *ls, const char *url, int64_t *first_seen_us,
                                lease_host_verdict *v, lease_host_reg *reg, const char **why)
@@ -88,10 +136,11 @@ static orch_err register_round(lease_svc *ls, const char *url, int64_t *first_se
     if (!err)
         err = lease_store_read_host(c, dl, ls->me->host_id, reg);
     if (!err) {
-        *v = lease_host_decide(reg, ls->me->boot_id, ls->host_stale_ms, *first_seen_us, why);
+        lease_host_self me = { ls->me->boot_id, ls->machine_id, ls->pid_ns };
+        *v = lease_host_decide(reg, &me, ls->host_stale_ms, *first_seen_us, why);
         if (*v == LEASE_HOST_TAKE)
-            err = lease_store_register_host(c, dl, ls->me->host_id, ls->me->boot_id,
-                                            ls->me->instance_id, url, reg, &done);
+            err = lease_store_register_host(c, dl, ls->me->host_id, &me, ls->me->instance_id, url,
+                                            reg, &done);
         if (!err && *v == LEASE_HOST_TAKE && !done)
             *v = LEASE_HOST_WAIT; /* the row changed in between: decide again */
         else if (*v == LEASE_HOST_WAIT && *first_seen_us < 0)
@@ -106,6 +155,8 @@ static orch_err register_round(lease_svc *ls, const char *url, int64_t *first_se
 
 orch_err lease_host_register(lease_svc *ls, const char *listen, const char *advertise)
 {
+    if (!read_self(ls))
+        return ORCH_EINVAL;
     const char *url = choose_url(ls, listen, advertise);
     if (!url)
         return ORCH_EINVAL;
@@ -120,9 +171,13 @@ orch_err lease_host_register(lease_svc *ls, const char *listen, const char *adve
         if (err)
             return err;
         if (v == LEASE_HOST_TAKE) {
-            orch_info("registered host %s (boot %s) at %s: %s", ls->me->host_id, ls->me->boot_id,
-                      url, why);
+            orch_info("registered host %s (machine %s, %s, boot %s) at %s: %s", ls->me->host_id,
+                      ls->machine_id, ls->pid_ns, ls->me->boot_id, url, why);
             return ORCH_OK;
+        }
+        if (v == LEASE_HOST_FOREIGN) {
+            refuse_foreign(ls, &reg, why);
+            return ORCH_EEXISTS;
         }
         if (v == LEASE_HOST_REFUSE)
             break;

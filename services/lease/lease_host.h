@@ -13,11 +13,14 @@
 
 #include "lease_svc.h"
 
-/* Chooses the advertised address (ORCH_LEASE_ADVERTISE_URL, else `listen`;
+/* Reads this machine's id (ORCH_MACHINE_ID_PATH) and PID namespace
+ * (refusing to start, ORCH_EINVAL, if either is unreadable), chooses the
+ * advertised address (ORCH_LEASE_ADVERTISE_URL, else `listen`;
  * lease_advertise_url()), then registers this host under the rule of
  * lease_host_decide(): waits at most ls->host_stale_ms (plus one heartbeat)
  * for a fresh registration of another boot to go stale, and refuses
- * (ORCH_EEXISTS) if it is refreshed meanwhile. Nothing is written on
+ * (ORCH_EEXISTS) if it is refreshed meanwhile, or at once if it was made
+ * from another machine or PID namespace. Nothing is written on
  * refusal. `listen` and `advertise` are borrowed for the call. */
 orch_err lease_host_register(lease_svc *ls, const char *listen,
                              const char *advertise) ORCH_NODISCARD;

@@ -147,31 +147,67 @@ lease_liveness lease_judge_probe_reply(const lease_owner *owner, const char *rep
     }
 }
 
-lease_host_verdict lease_host_decide(const lease_host_reg *reg, const char *my_boot_id,
+/* A registration of this machine that may still be live: taken over once
+ * it stopped cleanly or went stale, refused when it is seen refreshed
+ * while the new instance waits. */
+static lease_host_verdict decide_by_age(const lease_host_reg *reg, int64_t stale_ms,
+                                        int64_t first_seen_us, const char *what,
+                                        const char **reason)
+{
+    if (reg->stopped) {
+        *reason = "the previous lease-service of this host id stopped cleanly";
+        return LEASE_HOST_TAKE;
+    }
+    if (reg->age_ms > stale_ms) {
+        *reason = what[0] == 'b' ? "the registration of another boot is stale: the host rebooted"
+                                 : "the registration of another PID namespace is stale: it ended";
+        return LEASE_HOST_TAKE;
+    }
+    if (first_seen_us >= 0 && reg->seen_us != first_seen_us) {
+        *reason = what[0] == 'b' ? "a live lease-service of another boot holds this host id"
+                                 : "a live lease-service of another PID namespace of this kernel"
+                                   " holds this host id";
+        return LEASE_HOST_REFUSE;
+    }
+    *reason = "the registration is fresh: waiting for it to go stale";
+    return LEASE_HOST_WAIT;
+}
+
+/* The rule for a row that carries a machine id (lease_host_decide). */
+static lease_host_verdict decide_by_machine(const lease_host_reg *reg, const lease_host_self *me,
+                                            int64_t stale_ms, int64_t first_seen_us,
+                                            const char **reason)
+{
+    if (strcmp(reg->machine_id, me->machine_id) != 0) {
+        *reason = "registered by another machine (another machine id)";
+        return LEASE_HOST_FOREIGN;
+    }
+    if (strcmp(reg->boot_id, me->boot_id) != 0) {
+        *reason = "same machine id, another boot id: the machine rebooted";
+        return LEASE_HOST_TAKE;
+    }
+    /* Same kernel, another PID namespace: a re-created container (its old
+     * namespace ended) or a second live stack with this host id. */
+    if (strcmp(reg->pid_ns, me->pid_ns) != 0)
+        return decide_by_age(reg, stale_ms, first_seen_us, "namespace", reason);
+    *reason = "same machine id, boot id and PID namespace: a restart";
+    return LEASE_HOST_TAKE;
+}
+
+lease_host_verdict lease_host_decide(const lease_host_reg *reg, const lease_host_self *me,
                                      int64_t stale_ms, int64_t first_seen_us, const char **reason)
 {
     if (!reg->exists) {
         *reason = "first registration of this host id";
         return LEASE_HOST_TAKE;
     }
-    if (strcmp(reg->boot_id, my_boot_id) == 0) {
+    if (reg->machine_id[0])
+        return decide_by_machine(reg, me, stale_ms, first_seen_us, reason);
+    if (strcmp(reg->boot_id, me->boot_id) == 0) {
         *reason = "same boot id: a restart on this host";
         return LEASE_HOST_TAKE;
     }
-    if (reg->stopped) {
-        *reason = "the previous lease-service of this host id stopped cleanly";
-        return LEASE_HOST_TAKE;
-    }
-    if (reg->age_ms > stale_ms) {
-        *reason = "the registration of another boot is stale: the host rebooted";
-        return LEASE_HOST_TAKE;
-    }
-    if (first_seen_us >= 0 && reg->seen_us != first_seen_us) {
-        *reason = "a live lease-service of another boot holds this host id";
-        return LEASE_HOST_REFUSE;
-    }
-    *reason = "the registration of another boot is fresh: waiting for it to go stale";
-    return LEASE_HOST_WAIT;
+    return decide_by_age(reg, stale_ms, first_seen_us, "boot", reason);
 }
 
 /* Copies the host part of an NNG tcp URL into out (brackets removed);

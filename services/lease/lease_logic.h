@@ -100,20 +100,44 @@ typedef struct lease_host_reg {
     char boot_id[64];
     char instance_id[64];
     char rpc_url[256];
-    bool stopped;    /* its lease-service stopped cleanly (stopped_at set) */
-    int64_t age_ms;  /* now() - seen_at, database clock */
-    int64_t seen_us; /* seen_at, microseconds since the epoch (database clock) */
+    char machine_id[64]; /* "" in rows written before migration 0010 */
+    char pid_ns[64];     /* readlink of /proc/self/ns/pid, "" as machine_id */
+    bool stopped;        /* its lease-service stopped cleanly (stopped_at set) */
+    int64_t age_ms;      /* now() - seen_at, database clock */
+    int64_t seen_us;     /* seen_at, microseconds since the epoch (database clock) */
 } lease_host_reg;
 
 typedef enum lease_host_verdict {
-    LEASE_HOST_TAKE = 1,   /* register (insert or take the row over) */
-    LEASE_HOST_WAIT = 2,   /* read again later: not yet stale */
-    LEASE_HOST_REFUSE = 3, /* another live instance holds this host id */
+    LEASE_HOST_TAKE = 1,    /* register (insert or take the row over) */
+    LEASE_HOST_WAIT = 2,    /* read again later: not yet stale */
+    LEASE_HOST_REFUSE = 3,  /* another live instance holds this host id */
+    LEASE_HOST_FOREIGN = 4, /* registered by another machine or PID namespace */
 } lease_host_verdict;
 
-/* Decides whether a lease-service of boot `my_boot_id` may register over
- * `reg`. The rule that tells a reboot from a duplicate host id:
- * - no row, the same boot id (a restart on this kernel), or a row whose
+/* What this lease-service is: its kernel (boot id), its machine (the
+ * contents of ORCH_MACHINE_ID_PATH, /etc/machine-id) and its PID namespace
+ * (readlink of /proc/self/ns/pid, e.g. "pid:[4026531836]"). Borrowed. */
+typedef struct lease_host_self {
+    const char *boot_id;
+    const char *machine_id;
+    const char *pid_ns;
+} lease_host_self;
+
+/* Decides whether this lease-service (`me`) may register over `reg`. The
+ * rule that tells a reboot from another machine, for rows that carry a
+ * machine id:
+ * - no row: TAKE;
+ * - another machine id: FOREIGN, whether the row is live, stopped or stale
+ *   (another machine with the same ORCH_HOST_ID; only an operator may say
+ *   the machine was replaced, see the runbook);
+ * - the same machine id and another boot id: TAKE at once, the machine
+ *   rebooted (every process of the old boot is gone, in every namespace);
+ * - the same machine id and boot id, another PID namespace: FOREIGN (two
+ *   containers or compose projects on one kernel with one host id);
+ * - the same all three: TAKE, a restart.
+ * Rows without a machine id (written before migration 0010) keep the rule
+ * of boot ids and staleness:
+ * - the same boot id (a restart on this kernel), or a row whose
  *   lease-service stopped cleanly: TAKE;
  * - another boot id whose seen_at is older than `stale_ms` (its lease-service
  *   refreshes seen_at every stale_ms / LEASE_HOST_BEATS_PER_STALE): TAKE, the
@@ -121,7 +145,7 @@ typedef enum lease_host_verdict {
  * - another boot id, fresh: WAIT while `first_seen_us` (seen_us at the first
  *   read, -1 at the first read itself) is unchanged; REFUSE once it moved,
  *   since something refreshes it: a live lease-service elsewhere. */
-lease_host_verdict lease_host_decide(const lease_host_reg *reg, const char *my_boot_id,
+lease_host_verdict lease_host_decide(const lease_host_reg *reg, const lease_host_self *me,
                                      int64_t stale_ms, int64_t first_seen_us, const char **reason);
 
 #define LEASE_HOST_BEATS_PER_STALE 5

@@ -332,7 +332,8 @@ orch_err lease_store_read_host(orch_db_conn *c, uint64_t dl, const char *host_id
 {
     static const char sql[] = "SELECT boot_id, instance_id, rpc_url, stopped_at IS NOT NULL,"
                               " (extract(epoch FROM now() - seen_at) * 1000)::bigint,"
-                              " (extract(epoch FROM seen_at) * 1000000)::bigint"
+                              " (extract(epoch FROM seen_at) * 1000000)::bigint,"
+                              " coalesce(machine_id, ''), coalesce(pid_ns, '')"
                               " FROM hosts WHERE host_id = $1";
     orch_db_result *r;
     const char *p[] = { host_id };
@@ -348,6 +349,8 @@ orch_err lease_store_read_host(orch_db_conn *c, uint64_t dl, const char *host_id
         out->stopped = strcmp(orch_db_result_get(r, 0, 3), "t") == 0;
         out->age_ms = strtoll(orch_db_result_get(r, 0, 4), NULL, 10);
         out->seen_us = strtoll(orch_db_result_get(r, 0, 5), NULL, 10);
+        copy(out->machine_id, sizeof out->machine_id, orch_db_result_get(r, 0, 6));
+        copy(out->pid_ns, sizeof out->pid_ns, orch_db_result_get(r, 0, 7));
     }
     orch_db_result_free(r);
     return ORCH_OK;
@@ -366,26 +369,30 @@ orch_err lease_store_count_other_hosts(orch_db_conn *c, uint64_t dl, const char 
 }
 
 orch_err lease_store_register_host(orch_db_conn *c, uint64_t dl, const char *host_id,
-                                   const char *boot_id, const char *instance_id,
+                                   const lease_host_self *me, const char *instance_id,
                                    const char *rpc_url, const lease_host_reg *seen,
                                    bool *registered)
 {
     /* The takeover is conditional on the row being what the caller judged:
      * same instance, not refreshed since (seen_at to the microsecond). */
     static const char sql[] =
-        "INSERT INTO hosts AS h (host_id, boot_id, instance_id, rpc_url, started_at, seen_at)"
-        " VALUES ($1, $2, $3, $4, now(), now())"
+        "INSERT INTO hosts AS h (host_id, boot_id, instance_id, rpc_url, started_at, seen_at,"
+        "   machine_id, pid_ns)"
+        " VALUES ($1, $2, $3, $4, now(), now(), $8, $9)"
         " ON CONFLICT (host_id) DO UPDATE SET boot_id = EXCLUDED.boot_id,"
         "   instance_id = EXCLUDED.instance_id, rpc_url = EXCLUDED.rpc_url,"
-        "   started_at = now(), seen_at = now(), stopped_at = NULL"
+        "   started_at = now(), seen_at = now(), stopped_at = NULL,"
+        "   machine_id = EXCLUDED.machine_id, pid_ns = EXCLUDED.pid_ns"
         " WHERE $5 AND h.instance_id = $6"
         "   AND (extract(epoch FROM h.seen_at) * 1000000)::bigint = $7::bigint";
     char us[24];
     snprintf(us, sizeof us, "%lld", (long long)seen->seen_us);
-    const char *p[] = { host_id,           boot_id, instance_id, rpc_url, seen->exists ? "t" : "f",
-                        seen->instance_id, us };
+    const char *p[] = {
+        host_id,           me->boot_id, instance_id,    rpc_url,   seen->exists ? "t" : "f",
+        seen->instance_id, us,          me->machine_id, me->pid_ns
+    };
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, 7, p, &r);
+    orch_err err = orch_db_exec(c, dl, sql, 9, p, &r);
     if (err)
         return err;
     *registered = orch_db_result_affected(r) == 1;

@@ -117,12 +117,13 @@ orch_err lease_store_read_host(orch_db_conn *c, uint64_t dl, const char *host_id
 orch_err lease_store_count_other_hosts(orch_db_conn *c, uint64_t dl, const char *host_id,
                                        long *out) ORCH_NODISCARD;
 
-/* Registers this host: inserts its row if `seen` says there was none, or
+/* Registers this host (`me`: boot id, machine id, PID namespace): inserts
+ * its row if `seen` says there was none, or
  * takes over the row `seen` describes (same instance id, seen_at not
  * refreshed since). *registered is false if the row changed in between
  * (read it again and decide again); nothing is ever overwritten blindly. */
 orch_err lease_store_register_host(orch_db_conn *c, uint64_t dl, const char *host_id,
-                                   const char *boot_id, const char *instance_id,
+                                   const lease_host_self *me, const char *instance_id,
                                    const char *rpc_url, const lease_host_reg *seen,
                                    bool *registered) ORCH_NODISCARD;
 

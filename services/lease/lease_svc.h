@@ -43,8 +43,11 @@ typedef struct lease_svc {
     int64_t ceiling_s;
     int64_t reaper_interval_ms;
     uint32_t probe_timeout_ms;
-    int64_t recovery_wait_ms; /* bound on waiting for the launcher's requeue */
-    int64_t host_stale_ms;    /* ORCH_LEASE_HOST_STALE_MS (lease_host.h) */
+    int64_t recovery_wait_ms;    /* bound on waiting for the launcher's requeue */
+    int64_t host_stale_ms;       /* ORCH_LEASE_HOST_STALE_MS (lease_host.h) */
+    const char *machine_id_path; /* ORCH_MACHINE_ID_PATH (lease_host.h) */
+    char machine_id[64];         /* read by lease_host_register() */
+    char pid_ns[64];             /* readlink of /proc/self/ns/pid */
     struct lease_host_beat *host_beat;
     const char *auth_token;
 

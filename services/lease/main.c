@@ -59,6 +59,7 @@ static orch_err lease_start(orch_service *svc)
     ls->auth_token = orch_config_str(cfg, "ORCH_RPC_AUTH_TOKEN");
     ls->recovery_wait_ms = orch_config_int(cfg, "ORCH_LEASE_RECOVERY_WAIT_MS");
     ls->host_stale_ms = orch_config_int(cfg, "ORCH_LEASE_HOST_STALE_MS");
+    ls->machine_id_path = orch_config_str(cfg, "ORCH_MACHINE_ID_PATH");
     pthread_mutex_init(&ls->peers_mu, NULL);
 
     int64_t step = orch_config_int(cfg, "ORCH_STEP_TIMEOUT_S");

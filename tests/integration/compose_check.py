@@ -17,7 +17,8 @@ true another way:
      provides is moved: host names (postgres, lease, stage, guard, launcher,
      0.0.0.0) become 127.0.0.1, each port becomes a free loopback port, the
      database URL points at the test database, and paths under a service's
-     volumes move into a temporary folder;
+     named volumes move into a temporary folder (a bind-mounted host file,
+     /etc/machine-id, stays the host's);
   4. the one-shot `migrate` must exit 0 and leave the schema in place; each
      long-running service must pass its own healthcheck command (orchctl
      health ...), run with its environment, within its start_period; its
@@ -137,13 +138,20 @@ class Mover:
 
 
 def environment(svc, mover):
-    volumes = []
+    volumes, binds = [], {}
     for v in svc.get("volumes", []):
-        target = v.get("target") if isinstance(v, dict) else v.split(":")[1]
-        volumes.append(target)
+        if isinstance(v, dict):
+            source, target = v.get("source", ""), v.get("target")
+        else:
+            source, target = v.split(":")[0], v.split(":")[1]
+        if source.startswith("/"):  # a file of the host (bind mount): used as is
+            binds[target] = source
+        else:
+            volumes.append(target)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     for k, v in (svc.get("environment") or {}).items():
-        env[k] = mover.value(k, "" if v is None else str(v), volumes)
+        val = "" if v is None else str(v)
+        env[k] = binds[val] if val in binds else mover.value(k, val, volumes)
     for target in volumes:
         os.makedirs(os.path.join(mover.tmp, "volumes", target.lstrip("/")), exist_ok=True)
     return env

@@ -5,11 +5,14 @@
  * reclaim; a loopback or wildcard listen address needs an advertised one
  * once other hosts exist; a second live lease-service with an existing host
  * id and another boot id refuses to start and leaves the registration alone;
- * a host that crashed and rebooted takes its registration over once stale.
+ * a host that crashed and rebooted takes its registration over once stale
+ * (rows without a machine id) or at once (same machine id, new boot id);
+ * another machine id is refused even when the first stopped or is stale.
  *
  * Every host runs on this machine: they differ by ORCH_HOST_ID and by boot
- * ids read from files of the test (ORCH_BOOT_ID_PATH), which is exactly
- * what lease-service knows of a host.
+ * ids and machine ids read from files of the test (ORCH_BOOT_ID_PATH,
+ * ORCH_MACHINE_ID_PATH), which is exactly what lease-service knows of a
+ * host besides its PID namespace (the same for all of them here).
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -27,11 +30,14 @@
 #define BOOT_A   "0a0a0a0a-aaaa-4aaa-8aaa-00000000a001"
 #define BOOT_B   "0b0b0b0b-bbbb-4bbb-8bbb-00000000b002"
 #define BOOT_C   "0c0c0c0c-cccc-4ccc-8ccc-00000000c003"
+#define MACH_1   "11111111111111111111111111111111"
+#define MACH_2   "22222222222222222222222222222222"
 
 static th_svc svcs[MAX_SVCS];
 static char db[600], db2[600];
 static char tmpdir[64];
 static char boot_env[3][160]; /* ORCH_BOOT_ID_PATH=... for BOOT_A, BOOT_B, BOOT_C */
+static char mach_env[2][160]; /* ORCH_MACHINE_ID_PATH=... for MACH_1, MACH_2 */
 
 static void write_file(const char *path, const char *text)
 {
@@ -55,6 +61,13 @@ static void setup(void)
         write_file(path, boots[i]);
         snprintf(boot_env[i], sizeof boot_env[i], "ORCH_BOOT_ID_PATH=%s", path);
     }
+    static const char *const machines[] = { MACH_1 "\n", MACH_2 "\n" };
+    for (int i = 0; i < 2; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/machine-%d", tmpdir, i);
+        write_file(path, machines[i]);
+        snprintf(mach_env[i], sizeof mach_env[i], "ORCH_MACHINE_ID_PATH=%s", path);
+    }
 }
 
 static void teardown(void)
@@ -66,6 +79,8 @@ static void teardown(void)
     for (int i = 0; i < 3; i++) {
         char path[128];
         snprintf(path, sizeof path, "%s/boot-%d", tmpdir, i);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/machine-%d", tmpdir, i);
         unlink(path);
     }
     rmdir(tmpdir);
@@ -247,8 +262,8 @@ Test(lease_hosts, second_live_instance_of_a_host_id_with_another_boot_is_refused
     cr_assert(instance);
 
     /* Another machine with the same ORCH_HOST_ID (another boot id). */
-    const char *e2[] = { "ORCH_HOST_ID=" HOST_A, boot_env[1], "ORCH_LEASE_HOST_STALE_MS=5000",
-                         NULL };
+    const char *e2[] = { "ORCH_HOST_ID=" HOST_A, boot_env[1], mach_env[1],
+                         "ORCH_LEASE_HOST_STALE_MS=5000", NULL };
     uint64_t t0 = orch_mono_ms();
     th_svc_start(&svcs[1], "lease", db, e2, false);
     int rc = exit_status(&svcs[1], 20000);
@@ -256,7 +271,7 @@ Test(lease_hosts, second_live_instance_of_a_host_id_with_another_boot_is_refused
         th_svc_dump_log(&svcs[1]);
     cr_assert_eq(rc, 1, "the duplicate must exit 1, got %d", rc);
     cr_assert_lt(orch_mono_ms() - t0, 15000);
-    cr_assert(th_svc_log_has(&svcs[1], "registered by a live lease-service of another boot"));
+    cr_assert(th_svc_log_has(&svcs[1], "registered by another machine"));
     cr_assert(th_svc_log_has(&svcs[1], "boot " BOOT_A) && th_svc_log_has(&svcs[1], instance) &&
                   th_svc_log_has(&svcs[1], svcs[0].rpc_url),
               "the refusal must name the other registration (boot, instance, address)");
@@ -275,7 +290,9 @@ Test(lease_hosts, second_live_instance_of_a_host_id_with_another_boot_is_refused
     lt_client_close(c);
 }
 
-Test(lease_hosts, crashed_host_rebooted_takes_its_registration_over_once_stale)
+/* A registration made before migration 0010 (no machine id) keeps the rule
+ * of staleness. */
+Test(lease_hosts, crashed_host_with_an_old_registration_takes_it_over_once_stale)
 {
     const char *e1[] = { "ORCH_HOST_ID=" HOST_A, boot_env[0], "ORCH_LEASE_HOST_STALE_MS=1500",
                          NULL };
@@ -287,6 +304,8 @@ Test(lease_hosts, crashed_host_rebooted_takes_its_registration_over_once_stale)
     lt_client_close(c);
     /* A crash: no clean stop, the registration stays fresh for a while. */
     cr_assert_eq(th_svc_stop(&svcs[0], SIGKILL, 5000), 128 + SIGKILL);
+    free(lt_sql_text(db, "UPDATE hosts SET machine_id = NULL, pid_ns = NULL"
+                         " WHERE host_id = '" HOST_A "' RETURNING host_id"));
     long long seen_us = lt_sql_num(db, "SELECT (extract(epoch FROM seen_at) * 1000000)::bigint"
                                        " FROM hosts WHERE host_id = '" HOST_A "'");
 
@@ -323,4 +342,100 @@ Test(lease_hosts, heartbeat_keeps_the_registration_fresh_and_a_clean_stop_marks_
     cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM hosts WHERE host_id = '" HOST_A "'"
                                 " AND stopped_at IS NOT NULL"),
                  1, "a clean stop must say so");
+}
+
+/* ---- one host id, two machines: the machine id decides ----------------------- */
+
+/* Starts svcs[0] as HOST_A on MACH_1 with a live owner holding `item`. */
+static void start_first_with_owner(const char *item, const char *stale, lt_owner *o)
+{
+    const char *e1[] = { "ORCH_HOST_ID=" HOST_A, boot_env[0], mach_env[0], stale, NULL };
+    th_svc_start(&svcs[0], "lease", db, e1, true);
+    lt_owner_spawn(o, HOST_A, BOOT_A);
+    orch_rpc_client *c = lt_client(&svcs[0]);
+    lt_acq g = lt_acquire(c, item, "orch", o, "monitor");
+    cr_assert(g.granted, "%s", g.message);
+    lt_client_close(c);
+}
+
+/* Starts HOST_A on MACH_2 as svcs[slot] and checks it refuses, naming the
+ * registration, and leaves the registration and `item`'s lease alone. */
+static void check_second_machine_refused(int slot, const char *item, const char *stale)
+{
+    char *before = host_row(HOST_A);
+    cr_assert(before);
+    const char *e2[] = { "ORCH_HOST_ID=" HOST_A, boot_env[1], mach_env[1], stale, NULL };
+    th_svc_start(&svcs[slot], "lease", db, e2, false);
+    int rc = exit_status(&svcs[slot], 20000);
+    if (rc != 1)
+        th_svc_dump_log(&svcs[slot]);
+    cr_assert_eq(rc, 1, "another machine with the same host id must exit 1, got %d", rc);
+    cr_assert(th_svc_log_has(&svcs[slot], "registered by another machine"));
+    cr_assert(th_svc_log_has(&svcs[slot], "machine " MACH_1) &&
+                  th_svc_log_has(&svcs[slot], "Give this machine its own ORCH_HOST_ID") &&
+                  th_svc_log_has(&svcs[slot], "UPDATE hosts SET machine_id = NULL"),
+              "the refusal must name the registration and how to resolve it");
+    char *after = host_row(HOST_A);
+    cr_assert(after);
+    cr_assert_str_eq(after, before, "the registration must be left untouched");
+    cr_assert_eq(events(item, "reclaimed-stale"), 0, "the first machine's live owner was robbed");
+    free(before);
+    free(after);
+}
+
+Test(lease_hosts, another_machine_id_is_refused_even_when_the_first_stopped_cleanly)
+{
+    lt_owner live;
+    start_first_with_owner("ORCH-MACH-1", "ORCH_LEASE_HOST_STALE_MS=5000", &live);
+    /* Its lease-service stops cleanly; its stage-service and owner run on. */
+    cr_assert_eq(th_svc_stop(&svcs[0], SIGTERM, 10000), 0);
+    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM hosts WHERE stopped_at IS NOT NULL"), 1);
+    check_second_machine_refused(1, "ORCH-MACH-1", "ORCH_LEASE_HOST_STALE_MS=5000");
+
+    /* The operator step of the runbook, for a machine really replaced: the
+     * registration falls back to the rule of stopped or stale rows. */
+    free(lt_sql_text(db, "UPDATE hosts SET machine_id = NULL WHERE host_id = '" HOST_A
+                         "' AND machine_id = '" MACH_1 "' RETURNING host_id"));
+    const char *e2[] = { "ORCH_HOST_ID=" HOST_A, boot_env[1], mach_env[1],
+                         "ORCH_LEASE_HOST_STALE_MS=5000", NULL };
+    th_svc_start(&svcs[2], "lease", db, e2, true);
+    char *m = lt_sql_text(db, "SELECT machine_id FROM hosts WHERE host_id = '" HOST_A "'");
+    cr_assert(m);
+    cr_assert_str_eq(m, MACH_2);
+    free(m);
+}
+
+Test(lease_hosts, another_machine_id_is_refused_even_when_the_first_is_stale)
+{
+    lt_owner live;
+    start_first_with_owner("ORCH-MACH-2", "ORCH_LEASE_HOST_STALE_MS=1000", &live);
+    /* Its lease-service dies; its owner runs on; the row goes stale. */
+    cr_assert_eq(th_svc_stop(&svcs[0], SIGKILL, 5000), 128 + SIGKILL);
+    cr_assert(lt_sql_wait(db, 1, 5000,
+                          "SELECT count(*) FROM hosts WHERE host_id = '" HOST_A "'"
+                          " AND now() - seen_at > interval '1500 ms'"));
+    check_second_machine_refused(1, "ORCH-MACH-2", "ORCH_LEASE_HOST_STALE_MS=1000");
+}
+
+Test(lease_hosts, reboot_with_the_same_machine_id_takes_over_at_once)
+{
+    lt_owner old;
+    /* A window far longer than the test allows the takeover to take. */
+    start_first_with_owner("ORCH-MACH-3", "ORCH_LEASE_HOST_STALE_MS=60000", &old);
+    cr_assert_eq(th_svc_stop(&svcs[0], SIGKILL, 5000), 128 + SIGKILL);
+
+    const char *e2[] = { "ORCH_HOST_ID=" HOST_A, boot_env[1], mach_env[0],
+                         "ORCH_LEASE_HOST_STALE_MS=60000", NULL };
+    uint64_t t0 = orch_mono_ms();
+    th_svc_start(&svcs[1], "lease", db, e2, true);
+    cr_assert_lt(orch_mono_ms() - t0, 20000, "a reboot must not wait for the row to go stale");
+    char *boot = lt_sql_text(db, "SELECT boot_id FROM hosts WHERE host_id = '" HOST_A "'");
+    cr_assert(boot);
+    cr_assert_str_eq(boot, BOOT_B);
+    free(boot);
+    cr_assert(th_svc_log_has(&svcs[1], "the machine rebooted"));
+    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM lease_events WHERE work_item ="
+                                " 'ORCH-MACH-3' AND kind = 'reclaimed-stale'"
+                                " AND detail LIKE '%%rebooted%%'"),
+                 1, "the previous boot's lease is reclaimed by start-up recovery");
 }

@@ -206,31 +206,97 @@ static lease_host_reg reg_of(const char *boot, bool stopped, int64_t age_ms, int
     return r;
 }
 
+/* Rows written before migration 0010 carry no machine id: the rule of boot
+ * ids and staleness. */
 Test(lease_logic, host_registration_tells_a_reboot_from_a_duplicate)
 {
     const char *why;
+    const lease_host_self me_b = { "b", "m1", "pid:[1]" };
+    const lease_host_self *b = &me_b;
     lease_host_reg none;
     memset(&none, 0, sizeof none);
-    cr_assert_eq(lease_host_decide(&none, "b", 15000, -1, &why), LEASE_HOST_TAKE);
+    cr_assert_eq(lease_host_decide(&none, b, 15000, -1, &why), LEASE_HOST_TAKE);
     lease_host_reg same = reg_of("b", false, 10, 77);
-    cr_assert_eq(lease_host_decide(&same, "b", 15000, -1, &why), LEASE_HOST_TAKE,
+    cr_assert_eq(lease_host_decide(&same, b, 15000, -1, &why), LEASE_HOST_TAKE,
                  "same boot id: a restart on this kernel");
     lease_host_reg stopped = reg_of("a", true, 10, 77);
-    cr_assert_eq(lease_host_decide(&stopped, "b", 15000, -1, &why), LEASE_HOST_TAKE,
+    cr_assert_eq(lease_host_decide(&stopped, b, 15000, -1, &why), LEASE_HOST_TAKE,
                  "the previous lease-service stopped cleanly");
     lease_host_reg stale = reg_of("a", false, 15001, 77);
-    cr_assert_eq(lease_host_decide(&stale, "b", 15000, -1, &why), LEASE_HOST_TAKE,
+    cr_assert_eq(lease_host_decide(&stale, b, 15000, -1, &why), LEASE_HOST_TAKE,
                  "another boot, not refreshed for the window: a reboot");
     cr_assert(strstr(why, "rebooted"), "%s", why);
     lease_host_reg fresh = reg_of("a", false, 200, 77);
-    cr_assert_eq(lease_host_decide(&fresh, "b", 15000, -1, &why), LEASE_HOST_WAIT,
+    cr_assert_eq(lease_host_decide(&fresh, b, 15000, -1, &why), LEASE_HOST_WAIT,
                  "another boot, fresh: wait and see");
-    cr_assert_eq(lease_host_decide(&fresh, "b", 15000, 77, &why), LEASE_HOST_WAIT,
+    cr_assert_eq(lease_host_decide(&fresh, b, 15000, 77, &why), LEASE_HOST_WAIT,
                  "not refreshed since the first read: keep waiting");
     lease_host_reg beat = reg_of("a", false, 5, 99);
-    cr_assert_eq(lease_host_decide(&beat, "b", 15000, 77, &why), LEASE_HOST_REFUSE,
+    cr_assert_eq(lease_host_decide(&beat, b, 15000, 77, &why), LEASE_HOST_REFUSE,
                  "refreshed while we waited: a live duplicate");
     cr_assert(strstr(why, "live"), "%s", why);
+}
+
+static lease_host_reg reg_on(const char *machine, const char *ns, const char *boot, bool stopped,
+                             int64_t age_ms)
+{
+    lease_host_reg r = reg_of(boot, stopped, age_ms, 77);
+    snprintf(r.machine_id, sizeof r.machine_id, "%s", machine);
+    snprintf(r.pid_ns, sizeof r.pid_ns, "%s", ns);
+    return r;
+}
+
+Test(lease_logic, registration_of_another_machine_id_is_refused_even_stopped_or_stale)
+{
+    const char *why;
+    const lease_host_self me = { "b", "m1", "pid:[1]" };
+    const lease_host_reg rows[] = {
+        reg_on("m2", "pid:[1]", "a", false, 5),     /* live */
+        reg_on("m2", "pid:[1]", "a", true, 5),      /* stopped cleanly */
+        reg_on("m2", "pid:[1]", "a", false, 99999), /* stale */
+        reg_on("m2", "pid:[1]", "b", false, 5),     /* even the same boot id */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        cr_assert_eq(lease_host_decide(&rows[i], &me, 15000, -1, &why), LEASE_HOST_FOREIGN,
+                     "row %zu", i);
+        cr_assert(strstr(why, "another machine"), "%s", why);
+    }
+}
+
+/* Same kernel, another PID namespace: a re-created container namespace is
+ * taken over once its registration stopped or went stale; one refreshed
+ * while the new instance waits is a second live stack with this host id. */
+Test(lease_logic, another_pid_namespace_is_taken_over_only_once_it_ended)
+{
+    const char *why;
+    const lease_host_self me = { "b", "m1", "pid:[1]" };
+    lease_host_reg fresh = reg_on("m1", "pid:[2]", "b", false, 5);
+    cr_assert_eq(lease_host_decide(&fresh, &me, 15000, -1, &why), LEASE_HOST_WAIT, "%s", why);
+    lease_host_reg beating = fresh;
+    beating.seen_us = 42;
+    cr_assert_eq(lease_host_decide(&beating, &me, 15000, 41, &why), LEASE_HOST_REFUSE, "%s", why);
+    cr_assert(strstr(why, "PID namespace"), "%s", why);
+    lease_host_reg stopped = reg_on("m1", "pid:[2]", "b", true, 5);
+    cr_assert_eq(lease_host_decide(&stopped, &me, 15000, -1, &why), LEASE_HOST_TAKE, "%s", why);
+    lease_host_reg stale = reg_on("m1", "pid:[2]", "b", false, 99999);
+    cr_assert_eq(lease_host_decide(&stale, &me, 15000, -1, &why), LEASE_HOST_TAKE, "%s", why);
+    cr_assert(strstr(why, "PID namespace"), "%s", why);
+}
+
+Test(lease_logic, reboot_of_the_same_machine_takes_over_at_once)
+{
+    const char *why;
+    const lease_host_self me = { "b", "m1", "pid:[1]" };
+    /* another boot id: a reboot, live-looking or not, in any namespace */
+    lease_host_reg fresh = reg_on("m1", "pid:[1]", "a", false, 5);
+    cr_assert_eq(lease_host_decide(&fresh, &me, 15000, 77, &why), LEASE_HOST_TAKE);
+    cr_assert(strstr(why, "rebooted"), "%s", why);
+    lease_host_reg other_ns = reg_on("m1", "pid:[9]", "a", false, 5);
+    cr_assert_eq(lease_host_decide(&other_ns, &me, 15000, 77, &why), LEASE_HOST_TAKE,
+                 "a reboot ends every namespace of the old boot");
+    lease_host_reg restart = reg_on("m1", "pid:[1]", "b", false, 5);
+    cr_assert_eq(lease_host_decide(&restart, &me, 15000, 77, &why), LEASE_HOST_TAKE);
+    cr_assert(strstr(why, "restart"), "%s", why);
 }
 
 Test(lease_logic, wildcard_and_loopback_urls_are_local)

@@ -470,14 +470,18 @@ fault_fd_exhaust() {
   prlimit --pid "$lp" --nofile=65536:65536 2>/dev/null || true
 }
 
-# A second machine started with an existing host id (and its own boot id):
-# it must refuse to start and leave the live host's registration alone.
+# A second machine started with an existing host id (and its own boot id
+# and machine id): it must refuse to start and leave the live host's
+# registration alone.
 fault_dup_host_id() {
   local victim="${HOSTS[RANDOM % 3]}" on="${HOSTS[RANDOM % 3]}" p boot="$TMP/dup.boot_id" i rc=0
+  local machine="$TMP/dup.machine_id"
   cat /proc/sys/kernel/random/uuid >"$boot"
+  tr -d '-' </proc/sys/kernel/random/uuid >"$machine"
   # shellcheck disable=SC2046
   ip netns exec "${NS[$on]}" env -i "${BASE_ENV[@]}" $(common_env "$victim") ORCH_RUNTIME=test \
-    ORCH_BOOT_ID_PATH="$boot" $(listen_env "$on" "$DUP_LEASE_RPC_PORT") \
+    ORCH_BOOT_ID_PATH="$boot" ORCH_MACHINE_ID_PATH="$machine" \
+    $(listen_env "$on" "$DUP_LEASE_RPC_PORT") \
     ORCH_LEASE_HOST_STALE_MS="$HOST_STALE_MS" \
     ORCH_LEASE_HTTP_ADDR="${IP[$on]}:$DUP_LEASE_HTTP_PORT" \
     ORCH_LEASE_PROBE_TIMEOUT_MS="$PROBE_TIMEOUT_MS" \
