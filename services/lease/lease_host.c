@@ -81,7 +81,10 @@ static void refuse_duplicate(const lease_svc *ls, const lease_host_reg *reg, con
 }
 
 /* Reads this machine's id (first line of ls->machine_id_path) and PID
- * namespace into ls; false (logged) if either is unreadable or empty. */
+ * namespace into ls; false (logged) if ORCH_MACHINE_ID_PATH names another
+ * file than /etc/machine-id that is unreadable or empty, or the namespace
+ * is unreadable. Without /etc/machine-id it registers with no machine id
+ * (a warning). */
 static bool read_self(lease_svc *ls)
 {
     const char *path =
@@ -92,7 +95,16 @@ static bool read_self(lease_svc *ls)
     if (f)
         fclose(f);
     ls->machine_id[ok ? strcspn(ls->machine_id, " \t\r\n") : 0] = '\0';
-    if (!ls->machine_id[0]) {
+    bool explicit_path = strcmp(path, "/etc/machine-id") != 0;
+    if (!ls->machine_id[0] && !explicit_path) {
+        /* No machine id where systemd keeps it (a bare container image):
+         * the registration carries none and the boot-id and staleness
+         * rules alone apply, as for a row written before migration 0010. */
+        orch_warn("no machine id in %s (%s): registering without one, so another machine "
+                  "with this ORCH_HOST_ID is told apart only by its boot id and heartbeat; "
+                  "create one (systemd-machine-id-setup) or set ORCH_MACHINE_ID_PATH",
+                  path, e ? strerror(e) : "empty");
+    } else if (!ls->machine_id[0]) {
         orch_error("configuration: cannot read a machine id from %s (%s): lease-service needs a "
                    "stable id unique to this machine to tell a reboot from another machine with "
                    "the same ORCH_HOST_ID. Create it (systemd-machine-id-setup), mount the "
