@@ -144,6 +144,13 @@ static effect_outcome gitea_merge(const effects_cfg *cfg, const effect_call *cal
                      (unsigned long long)t->pr_number, t->repo);
             return EFFECT_OK;
         }
+        if (call->check_only) {
+            snprintf(detail, dn,
+                     "pull request #%llu of %s is not merged: the merge did not happen "
+                     "(asked before a rollback or cancel; not merged now)",
+                     (unsigned long long)t->pr_number, t->repo);
+            return EFFECT_FAILED;
+        }
     }
     char url[1024], auth[600], key[600], idem[700], body[256];
     if (!merge_url(cfg, t, false, url, sizeof url)) {
