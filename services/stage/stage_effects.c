@@ -220,10 +220,14 @@ static effect_outcome hook_post(const effects_cfg *cfg, const effect_call *call,
     snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
     snprintf(epoch, sizeof epoch, "X-Orch-Lease-Epoch: %llu", (unsigned long long)call->epoch);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->hook_token);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "work_item", call->task->work_item,
-                          "repo", call->task->repo, "transition", call->transition, "effect",
-                          effect_name(call->effect), "epoch", (json_int_t)call->epoch,
-                          "idempotency_key", key, "retry", call->resolve);
+    /* check_only: a hook that knows the key answers its first outcome; one
+     * that honours the flag answers 404 for a key it never saw (it did not
+     * happen) instead of starting it now. */
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:b}", "work_item", call->task->work_item,
+                  "repo", call->task->repo, "transition", call->transition, "effect",
+                  effect_name(call->effect), "epoch", (json_int_t)call->epoch, "idempotency_key",
+                  key, "retry", call->resolve, "check_only", call->check_only);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!body) {

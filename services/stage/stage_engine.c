@@ -596,6 +596,20 @@ static orch_code find_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t
     return err ? db_fail(err, "reading the cycle's side effects", msg, mn) : ORCH_CODE_OK;
 }
 
+/* Logs an intent settled before a rollback or cancel; a deploy that had
+ * started goes on without the item (the deployer's to stop): an alert. */
+static void note_settled(const stage_task *t, stage_id to, const char *tr, const advance_effect *ae)
+{
+    const char *what = to == ST_CANCELLED ? "cancel" : "rollback";
+    orch_info("%s: effect %s of %s (cycle %d) found out before the %s: %s: %s", t->work_item,
+              effect_name(ae->effect), tr, t->cycle, what, ae->outcome, ae->detail);
+    if (ae->effect == EFF_DEPLOY_START && strcmp(ae->outcome, "ok") == 0)
+        orch_alert("stage.deploy-left-running", t->work_item,
+                   "%s: deploy_start of %s (cycle %d) had started; the %s to %s goes on and the "
+                   "deploy is the deployer's to stop: %s",
+                   t->work_item, tr, t->cycle, what, stage_name(to), ae->detail);
+}
+
 /* A rollback or cancel must not abandon an effect of the current cycle
  * whose outcome is not known (unknown, or pending: claimed and never
  * recorded): it may have happened (a deploy that started). Each such
@@ -638,9 +652,7 @@ static orch_code settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task 
             orch_code refused = refuse_unresolved(t, to, &row, tr, eff, why, msg, mn);
             return r == TR_ERROR && e ? code : refused;
         }
-        orch_info("%s of %s: effect %s of %s resolved before the %s: %s: %s", t->work_item,
-                  stage_name(t->stage), eff, tr, to == ST_CANCELLED ? "cancel" : "rollback",
-                  ae->outcome, ae->detail);
+        note_settled(t, to, tr, ae);
     }
     snprintf(msg, mn, "%s: the effects of cycle %d did not settle", t->work_item, t->cycle);
     return ORCH_CODE_FAILED_PRECONDITION;

@@ -164,7 +164,9 @@ static void hook_cb(nng_aio *aio)
         bool seen = false;
         for (int i = 0; i < F.nkeys && !seen; i++)
             seen = strcmp(F.keys[i], key) == 0;
-        if (!seen && F.nkeys < MAX_KEYS) {
+        if (!seen && json_is_true(json_object_get(j, "check_only"))) {
+            status = 404; /* never started: and not now either */
+        } else if (!seen && F.nkeys < MAX_KEYS) {
             snprintf(F.keys[F.nkeys++], sizeof F.keys[0], "%s", key);
             if (image)
                 s->image_starts++;
@@ -178,10 +180,11 @@ static void hook_cb(nng_aio *aio)
     if (delay > 0 && status == 200)
         usleep((useconds_t)delay * 1000u);
     respond(aio, status,
-            status != 200 ? "{\"error\":\"stale epoch\"}"
-            : image       ? "{\"digest\":\"sha256:"
-                            "1111111111111111111111111111111111111111111111111111111111111111\"}"
-                          : "{\"started\":true}");
+            status == 404   ? "{\"error\":\"no such idempotency key\"}"
+            : status != 200 ? "{\"error\":\"stale epoch\"}"
+            : image         ? "{\"digest\":\"sha256:"
+                              "1111111111111111111111111111111111111111111111111111111111111111\"}"
+                            : "{\"started\":true}");
 }
 
 void sw_fake_start(char *base, size_t n)

@@ -10,7 +10,8 @@
  * path answers 204 (merged) or 404. Hooks: POST /hooks/image and
  * /hooks/deploy record each Idempotency-Key once ("starts"), count every
  * call, and in fenced mode refuse (409) an epoch lower than the highest
- * seen for the item. A delay can be set for the next merges and hook
+ * seen for the item; a check_only request for a key never seen answers 404
+ * and starts nothing. A delay can be set for the next merges and hook
  * answers, and Gitea can be made to answer 503.
  */
 #ifndef ORCH_TEST_STAGE_WORLD_H

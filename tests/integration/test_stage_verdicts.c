@@ -306,6 +306,47 @@ Test(stage_verdicts, a_cancel_over_a_resolvable_unknown_effect_is_applied, .fini
                  1);
 }
 
+/* The owner that started deploy_start died before recording it (pending
+ * under a dead epoch); then the image-freshness gate turned. The rollback
+ * takes the claim over, resends under the same idempotency key (the hook
+ * answers the first start, nothing starts again), and goes on with an
+ * alert; the item is not wedged. */
+Test(stage_verdicts, a_pending_deploy_of_a_dead_owner_does_not_wedge_a_rollback, .fini = down,
+     .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "UNK-5", "org/app", 8024), ORCH_CODE_OK);
+    sw_walk_to(&W, "UNK-5", "staging");
+    const char *fenv[] = { "ORCH_STAGE_TEST_FAULT=crash-before-record", NULL };
+    th_svc crasher;
+    sw_stage_start(&W, &crasher, fenv);
+    orch_rpc_client *cc;
+    cr_assert_eq(orch_rpc_client_open(crasher.rpc_url, NULL, &cc), ORCH_OK);
+    sw_call_timeout_ms = 3000; /* the owner dies: no answer will come */
+    sw_adv a =
+        sw_advance(cc, "UNK-5", "staging", "deploy", "monitor",
+                   "staging_status: SUCCESS\nimage_digest: "
+                   "sha256:1111111111111111111111111111111111111111111111111111111111111111");
+    sw_call_timeout_ms = 30000;
+    cr_assert_neq(a.code, ORCH_CODE_OK, "the crashing owner answered");
+    cr_assert_eq(th_svc_stop(&crasher, 0, 10000), 86);
+    orch_rpc_client_close(cc);
+    cr_assert_eq(sw_counts_for_item("UNK-5").deploy_starts, 1);
+    cr_assert_eq(count_sql("SELECT count(*) FROM side_effects WHERE work_item = 'UNK-5'"
+                           " AND effect = 'deploy_start' AND outcome = 'pending'"),
+                 1);
+    a = sw_advance(W.client, "UNK-5", "staging", "deploy", "monitor",
+                   "image_digest: "
+                   "sha256:2222222222222222222222222222222222222222222222222222222222222222");
+    cr_assert_eq(a.code, ORCH_CODE_OK, "code %d: %s", a.code, a.message);
+    cr_assert_eq(a.outcome, OUT(ROLLED_BACK), "outcome %d: %s", a.outcome, a.message);
+    stage_is("UNK-5", "development");
+    sw_counts n = sw_counts_for_item("UNK-5");
+    cr_assert_eq(n.deploy_starts, 1, "the deploy started again (%d)", n.deploy_starts);
+    cr_assert_eq(n.deploy_calls, 2, "deploy hook calls %d", n.deploy_calls);
+    cr_assert(th_svc_log_has(&W.stage, "stage.deploy-left-running"));
+}
+
 /* ---- item 10: the expiry of a lease-less claim ----------------------------- */
 
 /* Without a lease, a claim was taken over after 2 x the effect timeout +
