@@ -125,6 +125,35 @@ static effect_outcome gitea_is_merged(const effects_cfg *cfg, const effect_call 
     return o;
 }
 
+/* A merge whose previous attempt may have merged: asks Gitea first.
+ * *settled with the outcome when the answer ends the call (merged, Gitea
+ * cannot say, or check_only and not merged: it did not happen); false:
+ * not merged, merge now. */
+static effect_outcome merge_resolve(const effects_cfg *cfg, const effect_call *call, bool *settled,
+                                    char *detail, size_t dn)
+{
+    const stage_task *t = call->task;
+    bool merged = false;
+    effect_outcome o = gitea_is_merged(cfg, call, &merged, detail, dn);
+    *settled = true;
+    if (o != EFFECT_OK)
+        return o;
+    if (merged) {
+        snprintf(detail, dn, "pull request #%llu of %s was already merged",
+                 (unsigned long long)t->pr_number, t->repo);
+        return EFFECT_OK;
+    }
+    if (call->check_only) {
+        snprintf(detail, dn,
+                 "pull request #%llu of %s is not merged: the merge did not happen "
+                 "(asked before a rollback or cancel; not merged now)",
+                 (unsigned long long)t->pr_number, t->repo);
+        return EFFECT_FAILED;
+    }
+    *settled = false;
+    return EFFECT_OK;
+}
+
 static effect_outcome gitea_merge(const effects_cfg *cfg, const effect_call *call, char *detail,
                                   size_t dn)
 {
@@ -133,17 +162,11 @@ static effect_outcome gitea_merge(const effects_cfg *cfg, const effect_call *cal
         snprintf(detail, dn, "ORCH_GITEA_URL is not set: cannot merge");
         return EFFECT_ERROR;
     }
-    bool merged = false;
+    bool merged = false, settled = false;
     if (call->resolve) {
-        /* The previous attempt may have merged: ask before merging again. */
-        effect_outcome o = gitea_is_merged(cfg, call, &merged, detail, dn);
-        if (o != EFFECT_OK)
+        effect_outcome o = merge_resolve(cfg, call, &settled, detail, dn);
+        if (settled)
             return o;
-        if (merged) {
-            snprintf(detail, dn, "pull request #%llu of %s was already merged",
-                     (unsigned long long)t->pr_number, t->repo);
-            return EFFECT_OK;
-        }
     }
     char url[1024], auth[600], key[600], idem[700], body[256];
     if (!merge_url(cfg, t, false, url, sizeof url)) {
@@ -213,10 +236,14 @@ static effect_outcome hook_post(const effects_cfg *cfg, const effect_call *call,
     snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
     snprintf(epoch, sizeof epoch, "X-Orch-Lease-Epoch: %llu", (unsigned long long)call->epoch);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->hook_token);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b}", "work_item", call->task->work_item,
-                          "repo", call->task->repo, "transition", call->transition, "effect",
-                          effect_name(call->effect), "epoch", (json_int_t)call->epoch,
-                          "idempotency_key", key, "retry", call->resolve);
+    /* check_only: a hook that knows the key answers its first outcome; one
+     * that honours the flag answers 404 for a key it never saw (it did not
+     * happen) instead of starting it now. */
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:b, s:b}", "work_item", call->task->work_item,
+                  "repo", call->task->repo, "transition", call->transition, "effect",
+                  effect_name(call->effect), "epoch", (json_int_t)call->epoch, "idempotency_key",
+                  key, "retry", call->resolve, "check_only", call->check_only);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!body) {

@@ -48,6 +48,12 @@ typedef struct effect_call {
     bool resolve;      /* the previous attempt's outcome is unknown */
     orch_db_pool *db;  /* the ratchet's statement */
     uint64_t deadline; /* monotonic ms */
+    /* With `resolve`: only find out, never start anything the previous
+     * attempt did not (before a rollback or cancel). The merge asks Gitea
+     * and answers failed when the pull request is not merged; the hooks are
+     * resent under the same idempotency key (the hook answers the first
+     * attempt's outcome); the ratchet, idempotent, runs again. */
+    bool check_only;
 } effect_call;
 
 /* Runs (or resolves) one effect. `detail` gets a one-line account. When the

@@ -4,12 +4,14 @@
  *   2. if the lease applies to the repo, Acquire it: HELD -> DEFERRED, and
  *      nothing else happens (no gate, no effect);
  *   3. run the gates on the recorded verdicts; a failing rollback gate sends
- *      the item back to development through the same CAS;
+ *      the item back to development through the same CAS, once every
+ *      effect of the cycle whose outcome is unknown has been found out
+ *      (stage_settle_unresolved);
  *   4. for each effect of the edge, claim its intent row in a statement that
  *      also checks the epoch; only the claimer runs it and records the
  *      outcome; an existing row is never run again unless its outcome says
  *      it did not happen (failed) or must be found out (unknown, or pending
- *      under a superseded epoch);
+ *      under a superseded epoch) (stage_intents.c);
  *   5. write the stage with the CAS (expected stage + live epoch) and append
  *      the history in the same transaction;
  *   6. release the lease (retried in the background if lease-service cannot
@@ -187,7 +189,7 @@ static orch_err with_conn(stage_svc *ss, uint64_t dl, orch_db_conn **c)
     return orch_db_acquire(ss->db, dl, c);
 }
 
-static orch_code db_fail(orch_err err, const char *what, char *msg, size_t mn)
+orch_code stage_db_fail(orch_err err, const char *what, char *msg, size_t mn)
 {
     snprintf(msg, mn, "%s: %s", what, orch_strerror(err));
     return err == ORCH_EDB_UNKNOWN ? ORCH_CODE_UNAVAILABLE : orch_err_to_code(err);
@@ -229,7 +231,7 @@ static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_task *t, st
         return ORCH_CODE_UNKNOWN;
     }
     if (err)
-        return db_fail(err, "stage write", msg, mn);
+        return stage_db_fail(err, "stage write", msg, mn);
     return ORCH_CODE_OK;
 }
 
@@ -247,146 +249,6 @@ static void lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id 
     res->task = now;
     snprintf(msg, mn, "lost the race: %s is in stage %s, the write %s->%s changed nothing",
              t->work_item, stage_name(now.stage), stage_name(t->stage), stage_name(to));
-}
-
-static void fault_point(stage_svc *ss, stage_fault at, const char *work_item)
-{
-    if (ss->fault == at) {
-        orch_error("ORCH_STAGE_TEST_FAULT: exiting at the fault point (work item %s)", work_item);
-        _exit(86);
-    }
-}
-
-/* Step 4 for one effect. Returns TR_ADVANCED to go on, else the result that
- * ends the call (with a message). */
-static int run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const char *transition,
-                      effect_id eff, uint64_t epoch, const orch_verdicts *ev, advance_effect *ae,
-                      char *msg, size_t mn, orch_code *code)
-{
-    orch_db_conn *c = NULL;
-    intent_state st;
-    stage_intent row;
-    ae->effect = eff;
-    ae->epoch = epoch;
-    orch_err err = with_conn(ss, dl, &c);
-    uint64_t sent = orch_mono_ms(); /* before the claim: its row's clock starts later */
-    if (!err)
-        err = stage_store_intent_claim(c, dl, t->work_item, transition, effect_name(eff), t->cycle,
-                                       epoch, &st, &row);
-    bool resolve = false;
-    if (!err && st == INTENT_EXISTS) {
-        snprintf(ae->outcome, sizeof ae->outcome, "%s", row.outcome);
-        snprintf(ae->detail, sizeof ae->detail, "%s", row.detail);
-        ae->epoch = row.epoch;
-        if (strcmp(row.outcome, "ok") == 0) {
-            orch_db_release(c);
-            return TR_ADVANCED; /* done before: never again */
-        }
-        bool superseded = epoch && row.epoch && row.epoch < epoch;
-        /* A claim made without a lease has no owner to judge: it is given
-         * up only once its claimer certainly stopped working on it (start
-         * window + the effect's longest run + the record budget + margin,
-         * effect_claim_expiry_ms), whoever asks. */
-        bool abandoned =
-            !row.epoch && row.age_ms > (int64_t)effect_claim_expiry_ms(&ss->effects, eff);
-        bool may_take = strcmp(row.outcome, "failed") == 0 || strcmp(row.outcome, "unknown") == 0 ||
-                        (strcmp(row.outcome, "pending") == 0 && (superseded || abandoned));
-        if (!may_take) {
-            orch_db_release(c);
-            snprintf(msg, mn, "%s of %s is in progress by another actor (epoch %" PRIu64 ")",
-                     effect_name(eff), t->work_item, row.epoch);
-            *code = ORCH_CODE_ABORTED;
-            return TR_ABORTED;
-        }
-        bool took = false;
-        sent = orch_mono_ms();
-        err = stage_store_intent_takeover(c, dl, t->work_item, &row, epoch, &took);
-        if (!err && !took) {
-            orch_db_release(c);
-            snprintf(msg, mn, "%s of %s was taken over by another actor", effect_name(eff),
-                     t->work_item);
-            *code = ORCH_CODE_ABORTED;
-            return TR_ABORTED;
-        }
-        /* failed: it did not happen, run it; unknown or an owner's pending
-         * under a superseded epoch: it may have happened, resolve it. */
-        resolve = strcmp(row.outcome, "failed") != 0;
-        st = INTENT_CLAIMED;
-    }
-    orch_db_release(c);
-    if (err) {
-        *code = db_fail(err, "side-effect intent", msg, mn);
-        return TR_ERROR;
-    }
-    if (st == INTENT_STALE) {
-        snprintf(msg, mn,
-                 "lease epoch %" PRIu64 " of %s is no longer the live grant: "
-                 "%s not started",
-                 epoch, t->work_item, effect_name(eff));
-        *code = ORCH_CODE_ABORTED;
-        return TR_ABORTED;
-    }
-    ae->claimed = true; /* from here the intent row is ours: durable */
-    /* Without a lease, the claim's expiry assumes the effect starts within
-     * the start window of the claim: a claimer that was held up longer
-     * leaves it pending for the next caller rather than race a taker. */
-    if (!epoch && orch_mono_ms() - sent > EFFECT_START_WINDOW_MS) {
-        snprintf(msg, mn,
-                 "%s of %s was claimed but could not start within %d ms of the claim: left "
-                 "pending; a later attempt takes it over after %" PRIu64 " ms",
-                 effect_name(eff), t->work_item, EFFECT_START_WINDOW_MS,
-                 effect_claim_expiry_ms(&ss->effects, eff));
-        *code = ORCH_CODE_ABORTED;
-        return TR_ABORTED;
-    }
-
-    /* This call owns the intent: run the effect, then record its outcome. */
-    char digest[128] = "";
-    effect_call call = { eff, t, transition, epoch, ev, resolve, ss->db, dl };
-    effect_outcome o =
-        effect_run(&ss->effects, &call, ae->detail, sizeof ae->detail, digest, sizeof digest);
-    ae->ran = true;
-    ae->epoch = epoch;
-    snprintf(ae->outcome, sizeof ae->outcome, "%s", effect_outcome_name(o));
-    orch_counter_add2(ss->m_effects, (size_t)eff, o == EFFECT_ERROR ? EFFECT_FAILED : (size_t)o, 1);
-    orch_info("effect %s of %s (%s, epoch %" PRIu64 "): %s: %s", effect_name(eff), t->work_item,
-              transition, epoch, ae->outcome, ae->detail);
-    fault_point(ss, FAULT_CRASH_BEFORE_RECORD, t->work_item);
-
-    /* The outcome is recorded even past the caller's deadline: losing it
-     * would leave an effect that happened marked pending. The outcome and
-     * the digest the effect returned are one transaction: an intent marked
-     * ok without its digest would never run again, and the image-freshness
-     * gate would refuse the item for good. If neither is written, the intent
-     * stays pending and the next attempt resolves it (same idempotency key). */
-    uint64_t rdl = orch_mono_ms() + EFFECT_RECORD_BUDGET_MS;
-    bool recorded = false;
-    err = with_conn(ss, rdl, &c);
-    if (!err)
-        err = stage_store_intent_finish(c, rdl, row.id, epoch, ae->outcome, ae->detail, t,
-                                        o == EFFECT_OK && digest[0] ? "built_image_digest" : NULL,
-                                        digest, &recorded);
-    orch_db_release(c);
-    if (err) {
-        *code = db_fail(err, "recording the effect's outcome", msg, mn);
-        return TR_ERROR;
-    }
-    if (!recorded) {
-        snprintf(msg, mn,
-                 "%s of %s: the intent was taken over while it ran (a newer lease "
-                 "epoch): this call stops",
-                 effect_name(eff), t->work_item);
-        *code = ORCH_CODE_ABORTED;
-        return TR_ABORTED;
-    }
-    fault_point(ss, FAULT_CRASH_AFTER_EFFECT, t->work_item);
-    switch (o) {
-    case EFFECT_OK: return TR_ADVANCED;
-    case EFFECT_UNKNOWN: return TR_EFFECT_UNKNOWN;
-    case EFFECT_FAILED: return effect_rolls_back(eff) ? TR_ROLLED_BACK : TR_EFFECT_FAILED;
-    case EFFECT_ERROR: return TR_EFFECT_FAILED;
-    }
-    return TR_ERROR;
 }
 
 orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t,
@@ -419,38 +281,6 @@ orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t
     return ORCH_OK;
 }
 
-/* A rollback or cancel must not abandon an effect of the current cycle
- * whose outcome is not known (unknown, or pending: claimed and never
- * recorded): it may have happened (a deploy that started). OK when every
- * effect of the cycle is ok or failed; FAILED_PRECONDITION naming the
- * effect otherwise. */
-static orch_code refuse_if_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                                      char *msg, size_t mn)
-{
-    orch_db_conn *c = NULL;
-    stage_intent row;
-    char tr[64] = "", eff[64] = "";
-    bool found = false;
-    orch_err err = with_conn(ss, dl, &c);
-    if (!err)
-        err = stage_store_unresolved_effect(c, dl, t->work_item, t->cycle, &found, &row, tr, eff);
-    orch_db_release(c);
-    if (err)
-        return db_fail(err, "reading the cycle's side effects", msg, mn);
-    if (!found)
-        return ORCH_CODE_OK;
-    const char *what = to == ST_CANCELLED ? "cancel" : "rollback";
-    snprintf(msg, mn,
-             "%s of %s refused: effect %s of %s (cycle %d, epoch %" PRIu64 ") is %s, so it may "
-             "have happened and the %s would abandon it; advance %s again to find out its "
-             "outcome (it is resolved under the same idempotency key), then retry the %s",
-             what, t->work_item, eff, tr, t->cycle, row.epoch,
-             strcmp(row.outcome, "pending") == 0 ? "pending (claimed, outcome never recorded)"
-                                                 : "unknown",
-             what, tr, what);
-    return ORCH_CODE_FAILED_PRECONDITION;
-}
-
 /* A failed rollback gate (or the merge gate): back to development through
  * the same CAS, with an alert; a lost race changes nothing and says so. */
 static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool fenced,
@@ -458,7 +288,7 @@ static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool
                            size_t mn)
 {
     bool won = false;
-    orch_code code = refuse_if_unresolved(ss, dl, t, ST_DEVELOPMENT, msg, mn);
+    orch_code code = stage_settle_unresolved(ss, dl, t, ST_DEVELOPMENT, res, msg, mn);
     if (code)
         return code;
     code = write_stage(ss, dl, t, ST_DEVELOPMENT, true, fenced, res->epoch, actor, why, 0, res,
@@ -500,7 +330,7 @@ static orch_code read_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
         err = stage_gate_input_read(c, dl, t, e, ev, gi);
     orch_db_release(c);
     if (err)
-        return db_fail(err, "reading the task", msg, mn);
+        return stage_db_fail(err, "reading the task", msg, mn);
     res->task = *t;
     res->result = TR_ABORTED;
     if (t->stage != e->from) {
@@ -531,8 +361,8 @@ static orch_code run_effects(stage_svc *ss, const advance_req *req, uint64_t *dl
     for (int i = 0; i < e->neffects; i++) {
         orch_code code = ORCH_CODE_OK;
         advance_effect *ae = &res->effects[res->neffects++];
-        int r =
-            run_effect(ss, *dl, t, transition, e->effects[i], res->epoch, ev, ae, msg, mn, &code);
+        int r = stage_run_effect(ss, *dl, t, transition, e->effects[i], res->epoch, ev, ae, msg, mn,
+                                 &code);
         if (ae->claimed)
             res->durable = true;
         /* An effect ran: what follows (the stage write, a rollback) gets
@@ -588,7 +418,7 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
         if (done)
             return code;
     } else {
-        code = refuse_if_unresolved(ss, dl, &t, e->to, msg, mn);
+        code = stage_settle_unresolved(ss, dl, &t, e->to, res, msg, mn);
         if (code)
             return code;
     }
@@ -657,7 +487,7 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, adva
         return ORCH_CODE_NOT_FOUND;
     }
     if (err)
-        return db_fail(err, "reading the task", msg, mn);
+        return stage_db_fail(err, "reading the task", msg, mn);
     res->task = t;
     if (t.stage != from) {
         snprintf(msg, mn, "%s is in stage %s, not %s", t.work_item, stage_name(t.stage),

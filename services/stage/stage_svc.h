@@ -143,11 +143,34 @@ orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t
                                const stage_edge *e, orch_verdicts *ev,
                                gate_input *gi) ORCH_NODISCARD;
 
+/* "what: <error>" into `msg`; the code for `err` (a lost commit answer:
+ * UNAVAILABLE, which stage_advance turns into UNKNOWN once anything
+ * durable happened). */
+orch_code stage_db_fail(orch_err err, const char *what, char *msg, size_t mn);
+
+/* Step 4 for one effect `eff` of `transition` (stage_intents.c): claims its
+ * intent under `epoch` (0: no lease), runs or resolves it if this call owns
+ * it, records the outcome in `ae`. TR_ADVANCED to go on (done now or
+ * before), else the result that ends the call (*code and `msg` set for
+ * TR_ABORTED / TR_ERROR). `ev` and `t` are borrowed. */
+int stage_run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const char *transition,
+                     effect_id eff, uint64_t epoch, const orch_verdicts *ev, advance_effect *ae,
+                     char *msg, size_t mn, orch_code *code);
+
+/* Before a rollback or cancel of `t` to `to` under res->epoch: each effect
+ * of t's cycle whose outcome is unknown (or pending under a claim that may
+ * be taken over) is resolved, starting nothing the first attempt did not,
+ * and recorded (listed in res->effects while there is room). OK when none
+ * is left unsettled; FAILED_PRECONDITION naming the effect that stays
+ * unknown or in progress, and why; a database error's code otherwise. */
+orch_code stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                                  advance_res *res, char *msg, size_t mn);
+
 /* Moves the item along edge expected_from -> to as described in
  * docs/adr/0003: lease, gates, intents and effects, CAS, release. Returns
  * OK with res->result, or an error code with `msg` (e.g. NOT_FOUND,
- * FAILED_PRECONDITION naming the actual stage or the unresolved effect a
- * rollback or cancel would abandon, ABORTED for a lost race, UNAVAILABLE
+ * FAILED_PRECONDITION naming the actual stage or the effect a rollback or
+ * cancel would abandon whose outcome could not be found out, ABORTED for a lost race, UNAVAILABLE
  * when nothing durable happened, UNKNOWN when something durable did and
  * the call then failed or lost its commit's answer). */
 orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t deadline, advance_res *res,

@@ -39,8 +39,8 @@ static struct {
     int nitems;
     char keys[MAX_KEYS][200]; /* idempotency keys seen */
     int nkeys;
-    int merge_delay_ms;
-    bool fenced;
+    int merge_delay_ms, hook_delay_ms;
+    bool fenced, gitea_down;
 } F = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static pr_state *pr_get(uint64_t pr)
@@ -101,6 +101,11 @@ static void gitea_cb(nng_aio *aio)
         return;
     }
     pthread_mutex_lock(&F.mu);
+    if (F.gitea_down) {
+        pthread_mutex_unlock(&F.mu);
+        respond(aio, 503, "{\"message\":\"service unavailable\"}");
+        return;
+    }
     pr_state *s = pr_get(pr);
     int delay = F.merge_delay_ms;
     if (strcmp(method, "GET") == 0) {
@@ -159,7 +164,9 @@ static void hook_cb(nng_aio *aio)
         bool seen = false;
         for (int i = 0; i < F.nkeys && !seen; i++)
             seen = strcmp(F.keys[i], key) == 0;
-        if (!seen && F.nkeys < MAX_KEYS) {
+        if (!seen && json_is_true(json_object_get(j, "check_only"))) {
+            status = 404; /* never started: and not now either */
+        } else if (!seen && F.nkeys < MAX_KEYS) {
             snprintf(F.keys[F.nkeys++], sizeof F.keys[0], "%s", key);
             if (image)
                 s->image_starts++;
@@ -167,21 +174,26 @@ static void hook_cb(nng_aio *aio)
                 s->deploy_starts++;
         }
     }
+    int delay = F.hook_delay_ms;
     pthread_mutex_unlock(&F.mu);
     json_decref(j);
+    if (delay > 0 && status == 200)
+        usleep((useconds_t)delay * 1000u);
     respond(aio, status,
-            status != 200 ? "{\"error\":\"stale epoch\"}"
-            : image       ? "{\"digest\":\"sha256:"
-                            "1111111111111111111111111111111111111111111111111111111111111111\"}"
-                          : "{\"started\":true}");
+            status == 404   ? "{\"error\":\"no such idempotency key\"}"
+            : status != 200 ? "{\"error\":\"stale epoch\"}"
+            : image         ? "{\"digest\":\"sha256:"
+                              "1111111111111111111111111111111111111111111111111111111111111111\"}"
+                            : "{\"started\":true}");
 }
 
 void sw_fake_start(char *base, size_t n)
 {
     pthread_mutex_lock(&F.mu);
     F.nprs = F.nitems = F.nkeys = 0;
-    F.merge_delay_ms = 0;
+    F.merge_delay_ms = F.hook_delay_ms = 0;
     F.fenced = true;
+    F.gitea_down = false;
     pthread_mutex_unlock(&F.mu);
     int port = th_free_port();
     char url[64];
@@ -259,6 +271,20 @@ void sw_set_merge_delay_ms(int ms)
 {
     pthread_mutex_lock(&F.mu);
     F.merge_delay_ms = ms;
+    pthread_mutex_unlock(&F.mu);
+}
+
+void sw_set_hook_delay_ms(int ms)
+{
+    pthread_mutex_lock(&F.mu);
+    F.hook_delay_ms = ms;
+    pthread_mutex_unlock(&F.mu);
+}
+
+void sw_set_gitea_down(bool down)
+{
+    pthread_mutex_lock(&F.mu);
+    F.gitea_down = down;
     pthread_mutex_unlock(&F.mu);
 }
 

@@ -10,7 +10,9 @@
  * path answers 204 (merged) or 404. Hooks: POST /hooks/image and
  * /hooks/deploy record each Idempotency-Key once ("starts"), count every
  * call, and in fenced mode refuse (409) an epoch lower than the highest
- * seen for the item. A delay can be set for the next merges.
+ * seen for the item; a check_only request for a key never seen answers 404
+ * and starts nothing. A delay can be set for the next merges and hook
+ * answers, and Gitea can be made to answer 503.
  */
 #ifndef ORCH_TEST_STAGE_WORLD_H
 #define ORCH_TEST_STAGE_WORLD_H
@@ -37,6 +39,11 @@ sw_counts sw_counts_for_pr(uint64_t pr);
 sw_counts sw_counts_for_item(const char *item);
 void sw_set_unmergeable(uint64_t pr);
 void sw_set_merge_delay_ms(int ms);
+/* Hooks answer 2xx only after `ms` (the call is counted, its key recorded,
+ * at once): a caller with a shorter timeout sees it unknown. */
+void sw_set_hook_delay_ms(int ms);
+/* Gitea answers 503 to every call (merge and is-merged) while `down`. */
+void sw_set_gitea_down(bool down);
 void sw_set_fenced(bool on);
 
 typedef struct sw_world {

@@ -200,7 +200,9 @@ static sw_adv cancel(const char *item)
 }
 
 /* A merge that timed out (it happened, the answer came too late) was
- * abandoned by a rollback: the next cycle's review saw a merged change. */
+ * abandoned by a rollback: the next cycle's review saw a merged change.
+ * While Gitea cannot say whether it merged, the rollback and the cancel
+ * are refused; once it can, the rollback finds the merge out and goes on. */
 Test(stage_verdicts, a_rollback_over_an_unknown_effect_is_refused, .fini = down, .timeout = 120)
 {
     const char *env[] = { "ORCH_EFFECT_TIMEOUT_MS=1000", NULL };
@@ -212,22 +214,137 @@ Test(stage_verdicts, a_rollback_over_an_unknown_effect_is_refused, .fini = down,
         sw_advance(W.client, "UNK-1", "review", "testing", "monitor", "review_verdict: APPROVE");
     sw_set_merge_delay_ms(0);
     cr_assert_eq(a.outcome, OUT(EFFECT_UNKNOWN), "outcome %d: %s", a.outcome, a.message);
+    sw_set_gitea_down(true);
     a = sw_rollback(W.client, "UNK-1", "review", "changes requested");
     cr_assert_eq(a.code, ORCH_CODE_FAILED_PRECONDITION, "code %d: %s", a.code, a.message);
-    cr_assert(strstr(a.message, "merge_pr of review->testing") && strstr(a.message, "unknown"),
+    cr_assert(strstr(a.message, "merge_pr of review->testing") && strstr(a.message, "unknown") &&
+                  strstr(a.message, "HTTP 503"),
               "%s", a.message);
     a = cancel("UNK-1");
     cr_assert_eq(a.code, ORCH_CODE_FAILED_PRECONDITION, "code %d: %s", a.code, a.message);
     cr_assert(strstr(a.message, "cancel of UNK-1 refused"), "%s", a.message);
     stage_is("UNK-1", "review");
     cr_assert_eq(count_sql("SELECT cycle FROM tasks WHERE work_item = 'UNK-1'"), 0);
-    /* Resolved (the merge happened), the item moves on; then it may roll back. */
-    a = sw_advance(W.client, "UNK-1", "review", "testing", "reconciler", "");
-    cr_assert_eq(a.outcome, OUT(ADVANCED), "outcome %d: %s", a.outcome, a.message);
-    cr_assert_eq(sw_counts_for_pr(8020).merges, 1);
-    a = sw_rollback(W.client, "UNK-1", "testing", "tests failed");
+    /* Gitea answers again: the rollback asks it (merged: the normal merge
+     * gate flow) and goes through, without merging again. */
+    sw_set_gitea_down(false);
+    a = sw_rollback(W.client, "UNK-1", "review", "changes requested");
     cr_assert_eq(a.code, ORCH_CODE_OK, "%s", a.message);
     stage_is("UNK-1", "development");
+    cr_assert_eq(sw_counts_for_pr(8020).merge_calls, 1, "merged again to find the outcome out");
+    cr_assert_eq(count_sql("SELECT count(*) FROM side_effects WHERE work_item = 'UNK-1'"
+                           " AND effect = 'merge_pr' AND outcome = 'ok'"),
+                 1);
+}
+
+/* testing->staging passed its gates, the ratchet ran and image_rebuild
+ * timed out (unknown); then the tester reported security_status: FAIL.
+ * Every later advance was a rollback the unknown effect refused, and only
+ * an advance could resolve it: the item was wedged for good. */
+Test(stage_verdicts, a_rollback_gate_over_an_unknown_effect_no_longer_wedges_the_item, .fini = down,
+     .timeout = 120)
+{
+    const char *env[] = { "ORCH_EFFECT_TIMEOUT_MS=1000", NULL };
+    sw_up(&W, env);
+    cr_assert_eq(sw_create(W.client, "UNK-2", "org/app", 8021), ORCH_CODE_OK);
+    sw_walk_to(&W, "UNK-2", "testing");
+    sw_set_hook_delay_ms(2000);
+    sw_adv a = sw_advance(W.client, "UNK-2", "testing", "staging", "monitor",
+                          "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80");
+    sw_set_hook_delay_ms(0);
+    cr_assert_eq(a.outcome, OUT(EFFECT_UNKNOWN), "outcome %d: %s", a.outcome, a.message);
+    cr_assert_eq(sw_counts_for_item("UNK-2").image_starts, 1);
+    /* The gate turns: the next advance resolves the build and rolls back. */
+    a = sw_advance(W.client, "UNK-2", "testing", "staging", "monitor", "security_status: FAIL");
+    cr_assert_eq(a.code, ORCH_CODE_OK, "code %d: %s", a.code, a.message);
+    cr_assert_eq(a.outcome, OUT(ROLLED_BACK), "outcome %d: %s", a.outcome, a.message);
+    stage_is("UNK-2", "development");
+    cr_assert_eq(count_sql("SELECT cycle FROM tasks WHERE work_item = 'UNK-2'"), 1);
+    sw_counts n = sw_counts_for_item("UNK-2");
+    cr_assert_eq(n.image_calls, 2, "image hook calls %d", n.image_calls);
+    cr_assert_eq(n.image_starts, 1, "the build ran twice (%d)", n.image_starts);
+    cr_assert_eq(count_sql("SELECT count(*) FROM side_effects WHERE work_item = 'UNK-2'"
+                           " AND effect = 'image_rebuild' AND outcome = 'ok'"),
+                 1);
+}
+
+/* A cancel (a Plane cancel waits in the inbox for it) over a merge whose
+ * outcome was unknown was refused for good; Gitea can say, so it is
+ * applied; a merge Gitea says did not happen is never run by it. */
+Test(stage_verdicts, a_cancel_over_a_resolvable_unknown_effect_is_applied, .fini = down,
+     .timeout = 120)
+{
+    const char *env[] = { "ORCH_EFFECT_TIMEOUT_MS=1000", NULL };
+    sw_up(&W, env);
+    cr_assert_eq(sw_create(W.client, "UNK-3", "org/app", 8022), ORCH_CODE_OK);
+    sw_walk_to(&W, "UNK-3", "review");
+    sw_set_merge_delay_ms(2000);
+    sw_adv a =
+        sw_advance(W.client, "UNK-3", "review", "testing", "monitor", "review_verdict: APPROVE");
+    sw_set_merge_delay_ms(0);
+    cr_assert_eq(a.outcome, OUT(EFFECT_UNKNOWN), "outcome %d: %s", a.outcome, a.message);
+    a = cancel("UNK-3");
+    cr_assert_eq(a.code, ORCH_CODE_OK, "code %d: %s", a.code, a.message);
+    stage_is("UNK-3", "cancelled");
+    cr_assert_eq(sw_counts_for_pr(8022).merge_calls, 1);
+    cr_assert_eq(sw_counts_for_pr(8022).merges, 1);
+
+    /* A merge answered 503 (it did not happen, unknown to us): the cancel
+     * asks, records it failed, and never merges. */
+    cr_assert_eq(sw_create(W.client, "UNK-4", "org/app", 8023), ORCH_CODE_OK);
+    sw_walk_to(&W, "UNK-4", "review");
+    sw_set_gitea_down(true);
+    a = sw_advance(W.client, "UNK-4", "review", "testing", "monitor", "review_verdict: APPROVE");
+    sw_set_gitea_down(false);
+    cr_assert_eq(a.outcome, OUT(EFFECT_UNKNOWN), "outcome %d: %s", a.outcome, a.message);
+    a = cancel("UNK-4");
+    cr_assert_eq(a.code, ORCH_CODE_OK, "code %d: %s", a.code, a.message);
+    stage_is("UNK-4", "cancelled");
+    cr_assert_eq(sw_counts_for_pr(8023).merge_calls, 0, "the cancel merged");
+    cr_assert_eq(count_sql("SELECT count(*) FROM side_effects WHERE work_item = 'UNK-4'"
+                           " AND effect = 'merge_pr' AND outcome = 'failed'"),
+                 1);
+}
+
+/* The owner that started deploy_start died before recording it (pending
+ * under a dead epoch); then the image-freshness gate turned. The rollback
+ * takes the claim over, resends under the same idempotency key (the hook
+ * answers the first start, nothing starts again), and goes on with an
+ * alert; the item is not wedged. */
+Test(stage_verdicts, a_pending_deploy_of_a_dead_owner_does_not_wedge_a_rollback, .fini = down,
+     .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "UNK-5", "org/app", 8024), ORCH_CODE_OK);
+    sw_walk_to(&W, "UNK-5", "staging");
+    const char *fenv[] = { "ORCH_STAGE_TEST_FAULT=crash-before-record", NULL };
+    th_svc crasher;
+    sw_stage_start(&W, &crasher, fenv);
+    orch_rpc_client *cc;
+    cr_assert_eq(orch_rpc_client_open(crasher.rpc_url, NULL, &cc), ORCH_OK);
+    sw_call_timeout_ms = 3000; /* the owner dies: no answer will come */
+    sw_adv a =
+        sw_advance(cc, "UNK-5", "staging", "deploy", "monitor",
+                   "staging_status: SUCCESS\nimage_digest: "
+                   "sha256:1111111111111111111111111111111111111111111111111111111111111111");
+    sw_call_timeout_ms = 30000;
+    cr_assert_neq(a.code, ORCH_CODE_OK, "the crashing owner answered");
+    cr_assert_eq(th_svc_stop(&crasher, 0, 10000), 86);
+    orch_rpc_client_close(cc);
+    cr_assert_eq(sw_counts_for_item("UNK-5").deploy_starts, 1);
+    cr_assert_eq(count_sql("SELECT count(*) FROM side_effects WHERE work_item = 'UNK-5'"
+                           " AND effect = 'deploy_start' AND outcome = 'pending'"),
+                 1);
+    a = sw_advance(W.client, "UNK-5", "staging", "deploy", "monitor",
+                   "image_digest: "
+                   "sha256:2222222222222222222222222222222222222222222222222222222222222222");
+    cr_assert_eq(a.code, ORCH_CODE_OK, "code %d: %s", a.code, a.message);
+    cr_assert_eq(a.outcome, OUT(ROLLED_BACK), "outcome %d: %s", a.outcome, a.message);
+    stage_is("UNK-5", "development");
+    sw_counts n = sw_counts_for_item("UNK-5");
+    cr_assert_eq(n.deploy_starts, 1, "the deploy started again (%d)", n.deploy_starts);
+    cr_assert_eq(n.deploy_calls, 2, "deploy hook calls %d", n.deploy_calls);
+    cr_assert(th_svc_log_has(&W.stage, "stage.deploy-left-running"));
 }
 
 /* ---- item 10: the expiry of a lease-less claim ----------------------------- */

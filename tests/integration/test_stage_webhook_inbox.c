@@ -287,3 +287,36 @@ Test(stage_webhook_inbox, an_unusable_delivery_header_is_refused_with_400, .fini
     sw_stage_of(&W, "ORCH-305", stage, sizeof stage);
     cr_assert_str_eq(stage, "backlog");
 }
+
+/* A Plane cancel over a merge whose outcome was unknown waited in the inbox
+ * for good: every attempt was refused, and only an advance could have
+ * resolved the merge. Now it waits only while Gitea cannot answer, and is
+ * applied (the merge found out, not repeated) once it can. */
+Test(stage_webhook_inbox, a_plane_cancel_over_an_unknown_merge_is_applied, .fini = down,
+     .timeout = 120)
+{
+    const char *env[] = { "ORCH_EFFECT_TIMEOUT_MS=1000", NULL };
+    sw_up(&W, env);
+    cr_assert_eq(sw_create(W.client, "ORCH-306", "org/app", 8306), ORCH_CODE_OK);
+    sw_walk_to(&W, "ORCH-306", "review");
+    sw_set_merge_delay_ms(2000);
+    sw_adv a =
+        sw_advance(W.client, "ORCH-306", "review", "testing", "monitor", "review_verdict: APPROVE");
+    sw_set_merge_delay_ms(0);
+    cr_assert_eq(a.outcome, ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
+                 "outcome %d: %s", a.outcome, a.message);
+    sw_set_gitea_down(true);
+    http_res r = plane_cancel(306, "plane-unk-1");
+    cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
+    usleep(1500000); /* inbox passes: each asks Gitea, which cannot say */
+    char stage[32];
+    sw_stage_of(&W, "ORCH-306", stage, sizeof stage);
+    cr_assert_str_eq(stage, "review", "cancelled over a merge nobody could find out");
+    sw_set_gitea_down(false);
+    cr_assert(wait_stage("ORCH-306", "cancelled", 30000),
+              "the cancel stays in the inbox although Gitea can now say the merge happened");
+    cr_assert_eq(num("SELECT count(*) FROM webhook_inbox WHERE delivery = 'plane-unk-1'"
+                     " AND state = 'done' AND outcome = 'applied'"),
+                 1);
+    cr_assert_eq(sw_counts_for_pr(8306).merge_calls, 1, "merged again");
+}
