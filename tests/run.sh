@@ -13,7 +13,9 @@
 #      sanitizers set to abort on the first report; then greps the ctest output,
 #      every test log and the service logs for sanitizer reports (a
 #      LeakSanitizer report does not fail a Criterion test by itself);
-#   5. build-fuzz/ with clang and libFuzzer, then every fuzz target for
+#   5. build-release/ as deploy/Dockerfile builds it (Release, no tests,
+#      warnings as errors);
+#   6. build-fuzz/ with clang and libFuzzer, then every fuzz target for
 #      ORCH_FUZZ_RUNS executions (default 50000) from its seed corpus
 #      (tests/fuzz/run.sh); fails on any crash, leak or sanitizer report.
 # Each ctest run gets a fresh private PostgreSQL cluster (tests/support/pgctl.sh,
@@ -260,6 +262,14 @@ asan_build() {
   sanitizer_grep "$dir" "$LOG_ROOT/build-asan" || true
 }
 
+# Builds the services as deploy/Dockerfile does (Release, no tests, warnings
+# as errors): optimisation brings warnings of its own (-Warray-bounds).
+release_build() {
+  configure_and_build "build-release" "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release \
+    -DORCH_BUILD_TESTS=OFF -DORCH_BUILD_BENCH=OFF -DORCH_FAULT_INJECTION=OFF \
+    -DORCH_WERROR=ON || true
+}
+
 # Builds the libFuzzer targets and runs each for FUZZ_RUNS executions.
 fuzz_targets() {
   section "fuzz: tests/fuzz/run.sh --runs $FUZZ_RUNS"
@@ -304,6 +314,7 @@ main() {
   format_check
   plain_build
   asan_build
+  release_build
   fuzz_targets
   print_summary
   [[ ${#FAILURES[@]} -eq 0 ]]

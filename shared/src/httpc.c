@@ -41,30 +41,33 @@ bool orch_httpc_loopback_only(void)
     return atomic_load(&loopback_only);
 }
 
+static bool v4_is_loopback(const struct in_addr *a)
+{
+    return (ntohl(a->s_addr) >> 24) == 127;
+}
+
+static bool v6_is_loopback(const struct in6_addr *a)
+{
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
 static bool sockaddr_is_loopback(const struct sockaddr *sa)
 {
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return true;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-            return in6->sin6_addr.s6_addr[12] == 127;
-    }
+    if (sa->sa_family == AF_INET)
+        return v4_is_loopback(&((const struct sockaddr_in *)sa)->sin_addr);
+    if (sa->sa_family == AF_INET6)
+        return v6_is_loopback(&((const struct sockaddr_in6 *)sa)->sin6_addr);
     return false;
 }
 
 bool orch_httpc_is_loopback_text(const char *addr)
 {
-    struct sockaddr_in in = { .sin_family = AF_INET };
-    struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
-    if (addr && inet_pton(AF_INET, addr, &in.sin_addr) == 1)
-        return sockaddr_is_loopback((struct sockaddr *)&in);
-    if (addr && inet_pton(AF_INET6, addr, &in6.sin6_addr) == 1)
-        return sockaddr_is_loopback((struct sockaddr *)&in6);
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (addr && inet_pton(AF_INET, addr, &a4) == 1)
+        return v4_is_loopback(&a4);
+    if (addr && inet_pton(AF_INET6, addr, &a6) == 1)
+        return v6_is_loopback(&a6);
     return false;
 }
 
