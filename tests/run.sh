@@ -244,14 +244,16 @@ sanitizer_grep() {
 
 plain_build() {
   local dir="$ROOT/build"
-  configure_and_build "build" "$dir" -DORCH_WERROR=ON -DORCH_SANITIZE=OFF || return 0
+  configure_and_build "build" "$dir" -DORCH_WERROR=ON -DORCH_SANITIZE=OFF \
+    -DORCH_FAULT_INJECTION=ON || return 0
   run_ctest "build" "$dir" || true
 }
 
 asan_build() {
   local dir="$ROOT/build-asan" lsan="print_suppressions=0"
   configure_and_build "build-asan" "$dir" \
-    -DORCH_SANITIZE=ON -DORCH_WERROR=ON -DORCH_BUILD_BENCH=OFF || return 0
+    -DORCH_SANITIZE=ON -DORCH_WERROR=ON -DORCH_BUILD_BENCH=OFF \
+    -DORCH_FAULT_INJECTION=ON || return 0
   if [[ -f "$ROOT/tests/support/lsan.supp" ]]; then
     lsan="suppressions=$ROOT/tests/support/lsan.supp:$lsan"
   fi

@@ -43,15 +43,6 @@ static orch_err register_metrics(stage_svc *ss, orch_metrics *m)
     return ss->m_transitions && ss->m_effects && ss->m_advance_latency ? ORCH_OK : ORCH_ENOMEM;
 }
 
-static stage_fault parse_fault(const char *v)
-{
-    if (strcmp(v, "crash-after-effect") == 0)
-        return FAULT_CRASH_AFTER_EFFECT;
-    if (strcmp(v, "crash-before-record") == 0)
-        return FAULT_CRASH_BEFORE_RECORD;
-    return FAULT_NONE;
-}
-
 /* A malformed effect URL is a configuration error: refused here, so that
  * it never becomes a failed effect (and never a rollback) later. Empty
  * stays allowed: the effect then fails as "not configured". */
@@ -106,14 +97,14 @@ static orch_err stage_start(orch_service *svc)
              (int)ss->me->pid, ss->me->instance_id);
     if (check_effect_urls(cfg))
         return ORCH_EINVAL;
-    ss->fault = parse_fault(orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"));
-    if (ss->fault != FAULT_NONE && orch_service_runtime(svc) != ORCH_RUNTIME_TEST) {
-        orch_error("configuration: ORCH_STAGE_TEST_FAULT=%s is accepted only with "
-                   "ORCH_RUNTIME=test",
-                   orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"));
+    char why[300];
+    if (stage_fault_config_check(
+            orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"), STAGE_FAULT_COMPILED_IN,
+            orch_service_runtime(svc) == ORCH_RUNTIME_TEST, &ss->fault, why, sizeof why)) {
+        orch_error("configuration: %s", why);
         return ORCH_EINVAL;
     }
-    if (ss->fault != FAULT_NONE)
+    if (ss->fault != STAGE_FAULT_NONE)
         orch_warn("ORCH_STAGE_TEST_FAULT=%s: this process exits at a fault point",
                   orch_config_str(cfg, "ORCH_STAGE_TEST_FAULT"));
     if (!ss->scope.enabled)

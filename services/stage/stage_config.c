@@ -46,6 +46,7 @@ const orch_config_var stage_config[] = {
       "most items one reconciler pass tries to advance" },
     { "ORCH_STAGE_TEST_FAULT", ORCH_CFG_ENUM, "none", 0, 0,
       "none|crash-after-effect|crash-before-record", false, false,
-      "ORCH_RUNTIME=test only (refused otherwise): exit at a fault point inside AdvanceStage" },
+      "test builds (ORCH_FAULT_INJECTION) with ORCH_RUNTIME=test only, refused otherwise: "
+      "exit at a fault point inside AdvanceStage" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },
 };

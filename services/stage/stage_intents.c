@@ -13,7 +13,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "orch/alert.h"
 #include "orch/clock.h"
@@ -23,14 +22,6 @@
 static orch_err with_conn(stage_svc *ss, uint64_t dl, orch_db_conn **c)
 {
     return orch_db_acquire(ss->db, dl, c);
-}
-
-static void fault_point(stage_svc *ss, stage_fault at, const char *work_item)
-{
-    if (ss->fault == at) {
-        orch_error("ORCH_STAGE_TEST_FAULT: exiting at the fault point (work item %s)", work_item);
-        _exit(86);
-    }
 }
 
 /* Whether this caller (lease `epoch`, 0: none) may take over intent `row`
@@ -123,7 +114,7 @@ static int exec_effect(stage_svc *ss, const effect_call *call, int64_t id, advan
     orch_info("effect %s of %s (%s, epoch %" PRIu64 "%s): %s: %s", effect_name(call->effect),
               t->work_item, call->transition, call->epoch, call->check_only ? ", resolve" : "",
               ae->outcome, ae->detail);
-    fault_point(ss, FAULT_CRASH_BEFORE_RECORD, t->work_item);
+    stage_fault_point(ss, STAGE_FAULT_CRASH_BEFORE_RECORD, t->work_item);
 
     /* The outcome is recorded even past the caller's deadline: losing it
      * would leave an effect that happened marked pending. The outcome and
@@ -152,7 +143,7 @@ static int exec_effect(stage_svc *ss, const effect_call *call, int64_t id, advan
         *code = ORCH_CODE_ABORTED;
         return TR_ABORTED;
     }
-    fault_point(ss, FAULT_CRASH_AFTER_EFFECT, t->work_item);
+    stage_fault_point(ss, STAGE_FAULT_CRASH_AFTER_EFFECT, t->work_item);
     *out = o;
     return TR_ADVANCED;
 }

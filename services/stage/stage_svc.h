@@ -18,6 +18,7 @@
 #include "orch/rpc.h"
 #include "orch/svc.h"
 #include "stage_effects.h"
+#include "stage_fault.h"
 #include "stage_inbox.h"
 #include "stage_pipeline.h"
 #include "stage_store.h"
@@ -32,12 +33,6 @@ typedef struct stage_release_retry {
      * (monotonic ms): until then the lost Acquire may still be in flight. */
     uint64_t settle_after_ms;
 } stage_release_retry;
-
-typedef enum stage_fault {
-    FAULT_NONE,
-    FAULT_CRASH_AFTER_EFFECT, /* exit after an effect's outcome is recorded */
-    FAULT_CRASH_BEFORE_RECORD /* exit after an effect ran, before recording it */
-} stage_fault;
 
 #define STAGE_EDGE_LABELS_MAX 32
 
@@ -55,7 +50,7 @@ typedef struct stage_svc {
     int64_t reconcile_interval_ms;
     int reconcile_batch;
     int64_t reconcile_cursor; /* last task id of the previous pass (reconciler thread) */
-    stage_fault fault;
+    stage_fault fault;        /* armed fault point (stage_fault.h); test builds only */
 
     _Atomic uint64_t call_seq;
 
