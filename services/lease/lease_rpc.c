@@ -338,13 +338,15 @@ orch_code lease_rpc_check(const ProtobufCMessage *msg, lease_owner *owner, char 
     return code;
 }
 
-/* Runs lease_rpc_check() on a handler's request; on failure the call fails. */
-#define CHECK_REQUEST(call, msg, owner)                                         \
-    do {                                                                        \
-        char why_[200];                                                         \
-        if (lease_rpc_check(msg, owner, why_, sizeof why_) != ORCH_CODE_OK)     \
-            return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why_); \
-    } while (0)
+/* Runs lease_rpc_check() on a handler's request. Returns ORCH_CODE_OK, or
+ * INVALID_ARGUMENT with the reason set on the call (the handler returns it). */
+static orch_code check_request(orch_rpc_call *call, const ProtobufCMessage *msg, lease_owner *owner)
+{
+    char why[200];
+    if (lease_rpc_check(msg, owner, why, sizeof why) != ORCH_CODE_OK)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
+    return ORCH_CODE_OK;
+}
 
 /* ---- Acquire --------------------------------------------------------------- */
 
@@ -501,7 +503,9 @@ static orch_code acquire(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     lease_owner owner;
     uint64_t t0 = orch_mono_ns();
 
-    CHECK_REQUEST(call, msg, &owner);
+    orch_code bad = check_request(call, msg, &owner);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     if (!lease_in_scope(&ls->scope, req->repo)) {
         orch_counter_add(ls->m_acquire, ACQ_INERT, 1);
         return reply_granted(call, 0, false, false, true);
@@ -617,7 +621,9 @@ static orch_code validate(orch_rpc_call *call, const ProtobufCMessage *msg, void
     lease_row row;
     bool found = false;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_code code = read_lease(call, arg, req->work_item, &row, &found);
     if (code)
         return code;
@@ -666,7 +672,9 @@ static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg,
     lease_row row;
     bool found = false, released = false;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
@@ -698,7 +706,9 @@ static orch_code get(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg
     lease_row row;
     bool found = false;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_code code = read_lease(call, arg, req->work_item, &row, &found);
     if (code)
         return code;
@@ -788,7 +798,9 @@ static orch_code list(orch_rpc_call *call, const ProtobufCMessage *msg, void *ar
     list_acc acc = { 0 };
     orch_db_conn *c = NULL;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
@@ -810,7 +822,9 @@ static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, v
     uint64_t ticks = 0;
     const char *reason;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     /* /proc is read only for this boot: another boot id is no verdict. */
     bool mine = strcmp(req->boot_id, ls->me->boot_id) == 0;
     lease_proc_read proc = mine ? read_proc(req->pid, &ticks) : LEASE_PROC_UNREADABLE;
@@ -824,15 +838,22 @@ static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, v
     return orch_rpc_reply(call, &rep.base);
 }
 
-static const orch_rpc_handler handlers[] = {
-    acquire, release, validate, force_release, get, list, probe_owner,
+/* Matched to the service block of lease.proto by name at registration. */
+static const orch_rpc_method methods[] = {
+    { .name = "Acquire", .handler = acquire },
+    { .name = "Release", .handler = release },
+    { .name = "Validate", .handler = validate },
+    { .name = "ForceRelease", .handler = force_release },
+    { .name = "Get", .handler = get },
+    { .name = "List", .handler = list },
+    { .name = "ProbeOwner", .handler = probe_owner },
 };
 
 orch_err lease_rpc_register(orch_service *svc, lease_svc *ls)
 {
-    /* The table above follows the order of the service block in lease.proto. */
-    if (orch__v1__lease_service__descriptor.n_methods != sizeof handlers / sizeof *handlers)
-        return ORCH_EINVAL;
-    orch_rpc_service rpc = { &orch__v1__lease_service__descriptor, handlers, ls, false };
+    orch_rpc_service rpc = { .desc = &orch__v1__lease_service__descriptor,
+                             .methods = methods,
+                             .nmethods = sizeof methods / sizeof *methods,
+                             .arg = ls };
     return orch_service_add_rpc(svc, &rpc);
 }

@@ -190,14 +190,17 @@ orch_code stage_rpc_check(const ProtobufCMessage *msg, size_t max_evidence, orch
     return invalid(why, n, "%s is not a StageService request", d->name);
 }
 
-/* Runs stage_rpc_check() on a handler's request; on failure the call fails. */
-#define CHECK_REQUEST(call, msg, max_evidence, ev)                                   \
-    do {                                                                             \
-        char why_[320];                                                              \
-        orch_code code_ = stage_rpc_check(msg, max_evidence, ev, why_, sizeof why_); \
-        if (code_ != ORCH_CODE_OK)                                                   \
-            return orch_rpc_fail(call, code_, "%s", why_);                           \
-    } while (0)
+/* Runs stage_rpc_check() on a handler's request. Returns ORCH_CODE_OK, or
+ * the check's code with the reason set on the call (the handler returns it). */
+static orch_code check_request(orch_rpc_call *call, const ProtobufCMessage *msg,
+                               size_t max_evidence, orch_verdicts *ev)
+{
+    char why[320];
+    orch_code code = stage_rpc_check(msg, max_evidence, ev, why, sizeof why);
+    if (code != ORCH_CODE_OK)
+        return orch_rpc_fail(call, code, "%s", why);
+    return ORCH_CODE_OK;
+}
 
 /* ---- encoding ------------------------------------------------------------ */
 
@@ -228,7 +231,9 @@ static orch_code create_task(orch_rpc_call *call, const ProtobufCMessage *msg, v
 {
     stage_svc *ss = arg;
     const Orch__V1__CreateTaskRequest *req = (const Orch__V1__CreateTaskRequest *)msg;
-    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
+    orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
     stage_task t;
@@ -262,7 +267,9 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
 {
     stage_svc *ss = arg;
     const Orch__V1__GetTaskRequest *req = (const Orch__V1__GetTaskRequest *)msg;
-    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
+    orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     unsigned limit = req->history_limit ? req->history_limit : 50;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
@@ -370,7 +377,9 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     const Orch__V1__AdvanceStageRequest *req = (const Orch__V1__AdvanceStageRequest *)msg;
     uint64_t t0 = orch_mono_ns();
     orch_verdicts ev;
-    CHECK_REQUEST(call, msg, ss->max_evidence, &ev);
+    orch_code bad = check_request(call, msg, ss->max_evidence, &ev);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_code code;
     advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
     advance_res res;
@@ -418,7 +427,9 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
     stage_svc *ss = arg;
     const Orch__V1__RollbackRequest *req = (const Orch__V1__RollbackRequest *)msg;
     uint64_t t0 = orch_mono_ns();
-    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
+    orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     const char *actor = req->actor[0] ? req->actor : "operator";
     advance_req ar = {
         req->work_item, req->expected_from, "development", actor, req->reason, NULL
@@ -449,7 +460,9 @@ static orch_code list_queue(orch_rpc_call *call, const ProtobufCMessage *msg, vo
 {
     stage_svc *ss = arg;
     const Orch__V1__ListQueueRequest *req = (const Orch__V1__ListQueueRequest *)msg;
-    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
+    orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     stage_id st = req->stage[0] ? stage_parse(req->stage) : ST_NONE;
     unsigned limit = req->limit ? req->limit : 100;
     uint64_t dl = orch_rpc_call_deadline(call);
@@ -546,15 +559,18 @@ static orch_code pipeline(orch_rpc_call *call, const ProtobufCMessage *msg, void
     return code;
 }
 
-static const orch_rpc_handler handlers[] = {
-    create_task, get_task, advance, rollback, list_queue, pipeline,
+/* Matched to the service block of stage.proto by name at registration. */
+static const orch_rpc_method methods[] = {
+    { .name = "CreateTask", .handler = create_task }, { .name = "GetTask", .handler = get_task },
+    { .name = "AdvanceStage", .handler = advance },   { .name = "Rollback", .handler = rollback },
+    { .name = "ListQueue", .handler = list_queue },   { .name = "Pipeline", .handler = pipeline },
 };
 
 orch_err stage_rpc_register(orch_service *svc, stage_svc *ss)
 {
-    /* The table above follows the order of the service block in stage.proto. */
-    if (orch__v1__stage_service__descriptor.n_methods != sizeof handlers / sizeof *handlers)
-        return ORCH_EINVAL;
-    orch_rpc_service rpc = { &orch__v1__stage_service__descriptor, handlers, ss, false };
+    orch_rpc_service rpc = { .desc = &orch__v1__stage_service__descriptor,
+                             .methods = methods,
+                             .nmethods = sizeof methods / sizeof *methods,
+                             .arg = ss };
     return orch_service_add_rpc(svc, &rpc);
 }
