@@ -225,12 +225,6 @@ static orch_code db_fail(orch_rpc_call *call, orch_err err, orch_db_conn *c)
 
 /* ---- input checks (lease_rpc.h) --------------------------------------------- */
 
-#define CHECK_TEXT(name, value)                     \
-    do {                                            \
-        if (!lease_valid_text(name, value, why, n)) \
-            return ORCH_CODE_INVALID_ARGUMENT;      \
-    } while (0)
-
 static orch_code check_epoch(uint64_t epoch, char *why, size_t n)
 {
     if (epoch == 0) {
@@ -244,10 +238,11 @@ static orch_code check_acquire(const Orch__V1__AcquireRequest *req, lease_owner 
                                size_t n)
 {
     lease_owner scratch;
-    CHECK_TEXT("work_item", req->work_item);
-    CHECK_TEXT("repo", req->repo);
-    CHECK_TEXT("transition", req->transition);
-    CHECK_TEXT("actor", req->actor);
+    if (!lease_valid_text("work_item", req->work_item, why, n) ||
+        !lease_valid_text("repo", req->repo, why, n) ||
+        !lease_valid_text("transition", req->transition, why, n) ||
+        !lease_valid_text("actor", req->actor, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (!owner_from_msg(req->owner, owner ? owner : &scratch, why, n))
         return ORCH_CODE_INVALID_ARGUMENT;
     return ORCH_CODE_OK;
@@ -259,7 +254,8 @@ static orch_code check_release(const Orch__V1__ReleaseRequest *req, lease_owner 
                                size_t n)
 {
     lease_owner scratch;
-    CHECK_TEXT("work_item", req->work_item);
+    if (!lease_valid_text("work_item", req->work_item, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (req->epoch == 0 && !req->owner) {
         snprintf(why, n, "epoch must be positive, or owner set to release by owner");
         return ORCH_CODE_INVALID_ARGUMENT;
@@ -271,14 +267,15 @@ static orch_code check_release(const Orch__V1__ReleaseRequest *req, lease_owner 
 
 static orch_code check_force_release(const Orch__V1__ForceReleaseRequest *req, char *why, size_t n)
 {
-    CHECK_TEXT("work_item", req->work_item);
-    CHECK_TEXT("reason", req->reason);
+    if (!lease_valid_text("work_item", req->work_item, why, n) ||
+        !lease_valid_text("reason", req->reason, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (req->epoch == 0) {
         snprintf(why, n, "epoch is required: read the lease (Get) and name the grant to release");
         return ORCH_CODE_INVALID_ARGUMENT;
     }
-    if (req->operator_[0])
-        CHECK_TEXT("operator", req->operator_);
+    if (req->operator_[0] && !lease_valid_text("operator", req->operator_, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     return ORCH_CODE_OK;
 }
 
@@ -306,7 +303,8 @@ static orch_code check_probe_owner(const Orch__V1__ProbeOwnerRequest *req, char 
         snprintf(why, n, "start_ticks must be positive");
         return ORCH_CODE_INVALID_ARGUMENT;
     }
-    CHECK_TEXT("boot_id", req->boot_id);
+    if (!lease_valid_text("boot_id", req->boot_id, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     return ORCH_CODE_OK;
 }
 
@@ -320,13 +318,16 @@ orch_code lease_rpc_check(const ProtobufCMessage *msg, lease_owner *owner, char 
         return check_release((const Orch__V1__ReleaseRequest *)msg, owner, why, n);
     if (d == &orch__v1__validate_request__descriptor) {
         const Orch__V1__ValidateRequest *req = (const Orch__V1__ValidateRequest *)msg;
-        CHECK_TEXT("work_item", req->work_item);
+        if (!lease_valid_text("work_item", req->work_item, why, n))
+            return ORCH_CODE_INVALID_ARGUMENT;
         return check_epoch(req->epoch, why, n);
     }
     if (d == &orch__v1__force_release_request__descriptor)
         return check_force_release((const Orch__V1__ForceReleaseRequest *)msg, why, n);
     if (d == &orch__v1__get_lease_request__descriptor) {
-        CHECK_TEXT("work_item", ((const Orch__V1__GetLeaseRequest *)msg)->work_item);
+        const Orch__V1__GetLeaseRequest *req = (const Orch__V1__GetLeaseRequest *)msg;
+        if (!lease_valid_text("work_item", req->work_item, why, n))
+            return ORCH_CODE_INVALID_ARGUMENT;
         return ORCH_CODE_OK;
     }
     if (d == &orch__v1__list_leases_request__descriptor)

@@ -60,12 +60,6 @@ static bool printable(const char *s)
 
 /* ---- input checks (stage_rpc.h) --------------------------------------------- */
 
-#define CHECK_IDENT(name, v, repo)               \
-    do {                                         \
-        if (!valid_ident(name, v, repo, why, n)) \
-            return ORCH_CODE_INVALID_ARGUMENT;   \
-    } while (0)
-
 /* Fills `why` and returns INVALID_ARGUMENT. */
 static orch_code invalid(char *why, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -81,8 +75,9 @@ static orch_code invalid(char *why, size_t n, const char *fmt, ...)
 
 static orch_code check_create(const Orch__V1__CreateTaskRequest *req, char *why, size_t n)
 {
-    CHECK_IDENT("work_item", req->work_item, false);
-    CHECK_IDENT("repo", req->repo, true);
+    if (!valid_ident("work_item", req->work_item, false, why, n) ||
+        !valid_ident("repo", req->repo, true, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (strlen(req->title) > STAGE_MAX_TITLE)
         return invalid(why, n, "title is over %d bytes", STAGE_MAX_TITLE);
     if (!printable(req->title))
@@ -94,7 +89,8 @@ static orch_code check_create(const Orch__V1__CreateTaskRequest *req, char *why,
 
 static orch_code check_get(const Orch__V1__GetTaskRequest *req, char *why, size_t n)
 {
-    CHECK_IDENT("work_item", req->work_item, false);
+    if (!valid_ident("work_item", req->work_item, false, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     unsigned limit = req->history_limit ? req->history_limit : 50;
     if (limit > 1000)
         return invalid(why, n, "history_limit %u is over 1000", req->history_limit);
@@ -133,17 +129,20 @@ static orch_code request_verdicts(size_t max_evidence, const char *text, Orch__V
 static orch_code check_advance(const Orch__V1__AdvanceStageRequest *req, size_t max_evidence,
                                orch_verdicts *ev, char *why, size_t n)
 {
-    CHECK_IDENT("work_item", req->work_item, false);
-    CHECK_IDENT("actor", req->actor, false);
+    if (!valid_ident("work_item", req->work_item, false, why, n) ||
+        !valid_ident("actor", req->actor, false, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     return request_verdicts(max_evidence, req->evidence, req->verdicts, req->n_verdicts, ev, why,
                             n);
 }
 
 static orch_code check_rollback(const Orch__V1__RollbackRequest *req, char *why, size_t n)
 {
-    CHECK_IDENT("work_item", req->work_item, false);
+    if (!valid_ident("work_item", req->work_item, false, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     const char *actor = req->actor[0] ? req->actor : "operator";
-    CHECK_IDENT("actor", actor, false);
+    if (!valid_ident("actor", actor, false, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (!req->reason[0] || strlen(req->reason) > 500 || !printable(req->reason))
         return invalid(why, n, "reason is required: 1..500 printable bytes");
     stage_id from = stage_parse(req->expected_from);
@@ -160,8 +159,8 @@ static orch_code check_list_queue(const Orch__V1__ListQueueRequest *req, char *w
 {
     if (req->stage[0] && stage_parse(req->stage) == ST_NONE)
         return invalid(why, n, "unknown stage \"%.60s\"", req->stage);
-    if (req->repo[0])
-        CHECK_IDENT("repo", req->repo, true);
+    if (req->repo[0] && !valid_ident("repo", req->repo, true, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     unsigned limit = req->limit ? req->limit : 100;
     if (limit > 1000)
         return invalid(why, n, "limit %u is over 1000", req->limit);
