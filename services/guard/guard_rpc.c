@@ -144,14 +144,16 @@ orch_code guard_rpc_check(const ProtobufCMessage *msg, size_t comment_max, char 
     return ORCH_CODE_INVALID_ARGUMENT;
 }
 
-/* Runs guard_rpc_check() on a handler's request; on failure the call fails. */
-#define CHECK_REQUEST(call, msg, comment_max)                                   \
-    do {                                                                        \
-        char why_[200];                                                         \
-        orch_code code_ = guard_rpc_check(msg, comment_max, why_, sizeof why_); \
-        if (code_ != ORCH_CODE_OK)                                              \
-            return orch_rpc_fail(call, code_, "%s", why_);                      \
-    } while (0)
+/* Runs guard_rpc_check() on a handler's request. Returns ORCH_CODE_OK, or
+ * the check's code with the reason set on the call (the handler returns it). */
+static orch_code check_request(orch_rpc_call *call, const ProtobufCMessage *msg, size_t comment_max)
+{
+    char why[200];
+    orch_code code = guard_rpc_check(msg, comment_max, why, sizeof why);
+    if (code != ORCH_CODE_OK)
+        return orch_rpc_fail(call, code, "%s", why);
+    return ORCH_CODE_OK;
+}
 
 static orch_guard_input input_for(const guard_svc *g, orch_guard_op op, const char *target)
 {
@@ -246,7 +248,9 @@ static orch_code h_decide(orch_rpc_call *call, const ProtobufCMessage *msg, void
     const Orch__V1__DecideRequest *req = (const Orch__V1__DecideRequest *)msg;
     char opname[48];
     orch_guard_op op = ORCH_GUARD_UPDATE_ISSUE_STATE;
-    CHECK_REQUEST(call, msg, g->comment_max);
+    orch_code bad = check_request(call, msg, g->comment_max);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     (void)op_from_msg(req->operation, &op);
     const char *target = op == ORCH_GUARD_NOTIFY ? notify_chat(g, req->target) : req->target;
     snprintf(opname, sizeof opname, "Decide/%s", orch_guard_op_name(op));
@@ -266,7 +270,9 @@ static orch_code set_state(guard_svc *g, orch_rpc_call *call, const ProtobufCMes
                            orch_guard_op op, const char *project, const char *issue,
                            const char *state_name, const char *state_id, const char *caller)
 {
-    CHECK_REQUEST(call, msg, g->comment_max);
+    orch_code bad = check_request(call, msg, g->comment_max);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     gate gt;
     orch_code code;
     if (!run_gate(g, call, op, orch_guard_op_name(op), project, caller, &gt, &code))
@@ -314,7 +320,9 @@ static orch_code h_add_comment(orch_rpc_call *call, const ProtobufCMessage *msg,
 {
     guard_svc *g = arg;
     const Orch__V1__AddCommentRequest *req = (const Orch__V1__AddCommentRequest *)msg;
-    CHECK_REQUEST(call, msg, g->comment_max);
+    orch_code bad = check_request(call, msg, g->comment_max);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     gate gt;
     orch_code code;
     if (!run_gate(g, call, ORCH_GUARD_ADD_COMMENT, "AddComment", req->project_id, req->caller, &gt,
@@ -367,7 +375,9 @@ static orch_code h_notify(orch_rpc_call *call, const ProtobufCMessage *msg, void
 {
     guard_svc *g = arg;
     const Orch__V1__NotifyRequest *req = (const Orch__V1__NotifyRequest *)msg;
-    CHECK_REQUEST(call, msg, g->comment_max);
+    orch_code bad = check_request(call, msg, g->comment_max);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     const char *chat = notify_chat(g, req->chat_id);
     gate gt;
     orch_code code;
@@ -392,7 +402,9 @@ static orch_code h_list_audit(orch_rpc_call *call, const ProtobufCMessage *msg, 
 {
     guard_svc *g = arg;
     const Orch__V1__ListAuditRequest *req = (const Orch__V1__ListAuditRequest *)msg;
-    CHECK_REQUEST(call, msg, g->comment_max);
+    orch_code bad = check_request(call, msg, g->comment_max);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     uint32_t limit = req->limit ? req->limit : 50;
     guard_audit_row *rows = calloc(limit, sizeof *rows);
     Orch__V1__AuditEntry *ents = calloc(limit, sizeof *ents);
@@ -430,13 +442,21 @@ static orch_code h_list_audit(orch_rpc_call *call, const ProtobufCMessage *msg, 
     return code;
 }
 
-/* Same order as the methods of GuardService in guard.proto (protobuf-c
- * sorts nothing: descriptor order is declaration order). */
-static const orch_rpc_handler handlers[] = { h_decide,     h_update_state, h_add_comment,
-                                             h_set_direct, h_notify,       h_list_audit };
+/* Matched to the service block of guard.proto by name at registration. */
+static const orch_rpc_method methods[] = {
+    { .name = "Decide", .handler = h_decide },
+    { .name = "UpdateIssueState", .handler = h_update_state },
+    { .name = "AddComment", .handler = h_add_comment },
+    { .name = "SetIssueStateDirect", .handler = h_set_direct },
+    { .name = "Notify", .handler = h_notify },
+    { .name = "ListAudit", .handler = h_list_audit },
+};
 
 orch_err guard_rpc_register(orch_service *svc, guard_svc *g)
 {
-    orch_rpc_service s = { &orch__v1__guard_service__descriptor, handlers, g, false };
+    orch_rpc_service s = { .desc = &orch__v1__guard_service__descriptor,
+                           .methods = methods,
+                           .nmethods = sizeof methods / sizeof *methods,
+                           .arg = g };
     return orch_service_add_rpc(svc, &s);
 }

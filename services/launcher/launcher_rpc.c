@@ -201,16 +201,18 @@ static bool path_is_dir(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Runs launcher_rpc_check() on a handler's request; on failure the call
- * fails. */
-#define CHECK_REQUEST(call, msg, ls)                                         \
-    do {                                                                     \
-        char why_[320];                                                      \
-        launcher_rpc_limits lim_ = { (ls)->max_timeout_s, path_is_dir };     \
-        orch_code code_ = launcher_rpc_check(msg, &lim_, why_, sizeof why_); \
-        if (code_ != ORCH_CODE_OK)                                           \
-            return orch_rpc_fail(call, code_, "%s", why_);                   \
-    } while (0)
+/* Runs launcher_rpc_check() on a handler's request. Returns ORCH_CODE_OK, or
+ * the check's code with the reason set on the call (the handler returns it). */
+static orch_code check_request(orch_rpc_call *call, const ProtobufCMessage *msg,
+                               const launcher_svc *ls)
+{
+    char why[320];
+    launcher_rpc_limits lim = { ls->max_timeout_s, path_is_dir };
+    orch_code code = launcher_rpc_check(msg, &lim, why, sizeof why);
+    if (code != ORCH_CODE_OK)
+        return orch_rpc_fail(call, code, "%s", why);
+    return ORCH_CODE_OK;
+}
 
 /* Reads job `id` and its run. Returns OK or the failure set on the call. */
 static orch_code read_job(orch_rpc_call *call, launcher_svc *ls, uint64_t id, launcher_job *j,
@@ -243,7 +245,9 @@ static orch_code spawn(orch_rpc_call *call, const ProtobufCMessage *msg, void *a
 {
     launcher_svc *ls = arg;
     const Orch__V1__SpawnRequest *req = (const Orch__V1__SpawnRequest *)msg;
-    CHECK_REQUEST(call, msg, ls);
+    orch_code bad = check_request(call, msg, ls);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     launcher_spawn_in in = {
         .role = req->role,
         .work_item = req->work_item,
@@ -353,7 +357,9 @@ static orch_code cancel(orch_rpc_call *call, const ProtobufCMessage *msg, void *
 {
     launcher_svc *ls = arg;
     const Orch__V1__CancelJobRequest *req = (const Orch__V1__CancelJobRequest *)msg;
-    CHECK_REQUEST(call, msg, ls);
+    orch_code bad = check_request(call, msg, ls);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     launcher_job j;
     orch_code code = read_job(call, ls, req->job_id, &j, NULL, &(bool){ false });
     if (code)
@@ -406,7 +412,9 @@ static orch_code list_runs(orch_rpc_call *call, const ProtobufCMessage *msg, voi
 {
     launcher_svc *ls = arg;
     const Orch__V1__ListRunsRequest *req = (const Orch__V1__ListRunsRequest *)msg;
-    CHECK_REQUEST(call, msg, ls);
+    orch_code bad = check_request(call, msg, ls);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     unsigned limit = req->limit ? req->limit : 100;
     run_acc a = { calloc(limit, sizeof *a.runs), 0, limit };
     run_msg *rms = calloc(limit, sizeof *rms);
@@ -450,7 +458,9 @@ static orch_code savings(orch_rpc_call *call, const ProtobufCMessage *msg, void 
 {
     launcher_svc *ls = arg;
     const Orch__V1__SavingsRequest *req = (const Orch__V1__SavingsRequest *)msg;
-    CHECK_REQUEST(call, msg, ls);
+    orch_code bad = check_request(call, msg, ls);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     launcher_role_sum sums[32];
     size_t n = 0;
     uint64_t dl = orch_rpc_call_deadline(call);
@@ -488,13 +498,18 @@ static orch_code savings(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     return orch_rpc_reply(call, &rep.base);
 }
 
-static const orch_rpc_handler handlers[] = { spawn, get, wait_job, cancel, list_runs, savings };
+/* Matched to the service block of launcher.proto by name at registration. */
+static const orch_rpc_method methods[] = {
+    { .name = "Spawn", .handler = spawn },        { .name = "Get", .handler = get },
+    { .name = "Wait", .handler = wait_job },      { .name = "Cancel", .handler = cancel },
+    { .name = "ListRuns", .handler = list_runs }, { .name = "Savings", .handler = savings },
+};
 
 orch_err launcher_rpc_register(orch_service *svc, launcher_svc *ls)
 {
-    static orch_rpc_service rpc;
-    rpc.desc = &orch__v1__launcher_service__descriptor;
-    rpc.handlers = handlers;
-    rpc.arg = ls;
+    orch_rpc_service rpc = { .desc = &orch__v1__launcher_service__descriptor,
+                             .methods = methods,
+                             .nmethods = sizeof methods / sizeof *methods,
+                             .arg = ls };
     return orch_service_add_rpc(svc, &rpc);
 }

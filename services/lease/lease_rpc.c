@@ -225,12 +225,6 @@ static orch_code db_fail(orch_rpc_call *call, orch_err err, orch_db_conn *c)
 
 /* ---- input checks (lease_rpc.h) --------------------------------------------- */
 
-#define CHECK_TEXT(name, value)                     \
-    do {                                            \
-        if (!lease_valid_text(name, value, why, n)) \
-            return ORCH_CODE_INVALID_ARGUMENT;      \
-    } while (0)
-
 static orch_code check_epoch(uint64_t epoch, char *why, size_t n)
 {
     if (epoch == 0) {
@@ -244,10 +238,11 @@ static orch_code check_acquire(const Orch__V1__AcquireRequest *req, lease_owner 
                                size_t n)
 {
     lease_owner scratch;
-    CHECK_TEXT("work_item", req->work_item);
-    CHECK_TEXT("repo", req->repo);
-    CHECK_TEXT("transition", req->transition);
-    CHECK_TEXT("actor", req->actor);
+    if (!lease_valid_text("work_item", req->work_item, why, n) ||
+        !lease_valid_text("repo", req->repo, why, n) ||
+        !lease_valid_text("transition", req->transition, why, n) ||
+        !lease_valid_text("actor", req->actor, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (!owner_from_msg(req->owner, owner ? owner : &scratch, why, n))
         return ORCH_CODE_INVALID_ARGUMENT;
     return ORCH_CODE_OK;
@@ -259,7 +254,8 @@ static orch_code check_release(const Orch__V1__ReleaseRequest *req, lease_owner 
                                size_t n)
 {
     lease_owner scratch;
-    CHECK_TEXT("work_item", req->work_item);
+    if (!lease_valid_text("work_item", req->work_item, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (req->epoch == 0 && !req->owner) {
         snprintf(why, n, "epoch must be positive, or owner set to release by owner");
         return ORCH_CODE_INVALID_ARGUMENT;
@@ -271,14 +267,15 @@ static orch_code check_release(const Orch__V1__ReleaseRequest *req, lease_owner 
 
 static orch_code check_force_release(const Orch__V1__ForceReleaseRequest *req, char *why, size_t n)
 {
-    CHECK_TEXT("work_item", req->work_item);
-    CHECK_TEXT("reason", req->reason);
+    if (!lease_valid_text("work_item", req->work_item, why, n) ||
+        !lease_valid_text("reason", req->reason, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (req->epoch == 0) {
         snprintf(why, n, "epoch is required: read the lease (Get) and name the grant to release");
         return ORCH_CODE_INVALID_ARGUMENT;
     }
-    if (req->operator_[0])
-        CHECK_TEXT("operator", req->operator_);
+    if (req->operator_[0] && !lease_valid_text("operator", req->operator_, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     return ORCH_CODE_OK;
 }
 
@@ -306,7 +303,8 @@ static orch_code check_probe_owner(const Orch__V1__ProbeOwnerRequest *req, char 
         snprintf(why, n, "start_ticks must be positive");
         return ORCH_CODE_INVALID_ARGUMENT;
     }
-    CHECK_TEXT("boot_id", req->boot_id);
+    if (!lease_valid_text("boot_id", req->boot_id, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     return ORCH_CODE_OK;
 }
 
@@ -320,13 +318,16 @@ orch_code lease_rpc_check(const ProtobufCMessage *msg, lease_owner *owner, char 
         return check_release((const Orch__V1__ReleaseRequest *)msg, owner, why, n);
     if (d == &orch__v1__validate_request__descriptor) {
         const Orch__V1__ValidateRequest *req = (const Orch__V1__ValidateRequest *)msg;
-        CHECK_TEXT("work_item", req->work_item);
+        if (!lease_valid_text("work_item", req->work_item, why, n))
+            return ORCH_CODE_INVALID_ARGUMENT;
         return check_epoch(req->epoch, why, n);
     }
     if (d == &orch__v1__force_release_request__descriptor)
         return check_force_release((const Orch__V1__ForceReleaseRequest *)msg, why, n);
     if (d == &orch__v1__get_lease_request__descriptor) {
-        CHECK_TEXT("work_item", ((const Orch__V1__GetLeaseRequest *)msg)->work_item);
+        const Orch__V1__GetLeaseRequest *req = (const Orch__V1__GetLeaseRequest *)msg;
+        if (!lease_valid_text("work_item", req->work_item, why, n))
+            return ORCH_CODE_INVALID_ARGUMENT;
         return ORCH_CODE_OK;
     }
     if (d == &orch__v1__list_leases_request__descriptor)
@@ -338,13 +339,15 @@ orch_code lease_rpc_check(const ProtobufCMessage *msg, lease_owner *owner, char 
     return code;
 }
 
-/* Runs lease_rpc_check() on a handler's request; on failure the call fails. */
-#define CHECK_REQUEST(call, msg, owner)                                         \
-    do {                                                                        \
-        char why_[200];                                                         \
-        if (lease_rpc_check(msg, owner, why_, sizeof why_) != ORCH_CODE_OK)     \
-            return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why_); \
-    } while (0)
+/* Runs lease_rpc_check() on a handler's request. Returns ORCH_CODE_OK, or
+ * INVALID_ARGUMENT with the reason set on the call (the handler returns it). */
+static orch_code check_request(orch_rpc_call *call, const ProtobufCMessage *msg, lease_owner *owner)
+{
+    char why[200];
+    if (lease_rpc_check(msg, owner, why, sizeof why) != ORCH_CODE_OK)
+        return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
+    return ORCH_CODE_OK;
+}
 
 /* ---- Acquire --------------------------------------------------------------- */
 
@@ -501,7 +504,9 @@ static orch_code acquire(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     lease_owner owner;
     uint64_t t0 = orch_mono_ns();
 
-    CHECK_REQUEST(call, msg, &owner);
+    orch_code bad = check_request(call, msg, &owner);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     if (!lease_in_scope(&ls->scope, req->repo)) {
         orch_counter_add(ls->m_acquire, ACQ_INERT, 1);
         return reply_granted(call, 0, false, false, true);
@@ -617,7 +622,9 @@ static orch_code validate(orch_rpc_call *call, const ProtobufCMessage *msg, void
     lease_row row;
     bool found = false;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_code code = read_lease(call, arg, req->work_item, &row, &found);
     if (code)
         return code;
@@ -666,7 +673,9 @@ static orch_code force_release(orch_rpc_call *call, const ProtobufCMessage *msg,
     lease_row row;
     bool found = false, released = false;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
@@ -698,7 +707,9 @@ static orch_code get(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg
     lease_row row;
     bool found = false;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_code code = read_lease(call, arg, req->work_item, &row, &found);
     if (code)
         return code;
@@ -788,7 +799,9 @@ static orch_code list(orch_rpc_call *call, const ProtobufCMessage *msg, void *ar
     list_acc acc = { 0 };
     orch_db_conn *c = NULL;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
@@ -810,7 +823,9 @@ static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, v
     uint64_t ticks = 0;
     const char *reason;
 
-    CHECK_REQUEST(call, msg, NULL);
+    orch_code bad = check_request(call, msg, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     /* /proc is read only for this boot: another boot id is no verdict. */
     bool mine = strcmp(req->boot_id, ls->me->boot_id) == 0;
     lease_proc_read proc = mine ? read_proc(req->pid, &ticks) : LEASE_PROC_UNREADABLE;
@@ -824,15 +839,22 @@ static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, v
     return orch_rpc_reply(call, &rep.base);
 }
 
-static const orch_rpc_handler handlers[] = {
-    acquire, release, validate, force_release, get, list, probe_owner,
+/* Matched to the service block of lease.proto by name at registration. */
+static const orch_rpc_method methods[] = {
+    { .name = "Acquire", .handler = acquire },
+    { .name = "Release", .handler = release },
+    { .name = "Validate", .handler = validate },
+    { .name = "ForceRelease", .handler = force_release },
+    { .name = "Get", .handler = get },
+    { .name = "List", .handler = list },
+    { .name = "ProbeOwner", .handler = probe_owner },
 };
 
 orch_err lease_rpc_register(orch_service *svc, lease_svc *ls)
 {
-    /* The table above follows the order of the service block in lease.proto. */
-    if (orch__v1__lease_service__descriptor.n_methods != sizeof handlers / sizeof *handlers)
-        return ORCH_EINVAL;
-    orch_rpc_service rpc = { &orch__v1__lease_service__descriptor, handlers, ls, false };
+    orch_rpc_service rpc = { .desc = &orch__v1__lease_service__descriptor,
+                             .methods = methods,
+                             .nmethods = sizeof methods / sizeof *methods,
+                             .arg = ls };
     return orch_service_add_rpc(svc, &rpc);
 }

@@ -60,12 +60,6 @@ static bool printable(const char *s)
 
 /* ---- input checks (stage_rpc.h) --------------------------------------------- */
 
-#define CHECK_IDENT(name, v, repo)               \
-    do {                                         \
-        if (!valid_ident(name, v, repo, why, n)) \
-            return ORCH_CODE_INVALID_ARGUMENT;   \
-    } while (0)
-
 /* Fills `why` and returns INVALID_ARGUMENT. */
 static orch_code invalid(char *why, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -81,8 +75,9 @@ static orch_code invalid(char *why, size_t n, const char *fmt, ...)
 
 static orch_code check_create(const Orch__V1__CreateTaskRequest *req, char *why, size_t n)
 {
-    CHECK_IDENT("work_item", req->work_item, false);
-    CHECK_IDENT("repo", req->repo, true);
+    if (!valid_ident("work_item", req->work_item, false, why, n) ||
+        !valid_ident("repo", req->repo, true, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (strlen(req->title) > STAGE_MAX_TITLE)
         return invalid(why, n, "title is over %d bytes", STAGE_MAX_TITLE);
     if (!printable(req->title))
@@ -94,7 +89,8 @@ static orch_code check_create(const Orch__V1__CreateTaskRequest *req, char *why,
 
 static orch_code check_get(const Orch__V1__GetTaskRequest *req, char *why, size_t n)
 {
-    CHECK_IDENT("work_item", req->work_item, false);
+    if (!valid_ident("work_item", req->work_item, false, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     unsigned limit = req->history_limit ? req->history_limit : 50;
     if (limit > 1000)
         return invalid(why, n, "history_limit %u is over 1000", req->history_limit);
@@ -133,17 +129,20 @@ static orch_code request_verdicts(size_t max_evidence, const char *text, Orch__V
 static orch_code check_advance(const Orch__V1__AdvanceStageRequest *req, size_t max_evidence,
                                orch_verdicts *ev, char *why, size_t n)
 {
-    CHECK_IDENT("work_item", req->work_item, false);
-    CHECK_IDENT("actor", req->actor, false);
+    if (!valid_ident("work_item", req->work_item, false, why, n) ||
+        !valid_ident("actor", req->actor, false, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     return request_verdicts(max_evidence, req->evidence, req->verdicts, req->n_verdicts, ev, why,
                             n);
 }
 
 static orch_code check_rollback(const Orch__V1__RollbackRequest *req, char *why, size_t n)
 {
-    CHECK_IDENT("work_item", req->work_item, false);
+    if (!valid_ident("work_item", req->work_item, false, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     const char *actor = req->actor[0] ? req->actor : "operator";
-    CHECK_IDENT("actor", actor, false);
+    if (!valid_ident("actor", actor, false, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     if (!req->reason[0] || strlen(req->reason) > 500 || !printable(req->reason))
         return invalid(why, n, "reason is required: 1..500 printable bytes");
     stage_id from = stage_parse(req->expected_from);
@@ -160,8 +159,8 @@ static orch_code check_list_queue(const Orch__V1__ListQueueRequest *req, char *w
 {
     if (req->stage[0] && stage_parse(req->stage) == ST_NONE)
         return invalid(why, n, "unknown stage \"%.60s\"", req->stage);
-    if (req->repo[0])
-        CHECK_IDENT("repo", req->repo, true);
+    if (req->repo[0] && !valid_ident("repo", req->repo, true, why, n))
+        return ORCH_CODE_INVALID_ARGUMENT;
     unsigned limit = req->limit ? req->limit : 100;
     if (limit > 1000)
         return invalid(why, n, "limit %u is over 1000", req->limit);
@@ -190,14 +189,17 @@ orch_code stage_rpc_check(const ProtobufCMessage *msg, size_t max_evidence, orch
     return invalid(why, n, "%s is not a StageService request", d->name);
 }
 
-/* Runs stage_rpc_check() on a handler's request; on failure the call fails. */
-#define CHECK_REQUEST(call, msg, max_evidence, ev)                                   \
-    do {                                                                             \
-        char why_[320];                                                              \
-        orch_code code_ = stage_rpc_check(msg, max_evidence, ev, why_, sizeof why_); \
-        if (code_ != ORCH_CODE_OK)                                                   \
-            return orch_rpc_fail(call, code_, "%s", why_);                           \
-    } while (0)
+/* Runs stage_rpc_check() on a handler's request. Returns ORCH_CODE_OK, or
+ * the check's code with the reason set on the call (the handler returns it). */
+static orch_code check_request(orch_rpc_call *call, const ProtobufCMessage *msg,
+                               size_t max_evidence, orch_verdicts *ev)
+{
+    char why[320];
+    orch_code code = stage_rpc_check(msg, max_evidence, ev, why, sizeof why);
+    if (code != ORCH_CODE_OK)
+        return orch_rpc_fail(call, code, "%s", why);
+    return ORCH_CODE_OK;
+}
 
 /* ---- encoding ------------------------------------------------------------ */
 
@@ -228,7 +230,9 @@ static orch_code create_task(orch_rpc_call *call, const ProtobufCMessage *msg, v
 {
     stage_svc *ss = arg;
     const Orch__V1__CreateTaskRequest *req = (const Orch__V1__CreateTaskRequest *)msg;
-    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
+    orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
     stage_task t;
@@ -262,7 +266,9 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
 {
     stage_svc *ss = arg;
     const Orch__V1__GetTaskRequest *req = (const Orch__V1__GetTaskRequest *)msg;
-    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
+    orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     unsigned limit = req->history_limit ? req->history_limit : 50;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
@@ -370,7 +376,9 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     const Orch__V1__AdvanceStageRequest *req = (const Orch__V1__AdvanceStageRequest *)msg;
     uint64_t t0 = orch_mono_ns();
     orch_verdicts ev;
-    CHECK_REQUEST(call, msg, ss->max_evidence, &ev);
+    orch_code bad = check_request(call, msg, ss->max_evidence, &ev);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     orch_code code;
     advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
     advance_res res;
@@ -418,7 +426,9 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
     stage_svc *ss = arg;
     const Orch__V1__RollbackRequest *req = (const Orch__V1__RollbackRequest *)msg;
     uint64_t t0 = orch_mono_ns();
-    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
+    orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     const char *actor = req->actor[0] ? req->actor : "operator";
     advance_req ar = {
         req->work_item, req->expected_from, "development", actor, req->reason, NULL
@@ -449,7 +459,9 @@ static orch_code list_queue(orch_rpc_call *call, const ProtobufCMessage *msg, vo
 {
     stage_svc *ss = arg;
     const Orch__V1__ListQueueRequest *req = (const Orch__V1__ListQueueRequest *)msg;
-    CHECK_REQUEST(call, msg, ss->max_evidence, NULL);
+    orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
+    if (bad != ORCH_CODE_OK)
+        return bad;
     stage_id st = req->stage[0] ? stage_parse(req->stage) : ST_NONE;
     unsigned limit = req->limit ? req->limit : 100;
     uint64_t dl = orch_rpc_call_deadline(call);
@@ -546,15 +558,18 @@ static orch_code pipeline(orch_rpc_call *call, const ProtobufCMessage *msg, void
     return code;
 }
 
-static const orch_rpc_handler handlers[] = {
-    create_task, get_task, advance, rollback, list_queue, pipeline,
+/* Matched to the service block of stage.proto by name at registration. */
+static const orch_rpc_method methods[] = {
+    { .name = "CreateTask", .handler = create_task }, { .name = "GetTask", .handler = get_task },
+    { .name = "AdvanceStage", .handler = advance },   { .name = "Rollback", .handler = rollback },
+    { .name = "ListQueue", .handler = list_queue },   { .name = "Pipeline", .handler = pipeline },
 };
 
 orch_err stage_rpc_register(orch_service *svc, stage_svc *ss)
 {
-    /* The table above follows the order of the service block in stage.proto. */
-    if (orch__v1__stage_service__descriptor.n_methods != sizeof handlers / sizeof *handlers)
-        return ORCH_EINVAL;
-    orch_rpc_service rpc = { &orch__v1__stage_service__descriptor, handlers, ss, false };
+    orch_rpc_service rpc = { .desc = &orch__v1__stage_service__descriptor,
+                             .methods = methods,
+                             .nmethods = sizeof methods / sizeof *methods,
+                             .arg = ss };
     return orch_service_add_rpc(svc, &rpc);
 }

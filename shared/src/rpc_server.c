@@ -57,6 +57,7 @@ struct orch_rpc_server {
     orch_rpc_server_opts o;
     char *auth_token;
     orch_rpc_service *svcs;
+    orch_rpc_handler **handlers; /* [service][method index], desc->n_methods each */
     size_t nsvcs;
     size_t *method_base;       /* first metrics index of each service */
     const char **method_names; /* metrics label values, last = "unknown" */
@@ -294,6 +295,17 @@ typedef struct outcome {
     size_t metric_idx;
 } outcome;
 
+/* The handler of method `md` of service `si`, or NULL (UNIMPLEMENTED); never
+ * reads past the table, whatever the descriptor holds. */
+static orch_rpc_handler handler_of(const orch_rpc_server *s, size_t si,
+                                   const ProtobufCMethodDescriptor *md)
+{
+    const ProtobufCServiceDescriptor *d = s->svcs[si].desc;
+    if (md < d->methods || md >= d->methods + d->n_methods)
+        return NULL;
+    return s->handlers[si][md - d->methods];
+}
+
 /* Authenticates and resolves the method; fills oc and call->method. Returns
  * false (with oc->code set) when the request must be refused. */
 static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, orch_rpc_call *call,
@@ -304,7 +316,7 @@ static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, o
         return false;
     }
     *md = orch__rpc_find_method(s->svcs, s->nsvcs, env->method, si);
-    if (!*md || !s->svcs[*si].handlers[*md - s->svcs[*si].desc->methods]) {
+    if (!*md || !handler_of(s, *si, *md)) {
         oc->code =
             orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED, "unknown method '%.200s'", env->method);
         return false;
@@ -341,7 +353,7 @@ static void run_handler(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnv
     }
     orch_log_set_request(env->request_id, call->method);
     oc->ran = true;
-    oc->code = s->svcs[si].handlers[md - s->svcs[si].desc->methods](call, req, s->svcs[si].arg);
+    oc->code = handler_of(s, si, md)(call, req, s->svcs[si].arg);
     orch_log_set_request(NULL, NULL);
     protobuf_c_message_free_unpacked(req, NULL);
 }
@@ -567,6 +579,25 @@ static orch_err start_slots_and_workers(orch_rpc_server *s)
     return ORCH_OK;
 }
 
+/* Resolves every service's handler table into s->handlers (rpc_match.c). */
+static orch_err match_handlers(orch_rpc_server *s)
+{
+    s->handlers = calloc(s->nsvcs ? s->nsvcs : 1, sizeof *s->handlers);
+    if (!s->handlers)
+        return ORCH_ENOMEM;
+    for (size_t i = 0; i < s->nsvcs; i++) {
+        size_t n = s->svcs[i].desc ? s->svcs[i].desc->n_methods : 0;
+        char why[256];
+        if (!(s->handlers[i] = calloc(n ? n : 1, sizeof **s->handlers)))
+            return ORCH_ENOMEM;
+        if (orch_rpc_match(&s->svcs[i], s->handlers[i], n, why, sizeof why) != ORCH_OK) {
+            orch_error("RPC server refused: %s", why);
+            return ORCH_EINVAL;
+        }
+    }
+    return ORCH_OK;
+}
+
 orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_service *services,
                                size_t nservices, orch_rpc_server **out)
 {
@@ -588,6 +619,9 @@ orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_
     s->nsvcs = nservices;
     for (size_t i = 0; i < nservices; i++)
         s->any_nonblocking = s->any_nonblocking || services[i].nonblocking;
+    if ((err = match_handlers(s)))
+        goto fail;
+    err = ORCH_ENOMEM;
     if (opts->auth_token && opts->auth_token[0] && !(s->auth_token = strdup(opts->auth_token)))
         goto fail;
     if ((err = build_method_table(s)) ||
@@ -685,6 +719,9 @@ void orch_rpc_server_free(orch_rpc_server *s)
         free((char *)s->method_names[i]);
     free(s->method_names);
     free(s->method_base);
+    for (size_t i = 0; s->handlers && i < s->nsvcs; i++)
+        free(s->handlers[i]);
+    free(s->handlers);
     if (s->owns_metrics)
         orch_metrics_free(s->o.metrics);
     orch__dedup_free(s->dedup);

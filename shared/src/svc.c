@@ -112,8 +112,13 @@ orch_err orch_service_add_http(orch_service *s, const orch_http_handler *h)
 
 orch_err orch_service_add_rpc(orch_service *s, const orch_rpc_service *rpc)
 {
+    char why[256];
     if (s->rpc || s->nrpcs == MAX_RPC_SERVICES)
         return ORCH_EINVAL;
+    if (orch_rpc_match(rpc, NULL, 0, why, sizeof why) != ORCH_OK) {
+        orch_error("%s: cannot register RPC: %s", s->def->name, why);
+        return ORCH_EINVAL;
+    }
     s->rpcs[s->nrpcs++] = *rpc;
     return ORCH_OK;
 }
@@ -216,7 +221,7 @@ static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg, 
     return orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE, "database unreachable: %s", why);
 }
 
-static const orch_rpc_handler health_handlers[] = { health_check };
+static const orch_rpc_method health_methods[] = { { "Check", health_check } };
 
 static int http_healthz(void *arg, char **body, size_t *len, const char **ctype)
 {
@@ -394,7 +399,11 @@ static orch_err start_serving(orch_service *s)
 {
     const orch_config *cfg = s->cfg;
     /* Check reads atomics only: it is answered on NNG's thread. */
-    orch_rpc_service health = { &orch__v1__health_service__descriptor, health_handlers, s, true };
+    orch_rpc_service health = { .desc = &orch__v1__health_service__descriptor,
+                                .methods = health_methods,
+                                .nmethods = 1,
+                                .arg = s,
+                                .nonblocking = true };
     orch_err err = orch_service_add_rpc(s, &health);
     if (!err && orch_config_bool(cfg, "ORCH_ALERT_NOTIFY") &&
         strcmp(s->def->rpc_url_var, "ORCH_GUARD_RPC_URL") != 0) {

@@ -173,7 +173,11 @@ static orch_code advance(orch_rpc_call *c, const ProtobufCMessage *msg, void *ar
     return orch_rpc_reply(c, &rep.base);
 }
 
-static const orch_rpc_handler stage_handlers[] = { NULL, NULL, advance, NULL, NULL, NULL };
+/* An imitation of stage-service: AdvanceStage only, the rest UNIMPLEMENTED. */
+static const orch_rpc_method stage_methods[] = {
+    { "CreateTask", NULL }, { "GetTask", NULL },   { "AdvanceStage", advance },
+    { "Rollback", NULL },   { "ListQueue", NULL }, { "Pipeline", NULL },
+};
 
 void ln_stage_start(int defer_first, char *url, size_t n)
 {
@@ -182,7 +186,9 @@ void ln_stage_start(int defer_first, char *url, size_t n)
     int port = th_free_port();
     char u[64];
     snprintf(u, sizeof u, "tcp://127.0.0.1:%d", port);
-    orch_rpc_service svc = { &orch__v1__stage_service__descriptor, stage_handlers, NULL, false };
+    orch_rpc_service svc = { .desc = &orch__v1__stage_service__descriptor,
+                             .methods = stage_methods,
+                             .nmethods = sizeof stage_methods / sizeof *stage_methods };
     orch_rpc_server_opts o = { .url = u,
                                .max_msg_bytes = 1 << 20,
                                .concurrency = 4,

@@ -38,10 +38,20 @@ typedef struct orch_rpc_call orch_rpc_call;
  * code, usually through orch_rpc_fail(). It runs on a worker thread. */
 typedef orch_code (*orch_rpc_handler)(orch_rpc_call *call, const ProtobufCMessage *req, void *arg);
 
+/* One entry of a handler table: a method named as in the .proto service
+ * block ("Acquire"), and its handler. A NULL handler declares the method
+ * deliberately unimplemented: it is answered UNIMPLEMENTED. */
+typedef struct orch_rpc_method {
+    const char *name;
+    orch_rpc_handler handler;
+} orch_rpc_method;
+
 typedef struct orch_rpc_service {
     const ProtobufCServiceDescriptor *desc;
-    /* One handler per desc->methods[i], same order; NULL = UNIMPLEMENTED. */
-    const orch_rpc_handler *handlers;
+    /* The handler table, in any order, matched to desc by method name
+     * (orch_rpc_match); borrowed for the server's life. */
+    const orch_rpc_method *methods;
+    size_t nmethods;
     void *arg; /* passed to every handler of this service */
     /* The handlers never block (no database, no HTTP, no waiting on a
      * contended lock): they run on NNG's callback thread, without the hand-off
@@ -61,8 +71,18 @@ typedef struct orch_rpc_server_opts {
     orch_metrics *metrics;       /* optional; borrowed */
 } orch_rpc_server_opts;
 
+/* Matches svc->methods to svc->desc by name: every method of the descriptor
+ * named exactly once, no name the descriptor lacks. On success writes the
+ * handler of desc->methods[i] to out[i] (`nout` must be desc->n_methods;
+ * `out` NULL = check only) and returns ORCH_OK; otherwise returns ORCH_EINVAL with `why` (n bytes)
+ * naming the service and the method at fault, and leaves `out` untouched. */
+orch_err orch_rpc_match(const orch_rpc_service *svc, orch_rpc_handler *out, size_t nout, char *why,
+                        size_t n) ORCH_NODISCARD;
+
 /* Binds and starts serving `services` (copied array; descriptors and
- * handler tables borrowed for the server's life). */
+ * handler tables borrowed for the server's life). A handler table that does
+ * not match its descriptor (orch_rpc_match) is logged and refused with
+ * ORCH_EINVAL. */
 orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_service *services,
                                size_t nservices, orch_rpc_server **out) ORCH_NODISCARD;
 /* Stops accepting requests, lets in-flight ones finish (at most grace_ms),

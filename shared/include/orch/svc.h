@@ -47,7 +47,10 @@ const orch_ident *orch_service_ident(const orch_service *svc);
 orch_metrics *orch_service_metrics(const orch_service *svc);
 /* ORCH_RUNTIME as parsed at start-up (orch/guard.h). */
 int orch_service_runtime(const orch_service *svc);
-/* Registers an RPC service (before the server starts: start hook only). */
+/* Registers an RPC service (before the server starts: start hook only).
+ * A handler table that does not match its descriptor by method name
+ * (orch_rpc_match) is logged, naming the method, and refused with
+ * ORCH_EINVAL, so the service does not start. */
 orch_err orch_service_add_rpc(orch_service *svc, const orch_rpc_service *rpc) ORCH_NODISCARD;
 /* Adds a blocking HTTP handler (start hook only): it runs on the HTTP
  * server's worker threads, beside /healthz and /metrics. */
