@@ -344,8 +344,8 @@ RANDOM="$SEED"
 : >"$TMP/faults.log"
 : >"$TMP/webhooks.log"
 : >"$TMP/lease-dup.log"
-fault_log() { # fault_log KIND HOST ITEM EPOCH DETAIL
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(now_ms)" "$1" "$2" "${3:--}" "${4:-0}" "${5:-}" >>"$TMP/faults.log"
+fault_log() { # fault_log KIND HOST ITEM EPOCH DETAIL; FAULT_T: the moment, if not now
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${FAULT_T:-$(now_ms)}" "$1" "$2" "${3:--}" "${4:-0}" "${5:-}" >>"$TMP/faults.log"
   say "fault: $1 $2 ${3:-} ${5:-}"
 }
 
@@ -391,8 +391,10 @@ fault_kill_owner() {
   [[ -n "$row" ]] || return 1
   IFS='|' read -r item epoch host pid <<<"$row"
   owner_is_stage "$pid" "$host" || return 1
+  local t
+  t="$(now_ms)" # the kill's moment: a take-over may follow within milliseconds
   kill_wait KILL "$pid"
-  fault_log kill_owner "$host" "$item" "$epoch" "SIGKILL stage-service pid $pid holding epoch $epoch"
+  FAULT_T="$t" fault_log kill_owner "$host" "$item" "$epoch" "SIGKILL stage-service pid $pid holding epoch $epoch"
   sleep 0.3
   start_stage "$host"
 }
