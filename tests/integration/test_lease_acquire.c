@@ -236,7 +236,7 @@ Test(lease_acquire, an_acquire_read_after_its_deadline_is_never_run)
     /* One answered call first: the connection is up, so the request is
      * written to lease-service's socket while it is stopped. */
     cr_assert(lt_validate(c, "ORCH-STALLED", 1).code == ORCH_CODE_OK);
-    cr_assert_eq(kill(svc.pid, SIGSTOP), 0);
+    th_stop_process(svc.pid, 5000);
     stalled_acquire s = { .c = c, .o = &o };
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, acquire_300ms, &s), 0);

@@ -63,7 +63,7 @@ Test(stage_lost_answers, an_acquire_stalled_past_its_deadline_is_never_granted, 
     sw_up(&W, env);
     cr_assert_eq(sw_create(W.client, "LOST-1", "org/app", 7970), ORCH_CODE_OK);
     sw_walk_to(&W, "LOST-1", "analysis");
-    cr_assert_eq(kill(W.lease.pid, SIGSTOP), 0);
+    th_stop_process(W.lease.pid, 5000);
     sw_adv a = sw_advance(W.client, "LOST-1", "analysis", "architecture", "monitor",
                           "analysis_status: DONE");
     usleep(200000); /* the Acquire waits in the socket buffer past its deadline */

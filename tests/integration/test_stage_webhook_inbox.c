@@ -152,6 +152,22 @@ static bool wait_stage(const char *item, const char *stage, int ms)
     return false;
 }
 
+/* Waits until the inbox row of `delivery` is settled (state done): the
+ * engine's stage write commits first, the row is marked done after it. */
+static bool wait_settled(const char *delivery, int ms)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM webhook_inbox WHERE delivery = '%s' AND state = 'done'",
+             delivery);
+    for (int waited = 0; waited < ms; waited += 100) {
+        if (num(sql) == 1)
+            return true;
+        usleep(100000);
+    }
+    return num(sql) == 1;
+}
+
 Test(stage_webhook_inbox, plane_cancel_during_a_held_lease_is_applied_after_release, .fini = down,
      .timeout = 120)
 {
@@ -180,6 +196,7 @@ Test(stage_webhook_inbox, plane_cancel_during_a_held_lease_is_applied_after_rele
     free_lease("ORCH-301", epoch);
     cr_assert(wait_stage("ORCH-301", "cancelled", 20000),
               "the cancel was lost: not applied after the lease was freed");
+    cr_assert(wait_settled("plane-d-1", 10000), "the applied event was never settled");
     cr_assert_eq(num("SELECT count(*) FROM webhook_inbox WHERE delivery = 'plane-d-1'"
                      " AND state = 'done' AND outcome = 'applied'"),
                  1);
@@ -215,6 +232,7 @@ Test(stage_webhook_inbox, gitea_approval_during_a_held_lease_merges_once_after_r
 
     free_lease("ORCH-302", epoch);
     cr_assert(wait_stage("ORCH-302", "testing", 20000), "the approval was not applied");
+    cr_assert(wait_settled("gitea-d-1", 10000), "the applied event was never settled");
     cr_assert_eq(sw_counts_for_pr(9302).merges, 1);
     /* Gitea's "redeliver" is a new delivery id with the same body: the
      * item moved past review, so it is superseded, with a 200. */
@@ -245,6 +263,7 @@ Test(stage_webhook_inbox, a_queued_event_survives_a_stage_service_crash, .fini =
     free_lease("ORCH-303", epoch);
     sw_stage_start(&W, &W.stage, NULL);
     cr_assert(wait_stage("ORCH-303", "cancelled", 20000), "the recorded cancel was lost");
+    cr_assert(wait_settled("plane-crash-1", 10000), "the applied event was never settled");
     cr_assert_eq(num("SELECT count(*) FROM webhook_inbox WHERE delivery = 'plane-crash-1'"
                      " AND state = 'done' AND outcome = 'applied'"),
                  1);
@@ -315,6 +334,7 @@ Test(stage_webhook_inbox, a_plane_cancel_over_an_unknown_merge_is_applied, .fini
     sw_set_gitea_down(false);
     cr_assert(wait_stage("ORCH-306", "cancelled", 30000),
               "the cancel stays in the inbox although Gitea can now say the merge happened");
+    cr_assert(wait_settled("plane-unk-1", 10000), "the applied event was never settled");
     cr_assert_eq(num("SELECT count(*) FROM webhook_inbox WHERE delivery = 'plane-unk-1'"
                      " AND state = 'done' AND outcome = 'applied'"),
                  1);

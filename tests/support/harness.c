@@ -5,6 +5,7 @@
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
@@ -581,4 +582,43 @@ void th_proxy_stop(th_proxy *p)
         th_kill(p->pid, SIGTERM, 5000);
     p->pid = 0;
     unlink(p->drop_path);
+}
+
+/* Whether every thread of `pid` is in state T (stopped); false if any is
+ * not, or the process cannot be read. */
+static bool all_threads_stopped(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return false;
+    bool all = true;
+    int n = 0;
+    struct dirent *e;
+    while (all && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[384], buf[512];
+        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[len] = '\0';
+        const char *rp = strrchr(buf, ')');
+        all = rp && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+        n++;
+    }
+    closedir(d);
+    return all && n > 0;
+}
+
+void th_stop_process(pid_t pid, uint32_t timeout_ms)
+{
+    cr_assert_eq(kill(pid, SIGSTOP), 0);
+    for (uint32_t waited = 0; !all_threads_stopped(pid); waited += 5) {
+        cr_assert_lt(waited, timeout_ms, "pid %d did not stop within %u ms", (int)pid, timeout_ms);
+        sleep_ms(5);
+    }
 }

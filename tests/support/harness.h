@@ -70,6 +70,9 @@ pid_t th_spawn(const char *const *argv);
  * the exit status, 128+signal if killed by a signal, -1 on timeout (then it
  * is SIGKILLed and reaped). */
 int th_kill(pid_t pid, int sig, uint32_t timeout_ms);
+/* SIGSTOPs `pid` and waits (at most `timeout_ms`, else the test fails) until
+ * every thread of it is stopped: from then on it runs no code of its own. */
+void th_stop_process(pid_t pid, uint32_t timeout_ms);
 /* Polls the service's log until it contains `needle`; true if it did. */
 bool th_svc_wait_log(const th_svc *s, const char *needle, uint32_t timeout_ms);
 
