@@ -95,12 +95,13 @@ bool launcher_proc_ceiling(launcher_svc *ls, uint64_t id);
 /* Whether this instance runs job `id`. */
 bool launcher_proc_tracks(launcher_svc *ls, uint64_t id);
 
-/* Starts and stops the supervisor thread. */
+/* Starts and stops the supervisor thread (a ticker every ORCH_LAUNCHER_POLL_MS). */
 orch_err launcher_proc_start(launcher_svc *ls) ORCH_NODISCARD;
 void launcher_proc_stop(launcher_svc *ls);
 
 /* Start-up requeue (before anything runs), then the background thread
- * (stage reports and the job reaper). */
+ * (stage reports and the job reaper). Stopping it also cancels the
+ * supervisor's further passes: launcher_proc_stop() comes next. */
 orch_err launcher_requeue(launcher_svc *ls) ORCH_NODISCARD;
 orch_err launcher_background_start(launcher_svc *ls) ORCH_NODISCARD;
 void launcher_background_stop(launcher_svc *ls);

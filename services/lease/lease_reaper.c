@@ -2,7 +2,7 @@
  * lease_reaper.c - start-up recovery and the reaper (the host's
  * registration is lease_host.c).
  *
- * The reaper runs on its own thread every ORCH_LEASE_REAPER_INTERVAL_S: it
+ * The reaper runs on its own thread every ORCH_LEASE_REAPER_INTERVAL_MS: it
  * force-releases leases older than the ceiling whatever their liveness, and
  * releases leases whose owner is dead. Every release is conditional on the
  * epoch it judged, so a lease released or re-granted meanwhile is left alone,
