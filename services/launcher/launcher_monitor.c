@@ -397,49 +397,41 @@ void launcher_monitor_pass(launcher_svc *ls)
 
 /* ---- background thread ---------------------------------------------------- */
 
-static void *background_main(void *arg)
+/* One background pass: stage reports every min(ORCH_LAUNCHER_MONITOR_RETRY_MS,
+ * 1 s) or when a job ends, the job reaper every ORCH_LAUNCHER_REAPER_INTERVAL_MS. */
+static bool background_tick(void *arg)
 {
     launcher_svc *ls = arg;
-    uint64_t next_reap = orch_mono_ms() + (uint64_t)ls->reaper_interval_ms;
-    int64_t tick = ls->monitor_retry_ms < 1000 ? ls->monitor_retry_ms : 1000;
-    for (;;) {
-        pthread_mutex_lock(&ls->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)tick * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        if (!ls->quit)
-            pthread_cond_timedwait(&ls->bg_cv, &ls->mu, &ts);
-        bool quit = ls->quit;
-        pthread_mutex_unlock(&ls->mu);
-        if (quit)
-            break;
-        launcher_monitor_pass(ls);
-        if (orch_mono_ms() >= next_reap) {
-            launcher_reaper_pass(ls);
-            next_reap = orch_mono_ms() + (uint64_t)ls->reaper_interval_ms;
-        }
+    launcher_monitor_pass(ls);
+    if (orch_mono_ms() >= ls->next_reap_ms) {
+        launcher_reaper_pass(ls);
+        ls->next_reap_ms = orch_mono_ms() + (uint64_t)ls->reaper_interval_ms;
     }
-    return NULL;
+    return true;
 }
 
 orch_err launcher_background_start(launcher_svc *ls)
 {
-    if (pthread_create(&ls->background, NULL, background_main, ls) != 0)
-        return ORCH_ENOMEM;
-    ls->background_started = true;
+    int64_t tick = ls->monitor_retry_ms < 1000 ? ls->monitor_retry_ms : 1000;
+    orch_ticker *t = NULL;
+    ls->next_reap_ms = orch_mono_ms() + (uint64_t)ls->reaper_interval_ms;
+    orch_err err = orch_ticker_start("background", (uint32_t)tick, 0, background_tick, ls, &t);
+    if (err)
+        return err;
+    pthread_mutex_lock(&ls->mu);
+    ls->background = t;
+    pthread_mutex_unlock(&ls->mu);
     return ORCH_OK;
 }
 
+/* Stops the background passes; the supervisor starts no pass after this
+ * either (launcher_proc_stop() joins it next), as before a shutdown. */
 void launcher_background_stop(launcher_svc *ls)
 {
-    if (!ls->background_started)
-        return;
     pthread_mutex_lock(&ls->mu);
-    ls->quit = true;
-    pthread_cond_broadcast(&ls->bg_cv);
+    orch_ticker *t = ls->background;
+    ls->background = NULL;
+    orch_ticker_cancel(ls->supervisor);
     pthread_mutex_unlock(&ls->mu);
-    pthread_join(ls->background, NULL);
-    ls->background_started = false;
+    orch_ticker_stop(t);
 }

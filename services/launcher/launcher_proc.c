@@ -40,7 +40,7 @@ static const char *const withheld[] = { "ORCH_DATABASE_URL=", "ORCH_RPC_AUTH_TOK
 void launcher_wake(launcher_svc *ls)
 {
     pthread_mutex_lock(&ls->mu);
-    pthread_cond_signal(&ls->cv);
+    orch_ticker_wake(ls->supervisor);
     pthread_mutex_unlock(&ls->mu);
 }
 
@@ -58,7 +58,7 @@ static bool mark(launcher_svc *ls, uint64_t id, launcher_kill why)
     launcher_slot *s = slot_of(ls, id);
     if (s && s->kill == KILL_NONE)
         s->kill = why;
-    pthread_cond_signal(&ls->cv);
+    orch_ticker_wake(ls->supervisor);
     pthread_mutex_unlock(&ls->mu);
     return s != NULL;
 }
@@ -393,7 +393,7 @@ static void finish(launcher_svc *ls, launcher_slot *s, int exit_status)
     orch_info("job %" PRIu64 " %s: %s; %zu verdict(s); report %s", s->job.id, status, reason,
               run.verdicts.n, mon);
     pthread_mutex_lock(&ls->mu);
-    pthread_cond_signal(&ls->bg_cv);
+    orch_ticker_wake(ls->background);
     pthread_mutex_unlock(&ls->mu);
 }
 
@@ -466,39 +466,25 @@ static void poll_cancels(launcher_svc *ls)
         (void)mark(ls, ids[i], KILL_CANCEL);
 }
 
-static void *supervisor_main(void *arg)
+/* One supervisor pass, every ORCH_LAUNCHER_POLL_MS or when woken. */
+static bool supervisor_tick(void *arg)
 {
     launcher_svc *ls = arg;
-    for (;;) {
-        pthread_mutex_lock(&ls->mu);
-        if (ls->quit) {
-            pthread_mutex_unlock(&ls->mu);
+    pthread_mutex_lock(&ls->mu);
+    int busy = 0;
+    for (int i = 0; i < ls->nslots; i++)
+        busy += ls->slots[i].used ? 1 : 0;
+    pthread_mutex_unlock(&ls->mu);
+    if (busy)
+        poll_cancels(ls);
+    uint64_t now = orch_mono_ms();
+    for (int i = 0; i < ls->nslots; i++)
+        if (ls->slots[i].used)
+            tend(ls, &ls->slots[i], now);
+    for (int i = 0; i < ls->nslots; i++)
+        if (!ls->slots[i].used && !start_one(ls, &ls->slots[i]))
             break;
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ls->poll_ms * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&ls->cv, &ls->mu, &ts);
-        bool quit = ls->quit;
-        int busy = 0;
-        for (int i = 0; i < ls->nslots; i++)
-            busy += ls->slots[i].used ? 1 : 0;
-        pthread_mutex_unlock(&ls->mu);
-        if (quit)
-            break;
-        if (busy)
-            poll_cancels(ls);
-        uint64_t now = orch_mono_ms();
-        for (int i = 0; i < ls->nslots; i++)
-            if (ls->slots[i].used)
-                tend(ls, &ls->slots[i], now);
-        for (int i = 0; i < ls->nslots; i++)
-            if (!ls->slots[i].used && !start_one(ls, &ls->slots[i]))
-                break;
-    }
-    return NULL;
+    return true;
 }
 
 orch_err launcher_proc_start(launcher_svc *ls)
@@ -518,9 +504,14 @@ orch_err launcher_proc_start(launcher_svc *ls)
                    ls->out_dir, strerror(errno));
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
         orch_warn("cannot become a child subreaper: %s", strerror(errno));
-    if (pthread_create(&ls->supervisor, NULL, supervisor_main, ls) != 0)
-        return ORCH_ENOMEM;
-    ls->supervisor_started = true;
+    orch_ticker *t = NULL;
+    orch_err err =
+        orch_ticker_start("supervisor", (uint32_t)ls->poll_ms, 0, supervisor_tick, ls, &t);
+    if (err)
+        return err;
+    pthread_mutex_lock(&ls->mu);
+    ls->supervisor = t;
+    pthread_mutex_unlock(&ls->mu);
     return ORCH_OK;
 }
 
@@ -529,14 +520,13 @@ orch_err launcher_proc_start(launcher_svc *ls)
  * launcher requeues them. */
 void launcher_proc_stop(launcher_svc *ls)
 {
-    if (!ls->supervisor_started)
-        return;
     pthread_mutex_lock(&ls->mu);
-    ls->quit = true;
-    pthread_cond_broadcast(&ls->cv);
+    orch_ticker *t = ls->supervisor;
+    ls->supervisor = NULL;
     pthread_mutex_unlock(&ls->mu);
-    pthread_join(ls->supervisor, NULL);
-    ls->supervisor_started = false;
+    if (!t)
+        return;
+    orch_ticker_stop(t);
     for (int i = 0; i < ls->nslots; i++) {
         if (!ls->slots[i].used)
             continue;

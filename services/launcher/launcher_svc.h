@@ -5,8 +5,9 @@
  * start-up requeue). Internal to the service.
  *
  * Threading: configuration fields are read-only after start. The slot table
- * (the processes this instance runs) is guarded by `mu`; `cv` wakes the
- * supervisor (new job queued) and `bg_cv` the background thread (a job
+ * (the processes this instance runs) and the two ticker pointers are
+ * guarded by `mu`; waking `supervisor` (ticker.h) hurries the supervisor
+ * (new job queued), waking `background` the background passes (a job
  * finished). The supervisor is the only thread that starts, signals or
  * reaps agent processes.
  */
@@ -23,6 +24,7 @@
 #include "orch/config.h"
 #include "orch/rpc.h"
 #include "orch/svc.h"
+#include "orch/ticker.h"
 
 /* Why the supervisor is ending a job early. */
 typedef enum launcher_kill {
@@ -67,12 +69,10 @@ typedef struct launcher_svc {
     orch_rpc_client *lease, *stage; /* NULL when the URL is empty */
 
     pthread_mutex_t mu;
-    pthread_cond_t cv, bg_cv;
     launcher_slot *slots;
     int nslots;
-    bool quit;
-    pthread_t supervisor, background;
-    bool supervisor_started, background_started;
+    orch_ticker *supervisor, *background; /* NULL when not running */
+    uint64_t next_reap_ms;                /* background thread only: when the reaper is due */
 
     orch_counter *m_runs;    /* by role */
     orch_counter *m_cost;    /* micro-USD by role */
@@ -95,12 +95,13 @@ bool launcher_proc_ceiling(launcher_svc *ls, uint64_t id);
 /* Whether this instance runs job `id`. */
 bool launcher_proc_tracks(launcher_svc *ls, uint64_t id);
 
-/* Starts and stops the supervisor thread. */
+/* Starts and stops the supervisor thread (a ticker every ORCH_LAUNCHER_POLL_MS). */
 orch_err launcher_proc_start(launcher_svc *ls) ORCH_NODISCARD;
 void launcher_proc_stop(launcher_svc *ls);
 
 /* Start-up requeue (before anything runs), then the background thread
- * (stage reports and the job reaper). */
+ * (stage reports and the job reaper). Stopping it also cancels the
+ * supervisor's further passes: launcher_proc_stop() comes next. */
 orch_err launcher_requeue(launcher_svc *ls) ORCH_NODISCARD;
 orch_err launcher_background_start(launcher_svc *ls) ORCH_NODISCARD;
 void launcher_background_stop(launcher_svc *ls);

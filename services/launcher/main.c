@@ -108,12 +108,6 @@ static orch_err launcher_start(orch_service *svc)
     ls->me = orch_service_ident(svc);
     read_config(ls, cfg);
     pthread_mutex_init(&ls->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ls->cv, &ca);
-    pthread_cond_init(&ls->bg_cv, &ca);
-    pthread_condattr_destroy(&ca);
     ls->slots = calloc((size_t)ls->nslots, sizeof *ls->slots);
     if (!ls->slots)
         return ORCH_ENOMEM;
@@ -143,8 +137,6 @@ static void launcher_stop(orch_service *svc)
     launcher_proc_stop(ls);
     orch_rpc_client_close(ls->lease);
     orch_rpc_client_close(ls->stage);
-    pthread_cond_destroy(&ls->cv);
-    pthread_cond_destroy(&ls->bg_cv);
     pthread_mutex_destroy(&ls->mu);
     free(ls->slots);
     free(ls);

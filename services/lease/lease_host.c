@@ -23,12 +23,13 @@
 #include "orch/alert.h"
 #include "orch/clock.h"
 #include "orch/log.h"
+#include "orch/ticker.h"
 
+/* The heartbeat: a ticker and what only its thread touches. */
 struct lease_host_beat {
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool quit;
+    orch_ticker *ticker;
+    lease_svc *ls;
+    bool failing; /* the last beat failed (logged once per run of failures) */
 };
 
 static void sleep_ms(uint64_t ms)
@@ -228,36 +229,21 @@ static bool beat_once(lease_svc *ls, bool *failing)
     return err || mine;
 }
 
-static void *beat_main(void *arg)
+/* One heartbeat; once the registration belongs to another boot, alerts,
+ * asks this process to stop and ends the ticker. */
+static bool beat_tick(void *arg)
 {
-    lease_svc *ls = arg;
-    struct lease_host_beat *b = ls->host_beat;
-    bool failing = false;
-    pthread_mutex_lock(&b->mu);
-    while (!b->quit) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)beat_period_ms(ls) * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
-        if (b->quit)
-            break;
-        pthread_mutex_unlock(&b->mu);
-        bool mine = beat_once(ls, &failing);
-        pthread_mutex_lock(&b->mu);
-        if (!mine) {
-            orch_alert("lease.host-taken-over", "-",
-                       "host id %s is now registered by another boot; this lease-service (boot "
-                       "%s, instance %s) stops: two machines share ORCH_HOST_ID, or this one was "
-                       "frozen past ORCH_LEASE_HOST_STALE_MS",
-                       ls->me->host_id, ls->me->boot_id, ls->me->instance_id);
-            kill(getpid(), SIGTERM);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&b->mu);
-    return NULL;
+    struct lease_host_beat *b = arg;
+    lease_svc *ls = b->ls;
+    if (beat_once(ls, &b->failing))
+        return true;
+    orch_alert("lease.host-taken-over", "-",
+               "host id %s is now registered by another boot; this lease-service (boot "
+               "%s, instance %s) stops: two machines share ORCH_HOST_ID, or this one was "
+               "frozen past ORCH_LEASE_HOST_STALE_MS",
+               ls->me->host_id, ls->me->boot_id, ls->me->instance_id);
+    kill(getpid(), SIGTERM);
+    return false;
 }
 
 orch_err lease_host_beat_start(lease_svc *ls)
@@ -265,20 +251,14 @@ orch_err lease_host_beat_start(lease_svc *ls)
     struct lease_host_beat *b = calloc(1, sizeof *b);
     if (!b)
         return ORCH_ENOMEM;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&b->mu, NULL);
-    ls->host_beat = b;
-    if (pthread_create(&b->thread, NULL, beat_main, ls) != 0) {
-        ls->host_beat = NULL;
-        pthread_mutex_destroy(&b->mu);
-        pthread_cond_destroy(&b->cv);
+    b->ls = ls;
+    orch_err err =
+        orch_ticker_start("lease-beat", (uint32_t)beat_period_ms(ls), 0, beat_tick, b, &b->ticker);
+    if (err) {
         free(b);
-        return ORCH_ENOMEM;
+        return err;
     }
+    ls->host_beat = b;
     return ORCH_OK;
 }
 
@@ -287,13 +267,7 @@ void lease_host_stop(lease_svc *ls)
     struct lease_host_beat *b = ls->host_beat;
     if (!b)
         return;
-    pthread_mutex_lock(&b->mu);
-    b->quit = true;
-    pthread_cond_signal(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-    pthread_join(b->thread, NULL);
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
+    orch_ticker_stop(b->ticker);
     free(b);
     ls->host_beat = NULL;
 

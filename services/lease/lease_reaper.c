@@ -2,7 +2,7 @@
  * lease_reaper.c - start-up recovery and the reaper (the host's
  * registration is lease_host.c).
  *
- * The reaper runs on its own thread every ORCH_LEASE_REAPER_INTERVAL_S: it
+ * The reaper runs on its own thread every ORCH_LEASE_REAPER_INTERVAL_MS: it
  * force-releases leases older than the ceiling whatever their liveness, and
  * releases leases whose owner is dead. Every release is conditional on the
  * epoch it judged, so a lease released or re-granted meanwhile is left alone,
@@ -224,25 +224,10 @@ static void wait_for_launcher(lease_svc *ls)
               (long long)ls->recovery_wait_ms, why);
 }
 
-static void *reaper_main(void *arg)
+static bool reaper_tick(void *arg)
 {
-    lease_svc *ls = arg;
-    pthread_mutex_lock(&ls->mu);
-    while (!ls->quit) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)ls->reaper_interval_ms * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&ls->cv, &ls->mu, &ts);
-        if (ls->quit)
-            break;
-        pthread_mutex_unlock(&ls->mu);
-        lease_reaper_pass(ls, NULL);
-        pthread_mutex_lock(&ls->mu);
-    }
-    pthread_mutex_unlock(&ls->mu);
-    return NULL;
+    lease_reaper_pass(arg, NULL);
+    return true;
 }
 
 orch_err lease_reaper_start(lease_svc *ls)
@@ -252,26 +237,12 @@ orch_err lease_reaper_start(lease_svc *ls)
     wait_for_launcher(ls);
     lease_reaper_pass(ls, ls->me->host_id);
 
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ls->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&ls->mu, NULL);
-    if (pthread_create(&ls->reaper, NULL, reaper_main, ls) != 0)
-        return ORCH_ENOMEM;
-    ls->reaper_started = true;
-    return ORCH_OK;
+    return orch_ticker_start("lease-reaper", (uint32_t)ls->reaper_interval_ms, 0, reaper_tick, ls,
+                             &ls->reaper);
 }
 
 void lease_reaper_stop(lease_svc *ls)
 {
-    if (!ls->reaper_started)
-        return;
-    pthread_mutex_lock(&ls->mu);
-    ls->quit = true;
-    pthread_cond_signal(&ls->cv);
-    pthread_mutex_unlock(&ls->mu);
-    pthread_join(ls->reaper, NULL);
-    ls->reaper_started = false;
+    orch_ticker_stop(ls->reaper);
+    ls->reaper = NULL;
 }

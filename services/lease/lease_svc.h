@@ -17,6 +17,7 @@
 #include "lease_store.h"
 #include "orch/rpc.h"
 #include "orch/svc.h"
+#include "orch/ticker.h"
 
 #define LEASE_MAX_PEERS 32
 
@@ -61,10 +62,7 @@ typedef struct lease_svc {
     _Atomic int64_t held;
     _Atomic int64_t oldest_age_s;
 
-    pthread_t reaper;
-    bool reaper_started, quit;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    orch_ticker *reaper; /* lease_reaper.c: periodic passes */
 } lease_svc;
 
 /* Acquire outcomes and release kinds, the metrics' label values. */

@@ -163,83 +163,47 @@ void stage_reconcile_pass(stage_svc *ss)
 
 /* Lease releases are retried every second on their own thread, so a long
  * reconciler pass never delays them. */
-static void *retry_main(void *arg)
+static bool retry_tick(void *arg)
 {
-    stage_svc *ss = arg;
-    pthread_mutex_lock(&ss->mu);
-    while (!ss->quit) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&ss->cv, &ss->mu, &ts);
-        if (ss->quit)
-            break;
-        pthread_mutex_unlock(&ss->mu);
-        retry_releases(ss);
-        pthread_mutex_lock(&ss->mu);
-    }
-    pthread_mutex_unlock(&ss->mu);
-    return NULL;
+    retry_releases(arg);
+    return true;
 }
 
-static void *bg_main(void *arg)
+/* Every second: a reconciler pass once ORCH_STAGE_RECONCILE_INTERVAL_MS
+ * has passed since the end of the previous one (0 turns it off). */
+static bool reconcile_tick(void *arg)
 {
     stage_svc *ss = arg;
-    uint64_t next_reconcile = orch_mono_ms() + (uint64_t)ss->reconcile_interval_ms;
-    pthread_mutex_lock(&ss->mu);
-    while (!ss->quit) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&ss->cv, &ss->mu, &ts);
-        if (ss->quit)
-            break;
-        pthread_mutex_unlock(&ss->mu);
-        if (ss->reconcile_interval_ms > 0 && orch_mono_ms() >= next_reconcile) {
-            stage_reconcile_pass(ss);
-            next_reconcile = orch_mono_ms() + (uint64_t)ss->reconcile_interval_ms;
-        }
-        pthread_mutex_lock(&ss->mu);
+    if (ss->reconcile_interval_ms > 0 && orch_mono_ms() >= ss->next_reconcile_ms) {
+        stage_reconcile_pass(ss);
+        ss->next_reconcile_ms = orch_mono_ms() + (uint64_t)ss->reconcile_interval_ms;
     }
-    pthread_mutex_unlock(&ss->mu);
-    return NULL;
+    return true;
 }
 
 orch_err stage_bg_start(stage_svc *ss)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ss->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&ss->mu, NULL);
-    if (pthread_create(&ss->retry_thread, NULL, retry_main, ss) != 0)
-        return ORCH_ENOMEM;
-    ss->retry_started = true;
-    if (pthread_create(&ss->bg, NULL, bg_main, ss) != 0)
-        return ORCH_ENOMEM;
-    ss->bg_started = true;
-    if (pthread_create(&ss->inbox_thread, NULL, stage_inbox_main, ss) != 0)
-        return ORCH_ENOMEM;
-    ss->inbox_started = true;
-    return ORCH_OK;
+    ss->next_reconcile_ms = orch_mono_ms() + (uint64_t)ss->reconcile_interval_ms;
+    orch_err err = orch_ticker_start("release-retry", 1000, 0, retry_tick, ss, &ss->retry_ticker);
+    if (!err)
+        err = orch_ticker_start("reconciler", 1000, 0, reconcile_tick, ss, &ss->reconcile_ticker);
+    if (!err)
+        err = orch_ticker_start("inbox", 500, 0, stage_inbox_tick, ss, &ss->inbox_ticker);
+    return err;
 }
 
 void stage_bg_stop(stage_svc *ss)
 {
-    if (!ss->bg_started && !ss->retry_started && !ss->inbox_started)
+    if (!ss->reconcile_ticker && !ss->retry_ticker && !ss->inbox_ticker)
         return;
-    pthread_mutex_lock(&ss->mu);
-    ss->quit = true;
-    pthread_cond_broadcast(&ss->cv);
-    pthread_mutex_unlock(&ss->mu);
-    if (ss->bg_started)
-        pthread_join(ss->bg, NULL);
-    if (ss->retry_started)
-        pthread_join(ss->retry_thread, NULL);
-    if (ss->inbox_started)
-        pthread_join(ss->inbox_thread, NULL);
-    ss->bg_started = ss->retry_started = ss->inbox_started = false;
+    /* All three are told at once, then joined in turn. */
+    orch_ticker_cancel(ss->reconcile_ticker);
+    orch_ticker_cancel(ss->retry_ticker);
+    orch_ticker_cancel(ss->inbox_ticker);
+    orch_ticker_stop(ss->reconcile_ticker);
+    orch_ticker_stop(ss->retry_ticker);
+    orch_ticker_stop(ss->inbox_ticker);
+    ss->reconcile_ticker = ss->retry_ticker = ss->inbox_ticker = NULL;
     /* Releases still owed are tried once more before exit. */
     retry_releases(ss);
 }

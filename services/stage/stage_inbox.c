@@ -217,25 +217,8 @@ int stage_inbox_pass(stage_svc *ss)
     return n;
 }
 
-void *stage_inbox_main(void *arg)
+bool stage_inbox_tick(void *arg)
 {
-    stage_svc *ss = arg;
-    pthread_mutex_lock(&ss->mu);
-    while (!ss->quit) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 500 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec += 1;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&ss->cv, &ss->mu, &ts);
-        if (ss->quit)
-            break;
-        pthread_mutex_unlock(&ss->mu);
-        (void)stage_inbox_pass(ss);
-        pthread_mutex_lock(&ss->mu);
-    }
-    pthread_mutex_unlock(&ss->mu);
-    return NULL;
+    (void)stage_inbox_pass(arg);
+    return true;
 }

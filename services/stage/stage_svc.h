@@ -17,6 +17,7 @@
 #include "orch/metrics.h"
 #include "orch/rpc.h"
 #include "orch/svc.h"
+#include "orch/ticker.h"
 #include "stage_effects.h"
 #include "stage_fault.h"
 #include "stage_inbox.h"
@@ -69,10 +70,9 @@ typedef struct stage_svc {
 
     char inbox_claimer[400]; /* host/pid/instance: who claims inbox rows */
 
-    pthread_t bg, retry_thread, inbox_thread;
-    bool bg_started, retry_started, inbox_started, quit;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    /* stage_bg.c's periodic threads (ticker.h), NULL when not running. */
+    orch_ticker *retry_ticker, *reconcile_ticker, *inbox_ticker;
+    uint64_t next_reconcile_ms; /* reconciler thread only */
 } stage_svc;
 
 /* Transition results and effect outcomes, the metrics' label values. */
@@ -220,8 +220,9 @@ typedef struct inbox_result {
 void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, inbox_result *res);
 /* Claims and applies the events that are due (bounded); returns how many. */
 int stage_inbox_pass(stage_svc *ss);
-/* The inbox thread: a pass every half second until ss->quit. */
-void *stage_inbox_main(void *arg);
+/* The inbox ticker's pass (`arg` is the stage_svc): stage_inbox_pass(),
+ * every half second; always true. */
+bool stage_inbox_tick(void *arg);
 /* How old a claim must be before another claimer takes it over. */
 int64_t stage_inbox_stale_ms(const stage_svc *ss);
 

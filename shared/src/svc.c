@@ -34,6 +34,7 @@
 #include "orch/httpc.h"
 #include "orch/log.h"
 #include "orch/migrate.h"
+#include "orch/ticker.h"
 
 #ifndef ORCH_VERSION
 #define ORCH_VERSION "0.0.0"
@@ -58,11 +59,9 @@ struct orch_service {
     orch_http_server *http;
     void *state;
 
-    pthread_t probe;
-    bool probe_started;
+    orch_ticker *probe;         /* the database probe, NULL when not running */
+    uint64_t probe_interval_ms; /* ORCH_DB_PROBE_INTERVAL_MS */
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool quit;
     char db_error[256]; /* guarded by mu */
     atomic_bool serving;
     atomic_bool db_ok;
@@ -153,26 +152,11 @@ static void probe_once(orch_service *s, uint64_t budget_ms)
         orch_info("database reachable again");
 }
 
-static void *probe_main(void *arg)
+static bool probe_tick(void *arg)
 {
     orch_service *s = arg;
-    uint64_t interval = (uint64_t)orch_config_int(s->cfg, "ORCH_DB_PROBE_INTERVAL_MS");
-    pthread_mutex_lock(&s->mu);
-    while (!s->quit) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + interval * 1000000u;
-        ts.tv_sec += (time_t)(ns / 1000000000u);
-        ts.tv_nsec = (long)(ns % 1000000000u);
-        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        if (s->quit)
-            break;
-        pthread_mutex_unlock(&s->mu);
-        probe_once(s, interval);
-        pthread_mutex_lock(&s->mu);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
+    probe_once(s, s->probe_interval_ms);
+    return true;
 }
 
 /* ---- health: RPC and HTTP ----------------------------------------------- */
@@ -440,10 +424,9 @@ static orch_err start_serving(orch_service *s)
                           s->nhttps, s->nhttps ? HTTP_WORKERS : 0, &s->http);
     if (err)
         return err;
-    if (pthread_create(&s->probe, NULL, probe_main, s) != 0)
-        return ORCH_ENOMEM;
-    s->probe_started = true;
-    return ORCH_OK;
+    s->probe_interval_ms = (uint64_t)orch_config_int(cfg, "ORCH_DB_PROBE_INTERVAL_MS");
+    return orch_ticker_start("db-probe", (uint32_t)s->probe_interval_ms, 0, probe_tick, s,
+                             &s->probe);
 }
 
 static void shutdown_all(orch_service *s)
@@ -457,13 +440,8 @@ static void shutdown_all(orch_service *s)
         s->def->stop(s);
     if (s->alert_notify)
         orch_alert_notify_stop(2000);
-    if (s->probe_started) {
-        pthread_mutex_lock(&s->mu);
-        s->quit = true;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->probe, NULL);
-    }
+    orch_ticker_stop(s->probe);
+    s->probe = NULL;
     orch_rpc_server_free(s->rpc);
     orch_db_pool_close(s->db);
     orch_metrics_free(s->metrics);
@@ -556,19 +534,11 @@ int orch_service_main(const orch_service_def *def, int argc, char **argv)
      * whatever guard-service decides. */
     orch_httpc_set_loopback_only(s.runtime == ORCH_RUNTIME_TEST);
     pthread_mutex_init(&s.mu, NULL);
-    /* The probe computes its wake-up on the monotonic clock: so must the
-     * condition variable, or the wait returns at once and the probe spins. */
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s.cv, &ca);
-    pthread_condattr_destroy(&ca);
     s.start_wall_ms = orch_wall_ms();
 
     rc = run(&s, &sigs, migrate_only);
     shutdown_all(&s);
     pthread_mutex_destroy(&s.mu);
-    pthread_cond_destroy(&s.cv);
     if (rc == 0)
         orch_info("stopped");
     return rc;
