@@ -98,8 +98,7 @@ static int job_spawn(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc - 2 || !workdir || (!text == !file)) {
-        fprintf(stderr, "usage: orchctl job spawn ROLE WORK_ITEM --workdir DIR "
-                        "(--prompt TEXT | --prompt-file FILE|-) [--timeout S] [--stage STAGE]\n");
+        orchctl_usage_error("job", argv[0]);
         return EXIT_USAGE;
     }
     char *prompt = read_prompt(text, file);
@@ -132,7 +131,7 @@ static int job_show_wait(int argc, char **argv, const globals *g, bool wait)
 {
     uint64_t id;
     if (argc != 2 || !orchctl_parse_u64("JOB_ID", argv[1], &id)) {
-        fprintf(stderr, "usage: orchctl job %s JOB_ID\n", wait ? "wait" : "show");
+        orchctl_usage_error("job", argv[0]);
         return EXIT_USAGE;
     }
     ProtobufCMessage *m = NULL;
@@ -188,7 +187,7 @@ static int job_cancel(int argc, char **argv, const globals *g)
 {
     uint64_t id;
     if ((argc != 2 && argc != 3) || !orchctl_parse_u64("JOB_ID", argv[1], &id)) {
-        fprintf(stderr, "usage: orchctl job cancel JOB_ID [REASON]\n");
+        orchctl_usage_error("job", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__CancelJobRequest req = ORCH__V1__CANCEL_JOB_REQUEST__INIT;
@@ -288,7 +287,7 @@ static int runs_savings(int argc, char **argv, const globals *g)
         if (!orchctl_parse_u64("--since-days", argv[2], &days) || days > 36500)
             return EXIT_USAGE;
     } else if (argc != 1) {
-        fprintf(stderr, "usage: orchctl runs savings [--since-days N]\n");
+        orchctl_usage_error("runs", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__SavingsRequest req = ORCH__V1__SAVINGS_REQUEST__INIT;

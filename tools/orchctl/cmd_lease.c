@@ -134,10 +134,10 @@ static int lease_acquire(int argc, char **argv, const globals *g)
 }
 
 /* Parses "WORK_ITEM EPOCH" positional arguments. */
-static bool item_epoch(int argc, char **argv, const char *usage, char **item, uint64_t *epoch)
+static bool item_epoch(int argc, char **argv, char **item, uint64_t *epoch)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: orchctl lease %s\n", usage);
+        orchctl_usage_error("lease", argv[0]);
         return false;
     }
     *item = argv[1];
@@ -147,7 +147,7 @@ static bool item_epoch(int argc, char **argv, const char *usage, char **item, ui
 static int lease_release(int argc, char **argv, const globals *g)
 {
     Orch__V1__ReleaseRequest req = ORCH__V1__RELEASE_REQUEST__INIT;
-    if (!item_epoch(argc, argv, "release WORK_ITEM EPOCH", &req.work_item, &req.epoch))
+    if (!item_epoch(argc, argv, &req.work_item, &req.epoch))
         return EXIT_USAGE;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
@@ -168,7 +168,7 @@ static int lease_release(int argc, char **argv, const globals *g)
 static int lease_validate(int argc, char **argv, const globals *g)
 {
     Orch__V1__ValidateRequest req = ORCH__V1__VALIDATE_REQUEST__INIT;
-    if (!item_epoch(argc, argv, "validate WORK_ITEM EPOCH", &req.work_item, &req.epoch))
+    if (!item_epoch(argc, argv, &req.work_item, &req.epoch))
         return EXIT_USAGE;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
@@ -232,8 +232,7 @@ static int lease_force_release(int argc, char **argv, const globals *g)
             return EXIT_USAGE;
     }
     if (optind != argc - 1 || !reason) {
-        fprintf(stderr, "usage: orchctl lease force-release WORK_ITEM --reason TEXT "
-                        "[--epoch N] [--operator NAME]\n");
+        orchctl_usage_error("lease", argv[0]);
         return EXIT_USAGE;
     }
     /* Without --epoch, the live grant is read first: the release names it,
@@ -265,7 +264,7 @@ static int lease_force_release(int argc, char **argv, const globals *g)
 static int lease_show(int argc, char **argv, const globals *g)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: orchctl lease show WORK_ITEM\n");
+        orchctl_usage_error("lease", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__GetLeaseRequest req = ORCH__V1__GET_LEASE_REQUEST__INIT;
@@ -310,7 +309,7 @@ static int lease_list(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "usage: orchctl lease list [--all] [--repo R] [--limit N]\n");
+        orchctl_usage_error("lease", argv[0]);
         return EXIT_USAGE;
     }
     ProtobufCMessage *m = NULL;
@@ -335,7 +334,7 @@ static int lease_probe(int argc, char **argv, const globals *g)
     Orch__V1__ProbeOwnerRequest req = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
     uint64_t pid, ticks;
     if (argc != 4) {
-        fprintf(stderr, "usage: orchctl lease probe PID START_TICKS BOOT_ID\n");
+        orchctl_usage_error("lease", argv[0]);
         return EXIT_USAGE;
     }
     if (!orchctl_parse_u64("PID", argv[1], &pid) || pid > INT32_MAX ||

@@ -98,8 +98,7 @@ static int stage_create(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc - 1 || !repo) {
-        fprintf(stderr, "usage: orchctl stage create WORK_ITEM --repo OWNER/NAME [--title T] "
-                        "[--pr N]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     req.work_item = argv[optind];
@@ -148,7 +147,7 @@ static int stage_show(int argc, char **argv, const globals *g)
             return EXIT_USAGE;
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: orchctl stage show WORK_ITEM [--history N]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__GetTaskReply *r = NULL;
@@ -368,8 +367,7 @@ static int stage_advance(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc - 1 || !from || !to) {
-        fprintf(stderr, "usage: orchctl stage advance WORK_ITEM --from STAGE --to STAGE "
-                        "[--actor A] [--evidence-file FILE|-] [--verdict KEY=VALUE]...\n");
+        orchctl_usage_error("stage", argv[0]);
         goto done;
     }
     char *text = NULL;
@@ -403,7 +401,7 @@ static int stage_cancel(int argc, char **argv, const globals *g)
         actor = optarg;
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: orchctl stage cancel WORK_ITEM [--actor A]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__GetTaskReply *t = NULL;
@@ -444,8 +442,7 @@ static int stage_rollback(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc - 1 || !req.expected_from[0] || !req.reason[0]) {
-        fprintf(stderr, "usage: orchctl stage rollback WORK_ITEM --from STAGE --reason TEXT "
-                        "[--actor A]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     req.work_item = argv[optind];
@@ -498,7 +495,7 @@ static int stage_queue(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "usage: orchctl stage queue [--stage S] [--repo R] [--limit N]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     ProtobufCMessage *m = NULL;
@@ -541,7 +538,7 @@ static int stage_pipeline(int argc, char **argv, const globals *g)
 {
     (void)argv;
     if (argc != 1) {
-        fprintf(stderr, "usage: orchctl stage pipeline\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__PipelineRequest req = ORCH__V1__PIPELINE_REQUEST__INIT;

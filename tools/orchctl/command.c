@@ -70,7 +70,8 @@ int orchctl_usage_error(const char *cmd, const char *sub)
     const orchctl_cmd *c = find(orchctl_commands, cmd);
     const orchctl_cmd *s = c ? find(c->subs, sub) : NULL;
     if (s)
-        fprintf(stderr, "usage: orchctl %s %s %s\n", cmd, sub, s->synopsis);
+        fprintf(stderr, "usage: orchctl %s %s%s%s\n", cmd, sub, s->synopsis[0] ? " " : "",
+                s->synopsis);
     return EXIT_USAGE;
 }
 
