@@ -7,7 +7,10 @@
 # The top-level commands offered must be exactly those `orchctl --help` lists
 # under "commands:", and every subcommand offered for lease, stage, guard,
 # job and runs must be accepted by orchctl (`orchctl CMD SUB --help` exits 0),
-# so neither side can drift. Exit 0 when all of that holds.
+# so neither side can drift. Then the table itself: at every level that
+# `orchctl __complete` lists ("PATH<TAB>WORDS"), the completion must offer
+# exactly WORDS, and the synopsis block of docs/operations/orchctl.md must be
+# exactly what `orchctl help --synopsis` prints. Exit 0 when all of that holds.
 set -euo pipefail
 src="${1:?usage: completion_check.sh SOURCE_DIR BINARY_DIR}"
 ctl="${2:?usage: completion_check.sh SOURCE_DIR BINARY_DIR}/tools/orchctl/orchctl"
@@ -63,5 +66,40 @@ got="$(complete_words orchctl lease f | tr '\n' ' ')"
 if [[ "$got" != "force-release " ]]; then
   echo "completion_check: FAIL: 'lease f' completed to '$got'"
   bad=1
+fi
+# The command table against completion.bash, level by level.
+sorted() { tr ' ' '\n' | sed '/^$/d' | sort | tr '\n' ' '; }
+table="$("$ctl" __complete)" || { echo "completion_check: FAIL: orchctl __complete"; bad=1; }
+levels=0
+while IFS= read -r line; do
+  # A tab is IFS white space to read, so the fields are split by hand.
+  path="${line%%$'\t'*}" words="${line#*$'\t'}"
+  levels=$((levels + 1))
+  # shellcheck disable=SC2086 # PATH is one or two words
+  got="$(complete_words orchctl $path '' | sorted)"
+  want="$(printf '%s' "$words" | sorted)"
+  if [[ "$got" != "$want" ]]; then
+    echo "completion_check: FAIL: after 'orchctl $path' completion offers '$got', the table '$want'"
+    bad=1
+  fi
+done <<<"$table"
+if ((levels < 20)); then
+  echo "completion_check: FAIL: orchctl __complete listed only $levels levels"
+  bad=1
+fi
+echo "table levels compared with completion.bash: $levels"
+
+# The synopsis block of the docs against the table.
+doc="$src/docs/operations/orchctl.md"
+documented="$(awk '/^<!-- synopsis: orchctl help --synopsis -->$/ {on = 1; next}
+  on && /^```$/ {if (++fence == 2) exit; next}
+  on && fence == 1 {print}' "$doc")"
+synopsis="$("$ctl" help --synopsis)"
+if [[ "$documented" != "$synopsis" ]]; then
+  echo "completion_check: FAIL: the synopsis block of docs/operations/orchctl.md differs from 'orchctl help --synopsis':"
+  diff <(printf '%s\n' "$documented") <(printf '%s\n' "$synopsis") || true
+  bad=1
+else
+  echo "docs synopsis lines: $(printf '%s\n' "$synopsis" | wc -l)"
 fi
 exit "$bad"

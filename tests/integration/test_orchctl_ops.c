@@ -175,3 +175,57 @@ Test(orchctl_ops, exit_codes_unreachable_usage_and_rpc_error)
     int rc = th_run(argv, env, T.out, sizeof T.out, 30000);
     cr_assert(rc == 64 + 14 || rc == 64 + 4, "unreachable service: exit %d:\n%s", rc, T.out);
 }
+
+/* Runs orchctl with stdout alone kept in T.out (stderr thrown away). */
+static int ctl_stdout(const char *const *args)
+{
+    const char *argv[36];
+    int n = 0;
+    argv[n++] = "/bin/sh";
+    argv[n++] = "-c";
+    argv[n++] = "exec \"$0\" \"$@\" 2>/dev/null";
+    argv[n++] = ORCHCTL;
+    for (const char *const *a = args; *a && n < 35; a++)
+        argv[n++] = *a;
+    argv[n] = NULL;
+    return th_run(argv, T.env, T.out, sizeof T.out, 60000);
+}
+
+#define CTL_STDOUT(...) ctl_stdout((const char *const[]){ __VA_ARGS__, NULL })
+
+Test(orchctl_ops, global_options_after_the_subcommand_are_accepted)
+{
+    cr_assert_eq(CTL("runs", "savings", "--json"), 0, "%s", T.out);
+    json_decref(parse());
+    cr_assert_eq(CTL("-o", "json", "runs", "list"), 0, "%s", T.out);
+    json_decref(parse());
+    cr_assert_eq(CTL("runs", "list", "--limit", "5", "-o", "json", "--timeout", "5000"), 0, "%s",
+                 T.out);
+    json_decref(parse());
+    cr_assert_eq(CTL("runs", "list", "-o", "yaml"), 1, "-o takes only json: %s", T.out);
+    /* job spawn keeps its own --timeout (seconds): 5000000 is over the
+     * global's bound (3600000 ms, a usage error, 1), so only the job's own
+     * option reaches launcher-service, which refuses it (64 + 3). */
+    cr_assert_eq(CTL("job", "spawn", "tester", "ORCH-T1", "--workdir", T.workdir, "--prompt",
+                     "fake: say test_status: PASS\n", "--timeout", "5000000", "--json"),
+                 64 + 3, "job spawn --timeout is the job's own: %s", T.out);
+    out_has("timeout_s");
+}
+
+Test(orchctl_ops, json_rpc_error_goes_to_stderr_not_stdout)
+{
+    cr_assert_eq(CTL_STDOUT("--json", "job", "show", "999999"), 64 + 5, "%s", T.out);
+    cr_assert_str_eq(T.out, "", "stdout holds only replies");
+    cr_assert_eq(CTL("job", "show", "999999", "--json"), 64 + 5, "%s", T.out);
+    json_t *j = parse();
+    cr_assert_str_eq(json_string_value(json_object_get(j, "code")), "NOT_FOUND", "%s", T.out);
+    json_decref(j);
+}
+
+Test(orchctl_ops, lease_acquire_usage_names_instance)
+{
+    cr_assert_eq(CTL("lease", "acquire"), 1, "%s", T.out);
+    out_has("[--instance ID]");
+    cr_assert_eq(CTL("lease", "acquire", "--help"), 0, "%s", T.out);
+    out_has("[--instance ID]");
+}

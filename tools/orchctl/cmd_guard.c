@@ -21,21 +21,6 @@
 
 #define M(name) "orch.v1.GuardService/" name
 
-static void guard_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: orchctl guard decide OPERATION TARGET\n"
-            "         OPERATION: update-state | comment | set-state | notify\n"
-            "       orchctl guard audit [--limit N] [--decision allow|block] [--operation OP]\n"
-            "       orchctl guard comment PROJECT ISSUE EXTERNAL_ID TEXT\n"
-            "       orchctl guard state PROJECT ISSUE STATE [--name]\n"
-            "         STATE is an id (SetIssueStateDirect), or a name with --name\n"
-            "         (UpdateIssueState)\n"
-            "       orchctl guard notify TEXT [--chat ID]\n"
-            "  output: the reply as JSON (with or without --json); a blocked write\n"
-            "  exits 71 (64 + PERMISSION_DENIED) with the reason\n");
-}
-
 static const target *guard_target(void)
 {
     return orchctl_target("guard");
@@ -63,7 +48,7 @@ static int guard_decide(int argc, char **argv, const globals *g)
         { "notify", ORCH__V1__GUARD_OPERATION__GUARD_OP_NOTIFY },
     };
     if (argc != 3) {
-        guard_usage(stderr);
+        orchctl_usage_error("guard", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__DecideRequest req = ORCH__V1__DECIDE_REQUEST__INIT;
@@ -119,11 +104,11 @@ static int guard_audit(int argc, char **argv, const globals *g)
             break;
         case 'd': req.decision = optarg; break;
         case 'o': req.operation = optarg; break;
-        default: guard_usage(stderr); return EXIT_USAGE;
+        default: orchctl_usage_error("guard", argv[0]); return EXIT_USAGE;
         }
     }
     if (optind != argc) {
-        guard_usage(stderr);
+        orchctl_usage_error("guard", argv[0]);
         return EXIT_USAGE;
     }
     ProtobufCMessage *rep = NULL;
@@ -141,7 +126,7 @@ static int guard_audit(int argc, char **argv, const globals *g)
 static int guard_comment(int argc, char **argv, const globals *g)
 {
     if (argc != 5) {
-        guard_usage(stderr);
+        orchctl_usage_error("guard", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__AddCommentRequest req = ORCH__V1__ADD_COMMENT_REQUEST__INIT;
@@ -171,7 +156,7 @@ static int guard_state(int argc, char **argv, const globals *g)
             npos = 4;
     }
     if (npos != 3) {
-        guard_usage(stderr);
+        orchctl_usage_error("guard", argv[0]);
         return EXIT_USAGE;
     }
     ProtobufCMessage *rep = NULL;
@@ -210,7 +195,7 @@ static int guard_notify(int argc, char **argv, const globals *g)
             text = NULL, i = argc;
     }
     if (!text) {
-        guard_usage(stderr);
+        orchctl_usage_error("guard", argv[0]);
         return EXIT_USAGE;
     }
     req.text = text;
@@ -222,31 +207,17 @@ static int guard_notify(int argc, char **argv, const globals *g)
     return finish(g, rc, rep);
 }
 
-int cmd_guard(int argc, char **argv, const globals *g)
-{
-    static const struct {
-        const char *name;
-        int (*fn)(int, char **, const globals *);
-    } subs[] = {
-        { "decide", guard_decide }, { "audit", guard_audit },   { "comment", guard_comment },
-        { "state", guard_state },   { "notify", guard_notify },
-    };
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        guard_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
-        if (strcmp(argv[1], subs[i].name) != 0)
-            continue;
-        for (int k = 2; k < argc; k++) {
-            if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
-                guard_usage(stdout);
-                return EXIT_OK;
-            }
-        }
-        return subs[i].fn(argc - 1, argv + 1, g);
-    }
-    fprintf(stderr, "orchctl guard: unknown subcommand '%s'\n", argv[1]);
-    guard_usage(stderr);
-    return EXIT_USAGE;
-}
+const orchctl_cmd orchctl_guard_cmds[] = {
+    { "decide", "OPERATION TARGET", "update-state comment set-state notify", guard_decide,
+      "OPERATION: update-state | comment | set-state | notify", NULL, NULL },
+    { "audit", "[--limit N] [--decision allow|block] [--operation OP]",
+      "--limit --decision --operation --help", guard_audit, "the guard's audit log", NULL, NULL },
+    { "comment", "PROJECT ISSUE EXTERNAL_ID TEXT", "--help", guard_comment,
+      "AddComment through the guard", NULL, NULL },
+    { "state", "PROJECT ISSUE STATE [--name]", "--name --help", guard_state,
+      "STATE is an id (SetIssueStateDirect), or a name with --name (UpdateIssueState)", NULL,
+      NULL },
+    { "notify", "TEXT [--chat ID]", "--chat --help", guard_notify, "Notify through the guard", NULL,
+      NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+};

@@ -72,18 +72,12 @@ static orch_code health_one(const target *t, const globals *g, json_t *arr)
     return st.code;
 }
 
+/* --help is answered from the command table before this runs. */
 int cmd_health(int argc, char **argv, const globals *g)
 {
     bool want[8] = { false };
     bool any = false;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            printf("usage: orchctl [--json] [--timeout MS] health "
-                   "[lease|stage|guard|launcher|all]...\n"
-                   "  Calls orch.v1.HealthService/Check on each service named (default all).\n"
-                   "  Exit 0 when every one is SERVING, else 64 + the first failing code.\n");
-            return EXIT_OK;
-        }
         bool found = false;
         for (size_t k = 0; k < orchctl_ntargets; k++) {
             const target *t = &orchctl_targets[k];

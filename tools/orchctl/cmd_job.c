@@ -98,8 +98,7 @@ static int job_spawn(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc - 2 || !workdir || (!text == !file)) {
-        fprintf(stderr, "usage: orchctl job spawn ROLE WORK_ITEM --workdir DIR "
-                        "(--prompt TEXT | --prompt-file FILE|-) [--timeout S] [--stage STAGE]\n");
+        orchctl_usage_error("job", argv[0]);
         return EXIT_USAGE;
     }
     char *prompt = read_prompt(text, file);
@@ -132,7 +131,7 @@ static int job_show_wait(int argc, char **argv, const globals *g, bool wait)
 {
     uint64_t id;
     if (argc != 2 || !orchctl_parse_u64("JOB_ID", argv[1], &id)) {
-        fprintf(stderr, "usage: orchctl job %s JOB_ID\n", wait ? "wait" : "show");
+        orchctl_usage_error("job", argv[0]);
         return EXIT_USAGE;
     }
     ProtobufCMessage *m = NULL;
@@ -174,11 +173,21 @@ static int job_show_wait(int argc, char **argv, const globals *g, bool wait)
     return !wait ? EXIT_OK : !finished ? 4 : ok ? EXIT_OK : 2;
 }
 
+static int job_show(int argc, char **argv, const globals *g)
+{
+    return job_show_wait(argc, argv, g, false);
+}
+
+static int job_wait(int argc, char **argv, const globals *g)
+{
+    return job_show_wait(argc, argv, g, true);
+}
+
 static int job_cancel(int argc, char **argv, const globals *g)
 {
     uint64_t id;
     if ((argc != 2 && argc != 3) || !orchctl_parse_u64("JOB_ID", argv[1], &id)) {
-        fprintf(stderr, "usage: orchctl job cancel JOB_ID [REASON]\n");
+        orchctl_usage_error("job", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__CancelJobRequest req = ORCH__V1__CANCEL_JOB_REQUEST__INIT;
@@ -200,48 +209,20 @@ static int job_cancel(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
-static void job_usage(FILE *out)
-{
-    fprintf(out, "usage: orchctl [--json] job spawn ROLE WORK_ITEM --workdir DIR\n"
-                 "         (--prompt TEXT | --prompt-file FILE|-) [--timeout S] [--stage STAGE]\n"
-                 "       orchctl [--json] job show JOB_ID     the job now\n"
-                 "       orchctl [--json] job wait JOB_ID     until the job finishes\n"
-                 "       orchctl [--json] job cancel JOB_ID [REASON]\n"
-                 "  ROLE: analyst | architect | developer | reviewer | tester | deployer\n");
-}
-
-/* Whether any of argv[from..argc) asks for help. */
-static bool wants_help(int argc, char **argv, int from)
-{
-    for (int k = from; k < argc; k++)
-        if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0)
-            return true;
-    return false;
-}
-
-int cmd_job(int argc, char **argv, const globals *g)
-{
-    if (argc >= 2 && wants_help(argc, argv, 1)) {
-        job_usage(stdout);
-        return EXIT_OK;
-    }
-    if (argc >= 2 && strcmp(argv[1], "spawn") == 0)
-        return job_spawn(argc - 1, argv + 1, g);
-    if (argc >= 2 && strcmp(argv[1], "show") == 0)
-        return job_show_wait(argc - 1, argv + 1, g, false);
-    if (argc >= 2 && strcmp(argv[1], "wait") == 0)
-        return job_show_wait(argc - 1, argv + 1, g, true);
-    if (argc >= 2 && strcmp(argv[1], "cancel") == 0)
-        return job_cancel(argc - 1, argv + 1, g);
-    if (argc >= 2)
-        fprintf(stderr, "orchctl job: unknown subcommand '%s'\n", argv[1]);
-    job_usage(stderr);
-    return EXIT_USAGE;
-}
+const orchctl_cmd orchctl_job_cmds[] = {
+    { "spawn",
+      "ROLE WORK_ITEM --workdir DIR (--prompt TEXT|--prompt-file FILE|-) [--timeout S] [--stage S]",
+      "analyst architect developer reviewer tester deployer --workdir --prompt --prompt-file "
+      "--timeout --stage --help",
+      job_spawn, "start an agent job", NULL, NULL },
+    { "show", "JOB_ID", "--help", job_show, "the job now", NULL, NULL },
+    { "wait", "JOB_ID", "--help", job_wait,
+      "until the job finishes (the global --timeout bounds it)", NULL, NULL },
+    { "cancel", "JOB_ID [REASON]", "--help", job_cancel, "cancel the job", NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+};
 
 /* ---- runs ------------------------------------------------------------------ */
-
-static void runs_usage(FILE *out);
 
 static int runs_list(int argc, char **argv, const globals *g)
 {
@@ -263,11 +244,11 @@ static int runs_list(int argc, char **argv, const globals *g)
             if (!orchctl_parse_u64("--limit", optarg, &limit) || limit > 1000)
                 return EXIT_USAGE;
             break;
-        default: runs_usage(stderr); return EXIT_USAGE;
+        default: orchctl_usage_error("runs", argv[0]); return EXIT_USAGE;
         }
     }
     if (optind != argc) {
-        runs_usage(stderr);
+        orchctl_usage_error("runs", argv[0]);
         return EXIT_USAGE;
     }
     req.limit = (uint32_t)limit;
@@ -306,7 +287,7 @@ static int runs_savings(int argc, char **argv, const globals *g)
         if (!orchctl_parse_u64("--since-days", argv[2], &days) || days > 36500)
             return EXIT_USAGE;
     } else if (argc != 1) {
-        fprintf(stderr, "usage: orchctl runs savings [--since-days N]\n");
+        orchctl_usage_error("runs", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__SavingsRequest req = ORCH__V1__SAVINGS_REQUEST__INIT;
@@ -336,26 +317,10 @@ static int runs_savings(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
-static void runs_usage(FILE *out)
-{
-    fprintf(out, "usage: orchctl [--json] runs list [--role ROLE] [--item WORK_ITEM] [--limit N]\n"
-                 "       orchctl [--json] runs savings [--since-days N]\n"
-                 "  list: finished agent runs; savings: per role, runs, tokens, cost and\n"
-                 "  time, with the role's classification\n");
-}
-
-int cmd_runs(int argc, char **argv, const globals *g)
-{
-    if (argc >= 2 && wants_help(argc, argv, 1)) {
-        runs_usage(stdout);
-        return EXIT_OK;
-    }
-    if (argc >= 2 && strcmp(argv[1], "list") == 0)
-        return runs_list(argc - 1, argv + 1, g);
-    if (argc >= 2 && strcmp(argv[1], "savings") == 0)
-        return runs_savings(argc - 1, argv + 1, g);
-    if (argc >= 2)
-        fprintf(stderr, "orchctl runs: unknown subcommand '%s'\n", argv[1]);
-    runs_usage(stderr);
-    return EXIT_USAGE;
-}
+const orchctl_cmd orchctl_runs_cmds[] = {
+    { "list", "[--role ROLE] [--item WORK_ITEM] [--limit N]", "--role --item --limit --help",
+      runs_list, "finished agent runs", NULL, NULL },
+    { "savings", "[--since-days N]", "--since-days --help", runs_savings,
+      "per role, runs, tokens, cost and time, with the role's classification", NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+};

@@ -95,9 +95,7 @@ static int lease_acquire(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: orchctl lease acquire WORK_ITEM [--repo R] [--transition T] "
-                        "[--actor A] [--owner-pid PID] [--instance ID]\n");
-        return EXIT_USAGE;
+        return orchctl_usage_error("lease", "acquire");
     }
     Orch__V1__AcquireRequest req = ORCH__V1__ACQUIRE_REQUEST__INIT;
     Orch__V1__Owner owner = ORCH__V1__OWNER__INIT;
@@ -136,10 +134,10 @@ static int lease_acquire(int argc, char **argv, const globals *g)
 }
 
 /* Parses "WORK_ITEM EPOCH" positional arguments. */
-static bool item_epoch(int argc, char **argv, const char *usage, char **item, uint64_t *epoch)
+static bool item_epoch(int argc, char **argv, char **item, uint64_t *epoch)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: orchctl lease %s\n", usage);
+        orchctl_usage_error("lease", argv[0]);
         return false;
     }
     *item = argv[1];
@@ -149,7 +147,7 @@ static bool item_epoch(int argc, char **argv, const char *usage, char **item, ui
 static int lease_release(int argc, char **argv, const globals *g)
 {
     Orch__V1__ReleaseRequest req = ORCH__V1__RELEASE_REQUEST__INIT;
-    if (!item_epoch(argc, argv, "release WORK_ITEM EPOCH", &req.work_item, &req.epoch))
+    if (!item_epoch(argc, argv, &req.work_item, &req.epoch))
         return EXIT_USAGE;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
@@ -170,7 +168,7 @@ static int lease_release(int argc, char **argv, const globals *g)
 static int lease_validate(int argc, char **argv, const globals *g)
 {
     Orch__V1__ValidateRequest req = ORCH__V1__VALIDATE_REQUEST__INIT;
-    if (!item_epoch(argc, argv, "validate WORK_ITEM EPOCH", &req.work_item, &req.epoch))
+    if (!item_epoch(argc, argv, &req.work_item, &req.epoch))
         return EXIT_USAGE;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
@@ -234,8 +232,7 @@ static int lease_force_release(int argc, char **argv, const globals *g)
             return EXIT_USAGE;
     }
     if (optind != argc - 1 || !reason) {
-        fprintf(stderr, "usage: orchctl lease force-release WORK_ITEM --reason TEXT "
-                        "[--epoch N] [--operator NAME]\n");
+        orchctl_usage_error("lease", argv[0]);
         return EXIT_USAGE;
     }
     /* Without --epoch, the live grant is read first: the release names it,
@@ -267,7 +264,7 @@ static int lease_force_release(int argc, char **argv, const globals *g)
 static int lease_show(int argc, char **argv, const globals *g)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: orchctl lease show WORK_ITEM\n");
+        orchctl_usage_error("lease", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__GetLeaseRequest req = ORCH__V1__GET_LEASE_REQUEST__INIT;
@@ -312,7 +309,7 @@ static int lease_list(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "usage: orchctl lease list [--all] [--repo R] [--limit N]\n");
+        orchctl_usage_error("lease", argv[0]);
         return EXIT_USAGE;
     }
     ProtobufCMessage *m = NULL;
@@ -337,7 +334,7 @@ static int lease_probe(int argc, char **argv, const globals *g)
     Orch__V1__ProbeOwnerRequest req = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
     uint64_t pid, ticks;
     if (argc != 4) {
-        fprintf(stderr, "usage: orchctl lease probe PID START_TICKS BOOT_ID\n");
+        orchctl_usage_error("lease", argv[0]);
         return EXIT_USAGE;
     }
     if (!orchctl_parse_u64("PID", argv[1], &pid) || pid > INT32_MAX ||
@@ -361,49 +358,22 @@ static int lease_probe(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
-static void lease_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: orchctl [--json] lease <subcommand>\n"
-            "  acquire WORK_ITEM [--repo R] [--transition T] [--actor A] [--owner-pid PID]\n"
-            "          take the lease for PID (default: orchctl's parent process);\n"
-            "          exit 0 GRANTED, 3 HELD by another owner\n"
-            "  release WORK_ITEM EPOCH      release a lease you hold (73: not the live grant)\n"
-            "  validate WORK_ITEM EPOCH     exit 0 if EPOCH is the live grant, else 3\n"
-            "  force-release WORK_ITEM --reason TEXT [--epoch N] [--operator NAME]\n"
-            "          operator action; recorded and alerted\n"
-            "  show WORK_ITEM               the lease row\n"
-            "  list [--all] [--repo R] [--limit N]   held leases (--all: released too)\n"
-            "  probe PID START_TICKS BOOT_ID   is this process alive on the service's host\n");
-}
-
-int cmd_lease(int argc, char **argv, const globals *g)
-{
-    static const struct {
-        const char *name;
-        int (*fn)(int, char **, const globals *);
-    } subs[] = {
-        { "acquire", lease_acquire },   { "release", lease_release },
-        { "validate", lease_validate }, { "force-release", lease_force_release },
-        { "show", lease_show },         { "list", lease_list },
-        { "probe", lease_probe },
-    };
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        lease_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
-        if (strcmp(argv[1], subs[i].name) != 0)
-            continue;
-        for (int k = 2; k < argc; k++) {
-            if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
-                lease_usage(stdout);
-                return EXIT_OK;
-            }
-        }
-        return subs[i].fn(argc - 1, argv + 1, g);
-    }
-    fprintf(stderr, "orchctl lease: unknown subcommand '%s'\n", argv[1]);
-    lease_usage(stderr);
-    return EXIT_USAGE;
-}
+const orchctl_cmd orchctl_lease_cmds[] = {
+    { "acquire",
+      "WORK_ITEM [--repo R] [--transition T] [--actor A] [--owner-pid PID] [--instance ID]",
+      "--actor --transition --repo --owner-pid --instance --help", lease_acquire,
+      "take the lease for PID (default: orchctl's parent); exit 0 GRANTED, 3 HELD", NULL, NULL },
+    { "release", "WORK_ITEM EPOCH", "--help", lease_release,
+      "release a lease you hold (73: not the live grant)", NULL, NULL },
+    { "validate", "WORK_ITEM EPOCH", "--help", lease_validate,
+      "exit 0 if EPOCH is the live grant, else 3", NULL, NULL },
+    { "force-release", "WORK_ITEM --reason TEXT [--epoch N] [--operator NAME]",
+      "--epoch --operator --reason --help", lease_force_release,
+      "operator action; recorded and alerted", NULL, NULL },
+    { "show", "WORK_ITEM", "--help", lease_show, "the lease row", NULL, NULL },
+    { "list", "[--all] [--repo R] [--limit N]", "--all --repo --limit --help", lease_list,
+      "held leases (--all: released too)", NULL, NULL },
+    { "probe", "PID START_TICKS BOOT_ID", "--help", lease_probe,
+      "is this process alive on the service's host", NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+};

@@ -98,8 +98,7 @@ static int stage_create(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc - 1 || !repo) {
-        fprintf(stderr, "usage: orchctl stage create WORK_ITEM --repo OWNER/NAME [--title T] "
-                        "[--pr N]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     req.work_item = argv[optind];
@@ -148,7 +147,7 @@ static int stage_show(int argc, char **argv, const globals *g)
             return EXIT_USAGE;
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: orchctl stage show WORK_ITEM [--history N]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__GetTaskReply *r = NULL;
@@ -368,8 +367,7 @@ static int stage_advance(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc - 1 || !from || !to) {
-        fprintf(stderr, "usage: orchctl stage advance WORK_ITEM --from STAGE --to STAGE "
-                        "[--actor A] [--evidence-file FILE|-] [--verdict KEY=VALUE]...\n");
+        orchctl_usage_error("stage", argv[0]);
         goto done;
     }
     char *text = NULL;
@@ -403,7 +401,7 @@ static int stage_cancel(int argc, char **argv, const globals *g)
         actor = optarg;
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "usage: orchctl stage cancel WORK_ITEM [--actor A]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__GetTaskReply *t = NULL;
@@ -444,8 +442,7 @@ static int stage_rollback(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc - 1 || !req.expected_from[0] || !req.reason[0]) {
-        fprintf(stderr, "usage: orchctl stage rollback WORK_ITEM --from STAGE --reason TEXT "
-                        "[--actor A]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     req.work_item = argv[optind];
@@ -498,7 +495,7 @@ static int stage_queue(int argc, char **argv, const globals *g)
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "usage: orchctl stage queue [--stage S] [--repo R] [--limit N]\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     ProtobufCMessage *m = NULL;
@@ -541,7 +538,7 @@ static int stage_pipeline(int argc, char **argv, const globals *g)
 {
     (void)argv;
     if (argc != 1) {
-        fprintf(stderr, "usage: orchctl stage pipeline\n");
+        orchctl_usage_error("stage", argv[0]);
         return EXIT_USAGE;
     }
     Orch__V1__PipelineRequest req = ORCH__V1__PIPELINE_REQUEST__INIT;
@@ -576,55 +573,24 @@ static int stage_pipeline(int argc, char **argv, const globals *g)
 
 /* ---- dispatch ------------------------------------------------------------ */
 
-static void stage_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: orchctl [--json] stage <subcommand>\n"
-            "  create WORK_ITEM --repo OWNER/NAME [--title T] [--pr N]\n"
-            "          a new task in backlog (the same again: no change)\n"
-            "  show WORK_ITEM [--history N]   stage, version, history, side effects, verdicts\n"
-            "  advance WORK_ITEM --from STAGE --to STAGE [--actor A]\n"
-            "          [--evidence-file FILE|-] [--verdict KEY=VALUE]...\n"
-            "          one transition: lease, gates, effects, expected-stage write;\n"
-            "          FILE holds verdict lines (\"key: VALUE\"), - reads stdin\n"
-            "  rollback WORK_ITEM --from STAGE --reason TEXT [--actor A]\n"
-            "          back to development from review, testing, staging or deploy\n"
-            "  cancel WORK_ITEM [--actor A]   to cancelled from the current stage\n"
-            "  queue [--stage S] [--repo R] [--limit N]   tasks and their leases\n"
-            "  pipeline        the edges, their gates, rollback gates and effects\n"
-            "exit status: 0 ok; 1 usage; 4 deferred (another owner holds the lease,\n"
-            "  nothing ran); 5 refused (gate failed, rolled back, effect failed or\n"
-            "  unknown); 64+code on an RPC error (67 INVALID_ARGUMENT, 69 NOT_FOUND,\n"
-            "  73 FAILED_PRECONDITION: not in the expected stage, 74 ABORTED: lost the\n"
-            "  race, 78 UNAVAILABLE)\n");
-}
-
-int cmd_stage(int argc, char **argv, const globals *g)
-{
-    static const struct {
-        const char *name;
-        int (*fn)(int, char **, const globals *);
-    } subs[] = {
-        { "create", stage_create },     { "show", stage_show },     { "advance", stage_advance },
-        { "rollback", stage_rollback }, { "cancel", stage_cancel }, { "queue", stage_queue },
-        { "pipeline", stage_pipeline },
-    };
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        stage_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
-        if (strcmp(argv[1], subs[i].name) != 0)
-            continue;
-        for (int k = 2; k < argc; k++) {
-            if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
-                stage_usage(stdout);
-                return EXIT_OK;
-            }
-        }
-        return subs[i].fn(argc - 1, argv + 1, g);
-    }
-    fprintf(stderr, "orchctl stage: unknown subcommand '%s'\n", argv[1]);
-    stage_usage(stderr);
-    return EXIT_USAGE;
-}
+const orchctl_cmd orchctl_stage_cmds[] = {
+    { "create", "WORK_ITEM --repo OWNER/NAME [--title T] [--pr N]", "--repo --title --pr --help",
+      stage_create, "a new task in backlog (the same again: no change)", NULL, NULL },
+    { "show", "WORK_ITEM [--history N]", "--history --help", stage_show,
+      "stage, version, history, side effects, verdicts", NULL, NULL },
+    { "advance",
+      "WORK_ITEM --from S --to S [--actor A] [--verdict K=V]... [--evidence-file FILE|-]",
+      "--from --to --actor --verdict --evidence-file --help", stage_advance,
+      "one transition: lease, gates, effects, expected-stage write; FILE holds verdict lines "
+      "(\"key: VALUE\"), - reads stdin",
+      NULL, NULL },
+    { "rollback", "WORK_ITEM --from S --reason TEXT [--actor A]", "--from --reason --actor --help",
+      stage_rollback, "back to development from review, testing, staging or deploy", NULL, NULL },
+    { "cancel", "WORK_ITEM [--actor A]", "--actor --help", stage_cancel,
+      "to cancelled from the current stage", NULL, NULL },
+    { "queue", "[--stage S] [--repo R] [--limit N]", "--stage --repo --limit --help", stage_queue,
+      "tasks and their leases", NULL, NULL },
+    { "pipeline", "", "--help", stage_pipeline,
+      "the edges, their gates, rollback gates and effects", NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+};

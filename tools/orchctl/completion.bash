@@ -6,7 +6,9 @@
 # Completes the global options, the commands, their subcommands, the options
 # of each subcommand and the fixed values (services, stages, roles,
 # operations). Work items, job ids and other free text are not completed.
-# tests/integration/completion_check.sh loads it in bash and checks it.
+# The words must be those of orchctl's command table (`orchctl __complete`
+# prints them); tests/integration/completion_check.sh loads this file in
+# bash and fails when any level offers other words than the table.
 
 _orchctl() {
   local cur prev
@@ -19,7 +21,7 @@ _orchctl() {
   local i cmd="" sub="" word
   for ((i = 1; i < COMP_CWORD; i++)); do
     word="${COMP_WORDS[i]}"
-    if [[ "$word" == "--timeout" ]]; then
+    if [[ "$word" == "--timeout" || "$word" == "-o" ]]; then
       ((i++))
       continue
     fi
@@ -33,6 +35,10 @@ _orchctl() {
   done
 
   case "$prev" in
+  -o)
+    mapfile -t COMPREPLY < <(compgen -W "json" -- "$cur")
+    return 0
+    ;;
   --from | --to | --stage)
     mapfile -t COMPREPLY < <(compgen -W "$stages" -- "$cur")
     return 0
@@ -60,7 +66,7 @@ _orchctl() {
 
   local words=""
   if [[ -z "$cmd" ]]; then
-    words="health lease stage guard job runs --json --timeout --help"
+    words="health lease stage guard job runs --json -o --timeout --help"
   elif [[ -z "$sub" ]]; then
     case "$cmd" in
     health) words="lease stage guard launcher all --help" ;;
@@ -73,10 +79,9 @@ _orchctl() {
   else
     case "$cmd $sub" in
     "health "*) words="lease stage guard launcher all" ;;
-    "lease acquire") words="--actor --transition --repo --owner-pid --help" ;;
+    "lease acquire") words="--actor --transition --repo --owner-pid --instance --help" ;;
     "lease force-release") words="--epoch --operator --reason --help" ;;
     "lease list") words="--all --repo --limit --help" ;;
-    "lease probe") words="--instance --help" ;;
     "lease "*) words="--help" ;;
     "stage create") words="--repo --title --pr --help" ;;
     "stage show") words="--history --help" ;;

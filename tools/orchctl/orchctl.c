@@ -1,7 +1,8 @@
 /*
  * orchctl - command-line client of the orch services.
  *
- * Usage: orchctl [--json] [--timeout MS] <command> [args]. Addresses come
+ * Usage: orchctl [--json] [--timeout MS] <command> [args] (command.c walks
+ * the command table below). Addresses come
  * from the same variables the services read (ORCH_<SVC>_RPC_URL), with the
  * same defaults. Exit status: 0 success, 1 usage or local error, 3 lease
  * held by another owner, 4 a stage transition deferred (lease held), 5 a
@@ -12,7 +13,6 @@
 #include "orchctl.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,8 +76,8 @@ int orchctl_call(const globals *g, const target *t, const char *method, const Pr
     if (g->json) {
         json_t *e = json_pack("{s:s, s:s, s:s}", "method", method, "code", orch_code_name(code),
                               "message", st->message);
-        json_dumpf(e, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        putchar('\n');
+        json_dumpf(e, stderr, JSON_INDENT(2) | JSON_PRESERVE_ORDER); /* errors: stderr */
+        fputc('\n', stderr);
         json_decref(e);
     } else {
         fprintf(stderr, "orchctl: %s: %s: %s\n", method, orch_code_name(code), st->message);
@@ -106,78 +106,35 @@ bool orchctl_parse_u64(const char *what, const char *s, uint64_t *out)
     return true;
 }
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: orchctl [--json] [--timeout MS] <command> [args]\n"
-                 "\n"
-                 "commands:\n"
-                 "  health [SERVICE...]   is each service (lease, stage, guard, launcher) SERVING\n"
-                 "  lease <subcommand>    transition leases: acquire, release, validate,\n"
-                 "                        force-release, show, list, probe\n"
-                 "  guard <subcommand>    the write guard: decide, audit, comment, state, notify\n"
-                 "  job <subcommand>      agent jobs: spawn, show, wait, cancel\n"
-                 "  runs <subcommand>     agent runs: list, savings (per role, from agent_runs)\n"
-                 "  stage <subcommand>    work items: create, show, advance, rollback,\n"
-                 "                        cancel, queue, pipeline\n"
-                 "\n"
-                 "options:\n"
-                 "  --json                machine-readable output\n"
-                 "  --timeout MS          deadline of each call (default 3000)\n"
-                 "  -h, --help            this help; 'orchctl <command> --help' for a command\n"
-                 "\n"
-                 "exit status: 0 ok, 1 usage or local error, 3 lease held by another owner,\n"
-                 "  4 stage transition deferred (lease held by another owner), 5 stage\n"
-                 "  transition refused (gate failed, rolled back, effect failed or unknown),\n"
-                 "  64+code on an RPC error (67 INVALID_ARGUMENT, 68 DEADLINE_EXCEEDED,\n"
-                 "  69 NOT_FOUND, 73 FAILED_PRECONDITION, 74 ABORTED, 76 UNIMPLEMENTED,\n"
-                 "  78 UNAVAILABLE)\n"
-                 "addresses: ORCH_LEASE_RPC_URL, ORCH_STAGE_RPC_URL, ORCH_GUARD_RPC_URL,\n"
-                 "  ORCH_LAUNCHER_RPC_URL (defaults tcp://127.0.0.1:7701..7704);\n"
-                 "  ORCH_RPC_AUTH_TOKEN is sent when set\n");
-}
-
-typedef struct command {
-    const char *name;
-    int (*fn)(int argc, char **argv, const globals *g);
-} command;
-
-static const command commands[] = {
-    { "health", cmd_health }, { "lease", cmd_lease }, { "guard", cmd_guard },
-    { "job", cmd_job },       { "runs", cmd_runs },   { "stage", cmd_stage },
+/* The command tree: dispatch, help, completion and the synopsis lines of
+ * docs/operations/orchctl.md all come from here and the per-command tables. */
+const orchctl_cmd orchctl_commands[] = {
+    { "health", "[lease|stage|guard|launcher|all]...", "lease stage guard launcher all --help",
+      cmd_health, "is each service (lease, stage, guard, launcher) SERVING",
+      "  Calls orch.v1.HealthService/Check on each service named (default all).\n"
+      "  Exit 0 when every one is SERVING, else 64 + the first failing code.\n",
+      NULL },
+    { "lease", "<subcommand>", "", NULL, "transition leases", NULL, orchctl_lease_cmds },
+    { "guard", "<subcommand>", "", NULL, "the write guard",
+      "  output: the reply as JSON (with or without --json); a blocked write\n"
+      "  exits 71 (64 + PERMISSION_DENIED) with the reason\n",
+      orchctl_guard_cmds },
+    { "job", "<subcommand>", "", NULL, "agent jobs",
+      "  ROLE: analyst | architect | developer | reviewer | tester | deployer\n",
+      orchctl_job_cmds },
+    { "runs", "<subcommand>", "", NULL, "agent runs (per role, from agent_runs)", NULL,
+      orchctl_runs_cmds },
+    { "stage", "<subcommand>", "", NULL, "work items",
+      "exit status: 0 ok; 1 usage; 4 deferred (another owner holds the lease,\n"
+      "  nothing ran); 5 refused (gate failed, rolled back, effect failed or\n"
+      "  unknown); 64+code on an RPC error (67 INVALID_ARGUMENT, 69 NOT_FOUND,\n"
+      "  73 FAILED_PRECONDITION: not in the expected stage, 74 ABORTED: lost the\n"
+      "  race, 78 UNAVAILABLE)\n",
+      orchctl_stage_cmds },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "json", no_argument, NULL, 'j' },
-        { "timeout", required_argument, NULL, 't' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    globals g = { .json = false, .timeout_ms = 3000 };
-    int ch;
-    uint64_t v;
-    /* '+': stop at the command name; its own options follow it. */
-    while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'j': g.json = true; break;
-        case 't':
-            if (!orchctl_parse_u64("--timeout", optarg, &v) || v > 3600000)
-                return EXIT_USAGE;
-            g.timeout_ms = (uint32_t)v;
-            break;
-        case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind >= argc) {
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[optind], commands[i].name) == 0)
-            return commands[i].fn(argc - optind, argv + optind, &g);
-    fprintf(stderr, "orchctl: unknown command '%s'\n", argv[optind]);
-    usage(stderr);
-    return EXIT_USAGE;
+    return orchctl_run(argc, argv);
 }

@@ -41,7 +41,8 @@ const char *orchctl_address(const target *t);
 
 /* Calls `method` on `t`. On OK, *reply (if asked) is the decoded reply, to be
  * freed with protobuf_c_message_free_unpacked. On error prints
- * "orchctl: <method>: <CODE>: <message>" (or a JSON object with --json) and
+ * "orchctl: <method>: <CODE>: <message>" (or a JSON object with --json) on
+ * stderr and
  * returns the exit status 64 + code; returns 0 on OK. */
 int orchctl_call(const globals *g, const target *t, const char *method, const ProtobufCMessage *req,
                  const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
@@ -53,11 +54,38 @@ void orchctl_print_json(const ProtobufCMessage *m);
 /* Parses a positive decimal integer argument; false with a message if bad. */
 bool orchctl_parse_u64(const char *what, const char *s, uint64_t *out);
 
+/* One entry of the command table (tools/orchctl/command.c walks it): a
+ * command with subcommands (`subs`, ended by an entry with a NULL name) or a
+ * leaf with a handler. Dispatch, --help at every level, `orchctl __complete`
+ * and `orchctl help --synopsis` all read it; completion_check.sh compares the
+ * last two with completion.bash and docs/operations/orchctl.md. The handler
+ * gets argv[0] = its own name, the global options already taken out. */
+typedef struct orchctl_cmd {
+    const char *name;
+    const char *synopsis; /* the arguments after the name: "WORK_ITEM [--repo R]" */
+    const char *words;    /* what completion offers after it, space-separated */
+    int (*fn)(int argc, char **argv, const globals *g);
+    const char *help;  /* one line */
+    const char *notes; /* printed after a command's subcommands, or NULL */
+    const struct orchctl_cmd *subs;
+} orchctl_cmd;
+
+extern const orchctl_cmd orchctl_lease_cmds[];
+extern const orchctl_cmd orchctl_stage_cmds[];
+extern const orchctl_cmd orchctl_guard_cmds[];
+extern const orchctl_cmd orchctl_job_cmds[];
+extern const orchctl_cmd orchctl_runs_cmds[];
+
 int cmd_health(int argc, char **argv, const globals *g);
-int cmd_lease(int argc, char **argv, const globals *g);
-int cmd_guard(int argc, char **argv, const globals *g);
-int cmd_job(int argc, char **argv, const globals *g);
-int cmd_runs(int argc, char **argv, const globals *g);
-int cmd_stage(int argc, char **argv, const globals *g);
+
+/* The top level of the table (orchctl.c), ended by a NULL name. */
+extern const orchctl_cmd orchctl_commands[];
+
+/* Runs argv[1..argc) against orchctl_commands; returns the exit status. */
+int orchctl_run(int argc, char **argv);
+
+/* Prints "usage: orchctl CMD SUB SYNOPSIS" of the entry named by the two
+ * words on stderr; returns EXIT_USAGE. */
+int orchctl_usage_error(const char *cmd, const char *sub);
 
 #endif
