@@ -120,44 +120,79 @@ static bool reap_if_dead(lease_svc *ls, const lease_row *row, lease_liveness *ve
     return true;
 }
 
-/* Tier 2, dead owners: every held lease (of `only_host`, if set) whose owner
- * is judged dead is released, one row at a time. */
-static void dead_owner_pass(lease_svc *ls, const char *only_host)
+#define SCAN_PAGE      1000
+#define SCAN_MAX_PAGES 10000 /* 10^7 held leases: a bound, not a limit in practice */
+
+/* Hosts found unreachable in this pass: not asked again, so that many
+ * leases on a cut-off host cost one probe timeout, not one each. */
+typedef struct unreachable_hosts {
+    char id[16][sizeof(((lease_owner *)0)->host_id)];
+    size_t n;
+} unreachable_hosts;
+
+/* Judges the owners of one page of held leases; returns how many it reaped. */
+static size_t judge_page(lease_svc *ls, const sweep *s, unreachable_hosts *u)
+{
+    size_t reaped = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const char *host = s->rows[i].owner.host_id;
+        bool skip = false;
+        for (size_t k = 0; k < u->n && !skip; k++)
+            skip = strcmp(u->id[k], host) == 0;
+        if (skip)
+            continue;
+        lease_liveness v;
+        reaped += reap_if_dead(ls, &s->rows[i], &v) ? 1 : 0;
+        if (v == LEASE_UNKNOWN && u->n < 16 && strcmp(host, ls->me->host_id) != 0)
+            snprintf(u->id[u->n++], sizeof u->id[0], "%s", host);
+    }
+    return reaped;
+}
+
+/* Reads the page of held leases after `after` into `s`; false (logged) on
+ * a database error. */
+static bool read_page(lease_svc *ls, const char *only_host, const char *after, sweep *s)
 {
     uint64_t dl = orch_mono_ms() + 10000;
-    sweep s = { .ls = ls };
     orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ls->db, dl, &c);
     if (!err)
-        err = lease_store_list(c, dl, true, "", only_host, 1000, collect, &s);
+        err = lease_store_list_held_after(c, dl, only_host, after, SCAN_PAGE, collect, s);
     if (err)
         orch_warn("reaper: dead-owner scan failed: %s: %s", orch_strerror(err),
                   c ? orch_db_last_error(c) : "");
     orch_db_release(c);
-    if (err) {
+    return err == ORCH_OK;
+}
+
+/* Tier 2, dead owners: every held lease (of `only_host`, if set) whose owner
+ * is judged dead is released, one row at a time, page by page in work-item
+ * order, so that no lease is out of reach however many are held. */
+static void dead_owner_pass(lease_svc *ls, const char *only_host)
+{
+    char after[sizeof(((lease_row *)0)->work_item)] = "";
+    unreachable_hosts u = { .n = 0 };
+    size_t held = 0;
+    int64_t oldest = 0;
+    for (int page = 0; page < SCAN_MAX_PAGES; page++) {
+        sweep s = { .ls = ls };
+        if (!read_page(ls, only_host, after, &s)) {
+            free(s.rows);
+            return;
+        }
+        held += s.n - judge_page(ls, &s, &u);
+        oldest = s.oldest_s > oldest ? s.oldest_s : oldest;
+        bool last = s.n < SCAN_PAGE;
+        if (s.n)
+            snprintf(after, sizeof after, "%s", s.rows[s.n - 1].work_item);
         free(s.rows);
-        return;
-    }
-    /* A host found unreachable is not asked again in this pass, so that many
-     * leases on a cut-off host cost one probe timeout, not one each. */
-    const char *unreachable[16];
-    size_t nun = 0, reaped = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        bool skip = false;
-        for (size_t k = 0; k < nun && !skip; k++)
-            skip = strcmp(unreachable[k], s.rows[i].owner.host_id) == 0;
-        if (skip)
-            continue;
-        lease_liveness v;
-        reaped += reap_if_dead(ls, &s.rows[i], &v) ? 1 : 0;
-        if (v == LEASE_UNKNOWN && nun < 16 && strcmp(s.rows[i].owner.host_id, ls->me->host_id) != 0)
-            unreachable[nun++] = s.rows[i].owner.host_id;
+        if (last)
+            break;
     }
     if (!only_host) {
-        atomic_store(&ls->held, (int64_t)(s.n - reaped));
-        atomic_store(&ls->oldest_age_s, s.oldest_s);
+        atomic_store(&ls->held, (int64_t)held);
+        atomic_store(&ls->oldest_age_s, oldest);
     }
-    free(s.rows);
 }
 
 /* The two tiers are independent: a failed ceiling scan or row never keeps

@@ -248,6 +248,25 @@ static void for_each_row(const orch_db_result *r, void (*fn)(const lease_row *, 
     }
 }
 
+orch_err lease_store_list_held_after(orch_db_conn *c, uint64_t dl, const char *owner_host,
+                                     const char *after_item, unsigned limit,
+                                     void (*fn)(const lease_row *row, void *arg), void *arg)
+{
+    static const char sql[] = "SELECT " LEASE_COLUMNS " FROM transition_lease"
+                              " WHERE released_at IS NULL AND ($1 = '' OR owner_host = $1)"
+                              "   AND work_item > $2 ORDER BY work_item LIMIT $3::integer";
+    char lim[16];
+    orch_db_result *r;
+    snprintf(lim, sizeof lim, "%u", limit);
+    const char *p[] = { owner_host ? owner_host : "", after_item ? after_item : "", lim };
+    orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
+    if (err)
+        return err;
+    for_each_row(r, fn, arg);
+    orch_db_result_free(r);
+    return ORCH_OK;
+}
+
 orch_err lease_store_list(orch_db_conn *c, uint64_t dl, bool held_only, const char *repo,
                           const char *owner_host, unsigned limit,
                           void (*fn)(const lease_row *row, void *arg), void *arg)

@@ -73,6 +73,13 @@ orch_err lease_store_get(orch_db_conn *c, uint64_t dl, const char *work_item, le
 /* Calls fn for each lease matching the filter (held_only, repo "" = any),
  * oldest first, at most `limit`. `owner_host` non-NULL restricts to leases
  * whose owner is on that host. */
+/* Up to `limit` held leases (of `owner_host`, if not NULL or empty) whose
+ * work item sorts after `after_item` ("" from the start), in work-item
+ * order: a scan pages through every held lease, however many. */
+orch_err lease_store_list_held_after(orch_db_conn *c, uint64_t dl, const char *owner_host,
+                                     const char *after_item, unsigned limit,
+                                     void (*fn)(const lease_row *row, void *arg),
+                                     void *arg) ORCH_NODISCARD;
 orch_err lease_store_list(orch_db_conn *c, uint64_t dl, bool held_only, const char *repo,
                           const char *owner_host, unsigned limit,
                           void (*fn)(const lease_row *row, void *arg), void *arg) ORCH_NODISCARD;

@@ -174,3 +174,41 @@ Test(lease_reaper, one_failing_lease_row_no_longer_stops_the_reaper_pass)
     expect_pass_goes_on(stuck, poison_row);
     cr_assert(th_svc_wait_log(&svc, "refused by the test", 2000), "the failed row is not reported");
 }
+
+/* Regression: the dead-owner scan read only the 1000 oldest held leases,
+ * so a dead owner behind a thousand live ones was never judged by the
+ * reaper and its lease waited for the ceiling. The scan now pages through
+ * every held lease. */
+Test(lease_reaper, a_dead_owner_behind_a_thousand_live_leases_is_reclaimed)
+{
+    static const char *const env[] = { "ORCH_HOST_ID=" LT_HOST, "ORCH_REAPER_MAX_RUNNING_S=600",
+                                       "ORCH_STEP_TIMEOUT_S=1", "ORCH_LEASE_REAPER_INTERVAL_MS=200",
+                                       NULL };
+    th_svc_start(&svc, "lease", db, env, true);
+    orch_rpc_client *c = lt_client(&svc);
+    lt_owner live, dead;
+    lt_owner_spawn(&live, NULL, NULL);
+    lt_owner_spawn(&dead, NULL, NULL);
+    cr_assert_eq(lt_sql_num(db,
+                            "WITH i AS (INSERT INTO transition_lease (work_item, epoch,"
+                            " owner_host, owner_boot_id, owner_pid, owner_start_ticks,"
+                            " owner_instance, actor, transition, repo, acquired_at)"
+                            " SELECT 'ORCH-BULK-' || lpad(g::text, 5, '0'), 1, '%s', '%s', %d,"
+                            " %llu, '%s', 'bulk', 'review->testing', 'orch',"
+                            " now() - interval '60 s' FROM generate_series(1, 1200) g"
+                            " RETURNING 1) SELECT count(*) FROM i",
+                            live.host_id, live.boot_id, (int)live.claimed_pid,
+                            (unsigned long long)live.start_ticks, live.instance_id),
+                 1200);
+    lt_acq g = lt_acquire(c, "ORCH-ZZ-DEAD", "orch", &dead, "monitor");
+    cr_assert(g.granted, "%s", g.message);
+    lt_owner_kill(&dead);
+    cr_assert(lt_sql_wait(db, 1, 10000,
+                          "SELECT count(*) FROM lease_events WHERE work_item = 'ORCH-ZZ-DEAD'"
+                          " AND kind = 'reclaimed-stale'"),
+              "the dead owner behind 1200 live leases was never reclaimed by the reaper");
+    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM transition_lease WHERE work_item LIKE"
+                                " 'ORCH-BULK-%%' AND released_at IS NULL"),
+                 1200, "a live owner's lease was released");
+    lt_client_close(c);
+}
