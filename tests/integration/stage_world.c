@@ -3,6 +3,9 @@
  */
 #include "stage_world.h"
 
+#include "orch/ident.h"
+#include "orch/v1/lease.pb-c.h"
+
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <nng/nng.h>
@@ -475,4 +478,54 @@ void sw_walk_to(sw_world *w, const char *item, const char *stage)
         snprintf(now, sizeof now, "%s", walk[i].to);
     }
     cr_assert_str_eq(now, stage, "could not walk %s to %s", item, stage);
+}
+
+long long sw_sql_num(const sw_world *w, const char *sql)
+{
+    char *v = th_sql(w->db, sql);
+    long long n = v ? strtoll(v, NULL, 10) : -1;
+    free(v);
+    return n;
+}
+
+uint64_t sw_hold_lease(sw_world *w, const char *item, const char *actor)
+{
+    static orch_ident me;
+    cr_assert_eq(orch_ident_init(NULL, &me), ORCH_OK);
+    Orch__V1__Owner ow = ORCH__V1__OWNER__INIT;
+    ow.host_id = me.host_id;
+    ow.boot_id = me.boot_id;
+    ow.pid = (int32_t)me.pid;
+    ow.start_ticks = me.start_ticks;
+    ow.instance_id = me.instance_id;
+    Orch__V1__AcquireRequest rq = ORCH__V1__ACQUIRE_REQUEST__INIT;
+    rq.work_item = (char *)item;
+    rq.repo = "org/app";
+    rq.transition = "review->testing";
+    rq.actor = (char *)actor;
+    rq.owner = &ow;
+    orch_rpc_call_opts o = { .timeout_ms = 10000 };
+    orch_rpc_status st;
+    Orch__V1__AcquireReply *r = NULL;
+    orch_code code =
+        orch_rpc_invoke(w->lease_client, "orch.v1.LeaseService/Acquire", &rq.base,
+                        &orch__v1__acquire_reply__descriptor, &o, &st, (ProtobufCMessage **)&r);
+    cr_assert_eq(code, ORCH_CODE_OK, "Acquire: %s", st.message);
+    cr_assert_eq(r->outcome, ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED);
+    cr_assert(!r->inert, "the lease must apply to org/app");
+    uint64_t epoch = r->epoch;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return epoch;
+}
+
+void sw_free_lease(sw_world *w, const char *item, uint64_t epoch)
+{
+    Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
+    rq.work_item = (char *)item;
+    rq.epoch = epoch;
+    orch_rpc_call_opts o = { .timeout_ms = 5000 };
+    orch_rpc_status st;
+    cr_assert_eq(orch_rpc_invoke(w->lease_client, "orch.v1.LeaseService/Release", &rq.base, NULL,
+                                 &o, &st, NULL),
+                 ORCH_CODE_OK, "Release: %s", st.message);
 }

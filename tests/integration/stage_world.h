@@ -76,6 +76,14 @@ typedef struct sw_adv {
 sw_adv sw_advance(orch_rpc_client *c, const char *item, const char *from, const char *to,
                   const char *actor, const char *evidence);
 sw_adv sw_rollback(orch_rpc_client *c, const char *item, const char *from, const char *reason);
+/* Takes the item's lease (repo org/app, review->testing) as this test
+ * process, a live owner, under `actor`, as an actor in the middle of a
+ * transition holds it; fails the test unless granted. Returns the epoch. */
+uint64_t sw_hold_lease(sw_world *w, const char *item, const char *actor);
+/* Releases that grant; fails the test unless released. */
+void sw_free_lease(sw_world *w, const char *item, uint64_t epoch);
+/* The first column of the first row of `sql` as a number, -1 if none. */
+long long sw_sql_num(const sw_world *w, const char *sql);
 /* The item's stage ("" if none) from the database. */
 void sw_stage_of(const sw_world *w, const char *item, char *out, size_t n);
 /* Moves an item straight to `stage` through the pipeline with passing

@@ -27,10 +27,7 @@ static void down(void)
 
 static int count_sql(const char *sql)
 {
-    char *v = th_sql(W.db, sql);
-    int n = v ? (int)strtol(v, NULL, 10) : -1;
-    free(v);
-    return n;
+    return (int)sw_sql_num(&W, sql);
 }
 
 /* Every history row is an edge of the pipeline. */

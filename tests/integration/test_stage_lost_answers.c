@@ -30,10 +30,7 @@ static void down(void)
 
 static int count_sql(const char *sql)
 {
-    char *v = th_sql(W.db, sql);
-    int n = v ? (int)strtol(v, NULL, 10) : -1;
-    free(v);
-    return n;
+    return (int)sw_sql_num(&W, sql);
 }
 
 /* Polls `sql` (one count) every 50 ms until it is at least `want`, for at

@@ -32,10 +32,7 @@ static void down(void)
 
 static int count_sql(const char *sql)
 {
-    char *v = th_sql(W.db, sql);
-    int n = v ? (int)strtol(v, NULL, 10) : -1;
-    free(v);
-    return n;
+    return (int)sw_sql_num(&W, sql);
 }
 
 static void stage_is(const char *item, const char *want)
@@ -74,37 +71,6 @@ Test(stage_verdicts, a_developer_approval_does_not_pass_the_review, .fini = down
     cr_assert_eq(sw_counts_for_pr(8001).merges, 1);
 }
 
-/* Takes the lease of `item` as another live owner (this test process);
- * returns its epoch. */
-static uint64_t hold_lease(const char *item)
-{
-    orch_ident me;
-    cr_assert_eq(orch_ident_init(NULL, &me), ORCH_OK);
-    Orch__V1__Owner ow = ORCH__V1__OWNER__INIT;
-    ow.host_id = me.host_id;
-    ow.boot_id = me.boot_id;
-    ow.pid = (int32_t)me.pid;
-    ow.start_ticks = me.start_ticks;
-    ow.instance_id = me.instance_id;
-    Orch__V1__AcquireRequest rq = ORCH__V1__ACQUIRE_REQUEST__INIT;
-    rq.work_item = (char *)item;
-    rq.repo = "org/app";
-    rq.transition = "review->testing";
-    rq.actor = "holder";
-    rq.owner = &ow;
-    orch_rpc_call_opts o = { .timeout_ms = 10000 };
-    orch_rpc_status st;
-    Orch__V1__AcquireReply *r = NULL;
-    orch_code code =
-        orch_rpc_invoke(W.lease_client, "orch.v1.LeaseService/Acquire", &rq.base,
-                        &orch__v1__acquire_reply__descriptor, &o, &st, (ProtobufCMessage **)&r);
-    cr_assert_eq(code, ORCH_CODE_OK, "%s", st.message);
-    cr_assert_eq(r->outcome, ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED);
-    uint64_t epoch = r->epoch;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    return epoch;
-}
-
 static void release_lease(const char *item, uint64_t epoch)
 {
     Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
@@ -124,7 +90,7 @@ Test(stage_verdicts, a_deferred_call_records_no_verdict, .fini = down, .timeout 
     sw_up(&W, NULL);
     cr_assert_eq(sw_create(W.client, "VRD-2", "org/app", 8002), ORCH_CODE_OK);
     sw_walk_to(&W, "VRD-2", "review");
-    uint64_t epoch = hold_lease("VRD-2");
+    uint64_t epoch = sw_hold_lease(&W, "VRD-2", "holder");
     sw_adv a =
         sw_advance(W.client, "VRD-2", "review", "testing", "monitor", "review_verdict: APPROVE");
     cr_assert_eq(a.outcome, OUT(DEFERRED), "code %d outcome %d: %s", a.code, a.outcome, a.message);

@@ -87,56 +87,9 @@ static http_res gitea_approve(int pr, const char *delivery)
     return post("/webhooks/gitea", h, body);
 }
 
-/* Takes the item's lease as this test process (a live owner), as an actor
- * in the middle of a transition would hold it. Returns the epoch. */
-static uint64_t hold_lease(const char *item)
-{
-    static orch_ident me;
-    cr_assert_eq(orch_ident_init(NULL, &me), ORCH_OK);
-    Orch__V1__Owner ow = ORCH__V1__OWNER__INIT;
-    ow.host_id = me.host_id;
-    ow.boot_id = me.boot_id;
-    ow.pid = (int32_t)me.pid;
-    ow.start_ticks = me.start_ticks;
-    ow.instance_id = me.instance_id;
-    Orch__V1__AcquireRequest rq = ORCH__V1__ACQUIRE_REQUEST__INIT;
-    rq.work_item = (char *)item;
-    rq.repo = "org/app";
-    rq.transition = "review->testing";
-    rq.actor = "monitor";
-    rq.owner = &ow;
-    orch_rpc_call_opts o = { .timeout_ms = 5000 };
-    orch_rpc_status st;
-    Orch__V1__AcquireReply *r = NULL;
-    orch_code code =
-        orch_rpc_invoke(W.lease_client, "orch.v1.LeaseService/Acquire", &rq.base,
-                        &orch__v1__acquire_reply__descriptor, &o, &st, (ProtobufCMessage **)&r);
-    cr_assert_eq(code, ORCH_CODE_OK, "Acquire: %s", st.message);
-    cr_assert_eq(r->outcome, ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED);
-    cr_assert(!r->inert, "the lease must apply to org/app");
-    uint64_t epoch = r->epoch;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    return epoch;
-}
-
-static void free_lease(const char *item, uint64_t epoch)
-{
-    Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
-    rq.work_item = (char *)item;
-    rq.epoch = epoch;
-    orch_rpc_call_opts o = { .timeout_ms = 5000 };
-    orch_rpc_status st;
-    cr_assert_eq(orch_rpc_invoke(W.lease_client, "orch.v1.LeaseService/Release", &rq.base, NULL, &o,
-                                 &st, NULL),
-                 ORCH_CODE_OK, "Release: %s", st.message);
-}
-
 static long long num(const char *sql)
 {
-    char *v = th_sql(W.db, sql);
-    long long n = v ? strtoll(v, NULL, 10) : -1;
-    free(v);
-    return n;
+    return sw_sql_num(&W, sql);
 }
 
 /* Polls until the item is in `stage`; bounded. */
@@ -174,7 +127,7 @@ Test(stage_webhook_inbox, plane_cancel_during_a_held_lease_is_applied_after_rele
     sw_up(&W, NULL);
     cr_assert_eq(sw_create(W.client, "ORCH-301", "org/app", 0), ORCH_CODE_OK);
     sw_walk_to(&W, "ORCH-301", "development");
-    uint64_t epoch = hold_lease("ORCH-301");
+    uint64_t epoch = sw_hold_lease(&W, "ORCH-301", "monitor");
 
     http_res r = plane_cancel(301, "plane-d-1");
     cr_assert_eq(r.status, 202, "a deferred event is accepted, not dropped: %ld %s", r.status,
@@ -193,7 +146,7 @@ Test(stage_webhook_inbox, plane_cancel_during_a_held_lease_is_applied_after_rele
     cr_assert_geq(num("SELECT attempts FROM webhook_inbox WHERE delivery = 'plane-d-1'"), 2,
                   "the inbox thread retried while the lease was held");
 
-    free_lease("ORCH-301", epoch);
+    sw_free_lease(&W, "ORCH-301", epoch);
     cr_assert(wait_stage("ORCH-301", "cancelled", 20000),
               "the cancel was lost: not applied after the lease was freed");
     cr_assert(wait_settled("plane-d-1", 10000), "the applied event was never settled");
@@ -222,7 +175,7 @@ Test(stage_webhook_inbox, gitea_approval_during_a_held_lease_merges_once_after_r
     sw_up(&W, NULL);
     cr_assert_eq(sw_create(W.client, "ORCH-302", "org/app", 9302), ORCH_CODE_OK);
     sw_walk_to(&W, "ORCH-302", "review");
-    uint64_t epoch = hold_lease("ORCH-302");
+    uint64_t epoch = sw_hold_lease(&W, "ORCH-302", "monitor");
 
     http_res r = gitea_approve(9302, "gitea-d-1");
     cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
@@ -230,7 +183,7 @@ Test(stage_webhook_inbox, gitea_approval_during_a_held_lease_merges_once_after_r
     usleep(1500000);
     cr_assert_eq(sw_counts_for_pr(9302).merge_calls, 0, "no effect under a held lease");
 
-    free_lease("ORCH-302", epoch);
+    sw_free_lease(&W, "ORCH-302", epoch);
     cr_assert(wait_stage("ORCH-302", "testing", 20000), "the approval was not applied");
     cr_assert(wait_settled("gitea-d-1", 10000), "the applied event was never settled");
     cr_assert_eq(sw_counts_for_pr(9302).merges, 1);
@@ -253,14 +206,14 @@ Test(stage_webhook_inbox, a_queued_event_survives_a_stage_service_crash, .fini =
     sw_up(&W, NULL);
     cr_assert_eq(sw_create(W.client, "ORCH-303", "org/app", 0), ORCH_CODE_OK);
     sw_walk_to(&W, "ORCH-303", "analysis");
-    uint64_t epoch = hold_lease("ORCH-303");
+    uint64_t epoch = sw_hold_lease(&W, "ORCH-303", "monitor");
     http_res r = plane_cancel(303, "plane-crash-1");
     cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
 
     /* The process that answered dies; the lease is freed; a new process
      * applies the recorded event. */
     cr_assert_eq(th_svc_stop(&W.stage, SIGKILL, 10000), 128 + SIGKILL);
-    free_lease("ORCH-303", epoch);
+    sw_free_lease(&W, "ORCH-303", epoch);
     sw_stage_start(&W, &W.stage, NULL);
     cr_assert(wait_stage("ORCH-303", "cancelled", 20000), "the recorded cancel was lost");
     cr_assert(wait_settled("plane-crash-1", 10000), "the applied event was never settled");
@@ -274,13 +227,13 @@ Test(stage_webhook_inbox, events_of_one_item_apply_in_arrival_order, .fini = dow
     sw_up(&W, NULL);
     cr_assert_eq(sw_create(W.client, "ORCH-304", "org/app", 9304), ORCH_CODE_OK);
     sw_walk_to(&W, "ORCH-304", "review");
-    uint64_t epoch = hold_lease("ORCH-304");
+    uint64_t epoch = sw_hold_lease(&W, "ORCH-304", "monitor");
     /* An approval, then a cancel: both wait; the approval goes first. */
     cr_assert_eq(gitea_approve(9304, "order-1").status, 202);
     http_res r = plane_cancel(304, "order-2");
     cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
     cr_assert(strstr(r.body, "earlier event"), "%s", r.body);
-    free_lease("ORCH-304", epoch);
+    sw_free_lease(&W, "ORCH-304", epoch);
     cr_assert(wait_stage("ORCH-304", "cancelled", 20000));
     char *path = th_sql(W.db, "SELECT string_agg(h.to_stage, ',' ORDER BY h.id) FROM stage_history"
                               " h JOIN tasks t ON t.id = h.task_id WHERE t.work_item = 'ORCH-304'"
