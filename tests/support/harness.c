@@ -429,6 +429,24 @@ static char *read_file(const char *path)
     return buf;
 }
 
+/* The port a child process wrote to `path`, waiting up to 5 s for it; 0 if
+ * it never came. */
+static int wait_port_file(const char *path)
+{
+    int port = 0;
+    for (int i = 0; i < 500 && port == 0; i++) {
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1)
+                port = 0;
+            fclose(f);
+        }
+        if (port == 0)
+            sleep_ms(10);
+    }
+    return port;
+}
+
 void th_imitation_start(th_imitation *im, const char *personality)
 {
     char bin[600], port_file[600], hex[9];
@@ -446,16 +464,7 @@ void th_imitation_start(th_imitation *im, const char *personality)
     char **env = child_env(NULL, NULL);
     im->pid = spawn_logged(argv, env, errlog);
     free(env);
-    for (int i = 0; i < 500 && im->port == 0; i++) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            if (fscanf(f, "%d", &im->port) != 1)
-                im->port = 0;
-            fclose(f);
-        }
-        if (im->port == 0)
-            sleep_ms(10);
-    }
+    im->port = wait_port_file(port_file);
     cr_assert_gt(im->port, 0, "orch-imitation (%s) did not start", personality);
     snprintf(im->base_url, sizeof im->base_url, "http://127.0.0.1:%d", im->port);
 }
@@ -551,16 +560,7 @@ void th_proxy_start(th_proxy *p, const char *target_url)
     char **env = child_env(NULL, NULL);
     p->pid = spawn_logged(argv, env, errlog);
     free(env);
-    for (int i = 0; i < 500 && p->port == 0; i++) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            if (fscanf(f, "%d", &p->port) != 1)
-                p->port = 0;
-            fclose(f);
-        }
-        if (p->port == 0)
-            sleep_ms(10);
-    }
+    p->port = wait_port_file(port_file);
     cr_assert_gt(p->port, 0, "orch-sp-proxy did not start");
     snprintf(p->url, sizeof p->url, "tcp://127.0.0.1:%d", p->port);
 }
