@@ -393,14 +393,88 @@ double th_metric(const char *text, const char *series)
     return -1;
 }
 
+/* A private cluster's port while the cluster is down: a socket bound to
+ * 127.0.0.1:PORT (not listening) so that no other test, in this process or
+ * another, is handed that port by bind(port 0) in the meantime. Without it a
+ * service started between "init" (or "stop") and "start" could be given the
+ * cluster's port, and pgctl.sh would move the cluster to another port that the
+ * service's URL does not name. */
+typedef struct {
+    char dir[256];
+    int fd;
+} pg_port_hold;
+
+static pg_port_hold g_holds[8];
+
+static int cluster_port(const char *dir)
+{
+    char path[600];
+    int port = 0;
+    snprintf(path, sizeof path, "%s/port", dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%d", &port) != 1)
+            port = 0;
+        fclose(f);
+    }
+    return port;
+}
+
+static void port_hold(const char *dir)
+{
+    int port = cluster_port(dir);
+    if (port <= 0)
+        return;
+    for (size_t i = 0; i < sizeof g_holds / sizeof g_holds[0]; i++) {
+        if (g_holds[i].dir[0] != '\0')
+            continue;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        cr_assert(fd >= 0);
+        /* A stopped cluster leaves its port in TIME_WAIT at worst; bind()
+         * without SO_REUSEADDR may then fail, and the hold is skipped. */
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(fd);
+            return;
+        }
+        snprintf(g_holds[i].dir, sizeof g_holds[i].dir, "%s", dir);
+        g_holds[i].fd = fd;
+        return;
+    }
+    cr_assert_fail("more than 8 private clusters are down at once");
+}
+
+static void port_unhold(const char *dir)
+{
+    for (size_t i = 0; i < sizeof g_holds / sizeof g_holds[0]; i++) {
+        if (strcmp(g_holds[i].dir, dir) == 0) {
+            close(g_holds[i].fd);
+            g_holds[i].dir[0] = '\0';
+        }
+    }
+}
+
 int th_pgctl(const char *cmd, const char *dir, const char *arg)
 {
     char script[600], out[8192];
+    bool starting = strcmp(cmd, "start") == 0;
+    int port = starting ? cluster_port(dir) : 0;
+    if (starting || strcmp(cmd, "destroy") == 0)
+        port_unhold(dir);
     snprintf(script, sizeof script, "%s/tests/support/pgctl.sh", ORCH_SOURCE_DIR);
     const char *argv[] = { "/bin/bash", script, cmd, dir, arg, NULL };
     int rc = th_run(argv, NULL, out, sizeof out, 120000);
     if (rc != 0)
         fprintf(stderr, "pgctl.sh %s %s failed (%d):\n%s\n", cmd, dir, rc, out);
+    if (rc == 0 && (strcmp(cmd, "init") == 0 || strcmp(cmd, "stop") == 0))
+        port_hold(dir);
+    /* A cluster that moved to another port is no longer at the URL the test
+     * gave its services: say so instead of letting them wait for it. */
+    if (rc == 0 && starting && port > 0)
+        cr_assert_eq(cluster_port(dir), port, "pgctl.sh moved the cluster in %s from port %d: %s",
+                     dir, port, out);
     return rc;
 }
 
