@@ -36,6 +36,7 @@ ORCH_APT_PACKAGES=(
   iproute2
   docker-compose
   python3-yaml
+  pgbouncer
 )
 
 # Prints, one per line, the packages of ORCH_APT_PACKAGES not installed.
