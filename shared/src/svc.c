@@ -176,6 +176,24 @@ static bool known_service(const orch_service *s, const char *name)
     return false;
 }
 
+/* Why the service is not serving, into `why` (empty when it is). */
+static void not_serving_why(orch_service *s, char *why, size_t n)
+{
+    why[0] = '\0';
+    if (healthy(s))
+        return;
+    if (!atomic_load(&s->serving)) {
+        snprintf(why, n, "%s is shutting down", s->def->name);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    snprintf(why, n, "database unreachable: %s", s->db_error);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* gRPC's health convention: a process that answers replies OK, and its
+ * state is the reply's status (NOT_SERVING with `detail` saying why). An
+ * error code means the question could not be answered (unknown service). */
 static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     orch_service *s = arg;
@@ -185,37 +203,46 @@ static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg, 
 
     if (!known_service(s, req->service))
         return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no service '%.200s' here", req->service);
-    rep.status = healthy(s) ? ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                            : ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    not_serving_why(s, why, sizeof why);
+    rep.status = why[0] == '\0' ? ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                                : ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    rep.detail = why;
     rep.server = (char *)s->def->name;
     rep.instance_id = s->ident.instance_id;
     rep.host_id = s->ident.host_id;
     rep.database_ok = atomic_load(&s->db_ok);
     rep.database_checked_ms_ago = orch_mono_ms() - atomic_load(&s->db_checked_ms);
     rep.version = (char *)ORCH_VERSION;
-    orch_code code = orch_rpc_reply(call, &rep.base);
-    if (code != ORCH_CODE_OK ||
-        rep.status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
-        return code;
-    pthread_mutex_lock(&s->mu);
-    snprintf(why, sizeof why, "%s", s->db_error);
-    pthread_mutex_unlock(&s->mu);
-    if (!atomic_load(&s->serving))
-        return orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE, "%s is shutting down", s->def->name);
-    return orch_rpc_fail(call, ORCH_CODE_UNAVAILABLE, "database unreachable: %s", why);
+    return orch_rpc_reply(call, &rep.base);
 }
 
 static const orch_rpc_method health_methods[] = { { "Check", health_check } };
 
-static int http_healthz(void *arg, char **body, size_t *len, const char **ctype)
+/* /readyz (and /healthz, its older name): 200 when the service serves and
+ * its database answers; 503 with the reason otherwise. */
+static int http_readyz(void *arg, char **body, size_t *len, const char **ctype)
 {
     orch_service *s = arg;
-    const char *text = healthy(s)                 ? "ok\n"
-                       : atomic_load(&s->serving) ? "unavailable: database unreachable\n"
-                                                  : "unavailable: not serving\n";
+    char why[256], text[300];
+    (void)ctype;
+    not_serving_why(s, why, sizeof why);
+    bool ready = why[0] == '\0';
+    snprintf(text, sizeof text, "%s%s\n", ready ? "ok" : "unavailable: ", why);
     *body = strdup(text);
     *len = *body ? strlen(*body) : 0;
-    return healthy(s) ? 200 : 503;
+    return ready ? 200 : 503;
+}
+
+/* /livez: 200 as long as the process answers HTTP, whatever the database
+ * does, so that a liveness probe does not restart every service on a
+ * database blip. */
+static int http_livez(void *arg, char **body, size_t *len, const char **ctype)
+{
+    (void)arg;
+    (void)ctype;
+    *body = strdup("ok\n");
+    *len = *body ? strlen(*body) : 0;
+    return 200;
 }
 
 static int http_metrics(void *arg, char **body, size_t *len, const char **ctype)
@@ -417,11 +444,14 @@ static orch_err start_serving(orch_service *s)
     if (err)
         return err;
     orch_http_route routes[] = {
-        { "/healthz", http_healthz, s },
+        { "/livez", http_livez, s },
+        { "/readyz", http_readyz, s },
+        { "/healthz", http_readyz, s },
         { "/metrics", http_metrics, s },
     };
-    err = orch_http_start(orch_config_str(cfg, s->def->http_addr_var), routes, 2, s->https,
-                          s->nhttps, s->nhttps ? HTTP_WORKERS : 0, &s->http);
+    err = orch_http_start(orch_config_str(cfg, s->def->http_addr_var), routes,
+                          sizeof routes / sizeof routes[0], s->https, s->nhttps,
+                          s->nhttps ? HTTP_WORKERS : 0, &s->http);
     if (err)
         return err;
     s->probe_interval_ms = (uint64_t)orch_config_int(cfg, "ORCH_DB_PROBE_INTERVAL_MS");

@@ -141,7 +141,7 @@ Test(launcher_recovery, requeue_happens_before_lease_recovery)
     cr_expect_eq(lt_sql_num(db, "SELECT count(*) FROM jobs j, transition_lease l WHERE"
                                 " j.work_item = l.work_item AND j.requeued_at < l.released_at"),
                  1, "requeue must precede the lease's reclaim");
-    cr_assert(th_svc_wait_code(&lease, ORCH_CODE_OK, 10000));
+    cr_assert(th_svc_wait_health(&lease, TH_SERVING, 10000));
 }
 
 Test(launcher_recovery, lease_recovery_wait_is_bounded)

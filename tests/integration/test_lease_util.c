@@ -74,7 +74,7 @@ void lt_start_advertised(th_svc *s, const char *db, const char *const *env, cons
     all[n] = NULL;
     th_svc_start(s, "lease", db, all, false);
     snprintf(s->rpc_url, sizeof s->rpc_url, "%s", url);
-    if (wait_ready && !th_svc_wait_code(s, ORCH_CODE_OK, 20000)) {
+    if (wait_ready && !th_svc_wait_health(s, TH_SERVING, 20000)) {
         th_svc_dump_log(s);
         cr_assert_fail("lease-service at %s did not become ready", url);
     }

@@ -88,10 +88,10 @@ Test(ops, service_sends_ready_to_notify_socket_once_serving, .timeout = 120)
     recv_text(fd, msg, sizeof msg, 60000);
     cr_assert(strstr(msg, "READY=1"), "no READY=1 within 60 s (got '%s')", msg);
     /* READY means serving: the health check answers at once. */
-    orch_rpc_status st;
-    cr_assert_eq(th_check(s.rpc_url, 2000, &st), ORCH_CODE_OK, "READY=1 before serving: %s",
-                 st.message);
-    cr_assert_eq(th_http_get(s.http_addr, "/healthz", NULL), 200);
+    char detail[256];
+    cr_assert_eq(th_health_of(s.rpc_url, 2000, detail, sizeof detail), TH_SERVING,
+                 "READY=1 before serving: %s", detail);
+    cr_assert_eq(th_http_get(s.http_addr, "/readyz", NULL), 200);
 
     cr_assert_eq(th_svc_stop(&s, SIGTERM, 40000), 0);
     recv_text(fd, msg, sizeof msg, 5000);

@@ -68,9 +68,10 @@ static reply send_env(const char *url, const char *method, const void *payload, 
 
 static void assert_serving(const th_svc *s)
 {
-    orch_rpc_status st;
+    char detail[256];
     cr_assert(th_svc_alive(s), "%s-service died", s->name);
-    cr_assert_eq(th_check(s->rpc_url, 2000, &st), ORCH_CODE_OK, "Check: %s", st.message);
+    cr_assert_eq(th_health_of(s->rpc_url, 2000, detail, sizeof detail), TH_SERVING, "Check: %s",
+                 detail);
 }
 
 static double metric_of(const th_svc *s, const char *series)
@@ -390,7 +391,7 @@ Test(startup, four_services_migrate_one_database_at_once, .timeout = 90)
     for (int i = 0; i < 4; i++)
         th_svc_start(&s[i], names[i], url, NULL, false);
     for (int i = 0; i < 4; i++) {
-        bool up = th_svc_wait_code(&s[i], ORCH_CODE_OK, 30000);
+        bool up = th_svc_wait_health(&s[i], TH_SERVING, 30000);
         if (!up)
             th_svc_dump_log(&s[i]);
         cr_assert(up, "%s-service did not come up", names[i]);

@@ -200,35 +200,64 @@ void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *co
     const char *argv[] = { bin, NULL };
     s->pid = spawn_logged(argv, cenv, s->log_path);
     free(cenv);
-    if (wait_ready && !th_svc_wait_code(s, ORCH_CODE_OK, 20000)) {
+    if (wait_ready && !th_svc_wait_health(s, TH_SERVING, 20000)) {
         th_svc_dump_log(s);
         cr_assert_fail("%s-service did not become ready", svc);
     }
 }
 
-orch_code th_check(const char *url, uint32_t timeout_ms, orch_rpc_status *st)
+/* One Check; the reply's code into *code and, on OK, the reply itself. */
+static Orch__V1__HealthCheckResponse *check_once(const char *url, uint32_t timeout_ms,
+                                                 orch_rpc_status *st, orch_code *code)
 {
     orch_rpc_client *c;
     orch_rpc_client_opts o = { .default_timeout_ms = timeout_ms };
     Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
     ProtobufCMessage *rep = NULL;
     cr_assert(orch_rpc_client_open(url, &o, &c) == ORCH_OK);
-    orch_code code = orch_rpc_invoke(c, "orch.v1.HealthService/Check", &req.base,
-                                     &orch__v1__health_check_response__descriptor, NULL, st, &rep);
-    if (rep)
-        protobuf_c_message_free_unpacked(rep, NULL);
+    *code = orch_rpc_invoke(c, "orch.v1.HealthService/Check", &req.base,
+                            &orch__v1__health_check_response__descriptor, NULL, st, &rep);
     orch_rpc_client_close(c);
+    return (Orch__V1__HealthCheckResponse *)rep;
+}
+
+orch_code th_check(const char *url, uint32_t timeout_ms, orch_rpc_status *st)
+{
+    orch_code code;
+    Orch__V1__HealthCheckResponse *rep = check_once(url, timeout_ms, st, &code);
+    if (rep)
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
     return code;
 }
 
-bool th_svc_wait_code(const th_svc *s, orch_code want, uint32_t timeout_ms)
+th_health th_health_of(const char *url, uint32_t timeout_ms, char *detail, size_t n)
+{
+    orch_rpc_status st;
+    orch_code code;
+    th_health h = TH_NO_ANSWER;
+    Orch__V1__HealthCheckResponse *rep = check_once(url, timeout_ms, &st, &code);
+    if (detail)
+        snprintf(detail, n, "%s", st.message);
+    if (code == ORCH_CODE_OK && rep) {
+        if (rep->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
+            h = TH_SERVING;
+        else if (rep->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING)
+            h = TH_NOT_SERVING;
+        if (detail)
+            snprintf(detail, n, "%s", rep->detail);
+    }
+    if (rep)
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+    return h;
+}
+
+bool th_svc_wait_health(const th_svc *s, th_health want, uint32_t timeout_ms)
 {
     uint64_t until = orch_mono_ms() + timeout_ms;
-    orch_rpc_status st;
     do {
         if (!th_svc_alive(s))
             return false;
-        if (th_check(s->rpc_url, 500, &st) == want)
+        if (th_health_of(s->rpc_url, 500, NULL, 0) == want)
             return true;
         sleep_ms(50);
     } while (orch_mono_ms() < until);

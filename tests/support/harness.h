@@ -41,11 +41,14 @@ int th_free_port(void);
 /* Starts build/services/<svc>/<svc>-service with a clean ORCH_* environment:
  * ORCH_DATABASE_URL=db_url, fresh ports, ORCH_LOG_LEVEL=debug, then the
  * "KEY=VALUE" strings of `env` (NULL-terminated, may be NULL). Output goes to
- * a log file. With `wait_ready`, waits until Check answers OK. */
+ * a log file. With `wait_ready`, waits until Check answers SERVING. */
 void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *const *env,
                   bool wait_ready);
-/* Polls Check until it answers `want` or timeout_ms passes; true on success. */
-bool th_svc_wait_code(const th_svc *s, orch_code want, uint32_t timeout_ms);
+/* What Check says of a service: an OK reply's SERVING or NOT_SERVING, or
+ * no such answer (an error code, no reply, a reply without a status). */
+typedef enum th_health { TH_NO_ANSWER, TH_SERVING, TH_NOT_SERVING } th_health;
+/* Polls Check until it says `want` or timeout_ms passes; true on success. */
+bool th_svc_wait_health(const th_svc *s, th_health want, uint32_t timeout_ms);
 /* Sends `sig` and waits up to timeout_ms; returns the exit status, 128+signal
  * if killed by a signal, or -1 on timeout (then the process is SIGKILLed). */
 int th_svc_stop(th_svc *s, int sig, uint32_t timeout_ms);
@@ -76,8 +79,12 @@ void th_stop_process(pid_t pid, uint32_t timeout_ms);
 /* Polls the service's log until it contains `needle`; true if it did. */
 bool th_svc_wait_log(const th_svc *s, const char *needle, uint32_t timeout_ms);
 
-/* Calls Check on url; fills st. */
+/* Calls Check on url; fills st and returns the reply's status code (OK for
+ * a NOT_SERVING answer too: th_health_of tells them apart). */
 orch_code th_check(const char *url, uint32_t timeout_ms, orch_rpc_status *st);
+/* Calls Check on url: what it says, and its detail (why NOT_SERVING) into
+ * `detail` when not NULL. */
+th_health th_health_of(const char *url, uint32_t timeout_ms, char *detail, size_t n);
 /* GET http://addr/path; returns the HTTP status (0 on connection failure)
  * and, if body is not NULL, a malloc'ed body. */
 long th_http_get(const char *addr, const char *path, char **body);

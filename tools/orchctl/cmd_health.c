@@ -33,19 +33,21 @@ static void print_one(const target *t, const globals *g, const orch_rpc_status *
             json_object_set_new(o, "host_id", json_string(r->host_id));
             json_object_set_new(o, "database_ok", json_boolean(r->database_ok));
             json_object_set_new(o, "version", json_string(r->version));
+            json_object_set_new(o, "detail", json_string(r->detail));
         }
         json_array_append_new(arr, o);
     } else if (r) {
-        printf("%-17s %-11s %s  host %s  instance %.8s  db %s  %.2f ms\n", t->server,
+        printf("%-17s %-11s %s  host %s  instance %.8s  db %s  %.2f ms%s%s\n", t->server,
                serving_name(r->status), orchctl_address(t), r->host_id, r->instance_id,
-               r->database_ok ? "ok" : "DOWN", ms);
+               r->database_ok ? "ok" : "DOWN", ms, r->detail[0] ? "  " : "", r->detail);
     } else {
         printf("%-17s %-11s %s  %s\n", t->server, orch_code_name(st->code), orchctl_address(t),
                st->message);
     }
 }
 
-/* Checks one service; returns the status code. */
+/* Checks one service; returns the status code, UNAVAILABLE for an answer
+ * that says NOT_SERVING (exit 78, as for a service that cannot serve). */
 static orch_code health_one(const target *t, const globals *g, json_t *arr)
 {
     orch_rpc_client *c;
@@ -66,10 +68,15 @@ static orch_code health_one(const target *t, const globals *g, json_t *arr)
         ms = (double)(orch_mono_ns() - t0) / 1e6;
         orch_rpc_client_close(c);
     }
-    print_one(t, g, &st, (const Orch__V1__HealthCheckResponse *)reply, ms, arr);
+    const Orch__V1__HealthCheckResponse *r = (const Orch__V1__HealthCheckResponse *)reply;
+    print_one(t, g, &st, r, ms, arr);
+    orch_code code = st.code;
+    if (code == ORCH_CODE_OK &&
+        (!r || r->status != ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING))
+        code = ORCH_CODE_UNAVAILABLE;
     if (reply)
         protobuf_c_message_free_unpacked(reply, NULL);
-    return st.code;
+    return code;
 }
 
 /* --help is answered from the command table before this runs. */
