@@ -278,20 +278,25 @@ static bool prepare(sb_ctx *cx, const sb_mode *m, const char *prefix, unsigned o
         "INSERT INTO tasks (work_item, repo, title, stage)"
         " SELECT $1 || o || '-' || i, $2, 'bench', $3"
         " FROM generate_series(0, $4::integer - 1) o, generate_series(0, $5::integer - 1) i";
-    static const char ev[] = "INSERT INTO task_evidence (work_item, key, value, actor)"
-                             " SELECT t.work_item, kv.k, kv.v, 'bench' FROM tasks t,"
-                             " jsonb_each_text($1::jsonb) AS kv(k, v)";
-    char no[16], np[16];
+    /* A verdict counts for the edge it was recorded for (migration 0008);
+     * the engine's built_image_digest has no edge and counts for all. */
+    static const char ev[] = "INSERT INTO task_evidence (work_item, key, value, actor, transition)"
+                             " SELECT t.work_item, kv.k, kv.v, 'bench',"
+                             " CASE WHEN kv.k = 'built_image_digest' THEN '' ELSE $2 END"
+                             " FROM tasks t, jsonb_each_text($1::jsonb) AS kv(k, v)";
+    char no[16], np[16], edge[64];
     snprintf(no, sizeof no, "%u", owners);
     snprintf(np, sizeof np, "%u", per);
+    snprintf(edge, sizeof edge, "%s->%s", m->edge->from, m->edge->to);
     const char *p[] = { prefix, cx->o->repo, m->edge->from, no, np };
     const char *verdicts[] = {
         m->edge->effect ? "{\"staging_status\":\"SUCCESS\",\"image_digest\":\"" SB_DIGEST
                           "\",\"built_image_digest\":\"" SB_DIGEST "\"}"
                         : "{\"analysis_status\":\"DONE\"}",
+        edge,
     };
     return admin_exec(cx, trunc, 0, NULL) && admin_exec(cx, ins, 5, p) &&
-           admin_exec(cx, ev, 1, verdicts) && admin_exec(cx, "ANALYZE tasks", 0, NULL);
+           admin_exec(cx, ev, 2, verdicts) && admin_exec(cx, "ANALYZE tasks", 0, NULL);
 }
 
 /* ---- slices ---------------------------------------------------------------- */
