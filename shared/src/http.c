@@ -219,19 +219,18 @@ static void stop_workers(orch_http_server *s)
     s->nworkers = 0;
 }
 
-orch_err orch_http_start(const char *addr, const orch_http_route *routes, size_t n,
-                         const orch_http_handler *handlers, size_t nh, int workers,
-                         orch_http_server **out)
+/* Allocates a server holding copies of the route and handler tables (no
+ * threads, no NNG state yet); NULL when out of memory. */
+static orch_http_server *server_alloc(const orch_http_route *routes, size_t n,
+                                      const orch_http_handler *handlers, size_t nh)
 {
-    char urlbuf[300];
-    nng_url *url = NULL;
     orch_http_server *s = calloc(1, sizeof *s);
     if (!s)
-        return ORCH_ENOMEM;
+        return NULL;
     s->routes = calloc(n ? n : 1, sizeof *s->routes);
     if (!s->routes) {
         free(s);
-        return ORCH_ENOMEM;
+        return NULL;
     }
     memcpy(s->routes, routes, n * sizeof *routes);
     s->n = n;
@@ -239,13 +238,54 @@ orch_err orch_http_start(const char *addr, const orch_http_route *routes, size_t
     if (!s->handlers) {
         free(s->routes);
         free(s);
-        return ORCH_ENOMEM;
+        return NULL;
     }
     for (size_t i = 0; i < nh; i++) {
         s->handlers[i].h = handlers[i];
         s->handlers[i].srv = s;
     }
     s->nh = nh;
+    return s;
+}
+
+/* Registers every GET route and every handler on s->srv; an NNG error code. */
+static int add_handlers(orch_http_server *s)
+{
+    int rv = 0;
+    for (size_t i = 0; rv == 0 && i < s->n; i++) {
+        nng_http_handler *h;
+        rv = nng_http_handler_alloc(&h, s->routes[i].path, route_cb);
+        if (rv == 0)
+            rv = nng_http_handler_set_method(h, "GET");
+        if (rv == 0)
+            rv = nng_http_handler_set_data(h, &s->routes[i], NULL);
+        if (rv == 0)
+            rv = nng_http_server_add_handler(s->srv, h);
+    }
+    for (size_t i = 0; rv == 0 && i < s->nh; i++) {
+        nng_http_handler *h;
+        rv = nng_http_handler_alloc(&h, s->handlers[i].h.path, handler_cb);
+        if (rv == 0)
+            rv = nng_http_handler_set_method(h, s->handlers[i].h.method);
+        if (rv == 0)
+            rv = nng_http_handler_collect_body(h, true, 1u << 20);
+        if (rv == 0)
+            rv = nng_http_handler_set_data(h, &s->handlers[i], NULL);
+        if (rv == 0)
+            rv = nng_http_server_add_handler(s->srv, h);
+    }
+    return rv;
+}
+
+orch_err orch_http_start(const char *addr, const orch_http_route *routes, size_t n,
+                         const orch_http_handler *handlers, size_t nh, int workers,
+                         orch_http_server **out)
+{
+    char urlbuf[300];
+    nng_url *url = NULL;
+    orch_http_server *s = server_alloc(routes, n, handlers, nh);
+    if (!s)
+        return ORCH_ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (nh && workers < 1)
@@ -259,28 +299,8 @@ orch_err orch_http_start(const char *addr, const orch_http_route *routes, size_t
     int rv = nng_url_parse(&url, urlbuf);
     if (rv == 0)
         rv = nng_http_server_hold(&s->srv, url);
-    for (size_t i = 0; rv == 0 && i < n; i++) {
-        nng_http_handler *h;
-        rv = nng_http_handler_alloc(&h, s->routes[i].path, route_cb);
-        if (rv == 0)
-            rv = nng_http_handler_set_method(h, "GET");
-        if (rv == 0)
-            rv = nng_http_handler_set_data(h, &s->routes[i], NULL);
-        if (rv == 0)
-            rv = nng_http_server_add_handler(s->srv, h);
-    }
-    for (size_t i = 0; rv == 0 && i < nh; i++) {
-        nng_http_handler *h;
-        rv = nng_http_handler_alloc(&h, s->handlers[i].h.path, handler_cb);
-        if (rv == 0)
-            rv = nng_http_handler_set_method(h, s->handlers[i].h.method);
-        if (rv == 0)
-            rv = nng_http_handler_collect_body(h, true, 1u << 20);
-        if (rv == 0)
-            rv = nng_http_handler_set_data(h, &s->handlers[i], NULL);
-        if (rv == 0)
-            rv = nng_http_server_add_handler(s->srv, h);
-    }
+    if (rv == 0)
+        rv = add_handlers(s);
     if (rv == 0 && nh && s->nworkers == 0)
         rv = NNG_ENOMEM;
     if (rv == 0)

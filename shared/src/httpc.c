@@ -252,6 +252,22 @@ static bool never_sent(CURLcode rc, const xfer *x)
     }
 }
 
+/* The request's headers after "Expect:" (no 100-continue round trip); the
+ * caller frees the list with curl_slist_free_all. NULL when out of memory. */
+static struct curl_slist *header_list(const orch_httpc_req *req)
+{
+    struct curl_slist *hl = curl_slist_append(NULL, "Expect:");
+    for (const char *const *hp = req->headers; hl && hp && *hp; hp++) {
+        struct curl_slist *t = curl_slist_append(hl, *hp);
+        if (!t) {
+            curl_slist_free_all(hl);
+            hl = NULL;
+        }
+        hl = t;
+    }
+    return hl;
+}
+
 orch_err orch_httpc_do(const orch_httpc_req *req, orch_httpc_resp *resp, char *errbuf,
                        size_t errlen)
 {
@@ -280,15 +296,7 @@ orch_err orch_httpc_do_ex(const orch_httpc_req *req, orch_httpc_resp *resp, bool
     }
     orch_httpc_resp r = { .retry_after_s = -1 };
     xfer x = { .resp = &r, .loopback = atomic_load(&loopback_only) };
-    struct curl_slist *hl = curl_slist_append(NULL, "Expect:");
-    for (const char *const *hp = req->headers; hl && hp && *hp; hp++) {
-        struct curl_slist *t = curl_slist_append(hl, *hp);
-        if (!t) {
-            curl_slist_free_all(hl);
-            hl = NULL;
-        }
-        hl = t;
-    }
+    struct curl_slist *hl = header_list(req);
     CURL *h = hl ? curl_easy_init() : NULL;
     if (!h) {
         curl_slist_free_all(hl);

@@ -371,12 +371,82 @@ static void send_bytes(orch_rpc_server *s, slot *sl, const void *buf, size_t len
     send_reply(s, sl, m, on_worker);
 }
 
+/* Answers a request that is not an envelope; the caller has freed it. */
+static void refuse_undecodable(orch_rpc_server *s, slot *sl, const outcome *oc, bool on_worker)
+{
+    size_t len = 0;
+    uint8_t *out = pack_reply("", ORCH_CODE_INVALID_ARGUMENT,
+                              "request is not an orch.v1.RequestEnvelope", NULL, 0, &len);
+    orch_counter_add2(s->m_requests, oc->metric_idx, ORCH_CODE_INVALID_ARGUMENT, 1);
+    send_bytes(s, sl, out, len, on_worker);
+    free(out);
+}
+
+typedef enum { DEDUP_NONE, DEDUP_RUN, DEDUP_ANSWERED } dedup_step;
+
+/* Registers an admitted request that carries a request id. DEDUP_ANSWERED:
+ * the slot was joined to the first run or answered from its cached reply,
+ * and env is freed; DEDUP_RUN: this slot runs it and must finish the entry;
+ * DEDUP_NONE: run it unprotected (no memory for an entry). */
+static dedup_step dedup_enter(orch_rpc_server *s, slot *sl, Orch__V1__RequestEnvelope *env,
+                              bool on_worker)
+{
+    orch__dedup_verdict v;
+    void *cached = NULL;
+    size_t clen = 0;
+    /* Parked before the lookup: once joined, the original's worker may
+     * send this slot its reply (and move it on) at any moment. */
+    set_state(s, sl, S_PARKED);
+    orch_err err =
+        orch__dedup_begin(s->dedup, env->request_id, orch_mono_ms(), sl, &v, &cached, &clen);
+    if (!err && v == ORCH__DEDUP_JOINED) {
+        orch__v1__request_envelope__free_unpacked(env, NULL);
+        return DEDUP_ANSWERED;
+    }
+    set_state(s, sl, S_WORK);
+    if (!err && v == ORCH__DEDUP_DONE) {
+        orch_debug("request %s answered from the reply of its first run", env->request_id);
+        send_bytes(s, sl, cached, clen, on_worker);
+        free(cached);
+        orch__v1__request_envelope__free_unpacked(env, NULL);
+        return DEDUP_ANSWERED;
+    }
+    return err ? DEDUP_NONE : DEDUP_RUN;
+}
+
+/* Packs and counts the reply, hands it to the requests that joined this run
+ * (dedup) and to this slot, then frees the call's reply and env. */
+static void finish_call(orch_rpc_server *s, slot *sl, Orch__V1__RequestEnvelope *env,
+                        orch_rpc_call *call, const outcome *oc, bool dedup, bool on_worker)
+{
+    size_t len = 0;
+    uint8_t *out = pack_reply(env->request_id, oc->code, oc->code ? call->msg : "", call->reply,
+                              call->reply_len, &len);
+    orch_counter_add2(s->m_requests, oc->metric_idx, oc->code, 1);
+    orch_histogram_observe_ns(s->m_latency, oc->metric_idx, orch_mono_ns() - sl->recv_ns);
+    if (oc->code && oc->ran)
+        orch_debug("%s (request %s) -> %s: %s", call->method, env->request_id,
+                   orch_code_name(oc->code), call->msg);
+
+    if (dedup) {
+        void **waiters;
+        size_t nw;
+        orch__dedup_finish(s->dedup, env->request_id, orch_mono_ms(), out, len,
+                           out && oc->ran && cacheable(oc->code), &waiters, &nw);
+        for (size_t i = 0; i < nw; i++)
+            send_bytes(s, waiters[i], out, len, on_worker);
+        free(waiters);
+    }
+    send_bytes(s, sl, out, len, on_worker);
+    free(out);
+    free(call->reply);
+    orch__v1__request_envelope__free_unpacked(env, NULL);
+}
+
 static void process(orch_rpc_server *s, slot *sl, bool on_worker)
 {
     nng_msg *req = sl->req;
     orch_rpc_call call = { .srv = s, .method = "" };
-    size_t len = 0;
-    uint8_t *out;
     outcome oc = { ORCH_CODE_OK, false, s->nmethods - 1 };
 
     Orch__V1__RequestEnvelope *env =
@@ -393,11 +463,7 @@ static void process(orch_rpc_server *s, slot *sl, bool on_worker)
     sl->req = NULL;
     nng_msg_free(req);
     if (!env) {
-        out = pack_reply("", ORCH_CODE_INVALID_ARGUMENT,
-                         "request is not an orch.v1.RequestEnvelope", NULL, 0, &len);
-        orch_counter_add2(s->m_requests, oc.metric_idx, ORCH_CODE_INVALID_ARGUMENT, 1);
-        send_bytes(s, sl, out, len, on_worker);
-        free(out);
+        refuse_undecodable(s, sl, &oc, on_worker);
         return;
     }
     call.env = env;
@@ -406,54 +472,16 @@ static void process(orch_rpc_server *s, slot *sl, bool on_worker)
     size_t si = 0;
     const ProtobufCMethodDescriptor *md = NULL;
     bool admitted = precheck(s, env, &call, &oc, &si, &md);
-    bool dedup = admitted && env->request_id[0] != '\0';
-    if (dedup) {
-        orch__dedup_verdict v;
-        void *cached = NULL;
-        size_t clen = 0;
-        /* Parked before the lookup: once joined, the original's worker may
-         * send this slot its reply (and move it on) at any moment. */
-        set_state(s, sl, S_PARKED);
-        orch_err err =
-            orch__dedup_begin(s->dedup, env->request_id, orch_mono_ms(), sl, &v, &cached, &clen);
-        if (!err && v == ORCH__DEDUP_JOINED) {
-            orch__v1__request_envelope__free_unpacked(env, NULL);
+    bool dedup = false;
+    if (admitted && env->request_id[0] != '\0') {
+        dedup_step step = dedup_enter(s, sl, env, on_worker);
+        if (step == DEDUP_ANSWERED)
             return;
-        }
-        set_state(s, sl, S_WORK);
-        if (!err && v == ORCH__DEDUP_DONE) {
-            orch_debug("request %s answered from the reply of its first run", env->request_id);
-            send_bytes(s, sl, cached, clen, on_worker);
-            free(cached);
-            orch__v1__request_envelope__free_unpacked(env, NULL);
-            return;
-        }
-        dedup = !err; /* without memory, run it unprotected */
+        dedup = step == DEDUP_RUN;
     }
-
     if (admitted)
         run_handler(s, sl, env, &call, &oc, si, md);
-    out = pack_reply(env->request_id, oc.code, oc.code ? call.msg : "", call.reply, call.reply_len,
-                     &len);
-    orch_counter_add2(s->m_requests, oc.metric_idx, oc.code, 1);
-    orch_histogram_observe_ns(s->m_latency, oc.metric_idx, orch_mono_ns() - sl->recv_ns);
-    if (oc.code && oc.ran)
-        orch_debug("%s (request %s) -> %s: %s", call.method, env->request_id,
-                   orch_code_name(oc.code), call.msg);
-
-    if (dedup) {
-        void **waiters;
-        size_t nw;
-        orch__dedup_finish(s->dedup, env->request_id, orch_mono_ms(), out, len,
-                           out && oc.ran && cacheable(oc.code), &waiters, &nw);
-        for (size_t i = 0; i < nw; i++)
-            send_bytes(s, waiters[i], out, len, on_worker);
-        free(waiters);
-    }
-    send_bytes(s, sl, out, len, on_worker);
-    free(out);
-    free(call.reply);
-    orch__v1__request_envelope__free_unpacked(env, NULL);
+    finish_call(s, sl, env, &call, &oc, dedup, on_worker);
 }
 
 static void *worker_main(void *arg)

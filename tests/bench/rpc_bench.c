@@ -441,6 +441,44 @@ static bool parse_pids(const char *arg, pid_t pids[BENCH_NSERVICES])
     return ok;
 }
 
+/* Applies option `ch` (getopt_long's value) with its argument; false when
+ * the value is bad or the option unknown. */
+static bool apply_opt(int ch, const char *arg, bench_options *o)
+{
+    switch (ch) {
+    case 'u': o->lease_url = arg; return true;
+    case 'p': return parse_pids(arg, o->pids);
+    case 'n': return bench_parse_uint(arg, 1, MAX_CALLS, &o->calls);
+    case 'w': return bench_parse_uint(arg, 0, MAX_CALLS, &o->warmup);
+    case 'k': return bench_parse_uint(arg, 1, MAX_INFLIGHT, &o->inflight);
+    case 't': return bench_parse_uint(arg, 1, MAX_CALLS, &o->per_thread);
+    case 'r': return bench_parse_uint(arg, 1, BENCH_MAX_ROUNDS, &o->rounds);
+    case 's': return bench_parse_uint(arg, 1, 1000, &o->slices);
+    case 'T': return bench_parse_uint(arg, 1, 600000, &o->timeout_ms);
+    case 'j': o->json = true; return true;
+    default: return false;
+    }
+}
+
+/* After the options: no stray argument, the counts consistent. False after
+ * a message. */
+static bool check_args(int argc, char **argv, const bench_options *o)
+{
+    if (optind < argc) {
+        fprintf(stderr, "rpc_bench: unexpected argument '%s'\n", argv[optind]);
+        return false;
+    }
+    if (o->slices > o->calls || o->slices > o->per_thread) {
+        fprintf(stderr, "rpc_bench: --slices exceeds --calls or --calls-per-thread\n");
+        return false;
+    }
+    if ((unsigned long long)o->inflight * o->per_thread > MAX_CALLS) {
+        fprintf(stderr, "rpc_bench: --inflight x --calls-per-thread exceeds %u\n", MAX_CALLS);
+        return false;
+    }
+    return true;
+}
+
 /* Returns -1 to go on, else an exit status. */
 static int parse_args(int argc, char **argv, bench_options *o)
 {
@@ -471,35 +509,15 @@ static int parse_args(int argc, char **argv, bench_options *o)
     int ch, li = -1;
     bool ok = true;
     while (ok && (ch = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
-        switch (ch) {
-        case 'u': o->lease_url = optarg; break;
-        case 'p': ok = parse_pids(optarg, o->pids); break;
-        case 'n': ok = bench_parse_uint(optarg, 1, MAX_CALLS, &o->calls); break;
-        case 'w': ok = bench_parse_uint(optarg, 0, MAX_CALLS, &o->warmup); break;
-        case 'k': ok = bench_parse_uint(optarg, 1, MAX_INFLIGHT, &o->inflight); break;
-        case 't': ok = bench_parse_uint(optarg, 1, MAX_CALLS, &o->per_thread); break;
-        case 'r': ok = bench_parse_uint(optarg, 1, BENCH_MAX_ROUNDS, &o->rounds); break;
-        case 's': ok = bench_parse_uint(optarg, 1, 1000, &o->slices); break;
-        case 'T': ok = bench_parse_uint(optarg, 1, 600000, &o->timeout_ms); break;
-        case 'j': o->json = true; break;
-        case 'h': usage(stdout); return 0;
-        default: ok = false; break;
+        if (ch == 'h') {
+            usage(stdout);
+            return 0;
         }
+        ok = apply_opt(ch, optarg, o);
         if (!ok && ch != 'p' && ch != '?' && li >= 0)
             fprintf(stderr, "rpc_bench: bad value '%s' for --%s\n", optarg, longopts[li].name);
     }
-    if (ok && optind < argc) {
-        fprintf(stderr, "rpc_bench: unexpected argument '%s'\n", argv[optind]);
-        ok = false;
-    }
-    if (ok && (o->slices > o->calls || o->slices > o->per_thread)) {
-        fprintf(stderr, "rpc_bench: --slices exceeds --calls or --calls-per-thread\n");
-        ok = false;
-    }
-    if (ok && (unsigned long long)o->inflight * o->per_thread > MAX_CALLS) {
-        fprintf(stderr, "rpc_bench: --inflight x --calls-per-thread exceeds %u\n", MAX_CALLS);
-        ok = false;
-    }
+    ok = ok && check_args(argc, argv, o);
     if (!ok) {
         usage(stderr);
         return 2;
@@ -524,6 +542,19 @@ static void read_idle_rss(const bench_options *o, bench_results *r)
     for (int i = 0; i < BENCH_NSERVICES; i++)
         if (o->pids[i])
             r->rss_idle[i] = bench_proc_mib(o->pids[i], "VmRSS");
+}
+
+/* After the rounds: lease-service's memory, then the figures. */
+static void report(const bench_options *o, bench_results *r)
+{
+    if (o->pids[0]) {
+        r->lease_rss_after = bench_proc_mib(o->pids[0], "VmRSS");
+        r->lease_hwm_after = bench_proc_mib(o->pids[0], "VmHWM");
+    }
+    if (o->json)
+        bench_print_json(o, r);
+    else
+        bench_print_summary(o, r);
 }
 
 int main(int argc, char **argv)
@@ -570,14 +601,7 @@ int main(int argc, char **argv)
 
     if (run_rounds(&o, &st, &r)) {
         rc = 0;
-        if (o.pids[0]) {
-            r.lease_rss_after = bench_proc_mib(o.pids[0], "VmRSS");
-            r.lease_hwm_after = bench_proc_mib(o.pids[0], "VmHWM");
-        }
-        if (o.json)
-            bench_print_json(&o, &r);
-        else
-            bench_print_summary(&o, &r);
+        report(&o, &r);
     }
     nng_close(st.raw);
 out_orch:

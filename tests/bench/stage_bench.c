@@ -278,23 +278,85 @@ static bool prepare(sb_ctx *cx, const sb_mode *m, const char *prefix, unsigned o
         "INSERT INTO tasks (work_item, repo, title, stage)"
         " SELECT $1 || o || '-' || i, $2, 'bench', $3"
         " FROM generate_series(0, $4::integer - 1) o, generate_series(0, $5::integer - 1) i";
-    static const char ev[] = "INSERT INTO task_evidence (work_item, key, value, actor)"
-                             " SELECT t.work_item, kv.k, kv.v, 'bench' FROM tasks t,"
-                             " jsonb_each_text($1::jsonb) AS kv(k, v)";
-    char no[16], np[16];
+    /* A verdict counts for the edge it was recorded for (migration 0008);
+     * the engine's built_image_digest has no edge and counts for all. */
+    static const char ev[] = "INSERT INTO task_evidence (work_item, key, value, actor, transition)"
+                             " SELECT t.work_item, kv.k, kv.v, 'bench',"
+                             " CASE WHEN kv.k = 'built_image_digest' THEN '' ELSE $2 END"
+                             " FROM tasks t, jsonb_each_text($1::jsonb) AS kv(k, v)";
+    char no[16], np[16], edge[64];
     snprintf(no, sizeof no, "%u", owners);
     snprintf(np, sizeof np, "%u", per);
+    snprintf(edge, sizeof edge, "%s->%s", m->edge->from, m->edge->to);
     const char *p[] = { prefix, cx->o->repo, m->edge->from, no, np };
     const char *verdicts[] = {
         m->edge->effect ? "{\"staging_status\":\"SUCCESS\",\"image_digest\":\"" SB_DIGEST
                           "\",\"built_image_digest\":\"" SB_DIGEST "\"}"
                         : "{\"analysis_status\":\"DONE\"}",
+        edge,
     };
     return admin_exec(cx, trunc, 0, NULL) && admin_exec(cx, ins, 5, p) &&
-           admin_exec(cx, ev, 1, verdicts) && admin_exec(cx, "ANALYZE tasks", 0, NULL);
+           admin_exec(cx, ev, 2, verdicts) && admin_exec(cx, "ANALYZE tasks", 0, NULL);
 }
 
 /* ---- slices ---------------------------------------------------------------- */
+
+/* Adds up the callers of a slice that started at t0 into f: their errors
+ * (false after a message), outcomes, calls and rates; *adv is their
+ * advances. `made` callers were set up, `k` ran. */
+static bool slice_figures(sb_ctx *cx, unsigned mi, int stack, const sb_caller *cs,
+                          const bench_worker *ws, unsigned k, unsigned made, uint64_t t0, bool ok,
+                          sb_fig *f, unsigned long *adv)
+{
+    memset(f, 0, sizeof *f);
+    *adv = 0;
+    for (unsigned i = 0; i < made; i++) {
+        if (ws[i].err[0]) {
+            fprintf(stderr, "stage_bench: %s caller %u: %s\n", stk_names[stack], i, ws[i].err);
+            ok = false;
+        }
+        for (int j = 0; j < NOC; j++)
+            f->oc[j] += cs[i].oc[j];
+        *adv += cs[i].adv_all;
+    }
+    if (ok) {
+        uint64_t end = t0;
+        for (unsigned i = 0; i < k; i++) {
+            f->calls += ws[i].done;
+            end = ws[i].end_ns > end ? ws[i].end_ns : end;
+        }
+        double secs = (double)(end - t0) / 1e9;
+        f->per_s = secs > 0 ? (double)f->calls / secs : 0;
+        for (int j = 0; j < NOC; j++)
+            f->oc_per_s[j] = secs > 0 ? (double)f->oc[j] / secs : 0;
+        bench_accum_add(&cx->lat[mi][stack], ws, k, t0);
+    }
+    return ok;
+}
+
+/* What a slice must have done besides succeeding: one hook call per advance
+ * with an effect (service stack), and every contended item advanced (of
+ * `items`). False after a message. */
+static bool slice_checks(sb_ctx *cx, const sb_mode *m, int stack, unsigned long hooks,
+                         unsigned long adv, unsigned items)
+{
+    if (stack == STK_SVC && m->edge->effect && hooks != adv) {
+        fprintf(stderr, "stage_bench: the deploy hook saw %lu calls for %lu advances\n", hooks,
+                adv);
+        return false;
+    }
+    if (m->contended) {
+        const char *p[] = { m->edge->from };
+        long left = admin_count(cx, "SELECT count(*) FROM tasks WHERE stage = $1", 1, p);
+        if (adv != items || left != 0) {
+            fprintf(stderr,
+                    "stage_bench: %s: %lu advances over %u contended items, %ld left behind\n",
+                    stk_names[stack], adv, items, left);
+            return false;
+        }
+    }
+    return true;
+}
 
 static bool run_slice(sb_ctx *cx, unsigned round, unsigned mi, int stack)
 {
@@ -320,46 +382,9 @@ static bool run_slice(sb_ctx *cx, unsigned round, unsigned mi, int stack)
     uint64_t t0 = ok ? bench_run_workers(ws, k, NULL, NULL) : 0;
     unsigned long hooks = atomic_load(&cx->hook_calls) - hooks0;
     ok = ok && t0 != 0;
-    sb_fig *f = &cx->f[round][mi][stack];
-    memset(f, 0, sizeof *f);
     unsigned long adv = 0;
-    for (unsigned i = 0; i < made; i++) {
-        if (ws[i].err[0]) {
-            fprintf(stderr, "stage_bench: %s caller %u: %s\n", stk_names[stack], i, ws[i].err);
-            ok = false;
-        }
-        for (int j = 0; j < NOC; j++)
-            f->oc[j] += cs[i].oc[j];
-        adv += cs[i].adv_all;
-    }
-    if (ok) {
-        uint64_t end = t0;
-        for (unsigned i = 0; i < k; i++) {
-            f->calls += ws[i].done;
-            end = ws[i].end_ns > end ? ws[i].end_ns : end;
-        }
-        double secs = (double)(end - t0) / 1e9;
-        f->per_s = secs > 0 ? (double)f->calls / secs : 0;
-        for (int j = 0; j < NOC; j++)
-            f->oc_per_s[j] = secs > 0 ? (double)f->oc[j] / secs : 0;
-        bench_accum_add(&cx->lat[mi][stack], ws, k, t0);
-    }
-    if (ok && stack == STK_SVC && m->edge->effect && hooks != adv) {
-        fprintf(stderr, "stage_bench: the deploy hook saw %lu calls for %lu advances\n", hooks,
-                adv);
-        ok = false;
-    }
-    if (ok && m->contended) {
-        unsigned items = o->warmup + per;
-        const char *p[] = { m->edge->from };
-        long left = admin_count(cx, "SELECT count(*) FROM tasks WHERE stage = $1", 1, p);
-        if (adv != items || left != 0) {
-            fprintf(stderr,
-                    "stage_bench: %s: %lu advances over %u contended items, %ld left behind\n",
-                    stk_names[stack], adv, items, left);
-            ok = false;
-        }
-    }
+    ok = slice_figures(cx, mi, stack, cs, ws, k, made, t0, ok, &cx->f[round][mi][stack], &adv);
+    ok = ok && slice_checks(cx, m, stack, hooks, adv, o->warmup + per);
     for (unsigned i = 0; i < made; i++)
         bench_worker_free(&ws[i]);
     return ok;
@@ -546,6 +571,65 @@ static const char *env_or(const char *name, const char *fallback)
     return v && v[0] ? v : fallback;
 }
 
+/* The defaults: the environment's addresses, else the built-in ones. */
+static void sb_defaults(sb_options *o)
+{
+    *o = (sb_options){ .service_url = env_or("ORCH_STAGE_RPC_URL", "tcp://127.0.0.1:7702"),
+                       .database_url = env_or("ORCH_DATABASE_URL", ""),
+                       .repo = "bench/app",
+                       .contended = 16,
+                       .ops = 600,
+                       .base_ops = 3000,
+                       .warmup = 3,
+                       .rounds = 3,
+                       .timeout_ms = 10000 };
+    parse_list("1,4,16", o);
+}
+
+/* Applies option `ch` (getopt_long's value) with its argument; false when
+ * the value is bad or the option unknown. */
+static bool apply_opt(int ch, const char *arg, sb_options *o, bool *quick)
+{
+    switch (ch) {
+    case 'u': o->service_url = arg; return true;
+    case 'd': o->database_url = arg; return true;
+    case 'H': return bench_parse_uint(arg, 1, 65535, &o->hook_port);
+    case 'R': o->repo = arg; return true;
+    case 'c': return parse_list(arg, o);
+    case 'C': return bench_parse_uint(arg, 0, SB_MAX_CALLERS, &o->contended);
+    case 'n': return bench_parse_uint(arg, 1, SB_MAX_OPS, &o->ops);
+    case 'b': return bench_parse_uint(arg, 1, SB_MAX_OPS, &o->base_ops);
+    case 'w': return bench_parse_uint(arg, 0, 1000, &o->warmup);
+    case 'r': return bench_parse_uint(arg, 1, SB_MAX_ROUNDS, &o->rounds);
+    case 'T': return bench_parse_uint(arg, 100, 600000, &o->timeout_ms);
+    case 'q': *quick = true; return true;
+    default: return false;
+    }
+}
+
+/* After the options: --quick's settings, no stray argument, the required
+ * ones given. False after a message. */
+static bool check_args(int argc, char **argv, sb_options *o, bool quick)
+{
+    if (quick) {
+        o->quick = true;
+        o->ops = 64;
+        o->base_ops = 256;
+        o->rounds = 1;
+        o->warmup = 1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "stage_bench: unexpected argument '%s'\n", argv[optind]);
+        return false;
+    }
+    if (!o->database_url[0] || !o->hook_port) {
+        fprintf(stderr, "stage_bench: --database-url (or ORCH_DATABASE_URL) and --hook-port "
+                        "are required\n");
+        return false;
+    }
+    return true;
+}
+
 static int parse_args(int argc, char **argv, sb_options *o)
 {
     static const struct option lo[] = {
@@ -564,59 +648,23 @@ static int parse_args(int argc, char **argv, sb_options *o)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    *o = (sb_options){ .service_url = env_or("ORCH_STAGE_RPC_URL", "tcp://127.0.0.1:7702"),
-                       .database_url = env_or("ORCH_DATABASE_URL", ""),
-                       .repo = "bench/app",
-                       .contended = 16,
-                       .ops = 600,
-                       .base_ops = 3000,
-                       .warmup = 3,
-                       .rounds = 3,
-                       .timeout_ms = 10000 };
-    parse_list("1,4,16", o);
+    sb_defaults(o);
     bool ok = true, quick = false;
     int ch;
     while (ok && (ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        switch (ch) {
-        case 'u': o->service_url = optarg; break;
-        case 'd': o->database_url = optarg; break;
-        case 'H': ok = bench_parse_uint(optarg, 1, 65535, &o->hook_port); break;
-        case 'R': o->repo = optarg; break;
-        case 'c': ok = parse_list(optarg, o); break;
-        case 'C': ok = bench_parse_uint(optarg, 0, SB_MAX_CALLERS, &o->contended); break;
-        case 'n': ok = bench_parse_uint(optarg, 1, SB_MAX_OPS, &o->ops); break;
-        case 'b': ok = bench_parse_uint(optarg, 1, SB_MAX_OPS, &o->base_ops); break;
-        case 'w': ok = bench_parse_uint(optarg, 0, 1000, &o->warmup); break;
-        case 'r': ok = bench_parse_uint(optarg, 1, SB_MAX_ROUNDS, &o->rounds); break;
-        case 'T': ok = bench_parse_uint(optarg, 100, 600000, &o->timeout_ms); break;
-        case 'q': quick = true; break;
-        case 'h': usage(stdout); return 0;
-        default: ok = false; break;
+        if (ch == 'h') {
+            usage(stdout);
+            return 0;
         }
+        ok = apply_opt(ch, optarg, o, &quick);
     }
-    if (ok && quick) {
-        o->quick = true;
-        o->ops = 64;
-        o->base_ops = 256;
-        o->rounds = 1;
-        o->warmup = 1;
-    }
-    if (ok && optind < argc) {
-        fprintf(stderr, "stage_bench: unexpected argument '%s'\n", argv[optind]);
-        ok = false;
-    }
-    if (ok && (!o->database_url[0] || !o->hook_port)) {
-        fprintf(stderr, "stage_bench: --database-url (or ORCH_DATABASE_URL) and --hook-port "
-                        "are required\n");
-        ok = false;
-    }
+    ok = ok && check_args(argc, argv, o, quick);
     if (!ok) {
         usage(stderr);
         return 2;
     }
     return -1;
 }
-
 int main(int argc, char **argv)
 {
     static sb_options o;

@@ -166,19 +166,11 @@ static void acquire_bad(orch_rpc_client *c, const bad_case *bc, const char *item
     expect(bc, code, st.message);
 }
 
-Test(lease_input, bad_acquire_requests_name_the_field_and_write_nothing)
+/* Acquire with bad work items, then bad repo, actor, transition and a
+ * missing owner; `big` is 201 bytes. */
+static void acquire_bad_fields(orch_rpc_client *c, const lt_owner *o, const char *big)
 {
-    start(NULL);
-    orch_rpc_client *c = lt_client(&svc);
-    lt_owner o;
-    lt_owner_spawn(&o, NULL, NULL);
     Orch__V1__Owner om;
-    char big[202], edge[201];
-    memset(big, 'x', sizeof big - 1);
-    big[sizeof big - 1] = '\0'; /* 201 bytes */
-    memset(edge, 'y', sizeof edge - 1);
-    edge[sizeof edge - 1] = '\0'; /* 200 bytes: the limit, accepted */
-
     static const bad_case items[] = {
         { "empty work item", ORCH_CODE_INVALID_ARGUMENT, "work_item" },
         { "201-byte work item", ORCH_CODE_INVALID_ARGUMENT, "work_item" },
@@ -187,7 +179,7 @@ Test(lease_input, bad_acquire_requests_name_the_field_and_write_nothing)
         { "DEL in work item", ORCH_CODE_INVALID_ARGUMENT, "work_item" },
     };
     const char *values[] = { "", big, "ORCH-1\nORCH-2", "ORCH-\x1b[31m", "ORCH-\x7f" };
-    lt_owner_msg(&o, &om);
+    lt_owner_msg(o, &om);
     for (size_t i = 0; i < sizeof items / sizeof *items; i++)
         acquire_bad(c, &items[i], values[i], "orch", "monitor", "a->b", &om);
 
@@ -199,35 +191,57 @@ Test(lease_input, bad_acquire_requests_name_the_field_and_write_nothing)
     acquire_bad(c, &no_tr, "ORCH-1", "orch", "monitor", "", &om);
     static const bad_case no_owner = { "missing owner", ORCH_CODE_INVALID_ARGUMENT, "owner" };
     acquire_bad(c, &no_owner, "ORCH-1", "orch", "monitor", "a->b", NULL);
+}
 
+/* Acquire with each owner field bad in turn; `big` is 201 bytes. */
+static void acquire_bad_owner(orch_rpc_client *c, const lt_owner *o, char *big)
+{
+    Orch__V1__Owner om;
+    lt_owner_msg(o, &om);
     static const bad_case neg = { "negative pid", ORCH_CODE_INVALID_ARGUMENT, "owner.pid" };
     om.pid = -5;
     acquire_bad(c, &neg, "ORCH-1", "orch", "monitor", "a->b", &om);
     static const bad_case zero = { "pid 0", ORCH_CODE_INVALID_ARGUMENT, "owner.pid" };
     om.pid = 0;
     acquire_bad(c, &zero, "ORCH-1", "orch", "monitor", "a->b", &om);
-    lt_owner_msg(&o, &om);
+    lt_owner_msg(o, &om);
     static const bad_case ticks = { "start_ticks 0", ORCH_CODE_INVALID_ARGUMENT,
                                     "owner.start_ticks" };
     om.start_ticks = 0;
     acquire_bad(c, &ticks, "ORCH-1", "orch", "monitor", "a->b", &om);
-    lt_owner_msg(&o, &om);
+    lt_owner_msg(o, &om);
     static const bad_case host = { "empty host id", ORCH_CODE_INVALID_ARGUMENT, "owner.host_id" };
     om.host_id = "";
     acquire_bad(c, &host, "ORCH-1", "orch", "monitor", "a->b", &om);
-    lt_owner_msg(&o, &om);
+    lt_owner_msg(o, &om);
     static const bad_case boot = { "empty boot id", ORCH_CODE_INVALID_ARGUMENT, "owner.boot_id" };
     om.boot_id = "";
     acquire_bad(c, &boot, "ORCH-1", "orch", "monitor", "a->b", &om);
-    lt_owner_msg(&o, &om);
+    lt_owner_msg(o, &om);
     static const bad_case inst = { "empty instance", ORCH_CODE_INVALID_ARGUMENT,
                                    "owner.instance_id" };
     om.instance_id = "";
     acquire_bad(c, &inst, "ORCH-1", "orch", "monitor", "a->b", &om);
-    lt_owner_msg(&o, &om);
+    lt_owner_msg(o, &om);
     static const bad_case longboot = { "oversized boot id", ORCH_CODE_INVALID_ARGUMENT, "owner" };
     om.boot_id = big;
     acquire_bad(c, &longboot, "ORCH-1", "orch", "monitor", "a->b", &om);
+}
+
+Test(lease_input, bad_acquire_requests_name_the_field_and_write_nothing)
+{
+    start(NULL);
+    orch_rpc_client *c = lt_client(&svc);
+    lt_owner o;
+    lt_owner_spawn(&o, NULL, NULL);
+    char big[202], edge[201];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0'; /* 201 bytes */
+    memset(edge, 'y', sizeof edge - 1);
+    edge[sizeof edge - 1] = '\0'; /* 200 bytes: the limit, accepted */
+
+    acquire_bad_fields(c, &o, big);
+    acquire_bad_owner(c, &o, big);
 
     cr_assert_eq(rows("transition_lease"), 0, "a rejected request wrote a lease");
     cr_assert_eq(rows("lease_events"), 0, "a rejected request wrote an event");
@@ -288,17 +302,11 @@ Test(lease_input, out_of_range_numbers_are_not_internal_errors)
     lt_client_close(c);
 }
 
-Test(lease_input, bad_release_validate_force_get_list_requests)
+/* Release and Validate with a bad epoch, item or an item without a lease;
+ * ORCH-HELD is held. */
+static void bad_release_and_validate(orch_rpc_client *c)
 {
-    start(NULL);
-    orch_rpc_client *c = lt_client(&svc);
     orch_rpc_status st;
-    lt_owner o;
-    lt_owner_spawn(&o, NULL, NULL);
-    lt_acq g = lt_acquire(c, "ORCH-HELD", "orch", &o, "monitor");
-    cr_assert(g.granted, "%s", g.message);
-    long long events_before = rows("lease_events");
-
     static const bad_case rel0 = { "Release epoch 0", ORCH_CODE_INVALID_ARGUMENT, "epoch" };
     expect(&rel0, lt_release(c, "ORCH-HELD", 0, NULL, &st), st.message);
     static const bad_case relempty = { "Release empty item", ORCH_CODE_INVALID_ARGUMENT,
@@ -313,7 +321,12 @@ Test(lease_input, bad_release_validate_force_get_list_requests)
     /* Validate of an unknown item is an answer: not valid. */
     v = lt_validate(c, "ORCH-NONE", 1);
     cr_assert(v.code == ORCH_CODE_OK && !v.valid && !v.held && v.current_epoch == 0);
+}
 
+/* ForceRelease without reason or epoch, and of an item without a lease. */
+static void bad_force_release(orch_rpc_client *c)
+{
+    orch_rpc_status st;
     Orch__V1__ForceReleaseRequest fr = ORCH__V1__FORCE_RELEASE_REQUEST__INIT;
     fr.work_item = "ORCH-HELD";
     static const bad_case noreason = { "ForceRelease without reason", ORCH_CODE_INVALID_ARGUMENT,
@@ -336,7 +349,12 @@ Test(lease_input, bad_release_validate_force_get_list_requests)
         &frnone,
         lt_call(c, LT_M("ForceRelease"), &fr.base, &orch__v1__force_release_reply__descriptor, &st),
         st.message);
+}
 
+/* Get, List and ProbeOwner with bad arguments; List's limit 1000 is fine. */
+static void bad_get_list_probe(orch_rpc_client *c)
+{
+    orch_rpc_status st;
     Orch__V1__GetLeaseRequest get = ORCH__V1__GET_LEASE_REQUEST__INIT;
     get.work_item = "ORCH-NONE";
     static const bad_case getnone = { "Get of no lease", ORCH_CODE_NOT_FOUND, "ORCH-NONE" };
@@ -366,6 +384,21 @@ Test(lease_input, bad_release_validate_force_get_list_requests)
     expect(&probeneg,
            lt_call(c, LT_M("ProbeOwner"), &pr.base, &orch__v1__probe_owner_reply__descriptor, &st),
            st.message);
+}
+
+Test(lease_input, bad_release_validate_force_get_list_requests)
+{
+    start(NULL);
+    orch_rpc_client *c = lt_client(&svc);
+    lt_owner o;
+    lt_owner_spawn(&o, NULL, NULL);
+    lt_acq g = lt_acquire(c, "ORCH-HELD", "orch", &o, "monitor");
+    cr_assert(g.granted, "%s", g.message);
+    long long events_before = rows("lease_events");
+
+    bad_release_and_validate(c);
+    bad_force_release(c);
+    bad_get_list_probe(c);
 
     /* Nothing changed: the held lease is intact, no event was added. */
     cr_assert(lt_validate(c, "ORCH-HELD", g.epoch).valid);
@@ -499,6 +532,169 @@ static json_t *parse(const ctl *t)
     return j;
 }
 
+/* The orchctl lease commands of orchctl_lease_commands_exit_codes_and_json,
+ * in the order the test runs them: each step sees the leases of the last. */
+static const char *const ctl_list[] = { "--json", "lease", "list", NULL };
+static const char *const ctl_val_ok[] = { "lease", "validate", "ORCH-CTL-1", "1", NULL };
+
+/* Owner a (pid pa) acquires ORCH-CTL-1 at epoch 1; owner b (pid pb) is
+ * refused with HELD naming a. */
+static void ctl_acquire(ctl *t, const lt_owner *a, const char *pa, const char *pb)
+{
+    /* acquire --json: GRANTED, exit 0 */
+    const char *acq_a[] = { "--json", "lease",   "acquire",       "ORCH-CTL-1", "--owner-pid",
+                            pa,       "--actor", "operator-test", NULL };
+    cr_assert_eq(run_ctl(t, acq_a), 0, "%s", t->out);
+    json_t *j = parse(t);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "outcome")), "GRANTED", "%s", t->out);
+    json_int_t epoch = json_integer_value(json_object_get(j, "epoch"));
+    cr_assert_eq(epoch, 1, "%s", t->out);
+    json_decref(j);
+
+    /* the same owner again: already held, exit 0 */
+    cr_assert_eq(run_ctl(t, acq_a), 0, "%s", t->out);
+    j = parse(t);
+    cr_assert(json_is_true(json_object_get(j, "already_held")), "%s", t->out);
+    json_decref(j);
+
+    /* another owner: HELD, exit 3, the holder named */
+    const char *acq_b[] = { "--json", "lease", "acquire", "ORCH-CTL-1", "--owner-pid", pb, NULL };
+    cr_assert_eq(run_ctl(t, acq_b), 3, "%s", t->out);
+    j = parse(t);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "outcome")), "HELD");
+    json_t *holder = json_object_get(j, "holder");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(holder, "owner"), "pid")),
+                 a->pid, "%s", t->out);
+    cr_assert_str_eq(json_string_value(json_object_get(holder, "actor")), "operator-test");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "holder_liveness")), "ALIVE");
+    json_decref(j);
+    const char *acq_b_text[] = { "lease", "acquire", "ORCH-CTL-1", "--owner-pid", pb, NULL };
+    cr_assert_eq(run_ctl(t, acq_b_text), 3, "%s", t->out);
+    cr_assert(strstr(t->out, "HELD") && strstr(t->out, pa), "%s", t->out);
+
+    /* an owner pid that does not exist: usage error, nothing sent */
+    const char *acq_nopid[] = {
+        "lease", "acquire", "ORCH-CTL-1", "--owner-pid", "2147483000", NULL
+    };
+    cr_assert_eq(run_ctl(t, acq_nopid), 1, "%s", t->out);
+}
+
+static void ctl_show_and_validate(ctl *t)
+{
+    /* show */
+    const char *show[] = { "--json", "lease", "show", "ORCH-CTL-1", NULL };
+    cr_assert_eq(run_ctl(t, show), 0, "%s", t->out);
+    json_t *j = parse(t);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "work_item")), "ORCH-CTL-1");
+    cr_assert(json_is_true(json_object_get(j, "held")));
+    json_decref(j);
+    const char *show_none[] = { "lease", "show", "ORCH-CTL-NONE", NULL };
+    cr_assert_eq(run_ctl(t, show_none), 64 + ORCH_CODE_NOT_FOUND, "%s", t->out);
+
+    /* validate: 0 for the live epoch, 3 otherwise */
+    cr_assert_eq(run_ctl(t, ctl_val_ok), 0, "%s", t->out);
+    const char *val_bad[] = { "lease", "validate", "ORCH-CTL-1", "2", NULL };
+    cr_assert_eq(run_ctl(t, val_bad), 3, "%s", t->out);
+    const char *val_zero[] = { "lease", "validate", "ORCH-CTL-1", "0", NULL };
+    int rc = run_ctl(t, val_zero);
+    cr_assert(rc == 1 || rc == 64 + ORCH_CODE_INVALID_ARGUMENT, "epoch 0: exit %d %s", rc, t->out);
+}
+
+/* a (pid pa) also takes ORCH-CTL-2; list shows both, --limit applies. */
+static void ctl_list_two(ctl *t, const char *pa)
+{
+    /* list --json */
+    const char *acq_a2[] = { "lease", "acquire", "ORCH-CTL-2", "--owner-pid",
+                             pa,      "--repo",  "orch",       NULL };
+    cr_assert_eq(run_ctl(t, acq_a2), 0, "%s", t->out);
+    cr_assert_eq(run_ctl(t, ctl_list), 0, "%s", t->out);
+    json_t *j = parse(t);
+    json_t *leases = json_object_get(j, "leases");
+    cr_assert(json_is_array(leases), "%s", t->out);
+    cr_assert_eq(json_array_size(leases), 2, "%s", t->out);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(leases, 0), "work_item")),
+                     "ORCH-CTL-1");
+    json_decref(j);
+    const char *list_lim[] = { "--json", "lease", "list", "--limit", "1", NULL };
+    cr_assert_eq(run_ctl(t, list_lim), 0, "%s", t->out);
+    j = parse(t);
+    cr_assert_eq(json_array_size(json_object_get(j, "leases")), 1, "%s", t->out);
+    json_decref(j);
+    const char *list_over[] = { "lease", "list", "--limit", "1001", NULL };
+    cr_assert_eq(run_ctl(t, list_over), 1, "%s", t->out);
+}
+
+/* ORCH-CTL-1 is released (and released again); ORCH-CTL-2 stays held. */
+static void ctl_release(ctl *t)
+{
+    /* release: wrong epoch 73, right epoch 0, again 0 (retry), none 69 */
+    const char *rel_bad[] = { "lease", "release", "ORCH-CTL-1", "7", NULL };
+    cr_assert_eq(run_ctl(t, rel_bad), 64 + ORCH_CODE_FAILED_PRECONDITION, "%s", t->out);
+    const char *rel[] = { "lease", "release", "ORCH-CTL-1", "1", NULL };
+    cr_assert_eq(run_ctl(t, rel), 0, "%s", t->out);
+    const char *rel_json[] = { "--json", "lease", "release", "ORCH-CTL-1", "1", NULL };
+    cr_assert_eq(run_ctl(t, rel_json), 0, "%s", t->out);
+    json_t *j = parse(t);
+    cr_assert(json_is_true(json_object_get(j, "already_released")), "%s", t->out);
+    json_decref(j);
+    const char *rel_none[] = { "lease", "release", "ORCH-CTL-NONE", "1", NULL };
+    cr_assert_eq(run_ctl(t, rel_none), 64 + ORCH_CODE_NOT_FOUND, "%s", t->out);
+    cr_assert_eq(run_ctl(t, ctl_val_ok), 3, "a released epoch is not valid: %s", t->out);
+
+    /* list: held only by default, --all shows released ones too */
+    cr_assert_eq(run_ctl(t, ctl_list), 0, "%s", t->out);
+    j = parse(t);
+    cr_assert_eq(json_array_size(json_object_get(j, "leases")), 1, "%s", t->out);
+    json_decref(j);
+    const char *list_all[] = { "--json", "lease", "list", "--all", NULL };
+    cr_assert_eq(run_ctl(t, list_all), 0, "%s", t->out);
+    j = parse(t);
+    cr_assert_eq(json_array_size(json_object_get(j, "leases")), 2, "%s", t->out);
+    json_decref(j);
+}
+
+/* ORCH-CTL-2 is force-released by operator "tester", with its event and alert. */
+static void ctl_force_release(ctl *t)
+{
+    /* force-release: needs --reason (1), releases (0), not held (73), none (69) */
+    const char *fr_noreason[] = { "lease", "force-release", "ORCH-CTL-2", NULL };
+    cr_assert_eq(run_ctl(t, fr_noreason), 1, "%s", t->out);
+    const char *fr[] = { "--json", "lease",      "force-release", "ORCH-CTL-2", "--reason",
+                         "stuck",  "--operator", "tester",        NULL };
+    cr_assert_eq(run_ctl(t, fr), 0, "%s", t->out);
+    json_t *j = parse(t);
+    cr_assert_eq(json_integer_value(json_object_get(j, "released_epoch")), 1, "%s", t->out);
+    json_decref(j);
+    cr_assert_eq(run_ctl(t, fr), 64 + ORCH_CODE_FAILED_PRECONDITION, "%s", t->out);
+    const char *fr_none[] = { "lease", "force-release", "ORCH-CTL-NONE", "--reason", "x", NULL };
+    cr_assert_eq(run_ctl(t, fr_none), 64 + ORCH_CODE_NOT_FOUND, "%s", t->out);
+    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM lease_events WHERE kind = 'force-released'"
+                                " AND actor = 'tester' AND detail = 'stuck'"),
+                 1);
+    cr_assert(th_svc_wait_log(&svc, "ALERT lease.force-released", 2000));
+}
+
+/* Nothing is held any more; then the usage errors. */
+static void ctl_empty_and_usage(ctl *t)
+{
+    /* empty list */
+    cr_assert_eq(run_ctl(t, ctl_list), 0, "%s", t->out);
+    json_t *j = parse(t);
+    cr_assert_eq(json_array_size(json_object_get(j, "leases")), 0, "%s", t->out);
+    json_decref(j);
+    const char *list_text[] = { "lease", "list", NULL };
+    cr_assert_eq(run_ctl(t, list_text), 0, "%s", t->out);
+    cr_assert(strstr(t->out, "no held leases"), "%s", t->out);
+
+    /* usage errors */
+    const char *nosub[] = { "lease", NULL };
+    cr_assert_eq(run_ctl(t, nosub), 1, "%s", t->out);
+    const char *unknown[] = { "lease", "steal", "X", NULL };
+    cr_assert_eq(run_ctl(t, unknown), 1, "%s", t->out);
+    const char *help[] = { "lease", "--help", NULL };
+    cr_assert_eq(run_ctl(t, help), 0, "%s", t->out);
+}
+
 Test(lease_input, orchctl_lease_commands_exit_codes_and_json)
 {
     start(NULL);
@@ -514,139 +710,10 @@ Test(lease_input, orchctl_lease_commands_exit_codes_and_json)
     snprintf(pa, sizeof pa, "%d", (int)a.pid);
     snprintf(pb, sizeof pb, "%d", (int)b.pid);
 
-    /* acquire --json: GRANTED, exit 0 */
-    const char *acq_a[] = { "--json", "lease",   "acquire",       "ORCH-CTL-1", "--owner-pid",
-                            pa,       "--actor", "operator-test", NULL };
-    cr_assert_eq(run_ctl(&t, acq_a), 0, "%s", t.out);
-    json_t *j = parse(&t);
-    cr_assert_str_eq(json_string_value(json_object_get(j, "outcome")), "GRANTED", "%s", t.out);
-    json_int_t epoch = json_integer_value(json_object_get(j, "epoch"));
-    cr_assert_eq(epoch, 1, "%s", t.out);
-    json_decref(j);
-
-    /* the same owner again: already held, exit 0 */
-    cr_assert_eq(run_ctl(&t, acq_a), 0, "%s", t.out);
-    j = parse(&t);
-    cr_assert(json_is_true(json_object_get(j, "already_held")), "%s", t.out);
-    json_decref(j);
-
-    /* another owner: HELD, exit 3, the holder named */
-    const char *acq_b[] = { "--json", "lease", "acquire", "ORCH-CTL-1", "--owner-pid", pb, NULL };
-    cr_assert_eq(run_ctl(&t, acq_b), 3, "%s", t.out);
-    j = parse(&t);
-    cr_assert_str_eq(json_string_value(json_object_get(j, "outcome")), "HELD");
-    json_t *holder = json_object_get(j, "holder");
-    cr_assert_eq(json_integer_value(json_object_get(json_object_get(holder, "owner"), "pid")),
-                 a.pid, "%s", t.out);
-    cr_assert_str_eq(json_string_value(json_object_get(holder, "actor")), "operator-test");
-    cr_assert_str_eq(json_string_value(json_object_get(j, "holder_liveness")), "ALIVE");
-    json_decref(j);
-    const char *acq_b_text[] = { "lease", "acquire", "ORCH-CTL-1", "--owner-pid", pb, NULL };
-    cr_assert_eq(run_ctl(&t, acq_b_text), 3, "%s", t.out);
-    cr_assert(strstr(t.out, "HELD") && strstr(t.out, pa), "%s", t.out);
-
-    /* an owner pid that does not exist: usage error, nothing sent */
-    const char *acq_nopid[] = {
-        "lease", "acquire", "ORCH-CTL-1", "--owner-pid", "2147483000", NULL
-    };
-    cr_assert_eq(run_ctl(&t, acq_nopid), 1, "%s", t.out);
-
-    /* show */
-    const char *show[] = { "--json", "lease", "show", "ORCH-CTL-1", NULL };
-    cr_assert_eq(run_ctl(&t, show), 0, "%s", t.out);
-    j = parse(&t);
-    cr_assert_str_eq(json_string_value(json_object_get(j, "work_item")), "ORCH-CTL-1");
-    cr_assert(json_is_true(json_object_get(j, "held")));
-    json_decref(j);
-    const char *show_none[] = { "lease", "show", "ORCH-CTL-NONE", NULL };
-    cr_assert_eq(run_ctl(&t, show_none), 64 + ORCH_CODE_NOT_FOUND, "%s", t.out);
-
-    /* validate: 0 for the live epoch, 3 otherwise */
-    const char *val_ok[] = { "lease", "validate", "ORCH-CTL-1", "1", NULL };
-    cr_assert_eq(run_ctl(&t, val_ok), 0, "%s", t.out);
-    const char *val_bad[] = { "lease", "validate", "ORCH-CTL-1", "2", NULL };
-    cr_assert_eq(run_ctl(&t, val_bad), 3, "%s", t.out);
-    const char *val_zero[] = { "lease", "validate", "ORCH-CTL-1", "0", NULL };
-    int rc = run_ctl(&t, val_zero);
-    cr_assert(rc == 1 || rc == 64 + ORCH_CODE_INVALID_ARGUMENT, "epoch 0: exit %d %s", rc, t.out);
-
-    /* list --json */
-    const char *acq_a2[] = { "lease", "acquire", "ORCH-CTL-2", "--owner-pid",
-                             pa,      "--repo",  "orch",       NULL };
-    cr_assert_eq(run_ctl(&t, acq_a2), 0, "%s", t.out);
-    const char *list[] = { "--json", "lease", "list", NULL };
-    cr_assert_eq(run_ctl(&t, list), 0, "%s", t.out);
-    j = parse(&t);
-    json_t *leases = json_object_get(j, "leases");
-    cr_assert(json_is_array(leases), "%s", t.out);
-    cr_assert_eq(json_array_size(leases), 2, "%s", t.out);
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(leases, 0), "work_item")),
-                     "ORCH-CTL-1");
-    json_decref(j);
-    const char *list_lim[] = { "--json", "lease", "list", "--limit", "1", NULL };
-    cr_assert_eq(run_ctl(&t, list_lim), 0, "%s", t.out);
-    j = parse(&t);
-    cr_assert_eq(json_array_size(json_object_get(j, "leases")), 1, "%s", t.out);
-    json_decref(j);
-    const char *list_over[] = { "lease", "list", "--limit", "1001", NULL };
-    cr_assert_eq(run_ctl(&t, list_over), 1, "%s", t.out);
-
-    /* release: wrong epoch 73, right epoch 0, again 0 (retry), none 69 */
-    const char *rel_bad[] = { "lease", "release", "ORCH-CTL-1", "7", NULL };
-    cr_assert_eq(run_ctl(&t, rel_bad), 64 + ORCH_CODE_FAILED_PRECONDITION, "%s", t.out);
-    const char *rel[] = { "lease", "release", "ORCH-CTL-1", "1", NULL };
-    cr_assert_eq(run_ctl(&t, rel), 0, "%s", t.out);
-    const char *rel_json[] = { "--json", "lease", "release", "ORCH-CTL-1", "1", NULL };
-    cr_assert_eq(run_ctl(&t, rel_json), 0, "%s", t.out);
-    j = parse(&t);
-    cr_assert(json_is_true(json_object_get(j, "already_released")), "%s", t.out);
-    json_decref(j);
-    const char *rel_none[] = { "lease", "release", "ORCH-CTL-NONE", "1", NULL };
-    cr_assert_eq(run_ctl(&t, rel_none), 64 + ORCH_CODE_NOT_FOUND, "%s", t.out);
-    cr_assert_eq(run_ctl(&t, val_ok), 3, "a released epoch is not valid: %s", t.out);
-
-    /* list: held only by default, --all shows released ones too */
-    cr_assert_eq(run_ctl(&t, list), 0, "%s", t.out);
-    j = parse(&t);
-    cr_assert_eq(json_array_size(json_object_get(j, "leases")), 1, "%s", t.out);
-    json_decref(j);
-    const char *list_all[] = { "--json", "lease", "list", "--all", NULL };
-    cr_assert_eq(run_ctl(&t, list_all), 0, "%s", t.out);
-    j = parse(&t);
-    cr_assert_eq(json_array_size(json_object_get(j, "leases")), 2, "%s", t.out);
-    json_decref(j);
-
-    /* force-release: needs --reason (1), releases (0), not held (73), none (69) */
-    const char *fr_noreason[] = { "lease", "force-release", "ORCH-CTL-2", NULL };
-    cr_assert_eq(run_ctl(&t, fr_noreason), 1, "%s", t.out);
-    const char *fr[] = { "--json", "lease",      "force-release", "ORCH-CTL-2", "--reason",
-                         "stuck",  "--operator", "tester",        NULL };
-    cr_assert_eq(run_ctl(&t, fr), 0, "%s", t.out);
-    j = parse(&t);
-    cr_assert_eq(json_integer_value(json_object_get(j, "released_epoch")), 1, "%s", t.out);
-    json_decref(j);
-    cr_assert_eq(run_ctl(&t, fr), 64 + ORCH_CODE_FAILED_PRECONDITION, "%s", t.out);
-    const char *fr_none[] = { "lease", "force-release", "ORCH-CTL-NONE", "--reason", "x", NULL };
-    cr_assert_eq(run_ctl(&t, fr_none), 64 + ORCH_CODE_NOT_FOUND, "%s", t.out);
-    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM lease_events WHERE kind = 'force-released'"
-                                " AND actor = 'tester' AND detail = 'stuck'"),
-                 1);
-    cr_assert(th_svc_wait_log(&svc, "ALERT lease.force-released", 2000));
-
-    /* empty list */
-    cr_assert_eq(run_ctl(&t, list), 0, "%s", t.out);
-    j = parse(&t);
-    cr_assert_eq(json_array_size(json_object_get(j, "leases")), 0, "%s", t.out);
-    json_decref(j);
-    const char *list_text[] = { "lease", "list", NULL };
-    cr_assert_eq(run_ctl(&t, list_text), 0, "%s", t.out);
-    cr_assert(strstr(t.out, "no held leases"), "%s", t.out);
-
-    /* usage errors */
-    const char *nosub[] = { "lease", NULL };
-    cr_assert_eq(run_ctl(&t, nosub), 1, "%s", t.out);
-    const char *unknown[] = { "lease", "steal", "X", NULL };
-    cr_assert_eq(run_ctl(&t, unknown), 1, "%s", t.out);
-    const char *help[] = { "lease", "--help", NULL };
-    cr_assert_eq(run_ctl(&t, help), 0, "%s", t.out);
+    ctl_acquire(&t, &a, pa, pb);
+    ctl_show_and_validate(&t);
+    ctl_list_two(&t, pa);
+    ctl_release(&t);
+    ctl_force_release(&t);
+    ctl_empty_and_usage(&t);
 }

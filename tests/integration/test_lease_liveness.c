@@ -118,6 +118,38 @@ static long long events(const char *item, const char *kind)
         db, "SELECT count(*) FROM lease_events WHERE work_item = '%s' AND kind = '%s'", item, kind);
 }
 
+/* Release of `item` at the stale epoch fails and changes neither the row nor
+ * the events. */
+static void stale_release_changes_nothing(orch_rpc_client *c, const char *item, uint64_t stale)
+{
+    char *before = row_snapshot(item);
+    long long nev = lt_sql_num(db, "SELECT count(*) FROM lease_events");
+    orch_rpc_status st;
+    cr_assert_eq(lt_release(c, item, stale, NULL, &st), ORCH_CODE_FAILED_PRECONDITION, "%s",
+                 st.message);
+    char *after = row_snapshot(item);
+    cr_assert_str_eq(after, before, "a stale Release changed the row");
+    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM lease_events"), nev);
+    free(before);
+    free(after);
+}
+
+/* One reclaim of epoch `dead` naming the dead owner's pid, one grant of `next`. */
+static void reclaim_was_recorded(const char *item, uint64_t dead, pid_t dead_pid, uint64_t next)
+{
+    cr_assert_eq(
+        lt_sql_num(db,
+                   "SELECT count(*) FROM lease_events WHERE work_item = '%s'"
+                   " AND kind = 'reclaimed-stale' AND epoch = %llu AND detail LIKE '%%pid %d%%'",
+                   item, (unsigned long long)dead, (int)dead_pid),
+        1);
+    cr_assert_eq(lt_sql_num(db,
+                            "SELECT count(*) FROM lease_events WHERE work_item = '%s'"
+                            " AND kind = 'granted' AND epoch = %llu",
+                            item, (unsigned long long)next),
+                 1);
+}
+
 /* ---- SIGKILL of the owner -------------------------------------------------- */
 
 Test(lease_liveness, killed_owner_is_reclaimed_by_next_acquire_and_fenced_off)
@@ -149,16 +181,7 @@ Test(lease_liveness, killed_owner_is_reclaimed_by_next_acquire_and_fenced_off)
     uint64_t e2 = r.epoch;
 
     /* The dead owner's Release with its old epoch fails and changes nothing. */
-    char *before = row_snapshot(item);
-    long long nev = lt_sql_num(db, "SELECT count(*) FROM lease_events");
-    orch_rpc_status st;
-    cr_assert_eq(lt_release(c, item, e1, NULL, &st), ORCH_CODE_FAILED_PRECONDITION, "%s",
-                 st.message);
-    char *after = row_snapshot(item);
-    cr_assert_str_eq(after, before, "a stale Release changed the row");
-    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM lease_events"), nev);
-    free(before);
-    free(after);
+    stale_release_changes_nothing(c, item, e1);
 
     lt_valid v = lt_validate(c, item, e1);
     cr_assert_eq(v.code, ORCH_CODE_OK, "%s", v.message);
@@ -173,19 +196,10 @@ Test(lease_liveness, killed_owner_is_reclaimed_by_next_acquire_and_fenced_off)
     cr_assert(h2.held && h2.holder_pid == b.pid && h2.epoch == e2);
 
     cr_assert(th_svc_wait_log(s, "ALERT lease.reclaimed-stale", 3000), "no alert");
-    cr_assert_eq(
-        lt_sql_num(db,
-                   "SELECT count(*) FROM lease_events WHERE work_item = '%s'"
-                   " AND kind = 'reclaimed-stale' AND epoch = %llu AND detail LIKE '%%pid %d%%'",
-                   item, (unsigned long long)e1, (int)a.claimed_pid),
-        1);
-    cr_assert_eq(lt_sql_num(db,
-                            "SELECT count(*) FROM lease_events WHERE work_item = '%s'"
-                            " AND kind = 'granted' AND epoch = %llu",
-                            item, (unsigned long long)e2),
-                 1);
+    reclaim_was_recorded(item, e1, a.claimed_pid, e2);
 
     /* Once B released, the stale epoch still cannot release anything. */
+    orch_rpc_status st;
     cr_assert_eq(lt_release(c, item, e2, NULL, &st), ORCH_CODE_OK, "%s", st.message);
     cr_assert_eq(lt_release(c, item, e1, NULL, &st), ORCH_CODE_FAILED_PRECONDITION, "%s",
                  st.message);
@@ -248,6 +262,41 @@ Test(lease_liveness, reaper_alone_releases_a_dead_owners_lease)
 
 /* ---- a live slow owner and the ceiling ------------------------------------- */
 
+/* Until 2 s after t0, `other` is told HELD by the stopped owner `slow`
+ * (alive) and its epoch validates; returns how many times it asked. */
+static int stopped_owner_keeps_it(orch_rpc_client *c, const char *item, const lt_owner *other,
+                                  const lt_owner *slow, uint64_t epoch, uint64_t t0)
+{
+    int checks = 0;
+    while (orch_mono_ms() - t0 < 2000) {
+        lt_acq h = lt_acquire(c, item, "orch", other, "reconciler");
+        cr_assert_eq(h.code, ORCH_CODE_OK, "%s", h.message);
+        cr_assert(h.held, "a stopped but live owner was robbed after %llu ms",
+                  (unsigned long long)(orch_mono_ms() - t0));
+        cr_assert_eq(h.holder_liveness, ORCH__V1__LIVENESS__ALIVE);
+        cr_assert_eq(h.holder_pid, slow->pid);
+        cr_assert(lt_validate(c, item, epoch).valid);
+        checks++;
+        lt_sleep_ms(250);
+    }
+    return checks;
+}
+
+/* The ceiling released `item`: alert, reason, metric, and no reclaim. */
+static void ceiling_release_was_recorded(th_svc *s, const char *item)
+{
+    cr_assert(th_svc_wait_log(s, "ALERT lease.ceiling-released", 2000));
+    cr_assert_eq(events(item, "reclaimed-stale"), 0, "a live owner is not 'dead'");
+    char *reason = lt_sql_text(db,
+                               "SELECT release_reason FROM transition_lease"
+                               " WHERE work_item = '%s' AND released_at IS NOT NULL",
+                               item);
+    cr_assert(reason);
+    cr_assert_str_eq(reason, "ceiling-released");
+    free(reason);
+    cr_assert_eq(lt_metric(s, "orch_lease_release_total{kind=\"ceiling-released\"}"), 1);
+}
+
 Test(lease_liveness, stopped_owner_is_never_robbed_before_ceiling_and_released_after)
 {
     static const char item[] = "ORCH-SLOW-1";
@@ -266,19 +315,7 @@ Test(lease_liveness, stopped_owner_is_never_robbed_before_ceiling_and_released_a
     cr_assert(g.granted, "%s", g.message);
     cr_assert_eq(kill(slow.pid, SIGSTOP), 0);
 
-    int checks = 0;
-    while (orch_mono_ms() - t0 < 2000) {
-        lt_acq h = lt_acquire(c, item, "orch", &other, "reconciler");
-        cr_assert_eq(h.code, ORCH_CODE_OK, "%s", h.message);
-        cr_assert(h.held, "a stopped but live owner was robbed after %llu ms",
-                  (unsigned long long)(orch_mono_ms() - t0));
-        cr_assert_eq(h.holder_liveness, ORCH__V1__LIVENESS__ALIVE);
-        cr_assert_eq(h.holder_pid, slow.pid);
-        cr_assert(lt_validate(c, item, g.epoch).valid);
-        checks++;
-        lt_sleep_ms(250);
-    }
-    cr_assert_geq(checks, 4);
+    cr_assert_geq(stopped_owner_keeps_it(c, item, &other, &slow, g.epoch, t0), 4);
     cr_assert_eq(events(item, "reclaimed-stale"), 0);
     cr_assert_eq(events(item, "ceiling-released"), 0);
 
@@ -289,16 +326,7 @@ Test(lease_liveness, stopped_owner_is_never_robbed_before_ceiling_and_released_a
               "the lease outlived the ceiling");
     cr_log_info("ceiling release %llu ms after the grant",
                 (unsigned long long)(orch_mono_ms() - t0));
-    cr_assert(th_svc_wait_log(s, "ALERT lease.ceiling-released", 2000));
-    cr_assert_eq(events(item, "reclaimed-stale"), 0, "a live owner is not 'dead'");
-    char *reason = lt_sql_text(db,
-                               "SELECT release_reason FROM transition_lease"
-                               " WHERE work_item = '%s' AND released_at IS NOT NULL",
-                               item);
-    cr_assert(reason);
-    cr_assert_str_eq(reason, "ceiling-released");
-    free(reason);
-    cr_assert_eq(lt_metric(s, "orch_lease_release_total{kind=\"ceiling-released\"}"), 1);
+    ceiling_release_was_recorded(s, item);
 
     /* Fenced: the slow owner's epoch is dead, its Release fails. */
     cr_assert_not(lt_validate(c, item, g.epoch).valid);
@@ -315,6 +343,42 @@ Test(lease_liveness, stopped_owner_is_never_robbed_before_ceiling_and_released_a
 }
 
 /* ---- restart recovery --------------------------------------------------------- */
+
+/* After the reboot to boot_b, s2 released both of this host's leases
+ * (ORCH-BOOT-1, -2) before opening its RPC socket, left the other host's
+ * alone, and recorded the new boot id. */
+static void reboot_recovery_was_done(th_svc *s2, const char *boot_b)
+{
+    for (int i = 1; i <= 2; i++) {
+        char item[32];
+        snprintf(item, sizeof item, "ORCH-BOOT-%d", i);
+        char *reason = lt_sql_text(db,
+                                   "SELECT coalesce(release_reason, 'held') FROM transition_lease"
+                                   " WHERE work_item = '%s'",
+                                   item);
+        cr_assert(reason);
+        cr_assert_str_eq(reason, "reclaimed-stale", "%s after the reboot", item);
+        free(reason);
+        cr_assert_eq(events(item, "reclaimed-stale"), 1);
+    }
+    cr_assert_eq(log_count(s2, "ALERT lease.reclaimed-stale"), 2);
+    int alert = log_line_of(s2, "ALERT lease.reclaimed-stale");
+    int listening = log_line_of(s2, "RPC listening on");
+    cr_assert(alert >= 0 && listening > alert,
+              "recovery must finish before the RPC socket opens (alert line %d, listen line %d)",
+              alert, listening);
+    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM lease_events WHERE kind ="
+                                " 'reclaimed-stale' AND detail LIKE '%%rebooted%%'"),
+                 2, "the recorded reason names the reboot");
+    /* Another host's lease is not this host's to reclaim. */
+    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM transition_lease WHERE work_item ="
+                                " 'ORCH-BOOT-FAR' AND released_at IS NULL"),
+                 1);
+    char *hb = lt_sql_text(db, "SELECT boot_id FROM hosts WHERE host_id = '" LT_HOST "'");
+    cr_assert(hb);
+    cr_assert_str_eq(hb, boot_b);
+    free(hb);
+}
 
 Test(lease_liveness, simulated_reboot_reclaims_old_leases_before_serving)
 {
@@ -352,35 +416,7 @@ Test(lease_liveness, simulated_reboot_reclaims_old_leases_before_serving)
     th_svc *s2 = start(1, e2);
 
     /* By the time it answers Check, both of this host's leases are released. */
-    for (int i = 1; i <= 2; i++) {
-        char item[32];
-        snprintf(item, sizeof item, "ORCH-BOOT-%d", i);
-        char *reason = lt_sql_text(db,
-                                   "SELECT coalesce(release_reason, 'held') FROM transition_lease"
-                                   " WHERE work_item = '%s'",
-                                   item);
-        cr_assert(reason);
-        cr_assert_str_eq(reason, "reclaimed-stale", "%s after the reboot", item);
-        free(reason);
-        cr_assert_eq(events(item, "reclaimed-stale"), 1);
-    }
-    cr_assert_eq(log_count(s2, "ALERT lease.reclaimed-stale"), 2);
-    int alert = log_line_of(s2, "ALERT lease.reclaimed-stale");
-    int listening = log_line_of(s2, "RPC listening on");
-    cr_assert(alert >= 0 && listening > alert,
-              "recovery must finish before the RPC socket opens (alert line %d, listen line %d)",
-              alert, listening);
-    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM lease_events WHERE kind ="
-                                " 'reclaimed-stale' AND detail LIKE '%%rebooted%%'"),
-                 2, "the recorded reason names the reboot");
-    /* Another host's lease is not this host's to reclaim. */
-    cr_assert_eq(lt_sql_num(db, "SELECT count(*) FROM transition_lease WHERE work_item ="
-                                " 'ORCH-BOOT-FAR' AND released_at IS NULL"),
-                 1);
-    char *hb = lt_sql_text(db, "SELECT boot_id FROM hosts WHERE host_id = '" LT_HOST "'");
-    cr_assert(hb);
-    cr_assert_str_eq(hb, boot_b);
-    free(hb);
+    reboot_recovery_was_done(s2, boot_b);
 
     /* Owners of the new boot take the items afresh. */
     c = lt_client(s2);
@@ -451,6 +487,23 @@ Test(lease_liveness, container_restart_reclaims_gone_and_reused_pids_at_start)
 
 /* ---- owners on another host ----------------------------------------------- */
 
+/* Until 2 s after t0, `asker` is told HELD by an owner of unknown liveness;
+ * returns how many times it asked. */
+static int unknown_owner_keeps_it(orch_rpc_client *c, const char *item, const lt_owner *asker,
+                                  uint64_t t0)
+{
+    int checks = 0;
+    while (orch_mono_ms() - t0 < 2000) {
+        lt_acq u = lt_acquire(c, item, "orch", asker, "webhook");
+        cr_assert_eq(u.code, ORCH_CODE_OK, "%s", u.message);
+        cr_assert(u.held, "an unreachable host's owner was robbed");
+        cr_assert_eq(u.holder_liveness, ORCH__V1__LIVENESS__UNKNOWN);
+        checks++;
+        lt_sleep_ms(200);
+    }
+    return checks;
+}
+
 Test(lease_liveness, remote_owner_judged_by_its_host_and_unknown_is_never_stolen)
 {
     static const char *const ea[] = { "ORCH_HOST_ID=lease-test-host-a",
@@ -495,16 +548,7 @@ Test(lease_liveness, remote_owner_judged_by_its_host_and_unknown_is_never_stolen
     lt_acq g2 = lt_acquire(c, "ORCH-X-2", "orch", &oa2, "monitor");
     cr_assert(g2.granted, "%s", g2.message);
     cr_assert_eq(th_svc_stop(&svcs[0], SIGTERM, 10000), 0);
-    int checks = 0;
-    while (orch_mono_ms() - t0 < 2000) {
-        lt_acq u = lt_acquire(c, "ORCH-X-2", "orch", &ob, "webhook");
-        cr_assert_eq(u.code, ORCH_CODE_OK, "%s", u.message);
-        cr_assert(u.held, "an unreachable host's owner was robbed");
-        cr_assert_eq(u.holder_liveness, ORCH__V1__LIVENESS__UNKNOWN);
-        checks++;
-        lt_sleep_ms(200);
-    }
-    cr_assert_geq(checks, 2);
+    cr_assert_geq(unknown_owner_keeps_it(c, "ORCH-X-2", &ob, t0), 2);
     cr_assert_eq(events("ORCH-X-2", "reclaimed-stale"), 0);
     /* ...until the ceiling. */
     cr_assert(lt_sql_wait(db, 1, 6000,

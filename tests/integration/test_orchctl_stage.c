@@ -141,6 +141,52 @@ Test(orchctl_stage, pipeline_prints_the_table, .init = up, .fini = down, .timeou
     json_decref(j);
 }
 
+/* ORCH-C1 goes architecture -> development with its verdict in a file
+ * (prose around it ignored), then development -> review from stdin. */
+static void advance_with_evidence_file_and_stdin(void)
+{
+    /* Verdict lines from a file, prose around them ignored. */
+    char path[] = "/tmp/orch-ctl-evidence-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    static const char text[] = "Design written.\narchitecture_status: DONE\nthanks\n";
+    cr_assert_eq(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fd);
+    int rc = CTL("stage", "advance", "ORCH-C1", "--from", "architecture", "--to", "development",
+                 "--evidence-file", path);
+    unlink(path);
+    cr_assert_eq(rc, 0, "%s", T.out);
+    assert_stage("ORCH-C1", "development");
+
+    /* The same from stdin. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "printf 'dev_status: DONE\\n' | '%s' stage advance ORCH-C1 --from development "
+             "--to review --evidence-file -",
+             ORCHCTL);
+    const char *sh[] = { "/bin/sh", "-c", cmd, NULL };
+    cr_assert_eq(th_run(sh, T.env, T.out, sizeof T.out, 30000), 0, "%s", T.out);
+    assert_stage("ORCH-C1", "review");
+}
+
+/* The walk's transitions on stage-service's /metrics, by edge and result. */
+static void walk_transitions_were_counted(void)
+{
+    char *m = NULL;
+    cr_assert_eq(th_http_get(W.stage.http_addr, "/metrics", &m), 200);
+    cr_expect_eq(
+        th_metric(m,
+                  "orch_stage_transitions_total{edge=\"backlog->analysis\",result=\"advanced\"}"),
+        1, "%s", m);
+    cr_expect_eq(th_metric(m, "orch_stage_transitions_total{edge=\"analysis->architecture\","
+                              "result=\"gate_failed\"}"),
+                 1, "%s", m);
+    cr_expect_eq(th_metric(m, "orch_stage_transitions_total{edge=\"development->review\","
+                              "result=\"advanced\"}"),
+                 1, "%s", m);
+    free(m);
+}
+
 Test(orchctl_stage, walk_with_verdicts_evidence_files_and_stdin, .init = up, .fini = down,
      .timeout = 180)
 {
@@ -178,28 +224,7 @@ Test(orchctl_stage, walk_with_verdicts_evidence_files_and_stdin, .init = up, .fi
     cr_assert(json_integer_value(json_object_get(j, "lease_epoch")) > 0, "%s", T.out);
     json_decref(j);
 
-    /* Verdict lines from a file, prose around them ignored. */
-    char path[] = "/tmp/orch-ctl-evidence-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    static const char text[] = "Design written.\narchitecture_status: DONE\nthanks\n";
-    cr_assert_eq(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
-    close(fd);
-    int rc = CTL("stage", "advance", "ORCH-C1", "--from", "architecture", "--to", "development",
-                 "--evidence-file", path);
-    unlink(path);
-    cr_assert_eq(rc, 0, "%s", T.out);
-    assert_stage("ORCH-C1", "development");
-
-    /* The same from stdin. */
-    char cmd[512];
-    snprintf(cmd, sizeof cmd,
-             "printf 'dev_status: DONE\\n' | '%s' stage advance ORCH-C1 --from development "
-             "--to review --evidence-file -",
-             ORCHCTL);
-    const char *sh[] = { "/bin/sh", "-c", cmd, NULL };
-    cr_assert_eq(th_run(sh, T.env, T.out, sizeof T.out, 30000), 0, "%s", T.out);
-    assert_stage("ORCH-C1", "review");
+    advance_with_evidence_file_and_stdin();
 
     /* show: the history, the verdicts recorded. */
     cr_assert_eq(CTL("stage", "show", "ORCH-C1"), 0, "%s", T.out);
@@ -212,19 +237,7 @@ Test(orchctl_stage, walk_with_verdicts_evidence_files_and_stdin, .init = up, .fi
     json_decref(j);
 
     /* The transitions counted by edge and result (docs/operations/metrics.md). */
-    char *m = NULL;
-    cr_assert_eq(th_http_get(W.stage.http_addr, "/metrics", &m), 200);
-    cr_expect_eq(
-        th_metric(m,
-                  "orch_stage_transitions_total{edge=\"backlog->analysis\",result=\"advanced\"}"),
-        1, "%s", m);
-    cr_expect_eq(th_metric(m, "orch_stage_transitions_total{edge=\"analysis->architecture\","
-                              "result=\"gate_failed\"}"),
-                 1, "%s", m);
-    cr_expect_eq(th_metric(m, "orch_stage_transitions_total{edge=\"development->review\","
-                              "result=\"advanced\"}"),
-                 1, "%s", m);
-    free(m);
+    walk_transitions_were_counted();
 }
 
 /* Takes the lease of `item` as another owner (this test process) with
@@ -297,22 +310,29 @@ Test(orchctl_stage, deferred_while_another_owner_holds_the_lease, .init = up, .f
     cr_assert_eq(sw_counts_for_pr(42).merges, 1);
 }
 
-Test(orchctl_stage, refused_rolled_back_cancelled_and_bad_input, .init = up, .fini = down,
-     .timeout = 180)
+/* An evidence file over the 64 KiB default is INVALID_ARGUMENT naming the
+ * limit's variable. */
+static void oversized_evidence_is_refused(void)
 {
-    cr_assert_eq(sw_create(W.client, "ORCH-C3", "org/app", 43), ORCH_CODE_OK);
-    sw_walk_to(&W, "ORCH-C3", "testing");
+    char path[] = "/tmp/orch-ctl-big-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    char line[1024];
+    memset(line, 'x', sizeof line - 1);
+    line[sizeof line - 1] = '\n';
+    for (int i = 0; i < 80; i++) /* 80 KiB, over the 64 KiB default */
+        cr_assert_eq(write(fd, line, sizeof line), (ssize_t)sizeof line);
+    close(fd);
+    int rc = CTL("stage", "advance", "ORCH-C3", "--from", "development", "--to", "review",
+                 "--evidence-file", path);
+    unlink(path);
+    cr_assert_eq(rc, RPC(INVALID_ARGUMENT), "%s", T.out);
+    assert_out_has("ORCH_STAGE_MAX_EVIDENCE_BYTES");
+}
 
-    /* A failing rollback gate: exit 5, back in development. */
-    cr_assert_eq(CTL("stage", "advance", "ORCH-C3", "--from", "testing", "--to", "staging",
-                     "--verdict", "test_status=PASS", "--verdict", "security_status=FAIL",
-                     "--verdict", "coverage_pct=90"),
-                 EXIT_REFUSE, "%s", T.out);
-    assert_out_has("ROLLED_BACK ORCH-C3 testing -> development");
-    assert_out_has("check_security: security_status is FAIL");
-    assert_stage("ORCH-C3", "development");
-
-    /* Bad input: each gets its status, nothing changes. */
+/* Each bad request about ORCH-C3 (in development) gets its status. */
+static void bad_input_gets_its_status(void)
+{
     cr_assert_eq(CTL("stage", "advance", "ORCH-C3", "--from", "developing", "--to", "review"),
                  RPC(INVALID_ARGUMENT), "%s", T.out);
     assert_out_has("unknown stage");
@@ -330,24 +350,30 @@ Test(orchctl_stage, refused_rolled_back_cancelled_and_bad_input, .init = up, .fi
     json_t *j = parse();
     cr_assert_str_eq(jstr(j, "code", NULL), "NOT_FOUND", "%s", T.out);
     json_decref(j);
-    char path[] = "/tmp/orch-ctl-big-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert(fd >= 0);
-    char line[1024];
-    memset(line, 'x', sizeof line - 1);
-    line[sizeof line - 1] = '\n';
-    for (int i = 0; i < 80; i++) /* 80 KiB, over the 64 KiB default */
-        cr_assert_eq(write(fd, line, sizeof line), (ssize_t)sizeof line);
-    close(fd);
-    int rc = CTL("stage", "advance", "ORCH-C3", "--from", "development", "--to", "review",
-                 "--evidence-file", path);
-    unlink(path);
-    cr_assert_eq(rc, RPC(INVALID_ARGUMENT), "%s", T.out);
-    assert_out_has("ORCH_STAGE_MAX_EVIDENCE_BYTES");
+    oversized_evidence_is_refused();
     cr_assert_eq(CTL("stage", "rollback", "ORCH-C3", "--from", "backlog", "--reason", "x"),
                  RPC(INVALID_ARGUMENT), "%s", T.out);
     cr_assert_eq(CTL("stage", "rollback", "ORCH-C3", "--from", "review", "--reason", "x"),
                  RPC(FAILED_PRECONDITION), "%s", T.out);
+}
+
+Test(orchctl_stage, refused_rolled_back_cancelled_and_bad_input, .init = up, .fini = down,
+     .timeout = 180)
+{
+    cr_assert_eq(sw_create(W.client, "ORCH-C3", "org/app", 43), ORCH_CODE_OK);
+    sw_walk_to(&W, "ORCH-C3", "testing");
+
+    /* A failing rollback gate: exit 5, back in development. */
+    cr_assert_eq(CTL("stage", "advance", "ORCH-C3", "--from", "testing", "--to", "staging",
+                     "--verdict", "test_status=PASS", "--verdict", "security_status=FAIL",
+                     "--verdict", "coverage_pct=90"),
+                 EXIT_REFUSE, "%s", T.out);
+    assert_out_has("ROLLED_BACK ORCH-C3 testing -> development");
+    assert_out_has("check_security: security_status is FAIL");
+    assert_stage("ORCH-C3", "development");
+
+    /* Bad input: each gets its status, nothing changes. */
+    bad_input_gets_its_status();
     assert_stage("ORCH-C3", "development");
 
     /* An operator rollback, then a cancel from wherever the item is. */
@@ -355,7 +381,7 @@ Test(orchctl_stage, refused_rolled_back_cancelled_and_bad_input, .init = up, .fi
     cr_assert_eq(CTL("--json", "stage", "rollback", "ORCH-C3", "--from", "review", "--reason",
                      "wrong branch"),
                  0, "%s", T.out);
-    j = parse();
+    json_t *j = parse();
     cr_assert_str_eq(jstr(j, "task", "stage"), "development", "%s", T.out);
     cr_assert(!json_is_true(json_object_get(j, "deferred")), "%s", T.out);
     json_decref(j);

@@ -18,7 +18,6 @@
  * per connection (Connection: close); bounded header and body sizes.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -27,25 +26,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEAD    65536
-#define MAX_BODY    (4 * 1024 * 1024)
-#define MAX_HEADERS 64
+#include "http_request.h"
 
-typedef struct request {
-    char method[16];
-    char path[4096];
-    char query[4096];
-    int nh;
-    char *hname[MAX_HEADERS], *hvalue[MAX_HEADERS];
-    char *body;
-    size_t body_len;
-} request;
+#define MAX_BODY (4 * 1024 * 1024)
+
+typedef hreq request;
 
 typedef struct script {
     int status; /* 0 = the personality's normal answer */
@@ -62,14 +52,6 @@ typedef struct response {
 } response;
 
 typedef void (*answer_fn)(const request *rq, const script *sc, response *rs, unsigned long seq);
-
-static const char *header(const request *rq, const char *name)
-{
-    for (int i = 0; i < rq->nh; i++)
-        if (strcasecmp(rq->hname[i], name) == 0)
-            return rq->hvalue[i];
-    return NULL;
-}
 
 static void set_json(response *rs, int status, json_t *o)
 {
@@ -93,7 +75,7 @@ static void plane_answer(const request *rq, const script *sc, response *rs, unsi
         set_json(rs, sc->status, json_pack("{s:s}", "error", "scripted failure"));
         return;
     }
-    const char *key = header(rq, "X-API-Key");
+    const char *key = hreq_header(rq, "X-API-Key");
     if (!key || !key[0]) {
         set_json(rs, 401,
                  json_pack("{s:s}", "error", "Authentication credentials were not provided."));
@@ -197,20 +179,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static bool write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static const char *reason(int status)
 {
     switch (status) {
@@ -235,75 +203,8 @@ static void send_response(int fd, const response *rs)
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n%s\r\n",
                      rs->status, reason(rs->status), bl, rs->extra_headers);
-    if (n > 0 && (size_t)n < sizeof head && write_all(fd, head, (size_t)n) && bl)
-        write_all(fd, rs->body, bl);
-}
-
-/* Reads one request into buf; returns false on a malformed or oversized one. */
-static bool read_request(int fd, char **bufp, request *rq)
-{
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap + 1), *end = NULL;
-    *bufp = buf;
-    while (buf && !end) {
-        if (len == cap) {
-            if (cap >= MAX_HEAD)
-                return false;
-            cap *= 2;
-            char *nb = realloc(buf, cap + 1);
-            if (!nb)
-                return false;
-            *bufp = buf = nb;
-        }
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r <= 0)
-            return false;
-        len += (size_t)r;
-        buf[len] = '\0';
-        end = strstr(buf, "\r\n\r\n");
-    }
-    if (!buf)
-        return false;
-    *end = '\0';
-    size_t head_len = (size_t)(end - buf) + 4;
-    char *save = NULL, *line = strtok_r(buf, "\r\n", &save);
-    char target[4096];
-    if (!line || sscanf(line, "%15s %4095s", rq->method, target) != 2)
-        return false;
-    char *q = strchr(target, '?');
-    if (q)
-        *q++ = '\0';
-    snprintf(rq->path, sizeof rq->path, "%s", target);
-    snprintf(rq->query, sizeof rq->query, "%s", q ? q : "");
-    while ((line = strtok_r(NULL, "\r\n", &save)) && rq->nh < MAX_HEADERS) {
-        char *colon = strchr(line, ':');
-        if (!colon)
-            continue;
-        *colon = '\0';
-        char *v = colon + 1;
-        while (*v == ' ')
-            v++;
-        rq->hname[rq->nh] = line;
-        rq->hvalue[rq->nh++] = v;
-    }
-    const char *cl = header(rq, "Content-Length");
-    long want = cl ? strtol(cl, NULL, 10) : 0;
-    if (want < 0 || want > MAX_BODY)
-        return false;
-    rq->body = malloc((size_t)want + 1);
-    if (!rq->body)
-        return false;
-    size_t have = len - head_len < (size_t)want ? len - head_len : (size_t)want;
-    memcpy(rq->body, buf + head_len, have);
-    while (have < (size_t)want) {
-        ssize_t r = read(fd, rq->body + have, (size_t)want - have);
-        if (r <= 0)
-            return false;
-        have += (size_t)r;
-    }
-    rq->body[want] = '\0';
-    rq->body_len = (size_t)want;
-    return true;
+    if (n > 0 && (size_t)n < sizeof head && hreq_write_all(fd, head, (size_t)n) && bl)
+        hreq_write_all(fd, rs->body, bl);
 }
 
 static void log_request(FILE *log, const request *rq)
@@ -363,12 +264,10 @@ static void control(const request *rq, script *sc, response *rs)
 static void serve_one(int fd, answer_fn answer, script *sc, FILE *log, unsigned long *seq)
 {
     request rq;
-    memset(&rq, 0, sizeof rq);
-    char *buf = NULL;
     response rs = { .status = 400 };
     struct timeval tv = { 5, 0 };
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (!read_request(fd, &buf, &rq)) {
+    if (!hreq_read(fd, MAX_BODY, &rq)) {
         rs.body = strdup("{\"error\":\"malformed request\"}");
     } else if (strncmp(rq.path, "/__imitation/", 13) == 0) {
         control(&rq, sc, &rs);
@@ -394,8 +293,7 @@ static void serve_one(int fd, answer_fn answer, script *sc, FILE *log, unsigned 
     }
     send_response(fd, &rs);
     free(rs.body);
-    free(rq.body);
-    free(buf);
+    hreq_free(&rq);
 }
 
 static int listen_loopback(int port, int *bound)
@@ -415,7 +313,29 @@ static int listen_loopback(int port, int *bound)
     return fd;
 }
 
-int main(int argc, char **argv)
+/* Writes the bound port to port_file (atomically, by rename) or, without
+ * one, to stdout; false (reported) on failure. */
+static bool announce_port(const char *port_file, int bound)
+{
+    if (!port_file) {
+        printf("%d\n", bound);
+        fflush(stdout);
+        return true;
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0) {
+        perror("orch-imitation: port file");
+        return false;
+    }
+    return true;
+}
+
+/* Reads the options; *answer is the personality's answer function (NULL
+ * when none is named or known). False on an unknown option. */
+static bool parse_args(int argc, char **argv, answer_fn *answer, int *port, const char **port_file,
+                       const char **log_path)
 {
     static const struct option opts[] = {
         { "personality", required_argument, NULL, 'P' },
@@ -424,21 +344,31 @@ int main(int argc, char **argv)
         { "log", required_argument, NULL, 'l' },
         { NULL, 0, NULL, 0 },
     };
-    const char *pers = NULL, *port_file = NULL, *log_path = NULL;
-    int port = 0, ch;
+    const char *pers = NULL;
+    int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'P': pers = optarg; break;
-        case 'p': port = (int)strtol(optarg, NULL, 10); break;
-        case 'f': port_file = optarg; break;
-        case 'l': log_path = optarg; break;
-        default: return 2;
+        case 'p': *port = (int)strtol(optarg, NULL, 10); break;
+        case 'f': *port_file = optarg; break;
+        case 'l': *log_path = optarg; break;
+        default: return false;
         }
     }
-    answer_fn answer = NULL;
+    *answer = NULL;
     for (size_t i = 0; pers && i < sizeof personalities / sizeof personalities[0]; i++)
         if (strcmp(pers, personalities[i].name) == 0)
-            answer = personalities[i].answer;
+            *answer = personalities[i].answer;
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    const char *port_file = NULL, *log_path = NULL;
+    int port = 0;
+    answer_fn answer = NULL;
+    if (!parse_args(argc, argv, &answer, &port, &port_file, &log_path))
+        return 2;
     if (!answer || port < 0 || port > 65535) {
         fprintf(stderr, "usage: orch-imitation --personality plane|telegram [--port N] "
                         "[--port-file F] [--log F]\n");
@@ -456,18 +386,8 @@ int main(int argc, char **argv)
         perror("orch-imitation: log");
         return 1;
     }
-    if (port_file) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
-        FILE *f = fopen(tmp, "w");
-        if (!f || fprintf(f, "%d\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file) != 0) {
-            perror("orch-imitation: port file");
-            return 1;
-        }
-    } else {
-        printf("%d\n", bound);
-        fflush(stdout);
-    }
+    if (!announce_port(port_file, bound))
+        return 1;
     script sc = { 0 };
     unsigned long seq = 0;
     while (!stopping) {

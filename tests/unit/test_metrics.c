@@ -140,35 +140,22 @@ Test(metrics, one_label_and_unlabelled_counters_render)
     orch_metrics_free(m);
 }
 
-Test(metrics, histogram_buckets_are_cumulative_and_inf_equals_count)
+/* The observations of histogram_buckets_are_cumulative_and_inf_equals_count. */
+static const uint64_t hist_ns[] = {
+    50000,       /* 50 us */
+    300000,      /* 300 us */
+    1000000,     /* exactly 1 ms: le is inclusive */
+    2000000,     /* 2 ms */
+    2000000000,  /* 2 s */
+    20000000000, /* 20 s: beyond the last finite bucket */
+};
+#define NHIST (sizeof hist_ns / sizeof hist_ns[0])
+
+/* Walks the buckets of method B in order: cumulative, bounds increasing,
+ * +Inf last, each counting the observations <= its bound. Returns the +Inf
+ * count (-1 when absent). */
+static double check_buckets_of_b(const char *text)
 {
-    orch_metrics *m = NULL;
-    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
-    orch_histogram *h =
-        orch_metrics_histogram(m, "orch_test_seconds", "Durations", "method", methods, 2);
-    cr_assert_not_null(h);
-    static const uint64_t ns[] = {
-        50000,       /* 50 us */
-        300000,      /* 300 us */
-        1000000,     /* exactly 1 ms: le is inclusive */
-        2000000,     /* 2 ms */
-        2000000000,  /* 2 s */
-        20000000000, /* 20 s: beyond the last finite bucket */
-    };
-    double sum_s = 0;
-    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-        orch_histogram_observe_ns(h, 1, ns[i]);
-        sum_s += (double)ns[i] / 1e9;
-    }
-    orch_histogram_observe_ns(h, 7, 1000); /* out of range: ignored */
-
-    char *text = render(m);
-    cr_expect_not_null(strstr(text, "# HELP orch_test_seconds Durations\n"
-                                    "# TYPE orch_test_seconds histogram\n"),
-                       "%s", text);
-    cr_expect_geq(check_syntax(text), 2 * 19);
-
-    /* Walk the buckets of method B in order. */
     const char *prefix = "orch_test_seconds_bucket{method=\"svc/B\",le=\"";
     double prev_le = -1, prev_count = -1, inf_count = -1;
     int nbuckets = 0;
@@ -191,11 +178,35 @@ Test(metrics, histogram_buckets_are_cumulative_and_inf_equals_count)
         prev_le = bound;
         /* Each bucket counts the observations <= its bound. */
         int want = 0;
-        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
-            want += (double)ns[i] / 1e9 <= bound;
+        for (size_t i = 0; i < NHIST; i++)
+            want += (double)hist_ns[i] / 1e9 <= bound;
         cr_expect_eq(count, (double)want, "le=%g has %g, want %d", bound, count, want);
     }
     cr_expect_gt(nbuckets, 5);
+    return inf_count;
+}
+
+Test(metrics, histogram_buckets_are_cumulative_and_inf_equals_count)
+{
+    orch_metrics *m = NULL;
+    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
+    orch_histogram *h =
+        orch_metrics_histogram(m, "orch_test_seconds", "Durations", "method", methods, 2);
+    cr_assert_not_null(h);
+    double sum_s = 0;
+    for (size_t i = 0; i < NHIST; i++) {
+        orch_histogram_observe_ns(h, 1, hist_ns[i]);
+        sum_s += (double)hist_ns[i] / 1e9;
+    }
+    orch_histogram_observe_ns(h, 7, 1000); /* out of range: ignored */
+
+    char *text = render(m);
+    cr_expect_not_null(strstr(text, "# HELP orch_test_seconds Durations\n"
+                                    "# TYPE orch_test_seconds histogram\n"),
+                       "%s", text);
+    cr_expect_geq(check_syntax(text), 2 * 19);
+
+    double inf_count = check_buckets_of_b(text);
     cr_expect_eq(inf_count, 6.0, "%s", text);
     cr_expect_eq(sample(text, "orch_test_seconds_count{method=\"svc/B\"}"), inf_count);
     double sum = sample(text, "orch_test_seconds_sum{method=\"svc/B\"}");

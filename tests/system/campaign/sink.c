@@ -36,28 +36,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_HEAD    65536
+#include "http_request.h"
+
 #define MAX_BODY    (1024 * 1024)
-#define MAX_HEADERS 64
 #define MAX_ITEMS   4096
 #define MAX_KEYS    65536
 #define MAX_PRS     4096
 #define MAX_THREADS 256
 
-typedef struct request {
-    char method[16];
-    char path[1024];
-    int nh;
-    char *hname[MAX_HEADERS], *hvalue[MAX_HEADERS];
-    char *body;
-    size_t body_len;
-} request;
+typedef hreq request;
 
 static struct {
     pthread_mutex_t mu;
@@ -102,28 +94,6 @@ static void sleep_ms(long ms)
         ;
 }
 
-static const char *header(const request *rq, const char *name)
-{
-    for (int i = 0; i < rq->nh; i++)
-        if (strcasecmp(rq->hname[i], name) == 0)
-            return rq->hvalue[i];
-    return NULL;
-}
-
-static bool write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static void send_response(int fd, int status, const char *body)
 {
     char head[512];
@@ -138,74 +108,9 @@ static void send_response(int fd, int status, const char *body)
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n",
                      status, why, status == 204 ? (size_t)0 : bl);
-    if (n > 0 && (size_t)n < sizeof head && write_all(fd, head, (size_t)n) && bl && status != 204)
-        write_all(fd, body, bl);
-}
-
-/* Reads one request; false on a malformed or oversized one. */
-static bool read_request(int fd, char **bufp, request *rq)
-{
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap + 1), *end = NULL;
-    *bufp = buf;
-    while (buf && !end) {
-        if (len == cap) {
-            if (cap >= MAX_HEAD)
-                return false;
-            cap *= 2;
-            char *nb = realloc(buf, cap + 1);
-            if (!nb)
-                return false;
-            *bufp = buf = nb;
-        }
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r <= 0)
-            return false;
-        len += (size_t)r;
-        buf[len] = '\0';
-        end = strstr(buf, "\r\n\r\n");
-    }
-    if (!buf)
-        return false;
-    *end = '\0';
-    size_t head_len = (size_t)(end - buf) + 4;
-    char *save = NULL, *line = strtok_r(buf, "\r\n", &save);
-    char target[1024];
-    if (!line || sscanf(line, "%15s %1023s", rq->method, target) != 2)
-        return false;
-    char *q = strchr(target, '?');
-    if (q)
-        *q = '\0';
-    snprintf(rq->path, sizeof rq->path, "%s", target);
-    while ((line = strtok_r(NULL, "\r\n", &save)) && rq->nh < MAX_HEADERS) {
-        char *colon = strchr(line, ':');
-        if (!colon)
-            continue;
-        *colon = '\0';
-        char *v = colon + 1;
-        while (*v == ' ')
-            v++;
-        rq->hname[rq->nh] = line;
-        rq->hvalue[rq->nh++] = v;
-    }
-    const char *cl = header(rq, "Content-Length");
-    long want = cl ? strtol(cl, NULL, 10) : 0;
-    if (want < 0 || want > MAX_BODY)
-        return false;
-    rq->body = malloc((size_t)want + 1);
-    if (!rq->body)
-        return false;
-    size_t have = len - head_len < (size_t)want ? len - head_len : (size_t)want;
-    memcpy(rq->body, buf + head_len, have);
-    while (have < (size_t)want) {
-        ssize_t r = read(fd, rq->body + have, (size_t)want - have);
-        if (r <= 0)
-            return false;
-        have += (size_t)r;
-    }
-    rq->body[want] = '\0';
-    rq->body_len = (size_t)want;
-    return true;
+    if (n > 0 && (size_t)n < sizeof head && hreq_write_all(fd, head, (size_t)n) && bl &&
+        status != 204)
+        hreq_write_all(fd, body, bl);
 }
 
 /* The path delay configured for PEER, in ms (0: none). */
@@ -273,14 +178,80 @@ typedef struct conn {
     char peer[64];
 } conn;
 
+/* What the sink did with one call: the log's kind/result/status/executed
+ * columns and the body answered. */
+typedef struct outcome {
+    const char *kind, *result;
+    int status, executed;
+    const char *body;
+} outcome;
+
+/* A merge (POST) or merge check (GET) of pull request `pr` of `repo`;
+ * called with S.mu held. */
+static void answer_merge(const char *repo, unsigned long long pr, bool is_post, outcome *o)
+{
+    int mi = merged_index(repo, pr);
+    if (!is_post) {
+        o->kind = "merge_check";
+        o->result = mi >= 0 ? "merged" : "not_merged";
+        o->status = mi >= 0 ? 204 : 404;
+        o->body = mi >= 0 ? "" : "{\"message\":\"not merged\"}";
+        return;
+    }
+    o->kind = "merge";
+    if (mi >= 0 && !S.unfenced) {
+        o->result = "already_merged";
+        o->status = 405;
+        o->body = "{\"message\":\"Please try again later\"}";
+        return;
+    }
+    if (mi < 0 && S.nmerged < MAX_PRS) {
+        snprintf(S.merged[S.nmerged].repo, sizeof S.merged[0].repo, "%s", repo);
+        S.merged[S.nmerged++].pr = pr;
+    }
+    o->result = "accepted";
+    o->executed = 1;
+    o->status = 200;
+    o->body = "{\"merged\":true}";
+}
+
+/* A POST to /hooks/image or /hooks/deploy, fenced by the epoch of `item`
+ * unless unfenced; called with S.mu held. */
+static void answer_hook(const char *path, const char *item, const char *key, const char *ep,
+                        unsigned long long epoch, outcome *o)
+{
+    o->kind = path[7] == 'i' ? "image" : "deploy";
+    uint64_t *mx = item[0] ? item_max(item) : NULL;
+    if (!key || !ep || !mx) {
+        o->body = "{\"error\":\"Idempotency-Key and X-Orch-Lease-Epoch are required\"}";
+    } else if (S.unfenced) {
+        o->result = "accepted";
+        o->executed = 1;
+        o->status = 200;
+    } else if (epoch < *mx) {
+        o->result = "stale";
+        o->status = 409;
+        o->body = "{\"error\":\"stale epoch\"}";
+    } else {
+        *mx = epoch;
+        o->executed = key_seen(key) ? 0 : 1;
+        o->result = o->executed ? "accepted" : "duplicate";
+        o->status = 200;
+    }
+    if (o->status == 200)
+        o->body = o->kind[0] == 'i'
+                      ? "{\"digest\":\"sha256:"
+                        "1111111111111111111111111111111111111111111111111111111111111111"
+                        "\"}"
+                      : "{\"started\":true}";
+}
+
 static void handle(conn *c)
 {
     request rq;
-    memset(&rq, 0, sizeof rq);
-    char *buf = NULL;
     struct timeval tv = { 30, 0 };
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (!read_request(c->fd, &buf, &rq)) {
+    if (!hreq_read(c->fd, MAX_BODY, &rq)) {
         send_response(c->fd, 400, "{\"error\":\"malformed request\"}");
         goto out;
     }
@@ -289,14 +260,12 @@ static void handle(conn *c)
     if (delay > 0)
         sleep_ms(delay);
 
-    const char *key = header(&rq, "Idempotency-Key");
-    const char *ep = header(&rq, "X-Orch-Lease-Epoch");
+    const char *key = hreq_header(&rq, "Idempotency-Key");
+    const char *ep = hreq_header(&rq, "X-Orch-Lease-Epoch");
     char item[128], tr[128], eff[128], cyc[32], repo[128] = "";
     split_key(key, item, tr, eff, cyc, sizeof item);
     unsigned long long epoch = ep ? strtoull(ep, NULL, 10) : 0, pr = 0;
-    const char *kind = "bad", *result = "bad";
-    int status = 400, executed = 0;
-    const char *body = "{\"error\":\"unknown path\"}";
+    outcome o = { "bad", "bad", 400, 0, "{\"error\":\"unknown path\"}" };
     bool is_post = strcmp(rq.method, "POST") == 0;
 
     pthread_mutex_lock(&S.mu);
@@ -306,68 +275,22 @@ static void handle(conn *c)
         size_t rl = (size_t)(pulls - (rq.path + 14));
         snprintf(repo, sizeof repo, "%.*s", (int)(rl < sizeof repo ? rl : sizeof repo - 1),
                  rq.path + 14);
-        int mi = merged_index(repo, pr);
-        if (!is_post) {
-            kind = "merge_check";
-            result = mi >= 0 ? "merged" : "not_merged";
-            status = mi >= 0 ? 204 : 404;
-            body = mi >= 0 ? "" : "{\"message\":\"not merged\"}";
-        } else {
-            kind = "merge";
-            if (mi >= 0 && !S.unfenced) {
-                result = "already_merged";
-                status = 405;
-                body = "{\"message\":\"Please try again later\"}";
-            } else {
-                if (mi < 0 && S.nmerged < MAX_PRS) {
-                    snprintf(S.merged[S.nmerged].repo, sizeof S.merged[0].repo, "%s", repo);
-                    S.merged[S.nmerged++].pr = pr;
-                }
-                result = "accepted";
-                executed = 1;
-                status = 200;
-                body = "{\"merged\":true}";
-            }
-        }
+        answer_merge(repo, pr, is_post, &o);
     } else if (is_post &&
                (strcmp(rq.path, "/hooks/image") == 0 || strcmp(rq.path, "/hooks/deploy") == 0)) {
-        kind = rq.path[7] == 'i' ? "image" : "deploy";
-        uint64_t *mx = item[0] ? item_max(item) : NULL;
-        if (!key || !ep || !mx) {
-            body = "{\"error\":\"Idempotency-Key and X-Orch-Lease-Epoch are required\"}";
-        } else if (S.unfenced) {
-            result = "accepted";
-            executed = 1;
-            status = 200;
-        } else if (epoch < *mx) {
-            result = "stale";
-            status = 409;
-            body = "{\"error\":\"stale epoch\"}";
-        } else {
-            *mx = epoch;
-            executed = key_seen(key) ? 0 : 1;
-            result = executed ? "accepted" : "duplicate";
-            status = 200;
-        }
-        if (status == 200)
-            body = kind[0] == 'i'
-                       ? "{\"digest\":\"sha256:"
-                         "1111111111111111111111111111111111111111111111111111111111111111"
-                         "\"}"
-                       : "{\"started\":true}";
+        answer_hook(rq.path, item, key, ep, epoch, &o);
     }
     fprintf(S.log, "%" PRIu64 "\t%" PRIu64 "\t%s\t%s\t%s\t%s\t%s\t%s\t%llu\t%s\t%s\t%d\t%d\n",
-            arrived, now_ms(), c->peer, kind, item[0] ? item : "-", tr[0] ? tr : "-",
-            eff[0] ? eff : "-", cyc[0] ? cyc : "-", epoch, key ? key : "-", result, status,
-            executed);
+            arrived, now_ms(), c->peer, o.kind, item[0] ? item : "-", tr[0] ? tr : "-",
+            eff[0] ? eff : "-", cyc[0] ? cyc : "-", epoch, key ? key : "-", o.result, o.status,
+            o.executed);
     fflush(S.log);
     pthread_mutex_unlock(&S.mu);
     if (is_post && S.hook_delay_ms > 0)
         sleep_ms(S.hook_delay_ms);
-    send_response(c->fd, status, body);
+    send_response(c->fd, o.status, o.body);
 out:
-    free(rq.body);
-    free(buf);
+    hreq_free(&rq);
 }
 
 static void *conn_thread(void *arg)
@@ -382,7 +305,8 @@ static void *conn_thread(void *arg)
     return NULL;
 }
 
-int main(int argc, char **argv)
+/* Reads the options into S and *listen_at; false on a usage error. */
+static bool parse_args(int argc, char **argv, const char **listen_at, const char **log_path)
 {
     static const struct option opts[] = {
         { "listen", required_argument, NULL, 'l' },
@@ -392,18 +316,71 @@ int main(int argc, char **argv)
         { "hook-delay-ms", required_argument, NULL, 'd' },
         { NULL, 0, NULL, 0 },
     };
-    const char *listen_at = NULL, *log_path = NULL;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'l': listen_at = optarg; break;
-        case 'o': log_path = optarg; break;
+        case 'l': *listen_at = optarg; break;
+        case 'o': *log_path = optarg; break;
         case 'u': S.unfenced = true; break;
         case 'c': S.ctl_dir = optarg; break;
         case 'd': S.hook_delay_ms = (int)strtol(optarg, NULL, 10); break;
-        default: return 2;
+        default: return false;
         }
     }
+    return true;
+}
+
+/* A listening socket on ip:port; -1 (reported) on failure. */
+static int listen_on(const char *ip, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    if (fd < 0 || inet_pton(AF_INET, ip, &a.sin_addr) != 1 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0) {
+        perror("orch-campaign-sink: listen");
+        return -1;
+    }
+    return fd;
+}
+
+/* Hands connection cfd from pa to a detached thread, or closes it when
+ * MAX_THREADS are busy or no thread can be made. */
+static void serve(int cfd, const struct sockaddr_in *pa)
+{
+    conn *c = calloc(1, sizeof *c);
+    pthread_mutex_lock(&S.mu);
+    bool room = S.active < MAX_THREADS;
+    if (room)
+        S.active++;
+    pthread_mutex_unlock(&S.mu);
+    if (!c || !room) {
+        free(c);
+        close(cfd);
+        return;
+    }
+    c->fd = cfd;
+    inet_ntop(AF_INET, &pa->sin_addr, c->peer, sizeof c->peer);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &at, conn_thread, c) != 0) {
+        close(cfd);
+        free(c);
+        pthread_mutex_lock(&S.mu);
+        S.active--;
+        pthread_mutex_unlock(&S.mu);
+    }
+    pthread_attr_destroy(&at);
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen_at = NULL, *log_path = NULL;
+    if (!parse_args(argc, argv, &listen_at, &log_path))
+        return 2;
     char ip[64];
     int port = 0;
     const char *colon = listen_at ? strrchr(listen_at, ':') : NULL;
@@ -424,15 +401,9 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    if (fd < 0 || inet_pton(AF_INET, ip, &a.sin_addr) != 1 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0) {
-        perror("orch-campaign-sink: listen");
+    int fd = listen_on(ip, port);
+    if (fd < 0)
         return 1;
-    }
     fprintf(stderr, "orch-campaign-sink: listening on %s:%d (%s)\n", ip, port,
             S.unfenced ? "unfenced" : "fenced");
     while (!stopping) {
@@ -441,31 +412,7 @@ int main(int argc, char **argv)
         int cfd = accept(fd, (struct sockaddr *)&pa, &pl);
         if (cfd < 0)
             continue; /* EINTR on SIGTERM: the loop condition ends it */
-        conn *c = calloc(1, sizeof *c);
-        pthread_mutex_lock(&S.mu);
-        bool room = S.active < MAX_THREADS;
-        if (room)
-            S.active++;
-        pthread_mutex_unlock(&S.mu);
-        if (!c || !room) {
-            free(c);
-            close(cfd);
-            continue;
-        }
-        c->fd = cfd;
-        inet_ntop(AF_INET, &pa.sin_addr, c->peer, sizeof c->peer);
-        pthread_t t;
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &at, conn_thread, c) != 0) {
-            close(cfd);
-            free(c);
-            pthread_mutex_lock(&S.mu);
-            S.active--;
-            pthread_mutex_unlock(&S.mu);
-        }
-        pthread_attr_destroy(&at);
+        serve(cfd, &pa);
     }
     close(fd);
     pthread_mutex_lock(&S.mu);
