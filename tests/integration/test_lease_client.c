@@ -20,6 +20,12 @@
 static th_svc svc;
 static char db[600];
 static char url[64];
+/* Each test's client of lease-service, its owner process, and that
+ * process's identity as this process's own (the release-later queue
+ * releases by owner as `me`). */
+static orch_rpc_client *c;
+static lt_owner own;
+static orch_ident me;
 
 static void start_lease(void)
 {
@@ -41,11 +47,24 @@ static void stop_lease(void)
     svc.pid = 0;
 }
 
+/* The identity of owner process `o`. */
+static void ident_of(const lt_owner *o, orch_ident *id)
+{
+    memset(id, 0, sizeof *id);
+    snprintf(id->host_id, sizeof id->host_id, "%s", o->host_id);
+    snprintf(id->boot_id, sizeof id->boot_id, "%.36s", o->boot_id);
+    id->pid = o->claimed_pid;
+    id->start_ticks = o->start_ticks;
+}
+
 static void setup(void)
 {
     th_db_fresh(db, sizeof db);
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", th_free_port());
     start_lease();
+    c = lt_client(&svc);
+    lt_owner_spawn(&own, NULL, NULL);
+    ident_of(&own, &me);
 }
 
 static void teardown(void)
@@ -64,18 +83,20 @@ static orch_lease_acquire_req acq_req(const char *item, const Orch__V1__Owner *o
     return (orch_lease_acquire_req){ item, "orch", "review->testing", "test", om };
 }
 
-/* The identity of owner process `o` as this process's own (the queue
- * releases by owner as `me`). */
-static void ident_of(const lt_owner *o, orch_ident *me)
+/* Acquires `item` as `om`, which must be granted; its epoch. */
+static uint64_t grant(const char *item, const Orch__V1__Owner *om)
 {
-    memset(me, 0, sizeof *me);
-    snprintf(me->host_id, sizeof me->host_id, "%s", o->host_id);
-    snprintf(me->boot_id, sizeof me->boot_id, "%.36s", o->boot_id);
-    me->pid = o->claimed_pid;
-    me->start_ticks = o->start_ticks;
+    orch_lease_acquire_req rq = acq_req(item, om);
+    orch_lease_acquire_res got;
+    orch_rpc_status st;
+    cr_assert_eq(orch_lease_acquire(c, &quick, &rq, &st, &got), ORCH_OK, "%s", st.message);
+    cr_assert(got.granted, "%s is held", item);
+    uint64_t epoch = got.epoch;
+    orch_lease_acquire_res_free(&got);
+    return epoch;
 }
 
-static bool lease_held(orch_rpc_client *c, const char *item, uint64_t *epoch)
+static bool lease_held(const char *item, uint64_t *epoch)
 {
     Orch__V1__Lease *l = NULL;
     orch_rpc_status st;
@@ -102,7 +123,7 @@ static bool wait_pending(orch_lease_releaser *r, size_t want, uint32_t timeout_m
 
 /* The grant `epoch` of LC-1 seen by Validate, Get and List, then released
  * (twice: the resend is told so). */
-static void validate_list_release(orch_rpc_client *c, uint64_t epoch)
+static void validate_list_release(uint64_t epoch)
 {
     orch_rpc_status st;
     orch_lease_validate_res v;
@@ -111,7 +132,7 @@ static void validate_list_release(orch_rpc_client *c, uint64_t epoch)
     cr_assert_eq(v.current_epoch, epoch);
 
     uint64_t seen = 0;
-    cr_assert(lease_held(c, "LC-1", &seen));
+    cr_assert(lease_held("LC-1", &seen));
     cr_assert_eq(seen, epoch);
 
     orch_lease_list_req lq = { .held_only = true, .judge = true };
@@ -131,17 +152,15 @@ static void validate_list_release(orch_rpc_client *c, uint64_t epoch)
     cr_assert(rel.already_released, "a resend is told it was released before");
     cr_assert_eq(orch_lease_validate(c, &quick, "LC-1", epoch, &st, &v), ORCH_OK);
     cr_assert_not(v.valid);
-    cr_assert_not(lease_held(c, "LC-1", NULL));
+    cr_assert_not(lease_held("LC-1", NULL));
 }
 
 Test(lease_client, acquire_validate_get_list_release)
 {
-    orch_rpc_client *c = lt_client(&svc);
-    lt_owner a, b;
-    lt_owner_spawn(&a, NULL, NULL);
+    lt_owner b;
     lt_owner_spawn(&b, NULL, NULL);
     Orch__V1__Owner am, bm;
-    lt_owner_msg(&a, &am);
+    lt_owner_msg(&own, &am);
     lt_owner_msg(&b, &bm);
     orch_rpc_status st;
 
@@ -161,7 +180,7 @@ Test(lease_client, acquire_validate_get_list_release)
     cr_assert_not(held.granted, "a second owner is told HELD");
     cr_assert_eq(held.epoch, epoch);
     cr_assert_not_null(held.holder);
-    cr_assert_eq(held.holder->owner->pid, a.claimed_pid);
+    cr_assert_eq(held.holder->owner->pid, own.claimed_pid);
     cr_assert_eq(held.holder_liveness, ORCH__V1__LIVENESS__ALIVE);
     Orch__V1__Lease *h = orch_lease_acquire_take_holder(&held);
     cr_assert_null(held.holder);
@@ -169,22 +188,15 @@ Test(lease_client, acquire_validate_get_list_release)
     cr_assert_eq(h->epoch, epoch, "the holder outlives its result");
     orch_lease_free(h);
 
-    validate_list_release(c, epoch);
+    validate_list_release(epoch);
 }
 
 Test(lease_client, force_release_and_probe_owner)
 {
-    orch_rpc_client *c = lt_client(&svc);
-    lt_owner a;
-    lt_owner_spawn(&a, NULL, NULL);
     Orch__V1__Owner am;
-    lt_owner_msg(&a, &am);
+    lt_owner_msg(&own, &am);
     orch_rpc_status st;
-    orch_lease_acquire_req rq = acq_req("LC-2", &am);
-    orch_lease_acquire_res got;
-    cr_assert_eq(orch_lease_acquire(c, &quick, &rq, &st, &got), ORCH_OK, "%s", st.message);
-    uint64_t epoch = got.epoch;
-    orch_lease_acquire_res_free(&got);
+    uint64_t epoch = grant("LC-2", &am);
 
     orch_lease_probe_res pr;
     cr_assert_eq(orch_lease_probe_owner(c, &quick, &am, &st, &pr), ORCH_OK, "%s", st.message);
@@ -206,20 +218,17 @@ Test(lease_client, force_release_and_probe_owner)
     cr_assert_eq(rel.released_epoch, epoch);
     cr_assert_eq(orch_lease_force_release(c, &quick, &fr, &st, &rel), ORCH_OK);
     cr_assert(rel.already_released);
-    cr_assert_not(lease_held(c, "LC-2", NULL));
+    cr_assert_not(lease_held("LC-2", NULL));
 
-    lt_owner_kill(&a);
+    lt_owner_kill(&own);
     cr_assert_eq(orch_lease_probe_owner(c, &quick, &am, &st, &pr), ORCH_OK);
     cr_assert_eq(pr.liveness, ORCH__V1__LIVENESS__DEAD);
 }
 
 Test(lease_client, error_answers_are_mapped_and_keep_their_code)
 {
-    orch_rpc_client *c = lt_client(&svc);
-    lt_owner a;
-    lt_owner_spawn(&a, NULL, NULL);
     Orch__V1__Owner am;
-    lt_owner_msg(&a, &am);
+    lt_owner_msg(&own, &am);
     orch_rpc_status st;
     Orch__V1__Lease *l = NULL;
 
@@ -233,10 +242,7 @@ Test(lease_client, error_answers_are_mapped_and_keep_their_code)
     cr_assert_eq(st.code, ORCH_CODE_INVALID_ARGUMENT);
     cr_assert(orch_lease_not_granted(st.code));
 
-    orch_lease_acquire_req rq = acq_req("LC-3", &am);
-    cr_assert_eq(orch_lease_acquire(c, &quick, &rq, &st, &got), ORCH_OK);
-    uint64_t epoch = got.epoch;
-    orch_lease_acquire_res_free(&got);
+    uint64_t epoch = grant("LC-3", &am);
     cr_assert_eq(orch_lease_release(c, &quick, "LC-3", epoch + 5, NULL, &st, NULL), ORCH_EPROTO);
     cr_assert_eq(st.code, ORCH_CODE_FAILED_PRECONDITION, "%s", orch_code_name(st.code));
     cr_assert(orch_lease_code_released(st.code), "another grant: this one is gone");
@@ -262,11 +268,10 @@ Test(lease_client, error_answers_are_mapped_and_keep_their_code)
 
 /* ---- the release-later queue ------------------------------------------------- */
 
-static orch_lease_releaser *releaser(orch_rpc_client *c, const orch_ident *me, uint32_t timeout_ms,
-                                     uint32_t interval_ms)
+static orch_lease_releaser *releaser(uint32_t timeout_ms, uint32_t interval_ms)
 {
     orch_lease_releaser_opts o = {
-        .client = c, .me = me, .timeout_ms = timeout_ms, .interval_ms = interval_ms
+        .client = c, .me = &me, .timeout_ms = timeout_ms, .interval_ms = interval_ms
     };
     orch_lease_releaser *r = NULL;
     cr_assert_eq(orch_lease_releaser_start(&o, &r), ORCH_OK);
@@ -275,14 +280,9 @@ static orch_lease_releaser *releaser(orch_rpc_client *c, const orch_ident *me, u
 
 Test(lease_client, release_queued_while_lease_service_is_down_is_done_once_it_is_back)
 {
-    orch_rpc_client *c = lt_client(&svc);
-    lt_owner a;
-    lt_owner_spawn(&a, NULL, NULL);
-    orch_ident me;
-    ident_of(&a, &me);
     Orch__V1__Owner am;
     orch_lease_owner_msg(&me, "queue-1", &am);
-    orch_lease_releaser *r = releaser(c, &me, 500, 100);
+    orch_lease_releaser *r = releaser(500, 100);
     orch_rpc_status st;
     orch_lease_acquire_req rq = acq_req("LC-Q1", &am);
     orch_lease_acquire_res got;
@@ -302,20 +302,15 @@ Test(lease_client, release_queued_while_lease_service_is_down_is_done_once_it_is
     cr_assert(wait_pending(r, 0, 10000), "the queued release was not done once lease-service "
                                          "was back");
     uint64_t seen = 0;
-    cr_assert_not(lease_held(c, "LC-Q1", &seen));
+    cr_assert_not(lease_held("LC-Q1", &seen));
     cr_assert_eq(seen, epoch);
     orch_lease_releaser_stop(r);
 }
 
 Test(lease_client, lost_acquire_answer_is_released_by_owner_not_settled_before_settle_after)
 {
-    orch_rpc_client *c = lt_client(&svc);
-    lt_owner a;
-    lt_owner_spawn(&a, NULL, NULL);
-    orch_ident me;
-    ident_of(&a, &me);
     /* settle_after is one timeout and a second after queueing: 2.5 s. */
-    orch_lease_releaser *r = releaser(c, &me, 1500, 100);
+    orch_lease_releaser *r = releaser(1500, 100);
     orch_lease_release_owned_later(r, "LC-LOST", "lost-1");
     lt_sleep_ms(800);
     cr_assert_eq(orch_lease_releaser_pending(r), 1,
@@ -325,14 +320,9 @@ Test(lease_client, lost_acquire_answer_is_released_by_owner_not_settled_before_s
      * it by owner. */
     Orch__V1__Owner om;
     orch_lease_owner_msg(&me, "lost-1", &om);
-    orch_lease_acquire_req rq = acq_req("LC-LOST", &om);
-    orch_lease_acquire_res got;
-    orch_rpc_status st;
-    cr_assert_eq(orch_lease_acquire(c, &quick, &rq, &st, &got), ORCH_OK, "%s", st.message);
-    cr_assert(got.granted);
-    orch_lease_acquire_res_free(&got);
+    (void)grant("LC-LOST", &om);
     cr_assert(wait_pending(r, 0, 5000));
-    cr_assert_not(lease_held(c, "LC-LOST", NULL), "the late grant was released by owner");
+    cr_assert_not(lease_held("LC-LOST", NULL), "the late grant was released by owner");
 
     /* Nothing ever granted: settled once settle_after has passed, not
      * before. */
@@ -346,12 +336,7 @@ Test(lease_client, lost_acquire_answer_is_released_by_owner_not_settled_before_s
 
 Test(lease_client, acquire_without_an_answer_queues_a_release_by_owner)
 {
-    orch_rpc_client *c = lt_client(&svc);
-    lt_owner a;
-    lt_owner_spawn(&a, NULL, NULL);
-    orch_ident me;
-    ident_of(&a, &me);
-    orch_lease_releaser *r = releaser(c, &me, 500, 60000);
+    orch_lease_releaser *r = releaser(500, 60000);
     Orch__V1__Owner om;
     orch_lease_owner_msg(&me, "call-1", &om);
     orch_rpc_status st;
@@ -370,23 +355,13 @@ Test(lease_client, acquire_without_an_answer_queues_a_release_by_owner)
 
 Test(lease_client, stop_tries_the_queued_releases_once_more)
 {
-    orch_rpc_client *c = lt_client(&svc);
-    lt_owner a;
-    lt_owner_spawn(&a, NULL, NULL);
-    orch_ident me;
-    ident_of(&a, &me);
     Orch__V1__Owner om;
     orch_lease_owner_msg(&me, "flush-1", &om);
-    orch_rpc_status st;
-    orch_lease_acquire_req rq = acq_req("LC-FLUSH", &om);
-    orch_lease_acquire_res got;
-    cr_assert_eq(orch_lease_acquire(c, &quick, &rq, &st, &got), ORCH_OK, "%s", st.message);
-    uint64_t epoch = got.epoch;
-    orch_lease_acquire_res_free(&got);
+    uint64_t epoch = grant("LC-FLUSH", &om);
 
-    orch_lease_releaser *r = releaser(c, &me, 2000, 60000); /* no pass before stop */
+    orch_lease_releaser *r = releaser(2000, 60000); /* no pass before stop */
     orch_lease_release_later(r, "LC-FLUSH", epoch);
-    cr_assert(lease_held(c, "LC-FLUSH", NULL));
+    cr_assert(lease_held("LC-FLUSH", NULL));
     orch_lease_releaser_stop(r);
-    cr_assert_not(lease_held(c, "LC-FLUSH", NULL), "stop's final pass releases it");
+    cr_assert_not(lease_held("LC-FLUSH", NULL), "stop's final pass releases it");
 }
