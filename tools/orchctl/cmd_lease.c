@@ -6,7 +6,6 @@
  * lease for as long as it lives; --owner-pid names another process. The
  * owner's identity (host, boot id, pid, start time) is read here from /proc.
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,47 +65,44 @@ static bool owner_of(pid_t pid, const char *instance, Orch__V1__Owner *o, orch_i
     return true;
 }
 
-static int lease_acquire(int argc, char **argv, const globals *g)
+/* Prints the answer to Acquire of `item`; returns the exit status. */
+static int print_acquire(const globals *g, const char *item, const ProtobufCMessage *m)
 {
-    static const struct option opts[] = {
-        { "repo", required_argument, NULL, 'r' },
-        { "transition", required_argument, NULL, 't' },
-        { "actor", required_argument, NULL, 'a' },
-        { "owner-pid", required_argument, NULL, 'p' },
-        { "instance", required_argument, NULL, 'i' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *repo = getenv("ORCH_ORCHESTRATOR_REPO"), *transition = "manual";
-    const char *actor = "orchctl", *instance = NULL;
+    const Orch__V1__AcquireReply *r = (const Orch__V1__AcquireReply *)m;
+    bool held = r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__HELD;
+    if (g->json) {
+        orchctl_print_json(m);
+    } else if (!held) {
+        printf("GRANTED %s epoch %" PRIu64 "%s%s%s\n", item, r->epoch,
+               r->reclaimed ? " (taken over from a dead owner)" : "",
+               r->already_held ? " (already held by this owner)" : "",
+               r->inert ? " (inert: lease switched off or repo out of scope)" : "");
+    } else {
+        printf("HELD %s by another owner, owner %s:\n", item, liveness_name(r->holder_liveness));
+        if (r->holder)
+            print_lease(r->holder);
+    }
+    return held ? EXIT_HELD : EXIT_OK;
+}
+
+static int lease_acquire(const orchctl_args *a, const globals *g)
+{
+    const char *repo = orchctl_opt(a, "repo", getenv("ORCH_ORCHESTRATOR_REPO"));
     uint64_t pid = (uint64_t)getppid();
-    int ch;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'r': repo = optarg; break;
-        case 't': transition = optarg; break;
-        case 'a': actor = optarg; break;
-        case 'p':
-            if (!orchctl_parse_u64("--owner-pid", optarg, &pid))
-                return EXIT_USAGE;
-            break;
-        case 'i': instance = optarg; break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1) {
-        return orchctl_usage_error("lease", "acquire");
-    }
+    if (!orchctl_opt_u64(a, "owner-pid", INT32_MAX, &pid))
+        return EXIT_USAGE;
+    if (a->npos != 1)
+        return orchctl_usage_error(a);
     Orch__V1__AcquireRequest req = ORCH__V1__ACQUIRE_REQUEST__INIT;
     Orch__V1__Owner owner = ORCH__V1__OWNER__INIT;
     orch_ident id;
     char inst[64];
-    if (!owner_of((pid_t)pid, instance, &owner, &id, inst, sizeof inst))
+    if (!owner_of((pid_t)pid, orchctl_opt(a, "instance", NULL), &owner, &id, inst, sizeof inst))
         return EXIT_USAGE;
-    req.work_item = argv[optind];
+    req.work_item = a->pos[0];
     req.repo = (char *)(repo && repo[0] ? repo : "orch");
-    req.transition = (char *)transition;
-    req.actor = (char *)actor;
+    req.transition = (char *)orchctl_opt(a, "transition", "manual");
+    req.actor = (char *)orchctl_opt(a, "actor", "orchctl");
     req.owner = &owner;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
@@ -114,40 +110,26 @@ static int lease_acquire(int argc, char **argv, const globals *g)
                           &orch__v1__acquire_reply__descriptor, &m, &st);
     if (rc)
         return rc;
-    const Orch__V1__AcquireReply *r = (const Orch__V1__AcquireReply *)m;
-    bool held = r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__HELD;
-    if (g->json) {
-        orchctl_print_json(m);
-    } else if (!held) {
-        printf("GRANTED %s epoch %" PRIu64 "%s%s%s\n", req.work_item, r->epoch,
-               r->reclaimed ? " (taken over from a dead owner)" : "",
-               r->already_held ? " (already held by this owner)" : "",
-               r->inert ? " (inert: lease switched off or repo out of scope)" : "");
-    } else {
-        printf("HELD %s by another owner, owner %s:\n", req.work_item,
-               liveness_name(r->holder_liveness));
-        if (r->holder)
-            print_lease(r->holder);
-    }
+    rc = print_acquire(g, req.work_item, m);
     protobuf_c_message_free_unpacked(m, NULL);
-    return held ? EXIT_HELD : EXIT_OK;
+    return rc;
 }
 
 /* Parses "WORK_ITEM EPOCH" positional arguments. */
-static bool item_epoch(int argc, char **argv, char **item, uint64_t *epoch)
+static bool item_epoch(const orchctl_args *a, char **item, uint64_t *epoch)
 {
-    if (argc != 3) {
-        orchctl_usage_error("lease", argv[0]);
+    if (a->npos != 2) {
+        orchctl_usage_error(a);
         return false;
     }
-    *item = argv[1];
-    return orchctl_parse_u64("EPOCH", argv[2], epoch);
+    *item = a->pos[0];
+    return orchctl_parse_u64("EPOCH", a->pos[1], epoch);
 }
 
-static int lease_release(int argc, char **argv, const globals *g)
+static int lease_release(const orchctl_args *a, const globals *g)
 {
     Orch__V1__ReleaseRequest req = ORCH__V1__RELEASE_REQUEST__INIT;
-    if (!item_epoch(argc, argv, &req.work_item, &req.epoch))
+    if (!item_epoch(a, &req.work_item, &req.epoch))
         return EXIT_USAGE;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
@@ -165,10 +147,10 @@ static int lease_release(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
-static int lease_validate(int argc, char **argv, const globals *g)
+static int lease_validate(const orchctl_args *a, const globals *g)
 {
     Orch__V1__ValidateRequest req = ORCH__V1__VALIDATE_REQUEST__INIT;
-    if (!item_epoch(argc, argv, &req.work_item, &req.epoch))
+    if (!item_epoch(a, &req.work_item, &req.epoch))
         return EXIT_USAGE;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
@@ -211,37 +193,22 @@ static int read_live_epoch(const globals *g, const char *item, uint64_t *epoch)
     return held ? EXIT_OK : EXIT_RPC_BASE + ORCH_CODE_FAILED_PRECONDITION;
 }
 
-static int lease_force_release(int argc, char **argv, const globals *g)
+static int lease_force_release(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "reason", required_argument, NULL, 'r' },
-        { "operator", required_argument, NULL, 'o' },
-        { "epoch", required_argument, NULL, 'e' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *reason = NULL, *op = getenv("USER");
+    const char *reason = orchctl_opt(a, "reason", NULL);
     uint64_t epoch = 0;
-    int ch;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ch == 'r')
-            reason = optarg;
-        else if (ch == 'o')
-            op = optarg;
-        else if (ch != 'e' || !orchctl_parse_u64("--epoch", optarg, &epoch) || epoch == 0)
-            return EXIT_USAGE;
-    }
-    if (optind != argc - 1 || !reason) {
-        orchctl_usage_error("lease", argv[0]);
+    if (!orchctl_opt_u64(a, "epoch", UINT64_MAX, &epoch))
         return EXIT_USAGE;
-    }
+    if (a->npos != 1 || !reason)
+        return orchctl_usage_error(a);
     /* Without --epoch, the live grant is read first: the release names it,
      * so a resend never releases a newer grant. */
-    int rc = epoch ? EXIT_OK : read_live_epoch(g, argv[optind], &epoch);
+    int rc = epoch ? EXIT_OK : read_live_epoch(g, a->pos[0], &epoch);
     if (rc)
         return rc;
+    const char *op = orchctl_opt(a, "operator", getenv("USER"));
     Orch__V1__ForceReleaseRequest req = ORCH__V1__FORCE_RELEASE_REQUEST__INIT;
-    req.work_item = argv[optind];
+    req.work_item = a->pos[0];
     req.reason = (char *)reason;
     req.operator_ = (char *)(op ? op : "");
     req.epoch = epoch;
@@ -261,14 +228,12 @@ static int lease_force_release(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
-static int lease_show(int argc, char **argv, const globals *g)
+static int lease_show(const orchctl_args *a, const globals *g)
 {
-    if (argc != 2) {
-        orchctl_usage_error("lease", argv[0]);
-        return EXIT_USAGE;
-    }
+    if (a->npos != 1)
+        return orchctl_usage_error(a);
     Orch__V1__GetLeaseRequest req = ORCH__V1__GET_LEASE_REQUEST__INIT;
-    req.work_item = argv[1];
+    req.work_item = a->pos[0];
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("lease"), M("Get"), &req.base,
@@ -283,35 +248,17 @@ static int lease_show(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
-static int lease_list(int argc, char **argv, const globals *g)
+static int lease_list(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "all", no_argument, NULL, 'a' },
-        { "repo", required_argument, NULL, 'r' },
-        { "limit", required_argument, NULL, 'l' },
-        { NULL, 0, NULL, 0 },
-    };
     Orch__V1__ListLeasesRequest req = ORCH__V1__LIST_LEASES_REQUEST__INIT;
-    uint64_t limit;
-    int ch;
-    req.held_only = true;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'a': req.held_only = false; break;
-        case 'r': req.repo = optarg; break;
-        case 'l':
-            if (!orchctl_parse_u64("--limit", optarg, &limit) || limit > 1000)
-                return EXIT_USAGE;
-            req.limit = (uint32_t)limit;
-            break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        orchctl_usage_error("lease", argv[0]);
+    uint64_t limit = 0;
+    if (!orchctl_opt_u64(a, "limit", 1000, &limit))
         return EXIT_USAGE;
-    }
+    if (a->npos != 0)
+        return orchctl_usage_error(a);
+    req.held_only = !orchctl_flag(a, "all");
+    req.repo = (char *)orchctl_opt(a, "repo", req.repo);
+    req.limit = (uint32_t)limit;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("lease"), M("List"), &req.base,
@@ -329,20 +276,18 @@ static int lease_list(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
-static int lease_probe(int argc, char **argv, const globals *g)
+static int lease_probe(const orchctl_args *a, const globals *g)
 {
     Orch__V1__ProbeOwnerRequest req = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
     uint64_t pid, ticks;
-    if (argc != 4) {
-        orchctl_usage_error("lease", argv[0]);
-        return EXIT_USAGE;
-    }
-    if (!orchctl_parse_u64("PID", argv[1], &pid) || pid > INT32_MAX ||
-        !orchctl_parse_u64("START_TICKS", argv[2], &ticks))
+    if (a->npos != 3)
+        return orchctl_usage_error(a);
+    if (!orchctl_parse_u64("PID", a->pos[0], &pid) || pid > INT32_MAX ||
+        !orchctl_parse_u64("START_TICKS", a->pos[1], &ticks))
         return EXIT_USAGE;
     req.pid = (int32_t)pid;
     req.start_ticks = ticks;
-    req.boot_id = argv[3];
+    req.boot_id = a->pos[2];
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("lease"), M("ProbeOwner"), &req.base,
@@ -360,20 +305,23 @@ static int lease_probe(int argc, char **argv, const globals *g)
 
 const orchctl_cmd orchctl_lease_cmds[] = {
     { "acquire",
-      "WORK_ITEM [--repo R] [--transition T] [--actor A] [--owner-pid PID] [--instance ID]",
-      "--actor --transition --repo --owner-pid --instance --help", lease_acquire,
-      "take the lease for PID (default: orchctl's parent); exit 0 GRANTED, 3 HELD", NULL, NULL },
-    { "release", "WORK_ITEM EPOCH", "--help", lease_release,
+      "WORK_ITEM [--repo R] [--transition T] [--actor A] [--owner-pid PID] [--instance ID]", "",
+      ORCHCTL_OPTS({ "actor", true }, { "transition", true }, { "repo", true },
+                   { "owner-pid", true }, { "instance", true }),
+      lease_acquire, "take the lease for PID (default: orchctl's parent); exit 0 GRANTED, 3 HELD",
+      NULL, NULL },
+    { "release", "WORK_ITEM EPOCH", "", NULL, lease_release,
       "release a lease you hold (73: not the live grant)", NULL, NULL },
-    { "validate", "WORK_ITEM EPOCH", "--help", lease_validate,
+    { "validate", "WORK_ITEM EPOCH", "", NULL, lease_validate,
       "exit 0 if EPOCH is the live grant, else 3", NULL, NULL },
-    { "force-release", "WORK_ITEM --reason TEXT [--epoch N] [--operator NAME]",
-      "--epoch --operator --reason --help", lease_force_release,
-      "operator action; recorded and alerted", NULL, NULL },
-    { "show", "WORK_ITEM", "--help", lease_show, "the lease row", NULL, NULL },
-    { "list", "[--all] [--repo R] [--limit N]", "--all --repo --limit --help", lease_list,
+    { "force-release", "WORK_ITEM --reason TEXT [--epoch N] [--operator NAME]", "",
+      ORCHCTL_OPTS({ "epoch", true }, { "operator", true }, { "reason", true }),
+      lease_force_release, "operator action; recorded and alerted", NULL, NULL },
+    { "show", "WORK_ITEM", "", NULL, lease_show, "the lease row", NULL, NULL },
+    { "list", "[--all] [--repo R] [--limit N]", "",
+      ORCHCTL_OPTS({ "all", false }, { "repo", true }, { "limit", true }), lease_list,
       "held leases (--all: released too)", NULL, NULL },
-    { "probe", "PID START_TICKS BOOT_ID", "--help", lease_probe,
+    { "probe", "PID START_TICKS BOOT_ID", "", NULL, lease_probe,
       "is this process alive on the service's host", NULL, NULL },
-    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };

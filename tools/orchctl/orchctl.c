@@ -109,29 +109,29 @@ bool orchctl_parse_u64(const char *what, const char *s, uint64_t *out)
 /* The command tree: dispatch, help, completion and the synopsis lines of
  * docs/operations/orchctl.md all come from here and the per-command tables. */
 const orchctl_cmd orchctl_commands[] = {
-    { "health", "[lease|stage|guard|launcher|all]...", "lease stage guard launcher all --help",
+    { "health", "[lease|stage|guard|launcher|all]...", "lease stage guard launcher all", NULL,
       cmd_health, "is each service (lease, stage, guard, launcher) SERVING",
       "  Calls orch.v1.HealthService/Check on each service named (default all).\n"
       "  Exit 0 when every one is SERVING, else 64 + the first failing code.\n",
       NULL },
-    { "lease", "<subcommand>", "", NULL, "transition leases", NULL, orchctl_lease_cmds },
-    { "guard", "<subcommand>", "", NULL, "the write guard",
+    { "lease", "<subcommand>", "", NULL, NULL, "transition leases", NULL, orchctl_lease_cmds },
+    { "guard", "<subcommand>", "", NULL, NULL, "the write guard",
       "  output: the reply as JSON (with or without --json); a blocked write\n"
       "  exits 71 (64 + PERMISSION_DENIED) with the reason\n",
       orchctl_guard_cmds },
-    { "job", "<subcommand>", "", NULL, "agent jobs",
+    { "job", "<subcommand>", "", NULL, NULL, "agent jobs",
       "  ROLE: analyst | architect | developer | reviewer | tester | deployer\n",
       orchctl_job_cmds },
-    { "runs", "<subcommand>", "", NULL, "agent runs (per role, from agent_runs)", NULL,
+    { "runs", "<subcommand>", "", NULL, NULL, "agent runs (per role, from agent_runs)", NULL,
       orchctl_runs_cmds },
-    { "stage", "<subcommand>", "", NULL, "work items",
+    { "stage", "<subcommand>", "", NULL, NULL, "work items",
       "exit status: 0 ok; 1 usage; 4 deferred (another owner holds the lease,\n"
       "  nothing ran); 5 refused (gate failed, rolled back, effect failed or\n"
       "  unknown); 64+code on an RPC error (67 INVALID_ARGUMENT, 69 NOT_FOUND,\n"
       "  73 FAILED_PRECONDITION: not in the expected stage, 74 ABORTED: lost the\n"
       "  race, 78 UNAVAILABLE)\n",
       orchctl_stage_cmds },
-    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
 int main(int argc, char **argv)
