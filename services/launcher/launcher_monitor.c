@@ -26,8 +26,8 @@
 #include "orch/alert.h"
 #include "orch/clock.h"
 #include "orch/ident.h"
+#include "orch/lease_client.h"
 #include "orch/log.h"
-#include "orch/v1/lease.pb-c.h"
 #include "orch/v1/stage.pb-c.h"
 
 const char *const launcher_reap_tiers[REAP_NTIERS] = { "tier-2", "tier-3" };
@@ -88,6 +88,21 @@ typedef struct job_lease {
     uint64_t epoch; /* holds: the grant the job owns */
 } job_lease;
 
+/* What the job's lease owner is, asked of lease-service (ProbeOwner). */
+static launcher_lease_owner probe(launcher_svc *ls, const Orch__V1__Owner *owner,
+                                  const orch_rpc_call_opts *o)
+{
+    orch_lease_probe_res pr;
+    if (orch_lease_probe_owner(ls->lease, o, owner, NULL, &pr) != ORCH_OK)
+        return LAUNCHER_LEASE_UNKNOWN;
+    /* pr.liveness is UNKNOWN, never DEAD, for an answer from another host
+     * or boot than the owner's (a lease-service reached through the wrong
+     * address). */
+    return pr.liveness == ORCH__V1__LIVENESS__ALIVE  ? LAUNCHER_LEASE_ALIVE
+           : pr.liveness == ORCH__V1__LIVENESS__DEAD ? LAUNCHER_LEASE_DEAD
+                                                     : LAUNCHER_LEASE_UNKNOWN;
+}
+
 /* Asks lease-service whether `j` holds its work item's lease and whether
  * that lease's owner lives. */
 static job_lease consult(launcher_svc *ls, const launcher_job *j)
@@ -95,54 +110,26 @@ static job_lease consult(launcher_svc *ls, const launcher_job *j)
     job_lease out = { false, LAUNCHER_LEASE_UNKNOWN, 0 };
     if (!ls->lease)
         return out;
-    Orch__V1__GetLeaseRequest req = ORCH__V1__GET_LEASE_REQUEST__INIT;
-    req.work_item = (char *)j->work_item;
     orch_rpc_call_opts o = { .timeout_ms = ls->rpc_timeout_ms };
     orch_rpc_status st;
-    ProtobufCMessage *m = NULL;
-    orch_code code = orch_rpc_invoke(ls->lease, "orch.v1.LeaseService/Get", &req.base,
-                                     &orch__v1__lease__descriptor, &o, &st, &m);
-    if (code == ORCH_CODE_NOT_FOUND) {
+    Orch__V1__Lease *l = NULL;
+    orch_err err = orch_lease_get(ls->lease, &o, j->work_item, &st, &l);
+    if (err == ORCH_ENOTFOUND) {
         out.owner = LAUNCHER_LEASE_NONE;
         return out;
     }
-    if (code != ORCH_CODE_OK) {
+    if (err) {
         orch_warn("job %" PRIu64 ": lease of %s unknown: %s", j->id, j->work_item, st.message);
         return out;
     }
-    const Orch__V1__Lease *l = (const Orch__V1__Lease *)m;
     char inst[40];
     snprintf(inst, sizeof inst, "job-%" PRIu64, j->id);
     out.holds =
         l->held && l->owner && strcmp(l->owner->host_id, j->host_id) == 0 &&
         ((j->pid > 0 && l->owner->pid == j->pid) || strcmp(l->owner->instance_id, inst) == 0);
-    out.owner = LAUNCHER_LEASE_NONE;
+    out.owner = out.holds ? probe(ls, l->owner, &o) : LAUNCHER_LEASE_NONE;
     out.epoch = l->epoch;
-    if (out.holds) {
-        Orch__V1__ProbeOwnerRequest pr = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
-        pr.pid = l->owner->pid;
-        pr.start_ticks = l->owner->start_ticks;
-        pr.boot_id = l->owner->boot_id;
-        ProtobufCMessage *pm = NULL;
-        out.owner = LAUNCHER_LEASE_UNKNOWN;
-        if (orch_rpc_invoke(ls->lease, "orch.v1.LeaseService/ProbeOwner", &pr.base,
-                            &orch__v1__probe_owner_reply__descriptor, &o, &st,
-                            &pm) == ORCH_CODE_OK) {
-            const Orch__V1__ProbeOwnerReply *pr_rep = (const Orch__V1__ProbeOwnerReply *)pm;
-            Orch__V1__Liveness lv = pr_rep->liveness;
-            /* An answer from another host or boot than the owner's (a
-             * lease-service reached through the wrong address) says
-             * nothing about it: unknown, never dead. */
-            if (strcmp(pr_rep->host_id, l->owner->host_id) != 0 ||
-                strcmp(pr_rep->boot_id, l->owner->boot_id) != 0)
-                lv = ORCH__V1__LIVENESS__UNKNOWN;
-            out.owner = lv == ORCH__V1__LIVENESS__ALIVE  ? LAUNCHER_LEASE_ALIVE
-                        : lv == ORCH__V1__LIVENESS__DEAD ? LAUNCHER_LEASE_DEAD
-                                                         : LAUNCHER_LEASE_UNKNOWN;
-            protobuf_c_message_free_unpacked(pm, NULL);
-        }
-    }
-    protobuf_c_message_free_unpacked(m, NULL);
+    orch_lease_free(l);
     return out;
 }
 
@@ -153,17 +140,11 @@ static void force_release(launcher_svc *ls, const launcher_job *j, uint64_t epoc
         return;
     char reason[160];
     snprintf(reason, sizeof reason, "job %" PRIu64 " reaped (%s)", j->id, tier);
-    Orch__V1__ForceReleaseRequest req = ORCH__V1__FORCE_RELEASE_REQUEST__INIT;
-    req.work_item = (char *)j->work_item;
-    req.reason = reason;
-    req.operator_ = "job-reaper";
-    req.epoch = epoch;
+    orch_lease_force_release_req req = { j->work_item, reason, "job-reaper", epoch };
     orch_rpc_call_opts o = { .timeout_ms = ls->rpc_timeout_ms };
     orch_rpc_status st;
-    orch_code code = orch_rpc_invoke(ls->lease, "orch.v1.LeaseService/ForceRelease", &req.base,
-                                     &orch__v1__force_release_reply__descriptor, &o, &st, NULL);
-    if (code != ORCH_CODE_OK && code != ORCH_CODE_NOT_FOUND &&
-        code != ORCH_CODE_FAILED_PRECONDITION)
+    if (orch_lease_force_release(ls->lease, &o, &req, &st, NULL) != ORCH_OK &&
+        !orch_lease_code_released(st.code))
         orch_warn("job %" PRIu64 ": force-release of %s failed: %s", j->id, j->work_item,
                   st.message);
 }

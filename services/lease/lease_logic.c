@@ -6,28 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-bool lease_in_scope(const lease_scope *scope, const char *repo)
-{
-    if (!scope->enabled)
-        return false;
-    const char *list = scope->repos && scope->repos[0] ? scope->repos : scope->own_repo;
-    size_t len = strlen(repo);
-    for (const char *p = list; p && *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *last = end;
-        while (last > p && last[-1] == ' ')
-            last--;
-        if ((size_t)(last - p) == len && len > 0 && strncmp(p, repo, len) == 0)
-            return true;
-        p = end;
-    }
-    return false;
-}
-
 bool lease_valid_text(const char *name, const char *value, char *why, size_t n)
 {
     size_t len = value ? strlen(value) : 0;

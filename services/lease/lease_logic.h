@@ -1,6 +1,7 @@
 /*
- * lease_logic.h - the pure rules of the transition lease: input validation,
- * scope (kill switch and repo list), and the liveness verdict on an owner.
+ * lease_logic.h - the pure rules of the transition lease: input validation
+ * and the liveness verdict on an owner (its scope, which callers share, is
+ * orch_lease_in_scope in orch/lease_client.h).
  *
  * No I/O: facts gathered elsewhere (this host's identity, /proc, the hosts
  * table, a remote probe) come in as arguments, so every rule is unit-tested
@@ -28,15 +29,6 @@ typedef enum lease_liveness {
     LEASE_DEAD = 2,
     LEASE_UNKNOWN = 3,
 } lease_liveness;
-
-typedef struct lease_scope {
-    bool enabled;         /* ORCH_TRANSITION_LEASE_ENABLED */
-    const char *repos;    /* ORCH_TRANSITION_LEASE_REPOS, comma-separated */
-    const char *own_repo; /* ORCH_ORCHESTRATOR_REPO, the scope when repos is empty */
-} lease_scope;
-
-/* Whether Acquire for `repo` writes a lease (false: inert, as switched off). */
-bool lease_in_scope(const lease_scope *scope, const char *repo);
 
 /* Checks a text field: non-empty, at most LEASE_MAX_FIELD bytes, no control
  * characters. On failure writes a reason naming `name` into why. */

@@ -21,155 +21,6 @@
 const char *const lease_release_kinds[REL_NKINDS] = { "released", "force-released",
                                                       "reclaimed-stale", "ceiling-released" };
 
-/* ---- liveness ---------------------------------------------------------- */
-
-static lease_peer_conn *peer_acquire(lease_svc *ls, const char *url)
-{
-    lease_peer_conn *pc = NULL;
-    pthread_mutex_lock(&ls->peers_mu);
-    lease_peer *slot = NULL;
-    for (int i = 0; i < ls->npeers && !slot; i++)
-        if (strcmp(ls->peers[i].url, url) == 0)
-            slot = &ls->peers[i];
-    if (!slot && ls->npeers < LEASE_MAX_PEERS) {
-        slot = &ls->peers[ls->npeers++];
-        snprintf(slot->url, sizeof slot->url, "%s", url);
-        slot->conn = NULL;
-    }
-    if (slot && !slot->conn) {
-        lease_peer_conn *n = calloc(1, sizeof *n);
-        orch_rpc_client_opts o = { .auth_token = ls->auth_token };
-        if (n && orch_rpc_client_open(url, &o, &n->client) == ORCH_OK) {
-            n->opened_ms = orch_mono_ms();
-            slot->conn = n;
-        } else {
-            free(n);
-        }
-    }
-    if (slot && slot->conn) {
-        pc = slot->conn;
-        pc->refs++;
-    }
-    pthread_mutex_unlock(&ls->peers_mu);
-    return pc;
-}
-
-/* Lets go of `pc`; after a failed call a client older than a second is
- * retired, so that the next probe dials a fresh connection. */
-static void peer_release(lease_svc *ls, lease_peer_conn *pc, bool failed)
-{
-    bool close_it = false;
-    pthread_mutex_lock(&ls->peers_mu);
-    if (failed && !pc->retired && orch_mono_ms() - pc->opened_ms >= 1000) {
-        for (int i = 0; i < ls->npeers; i++)
-            if (ls->peers[i].conn == pc)
-                ls->peers[i].conn = NULL;
-        pc->retired = true;
-    }
-    pc->refs--;
-    close_it = pc->retired && pc->refs == 0;
-    pthread_mutex_unlock(&ls->peers_mu);
-    if (close_it) {
-        orch_rpc_client_close(pc->client);
-        free(pc);
-    }
-}
-
-void lease_peers_close(lease_svc *ls)
-{
-    for (int i = 0; i < ls->npeers; i++) {
-        if (ls->peers[i].conn) {
-            orch_rpc_client_close(ls->peers[i].conn->client);
-            free(ls->peers[i].conn);
-            ls->peers[i].conn = NULL;
-        }
-    }
-}
-
-static lease_liveness probe_remote(lease_svc *ls, const lease_owner *owner, const char *url,
-                                   uint64_t deadline, const char **reason)
-{
-    uint64_t left = orch_deadline_left_ms(deadline);
-    lease_peer_conn *pc = left ? peer_acquire(ls, url) : NULL;
-    Orch__V1__ProbeOwnerRequest req = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
-    ProtobufCMessage *m = NULL;
-    orch_rpc_status st;
-    if (!pc) {
-        *reason = "owner's host could not be asked";
-        return LEASE_UNKNOWN;
-    }
-    req.pid = owner->pid;
-    req.start_ticks = owner->start_ticks;
-    req.boot_id = (char *)owner->boot_id;
-    orch_rpc_call_opts o = {
-        .timeout_ms = (uint32_t)(left < ls->probe_timeout_ms ? left : ls->probe_timeout_ms)
-    };
-    orch_code code = orch_rpc_invoke(pc->client, "orch.v1.LeaseService/ProbeOwner", &req.base,
-                                     &orch__v1__probe_owner_reply__descriptor, &o, &st, &m);
-    peer_release(ls, pc, code != ORCH_CODE_OK);
-    if (code != ORCH_CODE_OK) {
-        orch_warn("owner probe at %s failed: %s", url, st.message);
-        *reason = "owner's host did not answer the probe";
-        return LEASE_UNKNOWN;
-    }
-    /* The answer counts only if it comes from the owner's host and boot: an
-     * address that reaches another host (a wildcard or loopback
-     * registration, a duplicate host id) yields UNKNOWN, never DEAD. */
-    const Orch__V1__ProbeOwnerReply *r = (const Orch__V1__ProbeOwnerReply *)m;
-    lease_liveness said = r->liveness == ORCH__V1__LIVENESS__ALIVE  ? LEASE_ALIVE
-                          : r->liveness == ORCH__V1__LIVENESS__DEAD ? LEASE_DEAD
-                                                                    : LEASE_UNKNOWN;
-    lease_liveness l = lease_judge_probe_reply(owner, r->host_id, r->boot_id, said, reason);
-    if (strcmp(r->host_id, owner->host_id) != 0 || strcmp(r->boot_id, owner->boot_id) != 0)
-        orch_warn("owner probe at %s was answered by host %s boot %s, not by the owner's host "
-                  "%s boot %s: no verdict",
-                  url, r->host_id, r->boot_id, owner->host_id, owner->boot_id);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return l;
-}
-
-/* Reads /proc for `pid`: only ENOENT means absent; any other failure
- * (EMFILE, EACCES, ENOMEM, a stat line that cannot be parsed) is no fact. */
-static lease_proc_read read_proc(int32_t pid, uint64_t *ticks)
-{
-    orch_err err = orch_proc_start_ticks(pid, ticks);
-    if (err == ORCH_OK)
-        return LEASE_PROC_FOUND;
-    if (err == ORCH_ENOTFOUND)
-        return LEASE_PROC_ABSENT;
-    orch_warn("cannot read /proc for pid %d: %s: its owner's liveness is unknown", (int)pid,
-              orch_strerror(err));
-    return LEASE_PROC_UNREADABLE;
-}
-
-static lease_liveness judge_here(const lease_owner *owner, const char *boot_id, const char **reason)
-{
-    uint64_t ticks = 0;
-    lease_proc_read proc = read_proc(owner->pid, &ticks);
-    return lease_judge_local(owner, boot_id, proc, ticks, reason);
-}
-
-lease_liveness lease_svc_judge(lease_svc *ls, const lease_owner *owner, uint64_t deadline,
-                               const char **reason)
-{
-    if (strcmp(owner->host_id, ls->me->host_id) == 0)
-        return judge_here(owner, ls->me->boot_id, reason);
-    lease_host_facts facts;
-    char url[256];
-    orch_db_conn *c = NULL;
-    orch_err err = orch_db_acquire(ls->db, deadline, &c);
-    if (!err) {
-        err = lease_store_get_host(c, deadline, owner->host_id, &facts, url, sizeof url);
-        orch_db_release(c);
-    }
-    if (err) {
-        *reason = "owner's host registration could not be read";
-        return LEASE_UNKNOWN;
-    }
-    lease_liveness l = lease_judge_remote(owner, &facts, reason);
-    return l == LEASE_ALIVE ? probe_remote(ls, owner, url, deadline, reason) : l;
-}
-
 /* ---- conversions --------------------------------------------------------- */
 
 static bool owner_from_msg(const Orch__V1__Owner *m, lease_owner *o, char *why, size_t n)
@@ -507,7 +358,7 @@ static orch_code acquire(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     orch_code bad = check_request(call, msg, &owner);
     if (bad != ORCH_CODE_OK)
         return bad;
-    if (!lease_in_scope(&ls->scope, req->repo)) {
+    if (!orch_lease_in_scope(&ls->scope, req->repo)) {
         orch_counter_add(ls->m_acquire, ACQ_INERT, 1);
         return reply_granted(call, 0, false, false, true);
     }
@@ -831,7 +682,7 @@ static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, v
         return bad;
     /* /proc is read only for this boot: another boot id is no verdict. */
     bool mine = strcmp(req->boot_id, ls->me->boot_id) == 0;
-    lease_proc_read proc = mine ? read_proc(req->pid, &ticks) : LEASE_PROC_UNREADABLE;
+    lease_proc_read proc = mine ? lease_svc_read_proc(req->pid, &ticks) : LEASE_PROC_UNREADABLE;
     lease_liveness l =
         lease_judge_probe(req->boot_id, ls->me->boot_id, proc, ticks, req->start_ticks, &reason);
     Orch__V1__ProbeOwnerReply rep = ORCH__V1__PROBE_OWNER_REPLY__INIT;

@@ -15,6 +15,7 @@
 
 #include "lease_logic.h"
 #include "lease_store.h"
+#include "orch/lease_client.h"
 #include "orch/rpc.h"
 #include "orch/svc.h"
 #include "orch/ticker.h"
@@ -40,7 +41,7 @@ typedef struct lease_peer {
 typedef struct lease_svc {
     orch_db_pool *db;
     const orch_ident *me;
-    lease_scope scope;
+    orch_lease_scope scope;
     int64_t ceiling_s;
     int64_t reaper_interval_ms;
     uint32_t probe_timeout_ms;
@@ -70,9 +71,15 @@ enum { ACQ_GRANTED, ACQ_RECLAIMED, ACQ_ALREADY_HELD, ACQ_HELD, ACQ_INERT, ACQ_NK
 enum { REL_RELEASED, REL_FORCE, REL_STALE, REL_CEILING, REL_NKINDS };
 extern const char *const lease_release_kinds[REL_NKINDS];
 
-/* Judges `owner`: on this host from /proc, on another by asking it. */
+/* Judges `owner`: on this host from /proc, on another by asking it
+ * (lease_liveness.c). */
 lease_liveness lease_svc_judge(lease_svc *ls, const lease_owner *owner, uint64_t deadline,
                                const char **reason);
+
+/* Reads /proc for `pid`: only ENOENT means absent; any other failure
+ * (EMFILE, EACCES, ENOMEM, a stat line that cannot be parsed) is no fact
+ * (logged). */
+lease_proc_read lease_svc_read_proc(int32_t pid, uint64_t *ticks);
 
 /* Closes the clients of other hosts' lease-services (at stop, when nothing
  * probes any more). */

@@ -70,7 +70,6 @@ static orch_err stage_start(orch_service *svc)
     if (!ss)
         return ORCH_ENOMEM;
     orch_service_set_state(svc, ss);
-    pthread_mutex_init(&ss->retry_mu, NULL);
     ss->db = orch_service_db(svc);
     ss->me = orch_service_ident(svc);
     ss->scope.enabled = orch_config_bool(cfg, "ORCH_TRANSITION_LEASE_ENABLED");
@@ -131,7 +130,6 @@ static void stage_stop(orch_service *svc)
         return;
     stage_bg_stop(ss);
     orch_rpc_client_close(ss->lease);
-    pthread_mutex_destroy(&ss->retry_mu);
     free(ss);
 }
 

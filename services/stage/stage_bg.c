@@ -1,7 +1,7 @@
 /*
  * stage_bg.c - stage-service's background threads: lease releases that could
- * not reach lease-service are retried every second (on their own thread),
- * and the reconciler
+ * not reach lease-service are retried every second (the release-later queue
+ * of orch/lease_client.h, on its own thread), and the reconciler
  * drives items whose recorded verdicts already pass the gates of their next
  * forward edge through AdvanceStage as actor "reconciler" (it defers on a
  * held lease like every other actor). Edges without gates are left to the
@@ -17,69 +17,6 @@
 #include "orch/clock.h"
 #include "orch/log.h"
 #include "stage_svc.h"
-
-/* Releases what owner `e->instance` holds of `e->work_item`, by owner (an
- * Acquire whose answer was lost). True when settled. */
-static bool release_owned(stage_svc *ss, const stage_release_retry *e)
-{
-    orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
-    orch_rpc_status st;
-    Orch__V1__Owner ow;
-    stage_owner_msg(ss, e->instance, &ow);
-    Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
-    rq.work_item = (char *)e->work_item;
-    rq.owner = &ow;
-    Orch__V1__ReleaseReply *rep = NULL;
-    orch_code code =
-        orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/Release", &rq.base,
-                        &orch__v1__release_reply__descriptor, &o, &st, (ProtobufCMessage **)&rep);
-    if (code == ORCH_CODE_OK) {
-        orch_info("lease %s epoch %" PRIu64 " of a lost Acquire answer found and released",
-                  e->work_item, rep->released_epoch);
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
-        return true;
-    }
-    if (code == ORCH_CODE_INVALID_ARGUMENT)
-        return true; /* malformed: cannot succeed later either */
-    /* NOT_FOUND: that owner holds nothing now; the lost Acquire can still
-     * grant until its deadline has certainly passed. */
-    return code == ORCH_CODE_NOT_FOUND && orch_mono_ms() >= e->settle_after_ms;
-}
-
-/* One queued release. True when it is settled (released, or nothing of
- * ours to release), false to try again later. */
-static bool retry_one(stage_svc *ss, stage_release_retry *e)
-{
-    if (e->epoch == 0)
-        return release_owned(ss, e);
-    orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
-    orch_rpc_status st;
-    Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
-    rq.work_item = e->work_item;
-    rq.epoch = e->epoch;
-    orch_code code =
-        orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/Release", &rq.base, NULL, &o, &st, NULL);
-    if (code == ORCH_CODE_OK || code == ORCH_CODE_FAILED_PRECONDITION ||
-        code == ORCH_CODE_NOT_FOUND) {
-        orch_info("released lease %s epoch %" PRIu64 " on retry", e->work_item, e->epoch);
-        return true;
-    }
-    return false;
-}
-
-static void retry_releases(stage_svc *ss)
-{
-    static stage_release_retry batch[STAGE_RETRY_MAX];
-    pthread_mutex_lock(&ss->retry_mu);
-    int n = ss->nretries;
-    memcpy(batch, ss->retries, (size_t)n * sizeof batch[0]);
-    ss->nretries = 0;
-    pthread_mutex_unlock(&ss->retry_mu);
-    for (int i = 0; i < n; i++) {
-        if (!retry_one(ss, &batch[i]))
-            stage_release_queue(ss, &batch[i]);
-    }
-}
 
 /* Whether the verdicts recorded for edge `e` in the item's current cycle
  * pass every gate of `e` (a pure check on data read without the lease: the
@@ -161,14 +98,6 @@ void stage_reconcile_pass(stage_svc *ss)
         orch_info("reconciler pass: %d item(s) tried, %d advanced", tried, moved);
 }
 
-/* Lease releases are retried every second on their own thread, so a long
- * reconciler pass never delays them. */
-static bool retry_tick(void *arg)
-{
-    retry_releases(arg);
-    return true;
-}
-
 /* Every second: a reconciler pass once ORCH_STAGE_RECONCILE_INTERVAL_MS
  * has passed since the end of the previous one (0 turns it off). */
 static bool reconcile_tick(void *arg)
@@ -184,7 +113,15 @@ static bool reconcile_tick(void *arg)
 orch_err stage_bg_start(stage_svc *ss)
 {
     ss->next_reconcile_ms = orch_mono_ms() + (uint64_t)ss->reconcile_interval_ms;
-    orch_err err = orch_ticker_start("release-retry", 1000, 0, retry_tick, ss, &ss->retry_ticker);
+    /* Lease releases are retried every second on their own thread, so a
+     * long reconciler pass never delays them. */
+    orch_lease_releaser_opts ro = {
+        .client = ss->lease,
+        .me = ss->me,
+        .timeout_ms = ss->lease_timeout_ms,
+        .interval_ms = 1000,
+    };
+    orch_err err = orch_lease_releaser_start(&ro, &ss->releaser);
     if (!err)
         err = orch_ticker_start("reconciler", 1000, 0, reconcile_tick, ss, &ss->reconcile_ticker);
     if (!err)
@@ -194,16 +131,17 @@ orch_err stage_bg_start(stage_svc *ss)
 
 void stage_bg_stop(stage_svc *ss)
 {
-    if (!ss->reconcile_ticker && !ss->retry_ticker && !ss->inbox_ticker)
+    if (!ss->reconcile_ticker && !ss->releaser && !ss->inbox_ticker)
         return;
-    /* All three are told at once, then joined in turn. */
+    /* All three are told at once, then joined in turn; the releaser last,
+     * since the others may still queue releases. Releases still owed are
+     * tried once more as it stops. */
     orch_ticker_cancel(ss->reconcile_ticker);
-    orch_ticker_cancel(ss->retry_ticker);
+    orch_lease_releaser_cancel(ss->releaser);
     orch_ticker_cancel(ss->inbox_ticker);
     orch_ticker_stop(ss->reconcile_ticker);
-    orch_ticker_stop(ss->retry_ticker);
     orch_ticker_stop(ss->inbox_ticker);
-    ss->reconcile_ticker = ss->retry_ticker = ss->inbox_ticker = NULL;
-    /* Releases still owed are tried once more before exit. */
-    retry_releases(ss);
+    orch_lease_releaser_stop(ss->releaser);
+    ss->reconcile_ticker = ss->inbox_ticker = NULL;
+    ss->releaser = NULL;
 }

@@ -43,9 +43,6 @@ const char *const stage_transition_results[TR_NKINDS] = {
     "aborted",  "effect_failed", "effect_unknown", "error",
 };
 
-#define LEASE_ACQUIRE "orch.v1.LeaseService/Acquire"
-#define LEASE_RELEASE "orch.v1.LeaseService/Release"
-
 void advance_res_free(advance_res *res)
 {
     if (res->holder)
@@ -53,85 +50,11 @@ void advance_res_free(advance_res *res)
     res->holder = NULL;
 }
 
-void stage_release_queue(stage_svc *ss, const stage_release_retry *e)
-{
-    pthread_mutex_lock(&ss->retry_mu);
-    if (ss->nretries < STAGE_RETRY_MAX) {
-        ss->retries[ss->nretries++] = *e;
-    } else {
-        orch_error("release retry list full: lease %s (epoch %" PRIu64
-                   ", 0 = by owner) stays held until lease-service's ceiling",
-                   e->work_item, e->epoch);
-    }
-    pthread_mutex_unlock(&ss->retry_mu);
-}
-
-void stage_release_later(stage_svc *ss, const char *work_item, uint64_t epoch)
-{
-    stage_release_retry e;
-    memset(&e, 0, sizeof e);
-    snprintf(e.work_item, sizeof e.work_item, "%s", work_item);
-    e.epoch = epoch;
-    stage_release_queue(ss, &e);
-}
-
-void stage_release_owned_later(stage_svc *ss, const char *work_item, const char *instance)
-{
-    stage_release_retry e;
-    memset(&e, 0, sizeof e);
-    snprintf(e.work_item, sizeof e.work_item, "%s", work_item);
-    snprintf(e.instance, sizeof e.instance, "%s", instance);
-    /* The lost Acquire carried an absolute deadline that has passed; past
-     * it lease-service refuses it, or releases a grant made too late. A
-     * margin of one more timeout covers a request still being answered. */
-    e.settle_after_ms = orch_mono_ms() + ss->lease_timeout_ms + 1000;
-    stage_release_queue(ss, &e);
-}
-
-void stage_owner_msg(const stage_svc *ss, const char *instance, Orch__V1__Owner *m)
-{
-    orch__v1__owner__init(m);
-    m->host_id = (char *)ss->me->host_id;
-    m->boot_id = (char *)ss->me->boot_id;
-    m->pid = (int32_t)ss->me->pid;
-    m->start_ticks = ss->me->start_ticks;
-    m->instance_id = (char *)instance;
-}
-
-/* Whether an error answer to Acquire proves that nothing was granted. */
-static bool definitely_not_granted(orch_code code)
-{
-    switch (code) {
-    case ORCH_CODE_INVALID_ARGUMENT:
-    case ORCH_CODE_NOT_FOUND:
-    case ORCH_CODE_ALREADY_EXISTS:
-    case ORCH_CODE_PERMISSION_DENIED:
-    case ORCH_CODE_FAILED_PRECONDITION:
-    case ORCH_CODE_UNAUTHENTICATED:
-    case ORCH_CODE_UNIMPLEMENTED:
-    case ORCH_CODE_OUT_OF_RANGE: return true;
-    default: return false; /* deadline, unavailable, aborted, internal... */
-    }
-}
-
-/* Releases `epoch`; a stale epoch (FAILED_PRECONDITION) is fine: someone
- * else already ended it. Unreachable lease-service: retried later. */
+/* Releases `epoch` (0: none); a grant already gone is fine, an
+ * unreachable lease-service is retried in the background. */
 static void release_lease(stage_svc *ss, const char *work_item, uint64_t epoch)
 {
-    if (epoch == 0)
-        return;
-    Orch__V1__ReleaseRequest rq = ORCH__V1__RELEASE_REQUEST__INIT;
-    rq.work_item = (char *)work_item;
-    rq.epoch = epoch;
-    orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
-    orch_rpc_status st;
-    orch_code code = orch_rpc_invoke(ss->lease, LEASE_RELEASE, &rq.base, NULL, &o, &st, NULL);
-    if (code == ORCH_CODE_OK || code == ORCH_CODE_FAILED_PRECONDITION ||
-        code == ORCH_CODE_NOT_FOUND)
-        return;
-    orch_warn("release of lease %s epoch %" PRIu64 " failed (%s: %s); retrying in the background",
-              work_item, epoch, orch_code_name(code), st.message);
-    stage_release_later(ss, work_item, epoch);
+    orch_lease_release_or_later(ss->releaser, work_item, epoch);
 }
 
 typedef enum { LEASE_NONE, LEASE_GOT, LEASE_HELD, LEASE_ERR } lease_answer;
@@ -145,42 +68,29 @@ static lease_answer acquire_lease(stage_svc *ss, const stage_task *t, const char
      * second one is told HELD rather than "already held". */
     snprintf(instance, sizeof instance, "%s.%" PRIu64, ss->me->instance_id,
              atomic_fetch_add(&ss->call_seq, 1) + 1);
-    stage_owner_msg(ss, instance, &ow);
-    Orch__V1__AcquireRequest rq = ORCH__V1__ACQUIRE_REQUEST__INIT;
-    rq.work_item = (char *)t->work_item;
-    rq.repo = (char *)t->repo;
-    rq.transition = (char *)transition;
-    rq.actor = (char *)actor;
-    rq.owner = &ow;
-    orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
+    orch_lease_owner_msg(ss->me, instance, &ow);
+    orch_lease_acquire_req rq = { t->work_item, t->repo, transition, actor, &ow };
     orch_rpc_status st;
-    Orch__V1__AcquireReply *rep = NULL;
-    orch_code code =
-        orch_rpc_invoke(ss->lease, LEASE_ACQUIRE, &rq.base, &orch__v1__acquire_reply__descriptor,
-                        &o, &st, (ProtobufCMessage **)&rep);
-    if (code != ORCH_CODE_OK) {
-        snprintf(msg, mn, "lease-service Acquire: %s: %s", orch_code_name(code), st.message);
-        /* The grant may have committed with its answer lost: find it again
-         * as this owner and release it, in the background. */
-        if (!definitely_not_granted(code))
-            stage_release_owned_later(ss, t->work_item, instance);
+    orch_lease_acquire_res r;
+    /* An error answer that may hide a grant queues its release by owner. */
+    if (orch_lease_releaser_acquire(ss->releaser, &rq, &st, &r) != ORCH_OK) {
+        snprintf(msg, mn, "lease-service Acquire: %s: %s", orch_code_name(st.code), st.message);
         return LEASE_ERR;
     }
     lease_answer a;
-    if (rep->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED) {
-        res->epoch = rep->epoch;
-        a = rep->inert ? LEASE_NONE : LEASE_GOT;
-        if (rep->reclaimed)
+    if (r.granted) {
+        res->epoch = r.epoch;
+        a = r.inert ? LEASE_NONE : LEASE_GOT;
+        if (r.reclaimed)
             orch_info("lease %s epoch %" PRIu64 " taken over from a dead owner", t->work_item,
-                      rep->epoch);
+                      r.epoch);
     } else {
         a = LEASE_HELD;
-        res->holder = rep->holder;
-        rep->holder = NULL;
-        res->holder_liveness = rep->holder_liveness;
+        res->holder = orch_lease_acquire_take_holder(&r);
+        res->holder_liveness = r.holder_liveness;
         res->epoch = 0;
     }
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    orch_lease_acquire_res_free(&r);
     return a;
 }
 
@@ -496,7 +406,7 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, adva
     }
 
     /* Step 2: the lease, where it applies. */
-    bool applies = ss->scope.enabled && lease_in_scope(&ss->scope, t.repo);
+    bool applies = ss->scope.enabled && orch_lease_in_scope(&ss->scope, t.repo);
     bool fenced = applies;
     if (applies) {
         lease_answer a = acquire_lease(ss, &t, transition, req->actor, res, msg, mn);

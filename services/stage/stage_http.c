@@ -139,23 +139,18 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
  * the error answered on `rep`. */
 static uint64_t live_epoch(stage_svc *ss, const char *item, orch_http_reply *rep)
 {
-    Orch__V1__GetLeaseRequest rq = ORCH__V1__GET_LEASE_REQUEST__INIT;
-    rq.work_item = (char *)item;
     orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
     orch_rpc_status st;
     Orch__V1__Lease *l = NULL;
-    orch_code code =
-        orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/Get", &rq.base,
-                        &orch__v1__lease__descriptor, &o, &st, (ProtobufCMessage **)&l);
-    if (code) {
-        reply_error(rep, http_status_of(code), "%s: %s", orch_code_name(code), st.message);
+    if (orch_lease_get(ss->lease, &o, item, &st, &l) != ORCH_OK) {
+        reply_error(rep, http_status_of(st.code), "%s: %s", orch_code_name(st.code), st.message);
         return 0;
     }
     uint64_t epoch = l->held ? l->epoch : 0;
     if (!l->held)
         reply_error(rep, 409, "%s is not held (epoch %" PRIu64 ", %s)", item, l->epoch,
                     l->release_reason);
-    protobuf_c_message_free_unpacked(&l->base, NULL);
+    orch_lease_free(l);
     return epoch;
 }
 
@@ -188,25 +183,18 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
     } else if ((epoch = live_epoch(ss, item, rep)) == 0) {
         return;
     }
-    Orch__V1__ForceReleaseRequest rq = ORCH__V1__FORCE_RELEASE_REQUEST__INIT;
-    rq.work_item = item;
-    rq.reason = reason;
-    rq.operator_ = "stage-service /transition-lease/release";
-    rq.epoch = epoch;
+    orch_lease_force_release_req rq = { item, reason, "stage-service /transition-lease/release",
+                                        epoch };
     orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
     orch_rpc_status st;
-    Orch__V1__ForceReleaseReply *r = NULL;
-    orch_code code = orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/ForceRelease", &rq.base,
-                                     &orch__v1__force_release_reply__descriptor, &o, &st,
-                                     (ProtobufCMessage **)&r);
-    if (code) {
-        reply_error(rep, http_status_of(code), "%s: %s", orch_code_name(code), st.message);
+    orch_lease_release_res r;
+    if (orch_lease_force_release(ss->lease, &o, &rq, &st, &r) != ORCH_OK) {
+        reply_error(rep, http_status_of(st.code), "%s: %s", orch_code_name(st.code), st.message);
         return;
     }
     reply_json(rep, 200,
                json_pack("{s:s, s:I, s:b}", "work_item", item, "released_epoch",
-                         (json_int_t)r->released_epoch, "already_released", r->already_released));
-    protobuf_c_message_free_unpacked(&r->base, NULL);
+                         (json_int_t)r.released_epoch, "already_released", r.already_released));
 }
 
 /* ---- webhooks ------------------------------------------------------------- */

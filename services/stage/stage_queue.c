@@ -21,27 +21,20 @@ orch_code stage_queue_leases(stage_svc *ss, const stage_task *ts, int n, uint64_
     }
     if (n == 0 || !ss->scope.enabled)
         return ORCH_CODE_OK; /* switched off: there are no leases to show */
-    Orch__V1__ListLeasesRequest rq = ORCH__V1__LIST_LEASES_REQUEST__INIT;
-    rq.held_only = true;
-    rq.limit = 1000;
-    rq.judge = true;
+    orch_lease_list_req rq = { .held_only = true, .limit = 1000, .judge = true };
     uint64_t now = orch_mono_ms();
     uint64_t left = deadline > now ? deadline - now : 1;
     orch_rpc_call_opts o = { .timeout_ms = (uint32_t)(left < 10000 ? left : 10000) };
     orch_rpc_status st;
-    orch_code code = orch_rpc_invoke(ss->lease, "orch.v1.LeaseService/List", &rq.base,
-                                     &orch__v1__list_leases_reply__descriptor, &o, &st,
-                                     (ProtobufCMessage **)&q->reply);
-    if (code) {
-        snprintf(q->why, sizeof q->why, "List: %s: %.200s", orch_code_name(code), st.message);
-        return code == ORCH_CODE_DEADLINE_EXCEEDED ? code : ORCH_CODE_UNAVAILABLE;
+    if (orch_lease_list(ss->lease, &o, &rq, &st, &q->list) != ORCH_OK) {
+        snprintf(q->why, sizeof q->why, "List: %s: %.200s", orch_code_name(st.code), st.message);
+        return st.code == ORCH_CODE_DEADLINE_EXCEEDED ? st.code : ORCH_CODE_UNAVAILABLE;
     }
     for (int i = 0; i < n; i++) {
-        for (size_t j = 0; j < q->reply->n_leases; j++) {
-            if (strcmp(q->reply->leases[j]->work_item, ts[i].work_item) == 0) {
-                q->lease[i] = q->reply->leases[j];
-                q->liveness[i] =
-                    j < q->reply->n_liveness ? q->reply->liveness[j] : ORCH__V1__LIVENESS__UNKNOWN;
+        for (size_t j = 0; j < q->list.n; j++) {
+            if (strcmp(q->list.leases[j]->work_item, ts[i].work_item) == 0) {
+                q->lease[i] = q->list.leases[j];
+                q->liveness[i] = q->list.liveness[j];
             }
         }
     }
@@ -50,8 +43,7 @@ orch_code stage_queue_leases(stage_svc *ss, const stage_task *ts, int n, uint64_
 
 void stage_queue_free(stage_queue *q)
 {
-    if (q->reply)
-        protobuf_c_message_free_unpacked(&q->reply->base, NULL);
+    orch_lease_list_res_free(&q->list);
     free(q->lease);
     free(q->liveness);
     memset(q, 0, sizeof *q);

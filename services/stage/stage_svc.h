@@ -2,8 +2,8 @@
  * stage_svc.h - stage-service's state shared by its RPC handlers, HTTP
  * routes, the engine and the background loop (internal to the service).
  *
- * Threading: read-only after start except the release-retry list (mutex),
- * the call sequence and metrics (atomics).
+ * Threading: read-only after start except the call sequence and metrics
+ * (atomics); the release-later queue (orch/lease_client.h) is thread-safe.
  */
 #ifndef ORCH_STAGE_SVC_H
 #define ORCH_STAGE_SVC_H
@@ -12,8 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "orch/v1/lease.pb-c.h"
-#include "lease_logic.h"
+#include "orch/lease_client.h"
 #include "orch/metrics.h"
 #include "orch/rpc.h"
 #include "orch/svc.h"
@@ -24,24 +23,14 @@
 #include "stage_pipeline.h"
 #include "stage_store.h"
 
-#define STAGE_RETRY_MAX 256 /* lease releases waiting for lease-service */
-
-typedef struct stage_release_retry {
-    char work_item[STAGE_MAX_FIELD + 1];
-    uint64_t epoch;    /* 0: an Acquire whose answer was lost, released by owner */
-    char instance[64]; /* epoch 0: the owner instance that Acquire named */
-    /* epoch 0: "that owner holds nothing" settles the entry only after this
-     * (monotonic ms): until then the lost Acquire may still be in flight. */
-    uint64_t settle_after_ms;
-} stage_release_retry;
-
 #define STAGE_EDGE_LABELS_MAX 32
 
 typedef struct stage_svc {
     orch_db_pool *db;
     const orch_ident *me;
-    orch_rpc_client *lease; /* lease-service */
-    lease_scope scope;
+    orch_rpc_client *lease;        /* lease-service */
+    orch_lease_releaser *releaser; /* releases retried in the background; stage_bg.c */
+    orch_lease_scope scope;
     uint32_t lease_timeout_ms;
     effects_cfg effects;
     size_t max_evidence;
@@ -55,10 +44,6 @@ typedef struct stage_svc {
 
     _Atomic uint64_t call_seq;
 
-    pthread_mutex_t retry_mu;
-    stage_release_retry retries[STAGE_RETRY_MAX];
-    int nretries;
-
     orch_counter *m_transitions; /* by edge and result */
     orch_counter *m_effects;     /* by effect and outcome */
     /* Label values of the edge label: "review->testing" for each pipeline
@@ -71,7 +56,7 @@ typedef struct stage_svc {
     char inbox_claimer[400]; /* host/pid/instance: who claims inbox rows */
 
     /* stage_bg.c's periodic threads (ticker.h), NULL when not running. */
-    orch_ticker *retry_ticker, *reconcile_ticker, *inbox_ticker;
+    orch_ticker *reconcile_ticker, *inbox_ticker;
     uint64_t next_reconcile_ms; /* reconciler thread only */
 } stage_svc;
 
@@ -172,26 +157,13 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t deadline
                         char *msg, size_t msg_len);
 void advance_res_free(advance_res *res);
 
-/* Queues `e` (copied) for the release thread; when the list is full it is
- * logged and left to lease-service's ceiling. */
-void stage_release_queue(stage_svc *ss, const stage_release_retry *e);
-/* Queues a lease release that could not reach lease-service. */
-void stage_release_later(stage_svc *ss, const char *work_item, uint64_t epoch);
-/* Queues the release of a lease this process may hold without knowing its
- * epoch: an Acquire as owner `instance` whose answer was lost (it may have
- * been granted). It is released by owner, never re-acquired, and the entry
- * is kept until the lost Acquire can no longer be granted. */
-void stage_release_owned_later(stage_svc *ss, const char *work_item, const char *instance);
-/* Fills an Owner message for this process with `instance` (borrowed). */
-void stage_owner_msg(const stage_svc *ss, const char *instance, Orch__V1__Owner *m);
-
 /* ---- the lease block of the queue (stage_queue.c) ----------------------- */
 
 typedef struct stage_queue {
-    Orch__V1__ListLeasesReply *reply; /* owned */
-    Orch__V1__Lease **lease;          /* per task: its held lease or NULL (borrowed) */
-    Orch__V1__Liveness *liveness;     /* per task */
-    char why[300];                    /* on error */
+    orch_lease_list_res list;     /* owned */
+    Orch__V1__Lease **lease;      /* per task: its held lease or NULL (borrowed) */
+    Orch__V1__Liveness *liveness; /* per task */
+    char why[300];                /* on error */
 } stage_queue;
 
 /* Asks lease-service for the held leases (judged) and matches them to the

@@ -1,6 +1,7 @@
 /*
- * test_lease_logic.c - the pure rules of the lease: scope, input checks,
- * owner identity, liveness verdicts, the ceiling rule.
+ * test_lease_logic.c - the pure rules of lease-service: input checks, owner
+ * identity, liveness verdicts, the ceiling rule (the scope rule is the
+ * common library's: test_lease_client.c).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -18,33 +19,6 @@ static lease_owner owner(const char *host, const char *boot, int pid, uint64_t t
     o.pid = pid;
     o.start_ticks = ticks;
     return o;
-}
-
-Test(lease_logic, empty_repo_list_scopes_to_the_orchestrator_repo)
-{
-    lease_scope s = { true, "", "orch" };
-    cr_assert(lease_in_scope(&s, "orch"));
-    cr_assert_not(lease_in_scope(&s, "enduro"));
-    cr_assert_not(lease_in_scope(&s, ""));
-}
-
-Test(lease_logic, listed_repos_only_with_spaces_tolerated)
-{
-    lease_scope s = { true, " alpha, beta ,gamma", "orch" };
-    cr_assert(lease_in_scope(&s, "alpha"));
-    cr_assert(lease_in_scope(&s, "beta"));
-    cr_assert(lease_in_scope(&s, "gamma"));
-    cr_assert_not(lease_in_scope(&s, "orch"), "a list replaces the default scope");
-    cr_assert_not(lease_in_scope(&s, "alph"), "prefixes do not match");
-    cr_assert_not(lease_in_scope(&s, "alpha,beta"));
-}
-
-Test(lease_logic, switched_off_is_out_of_scope_everywhere)
-{
-    lease_scope s = { false, "", "orch" };
-    cr_assert_not(lease_in_scope(&s, "orch"));
-    lease_scope t = { false, "a,b", "orch" };
-    cr_assert_not(lease_in_scope(&t, "a"));
 }
 
 Test(lease_logic, text_fields_are_checked_and_named)
