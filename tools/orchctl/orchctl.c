@@ -54,9 +54,7 @@ const char *orchctl_address(const target *t)
     return "";
 }
 
-int orchctl_call(const globals *g, const target *t, const char *method, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
-                 orch_rpc_status *st)
+orch_rpc_client *orchctl_open(const globals *g, const target *t)
 {
     const char *mx = getenv("ORCH_RPC_MAX_MSG_BYTES");
     orch_rpc_client_opts o = {
@@ -67,22 +65,35 @@ int orchctl_call(const globals *g, const target *t, const char *method, const Pr
     orch_rpc_client *c;
     if (orch_rpc_client_open(orchctl_address(t), &o, &c) != ORCH_OK) {
         fprintf(stderr, "orchctl: bad address '%s' in %s\n", orchctl_address(t), t->var);
-        return EXIT_USAGE;
+        return NULL;
     }
-    orch_code code = orch_rpc_invoke(c, method, req, reply_desc, NULL, st, reply);
-    orch_rpc_client_close(c);
-    if (code == ORCH_CODE_OK)
-        return EXIT_OK;
+    return c;
+}
+
+int orchctl_rpc_error(const globals *g, const char *method, const orch_rpc_status *st)
+{
     if (g->json) {
-        json_t *e = json_pack("{s:s, s:s, s:s}", "method", method, "code", orch_code_name(code),
+        json_t *e = json_pack("{s:s, s:s, s:s}", "method", method, "code", orch_code_name(st->code),
                               "message", st->message);
         json_dumpf(e, stderr, JSON_INDENT(2) | JSON_PRESERVE_ORDER); /* errors: stderr */
         fputc('\n', stderr);
         json_decref(e);
     } else {
-        fprintf(stderr, "orchctl: %s: %s: %s\n", method, orch_code_name(code), st->message);
+        fprintf(stderr, "orchctl: %s: %s: %s\n", method, orch_code_name(st->code), st->message);
     }
-    return EXIT_RPC_BASE + (int)code;
+    return EXIT_RPC_BASE + (int)st->code;
+}
+
+int orchctl_call(const globals *g, const target *t, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
+                 orch_rpc_status *st)
+{
+    orch_rpc_client *c = orchctl_open(g, t);
+    if (!c)
+        return EXIT_USAGE;
+    orch_code code = orch_rpc_invoke(c, method, req, reply_desc, NULL, st, reply);
+    orch_rpc_client_close(c);
+    return code == ORCH_CODE_OK ? EXIT_OK : orchctl_rpc_error(g, method, st);
 }
 
 void orchctl_print_json(const ProtobufCMessage *m)

@@ -48,6 +48,16 @@ int orchctl_call(const globals *g, const target *t, const char *method, const Pr
                  const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
                  orch_rpc_status *st);
 
+/* A client of `t` with the global options (its deadline, the auth token
+ * and reply cap from the environment), closed by the caller with
+ * orch_rpc_client_close; NULL after a message on stderr (a bad address:
+ * exit EXIT_USAGE). */
+orch_rpc_client *orchctl_open(const globals *g, const target *t);
+
+/* Prints the error `st` of `method` as orchctl_call does; returns
+ * 64 + st->code. */
+int orchctl_rpc_error(const globals *g, const char *method, const orch_rpc_status *st);
+
 /* Prints `m` as indented JSON on stdout. */
 void orchctl_print_json(const ProtobufCMessage *m);
 
