@@ -83,12 +83,8 @@ static void print_audit(const Orch__V1__ListAuditReply *r)
 static int guard_audit(const orchctl_args *a, const globals *g)
 {
     Orch__V1__ListAuditRequest req = ORCH__V1__LIST_AUDIT_REQUEST__INIT;
-    uint64_t limit = 0;
-    if (!orchctl_opt_u64(a, "limit", 1000, &limit))
+    if (!orchctl_list_args(a, &req.limit))
         return EXIT_USAGE;
-    if (a->npos != 0)
-        return orchctl_usage_error(a);
-    req.limit = (uint32_t)limit;
     req.decision = (char *)orchctl_opt(a, "decision", req.decision);
     req.operation = (char *)orchctl_opt(a, "operation", req.operation);
     ProtobufCMessage *rep = NULL;

@@ -215,14 +215,10 @@ static void print_run(const Orch__V1__AgentRun *a)
 static int runs_list(const orchctl_args *a, const globals *g)
 {
     Orch__V1__ListRunsRequest req = ORCH__V1__LIST_RUNS_REQUEST__INIT;
-    uint64_t limit = 0;
-    if (!orchctl_opt_u64(a, "limit", 1000, &limit))
+    if (!orchctl_list_args(a, &req.limit))
         return EXIT_USAGE;
-    if (a->npos != 0)
-        return orchctl_usage_error(a);
     req.role = (char *)orchctl_opt(a, "role", req.role);
     req.work_item = (char *)orchctl_opt(a, "item", req.work_item);
-    req.limit = (uint32_t)limit;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("launcher"), M("ListRuns"), &req.base,

@@ -137,24 +137,24 @@ static int lease_acquire(const orchctl_args *a, const globals *g)
     return rc;
 }
 
-/* Parses "WORK_ITEM EPOCH" positional arguments. */
-static bool item_epoch(const orchctl_args *a, const char **item, uint64_t *epoch)
+/* Parses "WORK_ITEM EPOCH" positional arguments and opens the client, to
+ * be closed by the caller; NULL after a message (exit EXIT_USAGE). */
+static orch_rpc_client *item_epoch(const orchctl_args *a, const globals *g, const char **item,
+                                   uint64_t *epoch)
 {
     if (a->npos != 2) {
         orchctl_usage_error(a);
-        return false;
+        return NULL;
     }
     *item = a->pos[0];
-    return orchctl_parse_u64("EPOCH", a->pos[1], epoch);
+    return orchctl_parse_u64("EPOCH", a->pos[1], epoch) ? lease_client(g) : NULL;
 }
 
 static int lease_release(const orchctl_args *a, const globals *g)
 {
     const char *item;
     uint64_t epoch;
-    if (!item_epoch(a, &item, &epoch))
-        return EXIT_USAGE;
-    orch_rpc_client *c = lease_client(g);
+    orch_rpc_client *c = item_epoch(a, g, &item, &epoch);
     if (!c)
         return EXIT_USAGE;
     orch_rpc_status st;
@@ -179,9 +179,7 @@ static int lease_validate(const orchctl_args *a, const globals *g)
 {
     const char *item;
     uint64_t epoch;
-    if (!item_epoch(a, &item, &epoch))
-        return EXIT_USAGE;
-    orch_rpc_client *c = lease_client(g);
+    orch_rpc_client *c = item_epoch(a, g, &item, &epoch);
     if (!c)
         return EXIT_USAGE;
     orch_rpc_status st;
@@ -293,16 +291,12 @@ static int lease_show(const orchctl_args *a, const globals *g)
 
 static int lease_list(const orchctl_args *a, const globals *g)
 {
-    uint64_t limit = 0;
-    if (!orchctl_opt_u64(a, "limit", 1000, &limit))
-        return EXIT_USAGE;
-    if (a->npos != 0)
-        return orchctl_usage_error(a);
     orch_lease_list_req req = {
         .held_only = !orchctl_flag(a, "all"),
         .repo = orchctl_opt(a, "repo", ""),
-        .limit = (uint32_t)limit,
     };
+    if (!orchctl_list_args(a, &req.limit))
+        return EXIT_USAGE;
     orch_rpc_client *c = lease_client(g);
     if (!c)
         return EXIT_USAGE;

@@ -396,14 +396,10 @@ static int stage_rollback(const orchctl_args *a, const globals *g)
 static int stage_queue(const orchctl_args *a, const globals *g)
 {
     Orch__V1__ListQueueRequest req = ORCH__V1__LIST_QUEUE_REQUEST__INIT;
-    uint64_t limit = 0;
-    if (!orchctl_opt_u64(a, "limit", 1000, &limit))
+    if (!orchctl_list_args(a, &req.limit))
         return EXIT_USAGE;
-    if (a->npos != 0)
-        return orchctl_usage_error(a);
     req.stage = (char *)orchctl_opt(a, "stage", req.stage);
     req.repo = (char *)orchctl_opt(a, "repo", req.repo);
-    req.limit = (uint32_t)limit;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("stage"), M("ListQueue"), &req.base,

@@ -142,6 +142,19 @@ bool orchctl_opt_u64(const orchctl_args *a, const char *name, uint64_t max, uint
     return true;
 }
 
+bool orchctl_list_args(const orchctl_args *a, uint32_t *limit)
+{
+    uint64_t v = 0;
+    if (!orchctl_opt_u64(a, "limit", 1000, &v))
+        return false;
+    if (a->npos != 0) {
+        orchctl_usage_error(a);
+        return false;
+    }
+    *limit = (uint32_t)v;
+    return true;
+}
+
 /* Whether the option token `tok` ("--name" or "--name=VALUE") spells
  * `name` in full: getopt_long also takes unique abbreviations. */
 static bool spelled_out(const char *tok, const char *name)

@@ -122,6 +122,9 @@ const char *orchctl_opt_nth(const orchctl_args *a, const char *name, size_t i);
 /* --name as a positive integer at most `max` into *out, left alone when
  * --name is absent; false after a message on stderr. */
 bool orchctl_opt_u64(const orchctl_args *a, const char *name, uint64_t max, uint64_t *out);
+/* The arguments of a listing: none positional, --limit N (at most 1000;
+ * 0 when absent) into *limit; false after a message on stderr. */
+bool orchctl_list_args(const orchctl_args *a, uint32_t *limit);
 
 extern const orchctl_cmd orchctl_lease_cmds[];
 extern const orchctl_cmd orchctl_stage_cmds[];
