@@ -321,12 +321,13 @@ struct orch_lease_releaser {
     pending_release *q;     /* queued, `n` of `cap` (mu) */
     pending_release *batch; /* the pass's copy (retry thread, or stop) */
     size_t n, cap;
+    size_t inflight; /* entries of `batch` not yet settled or queued again (mu) */
     orch_ticker *ticker;
 };
 
-static void enqueue(orch_lease_releaser *r, const pending_release *e)
+/* Appends `e` to the queue; the caller holds r->mu. */
+static void enqueue_locked(orch_lease_releaser *r, const pending_release *e)
 {
-    pthread_mutex_lock(&r->mu);
     if (r->n < r->cap) {
         r->q[r->n++] = *e;
     } else {
@@ -334,6 +335,12 @@ static void enqueue(orch_lease_releaser *r, const pending_release *e)
                    ", 0 = by owner) stays held until lease-service's ceiling",
                    e->work_item, e->epoch);
     }
+}
+
+static void enqueue(orch_lease_releaser *r, const pending_release *e)
+{
+    pthread_mutex_lock(&r->mu);
+    enqueue_locked(r, e);
     pthread_mutex_unlock(&r->mu);
 }
 
@@ -365,7 +372,7 @@ size_t orch_lease_releaser_pending(orch_lease_releaser *r)
     if (!r)
         return 0;
     pthread_mutex_lock(&r->mu);
-    size_t n = r->n;
+    size_t n = r->n + r->inflight;
     pthread_mutex_unlock(&r->mu);
     return n;
 }
@@ -443,10 +450,15 @@ static void retry_pass(orch_lease_releaser *r)
     size_t n = r->n;
     memcpy(r->batch, r->q, n * sizeof r->batch[0]);
     r->n = 0;
+    r->inflight = n;
     pthread_mutex_unlock(&r->mu);
     for (size_t i = 0; i < n; i++) {
-        if (!retry_one(r, &r->batch[i]))
-            enqueue(r, &r->batch[i]);
+        bool settled = retry_one(r, &r->batch[i]);
+        pthread_mutex_lock(&r->mu);
+        r->inflight--;
+        if (!settled)
+            enqueue_locked(r, &r->batch[i]);
+        pthread_mutex_unlock(&r->mu);
     }
 }
 

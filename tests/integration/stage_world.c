@@ -4,6 +4,7 @@
 #include "stage_world.h"
 
 #include "orch/ident.h"
+#include "orch/lease_client.h"
 #include "orch/v1/lease.pb-c.h"
 
 #include <criterion/criterion.h>
@@ -508,7 +509,7 @@ uint64_t sw_hold_lease(sw_world *w, const char *item, const char *actor)
     orch_rpc_status st;
     Orch__V1__AcquireReply *r = NULL;
     orch_code code =
-        orch_rpc_invoke(w->lease_client, "orch.v1.LeaseService/Acquire", &rq.base,
+        orch_rpc_invoke(w->lease_client, orch_lease_method_acquire, &rq.base,
                         &orch__v1__acquire_reply__descriptor, &o, &st, (ProtobufCMessage **)&r);
     cr_assert_eq(code, ORCH_CODE_OK, "Acquire: %s", st.message);
     cr_assert_eq(r->outcome, ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED);
@@ -525,7 +526,7 @@ void sw_free_lease(sw_world *w, const char *item, uint64_t epoch)
     rq.epoch = epoch;
     orch_rpc_call_opts o = { .timeout_ms = 5000 };
     orch_rpc_status st;
-    cr_assert_eq(orch_rpc_invoke(w->lease_client, "orch.v1.LeaseService/Release", &rq.base, NULL,
-                                 &o, &st, NULL),
-                 ORCH_CODE_OK, "Release: %s", st.message);
+    cr_assert_eq(
+        orch_rpc_invoke(w->lease_client, orch_lease_method_release, &rq.base, NULL, &o, &st, NULL),
+        ORCH_CODE_OK, "Release: %s", st.message);
 }

@@ -43,8 +43,9 @@ static void force_release_one(const char *item)
     q.operator_ = "alice";
     q.epoch = a.epoch;
     orch_rpc_status st;
-    cr_assert_eq(orch_rpc_invoke(c, LT_M("ForceRelease"), &q.base, NULL, NULL, &st, NULL),
-                 ORCH_CODE_OK, "%s", st.message);
+    cr_assert_eq(
+        orch_rpc_invoke(c, orch_lease_method_force_release, &q.base, NULL, NULL, &st, NULL),
+        ORCH_CODE_OK, "%s", st.message);
 }
 
 static bool wait_count(const th_imitation *im, int want, int ms)

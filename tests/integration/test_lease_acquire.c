@@ -170,7 +170,7 @@ static orch_code release_by(orch_rpc_client *c, const char *item, const lt_owner
         lt_owner_msg(o, &om);
         req.owner = &om;
     }
-    orch_code code = orch_rpc_invoke(c, LT_M("Release"), &req.base,
+    orch_code code = orch_rpc_invoke(c, orch_lease_method_release, &req.base,
                                      &orch__v1__release_reply__descriptor, NULL, st, &m);
     *released = code == ORCH_CODE_OK ? ((Orch__V1__ReleaseReply *)m)->released_epoch : 0;
     if (m)
@@ -218,7 +218,7 @@ static void *acquire_300ms(void *arg)
     req.owner = &om;
     orch_rpc_call_opts o = { .timeout_ms = 300 };
     orch_rpc_status st;
-    s->got.code = orch_rpc_invoke(s->c, LT_M("Acquire"), &req.base,
+    s->got.code = orch_rpc_invoke(s->c, orch_lease_method_acquire, &req.base,
                                   &orch__v1__acquire_reply__descriptor, &o, &st, NULL);
     return NULL;
 }

@@ -168,7 +168,7 @@ Test(lease_hosts, probe_answered_by_another_host_defers_instead_of_reclaiming)
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     orch_rpc_call_opts o = { .timeout_ms = 5000 };
-    cr_assert_eq(orch_rpc_invoke(ca, LT_M("ProbeOwner"), &pr.base,
+    cr_assert_eq(orch_rpc_invoke(ca, orch_lease_method_probe_owner, &pr.base,
                                  &orch__v1__probe_owner_reply__descriptor, &o, &st, &m),
                  ORCH_CODE_OK, "%s", st.message);
     const Orch__V1__ProbeOwnerReply *r = (const Orch__V1__ProbeOwnerReply *)m;

@@ -162,7 +162,7 @@ static void acquire_bad(orch_rpc_client *c, const bad_case *bc, const char *item
     req.owner = (Orch__V1__Owner *)owner;
     orch_rpc_status st;
     orch_code code =
-        lt_call(c, LT_M("Acquire"), &req.base, &orch__v1__acquire_reply__descriptor, &st);
+        lt_call(c, orch_lease_method_acquire, &req.base, &orch__v1__acquire_reply__descriptor, &st);
     expect(bc, code, st.message);
 }
 
@@ -318,44 +318,48 @@ Test(lease_input, bad_release_validate_force_get_list_requests)
     fr.work_item = "ORCH-HELD";
     static const bad_case noreason = { "ForceRelease without reason", ORCH_CODE_INVALID_ARGUMENT,
                                        "reason" };
-    expect(
-        &noreason,
-        lt_call(c, LT_M("ForceRelease"), &fr.base, &orch__v1__force_release_reply__descriptor, &st),
-        st.message);
+    expect(&noreason,
+           lt_call(c, orch_lease_method_force_release, &fr.base,
+                   &orch__v1__force_release_reply__descriptor, &st),
+           st.message);
     fr.reason = "cleanup";
     static const bad_case frnoepoch = { "ForceRelease without epoch", ORCH_CODE_INVALID_ARGUMENT,
                                         "epoch is required" };
-    expect(
-        &frnoepoch,
-        lt_call(c, LT_M("ForceRelease"), &fr.base, &orch__v1__force_release_reply__descriptor, &st),
-        st.message);
+    expect(&frnoepoch,
+           lt_call(c, orch_lease_method_force_release, &fr.base,
+                   &orch__v1__force_release_reply__descriptor, &st),
+           st.message);
     fr.work_item = "ORCH-NONE";
     fr.epoch = 1;
     static const bad_case frnone = { "ForceRelease of no lease", ORCH_CODE_NOT_FOUND, "ORCH-NONE" };
-    expect(
-        &frnone,
-        lt_call(c, LT_M("ForceRelease"), &fr.base, &orch__v1__force_release_reply__descriptor, &st),
-        st.message);
+    expect(&frnone,
+           lt_call(c, orch_lease_method_force_release, &fr.base,
+                   &orch__v1__force_release_reply__descriptor, &st),
+           st.message);
 
     Orch__V1__GetLeaseRequest get = ORCH__V1__GET_LEASE_REQUEST__INIT;
     get.work_item = "ORCH-NONE";
     static const bad_case getnone = { "Get of no lease", ORCH_CODE_NOT_FOUND, "ORCH-NONE" };
-    expect(&getnone, lt_call(c, LT_M("Get"), &get.base, &orch__v1__lease__descriptor, &st),
+    expect(&getnone,
+           lt_call(c, orch_lease_method_get, &get.base, &orch__v1__lease__descriptor, &st),
            st.message);
     get.work_item = "";
     static const bad_case getempty = { "Get empty item", ORCH_CODE_INVALID_ARGUMENT, "work_item" };
-    expect(&getempty, lt_call(c, LT_M("Get"), &get.base, &orch__v1__lease__descriptor, &st),
+    expect(&getempty,
+           lt_call(c, orch_lease_method_get, &get.base, &orch__v1__lease__descriptor, &st),
            st.message);
 
     Orch__V1__ListLeasesRequest ls = ORCH__V1__LIST_LEASES_REQUEST__INIT;
     ls.limit = 1001;
     static const bad_case biglimit = { "List limit 1001", ORCH_CODE_INVALID_ARGUMENT, "limit" };
-    expect(&biglimit,
-           lt_call(c, LT_M("List"), &ls.base, &orch__v1__list_leases_reply__descriptor, &st),
-           st.message);
+    expect(
+        &biglimit,
+        lt_call(c, orch_lease_method_list, &ls.base, &orch__v1__list_leases_reply__descriptor, &st),
+        st.message);
     ls.limit = 1000;
-    cr_assert_eq(lt_call(c, LT_M("List"), &ls.base, &orch__v1__list_leases_reply__descriptor, &st),
-                 ORCH_CODE_OK, "List limit 1000: %s", st.message);
+    cr_assert_eq(
+        lt_call(c, orch_lease_method_list, &ls.base, &orch__v1__list_leases_reply__descriptor, &st),
+        ORCH_CODE_OK, "List limit 1000: %s", st.message);
 
     Orch__V1__ProbeOwnerRequest pr = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
     pr.pid = -1;
@@ -364,7 +368,8 @@ Test(lease_input, bad_release_validate_force_get_list_requests)
     static const bad_case probeneg = { "ProbeOwner negative pid", ORCH_CODE_INVALID_ARGUMENT,
                                        "pid" };
     expect(&probeneg,
-           lt_call(c, LT_M("ProbeOwner"), &pr.base, &orch__v1__probe_owner_reply__descriptor, &st),
+           lt_call(c, orch_lease_method_probe_owner, &pr.base,
+                   &orch__v1__probe_owner_reply__descriptor, &st),
            st.message);
 
     /* Nothing changed: the held lease is intact, no event was added. */
@@ -443,7 +448,7 @@ Test(lease_input, unknown_fields_are_ignored)
                                      7,    8,    0xb5, 0x06, 9,    9,    9,   9 };
     ProtobufCMessage *m;
     char msg[512];
-    orch_code code = call_with_trailer(LT_M("Acquire"), &req.base, extra, sizeof extra,
+    orch_code code = call_with_trailer(orch_lease_method_acquire, &req.base, extra, sizeof extra,
                                        &orch__v1__acquire_reply__descriptor, &m, msg, sizeof msg);
     cr_assert_eq(code, ORCH_CODE_OK, "%s: %s", orch_code_name(code), msg);
     lt_acq a;
@@ -458,7 +463,7 @@ Test(lease_input, unknown_fields_are_ignored)
     Orch__V1__ValidateRequest vr = ORCH__V1__VALIDATE_REQUEST__INIT;
     vr.work_item = "ORCH-UNKNOWN-FIELDS";
     vr.epoch = 1;
-    code = call_with_trailer(LT_M("Validate"), &vr.base, extra, sizeof extra,
+    code = call_with_trailer(orch_lease_method_validate, &vr.base, extra, sizeof extra,
                              &orch__v1__validate_reply__descriptor, &m, msg, sizeof msg);
     cr_assert_eq(code, ORCH_CODE_OK, "%s", msg);
     cr_assert(((Orch__V1__ValidateReply *)m)->valid);
@@ -466,7 +471,7 @@ Test(lease_input, unknown_fields_are_ignored)
 
     /* A truncated trailer is a malformed payload, not a crash. */
     static const uint8_t cut[] = { 0xa2, 0x06, 0x40, 'x' };
-    code = call_with_trailer(LT_M("Validate"), &vr.base, cut, sizeof cut,
+    code = call_with_trailer(orch_lease_method_validate, &vr.base, cut, sizeof cut,
                              &orch__v1__validate_reply__descriptor, &m, msg, sizeof msg);
     cr_assert_eq(code, ORCH_CODE_INVALID_ARGUMENT, "%s: %s", orch_code_name(code), msg);
     assert_serving();

@@ -642,9 +642,9 @@ Test(lease_liveness, metrics_count_grants_defers_reclaims_and_releases)
     fr.work_item = "ORCH-MET-2";
     fr.reason = "metrics test";
     fr.epoch = g2.epoch;
-    cr_assert_eq(
-        lt_call(c, LT_M("ForceRelease"), &fr.base, &orch__v1__force_release_reply__descriptor, &st),
-        ORCH_CODE_OK, "%s", st.message);
+    cr_assert_eq(lt_call(c, orch_lease_method_force_release, &fr.base,
+                         &orch__v1__force_release_reply__descriptor, &st),
+                 ORCH_CODE_OK, "%s", st.message);
 
     static const struct {
         const char *series;

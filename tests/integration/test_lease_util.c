@@ -182,8 +182,8 @@ lt_acq lt_acquire(orch_rpc_client *c, const char *item, const char *repo, const 
     req.owner = &om;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
-    a.code = orch_rpc_invoke(c, LT_M("Acquire"), &req.base, &orch__v1__acquire_reply__descriptor,
-                             NULL, &st, &m);
+    a.code = orch_rpc_invoke(c, orch_lease_method_acquire, &req.base,
+                             &orch__v1__acquire_reply__descriptor, NULL, &st, &m);
     snprintf(a.message, sizeof a.message, "%s", st.message);
     if (a.code == ORCH_CODE_OK) {
         cr_assert(m, "Acquire answered OK without a reply");
@@ -203,7 +203,7 @@ orch_code lt_release(orch_rpc_client *c, const char *item, uint64_t epoch, bool 
     req.epoch = epoch;
     if (!st)
         st = &local;
-    orch_code code = orch_rpc_invoke(c, LT_M("Release"), &req.base,
+    orch_code code = orch_rpc_invoke(c, orch_lease_method_release, &req.base,
                                      &orch__v1__release_reply__descriptor, NULL, st, &m);
     if (already)
         *already = code == ORCH_CODE_OK && ((Orch__V1__ReleaseReply *)m)->already_released;
@@ -221,8 +221,8 @@ lt_valid lt_validate(orch_rpc_client *c, const char *item, uint64_t epoch)
     orch_rpc_status st;
     req.work_item = (char *)item;
     req.epoch = epoch;
-    v.code = orch_rpc_invoke(c, LT_M("Validate"), &req.base, &orch__v1__validate_reply__descriptor,
-                             NULL, &st, &m);
+    v.code = orch_rpc_invoke(c, orch_lease_method_validate, &req.base,
+                             &orch__v1__validate_reply__descriptor, NULL, &st, &m);
     snprintf(v.message, sizeof v.message, "%s", st.message);
     if (v.code == ORCH_CODE_OK) {
         const Orch__V1__ValidateReply *r = (const Orch__V1__ValidateReply *)m;

@@ -16,10 +16,10 @@
 #include <sys/types.h>
 
 #include "harness.h"
+#include "orch/lease_client.h"
 #include "orch/v1/lease.pb-c.h"
 
-#define LT_HOST    "lease-test-host"
-#define LT_M(name) "orch.v1.LeaseService/" name
+#define LT_HOST "lease-test-host"
 
 typedef struct lt_owner {
     pid_t pid; /* the helper process; 0 once reaped */

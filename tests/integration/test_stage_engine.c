@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "orch/clock.h"
+#include "orch/lease_client.h"
 #include "orch/v1/lease.pb-c.h"
 #include "stage_world.h"
 
@@ -293,8 +294,8 @@ Test(stage_engine, stale_owner_can_neither_write_the_stage_nor_finish_its_effect
     cr_assert_gt(fr.epoch, 0);
     orch_rpc_call_opts o = { .timeout_ms = 5000 };
     orch_rpc_status st;
-    cr_assert_eq(orch_rpc_invoke(W.lease_client, "orch.v1.LeaseService/ForceRelease", &fr.base,
-                                 NULL, &o, &st, NULL),
+    cr_assert_eq(orch_rpc_invoke(W.lease_client, orch_lease_method_force_release, &fr.base, NULL,
+                                 &o, &st, NULL),
                  ORCH_CODE_OK, "%s", st.message);
     sw_set_merge_delay_ms(0);
     /* Another actor takes over: the merge already happened, it must not

@@ -18,6 +18,7 @@
 
 #include "orch/clock.h"
 #include "orch/ident.h"
+#include "orch/lease_client.h"
 #include "orch/v1/lease.pb-c.h"
 #include "stage_world.h"
 
@@ -78,9 +79,9 @@ static void release_lease(const char *item, uint64_t epoch)
     rq.epoch = epoch;
     orch_rpc_call_opts o = { .timeout_ms = 10000 };
     orch_rpc_status st;
-    cr_assert_eq(orch_rpc_invoke(W.lease_client, "orch.v1.LeaseService/Release", &rq.base, NULL, &o,
-                                 &st, NULL),
-                 ORCH_CODE_OK, "%s", st.message);
+    cr_assert_eq(
+        orch_rpc_invoke(W.lease_client, orch_lease_method_release, &rq.base, NULL, &o, &st, NULL),
+        ORCH_CODE_OK, "%s", st.message);
 }
 
 /* A caller that deferred (another owner held the lease) still wrote its

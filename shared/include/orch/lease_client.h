@@ -223,7 +223,8 @@ void orch_lease_release_later(orch_lease_releaser *r, const char *work_item, uin
  * timeout and a second (its deadline has passed). */
 void orch_lease_release_owned_later(orch_lease_releaser *r, const char *work_item,
                                     const char *instance);
-/* Releases waiting in the queue (for tests and metrics). NULL: 0. */
+/* Releases not settled yet: queued, or being tried by a pass now (for
+ * tests and metrics). NULL: 0. */
 size_t orch_lease_releaser_pending(orch_lease_releaser *r);
 
 #endif
