@@ -10,7 +10,11 @@
 # so neither side can drift. Then the table itself: at every level that
 # `orchctl __complete` lists ("PATH<TAB>WORDS"), the completion must offer
 # exactly WORDS, and the synopsis block of docs/operations/orchctl.md must be
-# exactly what `orchctl help --synopsis` prints. Exit 0 when all of that holds.
+# exactly what `orchctl help --synopsis` prints. Last, the options: each
+# leaf's synopsis names exactly the options of its table row, the leaf
+# accepts every one of them and refuses every other option (those of the
+# other rows, and one that no row has) with a usage error. Exit 0 when all of
+# that holds.
 set -euo pipefail
 src="${1:?usage: completion_check.sh SOURCE_DIR BINARY_DIR}"
 ctl="${2:?usage: completion_check.sh SOURCE_DIR BINARY_DIR}/tools/orchctl/orchctl"
@@ -102,4 +106,101 @@ if [[ "$documented" != "$synopsis" ]]; then
 else
   echo "docs synopsis lines: $(printf '%s\n' "$synopsis" | wc -l)"
 fi
+
+# The options of every leaf, against addresses with nothing behind them: a
+# command line orchctl accepts gets as far as the call (exit 64 + code), one
+# it refuses is a usage error (1) that names the option.
+export ORCH_LEASE_RPC_URL=tcp://127.0.0.1:1 ORCH_STAGE_RPC_URL=tcp://127.0.0.1:1 \
+  ORCH_GUARD_RPC_URL=tcp://127.0.0.1:1 ORCH_LAUNCHER_RPC_URL=tcp://127.0.0.1:1
+# A valid command line of each leaf after its name; "|" separates
+# alternatives (job spawn takes --prompt or --prompt-file, not both).
+declare -A sample=(
+  [health]="" ["lease acquire"]="ORCH-1" ["lease release"]="ORCH-1 1"
+  ["lease validate"]="ORCH-1 1" ["lease force-release"]="ORCH-1 --reason r"
+  ["lease show"]="ORCH-1" ["lease list"]="" ["lease probe"]="1 1 boot"
+  ["guard decide"]="comment target" ["guard audit"]="" ["guard comment"]="p i e text"
+  ["guard state"]="p i s" ["guard notify"]="text"
+  ["job spawn"]="developer ORCH-1 --workdir /tmp --prompt p|developer ORCH-1 --workdir /tmp --prompt-file /dev/null"
+  ["job show"]="1" ["job wait"]="1" ["job cancel"]="1" ["runs list"]="" ["runs savings"]=""
+  ["stage create"]="ORCH-1 --repo o/n" ["stage show"]="ORCH-1"
+  ["stage advance"]="ORCH-1 --from review --to testing"
+  ["stage rollback"]="ORCH-1 --from review --reason r" ["stage cancel"]="ORCH-1"
+  ["stage queue"]="" ["stage pipeline"]=""
+)
+# An option and a valid value (none for a flag).
+with_value() {
+  case "$1" in
+  --all | --name) echo "$1" ;;
+  --limit | --history | --pr | --epoch | --since-days | --timeout) echo "$1 5" ;;
+  --owner-pid) echo "$1 $$" ;;
+  --evidence-file | --prompt-file) echo "$1 /dev/null" ;;
+  --workdir) echo "$1 /tmp" ;;
+  --verdict) echo "$1 k=v" ;;
+  --from | --stage) echo "$1 review" ;;
+  --to) echo "$1 testing" ;;
+  --decision) echo "$1 allow" ;;
+  --operation) echo "$1 comment" ;;
+  *) echo "$1 x" ;;
+  esac
+}
+err="$(mktemp)"
+trap 'rm -f "$err"' EXIT
+# run LEAF ARGS: orchctl's exit status; its stderr in $err.
+run() {
+  local rc=0
+  # shellcheck disable=SC2086 # LEAF and ARGS are words
+  "$ctl" --timeout 100 $1 $2 >/dev/null 2>"$err" || rc=$?
+  echo "$rc"
+}
+declare -A row_opts
+leaves=() all_opts=" --no-such-option "
+while IFS= read -r line; do
+  path="${line%%$'\t'*}" words="${line#*$'\t'}"
+  [[ "$path" == *" "* || "$path" == health ]] || continue
+  leaves+=("$path")
+  # shellcheck disable=SC2086 # WORDS are words
+  row_opts[$path]="$(printf '%s\n' $words | grep '^--' | grep -vx -- --help | sort | tr '\n' ' ' || true)"
+  for o in ${row_opts[$path]}; do
+    [[ "$all_opts" == *" $o "* ]] || all_opts+="$o "
+  done
+done <<<"$table"
+accepted=0 refused=0
+for leaf in "${leaves[@]}"; do
+  if [[ ! -v "sample[$leaf]" ]]; then
+    echo "completion_check: FAIL: no sample command line for '$leaf' in completion_check.sh"
+    bad=1
+    continue
+  fi
+  named="$(printf '%s\n' "$synopsis" | grep -E "^orchctl $leaf( |\$)" | grep -oE -- '--[a-z][a-z-]*' | sort -u | tr '\n' ' ' || true)"
+  if [[ "$named" != "${row_opts[$leaf]}" ]]; then
+    echo "completion_check: FAIL: the synopsis of '$leaf' names '$named', its table row '${row_opts[$leaf]}'"
+    bad=1
+  fi
+  IFS='|' read -r -a alts <<<"${sample[$leaf]}"
+  [[ ${#alts[@]} -gt 0 ]] || alts=("")
+  for o in ${row_opts[$leaf]}; do
+    args="${alts[0]} $(with_value "$o")"
+    for alt in "${alts[@]}"; do
+      [[ " $alt " == *" $o "* ]] && args="$alt"
+    done
+    rc="$(run "$leaf" "$args")"
+    if ((rc < 64)); then
+      echo "completion_check: FAIL: 'orchctl $leaf $args' exits $rc, not 64 + code: $(cat "$err")"
+      bad=1
+    fi
+    accepted=$((accepted + 1))
+  done
+  for o in $all_opts; do
+    # --timeout of job spawn's row is a global option everywhere else.
+    [[ " ${row_opts[$leaf]} " == *" $o "* || "$o" == --timeout ]] && continue
+    args="${alts[0]} $(with_value "$o")"
+    rc="$(run "$leaf" "$args")"
+    if [[ "$rc" != 1 ]] || ! grep -qF "unknown option '$o'" "$err" || ! grep -qF "usage: orchctl $leaf" "$err"; then
+      echo "completion_check: FAIL: 'orchctl $leaf $args' exits $rc, not a usage error naming $o: $(cat "$err")"
+      bad=1
+    fi
+    refused=$((refused + 1))
+  done
+done
+echo "leaves: ${#leaves[@]}, options accepted: $accepted, refused: $refused"
 exit "$bad"

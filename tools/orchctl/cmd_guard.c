@@ -9,7 +9,6 @@
  *   orchctl guard state PROJECT ISSUE STATE [--name]   (STATE is an id, or a name with --name)
  *   orchctl guard notify TEXT [--chat ID]
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +35,7 @@ static int finish(const globals *g, int rc, ProtobufCMessage *rep)
     return rc;
 }
 
-static int guard_decide(int argc, char **argv, const globals *g)
+static int guard_decide(const orchctl_args *a, const globals *g)
 {
     static const struct {
         const char *name;
@@ -47,19 +46,17 @@ static int guard_decide(int argc, char **argv, const globals *g)
         { "set-state", ORCH__V1__GUARD_OPERATION__GUARD_OP_SET_ISSUE_STATE_DIRECT },
         { "notify", ORCH__V1__GUARD_OPERATION__GUARD_OP_NOTIFY },
     };
-    if (argc != 3) {
-        orchctl_usage_error("guard", argv[0]);
-        return EXIT_USAGE;
-    }
+    if (a->npos != 2)
+        return orchctl_usage_error(a);
     Orch__V1__DecideRequest req = ORCH__V1__DECIDE_REQUEST__INIT;
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-        if (strcmp(argv[1], ops[i].name) == 0)
+        if (strcmp(a->pos[0], ops[i].name) == 0)
             req.operation = ops[i].op;
     if (req.operation == ORCH__V1__GUARD_OPERATION__GUARD_OP_UNSPECIFIED) {
-        fprintf(stderr, "orchctl guard decide: unknown operation '%s'\n", argv[1]);
+        fprintf(stderr, "orchctl guard decide: unknown operation '%s'\n", a->pos[0]);
         return EXIT_USAGE;
     }
-    req.target = argv[2];
+    req.target = a->pos[1];
     req.caller = "orchctl";
     ProtobufCMessage *rep = NULL;
     orch_rpc_status st;
@@ -83,34 +80,13 @@ static void print_audit(const Orch__V1__ListAuditReply *r)
     }
 }
 
-static int guard_audit(int argc, char **argv, const globals *g)
+static int guard_audit(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "limit", required_argument, NULL, 'l' },
-        { "decision", required_argument, NULL, 'd' },
-        { "operation", required_argument, NULL, 'o' },
-        { NULL, 0, NULL, 0 },
-    };
     Orch__V1__ListAuditRequest req = ORCH__V1__LIST_AUDIT_REQUEST__INIT;
-    uint64_t limit = 0;
-    int ch;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'l':
-            if (!orchctl_parse_u64("--limit", optarg, &limit) || limit > 1000)
-                return EXIT_USAGE;
-            req.limit = (uint32_t)limit;
-            break;
-        case 'd': req.decision = optarg; break;
-        case 'o': req.operation = optarg; break;
-        default: orchctl_usage_error("guard", argv[0]); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        orchctl_usage_error("guard", argv[0]);
+    if (!orchctl_list_args(a, &req.limit))
         return EXIT_USAGE;
-    }
+    req.decision = (char *)orchctl_opt(a, "decision", req.decision);
+    req.operation = (char *)orchctl_opt(a, "operation", req.operation);
     ProtobufCMessage *rep = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, guard_target(), M("ListAudit"), &req.base,
@@ -123,17 +99,15 @@ static int guard_audit(int argc, char **argv, const globals *g)
     return finish(g, rc, rep);
 }
 
-static int guard_comment(int argc, char **argv, const globals *g)
+static int guard_comment(const orchctl_args *a, const globals *g)
 {
-    if (argc != 5) {
-        orchctl_usage_error("guard", argv[0]);
-        return EXIT_USAGE;
-    }
+    if (a->npos != 4)
+        return orchctl_usage_error(a);
     Orch__V1__AddCommentRequest req = ORCH__V1__ADD_COMMENT_REQUEST__INIT;
-    req.project_id = argv[1];
-    req.issue_id = argv[2];
-    req.external_id = argv[3];
-    req.text = argv[4];
+    req.project_id = a->pos[0];
+    req.issue_id = a->pos[1];
+    req.external_id = a->pos[2];
+    req.text = a->pos[3];
     req.caller = "orchctl";
     ProtobufCMessage *rep = NULL;
     orch_rpc_status st;
@@ -142,27 +116,15 @@ static int guard_comment(int argc, char **argv, const globals *g)
     return finish(g, rc, rep);
 }
 
-static int guard_state(int argc, char **argv, const globals *g)
+static int guard_state(const orchctl_args *a, const globals *g)
 {
-    bool by_name = false;
-    char *pos[3];
-    int npos = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--name") == 0)
-            by_name = true;
-        else if (npos < 3)
-            pos[npos++] = argv[i];
-        else
-            npos = 4;
-    }
-    if (npos != 3) {
-        orchctl_usage_error("guard", argv[0]);
-        return EXIT_USAGE;
-    }
+    if (a->npos != 3)
+        return orchctl_usage_error(a);
+    char **pos = a->pos;
     ProtobufCMessage *rep = NULL;
     orch_rpc_status st;
     int rc;
-    if (by_name) {
+    if (orchctl_flag(a, "name")) {
         Orch__V1__UpdateIssueStateRequest req = ORCH__V1__UPDATE_ISSUE_STATE_REQUEST__INIT;
         req.project_id = pos[0];
         req.issue_id = pos[1];
@@ -182,23 +144,13 @@ static int guard_state(int argc, char **argv, const globals *g)
     return finish(g, rc, rep);
 }
 
-static int guard_notify(int argc, char **argv, const globals *g)
+static int guard_notify(const orchctl_args *a, const globals *g)
 {
     Orch__V1__NotifyRequest req = ORCH__V1__NOTIFY_REQUEST__INIT;
-    char *text = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--chat") == 0 && i + 1 < argc)
-            req.chat_id = argv[++i];
-        else if (!text)
-            text = argv[i];
-        else
-            text = NULL, i = argc;
-    }
-    if (!text) {
-        orchctl_usage_error("guard", argv[0]);
-        return EXIT_USAGE;
-    }
-    req.text = text;
+    if (a->npos != 1)
+        return orchctl_usage_error(a);
+    req.chat_id = (char *)orchctl_opt(a, "chat", req.chat_id);
+    req.text = a->pos[0];
     req.caller = "orchctl";
     ProtobufCMessage *rep = NULL;
     orch_rpc_status st;
@@ -208,16 +160,17 @@ static int guard_notify(int argc, char **argv, const globals *g)
 }
 
 const orchctl_cmd orchctl_guard_cmds[] = {
-    { "decide", "OPERATION TARGET", "update-state comment set-state notify", guard_decide,
+    { "decide", "OPERATION TARGET", "update-state comment set-state notify", NULL, guard_decide,
       "OPERATION: update-state | comment | set-state | notify", NULL, NULL },
-    { "audit", "[--limit N] [--decision allow|block] [--operation OP]",
-      "--limit --decision --operation --help", guard_audit, "the guard's audit log", NULL, NULL },
-    { "comment", "PROJECT ISSUE EXTERNAL_ID TEXT", "--help", guard_comment,
+    { "audit", "[--limit N] [--decision allow|block] [--operation OP]", "",
+      ORCHCTL_OPTS({ "limit", true }, { "decision", true }, { "operation", true }), guard_audit,
+      "the guard's audit log", NULL, NULL },
+    { "comment", "PROJECT ISSUE EXTERNAL_ID TEXT", "", NULL, guard_comment,
       "AddComment through the guard", NULL, NULL },
-    { "state", "PROJECT ISSUE STATE [--name]", "--name --help", guard_state,
+    { "state", "PROJECT ISSUE STATE [--name]", "", ORCHCTL_OPTS({ "name", false }), guard_state,
       "STATE is an id (SetIssueStateDirect), or a name with --name (UpdateIssueState)", NULL,
       NULL },
-    { "notify", "TEXT [--chat ID]", "--chat --help", guard_notify, "Notify through the guard", NULL,
-      NULL },
-    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+    { "notify", "TEXT [--chat ID]", "", ORCHCTL_OPTS({ "chat", true }), guard_notify,
+      "Notify through the guard", NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };

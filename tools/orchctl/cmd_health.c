@@ -80,11 +80,12 @@ static orch_code health_one(const target *t, const globals *g, json_t *arr)
 }
 
 /* --help is answered from the command table before this runs. */
-int cmd_health(int argc, char **argv, const globals *g)
+int cmd_health(const orchctl_args *a, const globals *g)
 {
     bool want[8] = { false };
     bool any = false;
-    for (int i = 1; i < argc; i++) {
+    char **argv = a->pos;
+    for (int i = 0; i < a->npos; i++) {
         bool found = false;
         for (size_t k = 0; k < orchctl_ntargets; k++) {
             const target *t = &orchctl_targets[k];

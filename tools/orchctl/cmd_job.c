@@ -3,7 +3,6 @@
  * RPCs. `job spawn` is an operator's call site of Spawn (entry S1 of
  * docs/architecture/llm-call-sites.md).
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -70,47 +69,25 @@ static char *read_prompt(const char *text, const char *file)
     return buf;
 }
 
-static int job_spawn(int argc, char **argv, const globals *g)
+static int job_spawn(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "prompt", required_argument, NULL, 'p' },
-        { "prompt-file", required_argument, NULL, 'f' },
-        { "workdir", required_argument, NULL, 'w' },
-        { "timeout", required_argument, NULL, 't' },
-        { "stage", required_argument, NULL, 's' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *text = NULL, *file = NULL, *workdir = NULL, *stage = "";
+    const char *text = orchctl_opt(a, "prompt", NULL), *file = orchctl_opt(a, "prompt-file", NULL);
+    const char *workdir = orchctl_opt(a, "workdir", NULL);
     uint64_t timeout = 1800;
-    int ch;
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'p': text = optarg; break;
-        case 'f': file = optarg; break;
-        case 'w': workdir = optarg; break;
-        case 's': stage = optarg; break;
-        case 't':
-            if (!orchctl_parse_u64("--timeout", optarg, &timeout) || timeout > UINT32_MAX)
-                return EXIT_USAGE;
-            break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 2 || !workdir || (!text == !file)) {
-        orchctl_usage_error("job", argv[0]);
+    if (!orchctl_opt_u64(a, "timeout", UINT32_MAX, &timeout))
         return EXIT_USAGE;
-    }
+    if (a->npos != 2 || !workdir || (!text == !file))
+        return orchctl_usage_error(a);
     char *prompt = read_prompt(text, file);
     if (!prompt)
         return EXIT_USAGE;
     Orch__V1__SpawnRequest req = ORCH__V1__SPAWN_REQUEST__INIT;
-    req.role = argv[optind];
-    req.work_item = argv[optind + 1];
+    req.role = a->pos[0];
+    req.work_item = a->pos[1];
     req.prompt = prompt;
     req.workdir = (char *)workdir;
     req.timeout_s = (uint32_t)timeout;
-    req.stage = (char *)stage;
+    req.stage = (char *)orchctl_opt(a, "stage", "");
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("launcher"), M("Spawn"), &req.base,
@@ -127,13 +104,11 @@ static int job_spawn(int argc, char **argv, const globals *g)
     return EXIT_OK;
 }
 
-static int job_show_wait(int argc, char **argv, const globals *g, bool wait)
+static int job_show_wait(const orchctl_args *a, const globals *g, bool wait)
 {
     uint64_t id;
-    if (argc != 2 || !orchctl_parse_u64("JOB_ID", argv[1], &id)) {
-        orchctl_usage_error("job", argv[0]);
-        return EXIT_USAGE;
-    }
+    if (a->npos != 1 || !orchctl_parse_u64("JOB_ID", a->pos[0], &id))
+        return orchctl_usage_error(a);
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc;
@@ -173,26 +148,24 @@ static int job_show_wait(int argc, char **argv, const globals *g, bool wait)
     return !wait ? EXIT_OK : !finished ? 4 : ok ? EXIT_OK : 2;
 }
 
-static int job_show(int argc, char **argv, const globals *g)
+static int job_show(const orchctl_args *a, const globals *g)
 {
-    return job_show_wait(argc, argv, g, false);
+    return job_show_wait(a, g, false);
 }
 
-static int job_wait(int argc, char **argv, const globals *g)
+static int job_wait(const orchctl_args *a, const globals *g)
 {
-    return job_show_wait(argc, argv, g, true);
+    return job_show_wait(a, g, true);
 }
 
-static int job_cancel(int argc, char **argv, const globals *g)
+static int job_cancel(const orchctl_args *a, const globals *g)
 {
     uint64_t id;
-    if ((argc != 2 && argc != 3) || !orchctl_parse_u64("JOB_ID", argv[1], &id)) {
-        orchctl_usage_error("job", argv[0]);
-        return EXIT_USAGE;
-    }
+    if ((a->npos != 1 && a->npos != 2) || !orchctl_parse_u64("JOB_ID", a->pos[0], &id))
+        return orchctl_usage_error(a);
     Orch__V1__CancelJobRequest req = ORCH__V1__CANCEL_JOB_REQUEST__INIT;
     req.job_id = id;
-    req.reason = argc == 3 ? argv[2] : "operator";
+    req.reason = a->npos == 2 ? a->pos[1] : "operator";
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("launcher"), M("Cancel"), &req.base,
@@ -212,46 +185,40 @@ static int job_cancel(int argc, char **argv, const globals *g)
 const orchctl_cmd orchctl_job_cmds[] = {
     { "spawn",
       "ROLE WORK_ITEM --workdir DIR (--prompt TEXT|--prompt-file FILE|-) [--timeout S] [--stage S]",
-      "analyst architect developer reviewer tester deployer --workdir --prompt --prompt-file "
-      "--timeout --stage --help",
+      "analyst architect developer reviewer tester deployer",
+      ORCHCTL_OPTS({ "workdir", true }, { "prompt", true }, { "prompt-file", true },
+                   { "timeout", true }, { "stage", true }),
       job_spawn, "start an agent job", NULL, NULL },
-    { "show", "JOB_ID", "--help", job_show, "the job now", NULL, NULL },
-    { "wait", "JOB_ID", "--help", job_wait,
+    { "show", "JOB_ID", "", NULL, job_show, "the job now", NULL, NULL },
+    { "wait", "JOB_ID", "", NULL, job_wait,
       "until the job finishes (the global --timeout bounds it)", NULL, NULL },
-    { "cancel", "JOB_ID [REASON]", "--help", job_cancel, "cancel the job", NULL, NULL },
-    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+    { "cancel", "JOB_ID [REASON]", "", NULL, job_cancel, "cancel the job", NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
 /* ---- runs ------------------------------------------------------------------ */
 
-static int runs_list(int argc, char **argv, const globals *g)
+static void print_run(const Orch__V1__AgentRun *a)
 {
-    static const struct option opts[] = {
-        { "role", required_argument, NULL, 'r' },
-        { "item", required_argument, NULL, 'i' },
-        { "limit", required_argument, NULL, 'l' },
-        { NULL, 0, NULL, 0 },
-    };
+    char tok[64] = "tokens unknown", cost[32] = "cost unknown";
+    if (a->usage_known)
+        snprintf(tok, sizeof tok, "%" PRIu64 "/%" PRIu64 " tokens", a->input_tokens,
+                 a->output_tokens);
+    if (a->cost_known)
+        snprintf(cost, sizeof cost, "%.4f USD", a->cost_usd);
+    printf("run %-6" PRIu64 " job %-6" PRIu64 " %-10s %-16s exit %-3d %8" PRIu64
+           " ms  %s  %s  %zu verdict(s)\n",
+           a->id, a->job_id, a->role, a->work_item, (int)a->exit_status, a->duration_ms, tok, cost,
+           a->n_verdicts);
+}
+
+static int runs_list(const orchctl_args *a, const globals *g)
+{
     Orch__V1__ListRunsRequest req = ORCH__V1__LIST_RUNS_REQUEST__INIT;
-    uint64_t limit = 0;
-    int ch;
-    optind = 0;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'r': req.role = optarg; break;
-        case 'i': req.work_item = optarg; break;
-        case 'l':
-            if (!orchctl_parse_u64("--limit", optarg, &limit) || limit > 1000)
-                return EXIT_USAGE;
-            break;
-        default: orchctl_usage_error("runs", argv[0]); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        orchctl_usage_error("runs", argv[0]);
+    if (!orchctl_list_args(a, &req.limit))
         return EXIT_USAGE;
-    }
-    req.limit = (uint32_t)limit;
+    req.role = (char *)orchctl_opt(a, "role", req.role);
+    req.work_item = (char *)orchctl_opt(a, "item", req.work_item);
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("launcher"), M("ListRuns"), &req.base,
@@ -262,34 +229,20 @@ static int runs_list(int argc, char **argv, const globals *g)
     if (g->json) {
         orchctl_print_json(m);
     } else {
-        for (size_t i = 0; i < r->n_runs; i++) {
-            const Orch__V1__AgentRun *a = r->runs[i];
-            char tok[64] = "tokens unknown", cost[32] = "cost unknown";
-            if (a->usage_known)
-                snprintf(tok, sizeof tok, "%" PRIu64 "/%" PRIu64 " tokens", a->input_tokens,
-                         a->output_tokens);
-            if (a->cost_known)
-                snprintf(cost, sizeof cost, "%.4f USD", a->cost_usd);
-            printf("run %-6" PRIu64 " job %-6" PRIu64 " %-10s %-16s exit %-3d %8" PRIu64
-                   " ms  %s  %s  %zu verdict(s)\n",
-                   a->id, a->job_id, a->role, a->work_item, (int)a->exit_status, a->duration_ms,
-                   tok, cost, a->n_verdicts);
-        }
+        for (size_t i = 0; i < r->n_runs; i++)
+            print_run(r->runs[i]);
     }
     protobuf_c_message_free_unpacked(m, NULL);
     return EXIT_OK;
 }
 
-static int runs_savings(int argc, char **argv, const globals *g)
+static int runs_savings(const orchctl_args *a, const globals *g)
 {
     uint64_t days = 0;
-    if (argc == 3 && strcmp(argv[1], "--since-days") == 0) {
-        if (!orchctl_parse_u64("--since-days", argv[2], &days) || days > 36500)
-            return EXIT_USAGE;
-    } else if (argc != 1) {
-        orchctl_usage_error("runs", argv[0]);
+    if (!orchctl_opt_u64(a, "since-days", 36500, &days))
         return EXIT_USAGE;
-    }
+    if (a->npos != 0)
+        return orchctl_usage_error(a);
     Orch__V1__SavingsRequest req = ORCH__V1__SAVINGS_REQUEST__INIT;
     req.since_days = (uint32_t)days;
     ProtobufCMessage *m = NULL;
@@ -318,9 +271,10 @@ static int runs_savings(int argc, char **argv, const globals *g)
 }
 
 const orchctl_cmd orchctl_runs_cmds[] = {
-    { "list", "[--role ROLE] [--item WORK_ITEM] [--limit N]", "--role --item --limit --help",
-      runs_list, "finished agent runs", NULL, NULL },
-    { "savings", "[--since-days N]", "--since-days --help", runs_savings,
+    { "list", "[--role ROLE] [--item WORK_ITEM] [--limit N]", "",
+      ORCHCTL_OPTS({ "role", true }, { "item", true }, { "limit", true }), runs_list,
+      "finished agent runs", NULL, NULL },
+    { "savings", "[--since-days N]", "", ORCHCTL_OPTS({ "since-days", true }), runs_savings,
       "per role, runs, tokens, cost and time, with the role's classification", NULL, NULL },
-    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };

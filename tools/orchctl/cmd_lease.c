@@ -5,8 +5,12 @@
  * parent (the shell or script that runs it), so that a script holds the
  * lease for as long as it lives; --owner-pid names another process. The
  * owner's identity (host, boot id, pid, start time) is read here from /proc.
+ *
+ * Every call goes through the typed lease client (orch/lease_client.h), one
+ * RPC client per command. --json prints the reply message; where the typed
+ * result is all the client returns (Release, Validate, ForceRelease,
+ * ProbeOwner) the reply is rebuilt from it, field for field.
  */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +20,8 @@
 
 #include "orch/v1/lease.pb-c.h"
 #include "orch/ident.h"
+#include "orch/lease_client.h"
 #include "orchctl.h"
-
-#define M(name) "orch.v1.LeaseService/" name
 
 static const char *liveness_name(Orch__V1__Liveness l)
 {
@@ -66,314 +69,306 @@ static bool owner_of(pid_t pid, const char *instance, Orch__V1__Owner *o, orch_i
     return true;
 }
 
-static int lease_acquire(int argc, char **argv, const globals *g)
+/* A client of lease-service; NULL after a message. */
+static orch_rpc_client *lease_client(const globals *g)
 {
-    static const struct option opts[] = {
-        { "repo", required_argument, NULL, 'r' },
-        { "transition", required_argument, NULL, 't' },
-        { "actor", required_argument, NULL, 'a' },
-        { "owner-pid", required_argument, NULL, 'p' },
-        { "instance", required_argument, NULL, 'i' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *repo = getenv("ORCH_ORCHESTRATOR_REPO"), *transition = "manual";
-    const char *actor = "orchctl", *instance = NULL;
-    uint64_t pid = (uint64_t)getppid();
-    int ch;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'r': repo = optarg; break;
-        case 't': transition = optarg; break;
-        case 'a': actor = optarg; break;
-        case 'p':
-            if (!orchctl_parse_u64("--owner-pid", optarg, &pid))
-                return EXIT_USAGE;
-            break;
-        case 'i': instance = optarg; break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1) {
-        return orchctl_usage_error("lease", "acquire");
-    }
-    Orch__V1__AcquireRequest req = ORCH__V1__ACQUIRE_REQUEST__INIT;
-    Orch__V1__Owner owner = ORCH__V1__OWNER__INIT;
-    orch_ident id;
-    char inst[64];
-    if (!owner_of((pid_t)pid, instance, &owner, &id, inst, sizeof inst))
-        return EXIT_USAGE;
-    req.work_item = argv[optind];
-    req.repo = (char *)(repo && repo[0] ? repo : "orch");
-    req.transition = (char *)transition;
-    req.actor = (char *)actor;
-    req.owner = &owner;
-    ProtobufCMessage *m = NULL;
-    orch_rpc_status st;
-    int rc = orchctl_call(g, orchctl_target("lease"), M("Acquire"), &req.base,
-                          &orch__v1__acquire_reply__descriptor, &m, &st);
-    if (rc)
-        return rc;
-    const Orch__V1__AcquireReply *r = (const Orch__V1__AcquireReply *)m;
+    return orchctl_open(g, orchctl_target("lease"));
+}
+
+/* The exit status of a call of `method` that returned `err`: 0, or the RPC
+ * error printed. */
+static int call_status(const globals *g, orch_err err, const char *method,
+                       const orch_rpc_status *st)
+{
+    return err == ORCH_OK ? EXIT_OK : orchctl_rpc_error(g, method, st);
+}
+
+/* Prints the answer to Acquire of `item`; returns the exit status. */
+static int print_acquire(const globals *g, const char *item, const Orch__V1__AcquireReply *r)
+{
     bool held = r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__HELD;
     if (g->json) {
-        orchctl_print_json(m);
+        orchctl_print_json(&r->base);
     } else if (!held) {
-        printf("GRANTED %s epoch %" PRIu64 "%s%s%s\n", req.work_item, r->epoch,
+        printf("GRANTED %s epoch %" PRIu64 "%s%s%s\n", item, r->epoch,
                r->reclaimed ? " (taken over from a dead owner)" : "",
                r->already_held ? " (already held by this owner)" : "",
                r->inert ? " (inert: lease switched off or repo out of scope)" : "");
     } else {
-        printf("HELD %s by another owner, owner %s:\n", req.work_item,
-               liveness_name(r->holder_liveness));
+        printf("HELD %s by another owner, owner %s:\n", item, liveness_name(r->holder_liveness));
         if (r->holder)
             print_lease(r->holder);
     }
-    protobuf_c_message_free_unpacked(m, NULL);
     return held ? EXIT_HELD : EXIT_OK;
 }
 
-/* Parses "WORK_ITEM EPOCH" positional arguments. */
-static bool item_epoch(int argc, char **argv, char **item, uint64_t *epoch)
+static int lease_acquire(const orchctl_args *a, const globals *g)
 {
-    if (argc != 3) {
-        orchctl_usage_error("lease", argv[0]);
-        return false;
-    }
-    *item = argv[1];
-    return orchctl_parse_u64("EPOCH", argv[2], epoch);
-}
-
-static int lease_release(int argc, char **argv, const globals *g)
-{
-    Orch__V1__ReleaseRequest req = ORCH__V1__RELEASE_REQUEST__INIT;
-    if (!item_epoch(argc, argv, &req.work_item, &req.epoch))
+    const char *repo = orchctl_opt(a, "repo", getenv("ORCH_ORCHESTRATOR_REPO"));
+    uint64_t pid = (uint64_t)getppid();
+    if (!orchctl_opt_u64(a, "owner-pid", INT32_MAX, &pid))
         return EXIT_USAGE;
-    ProtobufCMessage *m = NULL;
+    if (a->npos != 1)
+        return orchctl_usage_error(a);
+    Orch__V1__Owner owner = ORCH__V1__OWNER__INIT;
+    orch_ident id;
+    char inst[64];
+    if (!owner_of((pid_t)pid, orchctl_opt(a, "instance", NULL), &owner, &id, inst, sizeof inst))
+        return EXIT_USAGE;
+    orch_lease_acquire_req req = {
+        .work_item = a->pos[0],
+        .repo = repo && repo[0] ? repo : "orch",
+        .transition = orchctl_opt(a, "transition", "manual"),
+        .actor = orchctl_opt(a, "actor", "orchctl"),
+        .owner = &owner,
+    };
+    orch_rpc_client *c = lease_client(g);
+    if (!c)
+        return EXIT_USAGE;
     orch_rpc_status st;
-    int rc = orchctl_call(g, orchctl_target("lease"), M("Release"), &req.base,
-                          &orch__v1__release_reply__descriptor, &m, &st);
+    orch_lease_acquire_res r;
+    int rc =
+        call_status(g, orch_lease_acquire(c, NULL, &req, &st, &r), orch_lease_method_acquire, &st);
+    orch_rpc_client_close(c);
     if (rc)
         return rc;
-    const Orch__V1__ReleaseReply *r = (const Orch__V1__ReleaseReply *)m;
+    rc = print_acquire(g, req.work_item, r.reply);
+    orch_lease_acquire_res_free(&r);
+    return rc;
+}
+
+/* Parses "WORK_ITEM EPOCH" positional arguments and opens the client, to
+ * be closed by the caller; NULL after a message (exit EXIT_USAGE). */
+static orch_rpc_client *item_epoch(const orchctl_args *a, const globals *g, const char **item,
+                                   uint64_t *epoch)
+{
+    if (a->npos != 2) {
+        orchctl_usage_error(a);
+        return NULL;
+    }
+    *item = a->pos[0];
+    return orchctl_parse_u64("EPOCH", a->pos[1], epoch) ? lease_client(g) : NULL;
+}
+
+static int lease_release(const orchctl_args *a, const globals *g)
+{
+    const char *item;
+    uint64_t epoch;
+    orch_rpc_client *c = item_epoch(a, g, &item, &epoch);
+    if (!c)
+        return EXIT_USAGE;
+    orch_rpc_status st;
+    orch_lease_release_res r;
+    int rc = call_status(g, orch_lease_release(c, NULL, item, epoch, NULL, &st, &r),
+                         orch_lease_method_release, &st);
+    orch_rpc_client_close(c);
+    if (rc)
+        return rc;
+    Orch__V1__ReleaseReply m = ORCH__V1__RELEASE_REPLY__INIT;
+    m.already_released = r.already_released;
+    m.released_epoch = r.released_epoch;
     if (g->json)
-        orchctl_print_json(m);
+        orchctl_print_json(&m.base);
     else
-        printf("released %s epoch %" PRIu64 "%s\n", req.work_item, req.epoch,
-               r->already_released ? " (it already was)" : "");
-    protobuf_c_message_free_unpacked(m, NULL);
+        printf("released %s epoch %" PRIu64 "%s\n", item, epoch,
+               r.already_released ? " (it already was)" : "");
     return EXIT_OK;
 }
 
-static int lease_validate(int argc, char **argv, const globals *g)
+static int lease_validate(const orchctl_args *a, const globals *g)
 {
-    Orch__V1__ValidateRequest req = ORCH__V1__VALIDATE_REQUEST__INIT;
-    if (!item_epoch(argc, argv, &req.work_item, &req.epoch))
+    const char *item;
+    uint64_t epoch;
+    orch_rpc_client *c = item_epoch(a, g, &item, &epoch);
+    if (!c)
         return EXIT_USAGE;
-    ProtobufCMessage *m = NULL;
     orch_rpc_status st;
-    int rc = orchctl_call(g, orchctl_target("lease"), M("Validate"), &req.base,
-                          &orch__v1__validate_reply__descriptor, &m, &st);
+    orch_lease_validate_res r;
+    int rc = call_status(g, orch_lease_validate(c, NULL, item, epoch, &st, &r),
+                         orch_lease_method_validate, &st);
+    orch_rpc_client_close(c);
     if (rc)
         return rc;
-    const Orch__V1__ValidateReply *r = (const Orch__V1__ValidateReply *)m;
-    bool valid = r->valid;
+    Orch__V1__ValidateReply m = ORCH__V1__VALIDATE_REPLY__INIT;
+    m.valid = r.valid;
+    m.current_epoch = r.current_epoch;
+    m.held = r.held;
     if (g->json)
-        orchctl_print_json(m);
-    else if (valid)
-        printf("valid: %s epoch %" PRIu64 " is the live grant\n", req.work_item, req.epoch);
+        orchctl_print_json(&m.base);
+    else if (r.valid)
+        printf("valid: %s epoch %" PRIu64 " is the live grant\n", item, epoch);
     else
-        printf("not valid: %s is at epoch %" PRIu64 ", %s\n", req.work_item, r->current_epoch,
-               r->held ? "held" : "not held");
-    protobuf_c_message_free_unpacked(m, NULL);
-    return valid ? EXIT_OK : EXIT_HELD;
+        printf("not valid: %s is at epoch %" PRIu64 ", %s\n", item, r.current_epoch,
+               r.held ? "held" : "not held");
+    return r.valid ? EXIT_OK : EXIT_HELD;
 }
 
 /* The epoch of the live grant of `item` (0 when it is not held, with a
  * message); an RPC failure is returned as its exit status. */
-static int read_live_epoch(const globals *g, const char *item, uint64_t *epoch)
+static int read_live_epoch(const globals *g, orch_rpc_client *c, const char *item, uint64_t *epoch)
 {
-    Orch__V1__GetLeaseRequest req = ORCH__V1__GET_LEASE_REQUEST__INIT;
-    req.work_item = (char *)item;
-    ProtobufCMessage *m = NULL;
     orch_rpc_status st;
-    int rc = orchctl_call(g, orchctl_target("lease"), M("Get"), &req.base,
-                          &orch__v1__lease__descriptor, &m, &st);
+    Orch__V1__Lease *l = NULL;
+    int rc = call_status(g, orch_lease_get(c, NULL, item, &st, &l), orch_lease_method_get, &st);
     if (rc)
         return rc;
-    const Orch__V1__Lease *l = (const Orch__V1__Lease *)m;
     bool held = l->held;
     *epoch = held ? l->epoch : 0;
     if (!held)
         fprintf(stderr, "orchctl: %s is not held (epoch %" PRIu64 ", %s)\n", item, l->epoch,
                 l->release_reason);
-    protobuf_c_message_free_unpacked(m, NULL);
+    orch_lease_free(l);
     return held ? EXIT_OK : EXIT_RPC_BASE + ORCH_CODE_FAILED_PRECONDITION;
 }
 
-static int lease_force_release(int argc, char **argv, const globals *g)
+/* ForceRelease of `req` (its epoch read first when 0) on `c`; prints the
+ * result and returns the exit status. */
+static int force_release(const globals *g, orch_rpc_client *c, orch_lease_force_release_req *req)
 {
-    static const struct option opts[] = {
-        { "reason", required_argument, NULL, 'r' },
-        { "operator", required_argument, NULL, 'o' },
-        { "epoch", required_argument, NULL, 'e' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *reason = NULL, *op = getenv("USER");
-    uint64_t epoch = 0;
-    int ch;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ch == 'r')
-            reason = optarg;
-        else if (ch == 'o')
-            op = optarg;
-        else if (ch != 'e' || !orchctl_parse_u64("--epoch", optarg, &epoch) || epoch == 0)
-            return EXIT_USAGE;
-    }
-    if (optind != argc - 1 || !reason) {
-        orchctl_usage_error("lease", argv[0]);
-        return EXIT_USAGE;
-    }
     /* Without --epoch, the live grant is read first: the release names it,
      * so a resend never releases a newer grant. */
-    int rc = epoch ? EXIT_OK : read_live_epoch(g, argv[optind], &epoch);
+    int rc = req->epoch ? EXIT_OK : read_live_epoch(g, c, req->work_item, &req->epoch);
     if (rc)
         return rc;
-    Orch__V1__ForceReleaseRequest req = ORCH__V1__FORCE_RELEASE_REQUEST__INIT;
-    req.work_item = argv[optind];
-    req.reason = (char *)reason;
-    req.operator_ = (char *)(op ? op : "");
-    req.epoch = epoch;
-    ProtobufCMessage *m = NULL;
     orch_rpc_status st;
-    rc = orchctl_call(g, orchctl_target("lease"), M("ForceRelease"), &req.base,
-                      &orch__v1__force_release_reply__descriptor, &m, &st);
+    orch_lease_release_res r;
+    rc = call_status(g, orch_lease_force_release(c, NULL, req, &st, &r),
+                     orch_lease_method_force_release, &st);
     if (rc)
         return rc;
-    const Orch__V1__ForceReleaseReply *r = (const Orch__V1__ForceReleaseReply *)m;
+    Orch__V1__ForceReleaseReply m = ORCH__V1__FORCE_RELEASE_REPLY__INIT;
+    m.released_epoch = r.released_epoch;
+    m.already_released = r.already_released;
     if (g->json)
-        orchctl_print_json(m);
+        orchctl_print_json(&m.base);
     else
-        printf("force-released %s epoch %" PRIu64 "%s\n", req.work_item, r->released_epoch,
-               r->already_released ? " (already, by an earlier call)" : "");
-    protobuf_c_message_free_unpacked(m, NULL);
+        printf("force-released %s epoch %" PRIu64 "%s\n", req->work_item, r.released_epoch,
+               r.already_released ? " (already, by an earlier call)" : "");
     return EXIT_OK;
 }
 
-static int lease_show(int argc, char **argv, const globals *g)
+static int lease_force_release(const orchctl_args *a, const globals *g)
 {
-    if (argc != 2) {
-        orchctl_usage_error("lease", argv[0]);
-        return EXIT_USAGE;
-    }
-    Orch__V1__GetLeaseRequest req = ORCH__V1__GET_LEASE_REQUEST__INIT;
-    req.work_item = argv[1];
-    ProtobufCMessage *m = NULL;
-    orch_rpc_status st;
-    int rc = orchctl_call(g, orchctl_target("lease"), M("Get"), &req.base,
-                          &orch__v1__lease__descriptor, &m, &st);
-    if (rc)
-        return rc;
-    if (g->json)
-        orchctl_print_json(m);
-    else
-        print_lease((const Orch__V1__Lease *)m);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return EXIT_OK;
-}
-
-static int lease_list(int argc, char **argv, const globals *g)
-{
-    static const struct option opts[] = {
-        { "all", no_argument, NULL, 'a' },
-        { "repo", required_argument, NULL, 'r' },
-        { "limit", required_argument, NULL, 'l' },
-        { NULL, 0, NULL, 0 },
+    const char *op = orchctl_opt(a, "operator", getenv("USER"));
+    orch_lease_force_release_req req = {
+        .reason = orchctl_opt(a, "reason", NULL),
+        .operator_ = op ? op : "",
     };
-    Orch__V1__ListLeasesRequest req = ORCH__V1__LIST_LEASES_REQUEST__INIT;
-    uint64_t limit;
-    int ch;
-    req.held_only = true;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'a': req.held_only = false; break;
-        case 'r': req.repo = optarg; break;
-        case 'l':
-            if (!orchctl_parse_u64("--limit", optarg, &limit) || limit > 1000)
-                return EXIT_USAGE;
-            req.limit = (uint32_t)limit;
-            break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        orchctl_usage_error("lease", argv[0]);
+    if (!orchctl_opt_u64(a, "epoch", UINT64_MAX, &req.epoch))
         return EXIT_USAGE;
-    }
-    ProtobufCMessage *m = NULL;
+    if (a->npos != 1 || !req.reason)
+        return orchctl_usage_error(a);
+    req.work_item = a->pos[0];
+    orch_rpc_client *c = lease_client(g);
+    if (!c)
+        return EXIT_USAGE;
+    int rc = force_release(g, c, &req);
+    orch_rpc_client_close(c);
+    return rc;
+}
+
+static int lease_show(const orchctl_args *a, const globals *g)
+{
+    if (a->npos != 1)
+        return orchctl_usage_error(a);
+    orch_rpc_client *c = lease_client(g);
+    if (!c)
+        return EXIT_USAGE;
     orch_rpc_status st;
-    int rc = orchctl_call(g, orchctl_target("lease"), M("List"), &req.base,
-                          &orch__v1__list_leases_reply__descriptor, &m, &st);
+    Orch__V1__Lease *l = NULL;
+    int rc =
+        call_status(g, orch_lease_get(c, NULL, a->pos[0], &st, &l), orch_lease_method_get, &st);
+    orch_rpc_client_close(c);
     if (rc)
         return rc;
-    const Orch__V1__ListLeasesReply *r = (const Orch__V1__ListLeasesReply *)m;
     if (g->json)
-        orchctl_print_json(m);
-    else if (r->n_leases == 0)
-        printf("no %sleases\n", req.held_only ? "held " : "");
-    for (size_t i = 0; !g->json && i < r->n_leases; i++)
-        print_lease(r->leases[i]);
-    protobuf_c_message_free_unpacked(m, NULL);
+        orchctl_print_json(&l->base);
+    else
+        print_lease(l);
+    orch_lease_free(l);
     return EXIT_OK;
 }
 
-static int lease_probe(int argc, char **argv, const globals *g)
+static int lease_list(const orchctl_args *a, const globals *g)
 {
-    Orch__V1__ProbeOwnerRequest req = ORCH__V1__PROBE_OWNER_REQUEST__INIT;
-    uint64_t pid, ticks;
-    if (argc != 4) {
-        orchctl_usage_error("lease", argv[0]);
+    orch_lease_list_req req = {
+        .held_only = !orchctl_flag(a, "all"),
+        .repo = orchctl_opt(a, "repo", ""),
+    };
+    if (!orchctl_list_args(a, &req.limit))
         return EXIT_USAGE;
-    }
-    if (!orchctl_parse_u64("PID", argv[1], &pid) || pid > INT32_MAX ||
-        !orchctl_parse_u64("START_TICKS", argv[2], &ticks))
+    orch_rpc_client *c = lease_client(g);
+    if (!c)
         return EXIT_USAGE;
-    req.pid = (int32_t)pid;
-    req.start_ticks = ticks;
-    req.boot_id = argv[3];
-    ProtobufCMessage *m = NULL;
     orch_rpc_status st;
-    int rc = orchctl_call(g, orchctl_target("lease"), M("ProbeOwner"), &req.base,
-                          &orch__v1__probe_owner_reply__descriptor, &m, &st);
+    orch_lease_list_res r;
+    int rc = call_status(g, orch_lease_list(c, NULL, &req, &st, &r), orch_lease_method_list, &st);
+    orch_rpc_client_close(c);
     if (rc)
         return rc;
-    const Orch__V1__ProbeOwnerReply *r = (const Orch__V1__ProbeOwnerReply *)m;
     if (g->json)
-        orchctl_print_json(m);
+        orchctl_print_json(&r.reply->base);
+    else if (r.n == 0)
+        printf("no %sleases\n", req.held_only ? "held " : "");
+    for (size_t i = 0; !g->json && i < r.n; i++)
+        print_lease(r.leases[i]);
+    orch_lease_list_res_free(&r);
+    return EXIT_OK;
+}
+
+static int lease_probe(const orchctl_args *a, const globals *g)
+{
+    Orch__V1__Owner owner = ORCH__V1__OWNER__INIT;
+    uint64_t pid;
+    if (a->npos != 3)
+        return orchctl_usage_error(a);
+    if (!orchctl_parse_u64("PID", a->pos[0], &pid) || pid > INT32_MAX ||
+        !orchctl_parse_u64("START_TICKS", a->pos[1], &owner.start_ticks))
+        return EXIT_USAGE;
+    owner.pid = (int32_t)pid;
+    owner.boot_id = a->pos[2];
+    orch_rpc_client *c = lease_client(g);
+    if (!c)
+        return EXIT_USAGE;
+    orch_rpc_status st;
+    orch_lease_probe_res r;
+    int rc = call_status(g, orch_lease_probe_owner(c, NULL, &owner, &st, &r),
+                         orch_lease_method_probe_owner, &st);
+    orch_rpc_client_close(c);
+    if (rc)
+        return rc;
+    /* As answered: the owner named here has no host to check it against. */
+    Orch__V1__ProbeOwnerReply m = ORCH__V1__PROBE_OWNER_REPLY__INIT;
+    m.liveness = r.answer;
+    m.reason = r.reason;
+    m.host_id = r.host_id;
+    m.boot_id = r.boot_id;
+    if (g->json)
+        orchctl_print_json(&m.base);
     else
-        printf("%s on %s: %s\n", liveness_name(r->liveness), r->host_id, r->reason);
-    protobuf_c_message_free_unpacked(m, NULL);
+        printf("%s on %s: %s\n", liveness_name(r.answer), r.host_id, r.reason);
     return EXIT_OK;
 }
 
 const orchctl_cmd orchctl_lease_cmds[] = {
     { "acquire",
-      "WORK_ITEM [--repo R] [--transition T] [--actor A] [--owner-pid PID] [--instance ID]",
-      "--actor --transition --repo --owner-pid --instance --help", lease_acquire,
-      "take the lease for PID (default: orchctl's parent); exit 0 GRANTED, 3 HELD", NULL, NULL },
-    { "release", "WORK_ITEM EPOCH", "--help", lease_release,
+      "WORK_ITEM [--repo R] [--transition T] [--actor A] [--owner-pid PID] [--instance ID]", "",
+      ORCHCTL_OPTS({ "actor", true }, { "transition", true }, { "repo", true },
+                   { "owner-pid", true }, { "instance", true }),
+      lease_acquire, "take the lease for PID (default: orchctl's parent); exit 0 GRANTED, 3 HELD",
+      NULL, NULL },
+    { "release", "WORK_ITEM EPOCH", "", NULL, lease_release,
       "release a lease you hold (73: not the live grant)", NULL, NULL },
-    { "validate", "WORK_ITEM EPOCH", "--help", lease_validate,
+    { "validate", "WORK_ITEM EPOCH", "", NULL, lease_validate,
       "exit 0 if EPOCH is the live grant, else 3", NULL, NULL },
-    { "force-release", "WORK_ITEM --reason TEXT [--epoch N] [--operator NAME]",
-      "--epoch --operator --reason --help", lease_force_release,
-      "operator action; recorded and alerted", NULL, NULL },
-    { "show", "WORK_ITEM", "--help", lease_show, "the lease row", NULL, NULL },
-    { "list", "[--all] [--repo R] [--limit N]", "--all --repo --limit --help", lease_list,
+    { "force-release", "WORK_ITEM --reason TEXT [--epoch N] [--operator NAME]", "",
+      ORCHCTL_OPTS({ "epoch", true }, { "operator", true }, { "reason", true }),
+      lease_force_release, "operator action; recorded and alerted", NULL, NULL },
+    { "show", "WORK_ITEM", "", NULL, lease_show, "the lease row", NULL, NULL },
+    { "list", "[--all] [--repo R] [--limit N]", "",
+      ORCHCTL_OPTS({ "all", false }, { "repo", true }, { "limit", true }), lease_list,
       "held leases (--all: released too)", NULL, NULL },
-    { "probe", "PID START_TICKS BOOT_ID", "--help", lease_probe,
+    { "probe", "PID START_TICKS BOOT_ID", "", NULL, lease_probe,
       "is this process alive on the service's host", NULL, NULL },
-    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };

@@ -13,7 +13,6 @@
  * fields borrow argv or buffers local to the subcommand.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,34 +73,16 @@ static void print_holder(const Orch__V1__Lease *l, Orch__V1__Liveness lv)
 
 /* ---- create -------------------------------------------------------------- */
 
-static int stage_create(int argc, char **argv, const globals *g)
+static int stage_create(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "repo", required_argument, NULL, 'r' },
-        { "title", required_argument, NULL, 't' },
-        { "pr", required_argument, NULL, 'p' },
-        { NULL, 0, NULL, 0 },
-    };
     Orch__V1__CreateTaskRequest req = ORCH__V1__CREATE_TASK_REQUEST__INIT;
-    const char *repo = NULL;
-    int ch;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'r': repo = optarg; break;
-        case 't': req.title = optarg; break;
-        case 'p':
-            if (!orchctl_parse_u64("--pr", optarg, &req.pr_number))
-                return EXIT_USAGE;
-            break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1 || !repo) {
-        orchctl_usage_error("stage", argv[0]);
+    const char *repo = orchctl_opt(a, "repo", NULL);
+    req.title = (char *)orchctl_opt(a, "title", req.title);
+    if (!orchctl_opt_u64(a, "pr", UINT64_MAX, &req.pr_number))
         return EXIT_USAGE;
-    }
-    req.work_item = argv[optind];
+    if (a->npos != 1 || !repo)
+        return orchctl_usage_error(a);
+    req.work_item = a->pos[0];
     req.repo = (char *)repo;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
@@ -133,25 +114,15 @@ static int get_task(const globals *g, const char *item, uint32_t limit,
                         &orch__v1__get_task_reply__descriptor, (ProtobufCMessage **)out, &st);
 }
 
-static int stage_show(int argc, char **argv, const globals *g)
+static int stage_show(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "history", required_argument, NULL, 'n' },
-        { NULL, 0, NULL, 0 },
-    };
     uint64_t limit = 0;
-    int ch;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ch != 'n' || !orchctl_parse_u64("--history", optarg, &limit) || limit > 1000)
-            return EXIT_USAGE;
-    }
-    if (optind != argc - 1) {
-        orchctl_usage_error("stage", argv[0]);
+    if (!orchctl_opt_u64(a, "history", 1000, &limit))
         return EXIT_USAGE;
-    }
+    if (a->npos != 1)
+        return orchctl_usage_error(a);
     Orch__V1__GetTaskReply *r = NULL;
-    int rc = get_task(g, argv[optind], (uint32_t)limit, &r);
+    int rc = get_task(g, a->pos[0], (uint32_t)limit, &r);
     if (rc)
         return rc;
     if (g->json) {
@@ -337,43 +308,25 @@ static int do_advance(const globals *g, Orch__V1__AdvanceStageRequest *req)
     return rc;
 }
 
-static int stage_advance(int argc, char **argv, const globals *g)
+static int stage_advance(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "from", required_argument, NULL, 'f' },
-        { "to", required_argument, NULL, 't' },
-        { "actor", required_argument, NULL, 'a' },
-        { "evidence-file", required_argument, NULL, 'e' },
-        { "verdict", required_argument, NULL, 'v' },
-        { NULL, 0, NULL, 0 },
-    };
     Orch__V1__AdvanceStageRequest req = ORCH__V1__ADVANCE_STAGE_REQUEST__INIT;
-    const char *from = NULL, *to = NULL, *file = NULL;
+    const char *from = orchctl_opt(a, "from", NULL), *to = orchctl_opt(a, "to", NULL);
+    const char *file = orchctl_opt(a, "evidence-file", NULL), *v;
     verdict_args va = { .n = 0 };
-    int ch, rc = EXIT_USAGE;
-    req.actor = "operator";
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'f': from = optarg; break;
-        case 't': to = optarg; break;
-        case 'a': req.actor = optarg; break;
-        case 'e': file = optarg; break;
-        case 'v':
-            if (!add_verdict(&va, optarg))
-                goto done;
-            break;
-        default: goto done;
-        }
-    }
-    if (optind != argc - 1 || !from || !to) {
-        orchctl_usage_error("stage", argv[0]);
+    int rc = EXIT_USAGE;
+    for (size_t i = 0; (v = orchctl_opt_nth(a, "verdict", i)); i++)
+        if (!add_verdict(&va, v))
+            goto done;
+    if (a->npos != 1 || !from || !to) {
+        orchctl_usage_error(a);
         goto done;
     }
     char *text = NULL;
     if (file && !(text = read_evidence(file)))
         goto done;
-    req.work_item = argv[optind];
+    req.work_item = a->pos[0];
+    req.actor = (char *)orchctl_opt(a, "actor", "operator");
     req.expected_from = (char *)from;
     req.to = (char *)to;
     req.evidence = text ? text : "";
@@ -386,66 +339,36 @@ done:
     return rc;
 }
 
-static int stage_cancel(int argc, char **argv, const globals *g)
+static int stage_cancel(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "actor", required_argument, NULL, 'a' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *actor = "operator";
-    int ch;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ch != 'a')
-            return EXIT_USAGE;
-        actor = optarg;
-    }
-    if (optind != argc - 1) {
-        orchctl_usage_error("stage", argv[0]);
-        return EXIT_USAGE;
-    }
+    if (a->npos != 1)
+        return orchctl_usage_error(a);
     Orch__V1__GetTaskReply *t = NULL;
-    int rc = get_task(g, argv[optind], 1, &t);
+    int rc = get_task(g, a->pos[0], 1, &t);
     if (rc)
         return rc;
     char from[64];
     snprintf(from, sizeof from, "%s", t->task ? t->task->stage : "");
     protobuf_c_message_free_unpacked(&t->base, NULL);
     Orch__V1__AdvanceStageRequest req = ORCH__V1__ADVANCE_STAGE_REQUEST__INIT;
-    req.work_item = argv[optind];
+    req.work_item = a->pos[0];
     req.expected_from = from;
     req.to = "cancelled";
-    req.actor = (char *)actor;
+    req.actor = (char *)orchctl_opt(a, "actor", "operator");
     return do_advance(g, &req);
 }
 
 /* ---- rollback ------------------------------------------------------------ */
 
-static int stage_rollback(int argc, char **argv, const globals *g)
+static int stage_rollback(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "from", required_argument, NULL, 'f' },
-        { "reason", required_argument, NULL, 'r' },
-        { "actor", required_argument, NULL, 'a' },
-        { NULL, 0, NULL, 0 },
-    };
     Orch__V1__RollbackRequest req = ORCH__V1__ROLLBACK_REQUEST__INIT;
-    int ch;
-    req.actor = "operator";
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'f': req.expected_from = optarg; break;
-        case 'r': req.reason = optarg; break;
-        case 'a': req.actor = optarg; break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind != argc - 1 || !req.expected_from[0] || !req.reason[0]) {
-        orchctl_usage_error("stage", argv[0]);
-        return EXIT_USAGE;
-    }
-    req.work_item = argv[optind];
+    req.expected_from = (char *)orchctl_opt(a, "from", req.expected_from);
+    req.reason = (char *)orchctl_opt(a, "reason", req.reason);
+    req.actor = (char *)orchctl_opt(a, "actor", "operator");
+    if (a->npos != 1 || !req.expected_from[0] || !req.reason[0])
+        return orchctl_usage_error(a);
+    req.work_item = a->pos[0];
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("stage"), M("Rollback"), &req.base,
@@ -470,34 +393,13 @@ static int stage_rollback(int argc, char **argv, const globals *g)
 
 /* ---- queue, pipeline ----------------------------------------------------- */
 
-static int stage_queue(int argc, char **argv, const globals *g)
+static int stage_queue(const orchctl_args *a, const globals *g)
 {
-    static const struct option opts[] = {
-        { "stage", required_argument, NULL, 's' },
-        { "repo", required_argument, NULL, 'r' },
-        { "limit", required_argument, NULL, 'l' },
-        { NULL, 0, NULL, 0 },
-    };
     Orch__V1__ListQueueRequest req = ORCH__V1__LIST_QUEUE_REQUEST__INIT;
-    uint64_t limit;
-    int ch;
-    optind = 0; /* 0: full reset of GNU getopt after the top-level parse */
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 's': req.stage = optarg; break;
-        case 'r': req.repo = optarg; break;
-        case 'l':
-            if (!orchctl_parse_u64("--limit", optarg, &limit) || limit > 1000)
-                return EXIT_USAGE;
-            req.limit = (uint32_t)limit;
-            break;
-        default: return EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        orchctl_usage_error("stage", argv[0]);
+    if (!orchctl_list_args(a, &req.limit))
         return EXIT_USAGE;
-    }
+    req.stage = (char *)orchctl_opt(a, "stage", req.stage);
+    req.repo = (char *)orchctl_opt(a, "repo", req.repo);
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
     int rc = orchctl_call(g, orchctl_target("stage"), M("ListQueue"), &req.base,
@@ -534,13 +436,10 @@ static void join(char **v, size_t n, char *out, size_t cap)
         snprintf(out, cap, "-");
 }
 
-static int stage_pipeline(int argc, char **argv, const globals *g)
+static int stage_pipeline(const orchctl_args *a, const globals *g)
 {
-    (void)argv;
-    if (argc != 1) {
-        orchctl_usage_error("stage", argv[0]);
-        return EXIT_USAGE;
-    }
+    if (a->npos != 0)
+        return orchctl_usage_error(a);
     Orch__V1__PipelineRequest req = ORCH__V1__PIPELINE_REQUEST__INIT;
     ProtobufCMessage *m = NULL;
     orch_rpc_status st;
@@ -574,23 +473,28 @@ static int stage_pipeline(int argc, char **argv, const globals *g)
 /* ---- dispatch ------------------------------------------------------------ */
 
 const orchctl_cmd orchctl_stage_cmds[] = {
-    { "create", "WORK_ITEM --repo OWNER/NAME [--title T] [--pr N]", "--repo --title --pr --help",
-      stage_create, "a new task in backlog (the same again: no change)", NULL, NULL },
-    { "show", "WORK_ITEM [--history N]", "--history --help", stage_show,
+    { "create", "WORK_ITEM --repo OWNER/NAME [--title T] [--pr N]", "",
+      ORCHCTL_OPTS({ "repo", true }, { "title", true }, { "pr", true }), stage_create,
+      "a new task in backlog (the same again: no change)", NULL, NULL },
+    { "show", "WORK_ITEM [--history N]", "", ORCHCTL_OPTS({ "history", true }), stage_show,
       "stage, version, history, side effects, verdicts", NULL, NULL },
     { "advance",
-      "WORK_ITEM --from S --to S [--actor A] [--verdict K=V]... [--evidence-file FILE|-]",
-      "--from --to --actor --verdict --evidence-file --help", stage_advance,
+      "WORK_ITEM --from S --to S [--actor A] [--verdict K=V]... [--evidence-file FILE|-]", "",
+      ORCHCTL_OPTS({ "from", true }, { "to", true }, { "actor", true }, { "verdict", true },
+                   { "evidence-file", true }),
+      stage_advance,
       "one transition: lease, gates, effects, expected-stage write; FILE holds verdict lines "
       "(\"key: VALUE\"), - reads stdin",
       NULL, NULL },
-    { "rollback", "WORK_ITEM --from S --reason TEXT [--actor A]", "--from --reason --actor --help",
-      stage_rollback, "back to development from review, testing, staging or deploy", NULL, NULL },
-    { "cancel", "WORK_ITEM [--actor A]", "--actor --help", stage_cancel,
+    { "rollback", "WORK_ITEM --from S --reason TEXT [--actor A]", "",
+      ORCHCTL_OPTS({ "from", true }, { "reason", true }, { "actor", true }), stage_rollback,
+      "back to development from review, testing, staging or deploy", NULL, NULL },
+    { "cancel", "WORK_ITEM [--actor A]", "", ORCHCTL_OPTS({ "actor", true }), stage_cancel,
       "to cancelled from the current stage", NULL, NULL },
-    { "queue", "[--stage S] [--repo R] [--limit N]", "--stage --repo --limit --help", stage_queue,
+    { "queue", "[--stage S] [--repo R] [--limit N]", "",
+      ORCHCTL_OPTS({ "stage", true }, { "repo", true }, { "limit", true }), stage_queue,
       "tasks and their leases", NULL, NULL },
-    { "pipeline", "", "--help", stage_pipeline,
+    { "pipeline", "", "", NULL, stage_pipeline,
       "the edges, their gates, rollback gates and effects", NULL, NULL },
-    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };

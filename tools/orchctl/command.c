@@ -7,8 +7,15 @@
  *                              offers after "orchctl PATH"
  *   orchctl help --synopsis    one "orchctl CMD SUB SYNOPSIS" line per leaf
  *
+ * A leaf's options are parsed here, with a getopt_long list built from its
+ * table row, so a command accepts exactly the options its row names (the
+ * ones --help and completion show), after its positional arguments or
+ * before them, and `--` ends them.
+ *
  * Single-threaded; argv is borrowed and compacted in place.
  */
+#include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,14 +72,154 @@ static const orchctl_cmd *find(const orchctl_cmd *t, const char *name)
     return NULL;
 }
 
-int orchctl_usage_error(const char *cmd, const char *sub)
+int orchctl_usage_error(const orchctl_args *a)
 {
-    const orchctl_cmd *c = find(orchctl_commands, cmd);
-    const orchctl_cmd *s = c ? find(c->subs, sub) : NULL;
-    if (s)
-        fprintf(stderr, "usage: orchctl %s %s%s%s\n", cmd, sub, s->synopsis[0] ? " " : "",
-                s->synopsis);
+    const orchctl_cmd *c = a->cmd;
+    fprintf(stderr, "usage: orchctl %s%s%s%s%s\n", a->parent ? a->parent : "", a->parent ? " " : "",
+            c->name, c->synopsis[0] ? " " : "", c->synopsis);
     return EXIT_USAGE;
+}
+
+/* ---- the options of a leaf ------------------------------------------------- */
+
+static int opt_index(const orchctl_cmd *c, const char *name)
+{
+    for (int i = 0; c->opts && c->opts[i].name; i++)
+        if (strcmp(c->opts[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static int known_opt(const orchctl_args *a, const char *name)
+{
+    int i = opt_index(a->cmd, name);
+    if (i < 0) {
+        fprintf(stderr, "orchctl: bug: '%s' asks for --%s, not in its table row\n", a->cmd->name,
+                name);
+        abort();
+    }
+    return i;
+}
+
+const char *orchctl_opt_nth(const orchctl_args *a, const char *name, size_t nth)
+{
+    int k = known_opt(a, name);
+    for (size_t i = 0; i < a->ngiven; i++)
+        if (a->given[i].opt == k && nth-- == 0)
+            return a->given[i].value;
+    return NULL;
+}
+
+const char *orchctl_opt(const orchctl_args *a, const char *name, const char *def)
+{
+    int k = known_opt(a, name);
+    for (size_t i = a->ngiven; i-- > 0;)
+        if (a->given[i].opt == k)
+            return a->given[i].value;
+    return def;
+}
+
+bool orchctl_flag(const orchctl_args *a, const char *name)
+{
+    return orchctl_opt(a, name, NULL) != NULL;
+}
+
+bool orchctl_opt_u64(const orchctl_args *a, const char *name, uint64_t max, uint64_t *out)
+{
+    const char *s = orchctl_opt(a, name, NULL);
+    char what[48];
+    uint64_t v;
+    if (!s)
+        return true;
+    snprintf(what, sizeof what, "--%s", name);
+    if (!orchctl_parse_u64(what, s, &v))
+        return false;
+    if (v > max) {
+        fprintf(stderr, "orchctl: %s must be at most %" PRIu64 ", got '%s'\n", what, max, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool orchctl_list_args(const orchctl_args *a, uint32_t *limit)
+{
+    uint64_t v = 0;
+    if (!orchctl_opt_u64(a, "limit", 1000, &v))
+        return false;
+    if (a->npos != 0) {
+        orchctl_usage_error(a);
+        return false;
+    }
+    *limit = (uint32_t)v;
+    return true;
+}
+
+/* Whether the option token `tok` ("--name" or "--name=VALUE") spells
+ * `name` in full: getopt_long also takes unique abbreviations. */
+static bool spelled_out(const char *tok, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(tok, "--", 2) == 0 && strncmp(tok + 2, name, n) == 0 &&
+           (tok[2 + n] == '\0' || tok[2 + n] == '=');
+}
+
+/* Prints why getopt_long refused a word (`ch` '?' or ':') or `tok` (an
+ * abbreviation, ch 0). Our long options have values 1..n; optopt is one of
+ * them for a long option's value, a character for a short option, else 0. */
+static void bad_option(const orchctl_args *a, int ch, const char *tok)
+{
+    const char *p = a->parent ? a->parent : "", *sp = a->parent ? " " : "";
+    int n = 0;
+    while (a->cmd->opts && a->cmd->opts[n].name)
+        n++;
+    if (ch && optopt >= 1 && optopt <= n)
+        fprintf(stderr, "orchctl %s%s%s: --%s %s\n", p, sp, a->cmd->name,
+                a->cmd->opts[optopt - 1].name, ch == ':' ? "needs a value" : "takes no value");
+    else if (ch && optopt > ' ')
+        fprintf(stderr, "orchctl %s%s%s: unknown option '-%c'\n", p, sp, a->cmd->name, optopt);
+    else
+        fprintf(stderr, "orchctl %s%s%s: unknown option '%s'\n", p, sp, a->cmd->name, tok);
+}
+
+/* Parses argv[1..argc) (argv[0]: the leaf's name) against the options of
+ * c's row into *a; false after a message and the usage line on stderr. */
+static bool parse_args(const char *parent, const orchctl_cmd *c, int argc, char **argv,
+                       orchctl_args *a)
+{
+    struct option lo[ORCHCTL_MAX_OPTS + 1];
+    int n = 0;
+    for (; c->opts && c->opts[n].name; n++) {
+        if (n == ORCHCTL_MAX_OPTS)
+            abort(); /* a table bug: raise ORCHCTL_MAX_OPTS */
+        lo[n] = (struct option){ c->opts[n].name, c->opts[n].arg ? required_argument : no_argument,
+                                 NULL, n + 1 };
+    }
+    lo[n] = (struct option){ NULL, 0, NULL, 0 };
+    a->parent = parent;
+    a->cmd = c;
+    a->ngiven = 0;
+    optind = 0; /* 0: full reset of GNU getopt */
+    opterr = 0; /* the messages are ours */
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+        bool refused = ch == '?' || ch == ':';
+        const char *tok = argv[optind - (!refused && optarg == argv[optind - 1] ? 2 : 1)];
+        if (refused || !spelled_out(tok, lo[ch - 1].name)) {
+            bad_option(a, refused ? ch : 0, tok);
+            orchctl_usage_error(a);
+            return false;
+        }
+        if (a->ngiven == ORCHCTL_MAX_GIVEN) {
+            fprintf(stderr, "orchctl: at most %d options\n", ORCHCTL_MAX_GIVEN);
+            return false;
+        }
+        a->given[a->ngiven].opt = ch - 1;
+        a->given[a->ngiven++].value = optarg ? optarg : "";
+    }
+    a->npos = argc - optind;
+    a->pos = argv + optind;
+    return true;
 }
 
 static bool is_help(const char *a)
@@ -136,17 +283,27 @@ static void words_line(const char *path, const orchctl_cmd *t, const char *extra
     printf("%s\n", extra);
 }
 
+/* What completion offers after leaf `c`: its values, its options, --help. */
+static void leaf_line(const char *parent, const orchctl_cmd *c)
+{
+    printf("%s%s%s\t%s%s", parent ? parent : "", parent ? " " : "", c->name, c->values,
+           c->values[0] ? " " : "");
+    for (const orchctl_option *o = c->opts; o && o->name; o++)
+        printf("--%s ", o->name);
+    printf("--help\n");
+}
+
 static int print_complete(void)
 {
     words_line("", orchctl_commands, GLOBAL_WORDS);
     for (const orchctl_cmd *c = orchctl_commands; c->name; c++) {
         if (!c->subs) {
-            printf("%s\t%s\n", c->name, c->words);
+            leaf_line(NULL, c);
             continue;
         }
         words_line(c->name, c->subs, "--help");
         for (const orchctl_cmd *s = c->subs; s->name; s++)
-            printf("%s %s\t%s\n", c->name, s->name, s->words);
+            leaf_line(c->name, s);
     }
     return EXIT_OK;
 }
@@ -162,17 +319,30 @@ static int print_synopsis(void)
     return EXIT_OK;
 }
 
+/* Runs leaf `c` of `parent` (NULL at the top) with argv[0] = its name;
+ * --help anywhere prints `shown`'s usage. */
+static int run_leaf(const char *parent, const orchctl_cmd *c, const orchctl_cmd *shown, int argc,
+                    char **argv, globals *g)
+{
+    for (int k = 1; k < argc; k++)
+        if (is_help(argv[k])) {
+            cmd_usage(stdout, shown);
+            return EXIT_OK;
+        }
+    /* A leaf with its own --timeout (job spawn) leaves it to getopt. */
+    if (!strip_globals(&argc, argv, 1, g, opt_index(c, "timeout") < 0))
+        return EXIT_USAGE;
+    orchctl_args a;
+    if (!parse_args(parent, c, argc, argv, &a))
+        return EXIT_USAGE;
+    return c->fn(&a, g);
+}
+
 /* The command `c` with argv[0] = its name. */
 static int run_cmd(const orchctl_cmd *c, int argc, char **argv, globals *g)
 {
-    if (!c->subs) {
-        for (int k = 1; k < argc; k++)
-            if (is_help(argv[k])) {
-                cmd_usage(stdout, c);
-                return EXIT_OK;
-            }
-        return strip_globals(&argc, argv, 1, g, true) ? c->fn(argc, argv, g) : EXIT_USAGE;
-    }
+    if (!c->subs)
+        return run_leaf(NULL, c, c, argc, argv, g);
     if (argc < 2 || is_help(argv[1])) {
         cmd_usage(argc < 2 ? stderr : stdout, c);
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
@@ -183,15 +353,7 @@ static int run_cmd(const orchctl_cmd *c, int argc, char **argv, globals *g)
         cmd_usage(stderr, c);
         return EXIT_USAGE;
     }
-    for (int k = 2; k < argc; k++)
-        if (is_help(argv[k])) {
-            cmd_usage(stdout, c);
-            return EXIT_OK;
-        }
-    bool own_timeout = strstr(s->words, "--timeout") != NULL;
-    if (!strip_globals(&argc, argv, 2, g, !own_timeout))
-        return EXIT_USAGE;
-    return s->fn(argc - 1, argv + 1, g);
+    return run_leaf(c->name, s, c, argc - 1, argv + 1, g);
 }
 
 int orchctl_run(int argc, char **argv)

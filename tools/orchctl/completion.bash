@@ -89,7 +89,7 @@ _orchctl() {
     "stage rollback") words="--from --reason --actor --help" ;;
     "stage cancel") words="--actor --help" ;;
     "stage queue") words="--stage --repo --limit --help" ;;
-    "guard decide") words="update-state comment set-state notify" ;;
+    "guard decide") words="update-state comment set-state notify --help" ;;
     "guard audit") words="--limit --decision --operation --help" ;;
     "guard state") words="--name --help" ;;
     "guard notify") words="--chat --help" ;;

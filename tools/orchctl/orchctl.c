@@ -54,9 +54,7 @@ const char *orchctl_address(const target *t)
     return "";
 }
 
-int orchctl_call(const globals *g, const target *t, const char *method, const ProtobufCMessage *req,
-                 const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
-                 orch_rpc_status *st)
+orch_rpc_client *orchctl_open(const globals *g, const target *t)
 {
     const char *mx = getenv("ORCH_RPC_MAX_MSG_BYTES");
     orch_rpc_client_opts o = {
@@ -67,22 +65,35 @@ int orchctl_call(const globals *g, const target *t, const char *method, const Pr
     orch_rpc_client *c;
     if (orch_rpc_client_open(orchctl_address(t), &o, &c) != ORCH_OK) {
         fprintf(stderr, "orchctl: bad address '%s' in %s\n", orchctl_address(t), t->var);
-        return EXIT_USAGE;
+        return NULL;
     }
-    orch_code code = orch_rpc_invoke(c, method, req, reply_desc, NULL, st, reply);
-    orch_rpc_client_close(c);
-    if (code == ORCH_CODE_OK)
-        return EXIT_OK;
+    return c;
+}
+
+int orchctl_rpc_error(const globals *g, const char *method, const orch_rpc_status *st)
+{
     if (g->json) {
-        json_t *e = json_pack("{s:s, s:s, s:s}", "method", method, "code", orch_code_name(code),
+        json_t *e = json_pack("{s:s, s:s, s:s}", "method", method, "code", orch_code_name(st->code),
                               "message", st->message);
         json_dumpf(e, stderr, JSON_INDENT(2) | JSON_PRESERVE_ORDER); /* errors: stderr */
         fputc('\n', stderr);
         json_decref(e);
     } else {
-        fprintf(stderr, "orchctl: %s: %s: %s\n", method, orch_code_name(code), st->message);
+        fprintf(stderr, "orchctl: %s: %s: %s\n", method, orch_code_name(st->code), st->message);
     }
-    return EXIT_RPC_BASE + (int)code;
+    return EXIT_RPC_BASE + (int)st->code;
+}
+
+int orchctl_call(const globals *g, const target *t, const char *method, const ProtobufCMessage *req,
+                 const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
+                 orch_rpc_status *st)
+{
+    orch_rpc_client *c = orchctl_open(g, t);
+    if (!c)
+        return EXIT_USAGE;
+    orch_code code = orch_rpc_invoke(c, method, req, reply_desc, NULL, st, reply);
+    orch_rpc_client_close(c);
+    return code == ORCH_CODE_OK ? EXIT_OK : orchctl_rpc_error(g, method, st);
 }
 
 void orchctl_print_json(const ProtobufCMessage *m)
@@ -109,29 +120,29 @@ bool orchctl_parse_u64(const char *what, const char *s, uint64_t *out)
 /* The command tree: dispatch, help, completion and the synopsis lines of
  * docs/operations/orchctl.md all come from here and the per-command tables. */
 const orchctl_cmd orchctl_commands[] = {
-    { "health", "[lease|stage|guard|launcher|all]...", "lease stage guard launcher all --help",
+    { "health", "[lease|stage|guard|launcher|all]...", "lease stage guard launcher all", NULL,
       cmd_health, "is each service (lease, stage, guard, launcher) SERVING",
       "  Calls orch.v1.HealthService/Check on each service named (default all).\n"
       "  Exit 0 when every one is SERVING, else 64 + the first failing code.\n",
       NULL },
-    { "lease", "<subcommand>", "", NULL, "transition leases", NULL, orchctl_lease_cmds },
-    { "guard", "<subcommand>", "", NULL, "the write guard",
+    { "lease", "<subcommand>", "", NULL, NULL, "transition leases", NULL, orchctl_lease_cmds },
+    { "guard", "<subcommand>", "", NULL, NULL, "the write guard",
       "  output: the reply as JSON (with or without --json); a blocked write\n"
       "  exits 71 (64 + PERMISSION_DENIED) with the reason\n",
       orchctl_guard_cmds },
-    { "job", "<subcommand>", "", NULL, "agent jobs",
+    { "job", "<subcommand>", "", NULL, NULL, "agent jobs",
       "  ROLE: analyst | architect | developer | reviewer | tester | deployer\n",
       orchctl_job_cmds },
-    { "runs", "<subcommand>", "", NULL, "agent runs (per role, from agent_runs)", NULL,
+    { "runs", "<subcommand>", "", NULL, NULL, "agent runs (per role, from agent_runs)", NULL,
       orchctl_runs_cmds },
-    { "stage", "<subcommand>", "", NULL, "work items",
+    { "stage", "<subcommand>", "", NULL, NULL, "work items",
       "exit status: 0 ok; 1 usage; 4 deferred (another owner holds the lease,\n"
       "  nothing ran); 5 refused (gate failed, rolled back, effect failed or\n"
       "  unknown); 64+code on an RPC error (67 INVALID_ARGUMENT, 69 NOT_FOUND,\n"
       "  73 FAILED_PRECONDITION: not in the expected stage, 74 ABORTED: lost the\n"
       "  race, 78 UNAVAILABLE)\n",
       orchctl_stage_cmds },
-    { NULL, NULL, NULL, NULL, NULL, NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };
 
 int main(int argc, char **argv)

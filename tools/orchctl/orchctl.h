@@ -48,27 +48,83 @@ int orchctl_call(const globals *g, const target *t, const char *method, const Pr
                  const ProtobufCMessageDescriptor *reply_desc, ProtobufCMessage **reply,
                  orch_rpc_status *st);
 
+/* A client of `t` with the global options (its deadline, the auth token
+ * and reply cap from the environment), closed by the caller with
+ * orch_rpc_client_close; NULL after a message on stderr (a bad address:
+ * exit EXIT_USAGE). */
+orch_rpc_client *orchctl_open(const globals *g, const target *t);
+
+/* Prints the error `st` of `method` as orchctl_call does; returns
+ * 64 + st->code. */
+int orchctl_rpc_error(const globals *g, const char *method, const orch_rpc_status *st);
+
 /* Prints `m` as indented JSON on stdout. */
 void orchctl_print_json(const ProtobufCMessage *m);
 
 /* Parses a positive decimal integer argument; false with a message if bad. */
 bool orchctl_parse_u64(const char *what, const char *s, uint64_t *out);
 
+/* One option of a command: `--name VALUE` (or `--name=VALUE`) when `arg`,
+ * else a flag. Spelled in full: abbreviations are refused. */
+typedef struct orchctl_option {
+    const char *name; /* without the dashes: "repo" for --repo */
+    bool arg;
+} orchctl_option;
+
+/* The options of a table row, a NULL-name-ended array with static storage. */
+#define ORCHCTL_OPTS(...) ((const orchctl_option[]){ __VA_ARGS__, { NULL, false } })
+
+#define ORCHCTL_MAX_OPTS  8   /* options in one table row */
+#define ORCHCTL_MAX_GIVEN 128 /* options on one command line */
+
+struct orchctl_cmd;
+
+/* A command line parsed against one table row: its positional arguments and
+ * the options given, in order. Every string is borrowed from argv. */
+typedef struct orchctl_args {
+    const char *parent; /* "lease"; NULL for a top-level command */
+    const struct orchctl_cmd *cmd;
+    int npos;
+    char **pos;
+    size_t ngiven;
+    struct {
+        int opt;           /* index in cmd->opts */
+        const char *value; /* "" for a flag */
+    } given[ORCHCTL_MAX_GIVEN];
+} orchctl_args;
+
 /* One entry of the command table (tools/orchctl/command.c walks it): a
  * command with subcommands (`subs`, ended by an entry with a NULL name) or a
  * leaf with a handler. Dispatch, --help at every level, `orchctl __complete`
  * and `orchctl help --synopsis` all read it; completion_check.sh compares the
- * last two with completion.bash and docs/operations/orchctl.md. The handler
- * gets argv[0] = its own name, the global options already taken out. */
+ * last two with completion.bash and docs/operations/orchctl.md, and runs
+ * every leaf with each option of its row and with options of other rows. A
+ * leaf accepts exactly the options `opts` names (getopt_long's list is built
+ * from them); its handler gets them parsed, the global options taken out. */
 typedef struct orchctl_cmd {
     const char *name;
-    const char *synopsis; /* the arguments after the name: "WORK_ITEM [--repo R]" */
-    const char *words;    /* what completion offers after it, space-separated */
-    int (*fn)(int argc, char **argv, const globals *g);
+    const char *synopsis;       /* the arguments after the name: "WORK_ITEM [--repo R]" */
+    const char *values;         /* what completion offers besides the options: "lease stage" */
+    const orchctl_option *opts; /* NULL: none */
+    int (*fn)(const orchctl_args *a, const globals *g);
     const char *help;  /* one line */
     const char *notes; /* printed after a command's subcommands, or NULL */
     const struct orchctl_cmd *subs;
 } orchctl_cmd;
+
+/* The value of the last --name given, else `def`; "" for a flag given.
+ * `name` must be an option of a->cmd (else abort: a table bug). */
+const char *orchctl_opt(const orchctl_args *a, const char *name, const char *def);
+/* Whether flag --name was given. */
+bool orchctl_flag(const orchctl_args *a, const char *name);
+/* The value of the i-th --name given (0 first), NULL past the last. */
+const char *orchctl_opt_nth(const orchctl_args *a, const char *name, size_t i);
+/* --name as a positive integer at most `max` into *out, left alone when
+ * --name is absent; false after a message on stderr. */
+bool orchctl_opt_u64(const orchctl_args *a, const char *name, uint64_t max, uint64_t *out);
+/* The arguments of a listing: none positional, --limit N (at most 1000;
+ * 0 when absent) into *limit; false after a message on stderr. */
+bool orchctl_list_args(const orchctl_args *a, uint32_t *limit);
 
 extern const orchctl_cmd orchctl_lease_cmds[];
 extern const orchctl_cmd orchctl_stage_cmds[];
@@ -76,7 +132,7 @@ extern const orchctl_cmd orchctl_guard_cmds[];
 extern const orchctl_cmd orchctl_job_cmds[];
 extern const orchctl_cmd orchctl_runs_cmds[];
 
-int cmd_health(int argc, char **argv, const globals *g);
+int cmd_health(const orchctl_args *a, const globals *g);
 
 /* The top level of the table (orchctl.c), ended by a NULL name. */
 extern const orchctl_cmd orchctl_commands[];
@@ -84,8 +140,8 @@ extern const orchctl_cmd orchctl_commands[];
 /* Runs argv[1..argc) against orchctl_commands; returns the exit status. */
 int orchctl_run(int argc, char **argv);
 
-/* Prints "usage: orchctl CMD SUB SYNOPSIS" of the entry named by the two
- * words on stderr; returns EXIT_USAGE. */
-int orchctl_usage_error(const char *cmd, const char *sub);
+/* Prints "usage: orchctl [CMD] SUB SYNOPSIS" of a->cmd on stderr; returns
+ * EXIT_USAGE. */
+int orchctl_usage_error(const orchctl_args *a);
 
 #endif
