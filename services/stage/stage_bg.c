@@ -88,7 +88,7 @@ static void retry_releases(stage_svc *ss)
 static bool gates_pass(stage_svc *ss, const stage_task *t, const stage_edge *e, uint64_t dl)
 {
     orch_verdicts ev;
-    gate_input gi;
+    stage_gate_input gi;
     orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
@@ -96,10 +96,10 @@ static bool gates_pass(stage_svc *ss, const stage_task *t, const stage_edge *e, 
     orch_db_release(c);
     if (err)
         return false;
-    char fails[ADV_MAX_FAILS][GATE_WHY_MAX];
+    char fails[STAGE_ADV_MAX_FAILS][STAGE_GATE_WHY_MAX];
     size_t nf;
     /* A rollback verdict counts too: the engine then rolls the item back. */
-    return pipeline_run_gates(e, &gi, fails, ADV_MAX_FAILS, &nf) != GATES_REFUSE;
+    return stage_pipeline_run_gates(e, &gi, fails, STAGE_ADV_MAX_FAILS, &nf) != STAGE_GATES_REFUSE;
 }
 
 void stage_reconcile_pass(stage_svc *ss)
@@ -132,18 +132,18 @@ void stage_reconcile_pass(stage_svc *ss)
     int64_t next = n == limit ? ts[n - 1].id : 0;
     int tried = 0, moved = 0;
     for (int i = 0; i < n && tried < ss->reconcile_batch; i++) {
-        const stage_edge *e = pipeline_forward(ts[i].stage);
+        const stage_edge *e = stage_pipeline_forward(ts[i].stage);
         if (!e || !e->gates[0] || !gates_pass(ss, &ts[i], e, dl))
             continue;
         tried++;
-        advance_req ar = {
+        stage_advance_req ar = {
             ts[i].work_item, stage_name(e->from), stage_name(e->to), "reconciler", "", NULL
         };
-        advance_res res;
+        stage_advance_res res;
         char msg[700];
         orch_code code = stage_advance(ss, &ar, orch_mono_ms() + 60000, &res, msg, sizeof msg);
         stage_count_transition(ss, ar.expected_from, ar.to, res.result);
-        if (code == ORCH_CODE_OK && res.result == TR_ADVANCED)
+        if (code == ORCH_CODE_OK && res.result == STAGE_RESULT_ADVANCED)
             moved++;
         if (code)
             orch_info("reconciler: %s %s->%s: %s: %s", ts[i].work_item, stage_name(e->from),
@@ -151,7 +151,7 @@ void stage_reconcile_pass(stage_svc *ss)
         else
             orch_info("reconciler: %s %s->%s: %s", ts[i].work_item, stage_name(e->from),
                       stage_name(e->to), stage_transition_results[res.result]);
-        advance_res_free(&res);
+        stage_advance_res_free(&res);
         if (tried == ss->reconcile_batch && i < n - 1)
             next = ts[i].id;
     }

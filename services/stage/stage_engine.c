@@ -31,14 +31,15 @@
 void stage_count_transition(stage_svc *ss, const char *from, const char *to, int result)
 {
     size_t n, idx = ss->nedge_labels - 1; /* "other" */
-    const stage_edge *edges = pipeline_edges(&n);
-    const stage_edge *e = pipeline_edge(stage_parse(from ? from : ""), stage_parse(to ? to : ""));
+    const stage_edge *edges = stage_pipeline_edges(&n);
+    const stage_edge *e =
+        stage_pipeline_edge(stage_parse(from ? from : ""), stage_parse(to ? to : ""));
     if (e && (size_t)(e - edges) < ss->nedge_labels - 1)
         idx = (size_t)(e - edges);
     orch_counter_add2(ss->m_transitions, idx, (size_t)result, 1);
 }
 
-const char *const stage_transition_results[TR_NKINDS] = {
+const char *const stage_transition_results[STAGE_RESULT_COUNT] = {
     "advanced", "deferred",      "gate_failed",    "rolled_back",
     "aborted",  "effect_failed", "effect_unknown", "error",
 };
@@ -46,7 +47,7 @@ const char *const stage_transition_results[TR_NKINDS] = {
 #define LEASE_ACQUIRE "orch.v1.LeaseService/Acquire"
 #define LEASE_RELEASE "orch.v1.LeaseService/Release"
 
-void advance_res_free(advance_res *res)
+void stage_advance_res_free(stage_advance_res *res)
 {
     if (res->holder)
         protobuf_c_message_free_unpacked(&res->holder->base, NULL);
@@ -137,7 +138,7 @@ static void release_lease(stage_svc *ss, const char *work_item, uint64_t epoch)
 typedef enum { LEASE_NONE, LEASE_GOT, LEASE_HELD, LEASE_ERR } lease_answer;
 
 static lease_answer acquire_lease(stage_svc *ss, const stage_task *t, const char *transition,
-                                  const char *actor, advance_res *res, char *msg, size_t mn)
+                                  const char *actor, stage_advance_res *res, char *msg, size_t mn)
 {
     Orch__V1__Owner ow;
     char instance[64];
@@ -198,8 +199,8 @@ orch_code stage_db_fail(orch_err err, const char *what, char *msg, size_t mn)
 /* The CAS, one helper for advance, rollback and cancel. */
 static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
                              bool rollback, bool fenced, uint64_t epoch, const char *actor,
-                             const char *reason, uint64_t pr_number, advance_res *res, bool *won,
-                             char *msg, size_t mn)
+                             const char *reason, uint64_t pr_number, stage_advance_res *res,
+                             bool *won, char *msg, size_t mn)
 {
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
@@ -237,7 +238,7 @@ static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_task *t, st
 
 /* Reads the task after a lost CAS to name the stage it is in. */
 static void lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                      advance_res *res, char *msg, size_t mn)
+                      stage_advance_res *res, char *msg, size_t mn)
 {
     orch_db_conn *c = NULL;
     stage_task now = *t;
@@ -252,12 +253,13 @@ static void lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id 
 }
 
 orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t,
-                               const stage_edge *e, orch_verdicts *ev, gate_input *gi)
+                               const stage_edge *e, orch_verdicts *ev, stage_gate_input *gi)
 {
     char transition[64], dev_review[64], pr[64];
     bool named = false;
-    edge_transition(e, transition, sizeof transition);
-    edge_transition(pipeline_edge(ST_DEVELOPMENT, ST_REVIEW), dev_review, sizeof dev_review);
+    stage_edge_transition(e, transition, sizeof transition);
+    stage_edge_transition(stage_pipeline_edge(STAGE_DEVELOPMENT, STAGE_REVIEW), dev_review,
+                          sizeof dev_review);
     memset(gi, 0, sizeof *gi);
     gi->ev = ev;
     gi->cycle = t->cycle;
@@ -275,34 +277,34 @@ orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t
         orch_verdicts one;
         orch_verdicts_init(&one);
         if (orch_verdicts_set(&one, "pr_number", pr))
-            reported = pipeline_pr_number(&one);
+            reported = stage_pipeline_pr_number(&one);
     }
-    gi->pr_number = pipeline_cycle_pr(t->cycle, t->pr_number, reported);
+    gi->pr_number = stage_pipeline_cycle_pr(t->cycle, t->pr_number, reported);
     return ORCH_OK;
 }
 
 /* A failed rollback gate (or the merge gate): back to development through
  * the same CAS, with an alert; a lost race changes nothing and says so. */
 static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool fenced,
-                           const char *actor, const char *why, advance_res *res, char *msg,
+                           const char *actor, const char *why, stage_advance_res *res, char *msg,
                            size_t mn)
 {
     bool won = false;
-    orch_code code = stage_settle_unresolved(ss, dl, t, ST_DEVELOPMENT, res, msg, mn);
+    orch_code code = stage_settle_unresolved(ss, dl, t, STAGE_DEVELOPMENT, res, msg, mn);
     if (code)
         return code;
-    code = write_stage(ss, dl, t, ST_DEVELOPMENT, true, fenced, res->epoch, actor, why, 0, res,
+    code = write_stage(ss, dl, t, STAGE_DEVELOPMENT, true, fenced, res->epoch, actor, why, 0, res,
                        &won, msg, mn);
     if (code)
         return code;
     if (!won) {
-        lost_race(ss, dl, t, ST_DEVELOPMENT, res, msg, mn);
-        res->result = TR_ABORTED;
+        lost_race(ss, dl, t, STAGE_DEVELOPMENT, res, msg, mn);
+        res->result = STAGE_RESULT_ABORTED;
         return ORCH_CODE_ABORTED;
     }
     orch_alert("stage.rolled-back", t->work_item, "%s rolled back from %s to development: %s",
                t->work_item, stage_name(t->stage), why);
-    res->result = TR_ROLLED_BACK;
+    res->result = STAGE_RESULT_ROLLED_BACK;
     return ORCH_CODE_OK;
 }
 
@@ -310,10 +312,10 @@ static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool
  * call's verdicts recorded for this edge (fenced by the lease epoch), then
  * what the gates see. ABORTED when the task moved or the lease is no
  * longer live: then nothing was recorded. */
-static orch_code read_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
+static orch_code read_locked(stage_svc *ss, const stage_advance_req *req, uint64_t dl,
                              const stage_edge *e, const char *transition, stage_task *t,
-                             orch_verdicts *ev, gate_input *gi, advance_res *res, char *msg,
-                             size_t mn)
+                             orch_verdicts *ev, stage_gate_input *gi, stage_advance_res *res,
+                             char *msg, size_t mn)
 {
     orch_db_conn *c = NULL;
     bool recorded = true;
@@ -332,7 +334,7 @@ static orch_code read_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
     if (err)
         return stage_db_fail(err, "reading the task", msg, mn);
     res->task = *t;
-    res->result = TR_ABORTED;
+    res->result = STAGE_RESULT_ABORTED;
     if (t->stage != e->from) {
         /* Moved between our first read and the lease: a lost race. */
         snprintf(msg, mn, "lost the race: %s is now in stage %s, not %s", t->work_item,
@@ -346,21 +348,21 @@ static orch_code read_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
                  transition, t->work_item, stage_name(e->from), res->epoch);
         return ORCH_CODE_ABORTED;
     }
-    res->result = TR_ERROR;
+    res->result = STAGE_RESULT_ERROR;
     return ORCH_CODE_OK;
 }
 
 /* Step 4: the edge's effects in order. ORCH_CODE_OK with *done false to go
  * on to the stage write; otherwise the call ends with res->result. */
-static orch_code run_effects(stage_svc *ss, const advance_req *req, uint64_t *dl,
+static orch_code run_effects(stage_svc *ss, const stage_advance_req *req, uint64_t *dl,
                              const stage_edge *e, const char *transition, bool fenced,
-                             const stage_task *t, const orch_verdicts *ev, advance_res *res,
+                             const stage_task *t, const orch_verdicts *ev, stage_advance_res *res,
                              bool *done, char *msg, size_t mn)
 {
     *done = true;
     for (int i = 0; i < e->neffects; i++) {
         orch_code code = ORCH_CODE_OK;
-        advance_effect *ae = &res->effects[res->neffects++];
+        stage_advance_effect *ae = &res->effects[res->neffects++];
         int r = stage_run_effect(ss, *dl, t, transition, e->effects[i], res->epoch, ev, ae, msg, mn,
                                  &code);
         if (ae->claimed)
@@ -371,18 +373,19 @@ static orch_code run_effects(stage_svc *ss, const advance_req *req, uint64_t *dl
         uint64_t floor = orch_mono_ms() + 10000;
         if (*dl < floor)
             *dl = floor;
-        if (r == TR_ADVANCED)
+        if (r == STAGE_RESULT_ADVANCED)
             continue;
-        if (r == TR_ROLLED_BACK) {
+        if (r == STAGE_RESULT_ROLLED_BACK) {
             /* The merge gate: the forge refused the pull request. */
             char why[600];
-            snprintf(why, sizeof why, "%s failed: %s", effect_name(e->effects[i]), ae->detail);
-            snprintf(res->fails[0], GATE_WHY_MAX, "%.*s", GATE_WHY_MAX - 1, why);
+            snprintf(why, sizeof why, "%s failed: %s", stage_effect_name(e->effects[i]),
+                     ae->detail);
+            snprintf(res->fails[0], STAGE_GATE_WHY_MAX, "%.*s", STAGE_GATE_WHY_MAX - 1, why);
             res->nfails = 1;
             return roll_back(ss, *dl, t, fenced, req->actor, why, res, msg, mn);
         }
         res->result = r;
-        if (r == TR_EFFECT_FAILED || r == TR_EFFECT_UNKNOWN)
+        if (r == STAGE_RESULT_EFFECT_FAILED || r == STAGE_RESULT_EFFECT_UNKNOWN)
             return ORCH_CODE_OK;
         return code ? code : ORCH_CODE_INTERNAL;
     }
@@ -391,24 +394,25 @@ static orch_code run_effects(stage_svc *ss, const advance_req *req, uint64_t *dl
 }
 
 /* Steps 3-5 under the lease (or without one). */
-static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
+static orch_code advance_locked(stage_svc *ss, const stage_advance_req *req, uint64_t dl,
                                 const stage_edge *e, const char *transition, bool fenced,
-                                advance_res *res, char *msg, size_t mn)
+                                stage_advance_res *res, char *msg, size_t mn)
 {
     stage_task t;
     orch_verdicts ev;
-    gate_input gi;
+    stage_gate_input gi;
     orch_code code = read_locked(ss, req, dl, e, transition, &t, &ev, &gi, res, msg, mn);
     if (code)
         return code;
     bool won = false;
-    if (e->kind == EDGE_FORWARD) {
-        gates_outcome g = pipeline_run_gates(e, &gi, res->fails, ADV_MAX_FAILS, &res->nfails);
-        if (g == GATES_REFUSE) {
-            res->result = TR_GATE_FAILED;
+    if (e->kind == STAGE_EDGE_FORWARD) {
+        stage_gates_outcome g =
+            stage_pipeline_run_gates(e, &gi, res->fails, STAGE_ADV_MAX_FAILS, &res->nfails);
+        if (g == STAGE_GATES_REFUSE) {
+            res->result = STAGE_RESULT_GATE_FAILED;
             return ORCH_CODE_OK;
         }
-        if (g == GATES_ROLLBACK)
+        if (g == STAGE_GATES_ROLLBACK)
             return roll_back(ss, dl, &t, fenced, req->actor, res->fails[0], res, msg, mn);
         /* The effects act on the cycle's own pull request. */
         if (gi.pr_number)
@@ -423,22 +427,23 @@ static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t 
             return code;
     }
 
-    bool rollback = e->kind == EDGE_ROLLBACK;
+    bool rollback = e->kind == STAGE_EDGE_ROLLBACK;
     /* development->review may name the cycle's pull request. */
-    uint64_t pr = e->from == ST_DEVELOPMENT && e->to == ST_REVIEW ? pipeline_pr_number(&ev) : 0;
+    uint64_t pr =
+        e->from == STAGE_DEVELOPMENT && e->to == STAGE_REVIEW ? stage_pipeline_pr_number(&ev) : 0;
     code = write_stage(ss, dl, &t, e->to, rollback, fenced, res->epoch, req->actor, req->reason, pr,
                        res, &won, msg, mn);
     if (code)
         return code;
     if (!won) {
         lost_race(ss, dl, &t, e->to, res, msg, mn);
-        res->result = TR_ABORTED;
+        res->result = STAGE_RESULT_ABORTED;
         return ORCH_CODE_ABORTED;
     }
     if (rollback)
         orch_alert("stage.rolled-back", t.work_item, "%s rolled back from %s to development: %s",
                    t.work_item, stage_name(t.stage), req->reason ? req->reason : "");
-    res->result = rollback ? TR_ROLLED_BACK : TR_ADVANCED;
+    res->result = rollback ? STAGE_RESULT_ROLLED_BACK : STAGE_RESULT_ADVANCED;
     return ORCH_CODE_OK;
 }
 
@@ -450,28 +455,28 @@ static bool forgotten_code(orch_code code)
            code == ORCH_CODE_RESOURCE_EXHAUSTED;
 }
 
-orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, advance_res *res,
-                        char *msg, size_t mn)
+orch_code stage_advance(stage_svc *ss, const stage_advance_req *req, uint64_t dl,
+                        stage_advance_res *res, char *msg, size_t mn)
 {
     memset(res, 0, sizeof *res);
-    res->result = TR_ERROR;
+    res->result = STAGE_RESULT_ERROR;
     msg[0] = '\0';
     stage_id from = stage_parse(req->expected_from), to = stage_parse(req->to);
-    if (from == ST_NONE || to == ST_NONE) {
+    if (from == STAGE_NONE || to == STAGE_NONE) {
         snprintf(msg, mn,
                  "unknown stage \"%.60s\" (stages: backlog analysis architecture "
                  "development review testing staging deploy done cancelled)",
-                 from == ST_NONE ? req->expected_from : req->to);
+                 from == STAGE_NONE ? req->expected_from : req->to);
         return ORCH_CODE_INVALID_ARGUMENT;
     }
-    const stage_edge *e = pipeline_edge(from, to);
+    const stage_edge *e = stage_pipeline_edge(from, to);
     if (!e) {
         snprintf(msg, mn, "no edge %s->%s in the pipeline (see orchctl stage pipeline)",
                  stage_name(from), stage_name(to));
         return ORCH_CODE_INVALID_ARGUMENT;
     }
     char transition[64];
-    edge_transition(e, transition, sizeof transition);
+    stage_edge_transition(e, transition, sizeof transition);
 
     /* Step 1: the item in the expected stage. Nothing is recorded yet: the
      * call's verdicts are recorded under the lease (step 3), so a call that
@@ -503,7 +508,7 @@ orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, adva
         if (a == LEASE_ERR)
             return ORCH_CODE_UNAVAILABLE;
         if (a == LEASE_HELD) {
-            res->result = TR_DEFERRED;
+            res->result = STAGE_RESULT_DEFERRED;
             return ORCH_CODE_OK;
         }
         /* An inert answer (lease-service configured off) keeps the

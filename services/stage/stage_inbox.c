@@ -44,21 +44,21 @@ static bool event_edge(const stage_inbox_row *row, const stage_task *t, stage_id
                        stage_id *to, char *why, size_t n)
 {
     *from = t->stage;
-    if (row->kind == INBOX_CANCEL) {
-        *to = ST_CANCELLED;
-        if (t->stage == ST_CANCELLED) {
+    if (row->kind == STAGE_INBOX_CANCEL) {
+        *to = STAGE_CANCELLED;
+        if (t->stage == STAGE_CANCELLED) {
             snprintf(why, n, "%s is already cancelled", t->work_item);
             return false;
         }
-        if (!pipeline_edge(t->stage, ST_CANCELLED)) {
+        if (!stage_pipeline_edge(t->stage, STAGE_CANCELLED)) {
             snprintf(why, n, "%s is %s: there is nothing to cancel", t->work_item,
                      stage_name(t->stage));
             return false;
         }
         return true;
     }
-    *to = row->kind == INBOX_APPROVE ? ST_TESTING : ST_DEVELOPMENT;
-    if (t->stage != ST_REVIEW || t->cycle != row->seen_cycle) {
+    *to = row->kind == STAGE_INBOX_APPROVE ? STAGE_TESTING : STAGE_DEVELOPMENT;
+    if (t->stage != STAGE_REVIEW || t->cycle != row->seen_cycle) {
         snprintf(why, n,
                  "%s is in stage %s (cycle %d); the review event was for review in cycle %d",
                  t->work_item, stage_name(t->stage), t->cycle, row->seen_cycle);
@@ -67,7 +67,7 @@ static bool event_edge(const stage_inbox_row *row, const stage_task *t, stage_id
     return true;
 }
 
-static void settle_as(inbox_result *res, bool done, const char *outcome)
+static void settle_as(stage_inbox_result *res, bool done, const char *outcome)
 {
     res->done = done;
     snprintf(res->outcome, sizeof res->outcome, "%s", outcome);
@@ -76,18 +76,19 @@ static void settle_as(inbox_result *res, bool done, const char *outcome)
 /* One engine call for the event; true when the result settles it (or is to
  * be put back), false when the item moved under us: look again. */
 static bool attempt(stage_svc *ss, const stage_inbox_row *row, stage_id from, stage_id to,
-                    inbox_result *res)
+                    stage_inbox_result *res)
 {
     orch_verdicts ev;
     orch_verdicts_init(&ev);
-    if (row->kind != INBOX_CANCEL)
+    if (row->kind != STAGE_INBOX_CANCEL)
         (void)orch_verdicts_set(&ev, "review_verdict",
-                                row->kind == INBOX_APPROVE ? "APPROVE" : "REQUEST_CHANGES");
-    const char *reason = row->kind == INBOX_CANCEL   ? "cancelled in Plane"
-                         : row->kind == INBOX_REJECT ? "review rejected in Gitea"
-                                                     : "";
-    advance_req ar = { row->work_item, stage_name(from), stage_name(to), "webhook", reason, &ev };
-    advance_res ares;
+                                row->kind == STAGE_INBOX_APPROVE ? "APPROVE" : "REQUEST_CHANGES");
+    const char *reason = row->kind == STAGE_INBOX_CANCEL   ? "cancelled in Plane"
+                         : row->kind == STAGE_INBOX_REJECT ? "review rejected in Gitea"
+                                                           : "";
+    stage_advance_req ar = { row->work_item, stage_name(from), stage_name(to),
+                             "webhook",      reason,           &ev };
+    stage_advance_res ares;
     uint64_t t0 = orch_mono_ns();
     orch_code code =
         stage_advance(ss, &ar, orch_mono_ms() + 60000, &ares, res->detail, sizeof res->detail);
@@ -95,21 +96,22 @@ static bool attempt(stage_svc *ss, const stage_inbox_row *row, stage_id from, st
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
     res->tr = ares.result;
     res->code = code;
-    res->stage = ares.task.stage != ST_NONE && ares.task.work_item[0] ? ares.task.stage : from;
+    res->stage = ares.task.stage != STAGE_NONE && ares.task.work_item[0] ? ares.task.stage : from;
     res->epoch = ares.epoch;
     if (ares.holder)
         snprintf(res->holder, sizeof res->holder, "%s", ares.holder->actor);
     bool settled = true;
-    if (code == ORCH_CODE_OK && (ares.result == TR_ADVANCED || ares.result == TR_ROLLED_BACK)) {
+    if (code == ORCH_CODE_OK &&
+        (ares.result == STAGE_RESULT_ADVANCED || ares.result == STAGE_RESULT_ROLLED_BACK)) {
         settle_as(res, true, "applied");
-    } else if (code == ORCH_CODE_OK && ares.result == TR_GATE_FAILED) {
+    } else if (code == ORCH_CODE_OK && ares.result == STAGE_RESULT_GATE_FAILED) {
         settle_as(res, true, "gate_failed");
         if (ares.nfails)
             snprintf(res->detail, sizeof res->detail, "%s", ares.fails[0]);
     } else if (code == ORCH_CODE_OK) {
         /* deferred, effect_failed (not done, not a verdict), effect_unknown */
         settle_as(res, false, stage_transition_results[ares.result]);
-        if (ares.result == TR_DEFERRED)
+        if (ares.result == STAGE_RESULT_DEFERRED)
             snprintf(res->detail, sizeof res->detail, "lease held by %s",
                      res->holder[0] ? res->holder : "another actor");
         else if (ares.neffects)
@@ -122,12 +124,12 @@ static bool attempt(stage_svc *ss, const stage_inbox_row *row, stage_id from, st
     } else {
         settle_as(res, false, "error"); /* unavailable, deadline: try again later */
     }
-    advance_res_free(&ares);
+    stage_advance_res_free(&ares);
     return settled;
 }
 
 /* Works out the event's outcome (res), without settling the row. */
-static void apply_row(stage_svc *ss, const stage_inbox_row *row, inbox_result *res)
+static void apply_row(stage_svc *ss, const stage_inbox_row *row, stage_inbox_result *res)
 {
     /* A lost race re-reads the item: bounded, each turn is one engine call. */
     for (int turn = 0; turn < 3; turn++) {
@@ -160,7 +162,7 @@ static void apply_row(stage_svc *ss, const stage_inbox_row *row, inbox_result *r
     /* Still moving under us (or an effect in progress): later. */
 }
 
-void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, inbox_result *res)
+void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, stage_inbox_result *res)
 {
     memset(res, 0, sizeof *res);
     res->tr = -1;
@@ -184,12 +186,12 @@ void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, inbox_result *
                   row->id);
     if (res->done)
         orch_info("webhook event %" PRId64 " (%s %s %s of %s) %s after %d attempt(s): %s", row->id,
-                  row->source, inbox_kind_name(row->kind), row->delivery, row->work_item,
+                  row->source, stage_inbox_kind_name(row->kind), row->delivery, row->work_item,
                   res->outcome, row->attempts, res->detail);
     else
         orch_info("webhook event %" PRId64 " (%s %s of %s): %s (%s); again in %" PRId64 " ms",
-                  row->id, row->source, inbox_kind_name(row->kind), row->work_item, res->outcome,
-                  res->detail, res->retry_ms);
+                  row->id, row->source, stage_inbox_kind_name(row->kind), row->work_item,
+                  res->outcome, res->detail, res->retry_ms);
 }
 
 int stage_inbox_pass(stage_svc *ss)
@@ -211,7 +213,7 @@ int stage_inbox_pass(stage_svc *ss)
         }
         if (!claimed)
             break;
-        inbox_result res;
+        stage_inbox_result res;
         stage_inbox_apply(ss, &row, &res);
     }
     return n;

@@ -30,16 +30,20 @@
 #include "orch/db.h"
 #include "stage_store.h"
 
-#define INBOX_DELIVERY_MAX 200
+#define STAGE_INBOX_DELIVERY_MAX 200
 
-typedef enum inbox_kind { INBOX_CANCEL, INBOX_APPROVE, INBOX_REJECT } inbox_kind;
+typedef enum stage_inbox_kind {
+    STAGE_INBOX_CANCEL,
+    STAGE_INBOX_APPROVE,
+    STAGE_INBOX_REJECT
+} stage_inbox_kind;
 
 typedef struct stage_inbox_row {
     int64_t id;
     char source[8]; /* gitea | plane */
-    char delivery[INBOX_DELIVERY_MAX + 1];
+    char delivery[STAGE_INBOX_DELIVERY_MAX + 1];
     char work_item[STAGE_MAX_FIELD + 1];
-    inbox_kind kind;
+    stage_inbox_kind kind;
     stage_id seen_stage; /* where the item was when the event arrived */
     int seen_cycle;
     char state[12];   /* pending | applying | done */
@@ -49,7 +53,7 @@ typedef struct stage_inbox_row {
     int attempts;
 } stage_inbox_row;
 
-const char *inbox_kind_name(inbox_kind k);
+const char *stage_inbox_kind_name(stage_inbox_kind k);
 
 /* Inserts the event (id, state, outcome, attempts of *in are ignored)
  * unless (source, delivery) is already there. *out is the row, new or

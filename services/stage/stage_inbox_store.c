@@ -30,17 +30,17 @@
 
 static const char *const kind_names[] = { "cancel", "approve", "reject" };
 
-const char *inbox_kind_name(inbox_kind k)
+const char *stage_inbox_kind_name(stage_inbox_kind k)
 {
     return (unsigned)k < 3 ? kind_names[k] : "cancel";
 }
 
-static inbox_kind kind_parse(const char *s)
+static stage_inbox_kind kind_parse(const char *s)
 {
     for (int i = 0; i < 3; i++)
         if (s && strcmp(s, kind_names[i]) == 0)
-            return (inbox_kind)i;
-    return INBOX_CANCEL;
+            return (stage_inbox_kind)i;
+    return STAGE_INBOX_CANCEL;
 }
 
 static void copy(char *dst, size_t n, const char *src)
@@ -96,7 +96,7 @@ orch_err stage_inbox_put(orch_db_conn *c, uint64_t dl, const stage_inbox_row *in
     const char *p[] = { in->source,
                         in->delivery,
                         in->work_item,
-                        inbox_kind_name(in->kind),
+                        stage_inbox_kind_name(in->kind),
                         stage_name(in->seen_stage),
                         cyc };
     orch_db_result *r;

@@ -112,13 +112,13 @@ static orch_code request_verdicts(size_t max_evidence, const char *text, Orch__V
     orch_verdicts_parse(&parsed, text, tl);
     orch_verdicts_init(out);
     for (size_t i = 0; i < parsed.n; i++)
-        if (verdict_key_reportable(parsed.v[i].key))
+        if (stage_verdict_key_reportable(parsed.v[i].key))
             (void)orch_verdicts_set(out, parsed.v[i].key, parsed.v[i].value);
     if (nlist > ORCH_VERDICTS_MAX)
         return invalid(why, n, "%zu verdicts, at most %d", nlist, ORCH_VERDICTS_MAX);
     for (size_t i = 0; i < nlist; i++) {
         const char *k = list[i]->key, *v = list[i]->value;
-        if (!verdict_key_reportable(k))
+        if (!stage_verdict_key_reportable(k))
             return invalid(why, n, "verdict key \"%.64s\" is not one an actor may report", k);
         if (!orch_verdicts_set(out, k, v))
             return invalid(why, n, "verdict %s: value must be 1..255 printable bytes", k);
@@ -146,8 +146,8 @@ static orch_code check_rollback(const Orch__V1__RollbackRequest *req, char *why,
     if (!req->reason[0] || strlen(req->reason) > 500 || !printable(req->reason))
         return invalid(why, n, "reason is required: 1..500 printable bytes");
     stage_id from = stage_parse(req->expected_from);
-    const stage_edge *e = from == ST_NONE ? NULL : pipeline_edge(from, ST_DEVELOPMENT);
-    if (!e || e->kind != EDGE_ROLLBACK)
+    const stage_edge *e = from == STAGE_NONE ? NULL : stage_pipeline_edge(from, STAGE_DEVELOPMENT);
+    if (!e || e->kind != STAGE_EDGE_ROLLBACK)
         return invalid(why, n,
                        "no rollback from \"%.60s\": only review, testing, staging and "
                        "deploy roll back to development",
@@ -157,7 +157,7 @@ static orch_code check_rollback(const Orch__V1__RollbackRequest *req, char *why,
 
 static orch_code check_list_queue(const Orch__V1__ListQueueRequest *req, char *why, size_t n)
 {
-    if (req->stage[0] && stage_parse(req->stage) == ST_NONE)
+    if (req->stage[0] && stage_parse(req->stage) == STAGE_NONE)
         return invalid(why, n, "unknown stage \"%.60s\"", req->stage);
     if (req->repo[0] && !valid_ident("repo", req->repo, true, why, n))
         return ORCH_CODE_INVALID_ARGUMENT;
@@ -355,16 +355,16 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
 
 /* ---- AdvanceStage / Rollback --------------------------------------------- */
 
-static const Orch__V1__AdvanceStageReply__Outcome outcome_of[TR_NKINDS] = {
-    [TR_ADVANCED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED,
-    [TR_DEFERRED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED,
-    [TR_GATE_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__GATE_FAILED,
-    [TR_ROLLED_BACK] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK,
-    [TR_EFFECT_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_FAILED,
-    [TR_EFFECT_UNKNOWN] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
+static const Orch__V1__AdvanceStageReply__Outcome outcome_of[STAGE_RESULT_COUNT] = {
+    [STAGE_RESULT_ADVANCED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED,
+    [STAGE_RESULT_DEFERRED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED,
+    [STAGE_RESULT_GATE_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__GATE_FAILED,
+    [STAGE_RESULT_ROLLED_BACK] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK,
+    [STAGE_RESULT_EFFECT_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_FAILED,
+    [STAGE_RESULT_EFFECT_UNKNOWN] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
 };
 
-static void count(stage_svc *ss, const advance_req *ar, int result, uint64_t t0)
+static void count(stage_svc *ss, const stage_advance_req *ar, int result, uint64_t t0)
 {
     stage_count_transition(ss, ar->expected_from, ar->to, result);
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
@@ -380,13 +380,13 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     if (bad != ORCH_CODE_OK)
         return bad;
     orch_code code;
-    advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
-    advance_res res;
+    stage_advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
+    stage_advance_res res;
     char why[700];
     code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
     count(ss, &ar, res.result, t0);
     if (code) {
-        advance_res_free(&res);
+        stage_advance_res_free(&res);
         return orch_rpc_fail(call, code, "%s", why);
     }
     Orch__V1__AdvanceStageReply rep = ORCH__V1__ADVANCE_STAGE_REPLY__INIT;
@@ -397,18 +397,18 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     rep.lease_epoch = res.epoch;
     rep.holder = res.holder;
     rep.holder_liveness = (Orch__V1__Liveness)res.holder_liveness;
-    char *fails[ADV_MAX_FAILS];
+    char *fails[STAGE_ADV_MAX_FAILS];
     for (size_t i = 0; i < res.nfails; i++)
         fails[i] = res.fails[i];
     rep.n_gate_failures = res.nfails;
     rep.gate_failures = fails;
-    Orch__V1__SideEffect se[ADV_MAX_EFFECTS], *sp[ADV_MAX_EFFECTS];
+    Orch__V1__SideEffect se[STAGE_ADV_MAX_EFFECTS], *sp[STAGE_ADV_MAX_EFFECTS];
     char transition[64];
     snprintf(transition, sizeof transition, "%s->%s", req->expected_from, req->to);
     for (int i = 0; i < res.neffects; i++) {
         orch__v1__side_effect__init(&se[i]);
         se[i].transition = transition;
-        se[i].effect = (char *)effect_name(res.effects[i].effect);
+        se[i].effect = (char *)stage_effect_name(res.effects[i].effect);
         se[i].lease_epoch = res.effects[i].epoch;
         se[i].outcome = res.effects[i].outcome;
         se[i].detail = res.effects[i].detail;
@@ -417,7 +417,7 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     rep.n_side_effects = (size_t)res.neffects;
     rep.side_effects = sp;
     code = orch_rpc_reply(call, &rep.base);
-    advance_res_free(&res);
+    stage_advance_res_free(&res);
     return code;
 }
 
@@ -430,15 +430,14 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
     if (bad != ORCH_CODE_OK)
         return bad;
     const char *actor = req->actor[0] ? req->actor : "operator";
-    advance_req ar = {
-        req->work_item, req->expected_from, "development", actor, req->reason, NULL
-    };
-    advance_res res;
+    stage_advance_req ar = { req->work_item, req->expected_from, "development",
+                             actor,          req->reason,        NULL };
+    stage_advance_res res;
     char why[700];
     orch_code code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
     count(ss, &ar, res.result, t0);
     if (code) {
-        advance_res_free(&res);
+        stage_advance_res_free(&res);
         return orch_rpc_fail(call, code, "%s", why);
     }
     Orch__V1__RollbackReply rep = ORCH__V1__ROLLBACK_REPLY__INIT;
@@ -446,10 +445,10 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
     task_to_msg(&res.task, &tm);
     rep.task = &tm;
     rep.lease_epoch = res.epoch;
-    rep.deferred = res.result == TR_DEFERRED;
+    rep.deferred = res.result == STAGE_RESULT_DEFERRED;
     rep.holder = res.holder;
     code = orch_rpc_reply(call, &rep.base);
-    advance_res_free(&res);
+    stage_advance_res_free(&res);
     return code;
 }
 
@@ -462,7 +461,7 @@ static orch_code list_queue(orch_rpc_call *call, const ProtobufCMessage *msg, vo
     orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
     if (bad != ORCH_CODE_OK)
         return bad;
-    stage_id st = req->stage[0] ? stage_parse(req->stage) : ST_NONE;
+    stage_id st = req->stage[0] ? stage_parse(req->stage) : STAGE_NONE;
     unsigned limit = req->limit ? req->limit : 100;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
@@ -512,15 +511,15 @@ static orch_code pipeline(orch_rpc_call *call, const ProtobufCMessage *msg, void
     (void)msg;
     (void)arg;
     size_t ne;
-    const stage_edge *edges = pipeline_edges(&ne);
-    char *stages[ST_COUNT];
-    for (int i = 0; i < ST_COUNT; i++)
+    const stage_edge *edges = stage_pipeline_edges(&ne);
+    char *stages[STAGE_COUNT];
+    for (int i = 0; i < STAGE_COUNT; i++)
         stages[i] = (char *)stage_name((stage_id)i);
     Orch__V1__PipelineEdge *em = calloc(ne, sizeof *em);
     Orch__V1__PipelineEdge **ep = calloc(ne, sizeof *ep);
-    char *(*gates)[EDGE_MAX_GATES] = calloc(ne, sizeof *gates);
-    char *(*rb)[EDGE_MAX_GATES] = calloc(ne, sizeof *rb);
-    char *(*effs)[EDGE_MAX_EFFECTS] = calloc(ne, sizeof *effs);
+    char *(*gates)[STAGE_EDGE_MAX_GATES] = calloc(ne, sizeof *gates);
+    char *(*rb)[STAGE_EDGE_MAX_GATES] = calloc(ne, sizeof *rb);
+    char *(*effs)[STAGE_EDGE_MAX_EFFECTS] = calloc(ne, sizeof *effs);
     orch_code code;
     if (!em || !ep || !gates || !rb || !effs) {
         code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
@@ -530,21 +529,21 @@ static orch_code pipeline(orch_rpc_call *call, const ProtobufCMessage *msg, void
             orch__v1__pipeline_edge__init(&em[i]);
             em[i].from_stage = (char *)stage_name(e->from);
             em[i].to_stage = (char *)stage_name(e->to);
-            em[i].kind = (char *)edge_kind_name(e->kind);
-            for (int g = 0; g < EDGE_MAX_GATES && e->gates[g]; g++) {
+            em[i].kind = (char *)stage_edge_kind_name(e->kind);
+            for (int g = 0; g < STAGE_EDGE_MAX_GATES && e->gates[g]; g++) {
                 gates[i][em[i].n_gates++] = (char *)e->gates[g]->name;
                 if (e->gates[g]->rolls_back)
                     rb[i][em[i].n_rollback_gates++] = (char *)e->gates[g]->name;
             }
             for (int f = 0; f < e->neffects; f++)
-                effs[i][em[i].n_effects++] = (char *)effect_name(e->effects[f]);
+                effs[i][em[i].n_effects++] = (char *)stage_effect_name(e->effects[f]);
             em[i].gates = gates[i];
             em[i].rollback_gates = rb[i];
             em[i].effects = effs[i];
             ep[i] = &em[i];
         }
         Orch__V1__PipelineReply rep = ORCH__V1__PIPELINE_REPLY__INIT;
-        rep.n_stages = ST_COUNT;
+        rep.n_stages = STAGE_COUNT;
         rep.stages = stages;
         rep.n_edges = ne;
         rep.edges = ep;

@@ -144,7 +144,7 @@ orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const ch
                               " ORDER BY updated_at, id LIMIT $3::integer";
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit);
-    const char *p[] = { stage == ST_NONE ? "" : stage_name(stage), repo, lim };
+    const char *p[] = { stage == STAGE_NONE ? "" : stage_name(stage), repo, lim };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
     return err ? err : read_tasks(r, out, n);
@@ -351,7 +351,7 @@ static orch_err read_intent(orch_db_conn *c, uint64_t dl, const char *work_item,
 
 orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const char *work_item,
                                   const char *transition, const char *effect, int cycle,
-                                  uint64_t epoch, intent_state *st, stage_intent *row)
+                                  uint64_t epoch, stage_intent_state *st, stage_intent *row)
 {
     static const char fenced[] = "WITH " LIVE_LEASE(
         "$1", "$5") ","
@@ -377,17 +377,17 @@ orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const char *work
     const char *id = orch_db_result_get(r, 0, 1);
     memset(row, 0, sizeof *row);
     if (!live) {
-        *st = INTENT_STALE;
+        *st = STAGE_INTENT_STALE;
     } else if (id) {
-        *st = INTENT_CLAIMED;
+        *st = STAGE_INTENT_CLAIMED;
         row->id = strtoll(id, NULL, 10);
         copy(row->outcome, sizeof row->outcome, "pending");
         row->epoch = epoch;
     } else {
-        *st = INTENT_EXISTS;
+        *st = STAGE_INTENT_EXISTS;
     }
     orch_db_result_free(r);
-    if (*st != INTENT_EXISTS)
+    if (*st != STAGE_INTENT_EXISTS)
         return ORCH_OK;
     bool found = false;
     err = read_intent(c, dl, work_item, transition, effect, cyc, row, &found);

@@ -33,11 +33,11 @@ typedef struct stage_task {
     uint64_t created_ms, updated_ms;
 } stage_task;
 
-typedef enum intent_state {
-    INTENT_CLAIMED, /* this call inserted (or took over) the intent: run the effect */
-    INTENT_EXISTS,  /* a row exists: see outcome and epoch */
-    INTENT_STALE,   /* the lease epoch is no longer the live grant: do nothing */
-} intent_state;
+typedef enum stage_intent_state {
+    STAGE_INTENT_CLAIMED, /* this call inserted (or took over) the intent: run the effect */
+    STAGE_INTENT_EXISTS,  /* a row exists: see outcome and epoch */
+    STAGE_INTENT_STALE,   /* the lease epoch is no longer the live grant: do nothing */
+} stage_intent_state;
 
 typedef struct stage_intent {
     int64_t id;
@@ -64,7 +64,7 @@ orch_err stage_store_find_by_pr(orch_db_conn *c, uint64_t dl, const char *repo, 
 orch_err stage_store_list_active(orch_db_conn *c, uint64_t dl, int64_t after, int limit,
                                  stage_task **out, int *n) ORCH_NODISCARD;
 
-/* Tasks filtered by stage (ST_NONE: any) and repo ("" any), oldest update
+/* Tasks filtered by stage (STAGE_NONE: any) and repo ("" any), oldest update
  * first. *out is malloc'ed. */
 orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const char *repo, int limit,
                           stage_task **out, int *n) ORCH_NODISCARD;
@@ -109,11 +109,11 @@ orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const char *repo, con
                              bool *stale) ORCH_NODISCARD;
 
 /* Claims the intent (work item, transition, effect, cycle) under `epoch`
- * (0: no lease). With a lease, the claim is refused (INTENT_STALE) unless
+ * (0: no lease). With a lease, the claim is refused (STAGE_INTENT_STALE) unless
  * `epoch` is the live grant. */
 orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const char *work_item,
                                   const char *transition, const char *effect, int cycle,
-                                  uint64_t epoch, intent_state *st,
+                                  uint64_t epoch, stage_intent_state *st,
                                   stage_intent *row) ORCH_NODISCARD;
 /* Takes over an existing intent seen as `seen` (same outcome and epoch),
  * setting it pending under `epoch`; same lease check. *took says whether. */

@@ -43,7 +43,7 @@ typedef struct stage_svc {
     orch_rpc_client *lease; /* lease-service */
     lease_scope scope;
     uint32_t lease_timeout_ms;
-    effects_cfg effects;
+    stage_effects_cfg effects;
     size_t max_evidence;
     const char *operator_token;
     const char *gitea_secret, *plane_secret;
@@ -77,17 +77,17 @@ typedef struct stage_svc {
 
 /* Transition results and effect outcomes, the metrics' label values. */
 enum {
-    TR_ADVANCED,
-    TR_DEFERRED,
-    TR_GATE_FAILED,
-    TR_ROLLED_BACK,
-    TR_ABORTED,
-    TR_EFFECT_FAILED,
-    TR_EFFECT_UNKNOWN,
-    TR_ERROR,
-    TR_NKINDS
+    STAGE_RESULT_ADVANCED,
+    STAGE_RESULT_DEFERRED,
+    STAGE_RESULT_GATE_FAILED,
+    STAGE_RESULT_ROLLED_BACK,
+    STAGE_RESULT_ABORTED,
+    STAGE_RESULT_EFFECT_FAILED,
+    STAGE_RESULT_EFFECT_UNKNOWN,
+    STAGE_RESULT_ERROR,
+    STAGE_RESULT_COUNT
 };
-extern const char *const stage_transition_results[TR_NKINDS];
+extern const char *const stage_transition_results[STAGE_RESULT_COUNT];
 
 /* Counts one transition attempt of `ar` (expected_from -> to) with
  * `result` (TR_*) in orch_stage_transitions_total. */
@@ -95,48 +95,48 @@ void stage_count_transition(stage_svc *ss, const char *from, const char *to, int
 
 /* ---- the engine (stage_engine.c) ---------------------------------------- */
 
-#define ADV_MAX_FAILS   8
-#define ADV_MAX_EFFECTS EDGE_MAX_EFFECTS
+#define STAGE_ADV_MAX_FAILS   8
+#define STAGE_ADV_MAX_EFFECTS STAGE_EDGE_MAX_EFFECTS
 
-typedef struct advance_req {
+typedef struct stage_advance_req {
     const char *work_item;
     const char *expected_from, *to;
     const char *actor;
     const char *reason;            /* rollback / cancel reason (history) */
     const orch_verdicts *evidence; /* may be NULL */
-} advance_req;
+} stage_advance_req;
 
-typedef struct advance_effect {
-    effect_id effect;
+typedef struct stage_advance_effect {
+    stage_effect_id effect;
     char outcome[16];
     uint64_t epoch;
     char detail[512];
     bool ran;     /* this call ran (or resolved) it */
     bool claimed; /* this call claimed (or took over) its intent */
-} advance_effect;
+} stage_advance_effect;
 
-typedef struct advance_res {
+typedef struct stage_advance_res {
     int result; /* TR_* */
     stage_task task;
     uint64_t epoch;
     Orch__V1__Lease *holder; /* DEFERRED: owned, free with protobuf_c_message_free_unpacked */
     int holder_liveness;
-    char fails[ADV_MAX_FAILS][GATE_WHY_MAX];
+    char fails[STAGE_ADV_MAX_FAILS][STAGE_GATE_WHY_MAX];
     size_t nfails;
-    advance_effect effects[ADV_MAX_EFFECTS];
+    stage_advance_effect effects[STAGE_ADV_MAX_EFFECTS];
     int neffects;
     /* The call did something durable (recorded verdicts, claimed an intent,
      * ran an effect): a failure after it is answered UNKNOWN, never a code
      * the RPC layer forgets (docs/rpc.md, section 6). */
     bool durable;
-} advance_res;
+} stage_advance_res;
 
 /* Reads what the gates of edge `e` see for task `t`: the verdicts recorded
  * for `e` in t's cycle into *ev (gi->ev points at it), the repo's baseline,
- * and the cycle's own pull request (pipeline_cycle_pr). */
+ * and the cycle's own pull request (stage_pipeline_cycle_pr). */
 orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t,
                                const stage_edge *e, orch_verdicts *ev,
-                               gate_input *gi) ORCH_NODISCARD;
+                               stage_gate_input *gi) ORCH_NODISCARD;
 
 /* "what: <error>" into `msg`; the code for `err` (a lost commit answer:
  * UNAVAILABLE, which stage_advance turns into UNKNOWN once anything
@@ -145,12 +145,12 @@ orch_code stage_db_fail(orch_err err, const char *what, char *msg, size_t mn);
 
 /* Step 4 for one effect `eff` of `transition` (stage_intents.c): claims its
  * intent under `epoch` (0: no lease), runs or resolves it if this call owns
- * it, records the outcome in `ae`. TR_ADVANCED to go on (done now or
+ * it, records the outcome in `ae`. STAGE_RESULT_ADVANCED to go on (done now or
  * before), else the result that ends the call (*code and `msg` set for
- * TR_ABORTED / TR_ERROR). `ev` and `t` are borrowed. */
+ * STAGE_RESULT_ABORTED / STAGE_RESULT_ERROR). `ev` and `t` are borrowed. */
 int stage_run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const char *transition,
-                     effect_id eff, uint64_t epoch, const orch_verdicts *ev, advance_effect *ae,
-                     char *msg, size_t mn, orch_code *code);
+                     stage_effect_id eff, uint64_t epoch, const orch_verdicts *ev,
+                     stage_advance_effect *ae, char *msg, size_t mn, orch_code *code);
 
 /* Before a rollback or cancel of `t` to `to` under res->epoch: each effect
  * of t's cycle whose outcome is unknown (or pending under a claim that may
@@ -159,7 +159,7 @@ int stage_run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const char
  * is left unsettled; FAILED_PRECONDITION naming the effect that stays
  * unknown or in progress, and why; a database error's code otherwise. */
 orch_code stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                                  advance_res *res, char *msg, size_t mn);
+                                  stage_advance_res *res, char *msg, size_t mn);
 
 /* Moves the item along edge expected_from -> to as described in
  * docs/adr/0003: lease, gates, intents and effects, CAS, release. Returns
@@ -168,9 +168,9 @@ orch_code stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *
  * cancel would abandon whose outcome could not be found out, ABORTED for a lost race, UNAVAILABLE
  * when nothing durable happened, UNKNOWN when something durable did and
  * the call then failed or lost its commit's answer). */
-orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t deadline, advance_res *res,
-                        char *msg, size_t msg_len);
-void advance_res_free(advance_res *res);
+orch_code stage_advance(stage_svc *ss, const stage_advance_req *req, uint64_t deadline,
+                        stage_advance_res *res, char *msg, size_t msg_len);
+void stage_advance_res_free(stage_advance_res *res);
 
 /* Queues `e` (copied) for the release thread; when the list is full it is
  * logged and left to lease-service's ceiling. */
@@ -202,7 +202,7 @@ void stage_queue_free(stage_queue *q);
 
 /* ---- the webhook inbox (stage_inbox.c) ----------------------------------- */
 
-typedef struct inbox_result {
+typedef struct stage_inbox_result {
     bool done;        /* settled; false: put back, due again in retry_ms */
     char outcome[16]; /* applied | superseded | gate_failed | rejected, or
                        * the attempt's result: deferred, effect_failed... */
@@ -213,11 +213,11 @@ typedef struct inbox_result {
     stage_id stage; /* the item's stage after the attempt */
     uint64_t epoch;
     char holder[STAGE_MAX_FIELD + 1]; /* deferred: the lease holder's actor */
-} inbox_result;
+} stage_inbox_result;
 
 /* Applies inbox row `row`, which this process claimed, through the engine
  * and settles it (done, or pending again with a backoff). */
-void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, inbox_result *res);
+void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, stage_inbox_result *res);
 /* Claims and applies the events that are due (bounded); returns how many. */
 int stage_inbox_pass(stage_svc *ss);
 /* The inbox ticker's pass (`arg` is the stage_svc): stage_inbox_pass(),
