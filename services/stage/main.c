@@ -14,6 +14,9 @@
 #include "orch/httpc.h"
 #include "orch/log.h"
 #include "stage_config.h"
+#include "stage_bg.h"
+#include "stage_http.h"
+#include "stage_rpc.h"
 #include "stage_svc.h"
 
 static const char *const effect_outcomes[] = { "ok", "failed", "unknown" };
@@ -33,7 +36,7 @@ static orch_err register_metrics(stage_svc *ss, orch_metrics *m)
         effect_labels[e] = stage_effect_name((stage_effect_id)e);
     ss->m_transitions = orch_metrics_counter2(
         m, "orch_stage_transitions_total", "Transition attempts by edge and result", "edge",
-        ss->edge_labels, ss->nedge_labels, "result", stage_transition_results, STAGE_RESULT_COUNT);
+        ss->edge_labels, ss->nedge_labels, "result", stage_result_names, STAGE_RESULT_COUNT);
     ss->m_effects = orch_metrics_counter2(
         m, "orch_stage_side_effects_total", "Side effects run, by effect and outcome", "effect",
         effect_labels, STAGE_EFF_COUNT, "outcome", effect_outcomes, 3);

@@ -69,12 +69,11 @@ uint64_t stage_effect_claim_expiry_ms(const stage_effects_cfg *cfg, stage_effect
 static stage_effect_outcome transport_outcome(bool unsent, const char *what, const char *why,
                                               char *detail, size_t dn)
 {
-    if (unsent) {
+    if (unsent)
         snprintf(detail, dn, "%s not sent (%s): retried by the next attempt", what, why);
-        return STAGE_EFFECT_ERROR;
-    }
-    snprintf(detail, dn, "%s: %s", what, why);
-    return STAGE_EFFECT_UNKNOWN;
+    else
+        snprintf(detail, dn, "%s: %s", what, why);
+    return stage_logic_transport_outcome(unsent);
 }
 
 /* ---- Gitea ------------------------------------------------------------- */
@@ -158,6 +157,43 @@ static stage_effect_outcome merge_resolve(const stage_effects_cfg *cfg,
     return STAGE_EFFECT_OK;
 }
 
+/* What Gitea's answer `st` (body excerpt `excerpt`) to the merge of `call`
+ * means; a refusal is checked with Gitea (already merged or not mergeable:
+ * only the forge knows which). */
+static stage_effect_outcome merge_answered(const stage_effects_cfg *cfg,
+                                           const stage_effect_call *call, long st,
+                                           const char *excerpt, char *detail, size_t dn)
+{
+    const stage_task *t = call->task;
+    bool merged = false;
+    switch (stage_logic_merge_answer(st)) {
+    case STAGE_MERGE_DONE:
+        snprintf(detail, dn, "merged pull request #%llu of %s", (unsigned long long)t->pr_number,
+                 t->repo);
+        return STAGE_EFFECT_OK;
+    case STAGE_MERGE_CHECK: {
+        stage_effect_outcome o = gitea_is_merged(cfg, call, &merged, detail, dn);
+        if (o != STAGE_EFFECT_OK)
+            return o;
+        if (merged) {
+            snprintf(detail, dn, "pull request #%llu of %s was already merged (HTTP %ld)",
+                     (unsigned long long)t->pr_number, t->repo, st);
+            return STAGE_EFFECT_OK;
+        }
+        snprintf(detail, dn, "gitea refused the merge (HTTP %ld): %s", st, excerpt);
+        return STAGE_EFFECT_FAILED;
+    }
+    case STAGE_MERGE_REFUSED:
+        /* The merge did not happen, and says nothing about the change
+         * itself: no rollback; the next attempt runs it again. */
+        snprintf(detail, dn, "gitea did not merge (HTTP %ld): %s", st, excerpt);
+        return STAGE_EFFECT_ERROR;
+    case STAGE_MERGE_UNKNOWN: break;
+    }
+    snprintf(detail, dn, "gitea merge answered HTTP %ld", st);
+    return STAGE_EFFECT_UNKNOWN;
+}
+
 static stage_effect_outcome gitea_merge(const stage_effects_cfg *cfg, const stage_effect_call *call,
                                         char *detail, size_t dn)
 {
@@ -166,7 +202,7 @@ static stage_effect_outcome gitea_merge(const stage_effects_cfg *cfg, const stag
         snprintf(detail, dn, "ORCH_GITEA_URL is not set: cannot merge");
         return STAGE_EFFECT_ERROR;
     }
-    bool merged = false, settled = false;
+    bool settled = false;
     if (call->resolve) {
         stage_effect_outcome o = merge_resolve(cfg, call, &settled, detail, dn);
         if (settled)
@@ -195,34 +231,7 @@ static stage_effect_outcome gitea_merge(const stage_effects_cfg *cfg, const stag
     char excerpt[160];
     snprintf(excerpt, sizeof excerpt, "%.150s", resp.body ? resp.body : "");
     orch_httpc_resp_free(&resp);
-    if (st >= 200 && st < 300) {
-        snprintf(detail, dn, "merged pull request #%llu of %s", (unsigned long long)t->pr_number,
-                 t->repo);
-        return STAGE_EFFECT_OK;
-    }
-    if (st == 405 || st == 409) {
-        /* Refused: already merged (by us earlier or by someone else), or not
-         * mergeable. Only the forge knows which. */
-        stage_effect_outcome o = gitea_is_merged(cfg, call, &merged, detail, dn);
-        if (o != STAGE_EFFECT_OK)
-            return o;
-        if (merged) {
-            snprintf(detail, dn, "pull request #%llu of %s was already merged (HTTP %ld)",
-                     (unsigned long long)t->pr_number, t->repo, st);
-            return STAGE_EFFECT_OK;
-        }
-        snprintf(detail, dn, "gitea refused the merge (HTTP %ld): %s", st, excerpt);
-        return STAGE_EFFECT_FAILED;
-    }
-    if (st >= 400 && st < 500) {
-        /* 401/403 (credentials), 404 (no such repo or pull request), 422,
-         * 429 (rate limit): the merge did not happen, and says nothing about
-         * the change itself: no rollback; the next attempt runs it again. */
-        snprintf(detail, dn, "gitea did not merge (HTTP %ld): %s", st, excerpt);
-        return STAGE_EFFECT_ERROR;
-    }
-    snprintf(detail, dn, "gitea merge answered HTTP %ld", st);
-    return STAGE_EFFECT_UNKNOWN;
+    return merge_answered(cfg, call, st, excerpt, detail, dn);
 }
 
 /* ---- hooks ------------------------------------------------------------- */
@@ -265,21 +274,18 @@ static stage_effect_outcome hook_post(const stage_effects_cfg *cfg, const stage_
     if (err)
         return transport_outcome(unsent, stage_effect_name(call->effect), why, detail, dn);
     long st = resp.status;
-    stage_effect_outcome out;
-    if (st >= 200 && st < 300) {
-        out = STAGE_EFFECT_OK;
+    stage_effect_outcome out = stage_logic_hook_outcome(st);
+    if (out == STAGE_EFFECT_OK) {
         snprintf(detail, dn, "%s accepted (HTTP %ld)", stage_effect_name(call->effect), st);
         json_t *r = json_loadb(resp.body, resp.body_len, 0, NULL);
         const char *d = r ? json_string_value(json_object_get(r, "digest")) : NULL;
         if (d && digest)
             snprintf(digest, digest_len, "%s", d);
         json_decref(r);
-    } else if (st >= 400 && st < 500) {
-        out = STAGE_EFFECT_FAILED;
+    } else if (out == STAGE_EFFECT_FAILED) {
         snprintf(detail, dn, "%s refused (HTTP %ld): %.150s", stage_effect_name(call->effect), st,
                  resp.body ? resp.body : "");
     } else {
-        out = STAGE_EFFECT_UNKNOWN;
         snprintf(detail, dn, "%s answered HTTP %ld", stage_effect_name(call->effect), st);
     }
     orch_httpc_resp_free(&resp);

@@ -28,15 +28,6 @@ typedef struct stage_effects_cfg {
     uint32_t timeout_ms;
 } stage_effects_cfg;
 
-typedef enum stage_effect_outcome {
-    STAGE_EFFECT_OK,
-    STAGE_EFFECT_FAILED,  /* the outside system refused for good: it did not happen */
-    STAGE_EFFECT_UNKNOWN, /* timeout, 5xx, lost connection: it may have happened */
-    STAGE_EFFECT_ERROR,   /* did not happen, for a reason that is not a verdict on the
-                           * change: not configured, credentials refused, rate limited,
-                           * superseded epoch; recorded failed, never rolls back */
-} stage_effect_outcome;
-
 const char *stage_effect_outcome_name(stage_effect_outcome o); /* ok | failed | unknown */
 
 typedef struct stage_effect_call {

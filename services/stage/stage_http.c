@@ -19,7 +19,9 @@
 
 #include "orch/clock.h"
 #include "orch/log.h"
-#include "stage_svc.h"
+#include "stage_http.h"
+#include "stage_inbox.h"
+#include "stage_queue.h"
 #include "stage_webhook.h"
 
 static void reply_json(orch_http_reply *rep, int status, json_t *o)
@@ -243,7 +245,7 @@ static void answer_result(orch_http_reply *rep, const stage_inbox_row *row,
                           const stage_inbox_result *r)
 {
     const char *result = !r->done                             ? "queued"
-                         : strcmp(r->outcome, "applied") == 0 ? stage_transition_results[r->tr]
+                         : strcmp(r->outcome, "applied") == 0 ? stage_result_name(r->result)
                                                               : r->outcome;
     json_t *o =
         json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "work_item", row->work_item, "result",
@@ -307,7 +309,7 @@ static void accept_event(stage_svc *ss, orch_http_reply *rep, const char *source
     if (!claimed) {
         /* An older event of the item is open (or claiming failed): it is
          * recorded and the inbox thread applies it in order. */
-        stage_inbox_result r = { .tr = -1, .stage = t->stage, .retry_ms = 500 };
+        stage_inbox_result r = { .stage = t->stage, .retry_ms = 500 };
         snprintf(r.outcome, sizeof r.outcome, "pending");
         snprintf(r.detail, sizeof r.detail, "%s",
                  err ? orch_strerror(err) : "behind an earlier event of the same item");

@@ -17,60 +17,30 @@
 
 #include "orch/clock.h"
 #include "orch/log.h"
-#include "stage_svc.h"
+#include "stage_engine.h"
+#include "stage_inbox.h"
 
-#define INBOX_PASS_MAX    32   /* events one pass of the thread applies */
-#define INBOX_BACKOFF_MS  1000 /* first retry */
-#define INBOX_BACKOFF_MAX 15000
+#define INBOX_PASS_MAX 32 /* events one pass of the thread applies */
 
 int64_t stage_inbox_stale_ms(const stage_svc *ss)
 {
-    /* Past any engine call: its budget (60 s) plus an effect's. */
-    return 2 * (60000 + (int64_t)ss->effects.timeout_ms);
-}
-
-static int64_t backoff_ms(int attempts)
-{
-    int shift = attempts > 1 ? attempts - 1 : 0;
-    if (shift > 4)
-        shift = 4;
-    int64_t ms = (int64_t)INBOX_BACKOFF_MS << shift;
-    return ms < INBOX_BACKOFF_MAX ? ms : INBOX_BACKOFF_MAX;
-}
-
-/* The edge the event asks of the item as it is now; false (with why) when
- * the event no longer applies. */
-static bool event_edge(const stage_inbox_row *row, const stage_task *t, stage_id *from,
-                       stage_id *to, char *why, size_t n)
-{
-    *from = t->stage;
-    if (row->kind == STAGE_INBOX_CANCEL) {
-        *to = STAGE_CANCELLED;
-        if (t->stage == STAGE_CANCELLED) {
-            snprintf(why, n, "%s is already cancelled", t->work_item);
-            return false;
-        }
-        if (!stage_pipeline_edge(t->stage, STAGE_CANCELLED)) {
-            snprintf(why, n, "%s is %s: there is nothing to cancel", t->work_item,
-                     stage_name(t->stage));
-            return false;
-        }
-        return true;
-    }
-    *to = row->kind == STAGE_INBOX_APPROVE ? STAGE_TESTING : STAGE_DEVELOPMENT;
-    if (t->stage != STAGE_REVIEW || t->cycle != row->seen_cycle) {
-        snprintf(why, n,
-                 "%s is in stage %s (cycle %d); the review event was for review in cycle %d",
-                 t->work_item, stage_name(t->stage), t->cycle, row->seen_cycle);
-        return false;
-    }
-    return true;
+    return stage_logic_inbox_stale_ms(ss->effects.timeout_ms);
 }
 
 static void settle_as(stage_inbox_result *res, bool done, const char *outcome)
 {
     res->done = done;
     snprintf(res->outcome, sizeof res->outcome, "%s", outcome);
+}
+
+/* The detail of an event the engine call `o` did not settle for good. */
+static void pending_detail(const stage_outcome *o, stage_inbox_result *res)
+{
+    if (o->result == STAGE_RESULT_DEFERRED)
+        snprintf(res->detail, sizeof res->detail, "lease held by %s",
+                 res->holder[0] ? res->holder : "another actor");
+    else if (o->neffects)
+        snprintf(res->detail, sizeof res->detail, "%s", o->effects[0].detail);
 }
 
 /* One engine call for the event; true when the result settles it (or is to
@@ -88,44 +58,27 @@ static bool attempt(stage_svc *ss, const stage_inbox_row *row, stage_id from, st
                                                            : "";
     stage_advance_req ar = { row->work_item, stage_name(from), stage_name(to),
                              "webhook",      reason,           &ev };
-    stage_advance_res ares;
+    stage_outcome o;
     uint64_t t0 = orch_mono_ns();
-    orch_code code =
-        stage_advance(ss, &ar, orch_mono_ms() + 60000, &ares, res->detail, sizeof res->detail);
-    stage_count_transition(ss, ar.expected_from, ar.to, ares.result);
+    orch_code code = stage_advance(ss, &ar, orch_mono_ms() + 60000, &o);
+    stage_count_transition(ss, ar.expected_from, ar.to, o.result);
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
-    res->tr = ares.result;
+    snprintf(res->detail, sizeof res->detail, "%s", o.fail.msg);
+    res->ran = true;
+    res->result = o.result;
     res->code = code;
-    res->stage = ares.task.stage != STAGE_NONE && ares.task.work_item[0] ? ares.task.stage : from;
-    res->epoch = ares.epoch;
-    if (ares.holder)
-        snprintf(res->holder, sizeof res->holder, "%s", ares.holder->actor);
-    bool settled = true;
-    if (code == ORCH_CODE_OK &&
-        (ares.result == STAGE_RESULT_ADVANCED || ares.result == STAGE_RESULT_ROLLED_BACK)) {
-        settle_as(res, true, "applied");
-    } else if (code == ORCH_CODE_OK && ares.result == STAGE_RESULT_GATE_FAILED) {
-        settle_as(res, true, "gate_failed");
-        if (ares.nfails)
-            snprintf(res->detail, sizeof res->detail, "%s", ares.fails[0]);
-    } else if (code == ORCH_CODE_OK) {
-        /* deferred, effect_failed (not done, not a verdict), effect_unknown */
-        settle_as(res, false, stage_transition_results[ares.result]);
-        if (ares.result == STAGE_RESULT_DEFERRED)
-            snprintf(res->detail, sizeof res->detail, "lease held by %s",
-                     res->holder[0] ? res->holder : "another actor");
-        else if (ares.neffects)
-            snprintf(res->detail, sizeof res->detail, "%s", ares.effects[0].detail);
-    } else if (code == ORCH_CODE_FAILED_PRECONDITION || code == ORCH_CODE_ABORTED) {
-        settle_as(res, false, code == ORCH_CODE_ABORTED ? "aborted" : "moved");
-        settled = false;
-    } else if (code == ORCH_CODE_NOT_FOUND || code == ORCH_CODE_INVALID_ARGUMENT) {
-        settle_as(res, true, "rejected");
-    } else {
-        settle_as(res, false, "error"); /* unavailable, deadline: try again later */
-    }
-    stage_advance_res_free(&ares);
-    return settled;
+    res->stage = o.task.stage != STAGE_NONE && o.task.work_item[0] ? o.task.stage : from;
+    res->epoch = o.epoch;
+    if (o.holder)
+        snprintf(res->holder, sizeof res->holder, "%s", o.holder->actor);
+    stage_inbox_verdict v = stage_logic_inbox_verdict(code, o.result);
+    settle_as(res, v.done, v.outcome);
+    if (code == ORCH_CODE_OK && o.result == STAGE_RESULT_GATE_FAILED && o.nfails)
+        snprintf(res->detail, sizeof res->detail, "%s", o.fails[0]);
+    else if (code == ORCH_CODE_OK && !v.done)
+        pending_detail(&o, res);
+    stage_outcome_free(&o);
+    return !v.look_again;
 }
 
 /* Works out the event's outcome (res), without settling the row. */
@@ -152,7 +105,8 @@ static void apply_row(stage_svc *ss, const stage_inbox_row *row, stage_inbox_res
         }
         res->stage = t.stage;
         stage_id from, to;
-        if (!event_edge(row, &t, &from, &to, res->detail, sizeof res->detail)) {
+        if (!stage_logic_event_edge(row->kind, row->seen_cycle, &t, &from, &to, res->detail,
+                                    sizeof res->detail)) {
             settle_as(res, true, "superseded");
             return;
         }
@@ -165,10 +119,9 @@ static void apply_row(stage_svc *ss, const stage_inbox_row *row, stage_inbox_res
 void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, stage_inbox_result *res)
 {
     memset(res, 0, sizeof *res);
-    res->tr = -1;
     res->stage = row->seen_stage;
     apply_row(ss, row, res);
-    res->retry_ms = res->done ? 0 : backoff_ms(row->attempts);
+    res->retry_ms = res->done ? 0 : stage_logic_inbox_backoff_ms(row->attempts);
     uint64_t dl = orch_mono_ms() + 10000;
     orch_db_conn *c = NULL;
     bool settled = false;

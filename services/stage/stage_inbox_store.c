@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stage_inbox.h"
+#include "stage_inbox_store.h"
 
 #define INBOX_COLS                                                                 \
     "w.id, w.source, w.delivery, w.work_item, w.kind, w.seen_stage, w.seen_cycle," \

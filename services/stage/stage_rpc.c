@@ -11,6 +11,8 @@
 #include "orch/log.h"
 #include "orch/v1/stage.pb-c.h"
 #include "stage_rpc.h"
+#include "stage_engine.h"
+#include "stage_queue.h"
 #include "stage_svc.h"
 
 /* ---- validation ---------------------------------------------------------- */
@@ -262,6 +264,106 @@ static orch_code create_task(orch_rpc_call *call, const ProtobufCMessage *msg, v
 
 /* ---- GetTask ------------------------------------------------------------- */
 
+/* What GetTask reads of a task; the arrays are malloc'ed. */
+typedef struct task_view {
+    stage_task t;
+    orch_verdicts ev;
+    stage_history_row *h;
+    stage_effect_row *e;
+    int nh, ne;
+} task_view;
+
+static void task_view_free(task_view *v)
+{
+    free(v->h);
+    free(v->e);
+    v->h = NULL;
+    v->e = NULL;
+}
+
+static orch_err read_task_view(stage_svc *ss, uint64_t dl, const char *work_item, unsigned limit,
+                               task_view *v)
+{
+    orch_db_conn *c = NULL;
+    memset(v, 0, sizeof *v);
+    orch_err err = orch_db_acquire(ss->db, dl, &c);
+    if (!err)
+        err = stage_store_get(c, dl, work_item, &v->t);
+    if (!err)
+        err = stage_store_history(c, dl, work_item, (int)limit, &v->h, &v->nh);
+    if (!err)
+        err = stage_store_effects(c, dl, work_item, &v->e, &v->ne);
+    if (!err)
+        err = stage_store_load_evidence(c, dl, work_item, NULL, &v->ev);
+    orch_db_release(c);
+    if (err)
+        task_view_free(v);
+    return err;
+}
+
+/* The messages of a GetTaskReply, pointing into a task_view. */
+typedef struct task_msgs {
+    Orch__V1__HistoryEntry *h, **hp;
+    Orch__V1__SideEffect *se, **sp;
+    Orch__V1__Evidence *evm, **evp;
+} task_msgs;
+
+static void task_msgs_free(task_msgs *m)
+{
+    free(m->h);
+    free(m->hp);
+    free(m->se);
+    free(m->sp);
+    free(m->evm);
+    free(m->evp);
+}
+
+/* Fills `m` from `v` (borrowed while `m` is used); false when out of memory. */
+static bool task_msgs_fill(const task_view *v, task_msgs *m)
+{
+    size_t nh = (size_t)v->nh, ne = (size_t)v->ne;
+    m->h = calloc(nh + 1, sizeof *m->h);
+    m->hp = calloc(nh + 1, sizeof *m->hp);
+    m->se = calloc(ne + 1, sizeof *m->se);
+    m->sp = calloc(ne + 1, sizeof *m->sp);
+    m->evm = calloc(v->ev.n + 1, sizeof *m->evm);
+    m->evp = calloc(v->ev.n + 1, sizeof *m->evp);
+    if (!m->h || !m->hp || !m->se || !m->sp || !m->evm || !m->evp)
+        return false;
+    for (size_t i = 0; i < nh; i++) {
+        const stage_history_row *r = &v->h[i];
+        Orch__V1__HistoryEntry *h = &m->h[i];
+        orch__v1__history_entry__init(h);
+        h->from_stage = (char *)r->from_stage;
+        h->to_stage = (char *)r->to_stage;
+        h->actor = (char *)r->actor;
+        h->lease_epoch = r->lease_epoch;
+        h->reason = (char *)r->reason;
+        h->at_unix_ms = r->at_ms;
+        m->hp[i] = h;
+    }
+    for (size_t i = 0; i < ne; i++) {
+        const stage_effect_row *r = &v->e[i];
+        Orch__V1__SideEffect *se = &m->se[i];
+        orch__v1__side_effect__init(se);
+        se->transition = (char *)r->transition;
+        se->effect = (char *)r->effect;
+        se->lease_epoch = r->lease_epoch;
+        se->outcome = (char *)r->outcome;
+        se->detail = (char *)r->detail;
+        se->created_unix_ms = r->created_ms;
+        se->finished_unix_ms = r->finished_ms;
+        m->sp[i] = se;
+    }
+    for (size_t i = 0; i < v->ev.n; i++) {
+        orch__v1__evidence__init(&m->evm[i]);
+        m->evm[i].key = (char *)v->ev.v[i].key;
+        m->evm[i].value = (char *)v->ev.v[i].value;
+        m->evp[i] = &m->evm[i];
+    }
+    return true;
+}
+
 static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     stage_svc *ss = arg;
@@ -270,91 +372,37 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
     if (bad != ORCH_CODE_OK)
         return bad;
     unsigned limit = req->history_limit ? req->history_limit : 50;
-    uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c = NULL;
-    stage_task t;
-    orch_verdicts ev;
-    orch_db_result *hr = NULL, *er = NULL;
-    orch_err err = orch_db_acquire(ss->db, dl, &c);
-    if (!err)
-        err = stage_store_get(c, dl, req->work_item, &t);
-    if (!err)
-        err = stage_store_history(c, dl, req->work_item, (int)limit, &hr);
-    if (!err)
-        err = stage_store_effects(c, dl, req->work_item, &er);
-    if (!err)
-        err = stage_store_load_evidence(c, dl, req->work_item, NULL, &ev);
-    orch_db_release(c);
-    if (err) {
-        orch_db_result_free(hr);
-        orch_db_result_free(er);
-        if (err == ORCH_ENOTFOUND)
-            return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no task %s", req->work_item);
+    task_view v;
+    orch_err err = read_task_view(ss, orch_rpc_call_deadline(call), req->work_item, limit, &v);
+    if (err == ORCH_ENOTFOUND)
+        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no task %s", req->work_item);
+    if (err)
         return db_fail(call, err, "reading the task");
-    }
-    int nh = orch_db_result_rows(hr), ne = orch_db_result_rows(er);
-    Orch__V1__HistoryEntry *h = calloc((size_t)nh + 1, sizeof *h);
-    Orch__V1__HistoryEntry **hp = calloc((size_t)nh + 1, sizeof *hp);
-    Orch__V1__SideEffect *se = calloc((size_t)ne + 1, sizeof *se);
-    Orch__V1__SideEffect **sp = calloc((size_t)ne + 1, sizeof *sp);
-    Orch__V1__Evidence *evm = calloc(ev.n + 1, sizeof *evm);
-    Orch__V1__Evidence **evp = calloc(ev.n + 1, sizeof *evp);
+    task_msgs m = { 0 };
     orch_code code;
-    if (!h || !hp || !se || !sp || !evm || !evp) {
+    if (!task_msgs_fill(&v, &m)) {
         code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
     } else {
-        for (int i = 0; i < nh; i++) {
-            orch__v1__history_entry__init(&h[i]);
-            h[i].from_stage = (char *)orch_db_result_get(hr, i, 0);
-            h[i].to_stage = (char *)orch_db_result_get(hr, i, 1);
-            h[i].actor = (char *)orch_db_result_get(hr, i, 2);
-            h[i].lease_epoch = strtoull(orch_db_result_get(hr, i, 3), NULL, 10);
-            h[i].reason = (char *)orch_db_result_get(hr, i, 4);
-            h[i].at_unix_ms = strtoull(orch_db_result_get(hr, i, 5), NULL, 10);
-            hp[i] = &h[i];
-        }
-        for (int i = 0; i < ne; i++) {
-            orch__v1__side_effect__init(&se[i]);
-            se[i].transition = (char *)orch_db_result_get(er, i, 0);
-            se[i].effect = (char *)orch_db_result_get(er, i, 1);
-            se[i].lease_epoch = strtoull(orch_db_result_get(er, i, 2), NULL, 10);
-            se[i].outcome = (char *)orch_db_result_get(er, i, 3);
-            se[i].detail = (char *)orch_db_result_get(er, i, 4);
-            se[i].created_unix_ms = strtoull(orch_db_result_get(er, i, 5), NULL, 10);
-            se[i].finished_unix_ms = strtoull(orch_db_result_get(er, i, 6), NULL, 10);
-            sp[i] = &se[i];
-        }
-        for (size_t i = 0; i < ev.n; i++) {
-            orch__v1__evidence__init(&evm[i]);
-            evm[i].key = ev.v[i].key;
-            evm[i].value = ev.v[i].value;
-            evp[i] = &evm[i];
-        }
         Orch__V1__GetTaskReply rep = ORCH__V1__GET_TASK_REPLY__INIT;
         Orch__V1__Task tm;
-        task_to_msg(&t, &tm);
+        task_to_msg(&v.t, &tm);
         rep.task = &tm;
-        rep.n_history = (size_t)nh;
-        rep.history = hp;
-        rep.n_side_effects = (size_t)ne;
-        rep.side_effects = sp;
-        rep.n_evidence = ev.n;
-        rep.evidence = evp;
+        rep.n_history = (size_t)v.nh;
+        rep.history = m.hp;
+        rep.n_side_effects = (size_t)v.ne;
+        rep.side_effects = m.sp;
+        rep.n_evidence = v.ev.n;
+        rep.evidence = m.evp;
         code = orch_rpc_reply(call, &rep.base);
     }
-    free(h);
-    free(hp);
-    free(se);
-    free(sp);
-    free(evm);
-    free(evp);
-    orch_db_result_free(hr);
-    orch_db_result_free(er);
+    task_msgs_free(&m);
+    task_view_free(&v);
     return code;
 }
 
 /* ---- AdvanceStage / Rollback --------------------------------------------- */
 
+/* The wire outcome of each answered result. */
 static const Orch__V1__AdvanceStageReply__Outcome outcome_of[STAGE_RESULT_COUNT] = {
     [STAGE_RESULT_ADVANCED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED,
     [STAGE_RESULT_DEFERRED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED,
@@ -364,30 +412,48 @@ static const Orch__V1__AdvanceStageReply__Outcome outcome_of[STAGE_RESULT_COUNT]
     [STAGE_RESULT_EFFECT_UNKNOWN] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
 };
 
-static void count(stage_svc *ss, const stage_advance_req *ar, int result, uint64_t t0)
+/* Runs the engine for a request and counts it. On failure the call is
+ * answered (the returned code); on OK the caller replies from *out. Either
+ * way *out is the caller's to free (stage_outcome_free). */
+static orch_code run_advance(stage_svc *ss, orch_rpc_call *call, const stage_advance_req *ar,
+                             stage_outcome *out)
 {
-    stage_count_transition(ss, ar->expected_from, ar->to, result);
+    uint64_t t0 = orch_mono_ns();
+    orch_code code = stage_advance(ss, ar, orch_rpc_call_deadline(call), out);
+    stage_count_transition(ss, ar->expected_from, ar->to, out->result);
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
+    return code ? orch_rpc_fail(call, code, "%s", out->fail.msg) : ORCH_CODE_OK;
+}
+
+/* The reply's side effects of `o`, named by `transition` (borrowed). */
+static void effects_to_msg(const stage_outcome *o, char *transition, Orch__V1__SideEffect *se,
+                           Orch__V1__SideEffect **sp)
+{
+    for (int i = 0; i < o->neffects; i++) {
+        orch__v1__side_effect__init(&se[i]);
+        se[i].transition = transition;
+        se[i].effect = (char *)stage_effect_name(o->effects[i].effect);
+        se[i].lease_epoch = o->effects[i].epoch;
+        se[i].outcome = (char *)o->effects[i].outcome;
+        se[i].detail = (char *)o->effects[i].detail;
+        sp[i] = &se[i];
+    }
 }
 
 static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     stage_svc *ss = arg;
     const Orch__V1__AdvanceStageRequest *req = (const Orch__V1__AdvanceStageRequest *)msg;
-    uint64_t t0 = orch_mono_ns();
     orch_verdicts ev;
     orch_code bad = check_request(call, msg, ss->max_evidence, &ev);
     if (bad != ORCH_CODE_OK)
         return bad;
-    orch_code code;
     stage_advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
-    stage_advance_res res;
-    char why[700];
-    code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
-    count(ss, &ar, res.result, t0);
+    stage_outcome res;
+    orch_code code = run_advance(ss, call, &ar, &res);
     if (code) {
-        stage_advance_res_free(&res);
-        return orch_rpc_fail(call, code, "%s", why);
+        stage_outcome_free(&res);
+        return code;
     }
     Orch__V1__AdvanceStageReply rep = ORCH__V1__ADVANCE_STAGE_REPLY__INIT;
     Orch__V1__Task tm;
@@ -405,19 +471,11 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     Orch__V1__SideEffect se[STAGE_ADV_MAX_EFFECTS], *sp[STAGE_ADV_MAX_EFFECTS];
     char transition[64];
     snprintf(transition, sizeof transition, "%s->%s", req->expected_from, req->to);
-    for (int i = 0; i < res.neffects; i++) {
-        orch__v1__side_effect__init(&se[i]);
-        se[i].transition = transition;
-        se[i].effect = (char *)stage_effect_name(res.effects[i].effect);
-        se[i].lease_epoch = res.effects[i].epoch;
-        se[i].outcome = res.effects[i].outcome;
-        se[i].detail = res.effects[i].detail;
-        sp[i] = &se[i];
-    }
+    effects_to_msg(&res, transition, se, sp);
     rep.n_side_effects = (size_t)res.neffects;
     rep.side_effects = sp;
     code = orch_rpc_reply(call, &rep.base);
-    stage_advance_res_free(&res);
+    stage_outcome_free(&res);
     return code;
 }
 
@@ -425,20 +483,17 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
 {
     stage_svc *ss = arg;
     const Orch__V1__RollbackRequest *req = (const Orch__V1__RollbackRequest *)msg;
-    uint64_t t0 = orch_mono_ns();
     orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
     if (bad != ORCH_CODE_OK)
         return bad;
     const char *actor = req->actor[0] ? req->actor : "operator";
     stage_advance_req ar = { req->work_item, req->expected_from, "development",
                              actor,          req->reason,        NULL };
-    stage_advance_res res;
-    char why[700];
-    orch_code code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
-    count(ss, &ar, res.result, t0);
+    stage_outcome res;
+    orch_code code = run_advance(ss, call, &ar, &res);
     if (code) {
-        stage_advance_res_free(&res);
-        return orch_rpc_fail(call, code, "%s", why);
+        stage_outcome_free(&res);
+        return code;
     }
     Orch__V1__RollbackReply rep = ORCH__V1__ROLLBACK_REPLY__INIT;
     Orch__V1__Task tm;
@@ -448,7 +503,7 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
     rep.deferred = res.result == STAGE_RESULT_DEFERRED;
     rep.holder = res.holder;
     code = orch_rpc_reply(call, &rep.base);
-    stage_advance_res_free(&res);
+    stage_outcome_free(&res);
     return code;
 }
 

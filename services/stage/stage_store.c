@@ -514,8 +514,38 @@ orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, boo
 #undef CAS_TAIL
 }
 
+/* Each row of `r` into *out (calloc'ed, `size` bytes a row) through `read`;
+ * frees `r`. */
+static orch_err read_rows(orch_db_result *r, size_t size,
+                          void (*read)(const orch_db_result *, int, void *), void **out, int *n)
+{
+    int rows = orch_db_result_rows(r);
+    char *v = calloc(rows ? (size_t)rows : 1, size);
+    if (!v) {
+        orch_db_result_free(r);
+        return ORCH_ENOMEM;
+    }
+    for (int i = 0; i < rows; i++)
+        read(r, i, v + (size_t)i * size);
+    orch_db_result_free(r);
+    *out = v;
+    *n = rows;
+    return ORCH_OK;
+}
+
+static void read_history(const orch_db_result *r, int i, void *out)
+{
+    stage_history_row *h = out;
+    copy(h->from_stage, sizeof h->from_stage, orch_db_result_get(r, i, 0));
+    copy(h->to_stage, sizeof h->to_stage, orch_db_result_get(r, i, 1));
+    copy(h->actor, sizeof h->actor, orch_db_result_get(r, i, 2));
+    h->lease_epoch = u64(orch_db_result_get(r, i, 3));
+    copy(h->reason, sizeof h->reason, orch_db_result_get(r, i, 4));
+    h->at_ms = u64(orch_db_result_get(r, i, 5));
+}
+
 orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item, int limit,
-                             orch_db_result **out)
+                             stage_history_row **out, int *n)
 {
     static const char sql[] =
         "SELECT h.from_stage, h.to_stage, h.actor, coalesce(h.lease_epoch, 0), h.reason,"
@@ -526,11 +556,25 @@ orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit);
     const char *p[] = { work_item, lim };
-    return orch_db_exec(c, dl, sql, 2, p, out);
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 2, p, &r);
+    return err ? err : read_rows(r, sizeof **out, read_history, (void **)out, n);
+}
+
+static void read_effect(const orch_db_result *r, int i, void *out)
+{
+    stage_effect_row *e = out;
+    copy(e->transition, sizeof e->transition, orch_db_result_get(r, i, 0));
+    copy(e->effect, sizeof e->effect, orch_db_result_get(r, i, 1));
+    e->lease_epoch = u64(orch_db_result_get(r, i, 2));
+    copy(e->outcome, sizeof e->outcome, orch_db_result_get(r, i, 3));
+    copy(e->detail, sizeof e->detail, orch_db_result_get(r, i, 4));
+    e->created_ms = u64(orch_db_result_get(r, i, 5));
+    e->finished_ms = u64(orch_db_result_get(r, i, 6));
 }
 
 orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item,
-                             orch_db_result **out)
+                             stage_effect_row **out, int *n)
 {
     static const char sql[] =
         "SELECT transition, effect, coalesce(lease_epoch, 0), outcome, detail,"
@@ -538,5 +582,7 @@ orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item
         " coalesce((extract(epoch FROM finished_at) * 1000)::bigint, 0)"
         " FROM side_effects WHERE work_item = $1 ORDER BY id";
     const char *p[] = { work_item };
-    return orch_db_exec(c, dl, sql, 1, p, out);
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    return err ? err : read_rows(r, sizeof **out, read_effect, (void **)out, n);
 }

@@ -16,36 +16,13 @@
 
 #include "orch/db.h"
 #include "orch/verdict.h"
-#include "stage_pipeline.h"
-
-#define STAGE_MAX_FIELD 200 /* bytes of work item, repo, actor */
-#define STAGE_MAX_TITLE 500
-
-typedef struct stage_task {
-    int64_t id;
-    char work_item[STAGE_MAX_FIELD + 1];
-    char repo[STAGE_MAX_FIELD + 1];
-    char title[STAGE_MAX_TITLE + 1];
-    stage_id stage;
-    uint64_t version;
-    uint64_t pr_number;
-    int cycle;
-    uint64_t created_ms, updated_ms;
-} stage_task;
+#include "stage_logic.h"
 
 typedef enum stage_intent_state {
     STAGE_INTENT_CLAIMED, /* this call inserted (or took over) the intent: run the effect */
     STAGE_INTENT_EXISTS,  /* a row exists: see outcome and epoch */
     STAGE_INTENT_STALE,   /* the lease epoch is no longer the live grant: do nothing */
 } stage_intent_state;
-
-typedef struct stage_intent {
-    int64_t id;
-    char outcome[16]; /* pending | ok | failed | unknown */
-    uint64_t epoch;   /* 0: claimed without a lease */
-    char detail[512];
-    int64_t age_ms; /* since it was claimed (or taken over), database clock */
-} stage_intent;
 
 orch_err stage_store_create(orch_db_conn *c, uint64_t dl, const char *work_item, const char *repo,
                             const char *title, uint64_t pr_number, stage_task *out,
@@ -152,10 +129,30 @@ typedef struct stage_cas {
 orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
                          stage_task *out) ORCH_NODISCARD;
 
-/* History and side effects for GetTask; rows as text, caller frees. */
+/* One row of stage_history, as GetTask shows it. */
+typedef struct stage_history_row {
+    char from_stage[32], to_stage[32];
+    char actor[STAGE_MAX_FIELD + 1];
+    uint64_t lease_epoch; /* 0: none */
+    char reason[STAGE_MAX_REASON + 1];
+    uint64_t at_ms;
+} stage_history_row;
+
+/* One row of side_effects, as GetTask shows it. */
+typedef struct stage_effect_row {
+    char transition[64], effect[32];
+    uint64_t lease_epoch; /* 0: none */
+    char outcome[16];
+    char detail[STAGE_MAX_DETAIL + 1];
+    uint64_t created_ms, finished_ms; /* finished 0: not yet */
+} stage_effect_row;
+
+/* The latest `limit` history rows of the task, oldest first, and every
+ * side effect of the task, by id. *out is malloc'ed (the caller frees it),
+ * *n its rows; on error nothing is allocated. */
 orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item, int limit,
-                             orch_db_result **out) ORCH_NODISCARD;
+                             stage_history_row **out, int *n) ORCH_NODISCARD;
 orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item,
-                             orch_db_result **out) ORCH_NODISCARD;
+                             stage_effect_row **out, int *n) ORCH_NODISCARD;
 
 #endif
