@@ -236,10 +236,14 @@ static stage_effect_outcome gitea_merge(const stage_effects_cfg *cfg, const stag
 
 /* ---- hooks ------------------------------------------------------------- */
 
+/* POSTs effect call->effect (image rebuild or deploy start) to its hook;
+ * `digest` (may be NULL) receives the digest an image build answers. */
 static stage_effect_outcome hook_post(const stage_effects_cfg *cfg, const stage_effect_call *call,
-                                      const char *url, const char *var, char *detail, size_t dn,
-                                      char *digest, size_t digest_len)
+                                      char *detail, size_t dn, char *digest, size_t digest_len)
 {
+    bool image = call->effect == STAGE_EFF_IMAGE_REBUILD;
+    const char *url = image ? cfg->image_hook_url : cfg->deploy_hook_url;
+    const char *var = image ? "ORCH_IMAGE_HOOK_URL" : "ORCH_DEPLOY_HOOK_URL";
     if (!url[0]) {
         snprintf(detail, dn, "%s is not set: cannot run %s", var, stage_effect_name(call->effect));
         return STAGE_EFFECT_ERROR;
@@ -306,8 +310,9 @@ static stage_effect_outcome ratchet(const stage_effect_call *call, char *detail,
     orch_err err = orch_db_acquire(call->db, dl, &c);
     bool raised = false, stale = false;
     if (!err)
-        err = stage_store_ratchet(c, dl, call->task->repo, pct, call->task->work_item, call->epoch,
-                                  &raised, &stale);
+        err = stage_store_ratchet(
+            c, dl, &(stage_ratchet){ call->task->repo, pct, call->task->work_item, call->epoch },
+            &raised, &stale);
     orch_db_release(c);
     if (err) {
         snprintf(detail, dn, "coverage ratchet: %s", orch_strerror(err));
@@ -336,11 +341,8 @@ stage_effect_outcome stage_effect_run(const stage_effects_cfg *cfg, const stage_
     case STAGE_EFF_MERGE_PR: return gitea_merge(cfg, call, detail, detail_len);
     case STAGE_EFF_COVERAGE_RATCHET: return ratchet(call, detail, detail_len);
     case STAGE_EFF_IMAGE_REBUILD:
-        return hook_post(cfg, call, cfg->image_hook_url, "ORCH_IMAGE_HOOK_URL", detail, detail_len,
-                         digest, digest_len);
-    case STAGE_EFF_DEPLOY_START:
-        return hook_post(cfg, call, cfg->deploy_hook_url, "ORCH_DEPLOY_HOOK_URL", detail,
-                         detail_len, NULL, 0);
+        return hook_post(cfg, call, detail, detail_len, digest, digest_len);
+    case STAGE_EFF_DEPLOY_START: return hook_post(cfg, call, detail, detail_len, NULL, 0);
     case STAGE_EFF_COUNT: break;
     }
     snprintf(detail, detail_len, "unknown effect");

@@ -260,8 +260,9 @@ orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t
     if (!err)
         err = stage_store_baseline(c, dl, t->repo, &gi->has_baseline, &gi->coverage_baseline);
     if (!err)
-        err = stage_store_cycle_verdict(c, dl, t->work_item, dev_review, "pr_number", pr, sizeof pr,
-                                        &named);
+        err = stage_store_cycle_verdict(
+            c, dl, &(stage_verdict_ref){ t->work_item, dev_review, "pr_number" }, pr, sizeof pr,
+            &named);
     if (err)
         return err;
     unsigned long long reported = 0;
@@ -337,8 +338,8 @@ static orch_code read_locked(stage_svc *ss, advance_call *ac, stage_outcome *res
         err = stage_store_get(c, ac->dl, req->work_item, &ac->t);
     bool here = !err && ac->t.stage == e->from;
     if (here && req->evidence && req->evidence->n) {
-        err = stage_store_record_evidence(c, ac->dl, &ac->t, ac->transition, res->epoch,
-                                          req->evidence, req->actor, &recorded);
+        stage_evidence_write w = { &ac->t, ac->transition, res->epoch, req->evidence, req->actor };
+        err = stage_store_record_evidence(c, ac->dl, &w, &recorded);
         if (!err && recorded)
             res->durable = true;
     }

@@ -104,7 +104,7 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
     int n = 0;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_store_list(c, dl, st, repo, 1000, &ts, &n);
+        err = stage_store_list(c, dl, &(stage_list_filter){ st, repo, 1000 }, &ts, &n);
     orch_db_release(c);
     if (err) {
         reply_error(rep, 503, "listing tasks: %s", orch_strerror(err));
@@ -294,8 +294,9 @@ static void accept_event(stage_svc *ss, orch_http_reply *rep, const char *source
         if (!(err = stage_inbox_put(c, dl, &in, &row, &created)))
             break;
     if (!err && created)
-        err = stage_inbox_claim(c, dl, row.id, ss->inbox_claimer, stage_inbox_stale_ms(ss), &row,
-                                &claimed);
+        err = stage_inbox_claim(
+            c, dl, row.id, &(stage_inbox_claimer){ ss->inbox_claimer, stage_inbox_stale_ms(ss) },
+            &row, &claimed);
     orch_db_release(c);
     if (err && !created) {
         reply_error(rep, 503, "recording the %s event for %s: %s (nothing was recorded)", source,

@@ -104,8 +104,8 @@ static void apply_row(stage_svc *ss, const stage_inbox_row *row, stage_inbox_res
             return;
         }
         res->stage = t.stage;
-        stage_id from, to;
-        if (!stage_logic_event_edge(row->kind, row->seen_cycle, &t, &from, &to, res->detail,
+        stage_id from = t.stage, to;
+        if (!stage_logic_event_edge(row->kind, row->seen_cycle, &t, &to, res->detail,
                                     sizeof res->detail)) {
             settle_as(res, true, "superseded");
             return;
@@ -127,8 +127,11 @@ void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, stage_inbox_re
     bool settled = false;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_inbox_settle(c, dl, row->id, ss->inbox_claimer, res->done, res->outcome,
-                                 res->detail, res->retry_ms, &settled);
+        err = stage_inbox_settle(c, dl,
+                                 &(stage_inbox_settlement){ row->id, ss->inbox_claimer, res->done,
+                                                            res->outcome, res->detail,
+                                                            res->retry_ms },
+                                 &settled);
     orch_db_release(c);
     if (err)
         orch_warn("webhook event %" PRId64 " (%s %s): recording %s failed: %s; it is applied "
@@ -157,8 +160,9 @@ int stage_inbox_pass(stage_svc *ss)
         orch_db_conn *c = NULL;
         orch_err err = orch_db_acquire(ss->db, dl, &c);
         if (!err)
-            err = stage_inbox_claim_next(c, dl, ss->inbox_claimer, stage_inbox_stale_ms(ss), &row,
-                                         &claimed);
+            err = stage_inbox_claim_next(
+                c, dl, &(stage_inbox_claimer){ ss->inbox_claimer, stage_inbox_stale_ms(ss) }, &row,
+                &claimed);
         orch_db_release(c);
         if (err) {
             orch_warn("webhook inbox: claiming the next event: %s", orch_strerror(err));

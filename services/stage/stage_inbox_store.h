@@ -40,25 +40,40 @@ const char *stage_inbox_kind_name(stage_inbox_kind k);
 orch_err stage_inbox_put(orch_db_conn *c, uint64_t dl, const stage_inbox_row *in,
                          stage_inbox_row *out, bool *created) ORCH_NODISCARD;
 
+/* Who claims inbox rows, and how old another's claim must be before it is
+ * taken over (its claimer died). */
+typedef struct stage_inbox_claimer {
+    const char *claimer; /* host/pid/instance */
+    int64_t stale_ms;
+} stage_inbox_claimer;
+
 /* Claims row `id` (any time, even before its next attempt is due) for
- * `claimer` if it is pending, or applying with a claim older than
- * `stale_ms`, and no older row of the same work item is still open.
+ * `who` if it is pending, or applying with a claim older than
+ * who->stale_ms, and no older row of the same work item is still open.
  * *claimed says whether; *out is then the claimed row. */
-orch_err stage_inbox_claim(orch_db_conn *c, uint64_t dl, int64_t id, const char *claimer,
-                           int64_t stale_ms, stage_inbox_row *out, bool *claimed) ORCH_NODISCARD;
+orch_err stage_inbox_claim(orch_db_conn *c, uint64_t dl, int64_t id, const stage_inbox_claimer *who,
+                           stage_inbox_row *out, bool *claimed) ORCH_NODISCARD;
 
 /* Claims the oldest row that is due (pending past its next attempt, or a
  * stale claim) and has no older open row of its work item, skipping rows
  * another claimer is locking. *claimed false: nothing is due. */
-orch_err stage_inbox_claim_next(orch_db_conn *c, uint64_t dl, const char *claimer, int64_t stale_ms,
+orch_err stage_inbox_claim_next(orch_db_conn *c, uint64_t dl, const stage_inbox_claimer *who,
                                 stage_inbox_row *out, bool *claimed) ORCH_NODISCARD;
 
-/* Ends `claimer`'s claim of row `id`: done with `outcome`, or back to
- * pending (outcome = the attempt's result) due again in `retry_ms`.
+/* How an attempt at row `id`, claimed by `claimer`, ends. */
+typedef struct stage_inbox_settlement {
+    int64_t id;
+    const char *claimer;
+    bool done; /* settled; false: pending again */
+    const char *outcome, *detail;
+    int64_t retry_ms; /* !done: due again after it */
+} stage_inbox_settlement;
+
+/* Ends s->claimer's claim of row s->id: done with s->outcome, or back to
+ * pending (outcome = the attempt's result) due again in s->retry_ms.
  * *settled is false when the claim was taken over meanwhile (nothing
  * written). */
-orch_err stage_inbox_settle(orch_db_conn *c, uint64_t dl, int64_t id, const char *claimer,
-                            bool done, const char *outcome, const char *detail, int64_t retry_ms,
+orch_err stage_inbox_settle(orch_db_conn *c, uint64_t dl, const stage_inbox_settlement *s,
                             bool *settled) ORCH_NODISCARD;
 
 #endif

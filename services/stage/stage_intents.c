@@ -93,9 +93,11 @@ static stage_result record_outcome(stage_svc *ss, const stage_effect_call *call,
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, rdl, &c);
     if (!err)
-        err = stage_store_intent_finish(c, rdl, id, call->epoch, ae->outcome, ae->detail,
-                                        call->task, ok && digest[0] ? "built_image_digest" : NULL,
-                                        digest, &recorded);
+        err = stage_store_intent_finish(
+            c, rdl,
+            &(stage_intent_outcome){ id, call->epoch, ae->outcome, ae->detail, call->task,
+                                     ok && digest[0] ? "built_image_digest" : NULL, digest },
+            &recorded);
     orch_db_release(c);
     if (err) {
         stage_db_fail(f, err, "recording the effect's outcome");
@@ -152,9 +154,11 @@ static stage_result claim_effect(stage_svc *ss, stage_effect_call *call, stage_a
     orch_err err = with_conn(ss, call->deadline, &c);
     uint64_t sent = orch_mono_ms(); /* before the claim: its row's clock starts later */
     if (!err)
-        err = stage_store_intent_claim(c, call->deadline, t->work_item, call->transition,
-                                       stage_effect_name(call->effect), t->cycle, call->epoch, &st,
-                                       row);
+        err = stage_store_intent_claim(c, call->deadline,
+                                       &(stage_intent_key){ t->work_item, call->transition,
+                                                            stage_effect_name(call->effect),
+                                                            t->cycle },
+                                       call->epoch, &st, row);
     orch_db_release(c);
     if (err) {
         stage_db_fail(f, err, "side-effect intent");
@@ -255,16 +259,9 @@ static stage_result resolve_intent(stage_svc *ss, const stage_effect_call *base,
     return o == STAGE_EFFECT_UNKNOWN ? STAGE_RESULT_EFFECT_UNKNOWN : STAGE_RESULT_ADVANCED;
 }
 
-/* The first intent of a cycle whose outcome is not known, as read. */
-typedef struct unresolved {
-    bool found;
-    stage_intent row;
-    char tr[64], eff[64]; /* its transition and effect names */
-} unresolved;
-
 /* The refusal of a rollback or cancel over intent `u` that could not be
  * settled: `why` says what the attempt to find its outcome met. */
-static void refuse_unresolved(const stage_task *t, stage_id to, const unresolved *u,
+static void refuse_unresolved(const stage_task *t, stage_id to, const stage_open_intent *u,
                               const char *why, stage_failure *f)
 {
     const char *what = stage_logic_backward_word(to);
@@ -273,21 +270,20 @@ static void refuse_unresolved(const stage_task *t, stage_id to, const unresolved
                "have happened and the %s would abandon it; asking again under its idempotency "
                "key did not settle it (%.300s); every later attempt asks again: retry the %s "
                "once that is fixed",
-               what, t->work_item, u->eff, u->tr, t->cycle, u->row.epoch,
+               what, t->work_item, u->effect, u->transition, t->cycle, u->row.epoch,
                strcmp(u->row.outcome, "pending") == 0 ? "pending (claimed, outcome never recorded)"
                                                       : "unknown",
                what, why, what);
 }
 
 /* Reads the first unresolved intent (unknown or pending) of t's cycle. */
-static orch_code find_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, unresolved *u,
-                                 stage_failure *f)
+static orch_code find_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, bool *found,
+                                 stage_open_intent *u, stage_failure *f)
 {
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
     if (!err)
-        err = stage_store_unresolved_effect(c, dl, t->work_item, t->cycle, &u->found, &u->row,
-                                            u->tr, u->eff);
+        err = stage_store_unresolved_effect(c, dl, t->work_item, t->cycle, found, u);
     orch_db_release(c);
     return err ? stage_db_fail(f, err, "reading the cycle's side effects") : ORCH_CODE_OK;
 }
@@ -311,7 +307,7 @@ static void note_settled(const stage_task *t, stage_id to, const char *tr,
  * out->effects while there is room). OK when settled; else the refusal
  * (or, for a database error, that error's code) in out->fail. */
 static orch_code settle_one(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                            const unresolved *u, stage_outcome *out)
+                            const stage_open_intent *u, stage_outcome *out)
 {
     stage_advance_effect scratch, *ae = &scratch;
     if (out->neffects < STAGE_ADV_MAX_EFFECTS)
@@ -323,14 +319,15 @@ static orch_code settle_one(stage_svc *ss, uint64_t dl, const stage_task *t, sta
     stage_effect_id id = STAGE_EFF_COUNT;
     stage_result r = STAGE_RESULT_ERROR;
     stage_failure w = { .code = ORCH_CODE_FAILED_PRECONDITION };
-    if (stage_logic_intent_edge(u->tr, u->eff, &e, &id)) {
+    if (stage_logic_intent_edge(u->transition, u->effect, &e, &id)) {
         ae->effect = id;
         stage_effect_call base = {
             .effect = id, .task = t, .epoch = out->epoch, .db = ss->db, .deadline = dl
         };
         r = resolve_intent(ss, &base, e, &u->row, ae, &w);
     } else {
-        snprintf(w.msg, sizeof w.msg, "the pipeline has no edge %s with effect %s", u->tr, u->eff);
+        snprintf(w.msg, sizeof w.msg, "the pipeline has no edge %s with effect %s", u->transition,
+                 u->effect);
     }
     if (ae->claimed)
         out->durable = true;
@@ -342,7 +339,7 @@ static orch_code settle_one(stage_svc *ss, uint64_t dl, const stage_task *t, sta
             out->fail.code = w.code;
         return out->fail.code;
     }
-    note_settled(t, to, u->tr, ae);
+    note_settled(t, to, u->transition, ae);
     return ORCH_CODE_OK;
 }
 
@@ -356,10 +353,10 @@ orch_code stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *
                                   stage_outcome *out)
 {
     for (int i = 0; i <= STAGE_EFF_COUNT; i++) {
-        unresolved u;
-        memset(&u, 0, sizeof u);
-        orch_code code = find_unresolved(ss, dl, t, &u, &out->fail);
-        if (code || !u.found)
+        stage_open_intent u;
+        bool found = false;
+        orch_code code = find_unresolved(ss, dl, t, &found, &u, &out->fail);
+        if (code || !found)
             return code;
         code = settle_one(ss, dl, t, to, &u, out);
         if (code)

@@ -186,9 +186,8 @@ bool stage_logic_answer_unknown(bool durable, orch_code code)
 /* ---- the webhook inbox ------------------------------------------------------ */
 
 bool stage_logic_event_edge(stage_inbox_kind kind, int seen_cycle, const stage_task *t,
-                            stage_id *from, stage_id *to, char *why, size_t n)
+                            stage_id *to, char *why, size_t n)
 {
-    *from = t->stage;
     if (kind == STAGE_INBOX_CANCEL) {
         *to = STAGE_CANCELLED;
         if (t->stage == STAGE_CANCELLED) {

@@ -193,13 +193,14 @@ typedef enum stage_inbox_kind {
     STAGE_INBOX_REJECT
 } stage_inbox_kind;
 
-/* The edge an event of `kind` (that arrived while the item was in cycle
- * `seen_cycle`) asks of the item as it is now (`t`): a cancel from any
+/* The stage `to` an event of `kind` (that arrived while the item was in
+ * cycle `seen_cycle`) asks of the item as it is now (`t`, from its stage):
+ * a cancel from any
  * stage that has a cancel edge; a review event only while the item is in
  * review in the cycle it arrived in. False, with the reason in `why`, when
  * the event no longer applies (superseded). */
 bool stage_logic_event_edge(stage_inbox_kind kind, int seen_cycle, const stage_task *t,
-                            stage_id *from, stage_id *to, char *why, size_t n);
+                            stage_id *to, char *why, size_t n);
 
 /* The wait before the next attempt of an event tried `attempts` times:
  * 1 s doubling up to 15 s. */

@@ -102,9 +102,12 @@ static orch_code check_get(const Orch__V1__GetTaskRequest *req, char *why, size_
 /* Builds the verdict set of a request: the text's verdict lines (unknown
  * keys there are prose and ignored), then the explicit list (unknown or
  * engine-only keys there are errors). */
-static orch_code request_verdicts(size_t max_evidence, const char *text, Orch__V1__Evidence **list,
-                                  size_t nlist, orch_verdicts *out, char *why, size_t n)
+static orch_code request_verdicts(const Orch__V1__AdvanceStageRequest *req, size_t max_evidence,
+                                  orch_verdicts *out, char *why, size_t n)
 {
+    const char *text = req->evidence;
+    Orch__V1__Evidence **list = req->verdicts;
+    size_t nlist = req->n_verdicts;
     size_t tl = strlen(text);
     if (tl > max_evidence)
         return invalid(why, n, "evidence is %zu bytes, at most %zu (ORCH_STAGE_MAX_EVIDENCE_BYTES)",
@@ -134,8 +137,7 @@ static orch_code check_advance(const Orch__V1__AdvanceStageRequest *req, size_t 
     if (!valid_ident("work_item", req->work_item, false, why, n) ||
         !valid_ident("actor", req->actor, false, why, n))
         return ORCH_CODE_INVALID_ARGUMENT;
-    return request_verdicts(max_evidence, req->evidence, req->verdicts, req->n_verdicts, ev, why,
-                            n);
+    return request_verdicts(req, max_evidence, ev, why, n);
 }
 
 static orch_code check_rollback(const Orch__V1__RollbackRequest *req, char *why, size_t n)
@@ -237,12 +239,14 @@ static orch_code create_task(orch_rpc_call *call, const ProtobufCMessage *msg, v
         return bad;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
-    stage_task t;
+    stage_task in = { .pr_number = req->pr_number }, t;
+    snprintf(in.work_item, sizeof in.work_item, "%s", req->work_item);
+    snprintf(in.repo, sizeof in.repo, "%s", req->repo);
+    snprintf(in.title, sizeof in.title, "%s", req->title);
     bool created = false;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_store_create(c, dl, req->work_item, req->repo, req->title, req->pr_number, &t,
-                                 &created);
+        err = stage_store_create(c, dl, &in, &t, &created);
     orch_db_release(c);
     if (err)
         return db_fail(call, err, "creating the task");
@@ -524,7 +528,7 @@ static orch_code list_queue(orch_rpc_call *call, const ProtobufCMessage *msg, vo
     int n = 0;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_store_list(c, dl, st, req->repo, (int)limit, &ts, &n);
+        err = stage_store_list(c, dl, &(stage_list_filter){ st, req->repo, (int)limit }, &ts, &n);
     orch_db_release(c);
     if (err)
         return db_fail(call, err, "listing tasks");

@@ -150,10 +150,9 @@ static void setup(void)
     orch_db_conn *c;
     cr_assert_eq(orch_db_acquire(direct, orch_mono_ms() + 10000, &c), ORCH_OK);
     cr_assert_eq(orch_migrate(c, orch_mono_ms() + 30000, NULL), ORCH_OK);
-    stage_task t;
+    stage_task in = { .work_item = ITEM, .repo = "orch", .title = "t" }, t;
     bool created;
-    cr_assert_eq(stage_store_create(c, orch_mono_ms() + 5000, ITEM, "orch", "t", 0, &t, &created),
-                 ORCH_OK);
+    cr_assert_eq(stage_store_create(c, orch_mono_ms() + 5000, &in, &t, &created), ORCH_OK);
     orch_db_release(c);
     free(th_sql(url, "INSERT INTO transition_lease (work_item, epoch, owner_host, owner_boot_id,"
                      " owner_pid, owner_start_ticks, owner_instance, actor, transition, repo)"
@@ -192,8 +191,11 @@ static void *run_cas(void *arg)
     stage_task out = { .cycle = 0 };
     snprintf(out.work_item, sizeof out.work_item, "%s", ITEM);
     if (k->finish)
-        k->err = stage_store_intent_finish(k->c, ORCH_DEADLINE_NONE, k->intent, 1, "ok", "done",
-                                           &out, "built_image_digest", "sha256:1", &k->won);
+        k->err =
+            stage_store_intent_finish(k->c, ORCH_DEADLINE_NONE,
+                                      &(stage_intent_outcome){ k->intent, 1, "ok", "done", &out,
+                                                               "built_image_digest", "sha256:1" },
+                                      &k->won);
     else
         k->err = stage_store_cas(k->c, ORCH_DEADLINE_NONE, &cas, &k->won, &out);
     atomic_store(&k->done, true);
@@ -293,9 +295,8 @@ static int64_t claim(const char *effect)
     stage_intent_state st;
     stage_intent row;
     cr_assert_eq(orch_db_acquire(direct, orch_mono_ms() + 5000, &c), ORCH_OK);
-    cr_assert_eq(stage_store_intent_claim(c, orch_mono_ms() + 5000, ITEM, "staging->deploy", effect,
-                                          0, 1, &st, &row),
-                 ORCH_OK);
+    stage_intent_key key = { ITEM, "staging->deploy", effect, 0 };
+    cr_assert_eq(stage_store_intent_claim(c, orch_mono_ms() + 5000, &key, 1, &st, &row), ORCH_OK);
     orch_db_release(c);
     cr_assert_eq(st, STAGE_INTENT_CLAIMED);
     return row.id;
