@@ -416,13 +416,13 @@ static const Orch__V1__AdvanceStageReply__Outcome outcome_of[STAGE_RESULT_COUNT]
     [STAGE_RESULT_EFFECT_UNKNOWN] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
 };
 
-/* Runs the engine for a request and counts it. On failure the call is
- * answered (the returned code); on OK the caller replies from *out. Either
- * way *out is the caller's to free (stage_outcome_free). */
+/* Runs the engine for a request (received at `t0`, orch_mono_ns) and
+ * counts it. On failure the call is answered (the returned code); on OK the
+ * caller replies from *out. Either way *out is the caller's to free
+ * (stage_outcome_free). */
 static orch_code run_advance(stage_svc *ss, orch_rpc_call *call, const stage_advance_req *ar,
-                             stage_outcome *out)
+                             uint64_t t0, stage_outcome *out)
 {
-    uint64_t t0 = orch_mono_ns();
     orch_code code = stage_advance(ss, ar, orch_rpc_call_deadline(call), out);
     stage_count_transition(ss, ar->expected_from, ar->to, out->result);
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
@@ -448,13 +448,14 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
 {
     stage_svc *ss = arg;
     const Orch__V1__AdvanceStageRequest *req = (const Orch__V1__AdvanceStageRequest *)msg;
+    uint64_t t0 = orch_mono_ns();
     orch_verdicts ev;
     orch_code bad = check_request(call, msg, ss->max_evidence, &ev);
     if (bad != ORCH_CODE_OK)
         return bad;
     stage_advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
     stage_outcome res;
-    orch_code code = run_advance(ss, call, &ar, &res);
+    orch_code code = run_advance(ss, call, &ar, t0, &res);
     if (code) {
         stage_outcome_free(&res);
         return code;
@@ -487,6 +488,7 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
 {
     stage_svc *ss = arg;
     const Orch__V1__RollbackRequest *req = (const Orch__V1__RollbackRequest *)msg;
+    uint64_t t0 = orch_mono_ns();
     orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
     if (bad != ORCH_CODE_OK)
         return bad;
@@ -494,7 +496,7 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
     stage_advance_req ar = { req->work_item, req->expected_from, "development",
                              actor,          req->reason,        NULL };
     stage_outcome res;
-    orch_code code = run_advance(ss, call, &ar, &res);
+    orch_code code = run_advance(ss, call, &ar, t0, &res);
     if (code) {
         stage_outcome_free(&res);
         return code;
