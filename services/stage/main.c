@@ -14,6 +14,9 @@
 #include "orch/httpc.h"
 #include "orch/log.h"
 #include "stage_config.h"
+#include "stage_bg.h"
+#include "stage_http.h"
+#include "stage_rpc.h"
 #include "stage_svc.h"
 
 static const char *const effect_outcomes[] = { "ok", "failed", "unknown" };
@@ -21,22 +24,22 @@ static const char *const one_label[] = { "AdvanceStage" };
 
 static orch_err register_metrics(stage_svc *ss, orch_metrics *m)
 {
-    static const char *effect_labels[EFF_COUNT];
+    static const char *effect_labels[STAGE_EFF_COUNT];
     size_t n;
-    const stage_edge *edges = pipeline_edges(&n);
+    const stage_edge *edges = stage_pipeline_edges(&n);
     for (size_t i = 0; i < n && i + 1 < STAGE_EDGE_LABELS_MAX; i++) {
-        edge_transition(&edges[i], ss->edge_label_buf[i], sizeof ss->edge_label_buf[i]);
+        stage_edge_transition(&edges[i], ss->edge_label_buf[i], sizeof ss->edge_label_buf[i]);
         ss->edge_labels[ss->nedge_labels++] = ss->edge_label_buf[i];
     }
     ss->edge_labels[ss->nedge_labels++] = "other";
-    for (int e = 0; e < EFF_COUNT; e++)
-        effect_labels[e] = effect_name((effect_id)e);
+    for (int e = 0; e < STAGE_EFF_COUNT; e++)
+        effect_labels[e] = stage_effect_name((stage_effect_id)e);
     ss->m_transitions = orch_metrics_counter2(
         m, "orch_stage_transitions_total", "Transition attempts by edge and result", "edge",
-        ss->edge_labels, ss->nedge_labels, "result", stage_transition_results, TR_NKINDS);
-    ss->m_effects = orch_metrics_counter2(m, "orch_stage_side_effects_total",
-                                          "Side effects run, by effect and outcome", "effect",
-                                          effect_labels, EFF_COUNT, "outcome", effect_outcomes, 3);
+        ss->edge_labels, ss->nedge_labels, "result", stage_result_names, STAGE_RESULT_COUNT);
+    ss->m_effects = orch_metrics_counter2(
+        m, "orch_stage_side_effects_total", "Side effects run, by effect and outcome", "effect",
+        effect_labels, STAGE_EFF_COUNT, "outcome", effect_outcomes, 3);
     ss->m_advance_latency = orch_metrics_histogram(m, "orch_stage_advance_duration_seconds",
                                                    "Time to answer AdvanceStage, effects included",
                                                    "method", one_label, 1);
@@ -77,7 +80,7 @@ static orch_err stage_start(orch_service *svc)
     ss->scope.own_repo = orch_config_str(cfg, "ORCH_ORCHESTRATOR_REPO");
     ss->lease_timeout_ms = (uint32_t)orch_config_int(cfg, "ORCH_STAGE_LEASE_TIMEOUT_MS");
     ss->max_evidence = (size_t)orch_config_int(cfg, "ORCH_STAGE_MAX_EVIDENCE_BYTES");
-    ss->effects = (effects_cfg){
+    ss->effects = (stage_effects_cfg){
         .gitea_url = orch_config_str(cfg, "ORCH_GITEA_URL"),
         .gitea_token = orch_config_str(cfg, "ORCH_GITEA_TOKEN"),
         .merge_style = orch_config_str(cfg, "ORCH_GITEA_MERGE_STYLE"),

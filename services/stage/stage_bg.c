@@ -16,7 +16,9 @@
 
 #include "orch/clock.h"
 #include "orch/log.h"
-#include "stage_svc.h"
+#include "stage_bg.h"
+#include "stage_engine.h"
+#include "stage_inbox.h"
 
 /* Whether the verdicts recorded for edge `e` in the item's current cycle
  * pass every gate of `e` (a pure check on data read without the lease: the
@@ -25,7 +27,7 @@
 static bool gates_pass(stage_svc *ss, const stage_task *t, const stage_edge *e, uint64_t dl)
 {
     orch_verdicts ev;
-    gate_input gi;
+    stage_gate_input gi;
     orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
@@ -33,32 +35,56 @@ static bool gates_pass(stage_svc *ss, const stage_task *t, const stage_edge *e, 
     orch_db_release(c);
     if (err)
         return false;
-    char fails[ADV_MAX_FAILS][GATE_WHY_MAX];
+    char fails[STAGE_ADV_MAX_FAILS][STAGE_GATE_WHY_MAX];
     size_t nf;
     /* A rollback verdict counts too: the engine then rolls the item back. */
-    return pipeline_run_gates(e, &gi, fails, ADV_MAX_FAILS, &nf) != GATES_REFUSE;
+    return stage_pipeline_run_gates(e, &gi, fails, STAGE_ADV_MAX_FAILS, &nf) != STAGE_GATES_REFUSE;
+}
+
+/* Drives task `t` along its forward edge `e` through the engine as actor
+ * "reconciler". True when it advanced. */
+static bool reconcile_one(stage_svc *ss, const stage_task *t, const stage_edge *e)
+{
+    stage_advance_req ar = { t->work_item, stage_name(e->from), stage_name(e->to), "reconciler", "",
+                             NULL };
+    stage_outcome o;
+    orch_code code = stage_advance(ss, &ar, orch_mono_ms() + 60000, &o);
+    stage_count_transition(ss, ar.expected_from, ar.to, o.result);
+    if (code)
+        orch_info("reconciler: %s %s->%s: %s: %s", t->work_item, stage_name(e->from),
+                  stage_name(e->to), orch_code_name(code), o.fail.msg);
+    else
+        orch_info("reconciler: %s %s->%s: %s", t->work_item, stage_name(e->from), stage_name(e->to),
+                  stage_result_name(o.result));
+    stage_outcome_free(&o);
+    return code == ORCH_CODE_OK && o.result == STAGE_RESULT_ADVANCED;
+}
+
+/* Tasks that can still move, by id after the last pass's cursor: a pass
+ * sees the next batch, and every task is reached in turn however many are
+ * done. Past the end of the table, from the first again. */
+static orch_err list_batch(stage_svc *ss, uint64_t dl, stage_task **ts, int *n)
+{
+    orch_db_conn *c = NULL;
+    orch_err err = orch_db_acquire(ss->db, dl, &c);
+    if (!err)
+        err = stage_store_list_active(c, dl, ss->reconcile_cursor, ss->reconcile_batch * 4, ts, n);
+    if (err == ORCH_OK && *n == 0 && ss->reconcile_cursor != 0) {
+        ss->reconcile_cursor = 0;
+        free(*ts);
+        *ts = NULL;
+        err = stage_store_list_active(c, dl, 0, ss->reconcile_batch * 4, ts, n);
+    }
+    orch_db_release(c);
+    return err;
 }
 
 void stage_reconcile_pass(stage_svc *ss)
 {
     uint64_t dl = orch_mono_ms() + 30000;
-    orch_db_conn *c = NULL;
     stage_task *ts = NULL;
     int n = 0;
-    /* Tasks that can still move, by id after the last pass's cursor: a
-     * pass sees the next batch, and every task is reached in turn however
-     * many are done. */
-    orch_err err = orch_db_acquire(ss->db, dl, &c);
-    if (!err)
-        err =
-            stage_store_list_active(c, dl, ss->reconcile_cursor, ss->reconcile_batch * 4, &ts, &n);
-    if (err == ORCH_OK && n == 0 && ss->reconcile_cursor != 0) {
-        ss->reconcile_cursor = 0;
-        free(ts);
-        ts = NULL;
-        err = stage_store_list_active(c, dl, 0, ss->reconcile_batch * 4, &ts, &n);
-    }
-    orch_db_release(c);
+    orch_err err = list_batch(ss, dl, &ts, &n);
     if (err) {
         orch_warn("reconciler: listing tasks: %s", orch_strerror(err));
         return;
@@ -69,26 +95,12 @@ void stage_reconcile_pass(stage_svc *ss)
     int64_t next = n == limit ? ts[n - 1].id : 0;
     int tried = 0, moved = 0;
     for (int i = 0; i < n && tried < ss->reconcile_batch; i++) {
-        const stage_edge *e = pipeline_forward(ts[i].stage);
-        if (!e || !e->gates[0] || !gates_pass(ss, &ts[i], e, dl))
+        const stage_edge *e = stage_logic_reconcile_edge(ts[i].stage);
+        if (!e || !gates_pass(ss, &ts[i], e, dl))
             continue;
         tried++;
-        advance_req ar = {
-            ts[i].work_item, stage_name(e->from), stage_name(e->to), "reconciler", "", NULL
-        };
-        advance_res res;
-        char msg[700];
-        orch_code code = stage_advance(ss, &ar, orch_mono_ms() + 60000, &res, msg, sizeof msg);
-        stage_count_transition(ss, ar.expected_from, ar.to, res.result);
-        if (code == ORCH_CODE_OK && res.result == TR_ADVANCED)
+        if (reconcile_one(ss, &ts[i], e))
             moved++;
-        if (code)
-            orch_info("reconciler: %s %s->%s: %s: %s", ts[i].work_item, stage_name(e->from),
-                      stage_name(e->to), orch_code_name(code), msg);
-        else
-            orch_info("reconciler: %s %s->%s: %s", ts[i].work_item, stage_name(e->from),
-                      stage_name(e->to), stage_transition_results[res.result]);
-        advance_res_free(&res);
         if (tried == ss->reconcile_batch && i < n - 1)
             next = ts[i].id;
     }

@@ -18,7 +18,7 @@
 #include "stage_pipeline.h"
 #include "stage_store.h"
 
-typedef struct effects_cfg {
+typedef struct stage_effects_cfg {
     const char *gitea_url;   /* "http://127.0.0.1:3000"; "" = not configured */
     const char *gitea_token; /* secret */
     const char *merge_style; /* merge | rebase | squash */
@@ -26,21 +26,12 @@ typedef struct effects_cfg {
     const char *deploy_hook_url;
     const char *hook_token; /* secret; "" = none */
     uint32_t timeout_ms;
-} effects_cfg;
+} stage_effects_cfg;
 
-typedef enum effect_outcome {
-    EFFECT_OK,
-    EFFECT_FAILED,  /* the outside system refused for good: it did not happen */
-    EFFECT_UNKNOWN, /* timeout, 5xx, lost connection: it may have happened */
-    EFFECT_ERROR,   /* did not happen, for a reason that is not a verdict on the
-                     * change: not configured, credentials refused, rate limited,
-                     * superseded epoch; recorded failed, never rolls back */
-} effect_outcome;
+const char *stage_effect_outcome_name(stage_effect_outcome o); /* ok | failed | unknown */
 
-const char *effect_outcome_name(effect_outcome o); /* ok | failed | unknown */
-
-typedef struct effect_call {
-    effect_id effect;
+typedef struct stage_effect_call {
+    stage_effect_id effect;
     const stage_task *task;
     const char *transition; /* "review->testing" */
     uint64_t epoch;         /* 0: no lease */
@@ -54,35 +45,36 @@ typedef struct effect_call {
      * resent under the same idempotency key (the hook answers the first
      * attempt's outcome); the ratchet, idempotent, runs again. */
     bool check_only;
-} effect_call;
+} stage_effect_call;
 
 /* Runs (or resolves) one effect. `detail` gets a one-line account. When the
  * image build answers a digest, *digest (64+8 bytes) receives it. */
-effect_outcome effect_run(const effects_cfg *cfg, const effect_call *call, char *detail,
-                          size_t detail_len, char *digest, size_t digest_len);
+stage_effect_outcome stage_effect_run(const stage_effects_cfg *cfg, const stage_effect_call *call,
+                                      char *detail, size_t detail_len, char *digest,
+                                      size_t digest_len);
 
 /* The time bounds of one claim of an intent (docs/architecture/pipeline.md,
- * "Effects"). A claimer starts the effect at most EFFECT_START_WINDOW_MS
+ * "Effects"). A claimer starts the effect at most STAGE_EFFECT_START_WINDOW_MS
  * after it sent its claim, or not at all; the effect then ends within
- * effect_max_ms(); its outcome is recorded within EFFECT_RECORD_BUDGET_MS
+ * stage_effect_max_ms(); its outcome is recorded within STAGE_EFFECT_RECORD_BUDGET_MS
  * (the database client's slack included) or not at all. */
-#define EFFECT_START_WINDOW_MS    1000
-#define EFFECT_RECORD_BUDGET_MS   10000
-#define EFFECT_RECORD_SLACK_MS    1000 /* db.c's CLIENT_SLACK_MS */
-#define EFFECT_TAKEOVER_MARGIN_MS 2000
+#define STAGE_EFFECT_START_WINDOW_MS    1000
+#define STAGE_EFFECT_RECORD_BUDGET_MS   10000
+#define STAGE_EFFECT_RECORD_SLACK_MS    1000 /* db.c's CLIENT_SLACK_MS */
+#define STAGE_EFFECT_TAKEOVER_MARGIN_MS 2000
 
 /* The longest one run or resolve of `e` takes with `cfg`: every request it
  * may send (the merge: is-merged check, merge, check after 405/409) at the
  * full effect timeout each; the ratchet, its statement's own budget. */
-uint64_t effect_max_ms(const effects_cfg *cfg, effect_id e);
+uint64_t stage_effect_max_ms(const stage_effects_cfg *cfg, stage_effect_id e);
 
 /* The age of a lease-less claim of `e` (database clock, since the claim)
  * past which its claimer certainly no longer works on it: start window +
- * effect_max_ms() + the record budget and slack + a margin. Only then may
+ * stage_effect_max_ms() + the record budget and slack + a margin. Only then may
  * another caller take the claim over. */
-uint64_t effect_claim_expiry_ms(const effects_cfg *cfg, effect_id e);
+uint64_t stage_effect_claim_expiry_ms(const stage_effects_cfg *cfg, stage_effect_id e);
 
 /* The idempotency key of an effect: "<work item>/<transition>/<effect>/<cycle>". */
-void effect_idempotency_key(const effect_call *call, char *out, size_t n);
+void stage_effect_idempotency_key(const stage_effect_call *call, char *out, size_t n);
 
 #endif

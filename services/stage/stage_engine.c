@@ -18,6 +18,7 @@
  *      be reached).
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,28 +27,20 @@
 #include "orch/alert.h"
 #include "orch/clock.h"
 #include "orch/log.h"
-#include "stage_svc.h"
+#include "stage_engine.h"
+#include "stage_intents.h"
 
-void stage_count_transition(stage_svc *ss, const char *from, const char *to, int result)
+void stage_count_transition(stage_svc *ss, const char *from, const char *to, stage_result result)
 {
-    size_t n, idx = ss->nedge_labels - 1; /* "other" */
-    const stage_edge *edges = pipeline_edges(&n);
-    const stage_edge *e = pipeline_edge(stage_parse(from ? from : ""), stage_parse(to ? to : ""));
-    if (e && (size_t)(e - edges) < ss->nedge_labels - 1)
-        idx = (size_t)(e - edges);
+    size_t idx = stage_logic_edge_label(from, to, ss->nedge_labels);
     orch_counter_add2(ss->m_transitions, idx, (size_t)result, 1);
 }
 
-const char *const stage_transition_results[TR_NKINDS] = {
-    "advanced", "deferred",      "gate_failed",    "rolled_back",
-    "aborted",  "effect_failed", "effect_unknown", "error",
-};
-
-void advance_res_free(advance_res *res)
+void stage_outcome_free(stage_outcome *out)
 {
-    if (res->holder)
-        protobuf_c_message_free_unpacked(&res->holder->base, NULL);
-    res->holder = NULL;
+    if (out->holder)
+        protobuf_c_message_free_unpacked(&out->holder->base, NULL);
+    out->holder = NULL;
 }
 
 /* Releases `epoch` (0: none); a grant already gone is fine, an
@@ -60,7 +53,7 @@ static void release_lease(stage_svc *ss, const char *work_item, uint64_t epoch)
 typedef enum { LEASE_NONE, LEASE_GOT, LEASE_HELD, LEASE_ERR } lease_answer;
 
 static lease_answer acquire_lease(stage_svc *ss, const stage_task *t, const char *transition,
-                                  const char *actor, advance_res *res, char *msg, size_t mn)
+                                  const char *actor, stage_outcome *res, char *msg, size_t mn)
 {
     Orch__V1__Owner ow;
     char instance[64];
@@ -99,55 +92,53 @@ static orch_err with_conn(stage_svc *ss, uint64_t dl, orch_db_conn **c)
     return orch_db_acquire(ss->db, dl, c);
 }
 
-orch_code stage_db_fail(orch_err err, const char *what, char *msg, size_t mn)
+orch_code stage_fail(stage_failure *f, orch_code code, const char *fmt, ...)
 {
-    snprintf(msg, mn, "%s: %s", what, orch_strerror(err));
-    return err == ORCH_EDB_UNKNOWN ? ORCH_CODE_UNAVAILABLE : orch_err_to_code(err);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+    va_end(ap);
+    f->code = code;
+    return code;
 }
 
-/* The CAS, one helper for advance, rollback and cancel. */
-static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                             bool rollback, bool fenced, uint64_t epoch, const char *actor,
-                             const char *reason, uint64_t pr_number, advance_res *res, bool *won,
-                             char *msg, size_t mn)
+orch_code stage_db_fail(stage_failure *f, orch_err err, const char *what)
+{
+    return stage_fail(f, err == ORCH_EDB_UNKNOWN ? ORCH_CODE_UNAVAILABLE : orch_err_to_code(err),
+                      "%s: %s", what, orch_strerror(err));
+}
+
+/* The CAS, one helper for advance, rollback and cancel: `cas` as
+ * stage_store_cas() takes it; *won false when the race was lost. */
+static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_cas *cas, stage_outcome *res,
+                             bool *won)
 {
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
-    stage_cas cas = {
-        .work_item = t->work_item,
-        .expected = t->stage,
-        .to = to,
-        .rollback = rollback,
-        .conditional = fenced,
-        .epoch = epoch,
-        .actor = actor,
-        .reason = reason,
-        .pr_number = pr_number,
-    };
     if (!err)
-        err = stage_store_cas(c, dl, &cas, won, &res->task);
+        err = stage_store_cas(c, dl, cas, won, &res->task);
     if (err && c)
-        orch_warn("stage write of %s failed: %s (SQLSTATE %s: %s)", t->work_item,
+        orch_warn("stage write of %s failed: %s (SQLSTATE %s: %s)", cas->work_item,
                   orch_strerror(err), orch_db_last_sqlstate(c), orch_db_last_error(c));
     orch_db_release(c);
     if (err == ORCH_EDB_UNKNOWN) {
         /* It may have committed: a reply the RPC layer remembers, so that a
          * resend of this request is told the same, not "wrong stage". */
         res->durable = true;
-        snprintf(msg, mn,
-                 "the stage write %s->%s of %s may have committed (connection lost during "
-                 "its commit): read the task (GetTask) before trying again",
-                 stage_name(t->stage), stage_name(to), t->work_item);
-        return ORCH_CODE_UNKNOWN;
+        return stage_fail(&res->fail, ORCH_CODE_UNKNOWN,
+                          "the stage write %s->%s of %s may have committed (connection lost "
+                          "during its commit): read the task (GetTask) before trying again",
+                          stage_name(cas->expected), stage_name(cas->to), cas->work_item);
     }
     if (err)
-        return stage_db_fail(err, "stage write", msg, mn);
+        return stage_db_fail(&res->fail, err, "stage write");
     return ORCH_CODE_OK;
 }
 
-/* Reads the task after a lost CAS to name the stage it is in. */
-static void lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                      advance_res *res, char *msg, size_t mn)
+/* Reads the task after a lost CAS to name the stage it is in; the call
+ * ends ABORTED. */
+static orch_code lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                           stage_outcome *res)
 {
     orch_db_conn *c = NULL;
     stage_task now = *t;
@@ -157,17 +148,20 @@ static void lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id 
         orch_db_release(c);
     }
     res->task = now;
-    snprintf(msg, mn, "lost the race: %s is in stage %s, the write %s->%s changed nothing",
-             t->work_item, stage_name(now.stage), stage_name(t->stage), stage_name(to));
+    res->result = STAGE_RESULT_ABORTED;
+    return stage_fail(&res->fail, ORCH_CODE_ABORTED,
+                      "lost the race: %s is in stage %s, the write %s->%s changed nothing",
+                      t->work_item, stage_name(now.stage), stage_name(t->stage), stage_name(to));
 }
 
 orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t,
-                               const stage_edge *e, orch_verdicts *ev, gate_input *gi)
+                               const stage_edge *e, orch_verdicts *ev, stage_gate_input *gi)
 {
     char transition[64], dev_review[64], pr[64];
     bool named = false;
-    edge_transition(e, transition, sizeof transition);
-    edge_transition(pipeline_edge(ST_DEVELOPMENT, ST_REVIEW), dev_review, sizeof dev_review);
+    stage_edge_transition(e, transition, sizeof transition);
+    stage_edge_transition(stage_pipeline_edge(STAGE_DEVELOPMENT, STAGE_REVIEW), dev_review,
+                          sizeof dev_review);
     memset(gi, 0, sizeof *gi);
     gi->ev = ev;
     gi->cycle = t->cycle;
@@ -176,8 +170,9 @@ orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t
     if (!err)
         err = stage_store_baseline(c, dl, t->repo, &gi->has_baseline, &gi->coverage_baseline);
     if (!err)
-        err = stage_store_cycle_verdict(c, dl, t->work_item, dev_review, "pr_number", pr, sizeof pr,
-                                        &named);
+        err = stage_store_cycle_verdict(
+            c, dl, &(stage_verdict_ref){ t->work_item, dev_review, "pr_number" }, pr, sizeof pr,
+            &named);
     if (err)
         return err;
     unsigned long long reported = 0;
@@ -185,34 +180,56 @@ orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t
         orch_verdicts one;
         orch_verdicts_init(&one);
         if (orch_verdicts_set(&one, "pr_number", pr))
-            reported = pipeline_pr_number(&one);
+            reported = stage_pipeline_pr_number(&one);
     }
-    gi->pr_number = pipeline_cycle_pr(t->cycle, t->pr_number, reported);
+    gi->pr_number = stage_pipeline_cycle_pr(t->cycle, t->pr_number, reported);
     return ORCH_OK;
+}
+
+/* One transition attempt under way: the request, its edge, and what the
+ * steps under the lease share. */
+typedef struct advance_call {
+    const stage_advance_req *req;
+    const stage_edge *e;
+    char transition[64];
+    bool fenced;  /* the lease applies: the stage write checks the epoch */
+    uint64_t dl;  /* raised once an effect ran (run_effects) */
+    stage_task t; /* as read under the lease */
+    orch_verdicts ev;
+    stage_gate_input gi;
+} advance_call;
+
+/* The stage write of `ac` as `cas` asks (to, rollback, reason, pull
+ * request; the rest comes from the call); ABORTED (after naming the stage
+ * the item is in) when the race was lost. */
+static orch_code write_to(stage_svc *ss, const advance_call *ac, stage_cas cas, stage_outcome *res)
+{
+    bool won = false;
+    cas.work_item = ac->t.work_item;
+    cas.expected = ac->t.stage;
+    cas.conditional = ac->fenced;
+    cas.epoch = res->epoch;
+    cas.actor = ac->req->actor;
+    orch_code code = write_stage(ss, ac->dl, &cas, res, &won);
+    if (code)
+        return code;
+    return won ? ORCH_CODE_OK : lost_race(ss, ac->dl, &ac->t, cas.to, res);
 }
 
 /* A failed rollback gate (or the merge gate): back to development through
  * the same CAS, with an alert; a lost race changes nothing and says so. */
-static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool fenced,
-                           const char *actor, const char *why, advance_res *res, char *msg,
-                           size_t mn)
+static orch_code roll_back(stage_svc *ss, const advance_call *ac, const char *why,
+                           stage_outcome *res)
 {
-    bool won = false;
-    orch_code code = stage_settle_unresolved(ss, dl, t, ST_DEVELOPMENT, res, msg, mn);
+    orch_code code = stage_settle_unresolved(ss, ac->dl, &ac->t, STAGE_DEVELOPMENT, res);
+    if (!code)
+        code = write_to(
+            ss, ac, (stage_cas){ .to = STAGE_DEVELOPMENT, .rollback = true, .reason = why }, res);
     if (code)
         return code;
-    code = write_stage(ss, dl, t, ST_DEVELOPMENT, true, fenced, res->epoch, actor, why, 0, res,
-                       &won, msg, mn);
-    if (code)
-        return code;
-    if (!won) {
-        lost_race(ss, dl, t, ST_DEVELOPMENT, res, msg, mn);
-        res->result = TR_ABORTED;
-        return ORCH_CODE_ABORTED;
-    }
-    orch_alert("stage.rolled-back", t->work_item, "%s rolled back from %s to development: %s",
-               t->work_item, stage_name(t->stage), why);
-    res->result = TR_ROLLED_BACK;
+    orch_alert("stage.rolled-back", ac->t.work_item, "%s rolled back from %s to development: %s",
+               ac->t.work_item, stage_name(ac->t.stage), why);
+    res->result = STAGE_RESULT_ROLLED_BACK;
     return ORCH_CODE_OK;
 }
 
@@ -220,217 +237,205 @@ static orch_code roll_back(stage_svc *ss, uint64_t dl, const stage_task *t, bool
  * call's verdicts recorded for this edge (fenced by the lease epoch), then
  * what the gates see. ABORTED when the task moved or the lease is no
  * longer live: then nothing was recorded. */
-static orch_code read_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
-                             const stage_edge *e, const char *transition, stage_task *t,
-                             orch_verdicts *ev, gate_input *gi, advance_res *res, char *msg,
-                             size_t mn)
+static orch_code read_locked(stage_svc *ss, advance_call *ac, stage_outcome *res)
 {
+    const stage_advance_req *req = ac->req;
+    const stage_edge *e = ac->e;
     orch_db_conn *c = NULL;
     bool recorded = true;
-    orch_err err = with_conn(ss, dl, &c);
+    orch_err err = with_conn(ss, ac->dl, &c);
     if (!err)
-        err = stage_store_get(c, dl, req->work_item, t);
-    if (!err && t->stage == e->from && req->evidence && req->evidence->n) {
-        err = stage_store_record_evidence(c, dl, t, transition, res->epoch, req->evidence,
-                                          req->actor, &recorded);
+        err = stage_store_get(c, ac->dl, req->work_item, &ac->t);
+    bool here = !err && ac->t.stage == e->from;
+    if (here && req->evidence && req->evidence->n) {
+        stage_evidence_write w = { &ac->t, ac->transition, res->epoch, req->evidence, req->actor };
+        err = stage_store_record_evidence(c, ac->dl, &w, &recorded);
         if (!err && recorded)
             res->durable = true;
     }
-    if (!err && t->stage == e->from && recorded)
-        err = stage_gate_input_read(c, dl, t, e, ev, gi);
+    if (!err && here && recorded)
+        err = stage_gate_input_read(c, ac->dl, &ac->t, e, &ac->ev, &ac->gi);
     orch_db_release(c);
     if (err)
-        return stage_db_fail(err, "reading the task", msg, mn);
-    res->task = *t;
-    res->result = TR_ABORTED;
-    if (t->stage != e->from) {
-        /* Moved between our first read and the lease: a lost race. */
-        snprintf(msg, mn, "lost the race: %s is now in stage %s, not %s", t->work_item,
-                 stage_name(t->stage), stage_name(e->from));
-        return ORCH_CODE_ABORTED;
-    }
-    if (!recorded) {
-        snprintf(msg, mn,
-                 "lost the race: the verdicts for %s of %s were not recorded (it left stage %s, "
-                 "or lease epoch %" PRIu64 " is no longer the live grant)",
-                 transition, t->work_item, stage_name(e->from), res->epoch);
-        return ORCH_CODE_ABORTED;
-    }
-    res->result = TR_ERROR;
+        return stage_db_fail(&res->fail, err, "reading the task");
+    res->task = ac->t;
+    res->result = STAGE_RESULT_ABORTED;
+    if (!here) /* Moved between our first read and the lease: a lost race. */
+        return stage_fail(&res->fail, ORCH_CODE_ABORTED,
+                          "lost the race: %s is now in stage %s, not %s", ac->t.work_item,
+                          stage_name(ac->t.stage), stage_name(e->from));
+    if (!recorded)
+        return stage_fail(&res->fail, ORCH_CODE_ABORTED,
+                          "lost the race: the verdicts for %s of %s were not recorded (it left "
+                          "stage %s, or lease epoch %" PRIu64 " is no longer the live grant)",
+                          ac->transition, ac->t.work_item, stage_name(e->from), res->epoch);
+    res->result = STAGE_RESULT_ERROR;
     return ORCH_CODE_OK;
 }
 
 /* Step 4: the edge's effects in order. ORCH_CODE_OK with *done false to go
  * on to the stage write; otherwise the call ends with res->result. */
-static orch_code run_effects(stage_svc *ss, const advance_req *req, uint64_t *dl,
-                             const stage_edge *e, const char *transition, bool fenced,
-                             const stage_task *t, const orch_verdicts *ev, advance_res *res,
-                             bool *done, char *msg, size_t mn)
+static orch_code run_effects(stage_svc *ss, advance_call *ac, stage_outcome *res, bool *done)
 {
     *done = true;
-    for (int i = 0; i < e->neffects; i++) {
-        orch_code code = ORCH_CODE_OK;
-        advance_effect *ae = &res->effects[res->neffects++];
-        int r = stage_run_effect(ss, *dl, t, transition, e->effects[i], res->epoch, ev, ae, msg, mn,
-                                 &code);
+    for (int i = 0; i < ac->e->neffects; i++) {
+        stage_advance_effect *ae = &res->effects[res->neffects++];
+        stage_effect_call call = { .effect = ac->e->effects[i],
+                                   .task = &ac->t,
+                                   .transition = ac->transition,
+                                   .epoch = res->epoch,
+                                   .ev = &ac->ev,
+                                   .db = ss->db,
+                                   .deadline = ac->dl };
+        stage_result r = stage_run_effect(ss, &call, ae, &res->fail);
         if (ae->claimed)
             res->durable = true;
         /* An effect ran: what follows (the stage write, a rollback) gets
          * its own short budget even if the caller's ran out, so the
          * transition is not left half done. */
         uint64_t floor = orch_mono_ms() + 10000;
-        if (*dl < floor)
-            *dl = floor;
-        if (r == TR_ADVANCED)
-            continue;
-        if (r == TR_ROLLED_BACK) {
+        if (ac->dl < floor)
+            ac->dl = floor;
+        switch (stage_logic_after_effect(r)) {
+        case STAGE_NEXT_CONTINUE: continue;
+        case STAGE_NEXT_ROLLBACK: {
             /* The merge gate: the forge refused the pull request. */
             char why[600];
-            snprintf(why, sizeof why, "%s failed: %s", effect_name(e->effects[i]), ae->detail);
-            snprintf(res->fails[0], GATE_WHY_MAX, "%.*s", GATE_WHY_MAX - 1, why);
+            snprintf(why, sizeof why, "%s failed: %s", stage_effect_name(call.effect), ae->detail);
+            snprintf(res->fails[0], STAGE_GATE_WHY_MAX, "%.*s", STAGE_GATE_WHY_MAX - 1, why);
             res->nfails = 1;
-            return roll_back(ss, *dl, t, fenced, req->actor, why, res, msg, mn);
+            return roll_back(ss, ac, why, res);
         }
-        res->result = r;
-        if (r == TR_EFFECT_FAILED || r == TR_EFFECT_UNKNOWN)
-            return ORCH_CODE_OK;
-        return code ? code : ORCH_CODE_INTERNAL;
+        case STAGE_NEXT_ANSWER: res->result = r; return ORCH_CODE_OK;
+        case STAGE_NEXT_FAIL:
+            res->result = r;
+            return res->fail.code ? res->fail.code : (res->fail.code = ORCH_CODE_INTERNAL);
+        }
     }
     *done = false;
     return ORCH_CODE_OK;
 }
 
-/* Steps 3-5 under the lease (or without one). */
-static orch_code advance_locked(stage_svc *ss, const advance_req *req, uint64_t dl,
-                                const stage_edge *e, const char *transition, bool fenced,
-                                advance_res *res, char *msg, size_t mn)
+/* Step 3 and 4 of a forward edge: the gates, then the effects. *done
+ * false to go on to the stage write. */
+static orch_code gates_and_effects(stage_svc *ss, advance_call *ac, stage_outcome *res, bool *done)
 {
-    stage_task t;
-    orch_verdicts ev;
-    gate_input gi;
-    orch_code code = read_locked(ss, req, dl, e, transition, &t, &ev, &gi, res, msg, mn);
+    *done = true;
+    stage_gates_outcome g =
+        stage_pipeline_run_gates(ac->e, &ac->gi, res->fails, STAGE_ADV_MAX_FAILS, &res->nfails);
+    if (g == STAGE_GATES_REFUSE) {
+        res->result = STAGE_RESULT_GATE_FAILED;
+        return ORCH_CODE_OK;
+    }
+    if (g == STAGE_GATES_ROLLBACK)
+        return roll_back(ss, ac, res->fails[0], res);
+    /* The effects act on the cycle's own pull request. */
+    if (ac->gi.pr_number)
+        ac->t.pr_number = ac->gi.pr_number;
+    return run_effects(ss, ac, res, done);
+}
+
+/* Steps 3-5 under the lease (or without one). */
+static orch_code advance_locked(stage_svc *ss, advance_call *ac, stage_outcome *res)
+{
+    orch_code code = read_locked(ss, ac, res);
     if (code)
         return code;
-    bool won = false;
-    if (e->kind == EDGE_FORWARD) {
-        gates_outcome g = pipeline_run_gates(e, &gi, res->fails, ADV_MAX_FAILS, &res->nfails);
-        if (g == GATES_REFUSE) {
-            res->result = TR_GATE_FAILED;
-            return ORCH_CODE_OK;
-        }
-        if (g == GATES_ROLLBACK)
-            return roll_back(ss, dl, &t, fenced, req->actor, res->fails[0], res, msg, mn);
-        /* The effects act on the cycle's own pull request. */
-        if (gi.pr_number)
-            t.pr_number = gi.pr_number;
+    const stage_edge *e = ac->e;
+    if (e->kind == STAGE_EDGE_FORWARD) {
         bool done = false;
-        code = run_effects(ss, req, &dl, e, transition, fenced, &t, &ev, res, &done, msg, mn);
+        code = gates_and_effects(ss, ac, res, &done);
         if (done)
             return code;
     } else {
-        code = stage_settle_unresolved(ss, dl, &t, e->to, res, msg, mn);
+        code = stage_settle_unresolved(ss, ac->dl, &ac->t, e->to, res);
         if (code)
             return code;
     }
-
-    bool rollback = e->kind == EDGE_ROLLBACK;
-    /* development->review may name the cycle's pull request. */
-    uint64_t pr = e->from == ST_DEVELOPMENT && e->to == ST_REVIEW ? pipeline_pr_number(&ev) : 0;
-    code = write_stage(ss, dl, &t, e->to, rollback, fenced, res->epoch, req->actor, req->reason, pr,
-                       res, &won, msg, mn);
+    bool rollback = e->kind == STAGE_EDGE_ROLLBACK;
+    stage_cas cas = { .to = e->to,
+                      .rollback = rollback,
+                      .reason = ac->req->reason,
+                      .pr_number = stage_logic_written_pr(e, &ac->ev) };
+    code = write_to(ss, ac, cas, res);
     if (code)
         return code;
-    if (!won) {
-        lost_race(ss, dl, &t, e->to, res, msg, mn);
-        res->result = TR_ABORTED;
-        return ORCH_CODE_ABORTED;
-    }
     if (rollback)
-        orch_alert("stage.rolled-back", t.work_item, "%s rolled back from %s to development: %s",
-                   t.work_item, stage_name(t.stage), req->reason ? req->reason : "");
-    res->result = rollback ? TR_ROLLED_BACK : TR_ADVANCED;
+        orch_alert("stage.rolled-back", ac->t.work_item,
+                   "%s rolled back from %s to development: %s", ac->t.work_item,
+                   stage_name(ac->t.stage), ac->req->reason ? ac->req->reason : "");
+    res->result = rollback ? STAGE_RESULT_ROLLED_BACK : STAGE_RESULT_ADVANCED;
     return ORCH_CODE_OK;
 }
 
-/* Whether the RPC layer forgets a reply with `code` (rpc_server.c's
- * cacheable(): by contract nothing durable happened). */
-static bool forgotten_code(orch_code code)
+/* Step 1: the item in the expected stage `from`. Nothing is recorded yet:
+ * the call's verdicts are recorded under the lease (step 3), so a call
+ * that defers or fails before it changes nothing the gates see. */
+static orch_code read_task(stage_svc *ss, const advance_call *ac, stage_task *t, stage_outcome *res)
 {
-    return code == ORCH_CODE_UNAVAILABLE || code == ORCH_CODE_DEADLINE_EXCEEDED ||
-           code == ORCH_CODE_RESOURCE_EXHAUSTED;
+    orch_db_conn *c = NULL;
+    orch_err err = with_conn(ss, ac->dl, &c);
+    if (!err)
+        err = stage_store_get(c, ac->dl, ac->req->work_item, t);
+    orch_db_release(c);
+    if (err == ORCH_ENOTFOUND)
+        return stage_fail(&res->fail, ORCH_CODE_NOT_FOUND, "no task %s", ac->req->work_item);
+    if (err)
+        return stage_db_fail(&res->fail, err, "reading the task");
+    res->task = *t;
+    if (t->stage != ac->e->from)
+        return stage_fail(&res->fail, ORCH_CODE_FAILED_PRECONDITION, "%s is in stage %s, not %s",
+                          t->work_item, stage_name(t->stage), stage_name(ac->e->from));
+    return ORCH_CODE_OK;
 }
 
-orch_code stage_advance(stage_svc *ss, const advance_req *req, uint64_t dl, advance_res *res,
-                        char *msg, size_t mn)
+/* A failure after something durable: answered UNKNOWN, a code the RPC
+ * layer remembers, so that a resend of the request is told the same. */
+static void answer_unknown(const advance_call *ac, stage_outcome *res)
+{
+    char why[600];
+    snprintf(why, sizeof why, "%.599s", res->fail.msg);
+    stage_fail(&res->fail, ORCH_CODE_UNKNOWN,
+               "outcome unknown: %s failed after this call recorded verdicts or claimed an "
+               "effect (%s: %s); read the task (GetTask) before trying again",
+               ac->transition, orch_code_name(res->fail.code), why);
+}
+
+orch_code stage_advance(stage_svc *ss, const stage_advance_req *req, uint64_t dl,
+                        stage_outcome *res)
 {
     memset(res, 0, sizeof *res);
-    res->result = TR_ERROR;
-    msg[0] = '\0';
-    stage_id from = stage_parse(req->expected_from), to = stage_parse(req->to);
-    if (from == ST_NONE || to == ST_NONE) {
-        snprintf(msg, mn,
-                 "unknown stage \"%.60s\" (stages: backlog analysis architecture "
-                 "development review testing staging deploy done cancelled)",
-                 from == ST_NONE ? req->expected_from : req->to);
-        return ORCH_CODE_INVALID_ARGUMENT;
-    }
-    const stage_edge *e = pipeline_edge(from, to);
-    if (!e) {
-        snprintf(msg, mn, "no edge %s->%s in the pipeline (see orchctl stage pipeline)",
-                 stage_name(from), stage_name(to));
-        return ORCH_CODE_INVALID_ARGUMENT;
-    }
-    char transition[64];
-    edge_transition(e, transition, sizeof transition);
-
-    /* Step 1: the item in the expected stage. Nothing is recorded yet: the
-     * call's verdicts are recorded under the lease (step 3), so a call that
-     * defers or fails before it changes nothing the gates see. */
+    res->result = STAGE_RESULT_ERROR;
+    advance_call ac = { .req = req, .dl = dl };
+    ac.e =
+        stage_logic_request_edge(req->expected_from, req->to, res->fail.msg, sizeof res->fail.msg);
+    if (!ac.e)
+        return res->fail.code = ORCH_CODE_INVALID_ARGUMENT;
+    stage_edge_transition(ac.e, ac.transition, sizeof ac.transition);
     stage_task t;
-    orch_db_conn *c = NULL;
-    orch_err err = with_conn(ss, dl, &c);
-    if (!err)
-        err = stage_store_get(c, dl, req->work_item, &t);
-    orch_db_release(c);
-    if (err == ORCH_ENOTFOUND) {
-        snprintf(msg, mn, "no task %s", req->work_item);
-        return ORCH_CODE_NOT_FOUND;
-    }
-    if (err)
-        return stage_db_fail(err, "reading the task", msg, mn);
-    res->task = t;
-    if (t.stage != from) {
-        snprintf(msg, mn, "%s is in stage %s, not %s", t.work_item, stage_name(t.stage),
-                 stage_name(from));
-        return ORCH_CODE_FAILED_PRECONDITION;
-    }
+    orch_code code = read_task(ss, &ac, &t, res);
+    if (code)
+        return code;
 
     /* Step 2: the lease, where it applies. */
     bool applies = ss->scope.enabled && orch_lease_in_scope(&ss->scope, t.repo);
-    bool fenced = applies;
+    ac.fenced = applies;
     if (applies) {
-        lease_answer a = acquire_lease(ss, &t, transition, req->actor, res, msg, mn);
+        lease_answer a = acquire_lease(ss, &t, ac.transition, req->actor, res, res->fail.msg,
+                                       sizeof res->fail.msg);
         if (a == LEASE_ERR)
-            return ORCH_CODE_UNAVAILABLE;
+            return res->fail.code = ORCH_CODE_UNAVAILABLE;
         if (a == LEASE_HELD) {
-            res->result = TR_DEFERRED;
+            res->result = STAGE_RESULT_DEFERRED;
             return ORCH_CODE_OK;
         }
         /* An inert answer (lease-service configured off) keeps the
          * expected-stage condition. */
     }
-    orch_code code = advance_locked(ss, req, dl, e, transition, fenced, res, msg, mn);
+    code = advance_locked(ss, &ac, res);
     release_lease(ss, t.work_item, res->epoch);
-    if (res->durable && forgotten_code(code)) {
-        /* Something durable happened before the failure: a resend of this
-         * request must be told the same, so the answer is one the RPC
-         * layer remembers. */
-        char why[600];
-        snprintf(why, sizeof why, "%s", msg);
-        snprintf(msg, mn,
-                 "outcome unknown: %s failed after this call recorded verdicts or claimed an "
-                 "effect (%s: %s); read the task (GetTask) before trying again",
-                 transition, orch_code_name(code), why);
+    if (stage_logic_answer_unknown(res->durable, code)) {
+        answer_unknown(&ac, res);
         code = ORCH_CODE_UNKNOWN;
     }
     return code;

@@ -19,7 +19,9 @@
 
 #include "orch/clock.h"
 #include "orch/log.h"
-#include "stage_svc.h"
+#include "stage_http.h"
+#include "stage_inbox.h"
+#include "stage_queue.h"
 #include "stage_webhook.h"
 
 static void reply_json(orch_http_reply *rep, int status, json_t *o)
@@ -89,9 +91,9 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
 {
     stage_svc *ss = arg;
     char stage[32] = "", repo[STAGE_MAX_FIELD + 1] = "";
-    stage_id st = ST_NONE;
+    stage_id st = STAGE_NONE;
     if (orch_http_query_param(req, "stage", stage, sizeof stage) &&
-        (st = stage_parse(stage)) == ST_NONE) {
+        (st = stage_parse(stage)) == STAGE_NONE) {
         reply_error(rep, 400, "unknown stage \"%s\"", stage);
         return;
     }
@@ -102,7 +104,7 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
     int n = 0;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_store_list(c, dl, st, repo, 1000, &ts, &n);
+        err = stage_store_list(c, dl, &(stage_list_filter){ st, repo, 1000 }, &ts, &n);
     orch_db_release(c);
     if (err) {
         reply_error(rep, 503, "listing tasks: %s", orch_strerror(err));
@@ -111,7 +113,7 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
     stage_queue q;
     orch_code code = stage_queue_leases(ss, ts, n, dl, &q);
     json_t *stages = json_object();
-    for (int s = 0; s < ST_COUNT; s++)
+    for (int s = 0; s < STAGE_COUNT; s++)
         json_object_set_new(stages, stage_name((stage_id)s), json_array());
     for (int i = 0; i < n; i++) {
         const stage_task *t = &ts[i];
@@ -201,13 +203,13 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
 
 /* The sender's delivery id (`header`), or else "sha256:<body digest>": a
  * resent identical body is the same event. False if the header is unusable
- * (over INBOX_DELIVERY_MAX bytes or not printable ASCII). */
+ * (over STAGE_INBOX_DELIVERY_MAX bytes or not printable ASCII). */
 static bool delivery_id(const orch_http_request *req, const char *header, char *out, size_t n)
 {
     const char *d = orch_http_header(req, header);
     if (d && d[0]) {
         size_t len = strlen(d);
-        if (len > INBOX_DELIVERY_MAX || len >= n)
+        if (len > STAGE_INBOX_DELIVERY_MAX || len >= n)
             return false;
         for (size_t i = 0; i < len; i++)
             if (d[i] < 0x21 || d[i] > 0x7e)
@@ -227,10 +229,11 @@ static bool delivery_id(const orch_http_request *req, const char *header, char *
 
 /* The answer for a settled or put-back event. A superseded event is 200:
  * it was received and no longer applies (nothing for the sender to redo). */
-static void answer_result(orch_http_reply *rep, const stage_inbox_row *row, const inbox_result *r)
+static void answer_result(orch_http_reply *rep, const stage_inbox_row *row,
+                          const stage_inbox_result *r)
 {
     const char *result = !r->done                             ? "queued"
-                         : strcmp(r->outcome, "applied") == 0 ? stage_transition_results[r->tr]
+                         : strcmp(r->outcome, "applied") == 0 ? stage_result_name(r->result)
                                                               : r->outcome;
     json_t *o =
         json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "work_item", row->work_item, "result",
@@ -261,7 +264,7 @@ static void answer_known(orch_http_reply *rep, const stage_inbox_row *row)
  * event of the item is still open; answers only after the record is
  * committed, so a delivery answered 2xx is never lost. */
 static void accept_event(stage_svc *ss, orch_http_reply *rep, const char *source,
-                         const char *delivery, const stage_task *t, inbox_kind kind)
+                         const char *delivery, const stage_task *t, stage_inbox_kind kind)
 {
     stage_inbox_row in, row;
     memset(&in, 0, sizeof in);
@@ -279,8 +282,9 @@ static void accept_event(stage_svc *ss, orch_http_reply *rep, const char *source
         if (!(err = stage_inbox_put(c, dl, &in, &row, &created)))
             break;
     if (!err && created)
-        err = stage_inbox_claim(c, dl, row.id, ss->inbox_claimer, stage_inbox_stale_ms(ss), &row,
-                                &claimed);
+        err = stage_inbox_claim(
+            c, dl, row.id, &(stage_inbox_claimer){ ss->inbox_claimer, stage_inbox_stale_ms(ss) },
+            &row, &claimed);
     orch_db_release(c);
     if (err && !created) {
         reply_error(rep, 503, "recording the %s event for %s: %s (nothing was recorded)", source,
@@ -294,14 +298,14 @@ static void accept_event(stage_svc *ss, orch_http_reply *rep, const char *source
     if (!claimed) {
         /* An older event of the item is open (or claiming failed): it is
          * recorded and the inbox thread applies it in order. */
-        inbox_result r = { .tr = -1, .stage = t->stage, .retry_ms = 500 };
+        stage_inbox_result r = { .stage = t->stage, .retry_ms = 500 };
         snprintf(r.outcome, sizeof r.outcome, "pending");
         snprintf(r.detail, sizeof r.detail, "%s",
                  err ? orch_strerror(err) : "behind an earlier event of the same item");
         answer_result(rep, &row, &r);
         return;
     }
-    inbox_result r;
+    stage_inbox_result r;
     stage_inbox_apply(ss, &row, &r);
     answer_result(rep, &row, &r);
 }
@@ -342,11 +346,11 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
         stage_webhook_free(&h);
         return;
     }
-    char delivery[INBOX_DELIVERY_MAX + 1];
+    char delivery[STAGE_INBOX_DELIVERY_MAX + 1];
     if (!delivery_id(req, "X-Gitea-Delivery", delivery, sizeof delivery)) {
         stage_webhook_free(&h);
         reply_error(rep, 400, "X-Gitea-Delivery must be 1 to %d printable bytes",
-                    INBOX_DELIVERY_MAX);
+                    STAGE_INBOX_DELIVERY_MAX);
         return;
     }
     stage_task t;
@@ -364,7 +368,8 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
     }
     bool approved = h.action == STAGE_HOOK_APPROVE;
     stage_webhook_free(&h);
-    accept_event(ss, rep, "gitea", delivery, &t, approved ? INBOX_APPROVE : INBOX_REJECT);
+    accept_event(ss, rep, "gitea", delivery, &t,
+                 approved ? STAGE_INBOX_APPROVE : STAGE_INBOX_REJECT);
 }
 
 /* Plane: an issue of the project moved to a state of the "cancelled" group
@@ -379,11 +384,11 @@ static void post_plane(void *arg, const orch_http_request *req, orch_http_reply 
         stage_webhook_free(&h);
         return;
     }
-    char delivery[INBOX_DELIVERY_MAX + 1];
+    char delivery[STAGE_INBOX_DELIVERY_MAX + 1];
     if (!delivery_id(req, "X-Plane-Delivery", delivery, sizeof delivery)) {
         stage_webhook_free(&h);
         reply_error(rep, 400, "X-Plane-Delivery must be 1 to %d printable bytes",
-                    INBOX_DELIVERY_MAX);
+                    STAGE_INBOX_DELIVERY_MAX);
         return;
     }
     char item[STAGE_MAX_FIELD + 1];
@@ -401,7 +406,7 @@ static void post_plane(void *arg, const orch_http_request *req, orch_http_reply 
                     err == ORCH_ENOTFOUND ? "no task" : orch_strerror(err));
         return;
     }
-    accept_event(ss, rep, "plane", delivery, &t, INBOX_CANCEL);
+    accept_event(ss, rep, "plane", delivery, &t, STAGE_INBOX_CANCEL);
 }
 
 orch_err stage_http_register(orch_service *svc, stage_svc *ss)

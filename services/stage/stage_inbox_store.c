@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stage_inbox.h"
+#include "stage_inbox_store.h"
 
 #define INBOX_COLS                                                                 \
     "w.id, w.source, w.delivery, w.work_item, w.kind, w.seen_stage, w.seen_cycle," \
@@ -30,17 +30,17 @@
 
 static const char *const kind_names[] = { "cancel", "approve", "reject" };
 
-const char *inbox_kind_name(inbox_kind k)
+const char *stage_inbox_kind_name(stage_inbox_kind k)
 {
     return (unsigned)k < 3 ? kind_names[k] : "cancel";
 }
 
-static inbox_kind kind_parse(const char *s)
+static stage_inbox_kind kind_parse(const char *s)
 {
     for (int i = 0; i < 3; i++)
         if (s && strcmp(s, kind_names[i]) == 0)
-            return (inbox_kind)i;
-    return INBOX_CANCEL;
+            return (stage_inbox_kind)i;
+    return STAGE_INBOX_CANCEL;
 }
 
 static void copy(char *dst, size_t n, const char *src)
@@ -64,12 +64,19 @@ static void read_row(const orch_db_result *r, int row, stage_inbox_row *o)
     o->attempts = (int)strtol(orch_db_result_get(r, row, 10), NULL, 10);
 }
 
-/* Runs `sql` and reads its one row, if any, into *out (*found). */
-static orch_err one_row(orch_db_conn *c, uint64_t dl, const char *sql, int np, const char *const *p,
-                        stage_inbox_row *out, bool *found)
+/* A statement and its parameters. */
+typedef struct stmt {
+    const char *sql;
+    int np;
+    const char *const *p;
+} stmt;
+
+/* Runs `q` and reads its one row, if any, into *out (*found). */
+static orch_err one_row(orch_db_conn *c, uint64_t dl, const stmt *q, stage_inbox_row *out,
+                        bool *found)
 {
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, np, p, &r);
+    orch_err err = orch_db_exec(c, dl, q->sql, q->np, q->p, &r);
     if (err)
         return err;
     *found = orch_db_result_rows(r) == 1;
@@ -96,7 +103,7 @@ orch_err stage_inbox_put(orch_db_conn *c, uint64_t dl, const stage_inbox_row *in
     const char *p[] = { in->source,
                         in->delivery,
                         in->work_item,
-                        inbox_kind_name(in->kind),
+                        stage_inbox_kind_name(in->kind),
                         stage_name(in->seen_stage),
                         cyc };
     orch_db_result *r;
@@ -116,20 +123,20 @@ orch_err stage_inbox_put(orch_db_conn *c, uint64_t dl, const stage_inbox_row *in
     return ORCH_OK;
 }
 
-orch_err stage_inbox_claim(orch_db_conn *c, uint64_t dl, int64_t id, const char *claimer,
-                           int64_t stale_ms, stage_inbox_row *out, bool *claimed)
+orch_err stage_inbox_claim(orch_db_conn *c, uint64_t dl, int64_t id, const stage_inbox_claimer *who,
+                           stage_inbox_row *out, bool *claimed)
 {
     static const char sql[] =
         "UPDATE webhook_inbox w" SET_CLAIM("$2") " WHERE w.id = $1::bigint AND" CLAIMABLE(
             "w", "$3") " AND" FIRST_OPEN("w") " RETURNING " INBOX_COLS;
     char ids[24], st[24];
     snprintf(ids, sizeof ids, "%lld", (long long)id);
-    snprintf(st, sizeof st, "%lld", (long long)stale_ms);
-    const char *p[] = { ids, claimer, st };
-    return one_row(c, dl, sql, 3, p, out, claimed);
+    snprintf(st, sizeof st, "%lld", (long long)who->stale_ms);
+    const char *p[] = { ids, who->claimer, st };
+    return one_row(c, dl, &(stmt){ sql, 3, p }, out, claimed);
 }
 
-orch_err stage_inbox_claim_next(orch_db_conn *c, uint64_t dl, const char *claimer, int64_t stale_ms,
+orch_err stage_inbox_claim_next(orch_db_conn *c, uint64_t dl, const stage_inbox_claimer *who,
                                 stage_inbox_row *out, bool *claimed)
 {
     static const char sql[] = "UPDATE webhook_inbox w" SET_CLAIM(
@@ -139,13 +146,12 @@ orch_err stage_inbox_claim_next(orch_db_conn *c, uint64_t dl, const char *claime
                   "$2") ") AND" FIRST_OPEN("i") "   ORDER BY i.id LIMIT 1 FOR UPDATE SKIP LOCKED) s"
                                                 " WHERE w.id = s.id RETURNING " INBOX_COLS;
     char st[24];
-    snprintf(st, sizeof st, "%lld", (long long)stale_ms);
-    const char *p[] = { claimer, st };
-    return one_row(c, dl, sql, 2, p, out, claimed);
+    snprintf(st, sizeof st, "%lld", (long long)who->stale_ms);
+    const char *p[] = { who->claimer, st };
+    return one_row(c, dl, &(stmt){ sql, 2, p }, out, claimed);
 }
 
-orch_err stage_inbox_settle(orch_db_conn *c, uint64_t dl, int64_t id, const char *claimer,
-                            bool done, const char *outcome, const char *detail, int64_t retry_ms,
+orch_err stage_inbox_settle(orch_db_conn *c, uint64_t dl, const stage_inbox_settlement *s,
                             bool *settled)
 {
     static const char sql[] =
@@ -155,9 +161,9 @@ orch_err stage_inbox_settle(orch_db_conn *c, uint64_t dl, int64_t id, const char
         "   next_attempt_at = now() + $6::bigint * interval '1 millisecond'"
         " WHERE id = $1::bigint AND state = 'applying' AND claimed_by = $2";
     char ids[24], rm[24];
-    snprintf(ids, sizeof ids, "%lld", (long long)id);
-    snprintf(rm, sizeof rm, "%lld", (long long)retry_ms);
-    const char *p[] = { ids, claimer, done ? "true" : "false", outcome, detail, rm };
+    snprintf(ids, sizeof ids, "%lld", (long long)s->id);
+    snprintf(rm, sizeof rm, "%lld", (long long)s->retry_ms);
+    const char *p[] = { ids, s->claimer, s->done ? "true" : "false", s->outcome, s->detail, rm };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, sql, 6, p, &r);
     if (err)

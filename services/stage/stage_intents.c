@@ -7,7 +7,8 @@
  * "Rollback and cancel over an effect of unknown outcome").
  *
  * Threading: any RPC worker; each call checks out its own connections.
- * Errors: TR_* results and orch_code with a message, as the engine's.
+ * Errors: stage_result, and the failure (code and message) in a
+ * stage_failure, as the engine's.
  * Ownership: every pointer argument is borrowed for the call.
  */
 #include <inttypes.h>
@@ -17,334 +18,329 @@
 #include "orch/alert.h"
 #include "orch/clock.h"
 #include "orch/log.h"
-#include "stage_svc.h"
+#include "stage_intents.h"
 
 static orch_err with_conn(stage_svc *ss, uint64_t dl, orch_db_conn **c)
 {
     return orch_db_acquire(ss->db, dl, c);
 }
 
-/* Whether this caller (lease `epoch`, 0: none) may take over intent `row`
- * of `eff`: failed (it did not happen) or unknown, or pending under a
- * superseded epoch, or pending without a lease and past its expiry. */
-static bool may_take_over(const stage_svc *ss, effect_id eff, uint64_t epoch,
-                          const stage_intent *row)
+/* Takes over intent `row` (seen as it is) for `call` under call->epoch;
+ * *sent is set just before the statement. STAGE_RESULT_ADVANCED when this
+ * call now owns it, else STAGE_RESULT_ABORTED / STAGE_RESULT_ERROR with `f`. */
+static stage_result take_over(stage_svc *ss, const stage_effect_call *call, const stage_intent *row,
+                              uint64_t *sent, stage_failure *f)
 {
-    bool superseded = epoch && row->epoch && row->epoch < epoch;
-    /* A claim made without a lease has no owner to judge: it is given up
-     * only once its claimer certainly stopped working on it (start window
-     * + the effect's longest run + the record budget + margin,
-     * effect_claim_expiry_ms), whoever asks. */
-    bool abandoned =
-        !row->epoch && row->age_ms > (int64_t)effect_claim_expiry_ms(&ss->effects, eff);
-    return strcmp(row->outcome, "failed") == 0 || strcmp(row->outcome, "unknown") == 0 ||
-           (strcmp(row->outcome, "pending") == 0 && (superseded || abandoned));
-}
-
-/* Takes over intent `row` (seen as it is) under `epoch`; *sent is set
- * just before the statement. TR_ADVANCED when this call now owns it, else
- * TR_ABORTED / TR_ERROR with *code and `msg`. */
-static int take_over(stage_svc *ss, uint64_t dl, const stage_task *t, effect_id eff, uint64_t epoch,
-                     const stage_intent *row, uint64_t *sent, char *msg, size_t mn, orch_code *code)
-{
-    if (!may_take_over(ss, eff, epoch, row)) {
-        snprintf(msg, mn, "%s of %s is in progress by another actor (epoch %" PRIu64 ")",
-                 effect_name(eff), t->work_item, row->epoch);
-        *code = ORCH_CODE_ABORTED;
-        return TR_ABORTED;
+    const stage_task *t = call->task;
+    const char *name = stage_effect_name(call->effect);
+    uint64_t expiry = stage_effect_claim_expiry_ms(&ss->effects, call->effect);
+    if (!stage_logic_may_take_over(row, call->epoch, expiry)) {
+        stage_fail(f, ORCH_CODE_ABORTED,
+                   "%s of %s is in progress by another actor (epoch %" PRIu64 ")", name,
+                   t->work_item, row->epoch);
+        return STAGE_RESULT_ABORTED;
     }
     orch_db_conn *c = NULL;
     bool took = false;
-    orch_err err = with_conn(ss, dl, &c);
+    orch_err err = with_conn(ss, call->deadline, &c);
     *sent = orch_mono_ms();
     if (!err)
-        err = stage_store_intent_takeover(c, dl, t->work_item, row, epoch, &took);
+        err = stage_store_intent_takeover(c, call->deadline, t->work_item, row, call->epoch, &took);
     orch_db_release(c);
     if (err) {
-        *code = stage_db_fail(err, "side-effect intent", msg, mn);
-        return TR_ERROR;
+        stage_db_fail(f, err, "side-effect intent");
+        return STAGE_RESULT_ERROR;
     }
     if (!took) {
-        snprintf(msg, mn, "%s of %s was taken over by another actor", effect_name(eff),
-                 t->work_item);
-        *code = ORCH_CODE_ABORTED;
-        return TR_ABORTED;
+        stage_fail(f, ORCH_CODE_ABORTED, "%s of %s was taken over by another actor", name,
+                   t->work_item);
+        return STAGE_RESULT_ABORTED;
     }
-    return TR_ADVANCED;
+    return STAGE_RESULT_ADVANCED;
 }
 
 /* Without a lease, the claim's expiry assumes the effect starts within the
- * start window of the claim: a claimer that was held up longer leaves it
- * pending for the next caller rather than race a taker. True (with *code
- * and `msg`) when this call must stop. */
-static bool started_late(stage_svc *ss, const stage_task *t, effect_id eff, uint64_t epoch,
-                         uint64_t sent, char *msg, size_t mn, orch_code *code)
+ * start window of the claim (sent at `sent`): a claimer that was held up
+ * longer leaves it pending for the next caller rather than race a taker.
+ * True (with `f`) when this call must stop. */
+static bool started_late(stage_svc *ss, const stage_effect_call *call, uint64_t sent,
+                         stage_failure *f)
 {
-    if (epoch || orch_mono_ms() - sent <= EFFECT_START_WINDOW_MS)
+    if (!stage_logic_started_late(call->epoch, sent, orch_mono_ms()))
         return false;
-    snprintf(msg, mn,
-             "%s of %s was claimed but could not start within %d ms of the claim: left "
-             "pending; a later attempt takes it over after %" PRIu64 " ms",
-             effect_name(eff), t->work_item, EFFECT_START_WINDOW_MS,
-             effect_claim_expiry_ms(&ss->effects, eff));
-    *code = ORCH_CODE_ABORTED;
+    stage_fail(f, ORCH_CODE_ABORTED,
+               "%s of %s was claimed but could not start within %d ms of the claim: left "
+               "pending; a later attempt takes it over after %" PRIu64 " ms",
+               stage_effect_name(call->effect), call->task->work_item, STAGE_EFFECT_START_WINDOW_MS,
+               stage_effect_claim_expiry_ms(&ss->effects, call->effect));
     return true;
 }
 
-/* Runs (or resolves) the effect of `call`, whose intent `id` this call
- * owns, and records its outcome in *out and `ae`. TR_ADVANCED when the
- * outcome was recorded, else TR_ERROR / TR_ABORTED with *code and `msg`. */
-static int exec_effect(stage_svc *ss, const effect_call *call, int64_t id, advance_effect *ae,
-                       effect_outcome *out, char *msg, size_t mn, orch_code *code)
+/* Records outcome `o` (and the image digest it returned) of `call`'s
+ * intent `id` in one transaction, even past the caller's deadline.
+ * STAGE_RESULT_ADVANCED when recorded, else ERROR / ABORTED with `f`. */
+static stage_result record_outcome(stage_svc *ss, const stage_effect_call *call, int64_t id,
+                                   const stage_advance_effect *ae, const char *digest,
+                                   stage_failure *f)
 {
-    const stage_task *t = call->task;
-    char digest[128] = "";
-    effect_outcome o =
-        effect_run(&ss->effects, call, ae->detail, sizeof ae->detail, digest, sizeof digest);
-    if (call->check_only && o == EFFECT_ERROR) {
-        /* Not sent (or not addressable): says nothing of the first
-         * attempt, which may have happened. */
-        o = EFFECT_UNKNOWN;
-    }
-    ae->ran = true;
-    ae->epoch = call->epoch;
-    snprintf(ae->outcome, sizeof ae->outcome, "%s", effect_outcome_name(o));
-    orch_counter_add2(ss->m_effects, (size_t)call->effect,
-                      o == EFFECT_ERROR ? EFFECT_FAILED : (size_t)o, 1);
-    orch_info("effect %s of %s (%s, epoch %" PRIu64 "%s): %s: %s", effect_name(call->effect),
-              t->work_item, call->transition, call->epoch, call->check_only ? ", resolve" : "",
-              ae->outcome, ae->detail);
-    stage_fault_point(ss, STAGE_FAULT_CRASH_BEFORE_RECORD, t->work_item);
-
-    /* The outcome is recorded even past the caller's deadline: losing it
-     * would leave an effect that happened marked pending. The outcome and
-     * the digest the effect returned are one transaction: an intent marked
-     * ok without its digest would never run again, and the image-freshness
-     * gate would refuse the item for good. If neither is written, the intent
-     * stays pending and the next attempt resolves it (same idempotency key). */
-    uint64_t rdl = orch_mono_ms() + EFFECT_RECORD_BUDGET_MS;
-    bool recorded = false;
+    /* Losing the outcome would leave an effect that happened marked
+     * pending. An intent marked ok without its digest would never run
+     * again, and the image-freshness gate would refuse the item for good.
+     * If neither is written, the intent stays pending and the next attempt
+     * resolves it (same idempotency key). */
+    uint64_t rdl = orch_mono_ms() + STAGE_EFFECT_RECORD_BUDGET_MS;
+    bool recorded = false, ok = strcmp(ae->outcome, "ok") == 0;
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, rdl, &c);
     if (!err)
-        err = stage_store_intent_finish(c, rdl, id, call->epoch, ae->outcome, ae->detail, t,
-                                        o == EFFECT_OK && digest[0] ? "built_image_digest" : NULL,
-                                        digest, &recorded);
+        err = stage_store_intent_finish(
+            c, rdl,
+            &(stage_intent_outcome){ id, call->epoch, ae->outcome, ae->detail, call->task,
+                                     ok && digest[0] ? "built_image_digest" : NULL, digest },
+            &recorded);
     orch_db_release(c);
     if (err) {
-        *code = stage_db_fail(err, "recording the effect's outcome", msg, mn);
-        return TR_ERROR;
+        stage_db_fail(f, err, "recording the effect's outcome");
+        return STAGE_RESULT_ERROR;
     }
     if (!recorded) {
-        snprintf(msg, mn,
-                 "%s of %s: the intent was taken over while it ran (a newer lease "
-                 "epoch): this call stops",
-                 effect_name(call->effect), t->work_item);
-        *code = ORCH_CODE_ABORTED;
-        return TR_ABORTED;
+        stage_fail(f, ORCH_CODE_ABORTED,
+                   "%s of %s: the intent was taken over while it ran (a newer lease "
+                   "epoch): this call stops",
+                   stage_effect_name(call->effect), call->task->work_item);
+        return STAGE_RESULT_ABORTED;
     }
-    stage_fault_point(ss, STAGE_FAULT_CRASH_AFTER_EFFECT, t->work_item);
-    *out = o;
-    return TR_ADVANCED;
+    return STAGE_RESULT_ADVANCED;
 }
 
-/* Claims the intent of `eff` for step 4. TR_ADVANCED with *run false: it
- * is done (ok) already; with *run true: this call owns it (*resolve: its
- * previous outcome must be found out). Else the result that ends the call. */
-static int claim_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const char *transition,
-                        effect_id eff, uint64_t epoch, advance_effect *ae, stage_intent *row,
-                        bool *run, bool *resolve, char *msg, size_t mn, orch_code *code)
+/* Runs (or resolves) the effect of `call`, whose intent `id` this call
+ * owns, and records its outcome in *out and `ae`. STAGE_RESULT_ADVANCED
+ * when the outcome was recorded, else ERROR / ABORTED with `f`. */
+static stage_result exec_effect(stage_svc *ss, const stage_effect_call *call, int64_t id,
+                                stage_advance_effect *ae, stage_effect_outcome *out,
+                                stage_failure *f)
 {
+    const stage_task *t = call->task;
+    char digest[128] = "";
+    stage_effect_outcome o = stage_logic_observed(
+        call->check_only,
+        stage_effect_run(&ss->effects, call, ae->detail, sizeof ae->detail, digest, sizeof digest));
+    ae->ran = true;
+    ae->epoch = call->epoch;
+    snprintf(ae->outcome, sizeof ae->outcome, "%s", stage_effect_outcome_name(o));
+    orch_counter_add2(ss->m_effects, (size_t)call->effect, stage_logic_outcome_label(o), 1);
+    orch_info("effect %s of %s (%s, epoch %" PRIu64 "%s): %s: %s", stage_effect_name(call->effect),
+              t->work_item, call->transition, call->epoch, call->check_only ? ", resolve" : "",
+              ae->outcome, ae->detail);
+    stage_fault_point(ss, STAGE_FAULT_CRASH_BEFORE_RECORD, t->work_item);
+    stage_result r = record_outcome(ss, call, id, ae, digest, f);
+    if (r != STAGE_RESULT_ADVANCED)
+        return r;
+    stage_fault_point(ss, STAGE_FAULT_CRASH_AFTER_EFFECT, t->work_item);
+    *out = o;
+    return STAGE_RESULT_ADVANCED;
+}
+
+/* Claims the intent of call->effect for step 4. STAGE_RESULT_ADVANCED with
+ * *run false: it is done (ok) already; with *run true: this call owns it
+ * (call->resolve: its previous outcome must be found out). Else the
+ * result that ends the call. */
+static stage_result claim_effect(stage_svc *ss, stage_effect_call *call, stage_advance_effect *ae,
+                                 stage_intent *row, bool *run, stage_failure *f)
+{
+    const stage_task *t = call->task;
     orch_db_conn *c = NULL;
-    intent_state st;
-    orch_err err = with_conn(ss, dl, &c);
+    stage_intent_state st;
+    orch_err err = with_conn(ss, call->deadline, &c);
     uint64_t sent = orch_mono_ms(); /* before the claim: its row's clock starts later */
     if (!err)
-        err = stage_store_intent_claim(c, dl, t->work_item, transition, effect_name(eff), t->cycle,
-                                       epoch, &st, row);
+        err = stage_store_intent_claim(c, call->deadline,
+                                       &(stage_intent_key){ t->work_item, call->transition,
+                                                            stage_effect_name(call->effect),
+                                                            t->cycle },
+                                       call->epoch, &st, row);
     orch_db_release(c);
     if (err) {
-        *code = stage_db_fail(err, "side-effect intent", msg, mn);
-        return TR_ERROR;
+        stage_db_fail(f, err, "side-effect intent");
+        return STAGE_RESULT_ERROR;
     }
-    *run = *resolve = false;
-    if (st == INTENT_EXISTS) {
+    *run = call->resolve = false;
+    if (st == STAGE_INTENT_EXISTS) {
         snprintf(ae->outcome, sizeof ae->outcome, "%s", row->outcome);
         snprintf(ae->detail, sizeof ae->detail, "%s", row->detail);
         ae->epoch = row->epoch;
-        if (strcmp(row->outcome, "ok") == 0)
-            return TR_ADVANCED; /* done before: never again */
-        int r = take_over(ss, dl, t, eff, epoch, row, &sent, msg, mn, code);
-        if (r != TR_ADVANCED)
+        stage_intent_action act = stage_logic_intent_action(
+            row, call->epoch, stage_effect_claim_expiry_ms(&ss->effects, call->effect));
+        if (act == STAGE_INTENT_DONE)
+            return STAGE_RESULT_ADVANCED; /* done before: never again */
+        stage_result r = take_over(ss, call, row, &sent, f);
+        if (r != STAGE_RESULT_ADVANCED)
             return r;
-        /* failed: it did not happen, run it; unknown or an owner's pending
-         * under a superseded epoch: it may have happened, resolve it. */
-        *resolve = strcmp(row->outcome, "failed") != 0;
-        st = INTENT_CLAIMED;
+        call->resolve = act == STAGE_INTENT_RESOLVE;
+        st = STAGE_INTENT_CLAIMED;
     }
-    if (st == INTENT_STALE) {
-        snprintf(msg, mn,
-                 "lease epoch %" PRIu64 " of %s is no longer the live grant: "
-                 "%s not started",
-                 epoch, t->work_item, effect_name(eff));
-        *code = ORCH_CODE_ABORTED;
-        return TR_ABORTED;
+    if (st == STAGE_INTENT_STALE) {
+        stage_fail(f, ORCH_CODE_ABORTED,
+                   "lease epoch %" PRIu64 " of %s is no longer the live grant: %s not started",
+                   call->epoch, t->work_item, stage_effect_name(call->effect));
+        return STAGE_RESULT_ABORTED;
     }
     ae->claimed = true; /* from here the intent row is ours: durable */
-    if (started_late(ss, t, eff, epoch, sent, msg, mn, code))
-        return TR_ABORTED;
+    if (started_late(ss, call, sent, f))
+        return STAGE_RESULT_ABORTED;
     *run = true;
-    return TR_ADVANCED;
+    return STAGE_RESULT_ADVANCED;
 }
 
-/* Step 4 for one effect. Returns TR_ADVANCED to go on, else the result that
- * ends the call (with a message). */
-int stage_run_effect(stage_svc *ss, uint64_t dl, const stage_task *t, const char *transition,
-                     effect_id eff, uint64_t epoch, const orch_verdicts *ev, advance_effect *ae,
-                     char *msg, size_t mn, orch_code *code)
+stage_result stage_run_effect(stage_svc *ss, const stage_effect_call *call,
+                              stage_advance_effect *ae, stage_failure *f)
 {
     stage_intent row;
-    bool run = false, resolve = false;
-    ae->effect = eff;
-    ae->epoch = epoch;
-    int r =
-        claim_effect(ss, dl, t, transition, eff, epoch, ae, &row, &run, &resolve, msg, mn, code);
-    if (r != TR_ADVANCED || !run)
+    bool run = false;
+    stage_effect_call own = *call;
+    own.check_only = false;
+    ae->effect = own.effect;
+    ae->epoch = own.epoch;
+    stage_result r = claim_effect(ss, &own, ae, &row, &run, f);
+    if (r != STAGE_RESULT_ADVANCED || !run)
         return r;
     /* This call owns the intent: run the effect, then record its outcome. */
-    effect_call call = { .effect = eff,
-                         .task = t,
-                         .transition = transition,
-                         .epoch = epoch,
-                         .ev = ev,
-                         .resolve = resolve,
-                         .db = ss->db,
-                         .deadline = dl };
-    effect_outcome o = EFFECT_UNKNOWN;
-    r = exec_effect(ss, &call, row.id, ae, &o, msg, mn, code);
-    if (r != TR_ADVANCED)
+    stage_effect_outcome o = STAGE_EFFECT_UNKNOWN;
+    r = exec_effect(ss, &own, row.id, ae, &o, f);
+    if (r != STAGE_RESULT_ADVANCED)
         return r;
-    switch (o) {
-    case EFFECT_OK: return TR_ADVANCED;
-    case EFFECT_UNKNOWN: return TR_EFFECT_UNKNOWN;
-    case EFFECT_FAILED: return effect_rolls_back(eff) ? TR_ROLLED_BACK : TR_EFFECT_FAILED;
-    case EFFECT_ERROR: return TR_EFFECT_FAILED;
-    }
-    return TR_ERROR;
+    return stage_logic_effect_result(own.effect, o);
 }
 
-/* The edge and effect an intent row names ("review->testing", "merge_pr");
- * false when the pipeline has no such edge or effect. */
-static bool intent_edge(const char *tr, const char *eff, const stage_edge **e, effect_id *id)
-{
-    const char *arrow = strstr(tr, "->");
-    if (!arrow)
-        return false;
-    char from[32];
-    snprintf(from, sizeof from, "%.*s", (int)(arrow - tr), tr);
-    *e = pipeline_edge(stage_parse(from), stage_parse(arrow + 2));
-    for (int i = 0; i < EFF_COUNT; i++) {
-        if (strcmp(effect_name((effect_id)i), eff) == 0) {
-            *id = (effect_id)i;
-            return *e != NULL;
-        }
-    }
-    return false;
-}
-
-/* Finds out, under `epoch`, the outcome of intent `row` (effect `eff` of
- * edge `e` in t's cycle) the way a retried edge does (takeover, same
- * idempotency key, the call's own epoch as fence), but starting nothing
- * the first attempt did not (effect_call.check_only), and records it.
- * TR_ADVANCED when settled (ae->outcome ok or failed); TR_EFFECT_UNKNOWN
- * when still unknown; else TR_ABORTED / TR_ERROR with *code and `msg`. */
-static int resolve_intent(stage_svc *ss, uint64_t dl, const stage_task *t, const stage_edge *e,
-                          effect_id eff, uint64_t epoch, const stage_intent *row,
-                          advance_effect *ae, char *msg, size_t mn, orch_code *code)
+/* Finds out, under base->epoch, the outcome of intent `row` (effect
+ * base->effect of edge `e` in the cycle of base->task) the way a retried
+ * edge does (takeover, same idempotency key, the call's own epoch as
+ * fence), but starting nothing the first attempt did not
+ * (stage_effect_call.check_only), and records it. STAGE_RESULT_ADVANCED
+ * when settled (ae->outcome ok or failed); STAGE_RESULT_EFFECT_UNKNOWN when
+ * still unknown; else ABORTED / ERROR with `f`. */
+static stage_result resolve_intent(stage_svc *ss, const stage_effect_call *base,
+                                   const stage_edge *e, const stage_intent *row,
+                                   stage_advance_effect *ae, stage_failure *f)
 {
     char transition[64];
     orch_verdicts ev;
-    gate_input gi;
-    edge_transition(e, transition, sizeof transition);
+    stage_gate_input gi;
+    stage_edge_transition(e, transition, sizeof transition);
     /* The verdicts and the pull request the first attempt acted on. */
     orch_db_conn *c = NULL;
-    orch_err err = with_conn(ss, dl, &c);
+    orch_err err = with_conn(ss, base->deadline, &c);
     if (!err)
-        err = stage_gate_input_read(c, dl, t, e, &ev, &gi);
+        err = stage_gate_input_read(c, base->deadline, base->task, e, &ev, &gi);
     orch_db_release(c);
     if (err) {
-        *code = stage_db_fail(err, "reading the effect's verdicts", msg, mn);
-        return TR_ERROR;
+        stage_db_fail(f, err, "reading the effect's verdicts");
+        return STAGE_RESULT_ERROR;
     }
-    stage_task acted = *t;
+    stage_task acted = *base->task;
     if (gi.pr_number)
         acted.pr_number = gi.pr_number;
+    stage_effect_call call = *base;
+    call.task = &acted;
+    call.transition = transition;
+    call.ev = &ev;
+    call.resolve = call.check_only = true;
     uint64_t sent = 0;
-    int r = take_over(ss, dl, t, eff, epoch, row, &sent, msg, mn, code);
-    if (r != TR_ADVANCED)
+    stage_result r = take_over(ss, &call, row, &sent, f);
+    if (r != STAGE_RESULT_ADVANCED)
         return r;
     ae->claimed = true;
-    if (started_late(ss, t, eff, epoch, sent, msg, mn, code))
-        return TR_ABORTED;
-    effect_call call = { .effect = eff,
-                         .task = &acted,
-                         .transition = transition,
-                         .epoch = epoch,
-                         .ev = &ev,
-                         .resolve = true,
-                         .db = ss->db,
-                         .deadline = dl,
-                         .check_only = true };
-    effect_outcome o = EFFECT_UNKNOWN;
-    r = exec_effect(ss, &call, row->id, ae, &o, msg, mn, code);
-    if (r != TR_ADVANCED)
+    if (started_late(ss, &call, sent, f))
+        return STAGE_RESULT_ABORTED;
+    stage_effect_outcome o = STAGE_EFFECT_UNKNOWN;
+    r = exec_effect(ss, &call, row->id, ae, &o, f);
+    if (r != STAGE_RESULT_ADVANCED)
         return r;
-    return o == EFFECT_UNKNOWN ? TR_EFFECT_UNKNOWN : TR_ADVANCED;
+    return o == STAGE_EFFECT_UNKNOWN ? STAGE_RESULT_EFFECT_UNKNOWN : STAGE_RESULT_ADVANCED;
 }
 
-/* The refusal of a rollback or cancel over intent `row` that could not be
+/* The refusal of a rollback or cancel over intent `u` that could not be
  * settled: `why` says what the attempt to find its outcome met. */
-static orch_code refuse_unresolved(const stage_task *t, stage_id to, const stage_intent *row,
-                                   const char *tr, const char *eff, const char *why, char *msg,
-                                   size_t mn)
+static void refuse_unresolved(const stage_task *t, stage_id to, const stage_open_intent *u,
+                              const char *why, stage_failure *f)
 {
-    const char *what = to == ST_CANCELLED ? "cancel" : "rollback";
-    snprintf(msg, mn,
-             "%s of %s refused: effect %s of %s (cycle %d, epoch %" PRIu64 ") is %s, so it may "
-             "have happened and the %s would abandon it; asking again under its idempotency key "
-             "did not settle it (%.300s); every later attempt asks again: retry the %s once "
-             "that is fixed",
-             what, t->work_item, eff, tr, t->cycle, row->epoch,
-             strcmp(row->outcome, "pending") == 0 ? "pending (claimed, outcome never recorded)"
-                                                  : "unknown",
-             what, why, what);
-    return ORCH_CODE_FAILED_PRECONDITION;
+    const char *what = stage_logic_backward_word(to);
+    stage_fail(f, ORCH_CODE_FAILED_PRECONDITION,
+               "%s of %s refused: effect %s of %s (cycle %d, epoch %" PRIu64 ") is %s, so it may "
+               "have happened and the %s would abandon it; asking again under its idempotency "
+               "key did not settle it (%.300s); every later attempt asks again: retry the %s "
+               "once that is fixed",
+               what, t->work_item, u->effect, u->transition, t->cycle, u->row.epoch,
+               strcmp(u->row.outcome, "pending") == 0 ? "pending (claimed, outcome never recorded)"
+                                                      : "unknown",
+               what, why, what);
 }
 
 /* Reads the first unresolved intent (unknown or pending) of t's cycle. */
 static orch_code find_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, bool *found,
-                                 stage_intent *row, char *tr, char *eff, char *msg, size_t mn)
+                                 stage_open_intent *u, stage_failure *f)
 {
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
     if (!err)
-        err = stage_store_unresolved_effect(c, dl, t->work_item, t->cycle, found, row, tr, eff);
+        err = stage_store_unresolved_effect(c, dl, t->work_item, t->cycle, found, u);
     orch_db_release(c);
-    return err ? stage_db_fail(err, "reading the cycle's side effects", msg, mn) : ORCH_CODE_OK;
+    return err ? stage_db_fail(f, err, "reading the cycle's side effects") : ORCH_CODE_OK;
 }
 
 /* Logs an intent settled before a rollback or cancel; a deploy that had
  * started goes on without the item (the deployer's to stop): an alert. */
-static void note_settled(const stage_task *t, stage_id to, const char *tr, const advance_effect *ae)
+static void note_settled(const stage_task *t, stage_id to, const char *tr,
+                         const stage_advance_effect *ae)
 {
-    const char *what = to == ST_CANCELLED ? "cancel" : "rollback";
+    const char *what = stage_logic_backward_word(to);
     orch_info("%s: effect %s of %s (cycle %d) found out before the %s: %s: %s", t->work_item,
-              effect_name(ae->effect), tr, t->cycle, what, ae->outcome, ae->detail);
-    if (ae->effect == EFF_DEPLOY_START && strcmp(ae->outcome, "ok") == 0)
+              stage_effect_name(ae->effect), tr, t->cycle, what, ae->outcome, ae->detail);
+    if (ae->effect == STAGE_EFF_DEPLOY_START && strcmp(ae->outcome, "ok") == 0)
         orch_alert("stage.deploy-left-running", t->work_item,
                    "%s: deploy_start of %s (cycle %d) had started; the %s to %s goes on and the "
                    "deploy is the deployer's to stop: %s",
                    t->work_item, tr, t->cycle, what, stage_name(to), ae->detail);
+}
+
+/* Resolves one unresolved intent `u` before the move to `to` (listed in
+ * out->effects while there is room). OK when settled; else the refusal
+ * (or, for a database error, that error's code) in out->fail. */
+static orch_code settle_one(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                            const stage_open_intent *u, stage_outcome *out)
+{
+    stage_advance_effect scratch, *ae = &scratch;
+    if (out->neffects < STAGE_ADV_MAX_EFFECTS)
+        ae = &out->effects[out->neffects++];
+    memset(ae, 0, sizeof *ae);
+    snprintf(ae->outcome, sizeof ae->outcome, "%s", u->row.outcome);
+    ae->epoch = u->row.epoch;
+    const stage_edge *e = NULL;
+    stage_effect_id id = STAGE_EFF_COUNT;
+    stage_result r = STAGE_RESULT_ERROR;
+    stage_failure w = { .code = ORCH_CODE_FAILED_PRECONDITION };
+    if (stage_logic_intent_edge(u->transition, u->effect, &e, &id)) {
+        ae->effect = id;
+        stage_effect_call base = {
+            .effect = id, .task = t, .epoch = out->epoch, .db = ss->db, .deadline = dl
+        };
+        r = resolve_intent(ss, &base, e, &u->row, ae, &w);
+    } else {
+        snprintf(w.msg, sizeof w.msg, "the pipeline has no edge %s with effect %s", u->transition,
+                 u->effect);
+    }
+    if (ae->claimed)
+        out->durable = true;
+    if (r == STAGE_RESULT_EFFECT_UNKNOWN)
+        snprintf(w.msg, sizeof w.msg, "still unknown: %.480s", ae->detail);
+    if (r != STAGE_RESULT_ADVANCED) {
+        refuse_unresolved(t, to, u, w.msg, &out->fail);
+        if (r == STAGE_RESULT_ERROR && e)
+            out->fail.code = w.code;
+        return out->fail.code;
+    }
+    note_settled(t, to, u->transition, ae);
+    return ORCH_CODE_OK;
 }
 
 /* A rollback or cancel must not abandon an effect of the current cycle
@@ -352,45 +348,20 @@ static void note_settled(const stage_task *t, stage_id to, const char *tr, const
  * recorded): it may have happened (a deploy that started). Each such
  * effect is first resolved under the call's lease (resolve_intent); once
  * it is ok or failed nothing is abandoned (docs/architecture/pipeline.md,
- * "Rollback and cancel over an effect of unknown outcome"). OK when every
- * effect of the cycle is settled; FAILED_PRECONDITION naming the effect
- * that stays unknown or in progress; a database error's code otherwise. */
+ * "Rollback and cancel over an effect of unknown outcome"). */
 orch_code stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                                  advance_res *res, char *msg, size_t mn)
+                                  stage_outcome *out)
 {
-    for (int i = 0; i <= EFF_COUNT; i++) {
-        stage_intent row;
-        char tr[64] = "", eff[64] = "", why[512] = "";
+    for (int i = 0; i <= STAGE_EFF_COUNT; i++) {
+        stage_open_intent u;
         bool found = false;
-        orch_code code = find_unresolved(ss, dl, t, &found, &row, tr, eff, msg, mn);
+        orch_code code = find_unresolved(ss, dl, t, &found, &u, &out->fail);
         if (code || !found)
             return code;
-        advance_effect scratch, *ae = &scratch;
-        if (res->neffects < ADV_MAX_EFFECTS)
-            ae = &res->effects[res->neffects++];
-        memset(ae, 0, sizeof *ae);
-        snprintf(ae->outcome, sizeof ae->outcome, "%s", row.outcome);
-        ae->epoch = row.epoch;
-        const stage_edge *e = NULL;
-        effect_id id = EFF_COUNT;
-        int r = TR_ERROR;
-        code = ORCH_CODE_FAILED_PRECONDITION;
-        if (intent_edge(tr, eff, &e, &id)) {
-            ae->effect = id;
-            r = resolve_intent(ss, dl, t, e, id, res->epoch, &row, ae, why, sizeof why, &code);
-        } else {
-            snprintf(why, sizeof why, "the pipeline has no edge %s with effect %s", tr, eff);
-        }
-        if (ae->claimed)
-            res->durable = true;
-        if (r == TR_EFFECT_UNKNOWN)
-            snprintf(why, sizeof why, "still unknown: %.480s", ae->detail);
-        if (r != TR_ADVANCED) {
-            orch_code refused = refuse_unresolved(t, to, &row, tr, eff, why, msg, mn);
-            return r == TR_ERROR && e ? code : refused;
-        }
-        note_settled(t, to, tr, ae);
+        code = settle_one(ss, dl, t, to, &u, out);
+        if (code)
+            return code;
     }
-    snprintf(msg, mn, "%s: the effects of cycle %d did not settle", t->work_item, t->cycle);
-    return ORCH_CODE_FAILED_PRECONDITION;
+    return stage_fail(&out->fail, ORCH_CODE_FAILED_PRECONDITION,
+                      "%s: the effects of cycle %d did not settle", t->work_item, t->cycle);
 }

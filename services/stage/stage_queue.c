@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "orch/clock.h"
-#include "stage_svc.h"
+#include "stage_queue.h"
 
 orch_code stage_queue_leases(stage_svc *ss, const stage_task *ts, int n, uint64_t deadline,
                              stage_queue *q)

@@ -11,6 +11,8 @@
 #include "orch/log.h"
 #include "orch/v1/stage.pb-c.h"
 #include "stage_rpc.h"
+#include "stage_engine.h"
+#include "stage_queue.h"
 #include "stage_svc.h"
 
 /* ---- validation ---------------------------------------------------------- */
@@ -100,9 +102,12 @@ static orch_code check_get(const Orch__V1__GetTaskRequest *req, char *why, size_
 /* Builds the verdict set of a request: the text's verdict lines (unknown
  * keys there are prose and ignored), then the explicit list (unknown or
  * engine-only keys there are errors). */
-static orch_code request_verdicts(size_t max_evidence, const char *text, Orch__V1__Evidence **list,
-                                  size_t nlist, orch_verdicts *out, char *why, size_t n)
+static orch_code request_verdicts(const Orch__V1__AdvanceStageRequest *req, size_t max_evidence,
+                                  orch_verdicts *out, char *why, size_t n)
 {
+    const char *text = req->evidence;
+    Orch__V1__Evidence **list = req->verdicts;
+    size_t nlist = req->n_verdicts;
     size_t tl = strlen(text);
     if (tl > max_evidence)
         return invalid(why, n, "evidence is %zu bytes, at most %zu (ORCH_STAGE_MAX_EVIDENCE_BYTES)",
@@ -112,13 +117,13 @@ static orch_code request_verdicts(size_t max_evidence, const char *text, Orch__V
     orch_verdicts_parse(&parsed, text, tl);
     orch_verdicts_init(out);
     for (size_t i = 0; i < parsed.n; i++)
-        if (verdict_key_reportable(parsed.v[i].key))
+        if (stage_verdict_key_reportable(parsed.v[i].key))
             (void)orch_verdicts_set(out, parsed.v[i].key, parsed.v[i].value);
     if (nlist > ORCH_VERDICTS_MAX)
         return invalid(why, n, "%zu verdicts, at most %d", nlist, ORCH_VERDICTS_MAX);
     for (size_t i = 0; i < nlist; i++) {
         const char *k = list[i]->key, *v = list[i]->value;
-        if (!verdict_key_reportable(k))
+        if (!stage_verdict_key_reportable(k))
             return invalid(why, n, "verdict key \"%.64s\" is not one an actor may report", k);
         if (!orch_verdicts_set(out, k, v))
             return invalid(why, n, "verdict %s: value must be 1..255 printable bytes", k);
@@ -132,8 +137,7 @@ static orch_code check_advance(const Orch__V1__AdvanceStageRequest *req, size_t 
     if (!valid_ident("work_item", req->work_item, false, why, n) ||
         !valid_ident("actor", req->actor, false, why, n))
         return ORCH_CODE_INVALID_ARGUMENT;
-    return request_verdicts(max_evidence, req->evidence, req->verdicts, req->n_verdicts, ev, why,
-                            n);
+    return request_verdicts(req, max_evidence, ev, why, n);
 }
 
 static orch_code check_rollback(const Orch__V1__RollbackRequest *req, char *why, size_t n)
@@ -146,8 +150,8 @@ static orch_code check_rollback(const Orch__V1__RollbackRequest *req, char *why,
     if (!req->reason[0] || strlen(req->reason) > 500 || !printable(req->reason))
         return invalid(why, n, "reason is required: 1..500 printable bytes");
     stage_id from = stage_parse(req->expected_from);
-    const stage_edge *e = from == ST_NONE ? NULL : pipeline_edge(from, ST_DEVELOPMENT);
-    if (!e || e->kind != EDGE_ROLLBACK)
+    const stage_edge *e = from == STAGE_NONE ? NULL : stage_pipeline_edge(from, STAGE_DEVELOPMENT);
+    if (!e || e->kind != STAGE_EDGE_ROLLBACK)
         return invalid(why, n,
                        "no rollback from \"%.60s\": only review, testing, staging and "
                        "deploy roll back to development",
@@ -157,7 +161,7 @@ static orch_code check_rollback(const Orch__V1__RollbackRequest *req, char *why,
 
 static orch_code check_list_queue(const Orch__V1__ListQueueRequest *req, char *why, size_t n)
 {
-    if (req->stage[0] && stage_parse(req->stage) == ST_NONE)
+    if (req->stage[0] && stage_parse(req->stage) == STAGE_NONE)
         return invalid(why, n, "unknown stage \"%.60s\"", req->stage);
     if (req->repo[0] && !valid_ident("repo", req->repo, true, why, n))
         return ORCH_CODE_INVALID_ARGUMENT;
@@ -235,12 +239,14 @@ static orch_code create_task(orch_rpc_call *call, const ProtobufCMessage *msg, v
         return bad;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
-    stage_task t;
+    stage_task in = { .pr_number = req->pr_number }, t;
+    snprintf(in.work_item, sizeof in.work_item, "%s", req->work_item);
+    snprintf(in.repo, sizeof in.repo, "%s", req->repo);
+    snprintf(in.title, sizeof in.title, "%s", req->title);
     bool created = false;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_store_create(c, dl, req->work_item, req->repo, req->title, req->pr_number, &t,
-                                 &created);
+        err = stage_store_create(c, dl, &in, &t, &created);
     orch_db_release(c);
     if (err)
         return db_fail(call, err, "creating the task");
@@ -262,6 +268,106 @@ static orch_code create_task(orch_rpc_call *call, const ProtobufCMessage *msg, v
 
 /* ---- GetTask ------------------------------------------------------------- */
 
+/* What GetTask reads of a task; the arrays are malloc'ed. */
+typedef struct task_view {
+    stage_task t;
+    orch_verdicts ev;
+    stage_history_row *h;
+    stage_effect_row *e;
+    int nh, ne;
+} task_view;
+
+static void task_view_free(task_view *v)
+{
+    free(v->h);
+    free(v->e);
+    v->h = NULL;
+    v->e = NULL;
+}
+
+static orch_err read_task_view(stage_svc *ss, uint64_t dl, const char *work_item, unsigned limit,
+                               task_view *v)
+{
+    orch_db_conn *c = NULL;
+    memset(v, 0, sizeof *v);
+    orch_err err = orch_db_acquire(ss->db, dl, &c);
+    if (!err)
+        err = stage_store_get(c, dl, work_item, &v->t);
+    if (!err)
+        err = stage_store_history(c, dl, work_item, (int)limit, &v->h, &v->nh);
+    if (!err)
+        err = stage_store_effects(c, dl, work_item, &v->e, &v->ne);
+    if (!err)
+        err = stage_store_load_evidence(c, dl, work_item, NULL, &v->ev);
+    orch_db_release(c);
+    if (err)
+        task_view_free(v);
+    return err;
+}
+
+/* The messages of a GetTaskReply, pointing into a task_view. */
+typedef struct task_msgs {
+    Orch__V1__HistoryEntry *h, **hp;
+    Orch__V1__SideEffect *se, **sp;
+    Orch__V1__Evidence *evm, **evp;
+} task_msgs;
+
+static void task_msgs_free(task_msgs *m)
+{
+    free(m->h);
+    free(m->hp);
+    free(m->se);
+    free(m->sp);
+    free(m->evm);
+    free(m->evp);
+}
+
+/* Fills `m` from `v` (borrowed while `m` is used); false when out of memory. */
+static bool task_msgs_fill(const task_view *v, task_msgs *m)
+{
+    size_t nh = (size_t)v->nh, ne = (size_t)v->ne;
+    m->h = calloc(nh + 1, sizeof *m->h);
+    m->hp = calloc(nh + 1, sizeof *m->hp);
+    m->se = calloc(ne + 1, sizeof *m->se);
+    m->sp = calloc(ne + 1, sizeof *m->sp);
+    m->evm = calloc(v->ev.n + 1, sizeof *m->evm);
+    m->evp = calloc(v->ev.n + 1, sizeof *m->evp);
+    if (!m->h || !m->hp || !m->se || !m->sp || !m->evm || !m->evp)
+        return false;
+    for (size_t i = 0; i < nh; i++) {
+        const stage_history_row *r = &v->h[i];
+        Orch__V1__HistoryEntry *h = &m->h[i];
+        orch__v1__history_entry__init(h);
+        h->from_stage = (char *)r->from_stage;
+        h->to_stage = (char *)r->to_stage;
+        h->actor = (char *)r->actor;
+        h->lease_epoch = r->lease_epoch;
+        h->reason = (char *)r->reason;
+        h->at_unix_ms = r->at_ms;
+        m->hp[i] = h;
+    }
+    for (size_t i = 0; i < ne; i++) {
+        const stage_effect_row *r = &v->e[i];
+        Orch__V1__SideEffect *se = &m->se[i];
+        orch__v1__side_effect__init(se);
+        se->transition = (char *)r->transition;
+        se->effect = (char *)r->effect;
+        se->lease_epoch = r->lease_epoch;
+        se->outcome = (char *)r->outcome;
+        se->detail = (char *)r->detail;
+        se->created_unix_ms = r->created_ms;
+        se->finished_unix_ms = r->finished_ms;
+        m->sp[i] = se;
+    }
+    for (size_t i = 0; i < v->ev.n; i++) {
+        orch__v1__evidence__init(&m->evm[i]);
+        m->evm[i].key = (char *)v->ev.v[i].key;
+        m->evm[i].value = (char *)v->ev.v[i].value;
+        m->evp[i] = &m->evm[i];
+    }
+    return true;
+}
+
 static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     stage_svc *ss = arg;
@@ -270,104 +376,72 @@ static orch_code get_task(orch_rpc_call *call, const ProtobufCMessage *msg, void
     if (bad != ORCH_CODE_OK)
         return bad;
     unsigned limit = req->history_limit ? req->history_limit : 50;
-    uint64_t dl = orch_rpc_call_deadline(call);
-    orch_db_conn *c = NULL;
-    stage_task t;
-    orch_verdicts ev;
-    orch_db_result *hr = NULL, *er = NULL;
-    orch_err err = orch_db_acquire(ss->db, dl, &c);
-    if (!err)
-        err = stage_store_get(c, dl, req->work_item, &t);
-    if (!err)
-        err = stage_store_history(c, dl, req->work_item, (int)limit, &hr);
-    if (!err)
-        err = stage_store_effects(c, dl, req->work_item, &er);
-    if (!err)
-        err = stage_store_load_evidence(c, dl, req->work_item, NULL, &ev);
-    orch_db_release(c);
-    if (err) {
-        orch_db_result_free(hr);
-        orch_db_result_free(er);
-        if (err == ORCH_ENOTFOUND)
-            return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no task %s", req->work_item);
+    task_view v;
+    orch_err err = read_task_view(ss, orch_rpc_call_deadline(call), req->work_item, limit, &v);
+    if (err == ORCH_ENOTFOUND)
+        return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no task %s", req->work_item);
+    if (err)
         return db_fail(call, err, "reading the task");
-    }
-    int nh = orch_db_result_rows(hr), ne = orch_db_result_rows(er);
-    Orch__V1__HistoryEntry *h = calloc((size_t)nh + 1, sizeof *h);
-    Orch__V1__HistoryEntry **hp = calloc((size_t)nh + 1, sizeof *hp);
-    Orch__V1__SideEffect *se = calloc((size_t)ne + 1, sizeof *se);
-    Orch__V1__SideEffect **sp = calloc((size_t)ne + 1, sizeof *sp);
-    Orch__V1__Evidence *evm = calloc(ev.n + 1, sizeof *evm);
-    Orch__V1__Evidence **evp = calloc(ev.n + 1, sizeof *evp);
+    task_msgs m = { 0 };
     orch_code code;
-    if (!h || !hp || !se || !sp || !evm || !evp) {
+    if (!task_msgs_fill(&v, &m)) {
         code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
     } else {
-        for (int i = 0; i < nh; i++) {
-            orch__v1__history_entry__init(&h[i]);
-            h[i].from_stage = (char *)orch_db_result_get(hr, i, 0);
-            h[i].to_stage = (char *)orch_db_result_get(hr, i, 1);
-            h[i].actor = (char *)orch_db_result_get(hr, i, 2);
-            h[i].lease_epoch = strtoull(orch_db_result_get(hr, i, 3), NULL, 10);
-            h[i].reason = (char *)orch_db_result_get(hr, i, 4);
-            h[i].at_unix_ms = strtoull(orch_db_result_get(hr, i, 5), NULL, 10);
-            hp[i] = &h[i];
-        }
-        for (int i = 0; i < ne; i++) {
-            orch__v1__side_effect__init(&se[i]);
-            se[i].transition = (char *)orch_db_result_get(er, i, 0);
-            se[i].effect = (char *)orch_db_result_get(er, i, 1);
-            se[i].lease_epoch = strtoull(orch_db_result_get(er, i, 2), NULL, 10);
-            se[i].outcome = (char *)orch_db_result_get(er, i, 3);
-            se[i].detail = (char *)orch_db_result_get(er, i, 4);
-            se[i].created_unix_ms = strtoull(orch_db_result_get(er, i, 5), NULL, 10);
-            se[i].finished_unix_ms = strtoull(orch_db_result_get(er, i, 6), NULL, 10);
-            sp[i] = &se[i];
-        }
-        for (size_t i = 0; i < ev.n; i++) {
-            orch__v1__evidence__init(&evm[i]);
-            evm[i].key = ev.v[i].key;
-            evm[i].value = ev.v[i].value;
-            evp[i] = &evm[i];
-        }
         Orch__V1__GetTaskReply rep = ORCH__V1__GET_TASK_REPLY__INIT;
         Orch__V1__Task tm;
-        task_to_msg(&t, &tm);
+        task_to_msg(&v.t, &tm);
         rep.task = &tm;
-        rep.n_history = (size_t)nh;
-        rep.history = hp;
-        rep.n_side_effects = (size_t)ne;
-        rep.side_effects = sp;
-        rep.n_evidence = ev.n;
-        rep.evidence = evp;
+        rep.n_history = (size_t)v.nh;
+        rep.history = m.hp;
+        rep.n_side_effects = (size_t)v.ne;
+        rep.side_effects = m.sp;
+        rep.n_evidence = v.ev.n;
+        rep.evidence = m.evp;
         code = orch_rpc_reply(call, &rep.base);
     }
-    free(h);
-    free(hp);
-    free(se);
-    free(sp);
-    free(evm);
-    free(evp);
-    orch_db_result_free(hr);
-    orch_db_result_free(er);
+    task_msgs_free(&m);
+    task_view_free(&v);
     return code;
 }
 
 /* ---- AdvanceStage / Rollback --------------------------------------------- */
 
-static const Orch__V1__AdvanceStageReply__Outcome outcome_of[TR_NKINDS] = {
-    [TR_ADVANCED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED,
-    [TR_DEFERRED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED,
-    [TR_GATE_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__GATE_FAILED,
-    [TR_ROLLED_BACK] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK,
-    [TR_EFFECT_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_FAILED,
-    [TR_EFFECT_UNKNOWN] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
+/* The wire outcome of each answered result. */
+static const Orch__V1__AdvanceStageReply__Outcome outcome_of[STAGE_RESULT_COUNT] = {
+    [STAGE_RESULT_ADVANCED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED,
+    [STAGE_RESULT_DEFERRED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED,
+    [STAGE_RESULT_GATE_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__GATE_FAILED,
+    [STAGE_RESULT_ROLLED_BACK] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK,
+    [STAGE_RESULT_EFFECT_FAILED] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_FAILED,
+    [STAGE_RESULT_EFFECT_UNKNOWN] = ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
 };
 
-static void count(stage_svc *ss, const advance_req *ar, int result, uint64_t t0)
+/* Runs the engine for a request (received at `t0`, orch_mono_ns) and
+ * counts it. On failure the call is answered (the returned code); on OK the
+ * caller replies from *out. Either way *out is the caller's to free
+ * (stage_outcome_free). */
+static orch_code run_advance(stage_svc *ss, orch_rpc_call *call, const stage_advance_req *ar,
+                             uint64_t t0, stage_outcome *out)
 {
-    stage_count_transition(ss, ar->expected_from, ar->to, result);
+    orch_code code = stage_advance(ss, ar, orch_rpc_call_deadline(call), out);
+    stage_count_transition(ss, ar->expected_from, ar->to, out->result);
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
+    return code ? orch_rpc_fail(call, code, "%s", out->fail.msg) : ORCH_CODE_OK;
+}
+
+/* The reply's side effects of `o`, named by `transition` (borrowed). */
+static void effects_to_msg(const stage_outcome *o, char *transition, Orch__V1__SideEffect *se,
+                           Orch__V1__SideEffect **sp)
+{
+    for (int i = 0; i < o->neffects; i++) {
+        orch__v1__side_effect__init(&se[i]);
+        se[i].transition = transition;
+        se[i].effect = (char *)stage_effect_name(o->effects[i].effect);
+        se[i].lease_epoch = o->effects[i].epoch;
+        se[i].outcome = (char *)o->effects[i].outcome;
+        se[i].detail = (char *)o->effects[i].detail;
+        sp[i] = &se[i];
+    }
 }
 
 static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
@@ -379,15 +453,12 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     orch_code bad = check_request(call, msg, ss->max_evidence, &ev);
     if (bad != ORCH_CODE_OK)
         return bad;
-    orch_code code;
-    advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
-    advance_res res;
-    char why[700];
-    code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
-    count(ss, &ar, res.result, t0);
+    stage_advance_req ar = { req->work_item, req->expected_from, req->to, req->actor, "", &ev };
+    stage_outcome res;
+    orch_code code = run_advance(ss, call, &ar, t0, &res);
     if (code) {
-        advance_res_free(&res);
-        return orch_rpc_fail(call, code, "%s", why);
+        stage_outcome_free(&res);
+        return code;
     }
     Orch__V1__AdvanceStageReply rep = ORCH__V1__ADVANCE_STAGE_REPLY__INIT;
     Orch__V1__Task tm;
@@ -397,27 +468,19 @@ static orch_code advance(orch_rpc_call *call, const ProtobufCMessage *msg, void 
     rep.lease_epoch = res.epoch;
     rep.holder = res.holder;
     rep.holder_liveness = (Orch__V1__Liveness)res.holder_liveness;
-    char *fails[ADV_MAX_FAILS];
+    char *fails[STAGE_ADV_MAX_FAILS];
     for (size_t i = 0; i < res.nfails; i++)
         fails[i] = res.fails[i];
     rep.n_gate_failures = res.nfails;
     rep.gate_failures = fails;
-    Orch__V1__SideEffect se[ADV_MAX_EFFECTS], *sp[ADV_MAX_EFFECTS];
+    Orch__V1__SideEffect se[STAGE_ADV_MAX_EFFECTS], *sp[STAGE_ADV_MAX_EFFECTS];
     char transition[64];
     snprintf(transition, sizeof transition, "%s->%s", req->expected_from, req->to);
-    for (int i = 0; i < res.neffects; i++) {
-        orch__v1__side_effect__init(&se[i]);
-        se[i].transition = transition;
-        se[i].effect = (char *)effect_name(res.effects[i].effect);
-        se[i].lease_epoch = res.effects[i].epoch;
-        se[i].outcome = res.effects[i].outcome;
-        se[i].detail = res.effects[i].detail;
-        sp[i] = &se[i];
-    }
+    effects_to_msg(&res, transition, se, sp);
     rep.n_side_effects = (size_t)res.neffects;
     rep.side_effects = sp;
     code = orch_rpc_reply(call, &rep.base);
-    advance_res_free(&res);
+    stage_outcome_free(&res);
     return code;
 }
 
@@ -430,26 +493,23 @@ static orch_code rollback(orch_rpc_call *call, const ProtobufCMessage *msg, void
     if (bad != ORCH_CODE_OK)
         return bad;
     const char *actor = req->actor[0] ? req->actor : "operator";
-    advance_req ar = {
-        req->work_item, req->expected_from, "development", actor, req->reason, NULL
-    };
-    advance_res res;
-    char why[700];
-    orch_code code = stage_advance(ss, &ar, orch_rpc_call_deadline(call), &res, why, sizeof why);
-    count(ss, &ar, res.result, t0);
+    stage_advance_req ar = { req->work_item, req->expected_from, "development",
+                             actor,          req->reason,        NULL };
+    stage_outcome res;
+    orch_code code = run_advance(ss, call, &ar, t0, &res);
     if (code) {
-        advance_res_free(&res);
-        return orch_rpc_fail(call, code, "%s", why);
+        stage_outcome_free(&res);
+        return code;
     }
     Orch__V1__RollbackReply rep = ORCH__V1__ROLLBACK_REPLY__INIT;
     Orch__V1__Task tm;
     task_to_msg(&res.task, &tm);
     rep.task = &tm;
     rep.lease_epoch = res.epoch;
-    rep.deferred = res.result == TR_DEFERRED;
+    rep.deferred = res.result == STAGE_RESULT_DEFERRED;
     rep.holder = res.holder;
     code = orch_rpc_reply(call, &rep.base);
-    advance_res_free(&res);
+    stage_outcome_free(&res);
     return code;
 }
 
@@ -462,7 +522,7 @@ static orch_code list_queue(orch_rpc_call *call, const ProtobufCMessage *msg, vo
     orch_code bad = check_request(call, msg, ss->max_evidence, NULL);
     if (bad != ORCH_CODE_OK)
         return bad;
-    stage_id st = req->stage[0] ? stage_parse(req->stage) : ST_NONE;
+    stage_id st = req->stage[0] ? stage_parse(req->stage) : STAGE_NONE;
     unsigned limit = req->limit ? req->limit : 100;
     uint64_t dl = orch_rpc_call_deadline(call);
     orch_db_conn *c = NULL;
@@ -470,7 +530,7 @@ static orch_code list_queue(orch_rpc_call *call, const ProtobufCMessage *msg, vo
     int n = 0;
     orch_err err = orch_db_acquire(ss->db, dl, &c);
     if (!err)
-        err = stage_store_list(c, dl, st, req->repo, (int)limit, &ts, &n);
+        err = stage_store_list(c, dl, &(stage_list_filter){ st, req->repo, (int)limit }, &ts, &n);
     orch_db_release(c);
     if (err)
         return db_fail(call, err, "listing tasks");
@@ -512,15 +572,15 @@ static orch_code pipeline(orch_rpc_call *call, const ProtobufCMessage *msg, void
     (void)msg;
     (void)arg;
     size_t ne;
-    const stage_edge *edges = pipeline_edges(&ne);
-    char *stages[ST_COUNT];
-    for (int i = 0; i < ST_COUNT; i++)
+    const stage_edge *edges = stage_pipeline_edges(&ne);
+    char *stages[STAGE_COUNT];
+    for (int i = 0; i < STAGE_COUNT; i++)
         stages[i] = (char *)stage_name((stage_id)i);
     Orch__V1__PipelineEdge *em = calloc(ne, sizeof *em);
     Orch__V1__PipelineEdge **ep = calloc(ne, sizeof *ep);
-    char *(*gates)[EDGE_MAX_GATES] = calloc(ne, sizeof *gates);
-    char *(*rb)[EDGE_MAX_GATES] = calloc(ne, sizeof *rb);
-    char *(*effs)[EDGE_MAX_EFFECTS] = calloc(ne, sizeof *effs);
+    char *(*gates)[STAGE_EDGE_MAX_GATES] = calloc(ne, sizeof *gates);
+    char *(*rb)[STAGE_EDGE_MAX_GATES] = calloc(ne, sizeof *rb);
+    char *(*effs)[STAGE_EDGE_MAX_EFFECTS] = calloc(ne, sizeof *effs);
     orch_code code;
     if (!em || !ep || !gates || !rb || !effs) {
         code = orch_rpc_fail(call, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
@@ -530,21 +590,21 @@ static orch_code pipeline(orch_rpc_call *call, const ProtobufCMessage *msg, void
             orch__v1__pipeline_edge__init(&em[i]);
             em[i].from_stage = (char *)stage_name(e->from);
             em[i].to_stage = (char *)stage_name(e->to);
-            em[i].kind = (char *)edge_kind_name(e->kind);
-            for (int g = 0; g < EDGE_MAX_GATES && e->gates[g]; g++) {
+            em[i].kind = (char *)stage_edge_kind_name(e->kind);
+            for (int g = 0; g < STAGE_EDGE_MAX_GATES && e->gates[g]; g++) {
                 gates[i][em[i].n_gates++] = (char *)e->gates[g]->name;
                 if (e->gates[g]->rolls_back)
                     rb[i][em[i].n_rollback_gates++] = (char *)e->gates[g]->name;
             }
             for (int f = 0; f < e->neffects; f++)
-                effs[i][em[i].n_effects++] = (char *)effect_name(e->effects[f]);
+                effs[i][em[i].n_effects++] = (char *)stage_effect_name(e->effects[f]);
             em[i].gates = gates[i];
             em[i].rollback_gates = rb[i];
             em[i].effects = effs[i];
             ep[i] = &em[i];
         }
         Orch__V1__PipelineReply rep = ORCH__V1__PIPELINE_REPLY__INIT;
-        rep.n_stages = ST_COUNT;
+        rep.n_stages = STAGE_COUNT;
         rep.stages = stages;
         rep.n_edges = ne;
         rep.edges = ep;

@@ -1,8 +1,9 @@
 /*
- * stage_rpc.h - the input checks of stage-service's RPCs, apart from the
- * handlers so that they can be fuzzed without a database.
+ * stage_rpc.h - StageService (stage_rpc.c): its registration, and the input
+ * checks of its RPCs, apart from the handlers so that they can be fuzzed
+ * without a database.
  *
- * Pure; thread-safe.
+ * The checks are pure and thread-safe.
  */
 #ifndef ORCH_STAGE_RPC_H
 #define ORCH_STAGE_RPC_H
@@ -11,6 +12,7 @@
 #include <stddef.h>
 
 #include "orch/err.h"
+#include "orch/svc.h"
 #include "orch/verdict.h"
 
 /* Checks a decoded request of any StageService method (known by its
@@ -22,5 +24,11 @@
  * INVALID_ARGUMENT. */
 orch_code stage_rpc_check(const ProtobufCMessage *req, size_t max_evidence, orch_verdicts *ev,
                           char *why, size_t n);
+
+struct stage_svc;
+
+/* Adds StageService's methods to `svc`; `ss` is borrowed for the service's
+ * life. */
+orch_err stage_rpc_register(orch_service *svc, struct stage_svc *ss) ORCH_NODISCARD;
 
 #endif

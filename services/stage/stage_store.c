@@ -48,15 +48,15 @@ static void read_task(const orch_db_result *r, int row, stage_task *t)
     t->updated_ms = u64(orch_db_result_get(r, row, 9));
 }
 
-orch_err stage_store_create(orch_db_conn *c, uint64_t dl, const char *work_item, const char *repo,
-                            const char *title, uint64_t pr_number, stage_task *out, bool *created)
+orch_err stage_store_create(orch_db_conn *c, uint64_t dl, const stage_task *in, stage_task *out,
+                            bool *created)
 {
     static const char sql[] = "INSERT INTO tasks (work_item, repo, title, pr_number)"
                               " VALUES ($1, $2, $3, $4::bigint)"
                               " ON CONFLICT (work_item) DO NOTHING RETURNING " TASK_COLS;
     char pr[24];
-    snprintf(pr, sizeof pr, "%llu", (unsigned long long)pr_number);
-    const char *p[] = { work_item, repo, title, pr };
+    snprintf(pr, sizeof pr, "%llu", (unsigned long long)in->pr_number);
+    const char *p[] = { in->work_item, in->repo, in->title, pr };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, sql, 4, p, &r);
     if (err)
@@ -65,7 +65,7 @@ orch_err stage_store_create(orch_db_conn *c, uint64_t dl, const char *work_item,
     if (*created)
         read_task(r, 0, out);
     orch_db_result_free(r);
-    return *created ? ORCH_OK : stage_store_get(c, dl, work_item, out);
+    return *created ? ORCH_OK : stage_store_get(c, dl, in->work_item, out);
 }
 
 orch_err stage_store_get(orch_db_conn *c, uint64_t dl, const char *work_item, stage_task *out)
@@ -136,24 +136,25 @@ orch_err stage_store_list_active(orch_db_conn *c, uint64_t dl, int64_t after, in
     return err ? err : read_tasks(r, out, n);
 }
 
-orch_err stage_store_list(orch_db_conn *c, uint64_t dl, stage_id stage, const char *repo, int limit,
+orch_err stage_store_list(orch_db_conn *c, uint64_t dl, const stage_list_filter *f,
                           stage_task **out, int *n)
 {
     static const char sql[] = "SELECT " TASK_COLS " FROM tasks"
                               " WHERE ($1 = '' OR stage = $1) AND ($2 = '' OR repo = $2)"
                               " ORDER BY updated_at, id LIMIT $3::integer";
     char lim[16];
-    snprintf(lim, sizeof lim, "%d", limit);
-    const char *p[] = { stage == ST_NONE ? "" : stage_name(stage), repo, lim };
+    snprintf(lim, sizeof lim, "%d", f->limit);
+    const char *p[] = { f->stage == STAGE_NONE ? "" : stage_name(f->stage), f->repo, lim };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
     return err ? err : read_tasks(r, out, n);
 }
 
-orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_task *t,
-                                     const char *transition, uint64_t epoch,
-                                     const orch_verdicts *vs, const char *actor, bool *recorded)
+orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_evidence_write *w,
+                                     bool *recorded)
 {
+    const stage_task *t = w->t;
+    const orch_verdicts *vs = w->vs;
     /* Recorded only while the task is still in the stage and cycle the
      * caller saw and (epoch > 0) while the caller's lease is the live grant:
      * a call that deferred, lost the race or was robbed records nothing. */
@@ -181,8 +182,8 @@ orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_t
         return ORCH_ENOMEM;
     char cyc[16], ep[24];
     snprintf(cyc, sizeof cyc, "%d", t->cycle);
-    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
-    const char *p[] = { t->work_item, js, actor, stage_name(t->stage), cyc, ep, transition };
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)w->epoch);
+    const char *p[] = { t->work_item, js, w->actor, stage_name(t->stage), cyc, ep, w->transition };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, sql, 7, p, &r);
     free(js);
@@ -217,14 +218,13 @@ orch_err stage_store_load_evidence(orch_db_conn *c, uint64_t dl, const char *wor
     return ORCH_OK;
 }
 
-orch_err stage_store_cycle_verdict(orch_db_conn *c, uint64_t dl, const char *work_item,
-                                   const char *transition, const char *key, char *out, size_t n,
-                                   bool *found)
+orch_err stage_store_cycle_verdict(orch_db_conn *c, uint64_t dl, const stage_verdict_ref *ref,
+                                   char *out, size_t n, bool *found)
 {
     static const char sql[] =
         "SELECT e.value FROM task_evidence e JOIN tasks t ON t.work_item = e.work_item"
         " WHERE e.work_item = $1 AND e.transition = $2 AND e.key = $3 AND e.cycle = t.cycle";
-    const char *p[] = { work_item, transition, key };
+    const char *p[] = { ref->work_item, ref->transition, ref->key };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
     if (err)
@@ -237,8 +237,7 @@ orch_err stage_store_cycle_verdict(orch_db_conn *c, uint64_t dl, const char *wor
 }
 
 orch_err stage_store_unresolved_effect(orch_db_conn *c, uint64_t dl, const char *work_item,
-                                       int cycle, bool *found, stage_intent *row, char *transition,
-                                       char *effect)
+                                       int cycle, bool *found, stage_open_intent *out)
 {
     static const char sql[] =
         "SELECT id, outcome, coalesce(lease_epoch, 0), detail,"
@@ -254,14 +253,15 @@ orch_err stage_store_unresolved_effect(orch_db_conn *c, uint64_t dl, const char 
         return err;
     *found = orch_db_result_rows(r) == 1;
     if (*found) {
-        memset(row, 0, sizeof *row);
+        stage_intent *row = &out->row;
+        memset(out, 0, sizeof *out);
         row->id = strtoll(orch_db_result_get(r, 0, 0), NULL, 10);
         copy(row->outcome, sizeof row->outcome, orch_db_result_get(r, 0, 1));
         row->epoch = u64(orch_db_result_get(r, 0, 2));
         copy(row->detail, sizeof row->detail, orch_db_result_get(r, 0, 3));
         row->age_ms = strtoll(orch_db_result_get(r, 0, 4), NULL, 10);
-        copy(transition, 64, orch_db_result_get(r, 0, 5));
-        copy(effect, 64, orch_db_result_get(r, 0, 6));
+        copy(out->transition, sizeof out->transition, orch_db_result_get(r, 0, 5));
+        copy(out->effect, sizeof out->effect, orch_db_result_get(r, 0, 6));
     }
     orch_db_result_free(r);
     return ORCH_OK;
@@ -282,9 +282,10 @@ orch_err stage_store_baseline(orch_db_conn *c, uint64_t dl, const char *repo, bo
     return ORCH_OK;
 }
 
-orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const char *repo, const char *pct,
-                             const char *work_item, uint64_t epoch, bool *raised, bool *stale)
+orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const stage_ratchet *rt, bool *raised,
+                             bool *stale)
 {
+    uint64_t epoch = rt->epoch;
     /* Conditional: a lower or equal value changes nothing; under a lease,
      * only the live grant may raise it. */
     static const char fenced[] = "WITH " LIVE_LEASE(
@@ -304,7 +305,7 @@ orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const char *repo, con
                                " AND epoch = $2::bigint AND released_at IS NULL";
     char ep[24];
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
-    const char *p[] = { repo, pct, work_item, ep };
+    const char *p[] = { rt->repo, rt->pct, rt->work_item, ep };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, epoch ? fenced : open_sql, 4, p, &r);
     if (err)
@@ -315,7 +316,7 @@ orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const char *repo, con
     if (*raised || !epoch)
         return ORCH_OK;
     /* Nothing written: a baseline already as high, or a superseded epoch. */
-    const char *lp[] = { work_item, ep };
+    const char *lp[] = { rt->work_item, ep };
     err = orch_db_exec(c, dl, live, 2, lp, &r);
     if (err)
         return err;
@@ -324,15 +325,16 @@ orch_err stage_store_ratchet(orch_db_conn *c, uint64_t dl, const char *repo, con
     return ORCH_OK;
 }
 
-static orch_err read_intent(orch_db_conn *c, uint64_t dl, const char *work_item,
-                            const char *transition, const char *effect, const char *cycle,
+static orch_err read_intent(orch_db_conn *c, uint64_t dl, const stage_intent_key *k,
                             stage_intent *row, bool *found)
 {
     static const char sql[] =
         "SELECT id, outcome, coalesce(lease_epoch, 0), detail,"
         " (extract(epoch FROM now() - created_at) * 1000)::bigint FROM side_effects"
         " WHERE work_item = $1 AND transition = $2 AND effect = $3 AND cycle = $4::integer";
-    const char *p[] = { work_item, transition, effect, cycle };
+    char cycle[16];
+    snprintf(cycle, sizeof cycle, "%d", k->cycle);
+    const char *p[] = { k->work_item, k->transition, k->effect, cycle };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, sql, 4, p, &r);
     if (err)
@@ -349,9 +351,8 @@ static orch_err read_intent(orch_db_conn *c, uint64_t dl, const char *work_item,
     return ORCH_OK;
 }
 
-orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const char *work_item,
-                                  const char *transition, const char *effect, int cycle,
-                                  uint64_t epoch, intent_state *st, stage_intent *row)
+orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const stage_intent_key *k,
+                                  uint64_t epoch, stage_intent_state *st, stage_intent *row)
 {
     static const char fenced[] = "WITH " LIVE_LEASE(
         "$1", "$5") ","
@@ -366,9 +367,9 @@ orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const char *work
         "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)"
         " SELECT 1, (SELECT id FROM ins)";
     char cyc[16], ep[24];
-    snprintf(cyc, sizeof cyc, "%d", cycle);
+    snprintf(cyc, sizeof cyc, "%d", k->cycle);
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
-    const char *p[] = { work_item, transition, effect, cyc, ep };
+    const char *p[] = { k->work_item, k->transition, k->effect, cyc, ep };
     orch_db_result *r;
     orch_err err = orch_db_exec(c, dl, epoch ? fenced : open_sql, epoch ? 5 : 4, p, &r);
     if (err)
@@ -377,20 +378,20 @@ orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const char *work
     const char *id = orch_db_result_get(r, 0, 1);
     memset(row, 0, sizeof *row);
     if (!live) {
-        *st = INTENT_STALE;
+        *st = STAGE_INTENT_STALE;
     } else if (id) {
-        *st = INTENT_CLAIMED;
+        *st = STAGE_INTENT_CLAIMED;
         row->id = strtoll(id, NULL, 10);
         copy(row->outcome, sizeof row->outcome, "pending");
         row->epoch = epoch;
     } else {
-        *st = INTENT_EXISTS;
+        *st = STAGE_INTENT_EXISTS;
     }
     orch_db_result_free(r);
-    if (*st != INTENT_EXISTS)
+    if (*st != STAGE_INTENT_EXISTS)
         return ORCH_OK;
     bool found = false;
-    err = read_intent(c, dl, work_item, transition, effect, cyc, row, &found);
+    err = read_intent(c, dl, k, row, &found);
     if (!err && !found)
         err = ORCH_EDB_RETRY; /* vanished between the two statements: never deleted, so odd */
     return err;
@@ -426,9 +427,8 @@ orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *w
     return ORCH_OK;
 }
 
-orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uint64_t epoch,
-                                   const char *outcome, const char *detail, const stage_task *t,
-                                   const char *key, const char *value, bool *recorded)
+orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, const stage_intent_outcome *o,
+                                   bool *recorded)
 {
     /* One statement, hence one commit and no lock held between round trips:
      * the verdict an effect produced ($6 = $7, none when $6 is NULL) is
@@ -445,10 +445,12 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, int64_t id, uin
         "     actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now())"
         " SELECT count(*) FROM f";
     char ids[24], ep[24], cyc[16];
-    snprintf(ids, sizeof ids, "%lld", (long long)id);
-    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
-    snprintf(cyc, sizeof cyc, "%d", t->cycle);
-    const char *p[] = { ids, ep, outcome, detail, t->work_item, key, key ? value : NULL, cyc };
+    snprintf(ids, sizeof ids, "%lld", (long long)o->id);
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)o->epoch);
+    snprintf(cyc, sizeof cyc, "%d", o->t->cycle);
+    const char *p[] = {
+        ids, ep, o->outcome, o->detail, o->t->work_item, o->key, o->key ? o->value : NULL, cyc
+    };
     orch_db_result *r;
     *recorded = false;
     orch_err err = orch_db_exec_write(c, dl, sql, 8, p, &r);
@@ -514,8 +516,38 @@ orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, boo
 #undef CAS_TAIL
 }
 
+/* Each row of `r` into *out (calloc'ed, `size` bytes a row) through `read`;
+ * frees `r`. */
+static orch_err read_rows(orch_db_result *r, size_t size,
+                          void (*read)(const orch_db_result *, int, void *), void **out, int *n)
+{
+    int rows = orch_db_result_rows(r);
+    char *v = calloc(rows ? (size_t)rows : 1, size);
+    if (!v) {
+        orch_db_result_free(r);
+        return ORCH_ENOMEM;
+    }
+    for (int i = 0; i < rows; i++)
+        read(r, i, v + (size_t)i * size);
+    orch_db_result_free(r);
+    *out = v;
+    *n = rows;
+    return ORCH_OK;
+}
+
+static void read_history(const orch_db_result *r, int i, void *out)
+{
+    stage_history_row *h = out;
+    copy(h->from_stage, sizeof h->from_stage, orch_db_result_get(r, i, 0));
+    copy(h->to_stage, sizeof h->to_stage, orch_db_result_get(r, i, 1));
+    copy(h->actor, sizeof h->actor, orch_db_result_get(r, i, 2));
+    h->lease_epoch = u64(orch_db_result_get(r, i, 3));
+    copy(h->reason, sizeof h->reason, orch_db_result_get(r, i, 4));
+    h->at_ms = u64(orch_db_result_get(r, i, 5));
+}
+
 orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item, int limit,
-                             orch_db_result **out)
+                             stage_history_row **out, int *n)
 {
     static const char sql[] =
         "SELECT h.from_stage, h.to_stage, h.actor, coalesce(h.lease_epoch, 0), h.reason,"
@@ -526,11 +558,25 @@ orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit);
     const char *p[] = { work_item, lim };
-    return orch_db_exec(c, dl, sql, 2, p, out);
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 2, p, &r);
+    return err ? err : read_rows(r, sizeof **out, read_history, (void **)out, n);
+}
+
+static void read_effect(const orch_db_result *r, int i, void *out)
+{
+    stage_effect_row *e = out;
+    copy(e->transition, sizeof e->transition, orch_db_result_get(r, i, 0));
+    copy(e->effect, sizeof e->effect, orch_db_result_get(r, i, 1));
+    e->lease_epoch = u64(orch_db_result_get(r, i, 2));
+    copy(e->outcome, sizeof e->outcome, orch_db_result_get(r, i, 3));
+    copy(e->detail, sizeof e->detail, orch_db_result_get(r, i, 4));
+    e->created_ms = u64(orch_db_result_get(r, i, 5));
+    e->finished_ms = u64(orch_db_result_get(r, i, 6));
 }
 
 orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item,
-                             orch_db_result **out)
+                             stage_effect_row **out, int *n)
 {
     static const char sql[] =
         "SELECT transition, effect, coalesce(lease_epoch, 0), outcome, detail,"
@@ -538,5 +584,7 @@ orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item
         " coalesce((extract(epoch FROM finished_at) * 1000)::bigint, 0)"
         " FROM side_effects WHERE work_item = $1 ORDER BY id";
     const char *p[] = { work_item };
-    return orch_db_exec(c, dl, sql, 1, p, out);
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    return err ? err : read_rows(r, sizeof **out, read_effect, (void **)out, n);
 }

@@ -150,10 +150,9 @@ static void setup(void)
     orch_db_conn *c;
     cr_assert_eq(orch_db_acquire(direct, orch_mono_ms() + 10000, &c), ORCH_OK);
     cr_assert_eq(orch_migrate(c, orch_mono_ms() + 30000, NULL), ORCH_OK);
-    stage_task t;
+    stage_task in = { .work_item = ITEM, .repo = "orch", .title = "t" }, t;
     bool created;
-    cr_assert_eq(stage_store_create(c, orch_mono_ms() + 5000, ITEM, "orch", "t", 0, &t, &created),
-                 ORCH_OK);
+    cr_assert_eq(stage_store_create(c, orch_mono_ms() + 5000, &in, &t, &created), ORCH_OK);
     orch_db_release(c);
     free(th_sql(url, "INSERT INTO transition_lease (work_item, epoch, owner_host, owner_boot_id,"
                      " owner_pid, owner_start_ticks, owner_instance, actor, transition, repo)"
@@ -192,8 +191,11 @@ static void *run_cas(void *arg)
     stage_task out = { .cycle = 0 };
     snprintf(out.work_item, sizeof out.work_item, "%s", ITEM);
     if (k->finish)
-        k->err = stage_store_intent_finish(k->c, ORCH_DEADLINE_NONE, k->intent, 1, "ok", "done",
-                                           &out, "built_image_digest", "sha256:1", &k->won);
+        k->err =
+            stage_store_intent_finish(k->c, ORCH_DEADLINE_NONE,
+                                      &(stage_intent_outcome){ k->intent, 1, "ok", "done", &out,
+                                                               "built_image_digest", "sha256:1" },
+                                      &k->won);
     else
         k->err = stage_store_cas(k->c, ORCH_DEADLINE_NONE, &cas, &k->won, &out);
     atomic_store(&k->done, true);
@@ -265,7 +267,7 @@ Test(stage_cas_frozen, frozen_stage_service_inside_its_cas_holds_no_row_lock)
     orch_db_conn *c = relayed_conn();
     /* A first CAS through the relay prepares the statements and sets the
      * session's timeout, so the second one sends only its own round trips. */
-    cas_call warm = { .c = c, .from = ST_BACKLOG, .to = ST_ANALYSIS };
+    cas_call warm = { .c = c, .from = STAGE_BACKLOG, .to = STAGE_ANALYSIS };
     run_cas(&warm);
     cr_assert(warm.err == ORCH_OK && warm.won, "warm-up CAS: %s", orch_strerror(warm.err));
 
@@ -273,7 +275,7 @@ Test(stage_cas_frozen, frozen_stage_service_inside_its_cas_holds_no_row_lock)
                                           "' FOR UPDATE NOWAIT",
                                           "SELECT 1 FROM tasks WHERE work_item = '" ITEM
                                           "' FOR UPDATE NOWAIT" };
-    cas_call k = { .c = c, .from = ST_ANALYSIS, .to = ST_ARCHITECTURE };
+    cas_call k = { .c = c, .from = STAGE_ANALYSIS, .to = STAGE_ARCHITECTURE };
     frozen f = run_frozen(&k, probe);
     orch_db_release(c);
     cr_assert(f.free_rows[0],
@@ -290,14 +292,13 @@ Test(stage_cas_frozen, frozen_stage_service_inside_its_cas_holds_no_row_lock)
 static int64_t claim(const char *effect)
 {
     orch_db_conn *c;
-    intent_state st;
+    stage_intent_state st;
     stage_intent row;
     cr_assert_eq(orch_db_acquire(direct, orch_mono_ms() + 5000, &c), ORCH_OK);
-    cr_assert_eq(stage_store_intent_claim(c, orch_mono_ms() + 5000, ITEM, "staging->deploy", effect,
-                                          0, 1, &st, &row),
-                 ORCH_OK);
+    stage_intent_key key = { ITEM, "staging->deploy", effect, 0 };
+    cr_assert_eq(stage_store_intent_claim(c, orch_mono_ms() + 5000, &key, 1, &st, &row), ORCH_OK);
     orch_db_release(c);
-    cr_assert_eq(st, INTENT_CLAIMED);
+    cr_assert_eq(st, STAGE_INTENT_CLAIMED);
     return row.id;
 }
 

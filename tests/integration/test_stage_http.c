@@ -138,21 +138,10 @@ static void *slow_main(void *arg)
     return NULL;
 }
 
-Test(stage_http, queue_shows_the_lease_and_release_needs_the_token, .fini = down, .timeout = 120)
+/* GET /queue while Q-1's lease is held by the slow advance: the held lease
+ * in review, none for the backlog item. */
+static void queue_shows_the_held_lease(void)
 {
-    sw_up(&W, NULL);
-    cr_assert_eq(sw_create(W.client, "Q-1", "org/app", 8200), ORCH_CODE_OK);
-    cr_assert_eq(sw_create(W.client, "Q-2", "org/app", 8201), ORCH_CODE_OK);
-    sw_walk_to(&W, "Q-1", "review");
-    sw_set_merge_delay_ms(3000);
-    orch_rpc_client *c2;
-    cr_assert_eq(orch_rpc_client_open(W.stage.rpc_url, NULL, &c2), ORCH_OK);
-    slow s = { c2, { 0 } };
-    pthread_t th;
-    pthread_create(&th, NULL, slow_main, &s);
-    for (int i = 0; i < 100 && sw_counts_for_pr(8200).merge_calls == 0; i++)
-        usleep(20000);
-
     char *body = NULL;
     long st = th_http_get(W.stage.http_addr, "/queue", &body);
     cr_assert_eq(st, 200, "%s", body ? body : "");
@@ -170,9 +159,12 @@ Test(stage_http, queue_shows_the_lease_and_release_needs_the_token, .fini = down
     cr_assert(json_is_null(json_object_get(json_array_get(backlog, 0), "transition_lease")));
     json_decref(j);
     free(body);
+}
 
-    /* While held, a webhook defers like every other actor; the event is
-     * kept (202) and applied once the lease is free. */
+/* While held, a webhook defers like every other actor; the event is kept
+ * (202) and applied once the lease is free. */
+static void webhook_defers_on_the_held_lease(void)
+{
     char sig[200] = "X-Gitea-Signature: ";
     const char *ab = "{\"pull_request\":{\"number\":8200},\"repository\":{\"full_name\":"
                      "\"org/app\"}}";
@@ -182,9 +174,14 @@ Test(stage_http, queue_shows_the_lease_and_release_needs_the_token, .fini = down
     http_res r = post("/webhooks/gitea", gh, ab);
     cr_assert_eq(r.status, 202, "%ld %s", r.status, r.body);
     cr_assert(strstr(r.body, "\"outcome\":\"deferred\""), "%s", r.body);
+}
 
+/* The operator release of Q-1: refused without the right token, then
+ * done with it (the reason is recorded). */
+static void release_needs_the_token(const char *const *tok)
+{
     const char *none[] = { NULL };
-    r = post("/transition-lease/release?work_item=Q-1", none, "");
+    http_res r = post("/transition-lease/release?work_item=Q-1", none, "");
     cr_assert_eq(r.status, 401);
     const char *wrong[] = { "X-Orch-Token: op-secreT", NULL };
     r = post("/transition-lease/release?work_item=Q-1", wrong, "");
@@ -192,7 +189,6 @@ Test(stage_http, queue_shows_the_lease_and_release_needs_the_token, .fini = down
     char *held = th_sql(W.db, "SELECT count(*) FROM transition_lease WHERE released_at IS NULL");
     cr_assert_str_eq(held, "1", "a refused release released nothing");
     free(held);
-    const char *tok[] = { "X-Orch-Token: op-secret", NULL };
     r = post("/transition-lease/release?work_item=Q-1&reason=stuck%20merge", tok, "");
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
     cr_assert(strstr(r.body, "released_epoch"), "%s", r.body);
@@ -200,13 +196,17 @@ Test(stage_http, queue_shows_the_lease_and_release_needs_the_token, .fini = down
                         " AND kind = 'force-released'");
     cr_assert(held && strstr(held, "stuck merge"), "%s", held ? held : "(no event)");
     free(held);
-    /* The route named the epoch it read; a resend of it (even after a
-     * lease-service restart) is answered "already released" and can never
-     * release a newer grant. */
+}
+
+/* The route named the epoch it read; a resend of it (even after a
+ * lease-service restart) is answered "already released" and can never
+ * release a newer grant. */
+static void release_names_its_epoch(const char *const *tok)
+{
     char *ep = th_sql(W.db, "SELECT epoch FROM transition_lease WHERE work_item = 'Q-1'");
     char path[160];
     snprintf(path, sizeof path, "/transition-lease/release?work_item=Q-1&epoch=%s", ep);
-    r = post(path, tok, "");
+    http_res r = post(path, tok, "");
     cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
     cr_assert(strstr(r.body, "\"already_released\":true"), "%s", r.body);
     snprintf(path, sizeof path, "/transition-lease/release?work_item=Q-1&epoch=%lld",
@@ -218,6 +218,27 @@ Test(stage_http, queue_shows_the_lease_and_release_needs_the_token, .fini = down
     cr_assert_eq(r.status, 400, "%ld %s", r.status, r.body);
     r = post("/transition-lease/release?work_item=Q-1", tok, "");
     cr_assert_eq(r.status, 409, "nothing held: %ld %s", r.status, r.body);
+}
+
+Test(stage_http, queue_shows_the_lease_and_release_needs_the_token, .fini = down, .timeout = 120)
+{
+    sw_up(&W, NULL);
+    cr_assert_eq(sw_create(W.client, "Q-1", "org/app", 8200), ORCH_CODE_OK);
+    cr_assert_eq(sw_create(W.client, "Q-2", "org/app", 8201), ORCH_CODE_OK);
+    sw_walk_to(&W, "Q-1", "review");
+    sw_set_merge_delay_ms(3000);
+    orch_rpc_client *c2;
+    cr_assert_eq(orch_rpc_client_open(W.stage.rpc_url, NULL, &c2), ORCH_OK);
+    slow s = { c2, { 0 } };
+    pthread_t th;
+    pthread_create(&th, NULL, slow_main, &s);
+    for (int i = 0; i < 100 && sw_counts_for_pr(8200).merge_calls == 0; i++)
+        usleep(20000);
+    queue_shows_the_held_lease();
+    webhook_defers_on_the_held_lease();
+    const char *tok[] = { "X-Orch-Token: op-secret", NULL };
+    release_needs_the_token(tok);
+    release_names_its_epoch(tok);
     sw_set_merge_delay_ms(0);
     pthread_join(th, NULL);
     cr_assert_eq(s.r.code, ORCH_CODE_ABORTED, "the robbed owner must not write: %s", s.r.message);

@@ -319,7 +319,7 @@ Test(stage_verdicts, a_pending_deploy_of_a_dead_owner_does_not_wedge_a_rollback,
 /* Without a lease, a claim was taken over after 2 x the effect timeout +
  * 1 s, although a merge (is-merged check, merge, check) runs up to three
  * requests of that timeout and then records its outcome. A crashed claimer
- * is now taken over only after effect_claim_expiry_ms. */
+ * is now taken over only after stage_effect_claim_expiry_ms. */
 Test(stage_verdicts, a_lease_less_claim_is_taken_over_only_after_its_expiry, .fini = down,
      .timeout = 120)
 {
@@ -334,7 +334,7 @@ Test(stage_verdicts, a_lease_less_claim_is_taken_over_only_after_its_expiry, .fi
     sw_stage_start(&W, &crasher, fenv);
     orch_rpc_client *cc;
     cr_assert_eq(orch_rpc_client_open(crasher.rpc_url, NULL, &cc), ORCH_OK);
-    /* effect_claim_expiry_ms for a merge: start window 1 s + three requests
+    /* stage_effect_claim_expiry_ms for a merge: start window 1 s + three requests
      * of 500 ms + record budget 10 s and slack 1 s + margin 2 s. */
     const uint64_t expiry = 1000 + 3 * 500 + 10000 + 1000 + 2000;
     uint64_t t0 = orch_mono_ms(); /* before the claim */

@@ -20,53 +20,54 @@ static const char digest_b[] =
 
 Test(pipeline, stages_round_trip_and_unknown_names_fail)
 {
-    for (int i = 0; i < ST_COUNT; i++)
+    for (int i = 0; i < STAGE_COUNT; i++)
         cr_assert_eq(stage_parse(stage_name((stage_id)i)), i);
-    cr_assert_eq(stage_parse("Done"), ST_NONE);
-    cr_assert_eq(stage_parse(""), ST_NONE);
+    cr_assert_eq(stage_parse("Done"), STAGE_NONE);
+    cr_assert_eq(stage_parse(""), STAGE_NONE);
 }
 
 Test(pipeline, forward_edges_form_the_design_order)
 {
-    static const stage_id order[] = { ST_BACKLOG,     ST_ANALYSIS, ST_ARCHITECTURE,
-                                      ST_DEVELOPMENT, ST_REVIEW,   ST_TESTING,
-                                      ST_STAGING,     ST_DEPLOY,   ST_DONE };
+    static const stage_id order[] = { STAGE_BACKLOG,     STAGE_ANALYSIS, STAGE_ARCHITECTURE,
+                                      STAGE_DEVELOPMENT, STAGE_REVIEW,   STAGE_TESTING,
+                                      STAGE_STAGING,     STAGE_DEPLOY,   STAGE_DONE };
     for (size_t i = 0; i + 1 < sizeof order / sizeof order[0]; i++) {
-        const stage_edge *e = pipeline_forward(order[i]);
+        const stage_edge *e = stage_pipeline_forward(order[i]);
         cr_assert_not_null(e, "%s has no forward edge", stage_name(order[i]));
         cr_assert_eq(e->to, order[i + 1]);
     }
-    cr_assert_null(pipeline_forward(ST_DONE));
-    cr_assert_null(pipeline_forward(ST_CANCELLED));
+    cr_assert_null(stage_pipeline_forward(STAGE_DONE));
+    cr_assert_null(stage_pipeline_forward(STAGE_CANCELLED));
 }
 
 Test(pipeline, rollback_and_cancel_edges)
 {
-    static const stage_id rb[] = { ST_REVIEW, ST_TESTING, ST_STAGING, ST_DEPLOY };
+    static const stage_id rb[] = { STAGE_REVIEW, STAGE_TESTING, STAGE_STAGING, STAGE_DEPLOY };
     for (size_t i = 0; i < 4; i++) {
-        const stage_edge *e = pipeline_edge(rb[i], ST_DEVELOPMENT);
-        cr_assert(e && e->kind == EDGE_ROLLBACK && e->neffects == 0);
+        const stage_edge *e = stage_pipeline_edge(rb[i], STAGE_DEVELOPMENT);
+        cr_assert(e && e->kind == STAGE_EDGE_ROLLBACK && e->neffects == 0);
     }
-    cr_assert_null(pipeline_edge(ST_DONE, ST_DEVELOPMENT), "nothing rolls back from done");
-    cr_assert_null(pipeline_edge(ST_ANALYSIS, ST_DEVELOPMENT));
-    for (int s = ST_BACKLOG; s <= ST_DEPLOY; s++)
-        cr_assert(pipeline_edge((stage_id)s, ST_CANCELLED), "%s cannot be cancelled",
+    cr_assert_null(stage_pipeline_edge(STAGE_DONE, STAGE_DEVELOPMENT),
+                   "nothing rolls back from done");
+    cr_assert_null(stage_pipeline_edge(STAGE_ANALYSIS, STAGE_DEVELOPMENT));
+    for (int s = STAGE_BACKLOG; s <= STAGE_DEPLOY; s++)
+        cr_assert(stage_pipeline_edge((stage_id)s, STAGE_CANCELLED), "%s cannot be cancelled",
                   stage_name((stage_id)s));
-    cr_assert_null(pipeline_edge(ST_DONE, ST_CANCELLED));
-    cr_assert_null(pipeline_edge(ST_BACKLOG, ST_DONE));
+    cr_assert_null(stage_pipeline_edge(STAGE_DONE, STAGE_CANCELLED));
+    cr_assert_null(stage_pipeline_edge(STAGE_BACKLOG, STAGE_DONE));
 }
 
 Test(pipeline, effects_sit_on_their_edges)
 {
-    const stage_edge *e = pipeline_edge(ST_REVIEW, ST_TESTING);
-    cr_assert(e->neffects == 1 && e->effects[0] == EFF_MERGE_PR);
-    e = pipeline_edge(ST_TESTING, ST_STAGING);
-    cr_assert(e->neffects == 2 && e->effects[0] == EFF_COVERAGE_RATCHET &&
-              e->effects[1] == EFF_IMAGE_REBUILD);
-    e = pipeline_edge(ST_STAGING, ST_DEPLOY);
-    cr_assert(e->neffects == 1 && e->effects[0] == EFF_DEPLOY_START);
-    cr_assert(effect_rolls_back(EFF_MERGE_PR));
-    cr_assert_not(effect_rolls_back(EFF_DEPLOY_START));
+    const stage_edge *e = stage_pipeline_edge(STAGE_REVIEW, STAGE_TESTING);
+    cr_assert(e->neffects == 1 && e->effects[0] == STAGE_EFF_MERGE_PR);
+    e = stage_pipeline_edge(STAGE_TESTING, STAGE_STAGING);
+    cr_assert(e->neffects == 2 && e->effects[0] == STAGE_EFF_COVERAGE_RATCHET &&
+              e->effects[1] == STAGE_EFF_IMAGE_REBUILD);
+    e = stage_pipeline_edge(STAGE_STAGING, STAGE_DEPLOY);
+    cr_assert(e->neffects == 1 && e->effects[0] == STAGE_EFF_DEPLOY_START);
+    cr_assert(stage_effect_rolls_back(STAGE_EFF_MERGE_PR));
+    cr_assert_not(stage_effect_rolls_back(STAGE_EFF_DEPLOY_START));
 }
 
 /* ---- gates, table-driven ------------------------------------------------- */
@@ -77,67 +78,75 @@ typedef struct gate_case {
     bool has_baseline;
     double baseline;
     unsigned long long pr;
-    gates_outcome want;
+    stage_gates_outcome want;
     const char *want_msg; /* substring of the first failure, or NULL */
 } gate_case;
 
 static const gate_case cases[] = {
-    { ST_BACKLOG, ST_ANALYSIS, "", false, 0, 0, GATES_PASS, NULL },
-    { ST_ANALYSIS, ST_ARCHITECTURE, "analysis_status: DONE", false, 0, 0, GATES_PASS, NULL },
-    { ST_ANALYSIS, ST_ARCHITECTURE, "analysis_status: done", false, 0, 0, GATES_PASS, NULL },
-    { ST_ANALYSIS, ST_ARCHITECTURE, "", false, 0, 0, GATES_REFUSE, "analysis_status is missing" },
-    { ST_ANALYSIS, ST_ARCHITECTURE, "analysis_status: BLOCKED", false, 0, 0, GATES_REFUSE,
-      "analysis_status is BLOCKED" },
-    { ST_ANALYSIS, ST_ARCHITECTURE, "analysis_status: maybe", false, 0, 0, GATES_REFUSE,
+    { STAGE_BACKLOG, STAGE_ANALYSIS, "", false, 0, 0, STAGE_GATES_PASS, NULL },
+    { STAGE_ANALYSIS, STAGE_ARCHITECTURE, "analysis_status: DONE", false, 0, 0, STAGE_GATES_PASS,
+      NULL },
+    { STAGE_ANALYSIS, STAGE_ARCHITECTURE, "analysis_status: done", false, 0, 0, STAGE_GATES_PASS,
+      NULL },
+    { STAGE_ANALYSIS, STAGE_ARCHITECTURE, "", false, 0, 0, STAGE_GATES_REFUSE,
+      "analysis_status is missing" },
+    { STAGE_ANALYSIS, STAGE_ARCHITECTURE, "analysis_status: BLOCKED", false, 0, 0,
+      STAGE_GATES_REFUSE, "analysis_status is BLOCKED" },
+    { STAGE_ANALYSIS, STAGE_ARCHITECTURE, "analysis_status: maybe", false, 0, 0, STAGE_GATES_REFUSE,
       "analysis_status is malformed" },
-    { ST_ARCHITECTURE, ST_DEVELOPMENT, "architecture_status: DONE", false, 0, 0, GATES_PASS, NULL },
-    { ST_DEVELOPMENT, ST_REVIEW, "dev_status: DONE", false, 0, 0, GATES_PASS, NULL },
-    { ST_DEVELOPMENT, ST_REVIEW, "dev_status: nope", false, 0, 0, GATES_REFUSE, "dev_status" },
-    { ST_REVIEW, ST_TESTING, "review_verdict: APPROVE", false, 0, 7, GATES_PASS, NULL },
-    { ST_REVIEW, ST_TESTING, "review_verdict: APPROVE", false, 0, 0, GATES_REFUSE,
+    { STAGE_ARCHITECTURE, STAGE_DEVELOPMENT, "architecture_status: DONE", false, 0, 0,
+      STAGE_GATES_PASS, NULL },
+    { STAGE_DEVELOPMENT, STAGE_REVIEW, "dev_status: DONE", false, 0, 0, STAGE_GATES_PASS, NULL },
+    { STAGE_DEVELOPMENT, STAGE_REVIEW, "dev_status: nope", false, 0, 0, STAGE_GATES_REFUSE,
+      "dev_status" },
+    { STAGE_REVIEW, STAGE_TESTING, "review_verdict: APPROVE", false, 0, 7, STAGE_GATES_PASS, NULL },
+    { STAGE_REVIEW, STAGE_TESTING, "review_verdict: APPROVE", false, 0, 0, STAGE_GATES_REFUSE,
       "pr_number is missing" },
-    { ST_REVIEW, ST_TESTING, "review_verdict: REQUEST_CHANGES", false, 0, 7, GATES_REFUSE,
-      "review_verdict is REQUEST_CHANGES" },
-    { ST_REVIEW, ST_TESTING, "", false, 0, 7, GATES_REFUSE, "review_verdict is missing" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80", false,
-      0, 0, GATES_PASS, NULL },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80", true,
-      80, 0, GATES_PASS, NULL },
-    { ST_TESTING, ST_STAGING, "test_status: FAIL\nsecurity_status: PASS\ncoverage_pct: 80", false,
-      0, 0, GATES_REFUSE, "test_status is FAIL" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: FAIL\ncoverage_pct: 80", false,
-      0, 0, GATES_ROLLBACK, "security_status is FAIL" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 79.9", true,
-      80, 0, GATES_ROLLBACK, "below the baseline" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 101", false,
-      0, 0, GATES_REFUSE, "coverage_pct is malformed" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: nan", false,
-      0, 0, GATES_REFUSE, "coverage_pct is malformed" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80%", false,
-      0, 0, GATES_REFUSE, "coverage_pct is malformed" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 0x50", false,
-      0, 0, GATES_REFUSE, "coverage_pct is malformed" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 1e2", false,
-      0, 0, GATES_REFUSE, "coverage_pct is malformed" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80.", false,
-      0, 0, GATES_REFUSE, "coverage_pct is malformed" },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 100.0", true,
-      100, 0, GATES_PASS, NULL },
-    { ST_TESTING, ST_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80.0005",
-      true, 80.0005, 0, GATES_PASS, NULL },
-    { ST_DEVELOPMENT, ST_REVIEW, "dev_status: DONE\npr_number: 12", false, 0, 0, GATES_PASS, NULL },
-    { ST_DEVELOPMENT, ST_REVIEW, "dev_status: DONE\npr_number: -3", false, 0, 0, GATES_REFUSE,
-      "pr_number is malformed" },
-    { ST_DEVELOPMENT, ST_REVIEW, "dev_status: DONE\npr_number: 0", false, 0, 0, GATES_REFUSE,
-      "pr_number is malformed" },
+    { STAGE_REVIEW, STAGE_TESTING, "review_verdict: REQUEST_CHANGES", false, 0, 7,
+      STAGE_GATES_REFUSE, "review_verdict is REQUEST_CHANGES" },
+    { STAGE_REVIEW, STAGE_TESTING, "", false, 0, 7, STAGE_GATES_REFUSE,
+      "review_verdict is missing" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80",
+      false, 0, 0, STAGE_GATES_PASS, NULL },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80",
+      true, 80, 0, STAGE_GATES_PASS, NULL },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: FAIL\nsecurity_status: PASS\ncoverage_pct: 80",
+      false, 0, 0, STAGE_GATES_REFUSE, "test_status is FAIL" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: FAIL\ncoverage_pct: 80",
+      false, 0, 0, STAGE_GATES_ROLLBACK, "security_status is FAIL" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 79.9",
+      true, 80, 0, STAGE_GATES_ROLLBACK, "below the baseline" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 101",
+      false, 0, 0, STAGE_GATES_REFUSE, "coverage_pct is malformed" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: nan",
+      false, 0, 0, STAGE_GATES_REFUSE, "coverage_pct is malformed" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80%",
+      false, 0, 0, STAGE_GATES_REFUSE, "coverage_pct is malformed" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 0x50",
+      false, 0, 0, STAGE_GATES_REFUSE, "coverage_pct is malformed" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 1e2",
+      false, 0, 0, STAGE_GATES_REFUSE, "coverage_pct is malformed" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80.",
+      false, 0, 0, STAGE_GATES_REFUSE, "coverage_pct is malformed" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 100.0",
+      true, 100, 0, STAGE_GATES_PASS, NULL },
+    { STAGE_TESTING, STAGE_STAGING,
+      "test_status: PASS\nsecurity_status: PASS\ncoverage_pct: 80.0005", true, 80.0005, 0,
+      STAGE_GATES_PASS, NULL },
+    { STAGE_DEVELOPMENT, STAGE_REVIEW, "dev_status: DONE\npr_number: 12", false, 0, 0,
+      STAGE_GATES_PASS, NULL },
+    { STAGE_DEVELOPMENT, STAGE_REVIEW, "dev_status: DONE\npr_number: -3", false, 0, 0,
+      STAGE_GATES_REFUSE, "pr_number is malformed" },
+    { STAGE_DEVELOPMENT, STAGE_REVIEW, "dev_status: DONE\npr_number: 0", false, 0, 0,
+      STAGE_GATES_REFUSE, "pr_number is malformed" },
     /* A missing security verdict is not a failed security check. */
-    { ST_TESTING, ST_STAGING, "test_status: PASS\ncoverage_pct: 80", false, 0, 0, GATES_REFUSE,
-      "security_status is missing" },
+    { STAGE_TESTING, STAGE_STAGING, "test_status: PASS\ncoverage_pct: 80", false, 0, 0,
+      STAGE_GATES_REFUSE, "security_status is missing" },
     /* A rollback verdict wins over a plain failure. */
-    { ST_TESTING, ST_STAGING, "test_status: FAIL\nsecurity_status: FAIL\ncoverage_pct: 80", false,
-      0, 0, GATES_ROLLBACK, "test_status is FAIL" },
-    { ST_DEPLOY, ST_DONE, "deploy_status: SUCCESS", false, 0, 0, GATES_PASS, NULL },
-    { ST_DEPLOY, ST_DONE, "deploy_status: FAILURE", false, 0, 0, GATES_REFUSE,
+    { STAGE_TESTING, STAGE_STAGING, "test_status: FAIL\nsecurity_status: FAIL\ncoverage_pct: 80",
+      false, 0, 0, STAGE_GATES_ROLLBACK, "test_status is FAIL" },
+    { STAGE_DEPLOY, STAGE_DONE, "deploy_status: SUCCESS", false, 0, 0, STAGE_GATES_PASS, NULL },
+    { STAGE_DEPLOY, STAGE_DONE, "deploy_status: FAILURE", false, 0, 0, STAGE_GATES_REFUSE,
       "deploy_status is FAILURE" },
 };
 
@@ -153,14 +162,15 @@ Test(gates, every_case_of_the_table)
         const gate_case *c = &cases[i];
         orch_verdicts vs;
         load(&vs, c->verdicts);
-        gate_input in = { &vs, c->has_baseline, c->baseline, c->pr, 0, 0 };
-        char fails[4][GATE_WHY_MAX];
+        stage_gate_input in = { &vs, c->has_baseline, c->baseline, c->pr, 0, 0 };
+        char fails[4][STAGE_GATE_WHY_MAX];
         size_t nf = 99;
-        gates_outcome got = pipeline_run_gates(pipeline_edge(c->from, c->to), &in, fails, 4, &nf);
+        stage_gates_outcome got =
+            stage_pipeline_run_gates(stage_pipeline_edge(c->from, c->to), &in, fails, 4, &nf);
         cr_assert_eq(got, c->want, "case %zu (%s->%s, \"%s\"): got %d want %d (%s)", i,
                      stage_name(c->from), stage_name(c->to), c->verdicts, got, c->want,
                      nf ? fails[0] : "");
-        if (c->want == GATES_PASS) {
+        if (c->want == STAGE_GATES_PASS) {
             cr_assert_eq(nf, 0, "case %zu", i);
         } else {
             cr_assert_gt(nf, 0, "case %zu", i);
@@ -176,30 +186,30 @@ Test(gates, image_freshness_compares_with_the_image_built_in_the_cycle)
     orch_verdicts vs;
     snprintf(lines, sizeof lines, "staging_status: SUCCESS\nimage_digest: %s", digest_a);
     load(&vs, lines);
-    gate_input in = { &vs, false, 0, 0, 0, 0 };
-    char fails[4][GATE_WHY_MAX];
+    stage_gate_input in = { &vs, false, 0, 0, 0, 0 };
+    char fails[4][STAGE_GATE_WHY_MAX];
     size_t nf;
-    const stage_edge *e = pipeline_edge(ST_STAGING, ST_DEPLOY);
-    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_REFUSE);
+    const stage_edge *e = stage_pipeline_edge(STAGE_STAGING, STAGE_DEPLOY);
+    cr_assert_eq(stage_pipeline_run_gates(e, &in, fails, 4, &nf), STAGE_GATES_REFUSE);
     cr_assert(strstr(fails[0], "built_image_digest is missing"), "%s", fails[0]);
     cr_assert(orch_verdicts_set(&vs, "built_image_digest", digest_a));
-    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_PASS);
+    cr_assert_eq(stage_pipeline_run_gates(e, &in, fails, 4, &nf), STAGE_GATES_PASS);
     cr_assert(orch_verdicts_set(&vs, "built_image_digest", digest_b));
-    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_ROLLBACK);
+    cr_assert_eq(stage_pipeline_run_gates(e, &in, fails, 4, &nf), STAGE_GATES_ROLLBACK);
     cr_assert(orch_verdicts_set(&vs, "image_digest", "sha256:short"));
-    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_REFUSE);
+    cr_assert_eq(stage_pipeline_run_gates(e, &in, fails, 4, &nf), STAGE_GATES_REFUSE);
     cr_assert(strstr(fails[0], "image_digest is malformed"), "%s", fails[0]);
 }
 
 Test(gates, only_known_keys_are_reportable)
 {
-    for (size_t i = 0; verdict_keys[i]; i++) {
-        cr_assert(verdict_key_reportable(verdict_keys[i]));
-        cr_assert(orch_verdict_key_valid(verdict_keys[i]), "%s", verdict_keys[i]);
+    for (size_t i = 0; stage_verdict_keys[i]; i++) {
+        cr_assert(stage_verdict_key_reportable(stage_verdict_keys[i]));
+        cr_assert(orch_verdict_key_valid(stage_verdict_keys[i]), "%s", stage_verdict_keys[i]);
     }
-    cr_assert_not(verdict_key_reportable("built_image_digest"), "only the engine sets it");
-    cr_assert(verdict_key_engine_only("built_image_digest"));
-    cr_assert_not(verdict_key_reportable("note"));
+    cr_assert_not(stage_verdict_key_reportable("built_image_digest"), "only the engine sets it");
+    cr_assert(stage_verdict_key_engine_only("built_image_digest"));
+    cr_assert_not(stage_verdict_key_reportable("note"));
 }
 
 /* ---- the stage column is written in one place --------------------------- */
@@ -276,24 +286,24 @@ Test(stage_cas, no_stage_write_outside_the_cas)
 
 Test(pull_request, a_later_cycle_has_only_the_pull_request_it_reported)
 {
-    cr_assert_eq(pipeline_cycle_pr(0, 12, 0), 12, "cycle 0: the task's own");
-    cr_assert_eq(pipeline_cycle_pr(0, 12, 13), 13, "a reported one wins");
-    cr_assert_eq(pipeline_cycle_pr(1, 12, 0), 0, "after a rollback #12 is not this cycle's");
-    cr_assert_eq(pipeline_cycle_pr(2, 12, 14), 14);
+    cr_assert_eq(stage_pipeline_cycle_pr(0, 12, 0), 12, "cycle 0: the task's own");
+    cr_assert_eq(stage_pipeline_cycle_pr(0, 12, 13), 13, "a reported one wins");
+    cr_assert_eq(stage_pipeline_cycle_pr(1, 12, 0), 0, "after a rollback #12 is not this cycle's");
+    cr_assert_eq(stage_pipeline_cycle_pr(2, 12, 14), 14);
 }
 
 Test(pull_request, the_merge_gate_refuses_a_cycle_without_its_own)
 {
     orch_verdicts vs;
     load(&vs, "review_verdict: APPROVE");
-    gate_input in = { &vs, false, 0, pipeline_cycle_pr(1, 12, 0), 1, 12 };
-    char fails[4][GATE_WHY_MAX];
+    stage_gate_input in = { &vs, false, 0, stage_pipeline_cycle_pr(1, 12, 0), 1, 12 };
+    char fails[4][STAGE_GATE_WHY_MAX];
     size_t nf;
-    const stage_edge *e = pipeline_edge(ST_REVIEW, ST_TESTING);
-    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_REFUSE);
+    const stage_edge *e = stage_pipeline_edge(STAGE_REVIEW, STAGE_TESTING);
+    cr_assert_eq(stage_pipeline_run_gates(e, &in, fails, 4, &nf), STAGE_GATES_REFUSE);
     cr_assert(strstr(fails[0], "cycle 1 has no pull request of its own (#12"), "%s", fails[0]);
-    in.pr_number = pipeline_cycle_pr(1, 12, 15);
-    cr_assert_eq(pipeline_run_gates(e, &in, fails, 4, &nf), GATES_PASS);
+    in.pr_number = stage_pipeline_cycle_pr(1, 12, 15);
+    cr_assert_eq(stage_pipeline_run_gates(e, &in, fails, 4, &nf), STAGE_GATES_PASS);
 }
 
 /* A live merge runs up to three requests of the effect timeout and then
@@ -303,16 +313,17 @@ Test(claim_expiry, a_live_effect_is_never_taken_over)
 {
     static const uint32_t timeouts[] = { 100, 1000, 60000, 1800000 };
     for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
-        effects_cfg cfg = { .timeout_ms = timeouts[i] };
+        stage_effects_cfg cfg = { .timeout_ms = timeouts[i] };
         uint64_t t = timeouts[i];
-        cr_assert_eq(effect_max_ms(&cfg, EFF_MERGE_PR), 3 * t);
-        cr_assert_eq(effect_max_ms(&cfg, EFF_DEPLOY_START), t);
-        for (int e = 0; e < EFF_COUNT; e++) {
-            uint64_t busy = EFFECT_START_WINDOW_MS + effect_max_ms(&cfg, (effect_id)e) +
-                            EFFECT_RECORD_BUDGET_MS + EFFECT_RECORD_SLACK_MS;
-            cr_assert_gt(effect_claim_expiry_ms(&cfg, (effect_id)e), busy, "%s at %u ms",
-                         effect_name((effect_id)e), timeouts[i]);
+        cr_assert_eq(stage_effect_max_ms(&cfg, STAGE_EFF_MERGE_PR), 3 * t);
+        cr_assert_eq(stage_effect_max_ms(&cfg, STAGE_EFF_DEPLOY_START), t);
+        for (int e = 0; e < STAGE_EFF_COUNT; e++) {
+            uint64_t busy = STAGE_EFFECT_START_WINDOW_MS +
+                            stage_effect_max_ms(&cfg, (stage_effect_id)e) +
+                            STAGE_EFFECT_RECORD_BUDGET_MS + STAGE_EFFECT_RECORD_SLACK_MS;
+            cr_assert_gt(stage_effect_claim_expiry_ms(&cfg, (stage_effect_id)e), busy,
+                         "%s at %u ms", stage_effect_name((stage_effect_id)e), timeouts[i]);
         }
-        cr_assert_gt(effect_claim_expiry_ms(&cfg, EFF_MERGE_PR), 2 * t + 1000);
+        cr_assert_gt(stage_effect_claim_expiry_ms(&cfg, STAGE_EFF_MERGE_PR), 2 * t + 1000);
     }
 }

@@ -1,0 +1,100 @@
+/*
+ * stage_engine.h - AdvanceStage (stage_engine.c): one transition attempt in
+ * the order docs/adr/0003 fixes, and the lease-service calls around it.
+ *
+ * Threading: any RPC worker, the HTTP workers and the background threads
+ * call stage_advance() at once; each call checks out its own connections.
+ * Errors: a call answers with a stage_outcome (its result, or the code and
+ * the message of the failure that ended it); stage_rpc.c and stage_http.c
+ * turn it into their answers. Ownership: the request is borrowed for the
+ * call; the outcome owns the lease holder it may carry (free it with
+ * stage_outcome_free).
+ */
+#ifndef ORCH_STAGE_ENGINE_H
+#define ORCH_STAGE_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "orch/v1/lease.pb-c.h"
+#include "stage_svc.h"
+
+#define STAGE_ADV_MAX_FAILS   8
+#define STAGE_ADV_MAX_EFFECTS STAGE_EDGE_MAX_EFFECTS
+#define STAGE_MSG_MAX         700
+
+/* Counts one transition attempt (from -> to, stage names, either may be
+ * NULL) with `result` in orch_stage_transitions_total. */
+void stage_count_transition(stage_svc *ss, const char *from, const char *to, stage_result result);
+
+typedef struct stage_advance_req {
+    const char *work_item;
+    const char *expected_from, *to;
+    const char *actor;
+    const char *reason;            /* rollback / cancel reason (history) */
+    const orch_verdicts *evidence; /* may be NULL */
+} stage_advance_req;
+
+typedef struct stage_advance_effect {
+    stage_effect_id effect;
+    char outcome[16];
+    uint64_t epoch;
+    char detail[512];
+    bool ran;     /* this call ran (or resolved) it */
+    bool claimed; /* this call claimed (or took over) its intent */
+} stage_advance_effect;
+
+/* Why a call ended without a result: ORCH_CODE_OK while it has not. */
+typedef struct stage_failure {
+    orch_code code;
+    char msg[STAGE_MSG_MAX];
+} stage_failure;
+
+/* What one call of stage_advance() came to. */
+typedef struct stage_outcome {
+    stage_result result; /* the metric's label; the answer when fail.code is OK */
+    stage_failure fail;
+    stage_task task;
+    uint64_t epoch;
+    Orch__V1__Lease *holder; /* DEFERRED: owned, free with stage_outcome_free */
+    int holder_liveness;
+    char fails[STAGE_ADV_MAX_FAILS][STAGE_GATE_WHY_MAX];
+    size_t nfails;
+    stage_advance_effect effects[STAGE_ADV_MAX_EFFECTS];
+    int neffects;
+    /* The call did something durable (recorded verdicts, claimed an intent,
+     * ran an effect): a failure after it is answered UNKNOWN, never a code
+     * the RPC layer forgets (docs/rpc.md, section 6). */
+    bool durable;
+} stage_outcome;
+
+/* Sets f->code and f->msg; returns the code. */
+orch_code stage_fail(stage_failure *f, orch_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fails `f` with "what: <error>" and the code for `err` (a lost commit
+ * answer: UNAVAILABLE, which stage_advance turns into UNKNOWN once anything
+ * durable happened); returns the code. */
+orch_code stage_db_fail(stage_failure *f, orch_err err, const char *what);
+
+/* Reads what the gates of edge `e` see for task `t`: the verdicts recorded
+ * for `e` in t's cycle into *ev (gi->ev points at it), the repo's baseline,
+ * and the cycle's own pull request (stage_pipeline_cycle_pr). */
+orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t,
+                               const stage_edge *e, orch_verdicts *ev,
+                               stage_gate_input *gi) ORCH_NODISCARD;
+
+/* Moves the item along edge expected_from -> to as described in
+ * docs/adr/0003: lease, gates, intents and effects, CAS, release. Fills
+ * *out: OK with out->result, or the failure that ended the call (e.g.
+ * NOT_FOUND, FAILED_PRECONDITION naming the actual stage or the effect a
+ * rollback or cancel would abandon whose outcome could not be found out,
+ * ABORTED for a lost race, UNAVAILABLE when nothing durable happened,
+ * UNKNOWN when something durable did and the call then failed or lost its
+ * commit's answer). Returns out->fail.code. */
+orch_code stage_advance(stage_svc *ss, const stage_advance_req *req, uint64_t deadline,
+                        stage_outcome *out);
+/* Frees what `out` owns; a zeroed or freed outcome is fine. */
+void stage_outcome_free(stage_outcome *out);
+
+#endif

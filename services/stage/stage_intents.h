@@ -1,0 +1,37 @@
+/*
+ * stage_intents.h - step 4 of AdvanceStage (stage_intents.c): the
+ * side-effect intents of an edge, claimed in a statement that checks the
+ * lease epoch, run or resolved by their claimer alone, their outcome
+ * recorded; and, before a rollback or cancel, the resolution of the cycle's
+ * intents whose outcome is unknown. Whether an existing intent may be taken
+ * over is stage_logic_may_take_over() (stage_logic.h).
+ *
+ * Threading: any caller of the engine; each call checks out its own
+ * connections. Ownership: every pointer argument is borrowed for the call.
+ */
+#ifndef ORCH_STAGE_INTENTS_H
+#define ORCH_STAGE_INTENTS_H
+
+#include "stage_effects.h"
+#include "stage_engine.h"
+
+/* Step 4 for one effect `call->effect` of `call->transition` (call->resolve
+ * is ignored: the intent row decides it): claims its intent under
+ * call->epoch (0: no lease), runs or resolves it if this call owns it,
+ * records the outcome in `ae`. STAGE_RESULT_ADVANCED to go on (done now or
+ * before), else the result that ends the call (`f` set for
+ * STAGE_RESULT_ABORTED / STAGE_RESULT_ERROR). */
+stage_result stage_run_effect(stage_svc *ss, const stage_effect_call *call,
+                              stage_advance_effect *ae, stage_failure *f);
+
+/* Before a rollback or cancel of `t` to `to` under out->epoch: each effect
+ * of t's cycle whose outcome is unknown (or pending under a claim that may
+ * be taken over) is resolved, starting nothing the first attempt did not,
+ * and recorded (listed in out->effects while there is room). OK when none
+ * is left unsettled; FAILED_PRECONDITION naming the effect that stays
+ * unknown or in progress, and why; a database error's code otherwise (both
+ * in out->fail). */
+orch_code stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                                  stage_outcome *out);
+
+#endif
