@@ -11,3 +11,15 @@ function(orch_embed_migrations out dir)
     COMMENT "embedding SQL migrations"
     VERBATIM)
 endfunction()
+
+# orch_embed_file(<output.c> <input> <symbol>)
+# Compiles a file (the dashboard's page) into `const char symbol[]` and
+# `const size_t symbol_len`; re-runs when the file changes.
+function(orch_embed_file out in symbol)
+  add_custom_command(
+    OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DIN=${in} -DNAME=${symbol} -P ${PROJECT_SOURCE_DIR}/cmake/EmbedFile.cmake
+    DEPENDS ${in} ${PROJECT_SOURCE_DIR}/cmake/EmbedFile.cmake
+    COMMENT "embedding ${in}"
+    VERBATIM)
+endfunction()

@@ -16,6 +16,7 @@
 #include "stage_config.h"
 #include "stage_bg.h"
 #include "stage_http.h"
+#include "stage_ui.h"
 #include "stage_rpc.h"
 #include "stage_svc.h"
 
@@ -121,6 +122,8 @@ static orch_err stage_start(orch_service *svc)
         err = stage_rpc_register(svc, ss);
     if (!err)
         err = stage_http_register(svc, ss);
+    if (!err)
+        err = stage_ui_register(svc, ss);
     if (!err)
         err = stage_bg_start(ss);
     return err;

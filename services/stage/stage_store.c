@@ -588,3 +588,56 @@ orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item
     orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
     return err ? err : read_rows(r, sizeof **out, read_effect, (void **)out, n);
 }
+
+static void read_lease_event(const orch_db_result *r, int i, void *out)
+{
+    stage_lease_event_row *e = out;
+    e->id = u64(orch_db_result_get(r, i, 0));
+    copy(e->work_item, sizeof e->work_item, orch_db_result_get(r, i, 1));
+    e->epoch = u64(orch_db_result_get(r, i, 2));
+    copy(e->kind, sizeof e->kind, orch_db_result_get(r, i, 3));
+    copy(e->actor, sizeof e->actor, orch_db_result_get(r, i, 4));
+    copy(e->detail, sizeof e->detail, orch_db_result_get(r, i, 5));
+    e->at_ms = u64(orch_db_result_get(r, i, 6));
+}
+
+orch_err stage_store_lease_events(orch_db_conn *c, uint64_t dl, int limit,
+                                  stage_lease_event_row **out, int *n)
+{
+    static const char sql[] = "SELECT id, work_item, coalesce(epoch, 0), kind, actor, detail,"
+                              " (extract(epoch FROM at) * 1000)::bigint"
+                              " FROM lease_events ORDER BY id DESC LIMIT $1::integer";
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = { lim };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    return err ? err : read_rows(r, sizeof **out, read_lease_event, (void **)out, n);
+}
+
+static void read_guard_audit(const orch_db_result *r, int i, void *out)
+{
+    stage_guard_audit_row *a = out;
+    a->id = u64(orch_db_result_get(r, i, 0));
+    a->at_ms = u64(orch_db_result_get(r, i, 1));
+    copy(a->runtime, sizeof a->runtime, orch_db_result_get(r, i, 2));
+    copy(a->operation, sizeof a->operation, orch_db_result_get(r, i, 3));
+    copy(a->project, sizeof a->project, orch_db_result_get(r, i, 4));
+    copy(a->decision, sizeof a->decision, orch_db_result_get(r, i, 5));
+    copy(a->reason, sizeof a->reason, orch_db_result_get(r, i, 6));
+    copy(a->caller, sizeof a->caller, orch_db_result_get(r, i, 7));
+}
+
+orch_err stage_store_guard_audit(orch_db_conn *c, uint64_t dl, int limit,
+                                 stage_guard_audit_row **out, int *n)
+{
+    static const char sql[] = "SELECT id, (extract(epoch FROM at) * 1000)::bigint, runtime,"
+                              " operation, project, decision, reason, caller"
+                              " FROM guard_audit ORDER BY id DESC LIMIT $1::integer";
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = { lim };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    return err ? err : read_rows(r, sizeof **out, read_guard_audit, (void **)out, n);
+}

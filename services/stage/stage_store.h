@@ -199,4 +199,26 @@ orch_err stage_store_history(orch_db_conn *c, uint64_t dl, const char *work_item
 orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item,
                              stage_effect_row **out, int *n) ORCH_NODISCARD;
 
+/* The dashboard's read-only views of the other services' tables (one
+ * database): the latest lease_events and guard_audit rows, newest first. */
+typedef struct stage_lease_event_row {
+    uint64_t id;
+    char work_item[STAGE_MAX_FIELD + 1];
+    uint64_t epoch; /* 0: none */
+    char kind[24], actor[STAGE_MAX_FIELD + 1];
+    char detail[STAGE_MAX_DETAIL + 1];
+    uint64_t at_ms;
+} stage_lease_event_row;
+
+typedef struct stage_guard_audit_row {
+    uint64_t id, at_ms;
+    char runtime[16], operation[48], project[STAGE_MAX_FIELD + 1], decision[8];
+    char reason[STAGE_MAX_DETAIL + 1], caller[STAGE_MAX_FIELD + 1];
+} stage_guard_audit_row;
+
+orch_err stage_store_lease_events(orch_db_conn *c, uint64_t dl, int limit,
+                                  stage_lease_event_row **out, int *n) ORCH_NODISCARD;
+orch_err stage_store_guard_audit(orch_db_conn *c, uint64_t dl, int limit,
+                                 stage_guard_audit_row **out, int *n) ORCH_NODISCARD;
+
 #endif
