@@ -37,6 +37,7 @@ ORCH_APT_PACKAGES=(
   docker-compose
   python3-yaml
   pgbouncer
+  help2man
 )
 
 # Prints, one per line, the packages of ORCH_APT_PACKAGES not installed.

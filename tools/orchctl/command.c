@@ -33,7 +33,10 @@ static void top_usage(FILE *out)
     for (const orchctl_cmd *c = orchctl_commands; c->name; c++) {
         char head[64];
         snprintf(head, sizeof head, "%s %s", c->name, c->synopsis);
-        fprintf(out, "  %-21s %s\n", head, c->help);
+        if (strlen(head) > 21) /* the help on a line of its own, in the column */
+            fprintf(out, "  %s\n  %-21s %s\n", head, "", c->help);
+        else
+            fprintf(out, "  %-21s %s\n", head, c->help);
     }
     fprintf(out, "\n"
                  "options (before or after the command):\n"
