@@ -160,7 +160,7 @@ static void progress(const Orch__V1__Job *j, uint64_t now)
 
 /* `job wait`: Wait calls of at most a slice each until the job finishes or
  * its bound (wait_bound) passes; exit 0 succeeded, 2 finished otherwise,
- * 4 still running. Each call's deadline is the slice plus --timeout. */
+ * 4 still running. Each call's deadline is its slice plus --timeout. */
 static int job_wait(const orchctl_args *a, const globals *g)
 {
     uint64_t id;
@@ -173,9 +173,11 @@ static int job_wait(const orchctl_args *a, const globals *g)
     uint64_t slice = tty ? WAIT_SLICE_TTY_MS : WAIT_SLICE_MS, bound = 0;
     Orch__V1__WaitJobReply *w = NULL;
     int rc = EXIT_OK;
-    for (;;) {
+    for (unsigned round = 0;; round++) {
         uint64_t now = orch_wall_ms();
-        uint64_t ms = bound > now && bound - now < slice ? bound - now : slice;
+        /* The first call only reads the job (its bound; an unreachable
+         * launcher fails within --timeout), the next ones wait a slice. */
+        uint64_t ms = round == 0 ? 1 : bound > now && bound - now < slice ? bound - now : slice;
         Orch__V1__WaitJobRequest req = ORCH__V1__WAIT_JOB_REQUEST__INIT;
         req.job_id = id;
         req.wait_ms = (uint32_t)ms;
