@@ -53,9 +53,8 @@ static void down(void)
 {
     th_svc_stop(&T.stage, SIGTERM, 30000);
     th_svc_stop(&T.lease, SIGTERM, 30000);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", T.dir);
-    if (system(cmd) != 0)
+    unlink(T.conf); /* the only file a test writes there */
+    if (rmdir(T.dir) != 0)
         fprintf(stderr, "could not remove %s\n", T.dir);
 }
 
