@@ -5,6 +5,8 @@
 #     rewritten from /usr/local to P when P differs)
 #   P/share/doc/orch/ (docs/, orch.env.example)
 #   P/share/bash-completion/completions/orchctl
+#   P/share/man/man1/{orchctl,lease-service,...}.1 (when help2man was found:
+#     cmake/Man.cmake)
 # /etc/orch/orch.env is the operator's (docs/operations/deploy.md).
 # tests/integration/systemd_check.sh installs into a DESTDIR and checks that
 # every path a unit names exists there.
@@ -14,6 +16,10 @@ set(ORCH_SYSTEMD_UNIT_DIR "lib/systemd/system" CACHE STRING
 
 install(TARGETS lease-service stage-service guard-service launcher-service orchctl
   RUNTIME DESTINATION bin)
+
+if(ORCH_MAN_PAGES)
+  install(FILES ${ORCH_MAN_PAGES} DESTINATION share/man/man1)
+endif()
 
 set(_orch_src "${PROJECT_SOURCE_DIR}")
 if(EXISTS "${_orch_src}/tools/orchctl/completion.bash")

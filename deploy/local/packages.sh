@@ -38,6 +38,7 @@ ORCH_APT_PACKAGES=(
   python3-yaml
   pgbouncer
   chromium
+  help2man
 )
 
 # Prints, one per line, the packages of ORCH_APT_PACKAGES not installed.

@@ -16,8 +16,10 @@
 #      <run dir>/pg and exports ORCH_DATABASE_URL for it;
 #   4. starts build/services/<name>/<name>-service for each service, logging
 #      (JSON lines) to <run dir>/logs/<name>.log;
-#   5. waits (at most 30 s) until `build/tools/orchctl/orchctl health` succeeds
-#      and prints where everything listens.
+#   5. waits (at most 30 s) until `build/tools/orchctl/orchctl health` succeeds,
+#      writes the addresses it used to <run dir>/orchctl.env (KEY=value lines
+#      for `orchctl --config`) and prints where everything listens, with hints
+#      that work as printed from any shell and folder.
 # Ctrl-C or SIGTERM stops the services (SIGTERM, then SIGKILL after
 # ORCH_SHUTDOWN_GRACE_S + 10 s) and then PostgreSQL (fast). The exit status is
 # 0 when everything stopped cleanly. Nothing is left running when a step fails.
@@ -43,7 +45,8 @@
 # ORCH_DATABASE_URL exported by the caller selects an existing database and no
 # private cluster is started; a value from .env is ignored (.env is shared with
 # docker-compose and .env.example, where the database has another address).
-# Other keys: see .env.example.
+# Other keys: see .env.example. ORCH_BUILD_DIR names another build folder
+# (default <checkout>/build; the test suite passes its own).
 
 set -euo pipefail
 
@@ -53,7 +56,7 @@ cd "$ROOT"
 source "$ROOT/deploy/local/packages.sh"
 
 readonly SERVICES=(lease stage guard launcher)
-readonly BUILD_DIR="$ROOT/build"
+readonly BUILD_DIR="${ORCH_BUILD_DIR:-$ROOT/build}"
 readonly ORCHCTL="$BUILD_DIR/tools/orchctl/orchctl"
 readonly PGCTL="$ROOT/tests/support/pgctl.sh"
 readonly HEALTH_TIMEOUT=30 # seconds to wait for `orchctl health`
@@ -63,6 +66,7 @@ BUILD=1
 RUN_DIR=""
 PG_DIR=""
 LOG_DIR=""
+ORCHCTL_ENV=""    # <run dir>/orchctl.env, once written
 PG_STARTED=0      # 1 when this script started the cluster (and so stops it)
 PHASE=startup     # startup | running | stopping
 STOP_TIMEOUT=40   # seconds the services get to stop after SIGTERM; see set_defaults
@@ -304,8 +308,32 @@ wait_healthy() {
   return 1
 }
 
+# Writes <run dir>/orchctl.env: the addresses the services were started on
+# (and the RPC token and reply cap when set), for `orchctl --config`, which
+# then reaches them whatever the caller's shell exports. Mode 0600: it may
+# hold the token.
+write_orchctl_env() {
+  local file="$RUN_DIR/orchctl.env" svc var
+  (
+    umask 077
+    {
+      echo "# written by deploy/local/run.sh: orchctl --config $file ..."
+      for svc in "${SERVICES[@]}"; do
+        var="ORCH_${svc^^}_RPC_URL"
+        printf '%s=%s\n' "$var" "${!var}"
+      done
+      for var in ORCH_RPC_AUTH_TOKEN ORCH_RPC_MAX_MSG_BYTES; do
+        if [[ -n "${!var:-}" ]]; then
+          printf "%s='%s'\n" "$var" "${!var}"
+        fi
+      done
+    } >"$file"
+  )
+  ORCHCTL_ENV="$file"
+}
+
 print_summary() {
-  local svc addr
+  local svc addr ctl
   echo
   echo "orch is running (run dir $RUN_DIR)"
   echo
@@ -325,9 +353,14 @@ print_summary() {
   echo
   echo "Database: $ORCH_DATABASE_URL"
   echo
+  # Absolute paths and --config: each line works as printed, from any
+  # folder and any shell (tests/integration/run_sh_check.sh runs them).
+  ctl="$(printf '%q --config %q' "$ORCHCTL" "$ORCHCTL_ENV")"
   echo "Try:"
-  echo "  ${ORCHCTL#"$ROOT"/} health"
-  echo "  ${ORCHCTL#"$ROOT"/} health lease --json"
+  echo "  $ctl health lease --json"
+  echo "  $ctl health"
+  echo "  $ctl stage pipeline"
+  echo "  $ctl lease list"
   echo "  curl -s http://$(http_addr lease)/metrics"
   echo
   echo "Press Ctrl-C to stop."
@@ -453,6 +486,7 @@ main() {
   fi
 
   wait_healthy || die "orch did not start; see the logs in $LOG_DIR"
+  write_orchctl_env
   print_summary
   local status=0
   wait_for_stop || status=1

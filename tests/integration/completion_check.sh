@@ -66,6 +66,12 @@ if [[ "$got" != "review " ]]; then
   echo "completion_check: FAIL: --from rev completed to '$got', expected 'review'"
   bad=1
 fi
+# A global option's value is not taken for the command.
+got="$(complete_words orchctl --config x.env --lease-url tcp://h:1 stage advance ORCH-1 --from rev | tr '\n' ' ')"
+if [[ "$got" != "review " ]]; then
+  echo "completion_check: FAIL: after --config/--lease-url values, --from rev completed to '$got'"
+  bad=1
+fi
 got="$(complete_words orchctl lease f | tr '\n' ' ')"
 if [[ "$got" != "force-release " ]]; then
   echo "completion_check: FAIL: 'lease f' completed to '$got'"
@@ -115,7 +121,7 @@ export ORCH_LEASE_RPC_URL=tcp://127.0.0.1:1 ORCH_STAGE_RPC_URL=tcp://127.0.0.1:1
 # A valid command line of each leaf after its name; "|" separates
 # alternatives (job spawn takes --prompt or --prompt-file, not both).
 declare -A sample=(
-  [health]="" ["lease acquire"]="ORCH-1" ["lease release"]="ORCH-1 1"
+  [health]="" [version]="" ["lease acquire"]="ORCH-1" ["lease release"]="ORCH-1 1"
   ["lease validate"]="ORCH-1 1" ["lease force-release"]="ORCH-1 --reason r"
   ["lease show"]="ORCH-1" ["lease list"]="" ["lease probe"]="1 1 boot"
   ["guard decide"]="comment target" ["guard audit"]="" ["guard comment"]="p i e text"
@@ -130,8 +136,8 @@ declare -A sample=(
 # An option and a valid value (none for a flag).
 with_value() {
   case "$1" in
-  --all | --name) echo "$1" ;;
-  --limit | --history | --pr | --epoch | --since-days | --timeout) echo "$1 5" ;;
+  --all | --name | --watch | --services) echo "$1" ;;
+  --limit | --history | --pr | --epoch | --since-days | --timeout | --interval | --count) echo "$1 5" ;;
   --owner-pid) echo "$1 $$" ;;
   --evidence-file | --prompt-file) echo "$1 /dev/null" ;;
   --workdir) echo "$1 /tmp" ;;
@@ -156,7 +162,7 @@ declare -A row_opts
 leaves=() all_opts=" --no-such-option "
 while IFS= read -r line; do
   path="${line%%$'\t'*}" words="${line#*$'\t'}"
-  [[ "$path" == *" "* || "$path" == health ]] || continue
+  [[ "$path" == *" "* || "$path" == health || "$path" == version ]] || continue
   leaves+=("$path")
   # shellcheck disable=SC2086 # WORDS are words
   row_opts[$path]="$(printf '%s\n' $words | grep '^--' | grep -vx -- --help | sort | tr '\n' ' ' || true)"
@@ -202,5 +208,18 @@ for leaf in "${leaves[@]}"; do
     refused=$((refused + 1))
   done
 done
+# The short form of --watch, where a row has it: the call is made (64 + code).
+for leaf in "lease list" "stage queue"; do
+  rc="$(run "$leaf" "-w --count 1 --interval 5")"
+  if ((rc < 64)); then
+    echo "completion_check: FAIL: 'orchctl $leaf -w --count 1' exits $rc: $(cat "$err")"
+    bad=1
+  fi
+done
+rc="$(run "lease show" "ORCH-1 -w")"
+if [[ "$rc" != 1 ]] || ! grep -qF "unknown option '-w'" "$err"; then
+  echo "completion_check: FAIL: 'orchctl lease show ORCH-1 -w' exits $rc: $(cat "$err")"
+  bad=1
+fi
 echo "leaves: ${#leaves[@]}, options accepted: $accepted, refused: $refused"
 exit "$bad"

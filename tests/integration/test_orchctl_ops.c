@@ -229,3 +229,45 @@ Test(orchctl_ops, lease_acquire_usage_names_instance)
     cr_assert_eq(CTL("lease", "acquire", "--help"), 0, "%s", T.out);
     out_has("[--instance ID]");
 }
+
+/* Spawns a job that runs about `sleep_s` seconds with job timeout 60 s;
+ * its id into ids. */
+static void spawn_sleeper(const char *item, int sleep_s, char *ids, size_t n)
+{
+    char prompt[96];
+    snprintf(prompt, sizeof prompt, "fake: sleep %d\nfake: say test_status: PASS\n", sleep_s);
+    cr_assert_eq(CTL("--json", "job", "spawn", "tester", item, "--workdir", T.workdir, "--prompt",
+                     prompt, "--timeout", "60"),
+                 0, "%s", T.out);
+    json_t *j = parse();
+    long long id = job_id(j);
+    json_decref(j);
+    cr_assert_gt(id, 0, "%s", T.out);
+    snprintf(ids, n, "%lld", id);
+}
+
+Test(orchctl_ops, job_wait_outlasts_the_call_deadline_and_shows_progress_only_on_a_terminal)
+{
+    char ids[32];
+    /* The job's own timeout bounds the wait, not --timeout (once the
+     * bound): a 3 s job outlasts every 500 ms call. */
+    spawn_sleeper("ORCH-W1", 3, ids, sizeof ids);
+    cr_assert_eq(CTL("--timeout", "500", "job", "wait", ids), 0, "%s", T.out);
+    out_has("SUCCEEDED");
+    cr_assert_null(strchr(T.out, '\r'), "a status line when not a terminal:\n%s", T.out);
+    cr_assert_null(strchr(T.out, '\033'), "escape codes when not a terminal:\n%s", T.out);
+
+    /* On a terminal (script(1)): a status line rewritten in place, erased
+     * before the result. */
+    spawn_sleeper("ORCH-W2", 3, ids, sizeof ids);
+    char cmd[600], line[64];
+    snprintf(cmd, sizeof cmd, "script -qec \"'%s' --timeout 500 job wait %s\" /dev/null", ORCHCTL,
+             ids);
+    const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+    cr_assert_eq(th_run(argv, T.env, T.out, sizeof T.out, 60000), 0, "%s", T.out);
+    snprintf(line, sizeof line, "\rjob %s RUNNING ", ids);
+    out_has(line);
+    out_has("(timeout 60 s)\033[K");
+    out_has("\r\033[Kjob ");
+    out_has("SUCCEEDED");
+}

@@ -1,6 +1,8 @@
 /*
  * cmd_health.c - `orchctl health [SERVICE...]`: HealthService/Check on each
- * service named (default all), one line (or JSON object) per service.
+ * service named (default all), one line (or JSON object) per service; and
+ * `orchctl version [--services]`: orchctl's version, with each service's
+ * from the same Check.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -46,36 +48,50 @@ static void print_one(const target *t, const globals *g, const orch_rpc_status *
     }
 }
 
+#ifndef ORCH_VERSION
+#define ORCH_VERSION "0.0.0"
+#endif
+const char orchctl_version[] = ORCH_VERSION;
+
+/* Calls Check on `t` into *st and *reply (freed by the caller, NULL on
+ * error); *ms is the round trip. */
+static void check(const target *t, const globals *g, orch_rpc_status *st,
+                  Orch__V1__HealthCheckResponse **reply, double *ms)
+{
+    orch_rpc_client *c;
+    Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
+    orch_rpc_client_opts o = { .default_timeout_ms = g->timeout_ms,
+                               .auth_token = getenv("ORCH_RPC_AUTH_TOKEN") };
+    *reply = NULL;
+    *ms = 0;
+    if (orch_rpc_client_open(orchctl_address(t), &o, &c) != ORCH_OK) {
+        st->code = ORCH_CODE_INVALID_ARGUMENT;
+        snprintf(st->message, sizeof st->message, "bad address in %s", t->var);
+        return;
+    }
+    uint64_t t0 = orch_mono_ns();
+    orch_rpc_invoke(c, "orch.v1.HealthService/Check", &req.base,
+                    &orch__v1__health_check_response__descriptor, NULL, st,
+                    (ProtobufCMessage **)reply);
+    *ms = (double)(orch_mono_ns() - t0) / 1e6;
+    orch_rpc_client_close(c);
+}
+
 /* Checks one service; returns the status code, UNAVAILABLE for an answer
  * that says NOT_SERVING (exit 78, as for a service that cannot serve). */
 static orch_code health_one(const target *t, const globals *g, json_t *arr)
 {
-    orch_rpc_client *c;
     orch_rpc_status st = { 0 };
-    ProtobufCMessage *reply = NULL;
-    Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
-    orch_rpc_client_opts o = { .default_timeout_ms = g->timeout_ms,
-                               .auth_token = getenv("ORCH_RPC_AUTH_TOKEN") };
-    double ms = 0;
-
-    if (orch_rpc_client_open(orchctl_address(t), &o, &c) != ORCH_OK) {
-        st.code = ORCH_CODE_INVALID_ARGUMENT;
-        snprintf(st.message, sizeof st.message, "bad address in %s", t->var);
-    } else {
-        uint64_t t0 = orch_mono_ns();
-        orch_rpc_invoke(c, "orch.v1.HealthService/Check", &req.base,
-                        &orch__v1__health_check_response__descriptor, NULL, &st, &reply);
-        ms = (double)(orch_mono_ns() - t0) / 1e6;
-        orch_rpc_client_close(c);
-    }
-    const Orch__V1__HealthCheckResponse *r = (const Orch__V1__HealthCheckResponse *)reply;
+    Orch__V1__HealthCheckResponse *r;
+    double ms;
+    check(t, g, &st, &r, &ms);
     print_one(t, g, &st, r, ms, arr);
     orch_code code = st.code;
     if (code == ORCH_CODE_OK &&
         (!r || r->status != ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING))
         code = ORCH_CODE_UNAVAILABLE;
-    if (reply)
-        protobuf_c_message_free_unpacked(reply, NULL);
+    if (r)
+        protobuf_c_message_free_unpacked(&r->base, NULL);
     return code;
 }
 
@@ -113,6 +129,51 @@ int cmd_health(const orchctl_args *a, const globals *g)
         json_dumpf(arr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         putchar('\n');
         json_decref(arr);
+    }
+    return rc;
+}
+
+/* `version [--services]`: exit 0, or with --services 64 + the code of the
+ * first service that did not answer Check. */
+int cmd_version(const orchctl_args *a, const globals *g)
+{
+    if (a->npos != 0)
+        return orchctl_usage_error(a);
+    bool services = orchctl_flag(a, "services");
+    json_t *o = g->json ? json_pack("{s:s}", "orchctl", orchctl_version) : NULL;
+    json_t *arr = o && services ? json_array() : NULL;
+    if (!g->json)
+        printf("orchctl %s\n", orchctl_version);
+    int rc = EXIT_OK;
+    for (size_t k = 0; services && k < orchctl_ntargets; k++) {
+        const target *t = &orchctl_targets[k];
+        orch_rpc_status st = { 0 };
+        Orch__V1__HealthCheckResponse *r;
+        double ms;
+        check(t, g, &st, &r, &ms);
+        if (arr && r)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "service", t->server, "address",
+                                                 orchctl_address(t), "version", r->version));
+        else if (arr)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "service", t->server,
+                                                 "address", orchctl_address(t), "code",
+                                                 orch_code_name(st.code), "message", st.message));
+        else if (r)
+            printf("%-17s %s  %s\n", t->server, r->version, orchctl_address(t));
+        else
+            printf("%-17s %s  %s  %s\n", t->server, orch_code_name(st.code), orchctl_address(t),
+                   st.message);
+        if (!r && rc == EXIT_OK)
+            rc = EXIT_RPC_BASE + (int)st.code;
+        if (r)
+            protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    if (o) {
+        if (arr)
+            json_object_set_new(o, "services", arr);
+        json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+        json_decref(o);
     }
     return rc;
 }

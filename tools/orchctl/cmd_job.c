@@ -8,11 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "orch/clock.h"
 #include "orch/v1/launcher.pb-c.h"
 #include "orchctl.h"
 
 #define M(name) "orch.v1.LauncherService/" name
+
+#define WAIT_MARGIN_MS    30000 /* past the job's timeout: the launcher stops and records it */
+#define WAIT_SLICE_MS     10000 /* one Wait call at most, not on a terminal */
+#define WAIT_SLICE_TTY_MS 1000  /* on a terminal: the status line's refresh */
 
 static const char *status_name(Orch__V1__JobStatus s)
 {
@@ -104,58 +110,107 @@ static int job_spawn(const orchctl_args *a, const globals *g)
     return EXIT_OK;
 }
 
-static int job_show_wait(const orchctl_args *a, const globals *g, bool wait)
+/* Prints a Get or Wait reply (`m`) of job `j` and its run `r`. */
+static void print_reply(const globals *g, const ProtobufCMessage *m, const Orch__V1__Job *j,
+                        const Orch__V1__AgentRun *r)
 {
-    uint64_t id;
-    if (a->npos != 1 || !orchctl_parse_u64("JOB_ID", a->pos[0], &id))
-        return orchctl_usage_error(a);
-    ProtobufCMessage *m = NULL;
-    orch_rpc_status st;
-    int rc;
-    if (wait) {
-        Orch__V1__WaitJobRequest req = ORCH__V1__WAIT_JOB_REQUEST__INIT;
-        req.job_id = id;
-        rc = orchctl_call(g, orchctl_target("launcher"), M("Wait"), &req.base,
-                          &orch__v1__wait_job_reply__descriptor, &m, &st);
-    } else {
-        Orch__V1__GetJobRequest req = ORCH__V1__GET_JOB_REQUEST__INIT;
-        req.job_id = id;
-        rc = orchctl_call(g, orchctl_target("launcher"), M("Get"), &req.base,
-                          &orch__v1__get_job_reply__descriptor, &m, &st);
-    }
-    if (rc)
-        return rc;
-    const Orch__V1__Job *j;
-    const Orch__V1__AgentRun *r;
-    bool finished = true;
-    if (wait) {
-        const Orch__V1__WaitJobReply *w = (const Orch__V1__WaitJobReply *)m;
-        j = w->job;
-        r = w->run;
-        finished = w->finished;
-    } else {
-        const Orch__V1__GetJobReply *gr = (const Orch__V1__GetJobReply *)m;
-        j = gr->job;
-        r = gr->run;
-    }
     if (g->json)
         orchctl_print_json(m);
     else if (j)
         print_job(j, r);
-    bool ok = j && j->status == ORCH__V1__JOB_STATUS__SUCCEEDED;
-    protobuf_c_message_free_unpacked(m, NULL);
-    /* wait: 0 succeeded, 2 finished otherwise, 4 still running. */
-    return !wait ? EXIT_OK : !finished ? 4 : ok ? EXIT_OK : 2;
 }
 
 static int job_show(const orchctl_args *a, const globals *g)
 {
-    return job_show_wait(a, g, false);
+    uint64_t id;
+    if (a->npos != 1 || !orchctl_parse_u64("JOB_ID", a->pos[0], &id))
+        return orchctl_usage_error(a);
+    Orch__V1__GetJobRequest req = ORCH__V1__GET_JOB_REQUEST__INIT;
+    req.job_id = id;
+    ProtobufCMessage *m = NULL;
+    orch_rpc_status st;
+    int rc = orchctl_call(g, orchctl_target("launcher"), M("Get"), &req.base,
+                          &orch__v1__get_job_reply__descriptor, &m, &st);
+    if (rc)
+        return rc;
+    const Orch__V1__GetJobReply *r = (const Orch__V1__GetJobReply *)m;
+    print_reply(g, m, r->job, r->run);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return EXIT_OK;
 }
 
+/* When (unix ms) a wait for `j` gives up: the job's own timeout from its
+ * start (from `now` while it is queued) plus WAIT_MARGIN_MS, for the
+ * launcher to stop it and record the end. */
+static uint64_t wait_bound(const Orch__V1__Job *j, uint64_t now)
+{
+    uint64_t from = j->started_unix_ms ? j->started_unix_ms : now;
+    return from + (uint64_t)j->timeout_s * 1000 + WAIT_MARGIN_MS;
+}
+
+/* The status line of a wait on a terminal, rewritten in place. */
+static void progress(const Orch__V1__Job *j, uint64_t now)
+{
+    uint64_t from = j->started_unix_ms ? j->started_unix_ms : j->created_unix_ms;
+    uint64_t s = from && now > from ? (now - from) / 1000 : 0;
+    fprintf(stderr, "\rjob %" PRIu64 " %s %" PRIu64 " s (timeout %u s)\033[K", j->id,
+            status_name(j->status), s, j->timeout_s);
+    fflush(stderr);
+}
+
+/* `job wait`: Wait calls of at most a slice each until the job finishes or
+ * its bound (wait_bound) passes; exit 0 succeeded, 2 finished otherwise,
+ * 4 still running. Each call's deadline is its slice plus --timeout. */
 static int job_wait(const orchctl_args *a, const globals *g)
 {
-    return job_show_wait(a, g, true);
+    uint64_t id;
+    if (a->npos != 1 || !orchctl_parse_u64("JOB_ID", a->pos[0], &id))
+        return orchctl_usage_error(a);
+    orch_rpc_client *c = orchctl_open(g, orchctl_target("launcher"));
+    if (!c)
+        return EXIT_USAGE;
+    bool tty = isatty(STDERR_FILENO);
+    uint64_t slice = tty ? WAIT_SLICE_TTY_MS : WAIT_SLICE_MS, bound = 0;
+    Orch__V1__WaitJobReply *w = NULL;
+    int rc = EXIT_OK;
+    for (unsigned round = 0;; round++) {
+        uint64_t now = orch_wall_ms();
+        /* The first call only reads the job (its bound; an unreachable
+         * launcher fails within --timeout), the next ones wait a slice. */
+        uint64_t ms = round == 0 ? 1 : bound > now && bound - now < slice ? bound - now : slice;
+        Orch__V1__WaitJobRequest req = ORCH__V1__WAIT_JOB_REQUEST__INIT;
+        req.job_id = id;
+        req.wait_ms = (uint32_t)ms;
+        orch_rpc_call_opts co = { .timeout_ms = (uint32_t)ms + g->timeout_ms };
+        orch_rpc_status st;
+        if (w)
+            protobuf_c_message_free_unpacked(&w->base, NULL);
+        w = NULL;
+        if (orch_rpc_invoke(c, M("Wait"), &req.base, &orch__v1__wait_job_reply__descriptor, &co,
+                            &st, (ProtobufCMessage **)&w) != ORCH_CODE_OK) {
+            if (tty)
+                fputs("\r\033[K", stderr);
+            rc = orchctl_rpc_error(g, M("Wait"), &st);
+            break;
+        }
+        now = orch_wall_ms();
+        if (w->job && (!bound || w->job->started_unix_ms))
+            bound = wait_bound(w->job, now);
+        if (w->finished || !w->job || now >= bound)
+            break;
+        if (tty)
+            progress(w->job, now);
+    }
+    orch_rpc_client_close(c);
+    if (!w)
+        return rc;
+    if (tty)
+        fputs("\r\033[K", stderr);
+    print_reply(g, &w->base, w->job, w->run);
+    bool ok = w->job && w->job->status == ORCH__V1__JOB_STATUS__SUCCEEDED;
+    rc = !w->finished ? 4 : ok ? EXIT_OK : 2;
+    protobuf_c_message_free_unpacked(&w->base, NULL);
+    return rc;
 }
 
 static int job_cancel(const orchctl_args *a, const globals *g)
@@ -186,12 +241,13 @@ const orchctl_cmd orchctl_job_cmds[] = {
     { "spawn",
       "ROLE WORK_ITEM --workdir DIR (--prompt TEXT|--prompt-file FILE|-) [--timeout S] [--stage S]",
       "analyst architect developer reviewer tester deployer",
-      ORCHCTL_OPTS({ "workdir", true }, { "prompt", true }, { "prompt-file", true },
-                   { "timeout", true }, { "stage", true }),
+      ORCHCTL_OPTS({ "workdir", true, 0 }, { "prompt", true, 0 }, { "prompt-file", true, 0 },
+                   { "timeout", true, 0 }, { "stage", true, 0 }),
       job_spawn, "start an agent job", NULL, NULL },
     { "show", "JOB_ID", "", NULL, job_show, "the job now", NULL, NULL },
     { "wait", "JOB_ID", "", NULL, job_wait,
-      "until the job finishes (the global --timeout bounds it)", NULL, NULL },
+      "until the job finishes, at most its own timeout + 30 s; a status line on a terminal", NULL,
+      NULL },
     { "cancel", "JOB_ID [REASON]", "", NULL, job_cancel, "cancel the job", NULL, NULL },
     { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };
@@ -272,9 +328,9 @@ static int runs_savings(const orchctl_args *a, const globals *g)
 
 const orchctl_cmd orchctl_runs_cmds[] = {
     { "list", "[--role ROLE] [--item WORK_ITEM] [--limit N]", "",
-      ORCHCTL_OPTS({ "role", true }, { "item", true }, { "limit", true }), runs_list,
+      ORCHCTL_OPTS({ "role", true, 0 }, { "item", true, 0 }, { "limit", true, 0 }), runs_list,
       "finished agent runs", NULL, NULL },
-    { "savings", "[--since-days N]", "", ORCHCTL_OPTS({ "since-days", true }), runs_savings,
+    { "savings", "[--since-days N]", "", ORCHCTL_OPTS({ "since-days", true, 0 }), runs_savings,
       "per role, runs, tokens, cost and time, with the role's classification", NULL, NULL },
     { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 };

@@ -289,7 +289,7 @@ static int lease_show(const orchctl_args *a, const globals *g)
     return EXIT_OK;
 }
 
-static int lease_list(const orchctl_args *a, const globals *g)
+static int lease_list_once(const orchctl_args *a, const globals *g)
 {
     orch_lease_list_req req = {
         .held_only = !orchctl_flag(a, "all"),
@@ -314,6 +314,11 @@ static int lease_list(const orchctl_args *a, const globals *g)
         print_lease(r.leases[i]);
     orch_lease_list_res_free(&r);
     return EXIT_OK;
+}
+
+static int lease_list(const orchctl_args *a, const globals *g)
+{
+    return orchctl_watch(a, g, lease_list_once);
 }
 
 static int lease_probe(const orchctl_args *a, const globals *g)
@@ -353,8 +358,8 @@ static int lease_probe(const orchctl_args *a, const globals *g)
 const orchctl_cmd orchctl_lease_cmds[] = {
     { "acquire",
       "WORK_ITEM [--repo R] [--transition T] [--actor A] [--owner-pid PID] [--instance ID]", "",
-      ORCHCTL_OPTS({ "actor", true }, { "transition", true }, { "repo", true },
-                   { "owner-pid", true }, { "instance", true }),
+      ORCHCTL_OPTS({ "actor", true, 0 }, { "transition", true, 0 }, { "repo", true, 0 },
+                   { "owner-pid", true, 0 }, { "instance", true, 0 }),
       lease_acquire, "take the lease for PID (default: orchctl's parent); exit 0 GRANTED, 3 HELD",
       NULL, NULL },
     { "release", "WORK_ITEM EPOCH", "", NULL, lease_release,
@@ -362,12 +367,14 @@ const orchctl_cmd orchctl_lease_cmds[] = {
     { "validate", "WORK_ITEM EPOCH", "", NULL, lease_validate,
       "exit 0 if EPOCH is the live grant, else 3", NULL, NULL },
     { "force-release", "WORK_ITEM --reason TEXT [--epoch N] [--operator NAME]", "",
-      ORCHCTL_OPTS({ "epoch", true }, { "operator", true }, { "reason", true }),
+      ORCHCTL_OPTS({ "epoch", true, 0 }, { "operator", true, 0 }, { "reason", true, 0 }),
       lease_force_release, "operator action; recorded and alerted", NULL, NULL },
     { "show", "WORK_ITEM", "", NULL, lease_show, "the lease row", NULL, NULL },
-    { "list", "[--all] [--repo R] [--limit N]", "",
-      ORCHCTL_OPTS({ "all", false }, { "repo", true }, { "limit", true }), lease_list,
-      "held leases (--all: released too)", NULL, NULL },
+    { "list", "[--all] [--repo R] [--limit N] [-w|--watch [--interval MS] [--count N]]", "",
+      ORCHCTL_OPTS({ "all", false, 0 }, { "repo", true, 0 }, { "limit", true, 0 },
+                   ORCHCTL_WATCH_OPTS),
+      lease_list, "held leases (--all: released too); -w: again every MS until Ctrl-C", NULL,
+      NULL },
     { "probe", "PID START_TICKS BOOT_ID", "", NULL, lease_probe,
       "is this process alive on the service's host", NULL, NULL },
     { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },

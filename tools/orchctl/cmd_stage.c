@@ -393,7 +393,7 @@ static int stage_rollback(const orchctl_args *a, const globals *g)
 
 /* ---- queue, pipeline ----------------------------------------------------- */
 
-static int stage_queue(const orchctl_args *a, const globals *g)
+static int stage_queue_once(const orchctl_args *a, const globals *g)
 {
     Orch__V1__ListQueueRequest req = ORCH__V1__LIST_QUEUE_REQUEST__INIT;
     if (!orchctl_list_args(a, &req.limit))
@@ -419,6 +419,11 @@ static int stage_queue(const orchctl_args *a, const globals *g)
     }
     protobuf_c_message_free_unpacked(m, NULL);
     return EXIT_OK;
+}
+
+static int stage_queue(const orchctl_args *a, const globals *g)
+{
+    return orchctl_watch(a, g, stage_queue_once);
 }
 
 /* "a, b, c" or "-" for an empty list. */
@@ -474,26 +479,27 @@ static int stage_pipeline(const orchctl_args *a, const globals *g)
 
 const orchctl_cmd orchctl_stage_cmds[] = {
     { "create", "WORK_ITEM --repo OWNER/NAME [--title T] [--pr N]", "",
-      ORCHCTL_OPTS({ "repo", true }, { "title", true }, { "pr", true }), stage_create,
+      ORCHCTL_OPTS({ "repo", true, 0 }, { "title", true, 0 }, { "pr", true, 0 }), stage_create,
       "a new task in backlog (the same again: no change)", NULL, NULL },
-    { "show", "WORK_ITEM [--history N]", "", ORCHCTL_OPTS({ "history", true }), stage_show,
+    { "show", "WORK_ITEM [--history N]", "", ORCHCTL_OPTS({ "history", true, 0 }), stage_show,
       "stage, version, history, side effects, verdicts", NULL, NULL },
     { "advance",
       "WORK_ITEM --from S --to S [--actor A] [--verdict K=V]... [--evidence-file FILE|-]", "",
-      ORCHCTL_OPTS({ "from", true }, { "to", true }, { "actor", true }, { "verdict", true },
-                   { "evidence-file", true }),
+      ORCHCTL_OPTS({ "from", true, 0 }, { "to", true, 0 }, { "actor", true, 0 },
+                   { "verdict", true, 0 }, { "evidence-file", true, 0 }),
       stage_advance,
       "one transition: lease, gates, effects, expected-stage write; FILE holds verdict lines "
       "(\"key: VALUE\"), - reads stdin",
       NULL, NULL },
     { "rollback", "WORK_ITEM --from S --reason TEXT [--actor A]", "",
-      ORCHCTL_OPTS({ "from", true }, { "reason", true }, { "actor", true }), stage_rollback,
-      "back to development from review, testing, staging or deploy", NULL, NULL },
-    { "cancel", "WORK_ITEM [--actor A]", "", ORCHCTL_OPTS({ "actor", true }), stage_cancel,
+      ORCHCTL_OPTS({ "from", true, 0 }, { "reason", true, 0 }, { "actor", true, 0 }),
+      stage_rollback, "back to development from review, testing, staging or deploy", NULL, NULL },
+    { "cancel", "WORK_ITEM [--actor A]", "", ORCHCTL_OPTS({ "actor", true, 0 }), stage_cancel,
       "to cancelled from the current stage", NULL, NULL },
-    { "queue", "[--stage S] [--repo R] [--limit N]", "",
-      ORCHCTL_OPTS({ "stage", true }, { "repo", true }, { "limit", true }), stage_queue,
-      "tasks and their leases", NULL, NULL },
+    { "queue", "[--stage S] [--repo R] [--limit N] [-w|--watch [--interval MS] [--count N]]", "",
+      ORCHCTL_OPTS({ "stage", true, 0 }, { "repo", true, 0 }, { "limit", true, 0 },
+                   ORCHCTL_WATCH_OPTS),
+      stage_queue, "tasks and their leases; -w: again every MS until Ctrl-C", NULL, NULL },
     { "pipeline", "", "", NULL, stage_pipeline,
       "the edges, their gates, rollback gates and effects", NULL, NULL },
     { NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL },

@@ -22,21 +22,33 @@
 
 #include "orchctl.h"
 
-#define GLOBAL_WORDS "--json -o --timeout --help"
+#define GLOBAL_WORDS                                                                \
+    "--json -o --timeout --config --endpoints --lease-url --stage-url --guard-url " \
+    "--launcher-url --version --help"
 
 static void top_usage(FILE *out)
 {
-    fprintf(out, "usage: orchctl [--json|-o json] [--timeout MS] <command> [args]\n\ncommands:\n");
+    fprintf(out, "usage: orchctl [--json|-o json] [--timeout MS] [--config FILE] [--SVC-url URL]\n"
+                 "               <command> [args]\n\ncommands:\n");
     for (const orchctl_cmd *c = orchctl_commands; c->name; c++) {
         char head[64];
         snprintf(head, sizeof head, "%s %s", c->name, c->synopsis);
-        fprintf(out, "  %-21s %s\n", head, c->help);
+        if (strlen(head) > 21) /* the help on a line of its own, in the column */
+            fprintf(out, "  %s\n  %-21s %s\n", head, "", c->help);
+        else
+            fprintf(out, "  %-21s %s\n", head, c->help);
     }
     fprintf(out, "\n"
                  "options (before or after the command):\n"
                  "  --json, -o json       machine-readable output\n"
                  "  --timeout MS          deadline of each call (default 3000)\n"
+                 "  --config FILE         KEY=value lines as in .env (ORCH_LEASE_RPC_URL=...)\n"
+                 "  --lease-url URL, --stage-url URL, --guard-url URL, --launcher-url URL\n"
+                 "                        the address of one service\n"
+                 "  --endpoints SVC=URL[,SVC=URL]...\n"
+                 "                        the same, several at once (lease=tcp://...:7701)\n"
                  "  -h, --help            this help; 'orchctl <command> --help' for a command\n"
+                 "  --version             orchctl's version\n"
                  "\n"
                  "exit status: 0 ok, 1 usage or local error, 3 lease held by another owner,\n"
                  "  4 stage transition deferred (lease held by another owner), 5 stage\n"
@@ -46,14 +58,15 @@ static void top_usage(FILE *out)
                  "  78 UNAVAILABLE)\n"
                  "addresses: ORCH_LEASE_RPC_URL, ORCH_STAGE_RPC_URL, ORCH_GUARD_RPC_URL,\n"
                  "  ORCH_LAUNCHER_RPC_URL (defaults tcp://127.0.0.1:7701..7704);\n"
-                 "  ORCH_RPC_AUTH_TOKEN is sent when set\n");
+                 "  ORCH_RPC_AUTH_TOKEN is sent when set; the environment is overridden\n"
+                 "  by --config FILE, which is overridden by the --SVC-url flags\n");
 }
 
 static void cmd_usage(FILE *out, const orchctl_cmd *c)
 {
     if (!c->subs) {
-        fprintf(out, "usage: orchctl [--json] [--timeout MS] %s %s\n  %s\n", c->name, c->synopsis,
-                c->help);
+        fprintf(out, "usage: orchctl [--json] [--timeout MS] %s%s%s\n  %s\n", c->name,
+                c->synopsis[0] ? " " : "", c->synopsis, c->help);
     } else {
         fprintf(out, "usage: orchctl [--json] %s <subcommand>\n", c->name);
         for (const orchctl_cmd *s = c->subs; s->name; s++)
@@ -188,13 +201,21 @@ static bool parse_args(const char *parent, const orchctl_cmd *c, int argc, char 
                        orchctl_args *a)
 {
     struct option lo[ORCHCTL_MAX_OPTS + 1];
+    char shorts[2 * ORCHCTL_MAX_OPTS + 2] = ":";
+    size_t ns = 1;
     int n = 0;
     for (; c->opts && c->opts[n].name; n++) {
         if (n == ORCHCTL_MAX_OPTS)
             abort(); /* a table bug: raise ORCHCTL_MAX_OPTS */
         lo[n] = (struct option){ c->opts[n].name, c->opts[n].arg ? required_argument : no_argument,
                                  NULL, n + 1 };
+        if (c->opts[n].letter) {
+            shorts[ns++] = c->opts[n].letter;
+            if (c->opts[n].arg)
+                shorts[ns++] = ':';
+        }
     }
+    shorts[ns] = '\0';
     lo[n] = (struct option){ NULL, 0, NULL, 0 };
     a->parent = parent;
     a->cmd = c;
@@ -202,10 +223,14 @@ static bool parse_args(const char *parent, const orchctl_cmd *c, int argc, char 
     optind = 0; /* 0: full reset of GNU getopt */
     opterr = 0; /* the messages are ours */
     int ch;
-    while ((ch = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
         bool refused = ch == '?' || ch == ':';
+        int k = ch - 1;
+        if (!refused && ch > ORCHCTL_MAX_OPTS) /* a short option: its row */
+            for (k = 0; k < n && c->opts[k].letter != ch; k++)
+                ;
         const char *tok = argv[optind - (!refused && optarg == argv[optind - 1] ? 2 : 1)];
-        if (refused || !spelled_out(tok, lo[ch - 1].name)) {
+        if (refused || (ch <= ORCHCTL_MAX_OPTS && !spelled_out(tok, lo[k].name))) {
             bad_option(a, refused ? ch : 0, tok);
             orchctl_usage_error(a);
             return false;
@@ -214,7 +239,7 @@ static bool parse_args(const char *parent, const orchctl_cmd *c, int argc, char 
             fprintf(stderr, "orchctl: at most %d options\n", ORCHCTL_MAX_GIVEN);
             return false;
         }
-        a->given[a->ngiven].opt = ch - 1;
+        a->given[a->ngiven].opt = k;
         a->given[a->ngiven++].value = optarg ? optarg : "";
     }
     a->npos = argc - optind;
@@ -227,12 +252,59 @@ static bool is_help(const char *a)
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
+/* The global options that take a value, "--name VALUE" or "--name=VALUE". */
+static const char *const value_globals[] = { "--timeout",      "--config",    "--endpoints",
+                                             "--lease-url",    "--stage-url", "--guard-url",
+                                             "--launcher-url", NULL };
+
+/* The value of global option `name` at argv[*i] (advancing *i past a
+ * separate value); NULL when argv[*i] is not `name`. *missing is set when
+ * it is, without a value. */
+static char *value_of(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+        return NULL;
+    if (a[n] == '=')
+        return argv[*i] + n + 1;
+    if (*i + 1 >= argc) {
+        *missing = true;
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* Stores the value `v` of global option `name` into g; false after a message. */
+static bool set_global(globals *g, const char *name, char *v)
+{
+    uint64_t ms;
+    if (strcmp(name, "--timeout") == 0) {
+        if (!orchctl_parse_u64("--timeout", v, &ms) || ms > 3600000)
+            return false;
+        g->timeout_ms = (uint32_t)ms;
+    } else if (strcmp(name, "--config") == 0) {
+        g->config = v;
+    } else if (strcmp(name, "--endpoints") == 0) {
+        return orchctl_endpoints_parse(g, v);
+    } else {
+        /* --<svc>-url */
+        for (size_t k = 0; k < orchctl_ntargets; k++) {
+            size_t n = strlen(orchctl_targets[k].name);
+            if (strncmp(name + 2, orchctl_targets[k].name, n) == 0 && name[2 + n] == '-') {
+                g->url[k] = v;
+                g->url_flag[k] = name;
+            }
+        }
+    }
+    return true;
+}
+
 /* Takes one global option at argv[*i] into g (advancing *i past a value):
  * 1 taken, 0 not a global option, -1 a bad value (message printed). */
 static int take_global(int argc, char **argv, int *i, globals *g, bool timeout_ok)
 {
     const char *a = argv[*i];
-    uint64_t v;
     if (strcmp(a, "--json") == 0 || strcmp(a, "-ojson") == 0) {
         g->json = true;
         return 1;
@@ -246,14 +318,19 @@ static int take_global(int argc, char **argv, int *i, globals *g, bool timeout_o
         (*i)++;
         return 1;
     }
-    bool eq = strncmp(a, "--timeout=", 10) == 0;
-    if (!timeout_ok || (!eq && strcmp(a, "--timeout") != 0))
-        return 0;
-    const char *val = eq ? a + 10 : (*i + 1 < argc ? argv[++*i] : NULL);
-    if (!orchctl_parse_u64("--timeout", val, &v) || v > 3600000)
-        return -1;
-    g->timeout_ms = (uint32_t)v;
-    return 1;
+    for (const char *const *name = value_globals; *name; name++) {
+        if (!timeout_ok && name == value_globals)
+            continue; /* job spawn's own --timeout */
+        bool missing = false;
+        char *v = value_of(argc, argv, i, *name, &missing);
+        if (missing) {
+            fprintf(stderr, "orchctl: %s needs a value\n", *name);
+            return -1;
+        }
+        if (v)
+            return set_global(g, *name, v) ? 1 : -1;
+    }
+    return 0;
 }
 
 /* Removes the global options from argv[from..*argc) in place ("--" ends
@@ -288,8 +365,11 @@ static void leaf_line(const char *parent, const orchctl_cmd *c)
 {
     printf("%s%s%s\t%s%s", parent ? parent : "", parent ? " " : "", c->name, c->values,
            c->values[0] ? " " : "");
-    for (const orchctl_option *o = c->opts; o && o->name; o++)
+    for (const orchctl_option *o = c->opts; o && o->name; o++) {
+        if (o->letter)
+            printf("-%c ", o->letter);
         printf("--%s ", o->name);
+    }
     printf("--help\n");
 }
 
@@ -333,7 +413,7 @@ static int run_leaf(const char *parent, const orchctl_cmd *c, const orchctl_cmd 
     if (!strip_globals(&argc, argv, 1, g, opt_index(c, "timeout") < 0))
         return EXIT_USAGE;
     orchctl_args a;
-    if (!parse_args(parent, c, argc, argv, &a))
+    if (!parse_args(parent, c, argc, argv, &a) || !orchctl_endpoints_apply(g))
         return EXIT_USAGE;
     return c->fn(&a, g);
 }
@@ -363,6 +443,10 @@ int orchctl_run(int argc, char **argv)
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (is_help(argv[i])) {
             top_usage(stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("orchctl %s\n", orchctl_version);
             return EXIT_OK;
         }
         int r = take_global(argc, argv, &i, &g, true);

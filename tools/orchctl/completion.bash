@@ -21,7 +21,8 @@ _orchctl() {
   local i cmd="" sub="" word
   for ((i = 1; i < COMP_CWORD; i++)); do
     word="${COMP_WORDS[i]}"
-    if [[ "$word" == "--timeout" || "$word" == "-o" ]]; then
+    if [[ "$word" == "--timeout" || "$word" == "-o" || "$word" == "--config" ||
+      "$word" == "--endpoints" || "$word" == --*-url ]]; then
       ((i++))
       continue
     fi
@@ -55,21 +56,24 @@ _orchctl() {
     mapfile -t COMPREPLY < <(compgen -W "update-state comment set-state notify" -- "$cur")
     return 0
     ;;
-  --evidence-file | --prompt-file | --workdir)
+  --evidence-file | --prompt-file | --workdir | --config)
     mapfile -t COMPREPLY < <(compgen -f -- "$cur")
     return 0
     ;;
-  --timeout | --limit | --history | --pr | --since-days)
+  --timeout | --limit | --history | --pr | --since-days | --interval | --count | --endpoints | \
+    --lease-url | --stage-url | --guard-url | --launcher-url)
     return 0
     ;;
   esac
 
   local words=""
   if [[ -z "$cmd" ]]; then
-    words="health lease stage guard job runs --json -o --timeout --help"
+    words="health version lease stage guard job runs --json -o --timeout --config --endpoints"
+    words+=" --lease-url --stage-url --guard-url --launcher-url --version --help"
   elif [[ -z "$sub" ]]; then
     case "$cmd" in
     health) words="lease stage guard launcher all --help" ;;
+    version) words="--services --help" ;;
     lease) words="acquire release validate force-release show list probe --help" ;;
     stage) words="create show advance rollback cancel queue pipeline --help" ;;
     guard) words="decide audit comment state notify --help" ;;
@@ -79,16 +83,17 @@ _orchctl() {
   else
     case "$cmd $sub" in
     "health "*) words="lease stage guard launcher all" ;;
+    "version "*) words="--services --help" ;;
     "lease acquire") words="--actor --transition --repo --owner-pid --instance --help" ;;
     "lease force-release") words="--epoch --operator --reason --help" ;;
-    "lease list") words="--all --repo --limit --help" ;;
+    "lease list") words="--all --repo --limit -w --watch --interval --count --help" ;;
     "lease "*) words="--help" ;;
     "stage create") words="--repo --title --pr --help" ;;
     "stage show") words="--history --help" ;;
     "stage advance") words="--from --to --actor --verdict --evidence-file --help" ;;
     "stage rollback") words="--from --reason --actor --help" ;;
     "stage cancel") words="--actor --help" ;;
-    "stage queue") words="--stage --repo --limit --help" ;;
+    "stage queue") words="--stage --repo --limit -w --watch --interval --count --help" ;;
     "guard decide") words="update-state comment set-state notify --help" ;;
     "guard audit") words="--limit --decision --operation --help" ;;
     "guard state") words="--name --help" ;;

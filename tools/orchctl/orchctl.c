@@ -4,7 +4,8 @@
  * Usage: orchctl [--json] [--timeout MS] <command> [args] (command.c walks
  * the command table below). Addresses come
  * from the same variables the services read (ORCH_<SVC>_RPC_URL), with the
- * same defaults. Exit status: 0 success, 1 usage or local error, 3 lease
+ * same defaults, overridden by --config FILE and the --<svc>-url flags
+ * (endpoint.c). Exit status: 0 success, 1 usage or local error, 3 lease
  * held by another owner, 4 a stage transition deferred (lease held), 5 a
  * stage transition refused (gate failed, rolled back, effect failed or
  * unknown), 64 + the RPC status code for an RPC error (78 = UNAVAILABLE,
@@ -31,6 +32,8 @@ const target orchctl_targets[] = {
     { "launcher", "launcher-service", "ORCH_LAUNCHER_RPC_URL", launcher_config },
 };
 const size_t orchctl_ntargets = sizeof orchctl_targets / sizeof orchctl_targets[0];
+_Static_assert(sizeof orchctl_targets / sizeof orchctl_targets[0] == ORCHCTL_NTARGETS,
+               "ORCHCTL_NTARGETS counts orchctl_targets");
 
 const target *orchctl_target(const char *name)
 {
@@ -125,6 +128,8 @@ const orchctl_cmd orchctl_commands[] = {
       "  Calls orch.v1.HealthService/Check on each service named (default all).\n"
       "  Exit 0 when every one is SERVING, else 64 + the first failing code.\n",
       NULL },
+    { "version", "[--services]", "", ORCHCTL_OPTS({ "services", false, 0 }), cmd_version,
+      "orchctl's version; --services: each service's too (from Check)", NULL, NULL },
     { "lease", "<subcommand>", "", NULL, NULL, "transition leases", NULL, orchctl_lease_cmds },
     { "guard", "<subcommand>", "", NULL, NULL, "the write guard",
       "  output: the reply as JSON (with or without --json); a blocked write\n"

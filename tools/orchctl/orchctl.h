@@ -20,9 +20,17 @@
 #define EXIT_REFUSED  5 /* stage advance: gate failed, rolled back, effect failed/unknown */
 #define EXIT_RPC_BASE 64
 
+#define ORCHCTL_NTARGETS 4 /* lease, stage, guard, launcher: orchctl_targets[] */
+
+/* The global options. `config` and `url` are borrowed from argv; they are
+ * applied to the environment by orchctl_endpoints_apply before a command
+ * runs (endpoint.c). */
 typedef struct globals {
     bool json;
     uint32_t timeout_ms;
+    const char *config;                     /* --config FILE, NULL: none */
+    const char *url[ORCHCTL_NTARGETS];      /* --<svc>-url / --endpoints, NULL: not given */
+    const char *url_flag[ORCHCTL_NTARGETS]; /* the flag that gave url[k] */
 } globals;
 
 typedef struct target {
@@ -38,6 +46,19 @@ extern const size_t orchctl_ntargets;
 const target *orchctl_target(const char *name);
 /* The address of `t`: its environment variable, else the table's default. */
 const char *orchctl_address(const target *t);
+
+/* Applies the endpoint layer, lowest precedence first: the environment as
+ * it is, then the KEY=value lines of g->config (each ORCH_ key set in the
+ * environment, overriding it), then the --<svc>-url / --endpoints flags
+ * (ORCH_<SVC>_RPC_URL). Every later reader (orchctl_address, the client
+ * options) reads the environment. False after a message on stderr (an
+ * unreadable file, a line that is not KEY=value, an ORCH_ key no orch
+ * component reads, an address that is not a URL): exit EXIT_USAGE. */
+bool orchctl_endpoints_apply(const globals *g);
+
+/* Parses the value of --endpoints ("lease=URL,stage=URL,...") into g->url;
+ * false after a message on stderr. `spec` is borrowed and must outlive g. */
+bool orchctl_endpoints_parse(globals *g, char *spec);
 
 /* Calls `method` on `t`. On OK, *reply (if asked) is the decoded reply, to be
  * freed with protobuf_c_message_free_unpacked. On error prints
@@ -69,10 +90,11 @@ bool orchctl_parse_u64(const char *what, const char *s, uint64_t *out);
 typedef struct orchctl_option {
     const char *name; /* without the dashes: "repo" for --repo */
     bool arg;
+    char letter; /* a short form: 'w' for -w; 0: none */
 } orchctl_option;
 
 /* The options of a table row, a NULL-name-ended array with static storage. */
-#define ORCHCTL_OPTS(...) ((const orchctl_option[]){ __VA_ARGS__, { NULL, false } })
+#define ORCHCTL_OPTS(...) ((const orchctl_option[]){ __VA_ARGS__, { NULL, false, 0 } })
 
 #define ORCHCTL_MAX_OPTS  8   /* options in one table row */
 #define ORCHCTL_MAX_GIVEN 128 /* options on one command line */
@@ -126,6 +148,21 @@ bool orchctl_opt_u64(const orchctl_args *a, const char *name, uint64_t max, uint
  * 0 when absent) into *limit; false after a message on stderr. */
 bool orchctl_list_args(const orchctl_args *a, uint32_t *limit);
 
+/* The options of a watch (`stage queue -w`, `lease list -w`), for a table
+ * row: -w/--watch, --interval MS, --count N. */
+#define ORCHCTL_WATCH_OPTS                            \
+    { "watch", false, 'w' }, { "interval", true, 0 }, \
+    {                                                 \
+        "count", true, 0                              \
+    }
+
+/* Runs `once(a, g)` once, or with --watch again every --interval MS
+ * (default 2000) until SIGINT/SIGTERM (exit 0), --count N refreshes (the
+ * last one's status), or a refresh that fails (its status). The screen is
+ * cleared before each refresh only when stdout is a terminal (watch.c). */
+int orchctl_watch(const orchctl_args *a, const globals *g,
+                  int (*once)(const orchctl_args *a, const globals *g));
+
 extern const orchctl_cmd orchctl_lease_cmds[];
 extern const orchctl_cmd orchctl_stage_cmds[];
 extern const orchctl_cmd orchctl_guard_cmds[];
@@ -133,6 +170,10 @@ extern const orchctl_cmd orchctl_job_cmds[];
 extern const orchctl_cmd orchctl_runs_cmds[];
 
 int cmd_health(const orchctl_args *a, const globals *g);
+int cmd_version(const orchctl_args *a, const globals *g);
+
+/* orchctl's own version ("0.1.0"). */
+extern const char orchctl_version[];
 
 /* The top level of the table (orchctl.c), ended by a NULL name. */
 extern const orchctl_cmd orchctl_commands[];
