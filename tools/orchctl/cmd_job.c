@@ -11,14 +11,14 @@
 
 #include "orch/v1/launcher.pb-c.h"
 #include "orchctl.h"
+#include "pbjson.h"
 
 #define M(name) "orch.v1.LauncherService/" name
 
 static const char *status_name(Orch__V1__JobStatus s)
 {
-    const ProtobufCEnumValue *v =
-        protobuf_c_enum_descriptor_get_value(&orch__v1__job_status__descriptor, (int)s);
-    return v ? v->name : "?";
+    const char *name = pbjson_enum_name(&orch__v1__job_status__descriptor, (int)s);
+    return name ? name : "?";
 }
 
 static void print_job(const Orch__V1__Job *j, const Orch__V1__AgentRun *r)
@@ -142,7 +142,7 @@ static int job_show_wait(const orchctl_args *a, const globals *g, bool wait)
         orchctl_print_json(m);
     else if (j)
         print_job(j, r);
-    bool ok = j && j->status == ORCH__V1__JOB_STATUS__SUCCEEDED;
+    bool ok = j && j->status == ORCH__V1__JOB_STATUS__JOB_STATUS_SUCCEEDED;
     protobuf_c_message_free_unpacked(m, NULL);
     /* wait: 0 succeeded, 2 finished otherwise, 4 still running. */
     return !wait ? EXIT_OK : !finished ? 4 : ok ? EXIT_OK : 2;
