@@ -4,7 +4,9 @@
 # Usage: tests/run.sh          (from anywhere; CI calls it through .ci/run)
 #
 # Steps:
-#   1. installs the missing Debian packages (deploy/local/packages.sh);
+#   1. installs the missing Debian packages (deploy/local/packages.sh), and
+#      buf, pinned, from the npm registry into .tools/buf with npm's cache
+#      there too (tests/lint/buf_lint.sh install; the ctest lint_buf runs it);
 #   2. format check: clang-format --dry-run --Werror over every *.c/*.h under
 #      shared/ services/ tools/ tests/ (build folders excluded), with the
 #      checkout's .clang-format;
@@ -100,6 +102,15 @@ install_packages() {
     step_ok "packages"
   else
     step_failed "packages: could not install the required Debian packages"
+  fi
+}
+
+install_buf() {
+  section "buf (npm: @bufbuild/buf into .tools/buf)"
+  if bash "$ROOT/tests/lint/buf_lint.sh" install "$ROOT"; then
+    step_ok "buf: installed"
+  else
+    step_failed "buf: could not install buf from the npm registry"
   fi
 }
 
@@ -313,6 +324,7 @@ main() {
   chmod 0755 "$LOG_ROOT"
 
   install_packages
+  install_buf
   format_check
   plain_build
   asan_build

@@ -22,6 +22,7 @@ ORCH_APT_PACKAGES=(
   pkg-config
   protobuf-c-compiler
   libprotobuf-c-dev
+  protobuf-compiler
   libnng-dev
   libpq-dev
   libcurl4-openssl-dev
@@ -36,6 +37,7 @@ ORCH_APT_PACKAGES=(
   iproute2
   docker-compose
   python3-yaml
+  python3-protobuf
   pgbouncer
   chromium
   help2man

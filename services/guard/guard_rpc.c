@@ -223,14 +223,16 @@ static orch_code upstream_fail(orch_rpc_call *call, const char *who, const guard
 static bool op_from_msg(Orch__V1__GuardOperation m, orch_guard_op *op)
 {
     switch (m) {
-    case ORCH__V1__GUARD_OPERATION__GUARD_OP_UPDATE_ISSUE_STATE:
+    case ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_UPDATE_ISSUE_STATE:
         *op = ORCH_GUARD_UPDATE_ISSUE_STATE;
         return true;
-    case ORCH__V1__GUARD_OPERATION__GUARD_OP_ADD_COMMENT: *op = ORCH_GUARD_ADD_COMMENT; return true;
-    case ORCH__V1__GUARD_OPERATION__GUARD_OP_SET_ISSUE_STATE_DIRECT:
+    case ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_ADD_COMMENT:
+        *op = ORCH_GUARD_ADD_COMMENT;
+        return true;
+    case ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_SET_ISSUE_STATE_DIRECT:
         *op = ORCH_GUARD_SET_ISSUE_STATE_DIRECT;
         return true;
-    case ORCH__V1__GUARD_OPERATION__GUARD_OP_NOTIFY: *op = ORCH_GUARD_NOTIFY; return true;
+    case ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_NOTIFY: *op = ORCH_GUARD_NOTIFY; return true;
     default: return false;
     }
 }

@@ -98,9 +98,9 @@ static launcher_lease_owner probe(launcher_svc *ls, const Orch__V1__Owner *owner
     /* pr.liveness is UNKNOWN, never DEAD, for an answer from another host
      * or boot than the owner's (a lease-service reached through the wrong
      * address). */
-    return pr.liveness == ORCH__V1__LIVENESS__ALIVE  ? LAUNCHER_LEASE_ALIVE
-           : pr.liveness == ORCH__V1__LIVENESS__DEAD ? LAUNCHER_LEASE_DEAD
-                                                     : LAUNCHER_LEASE_UNKNOWN;
+    return pr.liveness == ORCH__V1__LIVENESS__LIVENESS_ALIVE  ? LAUNCHER_LEASE_ALIVE
+           : pr.liveness == ORCH__V1__LIVENESS__LIVENESS_DEAD ? LAUNCHER_LEASE_DEAD
+                                                              : LAUNCHER_LEASE_UNKNOWN;
 }
 
 /* Asks lease-service whether `j` holds its work item's lease and whether
@@ -299,10 +299,10 @@ static int report(launcher_svc *ls, const launcher_job *j, const launcher_run *r
     const Orch__V1__AdvanceStageReply *rep = (const Orch__V1__AdvanceStageReply *)m;
     int kind = MON_ERROR;
     switch (rep->outcome) {
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED: kind = MON_ADVANCED; break;
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED: kind = MON_DEFERRED; break;
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__GATE_FAILED: kind = MON_GATE_FAILED; break;
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK: kind = MON_ROLLED_BACK; break;
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ADVANCED: kind = MON_ADVANCED; break;
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_DEFERRED: kind = MON_DEFERRED; break;
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_GATE_FAILED: kind = MON_GATE_FAILED; break;
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ROLLED_BACK: kind = MON_ROLLED_BACK; break;
     default: break;
     }
     snprintf(detail, n, "%s -> %s by %s: %s%s%s", r->from, r->to, r->actor,

@@ -34,9 +34,9 @@ static orch_code db_fail(orch_rpc_call *call, orch_err err, orch_db_conn *c)
 static Orch__V1__JobStatus status_enum(const char *s)
 {
     static const Orch__V1__JobStatus map[6] = {
-        ORCH__V1__JOB_STATUS__QUEUED,    ORCH__V1__JOB_STATUS__RUNNING,
-        ORCH__V1__JOB_STATUS__SUCCEEDED, ORCH__V1__JOB_STATUS__FAILED,
-        ORCH__V1__JOB_STATUS__TIMED_OUT, ORCH__V1__JOB_STATUS__CANCELLED,
+        ORCH__V1__JOB_STATUS__JOB_STATUS_QUEUED,    ORCH__V1__JOB_STATUS__JOB_STATUS_RUNNING,
+        ORCH__V1__JOB_STATUS__JOB_STATUS_SUCCEEDED, ORCH__V1__JOB_STATUS__JOB_STATUS_FAILED,
+        ORCH__V1__JOB_STATUS__JOB_STATUS_TIMED_OUT, ORCH__V1__JOB_STATUS__JOB_STATUS_CANCELLED,
     };
     for (int i = 0; i < 6; i++)
         if (strcmp(s, launcher_job_statuses[i]) == 0)

@@ -110,9 +110,9 @@ static lease_liveness probe_remote(lease_svc *ls, const lease_owner *owner, cons
     /* The answer counts only if it comes from the owner's host and boot: an
      * address that reaches another host (a wildcard or loopback
      * registration, a duplicate host id) yields UNKNOWN, never DEAD. */
-    lease_liveness said = r.answer == ORCH__V1__LIVENESS__ALIVE  ? LEASE_ALIVE
-                          : r.answer == ORCH__V1__LIVENESS__DEAD ? LEASE_DEAD
-                                                                 : LEASE_UNKNOWN;
+    lease_liveness said = r.answer == ORCH__V1__LIVENESS__LIVENESS_ALIVE  ? LEASE_ALIVE
+                          : r.answer == ORCH__V1__LIVENESS__LIVENESS_DEAD ? LEASE_DEAD
+                                                                          : LEASE_UNKNOWN;
     if (!r.from_owner_host)
         orch_warn("owner probe at %s was answered by host %s boot %s, not by the owner's host "
                   "%s boot %s: no verdict",

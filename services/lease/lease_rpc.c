@@ -206,7 +206,7 @@ static orch_code reply_granted(orch_rpc_call *call, uint64_t epoch, bool reclaim
                                bool inert)
 {
     Orch__V1__AcquireReply rep = ORCH__V1__ACQUIRE_REPLY__INIT;
-    rep.outcome = ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED;
+    rep.outcome = ORCH__V1__ACQUIRE_REPLY__OUTCOME__OUTCOME_GRANTED;
     rep.epoch = epoch;
     rep.reclaimed = reclaimed;
     rep.already_held = already;
@@ -220,11 +220,11 @@ static orch_code reply_held(orch_rpc_call *call, const lease_row *row, lease_liv
     Orch__V1__Lease lm;
     Orch__V1__Owner om;
     lease_to_msg(row, &lm, &om);
-    rep.outcome = ORCH__V1__ACQUIRE_REPLY__OUTCOME__HELD;
+    rep.outcome = ORCH__V1__ACQUIRE_REPLY__OUTCOME__OUTCOME_HELD;
     rep.epoch = row->epoch;
     rep.holder = &lm;
-    rep.holder_liveness =
-        l == LEASE_ALIVE ? ORCH__V1__LIVENESS__ALIVE : ORCH__V1__LIVENESS__UNKNOWN;
+    rep.holder_liveness = l == LEASE_ALIVE ? ORCH__V1__LIVENESS__LIVENESS_ALIVE
+                                           : ORCH__V1__LIVENESS__LIVENESS_UNKNOWN;
     return orch_rpc_reply(call, &rep.base);
 }
 
@@ -600,11 +600,11 @@ static void list_collect(const lease_row *row, void *arg)
 static Orch__V1__Liveness liveness_msg(lease_liveness l)
 {
     switch (l) {
-    case LEASE_ALIVE: return ORCH__V1__LIVENESS__ALIVE;
-    case LEASE_DEAD: return ORCH__V1__LIVENESS__DEAD;
-    case LEASE_UNKNOWN: return ORCH__V1__LIVENESS__UNKNOWN;
+    case LEASE_ALIVE: return ORCH__V1__LIVENESS__LIVENESS_ALIVE;
+    case LEASE_DEAD: return ORCH__V1__LIVENESS__LIVENESS_DEAD;
+    case LEASE_UNKNOWN: return ORCH__V1__LIVENESS__LIVENESS_UNKNOWN;
     }
-    return ORCH__V1__LIVENESS__UNKNOWN;
+    return ORCH__V1__LIVENESS__LIVENESS_UNKNOWN;
 }
 
 static orch_code list_reply(orch_rpc_call *call, lease_svc *ls, const list_acc *a, bool judge)
@@ -626,7 +626,7 @@ static orch_code list_reply(orch_rpc_call *call, lease_svc *ls, const list_acc *
                 const char *reason;
                 lv[i] = a->rows[i].held
                             ? liveness_msg(lease_svc_judge(ls, &a->rows[i].owner, dl, &reason))
-                            : ORCH__V1__LIVENESS__DEAD;
+                            : ORCH__V1__LIVENESS__LIVENESS_DEAD;
             }
         }
         rep.n_leases = a->n;

@@ -137,7 +137,7 @@ orch_err orch_lease_acquire(orch_rpc_client *c, const orch_rpc_call_opts *o,
     if (err)
         return err;
     memset(out, 0, sizeof *out);
-    out->granted = rep->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED;
+    out->granted = rep->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__OUTCOME_GRANTED;
     out->epoch = rep->epoch;
     out->inert = rep->inert;
     out->reclaimed = rep->reclaimed;
@@ -240,7 +240,7 @@ orch_err orch_lease_list(orch_rpc_client *c, const orch_rpc_call_opts *o,
         return ORCH_ENOMEM;
     }
     for (size_t i = 0; i < rep->n_leases; i++)
-        lv[i] = i < rep->n_liveness ? rep->liveness[i] : ORCH__V1__LIVENESS__UNKNOWN;
+        lv[i] = i < rep->n_liveness ? rep->liveness[i] : ORCH__V1__LIVENESS__LIVENESS_UNKNOWN;
     *out = (orch_lease_list_res){ rep->n_leases, rep->leases, lv, rep };
     return ORCH_OK;
 }
@@ -294,7 +294,7 @@ orch_err orch_lease_probe_owner(orch_rpc_client *c, const orch_rpc_call_opts *o,
      * reached through the wrong address) says nothing about it. */
     out->from_owner_host = owner->host_id && strcmp(rep->host_id, owner->host_id) == 0 &&
                            owner->boot_id && strcmp(rep->boot_id, owner->boot_id) == 0;
-    out->liveness = out->from_owner_host ? rep->liveness : ORCH__V1__LIVENESS__UNKNOWN;
+    out->liveness = out->from_owner_host ? rep->liveness : ORCH__V1__LIVENESS__LIVENESS_UNKNOWN;
     snprintf(out->reason, sizeof out->reason, "%s", rep->reason);
     snprintf(out->host_id, sizeof out->host_id, "%s", rep->host_id);
     snprintf(out->boot_id, sizeof out->boot_id, "%s", rep->boot_id);

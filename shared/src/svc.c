@@ -204,8 +204,9 @@ static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg, 
     if (!known_service(s, req->service))
         return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "no service '%.200s' here", req->service);
     not_serving_why(s, why, sizeof why);
-    rep.status = why[0] == '\0' ? ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                                : ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    rep.status = why[0] == '\0'
+                     ? ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_SERVING
+                     : ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_NOT_SERVING;
     rep.detail = why;
     rep.server = (char *)s->def->name;
     rep.instance_id = s->ident.instance_id;

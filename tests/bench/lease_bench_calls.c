@@ -230,11 +230,11 @@ static bool svc_acquire(bench_worker *w, lb_caller *c, outcome *out, uint64_t *e
                            st.message);
     const Orch__V1__AcquireReply *r = (const Orch__V1__AcquireReply *)m;
     bool ok = true;
-    if (r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED && !r->inert && !r->already_held &&
-        !r->reclaimed && r->epoch > 0) {
+    if (r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__OUTCOME_GRANTED && !r->inert &&
+        !r->already_held && !r->reclaimed && r->epoch > 0) {
         *out = OUT_GRANTED;
         *epoch = r->epoch;
-    } else if (r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__HELD) {
+    } else if (r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__OUTCOME_HELD) {
         *out = OUT_HELD;
     } else {
         ok = bench_failf(w,

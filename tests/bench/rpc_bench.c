@@ -124,7 +124,8 @@ static bool orch_call(bench_worker *w)
     if (code != ORCH_CODE_OK)
         return bench_failf(w, "orch: %s: %s", orch_code_name(code), status.message);
     const Orch__V1__HealthCheckResponse *r = (const Orch__V1__HealthCheckResponse *)reply;
-    bool serving = r->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    bool serving =
+        r->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_SERVING;
     protobuf_c_message_free_unpacked(reply, NULL);
     return serving ? true : bench_failf(w, "orch: lease-service is not SERVING");
 }

@@ -228,9 +228,9 @@ static bool svc_call(bench_worker *w)
                            st.message);
     int oc = -1;
     uint64_t epoch = r->lease_epoch;
-    if (r->outcome == ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED)
+    if (r->outcome == ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ADVANCED)
         oc = OC_ADV;
-    else if (r->outcome == ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED)
+    else if (r->outcome == ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_DEFERRED)
         oc = OC_DEFER;
     int outcome = (int)r->outcome;
     protobuf_c_message_free_unpacked(&r->base, NULL);

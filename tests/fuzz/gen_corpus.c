@@ -196,11 +196,11 @@ static void guard_seeds(void)
 {
     const ProtobufCServiceDescriptor *s = &orch__v1__guard_service__descriptor;
     Orch__V1__DecideRequest d = ORCH__V1__DECIDE_REQUEST__INIT;
-    d.operation = ORCH__V1__GUARD_OPERATION__GUARD_OP_ADD_COMMENT;
+    d.operation = ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_ADD_COMMENT;
     d.target = "3f2a9c1e-7b6d-4e5f-8a9b-0c1d2e3f4a5b";
     d.caller = "stage-service";
     emit(s, "guard_rpc", "Decide", "guard_decide", &d.base);
-    d.operation = ORCH__V1__GUARD_OPERATION__GUARD_OP_NOTIFY;
+    d.operation = ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_NOTIFY;
     d.target = "";
     emit(s, "guard_rpc", "Decide", "guard_decide_notify", &d.base);
     Orch__V1__UpdateIssueStateRequest u = ORCH__V1__UPDATE_ISSUE_STATE_REQUEST__INIT;

@@ -429,8 +429,8 @@ sw_adv sw_rollback(orch_rpc_client *c, const char *item, const char *from, const
                         &orch__v1__rollback_reply__descriptor, &o, &st, (ProtobufCMessage **)&r);
     snprintf(a.message, sizeof a.message, "%s", st.message);
     if (r) {
-        a.outcome = r->deferred ? ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED
-                                : ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK;
+        a.outcome = r->deferred ? ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_DEFERRED
+                                : ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ROLLED_BACK;
         a.epoch = r->lease_epoch;
         fill(&a, r->task);
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -473,7 +473,7 @@ void sw_walk_to(sw_world *w, const char *item, const char *stage)
             sw_advance(w->client, item, walk[i].from, walk[i].to, "operator", walk[i].evidence);
         cr_assert_eq(a.code, ORCH_CODE_OK, "walk %s %s->%s: %s", item, walk[i].from, walk[i].to,
                      a.message);
-        cr_assert_eq(a.outcome, ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED,
+        cr_assert_eq(a.outcome, ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ADVANCED,
                      "walk %s %s->%s: outcome %d (%s)", item, walk[i].from, walk[i].to, a.outcome,
                      a.first_failure);
         snprintf(now, sizeof now, "%s", walk[i].to);
@@ -512,7 +512,7 @@ uint64_t sw_hold_lease(sw_world *w, const char *item, const char *actor)
         orch_rpc_invoke(w->lease_client, orch_lease_method_acquire, &rq.base,
                         &orch__v1__acquire_reply__descriptor, &o, &st, (ProtobufCMessage **)&r);
     cr_assert_eq(code, ORCH_CODE_OK, "Acquire: %s", st.message);
-    cr_assert_eq(r->outcome, ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED);
+    cr_assert_eq(r->outcome, ORCH__V1__ACQUIRE_REPLY__OUTCOME__OUTCOME_GRANTED);
     cr_assert(!r->inert, "the lease must apply to org/app");
     uint64_t epoch = r->epoch;
     protobuf_c_message_free_unpacked(&r->base, NULL);

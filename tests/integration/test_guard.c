@@ -261,7 +261,7 @@ Test(guard, decide_and_list_audit)
 {
     gt_start(&E, NULL);
     Orch__V1__DecideRequest q = ORCH__V1__DECIDE_REQUEST__INIT;
-    q.operation = ORCH__V1__GUARD_OPERATION__GUARD_OP_ADD_COMMENT;
+    q.operation = ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_ADD_COMMENT;
     q.target = GT_PROD;
     q.caller = "test";
     ProtobufCMessage *m = NULL;

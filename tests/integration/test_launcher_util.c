@@ -40,7 +40,8 @@ static void job_from(ln_job *j, const Orch__V1__Job *m, const Orch__V1__AgentRun
         j->id = m->id;
         const ProtobufCEnumValue *v =
             protobuf_c_enum_descriptor_get_value(&orch__v1__job_status__descriptor, m->status);
-        snprintf(j->status, sizeof j->status, "%s", v ? v->name : "?");
+        /* The name without its JOB_STATUS_ prefix, as orchctl prints it. */
+        snprintf(j->status, sizeof j->status, "%s", v ? v->name + strlen("JOB_STATUS_") : "?");
         j->pid = m->pid;
         snprintf(j->finish_reason, sizeof j->finish_reason, "%s", m->finish_reason);
         snprintf(j->monitor_state, sizeof j->monitor_state, "%s", m->monitor_state);
@@ -168,8 +169,8 @@ static orch_code advance(orch_rpc_call *c, const ProtobufCMessage *msg, void *ar
     }
     pthread_mutex_unlock(&stage_mu);
     Orch__V1__AdvanceStageReply rep = ORCH__V1__ADVANCE_STAGE_REPLY__INIT;
-    rep.outcome = k < stage_defer ? ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED
-                                  : ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED;
+    rep.outcome = k < stage_defer ? ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_DEFERRED
+                                  : ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ADVANCED;
     return orch_rpc_reply(c, &rep.base);
 }
 

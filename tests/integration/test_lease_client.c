@@ -140,7 +140,7 @@ static void validate_list_release(uint64_t epoch)
     cr_assert_eq(orch_lease_list(c, &quick, &lq, &st, &ls), ORCH_OK, "%s", st.message);
     cr_assert_eq(ls.n, 1);
     cr_assert_str_eq(ls.leases[0]->work_item, "LC-1");
-    cr_assert_eq(ls.liveness[0], ORCH__V1__LIVENESS__ALIVE);
+    cr_assert_eq(ls.liveness[0], ORCH__V1__LIVENESS__LIVENESS_ALIVE);
     orch_lease_list_res_free(&ls);
     orch_lease_list_res_free(&ls); /* a zeroed result frees to nothing */
 
@@ -181,7 +181,7 @@ Test(lease_client, acquire_validate_get_list_release)
     cr_assert_eq(held.epoch, epoch);
     cr_assert_not_null(held.holder);
     cr_assert_eq(held.holder->owner->pid, own.claimed_pid);
-    cr_assert_eq(held.holder_liveness, ORCH__V1__LIVENESS__ALIVE);
+    cr_assert_eq(held.holder_liveness, ORCH__V1__LIVENESS__LIVENESS_ALIVE);
     Orch__V1__Lease *h = orch_lease_acquire_take_holder(&held);
     cr_assert_null(held.holder);
     orch_lease_acquire_res_free(&held);
@@ -201,7 +201,7 @@ Test(lease_client, force_release_and_probe_owner)
     orch_lease_probe_res pr;
     cr_assert_eq(orch_lease_probe_owner(c, &quick, &am, &st, &pr), ORCH_OK, "%s", st.message);
     cr_assert(pr.from_owner_host);
-    cr_assert_eq(pr.liveness, ORCH__V1__LIVENESS__ALIVE);
+    cr_assert_eq(pr.liveness, ORCH__V1__LIVENESS__LIVENESS_ALIVE);
     cr_assert_str_eq(pr.host_id, LT_HOST);
 
     /* An answer from a host other than the owner's says nothing of it. */
@@ -209,8 +209,9 @@ Test(lease_client, force_release_and_probe_owner)
     elsewhere.host_id = "another-host";
     cr_assert_eq(orch_lease_probe_owner(c, &quick, &elsewhere, &st, &pr), ORCH_OK);
     cr_assert_not(pr.from_owner_host);
-    cr_assert_eq(pr.answer, ORCH__V1__LIVENESS__ALIVE);
-    cr_assert_eq(pr.liveness, ORCH__V1__LIVENESS__UNKNOWN, "never judged from another host");
+    cr_assert_eq(pr.answer, ORCH__V1__LIVENESS__LIVENESS_ALIVE);
+    cr_assert_eq(pr.liveness, ORCH__V1__LIVENESS__LIVENESS_UNKNOWN,
+                 "never judged from another host");
 
     orch_lease_force_release_req fr = { "LC-2", "test", "lease-client-test", epoch };
     orch_lease_release_res rel;
@@ -222,7 +223,7 @@ Test(lease_client, force_release_and_probe_owner)
 
     lt_owner_kill(&own);
     cr_assert_eq(orch_lease_probe_owner(c, &quick, &am, &st, &pr), ORCH_OK);
-    cr_assert_eq(pr.liveness, ORCH__V1__LIVENESS__DEAD);
+    cr_assert_eq(pr.liveness, ORCH__V1__LIVENESS__LIVENESS_DEAD);
 }
 
 Test(lease_client, error_answers_are_mapped_and_keep_their_code)

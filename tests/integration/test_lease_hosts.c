@@ -155,7 +155,7 @@ Test(lease_hosts, probe_answered_by_another_host_defers_instead_of_reclaiming)
     cr_assert(g.granted, "%s", g.message);
 
     orch_rpc_client *ca = lt_client(&svcs[0]);
-    check_never_robbed(ca, "ORCH-WRONG-1", &oa, g.epoch, ORCH__V1__LIVENESS__UNKNOWN);
+    check_never_robbed(ca, "ORCH-WRONG-1", &oa, g.epoch, ORCH__V1__LIVENESS__LIVENESS_UNKNOWN);
     cr_assert(th_svc_log_has(&svcs[0], "was answered by host " HOST_A),
               "host A must say that its probe reached the wrong host");
 
@@ -172,7 +172,7 @@ Test(lease_hosts, probe_answered_by_another_host_defers_instead_of_reclaiming)
                                  &orch__v1__probe_owner_reply__descriptor, &o, &st, &m),
                  ORCH_CODE_OK, "%s", st.message);
     const Orch__V1__ProbeOwnerReply *r = (const Orch__V1__ProbeOwnerReply *)m;
-    cr_assert_eq(r->liveness, ORCH__V1__LIVENESS__UNKNOWN, "%s", r->reason);
+    cr_assert_eq(r->liveness, ORCH__V1__LIVENESS__LIVENESS_UNKNOWN, "%s", r->reason);
     cr_assert_str_eq(r->host_id, HOST_A);
     cr_assert_str_eq(r->boot_id, BOOT_A);
     protobuf_c_message_free_unpacked(m, NULL);
@@ -203,7 +203,7 @@ Test(lease_hosts, probe_answered_by_another_boot_of_the_host_id_defers)
     lt_acq g = lt_acquire(cb, "ORCH-WRONG-2", "orch", &ob, "monitor");
     cr_assert(g.granted, "%s", g.message);
     orch_rpc_client *ca = lt_client(&svcs[0]);
-    check_never_robbed(ca, "ORCH-WRONG-2", &oa, g.epoch, ORCH__V1__LIVENESS__UNKNOWN);
+    check_never_robbed(ca, "ORCH-WRONG-2", &oa, g.epoch, ORCH__V1__LIVENESS__LIVENESS_UNKNOWN);
     cr_assert(th_svc_log_has(&svcs[0], "boot " BOOT_C), "host A must name the boot that answered");
     lt_client_close(ca);
     lt_client_close(cb);
@@ -283,7 +283,7 @@ Test(lease_hosts, second_live_instance_of_a_host_id_with_another_boot_is_refused
     lt_owner other;
     lt_owner_spawn(&other, HOST_A, BOOT_A);
     lt_acq h = lt_acquire(c, "ORCH-DUP-1", "orch", &other, "webhook");
-    cr_assert(h.held && h.holder_liveness == ORCH__V1__LIVENESS__ALIVE, "%s", h.message);
+    cr_assert(h.held && h.holder_liveness == ORCH__V1__LIVENESS__LIVENESS_ALIVE, "%s", h.message);
     free(before);
     free(after);
     free(instance);

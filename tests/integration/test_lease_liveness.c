@@ -273,7 +273,7 @@ static int stopped_owner_keeps_it(orch_rpc_client *c, const char *item, const lt
         cr_assert_eq(h.code, ORCH_CODE_OK, "%s", h.message);
         cr_assert(h.held, "a stopped but live owner was robbed after %llu ms",
                   (unsigned long long)(orch_mono_ms() - t0));
-        cr_assert_eq(h.holder_liveness, ORCH__V1__LIVENESS__ALIVE);
+        cr_assert_eq(h.holder_liveness, ORCH__V1__LIVENESS__LIVENESS_ALIVE);
         cr_assert_eq(h.holder_pid, slow->pid);
         cr_assert(lt_validate(c, item, epoch).valid);
         checks++;
@@ -406,7 +406,7 @@ Test(lease_liveness, simulated_reboot_reclaims_old_leases_before_serving)
     cr_assert(lt_acquire(c, "ORCH-BOOT-FAR", "orch", &far, "monitor").granted);
     /* Under boot A the owners are alive. */
     lt_acq h = lt_acquire(c, "ORCH-BOOT-1", "orch", &o3, "webhook");
-    cr_assert(h.held && h.holder_liveness == ORCH__V1__LIVENESS__ALIVE, "%s", h.message);
+    cr_assert(h.held && h.holder_liveness == ORCH__V1__LIVENESS__LIVENESS_ALIVE, "%s", h.message);
     lt_client_close(c);
     cr_assert_eq(th_svc_stop(s1, SIGTERM, 10000), 0);
 
@@ -427,7 +427,7 @@ Test(lease_liveness, simulated_reboot_reclaims_old_leases_before_serving)
     /* The other host never registered: unknown, defer, never steal. */
     lt_acq u = lt_acquire(c, "ORCH-BOOT-FAR", "orch", &n1, "monitor");
     cr_assert(u.held, "%s", u.message);
-    cr_assert_eq(u.holder_liveness, ORCH__V1__LIVENESS__UNKNOWN);
+    cr_assert_eq(u.holder_liveness, ORCH__V1__LIVENESS__LIVENESS_UNKNOWN);
     lt_client_close(c);
 }
 
@@ -497,7 +497,7 @@ static int unknown_owner_keeps_it(orch_rpc_client *c, const char *item, const lt
         lt_acq u = lt_acquire(c, item, "orch", asker, "webhook");
         cr_assert_eq(u.code, ORCH_CODE_OK, "%s", u.message);
         cr_assert(u.held, "an unreachable host's owner was robbed");
-        cr_assert_eq(u.holder_liveness, ORCH__V1__LIVENESS__UNKNOWN);
+        cr_assert_eq(u.holder_liveness, ORCH__V1__LIVENESS__LIVENESS_UNKNOWN);
         checks++;
         lt_sleep_ms(200);
     }
@@ -529,7 +529,7 @@ Test(lease_liveness, remote_owner_judged_by_its_host_and_unknown_is_never_stolen
     cr_assert(g.granted, "%s", g.message);
     lt_acq h = lt_acquire(c, "ORCH-X-1", "orch", &ob, "webhook");
     cr_assert(h.held, "%s", h.message);
-    cr_assert_eq(h.holder_liveness, ORCH__V1__LIVENESS__ALIVE);
+    cr_assert_eq(h.holder_liveness, ORCH__V1__LIVENESS__LIVENESS_ALIVE);
 
     /* Dead, as host A says: reclaimed through the probe (by this Acquire or
      * by B's reaper, whichever comes first). */
@@ -598,7 +598,7 @@ Test(lease_liveness, proc_unreadable_for_lack_of_descriptors_defers_instead_of_r
     lt_acq g = lt_acquire(c, "ORCH-EMFILE-1", "orch", &live, "monitor");
     cr_assert(g.granted, "%s", g.message);
     lt_acq h = lt_acquire(c, "ORCH-EMFILE-1", "orch", &other, "webhook");
-    cr_assert(h.held && h.holder_liveness == ORCH__V1__LIVENESS__ALIVE, "%s", h.message);
+    cr_assert(h.held && h.holder_liveness == ORCH__V1__LIVENESS__LIVENESS_ALIVE, "%s", h.message);
 
     struct rlimit old, low;
     cr_assert_eq(prlimit(s->pid, RLIMIT_NOFILE, NULL, &old), 0);
@@ -618,7 +618,7 @@ Test(lease_liveness, proc_unreadable_for_lack_of_descriptors_defers_instead_of_r
         lt_acq u = lt_acquire(c, "ORCH-EMFILE-1", "orch", &other, "webhook");
         cr_assert_eq(u.code, ORCH_CODE_OK, "%s", u.message);
         cr_assert(u.held && !u.granted, "a live owner was robbed when /proc could not be read");
-        cr_assert_eq(u.holder_liveness, ORCH__V1__LIVENESS__UNKNOWN);
+        cr_assert_eq(u.holder_liveness, ORCH__V1__LIVENESS__LIVENESS_UNKNOWN);
         lt_sleep_ms(150);
     }
     cr_assert_eq(prlimit(s->pid, RLIMIT_NOFILE, &old, NULL), 0);
@@ -628,7 +628,7 @@ Test(lease_liveness, proc_unreadable_for_lack_of_descriptors_defers_instead_of_r
     /* Descriptors back: the owner is judged alive again. */
     lt_acq a = lt_acquire(c, "ORCH-EMFILE-1", "orch", &other, "webhook");
     cr_assert(a.held && a.holder_epoch == g.epoch, "%s", a.message);
-    cr_assert_eq(a.holder_liveness, ORCH__V1__LIVENESS__ALIVE);
+    cr_assert_eq(a.holder_liveness, ORCH__V1__LIVENESS__LIVENESS_ALIVE);
     lt_client_close(c);
 }
 

@@ -138,7 +138,7 @@ static void losers_name_the_winner(const actor *actors, int winner, int round)
                      "round %d: HELD names pid %d, the winner is %d", round, g->holder_pid,
                      (int)actors[winner].owner.pid);
         cr_assert_str_eq(g->holder_host, LT_HOST);
-        cr_assert_eq(g->holder_liveness, ORCH__V1__LIVENESS__ALIVE);
+        cr_assert_eq(g->holder_liveness, ORCH__V1__LIVENESS__LIVENESS_ALIVE);
     }
 }
 

@@ -151,8 +151,8 @@ void lt_cleanup(void)
 
 void lt_acq_from_reply(lt_acq *a, const Orch__V1__AcquireReply *r)
 {
-    a->granted = r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__GRANTED;
-    a->held = r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__HELD;
+    a->granted = r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__OUTCOME_GRANTED;
+    a->held = r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__OUTCOME_HELD;
     a->epoch = r->epoch;
     a->reclaimed = r->reclaimed;
     a->already_held = r->already_held;

@@ -114,7 +114,8 @@ Test(service, check_reports_serving_with_identity)
                                  NULL, &st, &m),
                  ORCH_CODE_OK, "%s", st.message);
     Orch__V1__HealthCheckResponse *r = (Orch__V1__HealthCheckResponse *)m;
-    cr_assert_eq(r->status, ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    cr_assert_eq(r->status,
+                 ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_SERVING);
     cr_assert_str_eq(r->server, "lease-service");
     cr_assert_eq(strlen(r->instance_id), 32);
     cr_assert(r->database_ok);

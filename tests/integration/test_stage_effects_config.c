@@ -73,9 +73,9 @@ static void merge_against(const char *url)
         sw_adv a = sw_advance(W.client, "ORCH-401", "review", "testing", "monitor",
                               "review_verdict: APPROVE");
         cr_assert_eq(a.code, ORCH_CODE_OK, "%s", a.message);
-        cr_assert_neq(a.outcome, ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK,
+        cr_assert_neq(a.outcome, ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ROLLED_BACK,
                       "an unreachable forge rolled the item back: %s", a.first_failure);
-        cr_assert_eq(a.outcome, ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_FAILED,
+        cr_assert_eq(a.outcome, ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_EFFECT_FAILED,
                      "attempt %d: outcome %d", attempt, a.outcome);
         cr_assert_str_eq(a.stage, "review");
     }

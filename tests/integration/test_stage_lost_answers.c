@@ -14,7 +14,7 @@
 
 #include "stage_world.h"
 
-#define OUT(x) ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__##x
+#define OUT(x) ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_##x
 
 static sw_world W;
 static th_svc second;

@@ -275,7 +275,7 @@ Test(stage_webhook_inbox, a_plane_cancel_over_an_unknown_merge_is_applied, .fini
     sw_adv a =
         sw_advance(W.client, "ORCH-306", "review", "testing", "monitor", "review_verdict: APPROVE");
     sw_set_merge_delay_ms(0);
-    cr_assert_eq(a.outcome, ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN,
+    cr_assert_eq(a.outcome, ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_EFFECT_UNKNOWN,
                  "outcome %d: %s", a.outcome, a.message);
     sw_set_gitea_down(true);
     http_res r = plane_cancel(306, "plane-unk-1");

@@ -239,9 +239,10 @@ th_health th_health_of(const char *url, uint32_t timeout_ms, char *detail, size_
     if (detail)
         snprintf(detail, n, "%s", st.message);
     if (code == ORCH_CODE_OK && rep) {
-        if (rep->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
+        if (rep->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_SERVING)
             h = TH_SERVING;
-        else if (rep->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING)
+        else if (rep->status ==
+                 ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_NOT_SERVING)
             h = TH_NOT_SERVING;
         if (detail)
             snprintf(detail, n, "%s", rep->detail);

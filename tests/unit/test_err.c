@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include "orch/err.h"
+#include "orch/v1/envelope.pb-c.h"
 
-/* The wire names, in wire order (proto/orch/v1/envelope.proto, enum Code). */
+/* The names, in wire order (proto/orch/v1/envelope.proto, enum Code, whose
+ * values are these with the prefix CODE_). */
 static const char *const wire_names[ORCH_CODE_COUNT] = {
     "OK",
     "CANCELLED",
@@ -49,6 +51,20 @@ Test(err, every_code_has_its_wire_name)
 {
     for (int i = 0; i < ORCH_CODE_COUNT; i++)
         cr_expect_str_eq(orch_code_name((orch_code)i), wire_names[i], "code %d", i);
+}
+
+/* orch_code mirrors the proto enum by number: CODE_<name> has number i. */
+Test(err, every_code_is_the_proto_value_of_its_number)
+{
+    cr_assert_eq(orch__v1__code__descriptor.n_values, (unsigned)ORCH_CODE_COUNT);
+    for (int i = 0; i < ORCH_CODE_COUNT; i++) {
+        const ProtobufCEnumValue *v =
+            protobuf_c_enum_descriptor_get_value(&orch__v1__code__descriptor, i);
+        cr_assert(v, "code %d is not in the proto enum", i);
+        char want[64];
+        snprintf(want, sizeof want, "CODE_%s", orch_code_name((orch_code)i));
+        cr_expect_str_eq(v->name, want, "code %d", i);
+    }
 }
 
 Test(err, every_name_parses_back_to_its_code)

@@ -60,7 +60,7 @@ Test(rpc, request_whose_budget_passes_in_the_queue_is_not_handled)
     size_t len = 0;
     uint8_t *frame = pack_envelope(ECHO, "queued-0001", 100, payload, plen, &len);
     Orch__V1__ReplyEnvelope *rep = raw_call(c, frame, len, 3000);
-    cr_expect_eq(rep->status->code, ORCH__V1__CODE__DEADLINE_EXCEEDED, "got %d: %s",
+    cr_expect_eq(rep->status->code, ORCH__V1__CODE__CODE_DEADLINE_EXCEEDED, "got %d: %s",
                  rep->status->code, rep->status->message);
     cr_expect_eq(atomic_load(&echo_runs), 0, "the handler ran after the budget had passed");
     orch__v1__reply_envelope__free_unpacked(rep, NULL);

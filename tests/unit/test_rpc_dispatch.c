@@ -104,7 +104,7 @@ Test(rpc, undecodable_payload_is_invalid_argument)
     size_t len = 0;
     uint8_t *frame = pack_envelope(ECHO, "bad-payload-0001", 1000, junk, sizeof junk, &len);
     Orch__V1__ReplyEnvelope *rep = raw_call(c, frame, len, 2000);
-    cr_expect_eq(rep->status->code, ORCH__V1__CODE__INVALID_ARGUMENT, "got %d: %s",
+    cr_expect_eq(rep->status->code, ORCH__V1__CODE__CODE_INVALID_ARGUMENT, "got %d: %s",
                  rep->status->code, rep->status->message);
     cr_expect_str_eq(rep->request_id, "bad-payload-0001");
     cr_expect_not_null(strstr(rep->status->message, "orch.test.EchoRequest"), "%s",
@@ -130,8 +130,8 @@ Test(rpc, frame_that_is_not_protobuf_gets_invalid_argument)
     } frames[] = { { frame1, sizeof frame1 }, { frame2, sizeof frame2 } };
     for (size_t i = 0; i < 2; i++) {
         Orch__V1__ReplyEnvelope *rep = raw_call(c, frames[i].p, frames[i].n, 2000);
-        cr_expect_eq(rep->status->code, ORCH__V1__CODE__INVALID_ARGUMENT, "frame %zu: %d %s", i,
-                     rep->status->code, rep->status->message);
+        cr_expect_eq(rep->status->code, ORCH__V1__CODE__CODE_INVALID_ARGUMENT, "frame %zu: %d %s",
+                     i, rep->status->code, rep->status->message);
         cr_expect_str_eq(rep->request_id, "");
         orch__v1__reply_envelope__free_unpacked(rep, NULL);
     }
@@ -332,7 +332,7 @@ Test(rpc, repeated_method_field_does_not_run_a_blocking_handler_on_nng_thread)
     Orch__V1__ReplyEnvelope *rep = raw_call(c, frame, flen + elen, 3000);
     uint64_t took = orch_mono_ms() - t0;
     pthread_join(t, NULL);
-    cr_assert_eq(rep->status->code, ORCH__V1__CODE__OK, "%s", rep->status->message);
+    cr_assert_eq(rep->status->code, ORCH__V1__CODE__CODE_OK, "%s", rep->status->message);
     cr_assert_geq(took, 400,
                   "the blocking Echo ran at once (%llu ms) instead of waiting for the only "
                   "worker: it ran on NNG's callback thread",

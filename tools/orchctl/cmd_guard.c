@@ -41,10 +41,10 @@ static int guard_decide(const orchctl_args *a, const globals *g)
         const char *name;
         Orch__V1__GuardOperation op;
     } ops[] = {
-        { "update-state", ORCH__V1__GUARD_OPERATION__GUARD_OP_UPDATE_ISSUE_STATE },
-        { "comment", ORCH__V1__GUARD_OPERATION__GUARD_OP_ADD_COMMENT },
-        { "set-state", ORCH__V1__GUARD_OPERATION__GUARD_OP_SET_ISSUE_STATE_DIRECT },
-        { "notify", ORCH__V1__GUARD_OPERATION__GUARD_OP_NOTIFY },
+        { "update-state", ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_UPDATE_ISSUE_STATE },
+        { "comment", ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_ADD_COMMENT },
+        { "set-state", ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_SET_ISSUE_STATE_DIRECT },
+        { "notify", ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_NOTIFY },
     };
     if (a->npos != 2)
         return orchctl_usage_error(a);
@@ -52,7 +52,7 @@ static int guard_decide(const orchctl_args *a, const globals *g)
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (strcmp(a->pos[0], ops[i].name) == 0)
             req.operation = ops[i].op;
-    if (req.operation == ORCH__V1__GUARD_OPERATION__GUARD_OP_UNSPECIFIED) {
+    if (req.operation == ORCH__V1__GUARD_OPERATION__GUARD_OPERATION_UNSPECIFIED) {
         fprintf(stderr, "orchctl guard decide: unknown operation '%s'\n", a->pos[0]);
         return EXIT_USAGE;
     }

@@ -16,8 +16,9 @@
 static const char *serving_name(int s)
 {
     switch (s) {
-    case ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING: return "SERVING";
-    case ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING: return "NOT_SERVING";
+    case ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_SERVING: return "SERVING";
+    case ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_NOT_SERVING:
+        return "NOT_SERVING";
     default: return "UNKNOWN";
     }
 }
@@ -88,7 +89,8 @@ static orch_code health_one(const target *t, const globals *g, json_t *arr)
     print_one(t, g, &st, r, ms, arr);
     orch_code code = st.code;
     if (code == ORCH_CODE_OK &&
-        (!r || r->status != ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING))
+        (!r ||
+         r->status != ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_SERVING))
         code = ORCH_CODE_UNAVAILABLE;
     if (r)
         protobuf_c_message_free_unpacked(&r->base, NULL);

@@ -13,6 +13,7 @@
 #include "orch/clock.h"
 #include "orch/v1/launcher.pb-c.h"
 #include "orchctl.h"
+#include "pbjson.h"
 
 #define M(name) "orch.v1.LauncherService/" name
 
@@ -22,9 +23,8 @@
 
 static const char *status_name(Orch__V1__JobStatus s)
 {
-    const ProtobufCEnumValue *v =
-        protobuf_c_enum_descriptor_get_value(&orch__v1__job_status__descriptor, (int)s);
-    return v ? v->name : "?";
+    const char *name = pbjson_enum_name(&orch__v1__job_status__descriptor, (int)s);
+    return name ? name : "?";
 }
 
 static void print_job(const Orch__V1__Job *j, const Orch__V1__AgentRun *r)
@@ -207,7 +207,7 @@ static int job_wait(const orchctl_args *a, const globals *g)
     if (tty)
         fputs("\r\033[K", stderr);
     print_reply(g, &w->base, w->job, w->run);
-    bool ok = w->job && w->job->status == ORCH__V1__JOB_STATUS__SUCCEEDED;
+    bool ok = w->job && w->job->status == ORCH__V1__JOB_STATUS__JOB_STATUS_SUCCEEDED;
     rc = !w->finished ? 4 : ok ? EXIT_OK : 2;
     protobuf_c_message_free_unpacked(&w->base, NULL);
     return rc;

@@ -26,9 +26,9 @@
 static const char *liveness_name(Orch__V1__Liveness l)
 {
     switch (l) {
-    case ORCH__V1__LIVENESS__ALIVE: return "alive";
-    case ORCH__V1__LIVENESS__DEAD: return "dead";
-    case ORCH__V1__LIVENESS__UNKNOWN: return "unknown";
+    case ORCH__V1__LIVENESS__LIVENESS_ALIVE: return "alive";
+    case ORCH__V1__LIVENESS__LIVENESS_DEAD: return "dead";
+    case ORCH__V1__LIVENESS__LIVENESS_UNKNOWN: return "unknown";
     default: return "unspecified";
     }
 }
@@ -86,7 +86,7 @@ static int call_status(const globals *g, orch_err err, const char *method,
 /* Prints the answer to Acquire of `item`; returns the exit status. */
 static int print_acquire(const globals *g, const char *item, const Orch__V1__AcquireReply *r)
 {
-    bool held = r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__HELD;
+    bool held = r->outcome == ORCH__V1__ACQUIRE_REPLY__OUTCOME__OUTCOME_HELD;
     if (g->json) {
         orchctl_print_json(&r->base);
     } else if (!held) {

@@ -29,9 +29,9 @@
 static const char *liveness_name(Orch__V1__Liveness l)
 {
     switch (l) {
-    case ORCH__V1__LIVENESS__ALIVE: return "alive";
-    case ORCH__V1__LIVENESS__DEAD: return "dead";
-    case ORCH__V1__LIVENESS__UNKNOWN: return "unknown";
+    case ORCH__V1__LIVENESS__LIVENESS_ALIVE: return "alive";
+    case ORCH__V1__LIVENESS__LIVENESS_DEAD: return "dead";
+    case ORCH__V1__LIVENESS__LIVENESS_UNKNOWN: return "unknown";
     default: return "unspecified";
     }
 }
@@ -159,12 +159,12 @@ static int stage_show(const orchctl_args *a, const globals *g)
 static const char *outcome_name(Orch__V1__AdvanceStageReply__Outcome o)
 {
     switch (o) {
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED: return "ADVANCED";
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED: return "DEFERRED";
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__GATE_FAILED: return "GATE_FAILED";
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK: return "ROLLED_BACK";
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_FAILED: return "EFFECT_FAILED";
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__EFFECT_UNKNOWN: return "EFFECT_UNKNOWN";
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ADVANCED: return "ADVANCED";
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_DEFERRED: return "DEFERRED";
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_GATE_FAILED: return "GATE_FAILED";
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ROLLED_BACK: return "ROLLED_BACK";
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_EFFECT_FAILED: return "EFFECT_FAILED";
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_EFFECT_UNKNOWN: return "EFFECT_UNKNOWN";
     default: return "UNSPECIFIED";
     }
 }
@@ -172,8 +172,8 @@ static const char *outcome_name(Orch__V1__AdvanceStageReply__Outcome o)
 static int outcome_exit(Orch__V1__AdvanceStageReply__Outcome o)
 {
     switch (o) {
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED: return EXIT_OK;
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED: return EXIT_DEFERRED;
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ADVANCED: return EXIT_OK;
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_DEFERRED: return EXIT_DEFERRED;
     default: return EXIT_REFUSED;
     }
 }
@@ -286,16 +286,16 @@ static int do_advance(const globals *g, Orch__V1__AdvanceStageRequest *req)
     }
     const char *now = r->task ? r->task->stage : "?";
     switch (r->outcome) {
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ADVANCED:
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ADVANCED:
         printf("ADVANCED %s %s -> %s (lease epoch %" PRIu64 ")\n", req->work_item,
                req->expected_from, now, r->lease_epoch);
         break;
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__DEFERRED:
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_DEFERRED:
         printf("DEFERRED %s stays in %s: another owner holds the lease; nothing ran\n",
                req->work_item, now);
         print_holder(r->holder, r->holder_liveness);
         break;
-    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__ROLLED_BACK:
+    case ORCH__V1__ADVANCE_STAGE_REPLY__OUTCOME__OUTCOME_ROLLED_BACK:
         printf("ROLLED_BACK %s %s -> %s\n", req->work_item, req->expected_from, now);
         break;
     default: printf("%s %s stays in %s\n", outcome_name(r->outcome), req->work_item, now); break;

@@ -3,13 +3,51 @@
  */
 #include "pbjson.h"
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
-static json_t *enum_value(const ProtobufCEnumDescriptor *d, int v)
+/* Whether `name` starts with the UPPER_SNAKE_CASE form of the enum's
+ * PascalCase name and an underscore ("JobStatus": "JOB_STATUS_"); stores
+ * that prefix's length in *len. */
+static bool has_type_prefix(const char *type, const char *name, size_t *len)
+{
+    size_t k = 0;
+    for (size_t i = 0; type[i]; i++) {
+        unsigned char c = (unsigned char)type[i];
+        if (i > 0 && isupper(c) && !isupper((unsigned char)type[i - 1])) {
+            if (name[k++] != '_')
+                return false;
+        }
+        if (name[k++] != (char)toupper(c))
+            return false;
+    }
+    if (name[k] != '_')
+        return false;
+    *len = k + 1;
+    return true;
+}
+
+const char *pbjson_enum_name(const ProtobufCEnumDescriptor *d, int v)
 {
     const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
-    return ev ? json_string(ev->name) : json_integer(v);
+    if (!ev)
+        return NULL;
+    /* gRPC's health protocol names ServingStatus 0 UNKNOWN. */
+    if (v == 0 && strcmp(d->name, "orch.v1.HealthCheckResponse.ServingStatus") == 0)
+        return "UNKNOWN";
+    size_t len = 0;
+    if (!has_type_prefix(d->short_name, ev->name, &len) ||
+        strcmp(ev->name + len, "UNSPECIFIED") == 0)
+        return ev->name;
+    return ev->name + len;
+}
+
+static json_t *enum_value(const ProtobufCEnumDescriptor *d, int v)
+{
+    const char *name = pbjson_enum_name(d, v);
+    return name ? json_string(name) : json_integer(v);
 }
 
 /* One value of field `f` stored at `p`. */
