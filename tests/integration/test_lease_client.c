@@ -35,7 +35,7 @@ static void start_lease(void)
                                 "ORCH_LEASE_REAPER_INTERVAL_MS=60000", NULL };
     th_svc_start(&svc, "lease", db, env, false);
     snprintf(svc.rpc_url, sizeof svc.rpc_url, "%s", url);
-    if (!th_svc_wait_code(&svc, ORCH_CODE_OK, 20000)) {
+    if (!th_svc_wait_health(&svc, TH_SERVING, 20000)) {
         th_svc_dump_log(&svc);
         cr_assert_fail("lease-service at %s did not become ready", url);
     }

@@ -54,11 +54,12 @@ static orch_code health_one(const target *t, const globals *g, json_t *arr)
     orch_rpc_status st = { 0 };
     ProtobufCMessage *reply = NULL;
     Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
-    orch_rpc_client_opts o = { .default_timeout_ms = g->timeout_ms,
-                               .auth_token = getenv("ORCH_RPC_AUTH_TOKEN") };
+    orch_rpc_client_opts o = { .default_timeout_ms = g->timeout_ms };
     double ms = 0;
 
-    if (orch_rpc_client_open(orchctl_address(t), &o, &c) != ORCH_OK) {
+    if (orch_rpc_client_env(st.message, sizeof st.message) != ORCH_OK) {
+        st.code = ORCH_CODE_INVALID_ARGUMENT;
+    } else if (orch_rpc_client_open(orchctl_address(t), &o, &c) != ORCH_OK) {
         st.code = ORCH_CODE_INVALID_ARGUMENT;
         snprintf(st.message, sizeof st.message, "bad address in %s", t->var);
     } else {
