@@ -322,15 +322,6 @@ static orch_rpc_handler handler_of(const orch_rpc_server *s, size_t si,
     return s->handlers[si][md - d->methods];
 }
 
-/* Index of the lowest bit of `role` in role_labels (0 = "none"). */
-static size_t role_label(unsigned role)
-{
-    for (size_t i = 0; i < ORCH_ROLE_COUNT; i++)
-        if (role & (1u << i))
-            return i + 1;
-    return 0;
-}
-
 /* Whether the caller's role admits method `md` of service `si`; logs and
  * counts a refusal. */
 static bool authorized(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
@@ -342,7 +333,7 @@ static bool authorized(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
     const char *role = orch_rpc_role_name(call->role);
     orch_warn("permission denied: role %s may not call %s (request %.64s)", role, call->method,
               env->request_id);
-    orch_counter_add2(s->m_denied, oc->metric_idx, role_label(call->role), 1);
+    orch_counter_add2(s->m_denied, oc->metric_idx, orch__role_label(call->role), 1);
     oc->code = orch_rpc_fail(call, ORCH_CODE_PERMISSION_DENIED, "role %s may not call %s", role,
                              call->method);
     return false;
@@ -613,19 +604,6 @@ static orch_err build_method_table(orch_rpc_server *s)
     return ORCH_OK;
 }
 
-/* Puts the TLS configuration of s->o.tls on the listener. NNG error code. */
-static int listener_tls(orch_rpc_server *s)
-{
-    nng_tls_config *cfg = NULL;
-    if (!s->o.tls || s->o.tls->mode == ORCH_TLS_OFF)
-        return 0;
-    if (orch__tls_config(s->o.tls, true, NULL, &cfg) != ORCH_OK)
-        return NNG_EINVAL;
-    int rv = nng_listener_set_ptr(s->listener, NNG_OPT_TLS_CONFIG, cfg);
-    nng_tls_config_free(cfg); /* the listener holds its own reference */
-    return rv;
-}
-
 static orch_err open_socket(orch_rpc_server *s)
 {
     orch_err err = orch__tls_url(s->o.url, s->o.tls ? s->o.tls->mode : ORCH_TLS_OFF, &s->url);
@@ -641,7 +619,7 @@ static orch_err open_socket(orch_rpc_server *s)
     if (rv == 0)
         rv = nng_listener_set_size(s->listener, NNG_OPT_RECVMAXSZ, s->o.max_msg_bytes);
     if (rv == 0)
-        rv = listener_tls(s);
+        rv = orch__listener_tls(s->listener, s->o.tls);
     if (rv == 0)
         rv = nng_listener_start(s->listener, 0);
     if (rv == 0)
@@ -683,16 +661,6 @@ static orch_err start_slots_and_workers(orch_rpc_server *s)
     return ORCH_OK;
 }
 
-/* The roles of every method of a matched service, in descriptor order. */
-static void fill_roles(const orch_rpc_service *svc, unsigned *out)
-{
-    const ProtobufCServiceDescriptor *d = svc->desc;
-    for (unsigned i = 0; i < d->n_methods; i++)
-        for (size_t k = 0; k < svc->nmethods; k++)
-            if (strcmp(svc->methods[k].name, d->methods[i].name) == 0)
-                out[i] = svc->methods[k].roles;
-}
-
 /* Resolves every service's handler table into s->handlers (rpc_match.c)
  * and s->roles. */
 static orch_err match_handlers(orch_rpc_server *s)
@@ -711,25 +679,9 @@ static orch_err match_handlers(orch_rpc_server *s)
             orch_error("RPC server refused: %s", why);
             return ORCH_EINVAL;
         }
-        fill_roles(&s->svcs[i], s->roles[i]);
+        orch__method_roles(&s->svcs[i], s->roles[i]);
     }
     return ORCH_OK;
-}
-
-/* Parses opts->role_tokens into s->tokens (exclusive with auth_token). */
-static orch_err load_tokens(orch_rpc_server *s, const orch_rpc_server_opts *opts)
-{
-    char why[256];
-    if (!opts->role_tokens || !opts->role_tokens[0])
-        return ORCH_OK;
-    if (opts->auth_token && opts->auth_token[0]) {
-        orch_error("RPC server refused: an auth token and role tokens are exclusive");
-        return ORCH_EINVAL;
-    }
-    orch_err err = orch__role_tokens_parse(opts->role_tokens, &s->tokens, why, sizeof why);
-    if (err == ORCH_EINVAL)
-        orch_error("RPC server refused: %s", why);
-    return err;
 }
 
 orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_service *services,
@@ -753,7 +705,8 @@ orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_
     s->nsvcs = nservices;
     for (size_t i = 0; i < nservices; i++)
         s->any_nonblocking = s->any_nonblocking || services[i].nonblocking;
-    if ((err = match_handlers(s)) || (err = load_tokens(s, opts)))
+    if ((err = match_handlers(s)) ||
+        (err = orch__role_tokens_load(opts->auth_token, opts->role_tokens, &s->tokens)))
         goto fail;
     err = ORCH_ENOMEM;
     if (opts->auth_token && opts->auth_token[0] && !(s->auth_token = strdup(opts->auth_token)))

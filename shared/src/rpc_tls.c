@@ -1,6 +1,6 @@
 /*
- * rpc_tls.c - roles, role tokens, TLS configurations and the process's
- * client defaults (rpc_tls.h, rpc.h).
+ * rpc_tls.c - roles, role tokens, the method-to-roles table of a server,
+ * TLS configurations and the process's client defaults (rpc_tls.h, rpc.h).
  *
  * NNG 1.5.2 (Debian 12) verifies certificates but does not expose the
  * peer's subject (NNG_OPT_TLS_PEER_CN came later), so a caller's role is
@@ -134,6 +134,40 @@ orch_err orch_rpc_role_tokens_check(const char *spec, char *why, size_t n)
     orch_err err = orch__role_tokens_parse(spec ? spec : "", &t, why, n);
     orch__role_tokens_free(t);
     return err;
+}
+
+orch_err orch__role_tokens_load(const char *auth_token, const char *role_tokens,
+                                orch__role_tokens **out)
+{
+    char why[256];
+    *out = NULL;
+    if (!role_tokens || !role_tokens[0])
+        return ORCH_OK;
+    if (auth_token && auth_token[0]) {
+        orch_error("RPC server refused: an auth token and role tokens are exclusive");
+        return ORCH_EINVAL;
+    }
+    orch_err err = orch__role_tokens_parse(role_tokens, out, why, sizeof why);
+    if (err == ORCH_EINVAL)
+        orch_error("RPC server refused: %s", why);
+    return err;
+}
+
+size_t orch__role_label(unsigned role)
+{
+    for (size_t i = 0; i < ORCH_ROLE_COUNT; i++)
+        if (role & (1u << i))
+            return i + 1;
+    return 0;
+}
+
+void orch__method_roles(const orch_rpc_service *svc, unsigned *out)
+{
+    const ProtobufCServiceDescriptor *d = svc->desc;
+    for (unsigned i = 0; i < d->n_methods; i++)
+        for (size_t k = 0; k < svc->nmethods; k++)
+            if (strcmp(svc->methods[k].name, d->methods[i].name) == 0)
+                out[i] = svc->methods[k].roles;
 }
 
 /* strcmp's equality in time that depends on the lengths only. */
@@ -290,6 +324,18 @@ orch_err orch__tls_config(const orch_rpc_tls *tls, bool server, const char *host
     }
     *out = cfg;
     return ORCH_OK;
+}
+
+int orch__listener_tls(nng_listener l, const orch_rpc_tls *tls)
+{
+    nng_tls_config *cfg = NULL;
+    if (!tls || tls->mode == ORCH_TLS_OFF)
+        return 0;
+    if (orch__tls_config(tls, true, NULL, &cfg) != ORCH_OK)
+        return NNG_EINVAL;
+    int rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg);
+    nng_tls_config_free(cfg); /* the listener holds its own reference */
+    return rv;
 }
 
 /* ---- client defaults ---------------------------------------------------- */

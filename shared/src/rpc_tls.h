@@ -42,6 +42,21 @@ void orch__role_tokens_free(orch__role_tokens *t); /* NULL ok */
  * per listed token. */
 unsigned orch__role_of(const orch__role_tokens *t, const char *token);
 
+/* The server's role tokens from its options: *out stays NULL when there
+ * are none (no authorization); ORCH_EINVAL, logged, for a bad list or one
+ * given beside `auth_token`. Caller frees with orch__role_tokens_free. */
+orch_err orch__role_tokens_load(const char *auth_token, const char *role_tokens,
+                                orch__role_tokens **out) ORCH_NODISCARD;
+/* Index of `role`'s lowest bit among the labels "none", "operator", ...
+ * (orch_rpc_role_name order, 0 = "none"). */
+size_t orch__role_label(unsigned role);
+/* The roles of every method of the matched service `svc`, in descriptor
+ * order, into out[0..desc->n_methods). */
+void orch__method_roles(const orch_rpc_service *svc, unsigned *out);
+/* Puts the TLS configuration of `tls` (NULL or OFF: none) on listener `l`.
+ * NNG error code. */
+int orch__listener_tls(nng_listener l, const orch_rpc_tls *tls);
+
 /* The process's client defaults (borrowed; NULL when unset). */
 const orch_rpc_tls *orch__client_default_tls(void);
 const char *orch__client_default_token(void);

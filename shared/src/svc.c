@@ -350,41 +350,53 @@ static int parse_args(const orch_service_def *def, int argc, char **argv, bool *
     return -1;
 }
 
-/* Checks the RPC security settings (TLS files, role tokens) and makes them
- * the defaults of this process's clients. 0, or 2 on a configuration error. */
-static int setup_security(orch_service *s)
+/* Reads and checks the RPC security settings into s->tls and makes them
+ * the defaults of this process's clients; false with `why` on a problem. */
+static bool load_security(orch_service *s, char *why, size_t n)
 {
     const orch_config *cfg = s->cfg;
     const char *auth = orch_config_str(cfg, "ORCH_RPC_AUTH_TOKEN");
     const char *tokens = orch_config_str(cfg, "ORCH_RPC_TOKENS");
     const char *mine = orch_config_str(cfg, "ORCH_RPC_ROLE_TOKEN");
-    orch_rpc_tls *tls = &s->tls;
-    char why[300] = "";
-    *tls = (orch_rpc_tls){ ORCH_TLS_OFF, orch_config_str(cfg, "ORCH_TLS_CERT_FILE"),
-                           orch_config_str(cfg, "ORCH_TLS_KEY_FILE"),
-                           orch_config_str(cfg, "ORCH_TLS_CA_FILE") };
-    if (orch_rpc_tls_mode_parse(orch_config_str(cfg, "ORCH_TLS_MODE"), &tls->mode) != ORCH_OK)
-        snprintf(why, sizeof why, "ORCH_TLS_MODE must be off, on or mutual");
-    else if (orch_rpc_tls_check(tls, true, orch_config_str(cfg, s->def->rpc_url_var), why,
-                                sizeof why) != ORCH_OK)
-        ;
-    else if (auth[0] && (tokens[0] || mine[0]))
-        snprintf(why, sizeof why,
+    s->tls = (orch_rpc_tls){ ORCH_TLS_OFF, orch_config_str(cfg, "ORCH_TLS_CERT_FILE"),
+                             orch_config_str(cfg, "ORCH_TLS_KEY_FILE"),
+                             orch_config_str(cfg, "ORCH_TLS_CA_FILE") };
+    if (orch_rpc_tls_mode_parse(orch_config_str(cfg, "ORCH_TLS_MODE"), &s->tls.mode) != ORCH_OK) {
+        snprintf(why, n, "ORCH_TLS_MODE must be off, on or mutual");
+        return false;
+    }
+    if (orch_rpc_tls_check(&s->tls, true, orch_config_str(cfg, s->def->rpc_url_var), why, n) !=
+        ORCH_OK)
+        return false;
+    if (auth[0] && (tokens[0] || mine[0])) {
+        snprintf(why, n,
                  "ORCH_RPC_AUTH_TOKEN is replaced by ORCH_RPC_TOKENS and ORCH_RPC_ROLE_TOKEN: set "
                  "one scheme, not both");
-    else if (orch_rpc_role_tokens_check(tokens, why, sizeof why) != ORCH_OK)
-        ;
-    else if (orch_rpc_client_defaults(tls, mine[0] ? mine : auth) != ORCH_OK)
-        snprintf(why, sizeof why, "out of memory");
-    if (why[0]) {
+        return false;
+    }
+    if (orch_rpc_role_tokens_check(tokens, why, n) != ORCH_OK)
+        return false;
+    if (orch_rpc_client_defaults(&s->tls, mine[0] ? mine : auth) != ORCH_OK) {
+        snprintf(why, n, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* load_security, and the start-up warnings of the development defaults.
+ * 0, or 2 on a configuration error. */
+static int setup_security(orch_service *s)
+{
+    char why[300];
+    if (!load_security(s, why, sizeof why)) {
         orch_error("configuration: %s", why);
         orch_error("configuration invalid; not starting");
         return 2;
     }
-    if (!tokens[0])
+    if (!orch_config_str(s->cfg, "ORCH_RPC_TOKENS")[0])
         orch_warn("RPC authorization is off (ORCH_RPC_TOKENS unset): every caller may call every "
                   "method; this is the development default, not for a shared network");
-    if (tls->mode == ORCH_TLS_OFF)
+    if (s->tls.mode == ORCH_TLS_OFF)
         orch_warn("RPC runs over plain tcp (ORCH_TLS_MODE=off): tokens and payloads travel in "
                   "clear");
     return 0;
