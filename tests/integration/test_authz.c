@@ -85,6 +85,20 @@ static int doc_roles(const char *method)
     return roles;
 }
 
+/* Rows of docs/rpc.md's authorization table ("| `orch.v1.X/Y` | ..."). */
+static int doc_rows(void)
+{
+    char path[600], line[512];
+    snprintf(path, sizeof path, "%s/docs/rpc.md", ORCH_SOURCE_DIR);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "cannot read %s", path);
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strncmp(line, "| `orch.v1.", 11) == 0;
+    fclose(f);
+    return n;
+}
+
 static orch_rpc_client *client_as(const th_svc *s, const char *token)
 {
     orch_rpc_client *c;
@@ -133,7 +147,7 @@ static char *row_counts(void)
 Test(authz, every_method_answers_each_role_as_docs_rpc_md_says)
 {
     char *before = row_counts();
-    int denied = 0;
+    int denied = 0, methods = 0;
     for (int si = 0; si < 5; si++) {
         const ProtobufCServiceDescriptor *d =
             si < 4 ? descs[si] : &orch__v1__health_service__descriptor;
@@ -142,6 +156,7 @@ Test(authz, every_method_answers_each_role_as_docs_rpc_md_says)
             char method[160];
             snprintf(method, sizeof method, "%s/%s", d->name, d->methods[m].name);
             int allowed = doc_roles(method);
+            methods++;
             cr_assert_geq(allowed, 1, "docs/rpc.md has no roles for %s", method);
             for (unsigned r = 0; r < ORCH_ROLE_COUNT; r++) {
                 char token[32];
@@ -166,6 +181,7 @@ Test(authz, every_method_answers_each_role_as_docs_rpc_md_says)
         }
     }
     cr_assert_gt(denied, 50);
+    cr_assert_eq(doc_rows(), methods, "docs/rpc.md lists methods the services do not have");
     char *after = row_counts();
     cr_assert_str_eq(after, before, "a refused call changed rows");
     free(before);
