@@ -445,13 +445,20 @@ static orch_code h_list_audit(orch_rpc_call *call, const ProtobufCMessage *msg, 
 }
 
 /* Matched to the service block of guard.proto by name at registration. */
+#define OP       ORCH_ROLE_OPERATOR
+#define WRITERS  (ORCH_ROLE_STAGE | ORCH_ROLE_LAUNCHER)
+#define SERVICES (ORCH_ROLE_STAGE | ORCH_ROLE_LAUNCHER | ORCH_ROLE_LEASE)
+
+/* Handlers and the roles that may call them (docs/rpc.md, "Authorization"):
+ * tracker writes come from the services that act on tasks, and from an
+ * operator through orchctl; every service may raise an alert. */
 static const orch_rpc_method methods[] = {
-    { .name = "Decide", .handler = h_decide },
-    { .name = "UpdateIssueState", .handler = h_update_state },
-    { .name = "AddComment", .handler = h_add_comment },
-    { .name = "SetIssueStateDirect", .handler = h_set_direct },
-    { .name = "Notify", .handler = h_notify },
-    { .name = "ListAudit", .handler = h_list_audit },
+    { .name = "Decide", .handler = h_decide, .roles = OP | WRITERS },
+    { .name = "UpdateIssueState", .handler = h_update_state, .roles = OP | WRITERS },
+    { .name = "AddComment", .handler = h_add_comment, .roles = OP | WRITERS },
+    { .name = "SetIssueStateDirect", .handler = h_set_direct, .roles = OP | WRITERS },
+    { .name = "Notify", .handler = h_notify, .roles = OP | SERVICES },
+    { .name = "ListAudit", .handler = h_list_audit, .roles = OP },
 };
 
 orch_err guard_rpc_register(orch_service *svc, guard_svc *g)

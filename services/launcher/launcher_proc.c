@@ -35,7 +35,8 @@
 extern char **environ;
 
 /* Variables never passed to an agent: the secrets of the services. */
-static const char *const withheld[] = { "ORCH_DATABASE_URL=", "ORCH_RPC_AUTH_TOKEN=", NULL };
+static const char *const withheld[] = { "ORCH_DATABASE_URL=", "ORCH_RPC_AUTH_TOKEN=",
+                                        "ORCH_RPC_TOKENS=", "ORCH_RPC_ROLE_TOKEN=", NULL };
 
 void launcher_wake(launcher_svc *ls)
 {

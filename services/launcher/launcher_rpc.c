@@ -499,10 +499,15 @@ static orch_code savings(orch_rpc_call *call, const ProtobufCMessage *msg, void 
 }
 
 /* Matched to the service block of launcher.proto by name at registration. */
+/* Handlers and the roles that may call them (docs/rpc.md, "Authorization"):
+ * jobs are started and watched by operators (orchctl job). */
 static const orch_rpc_method methods[] = {
-    { .name = "Spawn", .handler = spawn },        { .name = "Get", .handler = get },
-    { .name = "Wait", .handler = wait_job },      { .name = "Cancel", .handler = cancel },
-    { .name = "ListRuns", .handler = list_runs }, { .name = "Savings", .handler = savings },
+    { .name = "Spawn", .handler = spawn, .roles = ORCH_ROLE_OPERATOR },
+    { .name = "Get", .handler = get, .roles = ORCH_ROLE_OPERATOR },
+    { .name = "Wait", .handler = wait_job, .roles = ORCH_ROLE_OPERATOR },
+    { .name = "Cancel", .handler = cancel, .roles = ORCH_ROLE_OPERATOR },
+    { .name = "ListRuns", .handler = list_runs, .roles = ORCH_ROLE_OPERATOR },
+    { .name = "Savings", .handler = savings, .roles = ORCH_ROLE_OPERATOR },
 };
 
 orch_err launcher_rpc_register(orch_service *svc, launcher_svc *ls)

@@ -694,14 +694,22 @@ static orch_code probe_owner(orch_rpc_call *call, const ProtobufCMessage *msg, v
 }
 
 /* Matched to the service block of lease.proto by name at registration. */
+#define OP       ORCH_ROLE_OPERATOR
+#define STAGE    ORCH_ROLE_STAGE
+#define LAUNCHER ORCH_ROLE_LAUNCHER
+#define PEER     ORCH_ROLE_LEASE
+
+/* Handlers and the roles that may call them (docs/rpc.md, "Authorization"):
+ * stage-service holds leases for its work; launcher-service watches and
+ * reaps its jobs' leases; peers ask each other about owners on their host. */
 static const orch_rpc_method methods[] = {
-    { .name = "Acquire", .handler = acquire },
-    { .name = "Release", .handler = release },
-    { .name = "Validate", .handler = validate },
-    { .name = "ForceRelease", .handler = force_release },
-    { .name = "Get", .handler = get },
-    { .name = "List", .handler = list },
-    { .name = "ProbeOwner", .handler = probe_owner },
+    { .name = "Acquire", .handler = acquire, .roles = OP | STAGE | LAUNCHER },
+    { .name = "Release", .handler = release, .roles = OP | STAGE | LAUNCHER },
+    { .name = "Validate", .handler = validate, .roles = OP | STAGE | LAUNCHER },
+    { .name = "ForceRelease", .handler = force_release, .roles = OP | STAGE | LAUNCHER },
+    { .name = "Get", .handler = get, .roles = OP | STAGE | LAUNCHER },
+    { .name = "List", .handler = list, .roles = OP | STAGE | LAUNCHER },
+    { .name = "ProbeOwner", .handler = probe_owner, .roles = PEER | LAUNCHER },
 };
 
 orch_err lease_rpc_register(orch_service *svc, lease_svc *ls)

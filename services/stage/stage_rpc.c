@@ -619,10 +619,16 @@ static orch_code pipeline(orch_rpc_call *call, const ProtobufCMessage *msg, void
 }
 
 /* Matched to the service block of stage.proto by name at registration. */
+/* Handlers and the roles that may call them (docs/rpc.md, "Authorization"). */
 static const orch_rpc_method methods[] = {
-    { .name = "CreateTask", .handler = create_task }, { .name = "GetTask", .handler = get_task },
-    { .name = "AdvanceStage", .handler = advance },   { .name = "Rollback", .handler = rollback },
-    { .name = "ListQueue", .handler = list_queue },   { .name = "Pipeline", .handler = pipeline },
+    { .name = "CreateTask", .handler = create_task, .roles = ORCH_ROLE_OPERATOR },
+    { .name = "GetTask", .handler = get_task, .roles = ORCH_ROLE_OPERATOR },
+    { .name = "AdvanceStage",
+      .handler = advance,
+      .roles = ORCH_ROLE_OPERATOR | ORCH_ROLE_LAUNCHER },
+    { .name = "Rollback", .handler = rollback, .roles = ORCH_ROLE_OPERATOR },
+    { .name = "ListQueue", .handler = list_queue, .roles = ORCH_ROLE_OPERATOR },
+    { .name = "Pipeline", .handler = pipeline, .roles = ORCH_ROLE_OPERATOR },
 };
 
 orch_err stage_rpc_register(orch_service *svc, stage_svc *ss)

@@ -234,7 +234,23 @@ const orch_config_var orch_config_common[] = {
     { "ORCH_RPC_DEDUP_TTL_S", ORCH_CFG_INT, "120", 1, 86400, NULL, false, false,
       "seconds a finished reply is remembered for a re-sent request" },
     { "ORCH_RPC_AUTH_TOKEN", ORCH_CFG_STRING, "", 0, 0, NULL, false, true,
-      "token every RPC must carry; empty disables the check" },
+      "one token every RPC must carry, granting every method; empty disables the check "
+      "(superseded by ORCH_RPC_TOKENS, exclusive with it)" },
+    { "ORCH_RPC_TOKENS", ORCH_CFG_STRING, "", 0, 0, NULL, false, true,
+      "role:token,... the callers this service accepts (roles operator, stage, launcher, lease, "
+      "guard); set, each method admits only its roles (docs/rpc.md); empty = every caller "
+      "allowed (development default)" },
+    { "ORCH_RPC_ROLE_TOKEN", ORCH_CFG_STRING, "", 0, 0, NULL, false, true,
+      "token this service sends to the others, naming its role in their ORCH_RPC_TOKENS" },
+    { "ORCH_TLS_MODE", ORCH_CFG_ENUM, "off", 0, 0, "off|on|mutual", false, false,
+      "RPC transport: off = tcp://, on = tls+tcp:// (clients verify servers), mutual = tls+tcp:// "
+      "and servers require client certificates; tcp:// addresses are rewritten to tls+tcp://" },
+    { "ORCH_TLS_CERT_FILE", ORCH_CFG_STRING, "", 0, 0, NULL, false, false,
+      "PEM certificate of this process (TLS on/mutual)" },
+    { "ORCH_TLS_KEY_FILE", ORCH_CFG_STRING, "", 0, 0, NULL, false, false,
+      "PEM private key of ORCH_TLS_CERT_FILE, unencrypted (TLS on/mutual)" },
+    { "ORCH_TLS_CA_FILE", ORCH_CFG_STRING, "", 0, 0, NULL, false, false,
+      "PEM CA certificate that signs every service's and caller's certificate (TLS on/mutual)" },
     { "ORCH_SHUTDOWN_GRACE_S", ORCH_CFG_INT, "30", 0, 3600, NULL, false, false,
       "seconds in-flight requests may take to finish after SIGTERM" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },

@@ -6,6 +6,8 @@
  * aio. NNG's time-based resend is disabled; when the connection is lost with
  * a request outstanding, the client itself sends the same frame again (same
  * request id, so the server runs it at most once) until the deadline.
+ * Security: TLS and the token come from the options or, when they name
+ * none, from the process defaults (rpc_tls.h).
  * Ownership: the client owns its contexts; replies are handed to the caller.
  */
 #include <nng/nng.h>
@@ -21,6 +23,7 @@
 #include "orch/clock.h"
 #include "orch/ident.h"
 #include "orch/rpc.h"
+#include "rpc_tls.h"
 
 typedef struct cslot {
     nng_ctx ctx;
@@ -38,19 +41,58 @@ struct orch_rpc_client {
     cslot *free;
 };
 
+/* The host part of "scheme://host:port" into `out` (empty when none). */
+static void url_host(const char *url, char *out, size_t n)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    const char *end = *p == '[' ? strchr(p, ']') : strrchr(p, ':');
+    if (*p == '[')
+        p++;
+    size_t len = end && end >= p ? (size_t)(end - p) : strlen(p);
+    snprintf(out, n, "%.*s", (int)(len < n ? len : n - 1), p);
+}
+
+/* Dials c->url, with TLS when `tls` says so. NNG error code. */
+static int dial(orch_rpc_client *c, const orch_rpc_tls *tls)
+{
+    nng_dialer d;
+    int rv = nng_dialer_create(&d, c->sock, c->url);
+    if (rv == 0 && tls && tls->mode != ORCH_TLS_OFF) {
+        char host[256];
+        nng_tls_config *cfg = NULL;
+        url_host(c->url, host, sizeof host);
+        if (orch__tls_config(tls, false, host, &cfg) != ORCH_OK)
+            return NNG_EINVAL;
+        rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
+        nng_tls_config_free(cfg); /* the dialer holds its own reference */
+    }
+    if (rv == 0)
+        rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK);
+    return rv;
+}
+
 orch_err orch_rpc_client_open(const char *url, const orch_rpc_client_opts *opts,
                               orch_rpc_client **out)
 {
+    const orch_rpc_tls *tls = opts && opts->tls ? opts->tls : orch__client_default_tls();
+    const char *token = opts && opts->auth_token && opts->auth_token[0]
+                            ? opts->auth_token
+                            : orch__client_default_token();
     orch_rpc_client *c = calloc(1, sizeof *c);
     if (!c)
         return ORCH_ENOMEM;
     c->max_msg_bytes = opts && opts->max_msg_bytes ? opts->max_msg_bytes : 1u << 20;
     c->default_timeout_ms = opts && opts->default_timeout_ms ? opts->default_timeout_ms : 5000;
-    c->url = strdup(url);
-    if (opts && opts->auth_token && opts->auth_token[0])
-        c->auth_token = strdup(opts->auth_token);
     pthread_mutex_init(&c->mu, NULL);
-    int rv = c->url ? nng_req0_open(&c->sock) : NNG_ENOMEM;
+    orch_err uerr = orch__tls_url(url, tls ? tls->mode : ORCH_TLS_OFF, &c->url);
+    if (uerr) {
+        orch_rpc_client_close(c);
+        return uerr;
+    }
+    if (token && token[0])
+        c->auth_token = strdup(token);
+    int rv = nng_req0_open(&c->sock);
     if (rv == 0)
         rv = nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, c->max_msg_bytes);
     if (rv == 0)
@@ -60,7 +102,7 @@ orch_err orch_rpc_client_open(const char *url, const orch_rpc_client_opts *opts,
     if (rv == 0)
         rv = nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 500);
     if (rv == 0)
-        rv = nng_dial(c->sock, url, NULL, NNG_FLAG_NONBLOCK);
+        rv = dial(c, tls);
     if (rv != 0) {
         orch_rpc_client_close(c);
         return rv == NNG_ENOMEM ? ORCH_ENOMEM : ORCH_EINVAL;

@@ -17,6 +17,11 @@
  * (nonblocking services) keep the callback aio, which never waits.
  * Errors: every request gets a reply envelope with a status, except those
  * NNG drops before we see them (oversized messages).
+ * Authorization: with role tokens configured, each request's token names
+ * the caller's role, and a method that does not admit that role is
+ * answered PERMISSION_DENIED (logged, counted in orch_rpc_denied_total)
+ * before the deduplication and the handler, so a refused call changes
+ * nothing.
  * Ownership: the server owns its contexts, messages and reply buffers.
  */
 #include <nng/nng.h>
@@ -34,6 +39,7 @@
 #include "orch/rpc.h"
 #include "rpc_decode.h"
 #include "rpc_dedup.h"
+#include "rpc_tls.h"
 
 typedef enum slot_state { S_RECV, S_WORK, S_PARKED, S_SEND, S_IDLE } slot_state;
 
@@ -58,12 +64,17 @@ struct orch_rpc_server {
     char *auth_token;
     orch_rpc_service *svcs;
     orch_rpc_handler **handlers; /* [service][method index], desc->n_methods each */
+    unsigned **roles;            /* [service][method index]: who may call it */
+    orch__role_tokens *tokens;   /* NULL = no roles known: no authorization */
+    char *url;                   /* as handed to NNG (tls+tcp:// with TLS) */
     size_t nsvcs;
     size_t *method_base;       /* first metrics index of each service */
     const char **method_names; /* metrics label values, last = "unknown" */
     size_t nmethods;
-    const char *code_labels[ORCH_CODE_COUNT]; /* metrics label values */
+    const char *code_labels[ORCH_CODE_COUNT];     /* metrics label values */
+    const char *role_labels[ORCH_ROLE_COUNT + 1]; /* "none", then each role */
     orch_counter *m_requests;
+    orch_counter *m_denied;
     orch_histogram *m_latency;
 
     nng_socket sock;
@@ -87,6 +98,7 @@ struct orch_rpc_call {
     orch_rpc_server *srv;
     const Orch__V1__RequestEnvelope *env;
     const char *method;
+    unsigned role;
     uint64_t deadline;
     uint8_t *reply;
     size_t reply_len;
@@ -106,6 +118,10 @@ const char *orch_rpc_call_request_id(const orch_rpc_call *c)
 const char *orch_rpc_call_method(const orch_rpc_call *c)
 {
     return c->method;
+}
+unsigned orch_rpc_call_role(const orch_rpc_call *c)
+{
+    return c->role;
 }
 
 const char *orch_rpc_call_metadata(const orch_rpc_call *c, const char *key)
@@ -306,13 +322,36 @@ static orch_rpc_handler handler_of(const orch_rpc_server *s, size_t si,
     return s->handlers[si][md - d->methods];
 }
 
-/* Authenticates and resolves the method; fills oc and call->method. Returns
- * false (with oc->code set) when the request must be refused. */
+/* Whether the caller's role admits method `md` of service `si`; logs and
+ * counts a refusal. */
+static bool authorized(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
+                       orch_rpc_call *call, outcome *oc, size_t si,
+                       const ProtobufCMethodDescriptor *md)
+{
+    if (!s->tokens || (s->roles[si][md - s->svcs[si].desc->methods] & call->role))
+        return true;
+    const char *role = orch_rpc_role_name(call->role);
+    orch_warn("permission denied: role %s may not call %s (request %.64s)", role, call->method,
+              env->request_id);
+    orch_counter_add2(s->m_denied, oc->metric_idx, orch__role_label(call->role), 1);
+    oc->code = orch_rpc_fail(call, ORCH_CODE_PERMISSION_DENIED, "role %s may not call %s", role,
+                             call->method);
+    return false;
+}
+
+/* Authenticates, resolves the method and authorizes the caller; fills oc,
+ * call->method and call->role. Returns false (with oc->code set) when the
+ * request must be refused. */
 static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, orch_rpc_call *call,
                      outcome *oc, size_t *si, const ProtobufCMethodDescriptor **md)
 {
     if (s->auth_token && strcmp(env->auth_token, s->auth_token) != 0) {
         oc->code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED, "missing or wrong auth token");
+        return false;
+    }
+    if (s->tokens && !(call->role = orch__role_of(s->tokens, env->auth_token))) {
+        oc->code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED,
+                                 "missing or unknown role token (ORCH_RPC_ROLE_TOKEN)");
         return false;
     }
     *md = orch__rpc_find_method(s->svcs, s->nsvcs, env->method, si);
@@ -323,7 +362,7 @@ static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, o
     }
     oc->metric_idx = s->method_base[*si] + (size_t)(*md - s->svcs[*si].desc->methods);
     call->method = s->method_names[oc->metric_idx];
-    return true;
+    return authorized(s, env, call, oc, *si, *md);
 }
 
 /* Checks the deadline, decodes the payload and runs the handler. */
@@ -530,6 +569,8 @@ static orch_err build_method_table(orch_rpc_server *s)
     s->method_names[k] = "unknown";
     for (int c = 0; c < ORCH_CODE_COUNT; c++)
         s->code_labels[c] = orch_code_name((orch_code)c);
+    for (size_t r = 0; r <= ORCH_ROLE_COUNT; r++)
+        s->role_labels[r] = orch_rpc_role_name(r ? 1u << (r - 1) : 0);
     s->nmethods = n;
     if (s->o.metrics) {
         s->m_requests =
@@ -539,7 +580,11 @@ static orch_err build_method_table(orch_rpc_server *s)
         s->m_latency = orch_metrics_histogram(s->o.metrics, "orch_rpc_request_duration_seconds",
                                               "Time from receipt of a request to its reply",
                                               "method", s->method_names, n);
-        if (!s->m_requests || !s->m_latency)
+        s->m_denied = orch_metrics_counter2(
+            s->o.metrics, "orch_rpc_denied_total",
+            "RPC requests refused PERMISSION_DENIED, by method and caller role", "method",
+            s->method_names, n, "role", s->role_labels, ORCH_ROLE_COUNT + 1);
+        if (!s->m_requests || !s->m_latency || !s->m_denied)
             return ORCH_ENOMEM;
     } else {
         /* A private registry keeps the hot path free of NULL checks. */
@@ -550,8 +595,10 @@ static orch_err build_method_table(orch_rpc_server *s)
         s->m_requests = orch_metrics_counter2(m, "r", "r", "method", s->method_names, n, "code",
                                               s->code_labels, ORCH_CODE_COUNT);
         s->m_latency = orch_metrics_histogram(m, "l", "l", "method", s->method_names, n);
+        s->m_denied = orch_metrics_counter2(m, "d", "d", "method", s->method_names, n, "role",
+                                            s->role_labels, ORCH_ROLE_COUNT + 1);
         s->owns_metrics = true;
-        if (!s->m_requests || !s->m_latency)
+        if (!s->m_requests || !s->m_latency || !s->m_denied)
             return ORCH_ENOMEM;
     }
     return ORCH_OK;
@@ -559,19 +606,26 @@ static orch_err build_method_table(orch_rpc_server *s)
 
 static orch_err open_socket(orch_rpc_server *s)
 {
+    orch_err err = orch__tls_url(s->o.url, s->o.tls ? s->o.tls->mode : ORCH_TLS_OFF, &s->url);
+    if (err) {
+        orch_error("cannot listen on %s: tls+tcp:// needs TLS on", s->o.url);
+        return err;
+    }
     int rv = nng_rep0_open(&s->sock);
     if (rv == 0)
         rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, s->o.max_msg_bytes);
     if (rv == 0)
-        rv = nng_listener_create(&s->listener, s->sock, s->o.url);
+        rv = nng_listener_create(&s->listener, s->sock, s->url);
     if (rv == 0)
         rv = nng_listener_set_size(s->listener, NNG_OPT_RECVMAXSZ, s->o.max_msg_bytes);
+    if (rv == 0)
+        rv = orch__listener_tls(s->listener, s->o.tls);
     if (rv == 0)
         rv = nng_listener_start(s->listener, 0);
     if (rv == 0)
         rv = nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &s->port);
     if (rv != 0) {
-        orch_error("cannot listen on %s: %s", s->o.url, nng_strerror(rv));
+        orch_error("cannot listen on %s: %s", s->url, nng_strerror(rv));
         return rv == NNG_ENOMEM ? ORCH_ENOMEM : ORCH_EIO;
     }
     return ORCH_OK;
@@ -607,21 +661,25 @@ static orch_err start_slots_and_workers(orch_rpc_server *s)
     return ORCH_OK;
 }
 
-/* Resolves every service's handler table into s->handlers (rpc_match.c). */
+/* Resolves every service's handler table into s->handlers (rpc_match.c)
+ * and s->roles. */
 static orch_err match_handlers(orch_rpc_server *s)
 {
     s->handlers = calloc(s->nsvcs ? s->nsvcs : 1, sizeof *s->handlers);
-    if (!s->handlers)
+    s->roles = calloc(s->nsvcs ? s->nsvcs : 1, sizeof *s->roles);
+    if (!s->handlers || !s->roles)
         return ORCH_ENOMEM;
     for (size_t i = 0; i < s->nsvcs; i++) {
         size_t n = s->svcs[i].desc ? s->svcs[i].desc->n_methods : 0;
         char why[256];
-        if (!(s->handlers[i] = calloc(n ? n : 1, sizeof **s->handlers)))
+        if (!(s->handlers[i] = calloc(n ? n : 1, sizeof **s->handlers)) ||
+            !(s->roles[i] = calloc(n ? n : 1, sizeof **s->roles)))
             return ORCH_ENOMEM;
         if (orch_rpc_match(&s->svcs[i], s->handlers[i], n, why, sizeof why) != ORCH_OK) {
             orch_error("RPC server refused: %s", why);
             return ORCH_EINVAL;
         }
+        orch__method_roles(&s->svcs[i], s->roles[i]);
     }
     return ORCH_OK;
 }
@@ -647,7 +705,8 @@ orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_
     s->nsvcs = nservices;
     for (size_t i = 0; i < nservices; i++)
         s->any_nonblocking = s->any_nonblocking || services[i].nonblocking;
-    if ((err = match_handlers(s)))
+    if ((err = match_handlers(s)) ||
+        (err = orch__role_tokens_load(opts->auth_token, opts->role_tokens, &s->tokens)))
         goto fail;
     err = ORCH_ENOMEM;
     if (opts->auth_token && opts->auth_token[0] && !(s->auth_token = strdup(opts->auth_token)))
@@ -656,8 +715,9 @@ orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_
         (err = orch__dedup_new(opts->dedup_entries, opts->dedup_ttl_ms, &s->dedup)) ||
         (err = open_socket(s)) || (err = start_slots_and_workers(s)))
         goto fail;
-    orch_info("RPC listening on %s (%d contexts, %d workers)", opts->url, opts->concurrency,
-              opts->workers);
+    orch_info("RPC listening on %s (%d contexts, %d workers, %s)", s->url, opts->concurrency,
+              opts->workers,
+              s->tokens ? "callers authorized by role" : "no roles known: every caller allowed");
     *out = s;
     return ORCH_OK;
 fail:
@@ -750,6 +810,11 @@ void orch_rpc_server_free(orch_rpc_server *s)
     for (size_t i = 0; s->handlers && i < s->nsvcs; i++)
         free(s->handlers[i]);
     free(s->handlers);
+    for (size_t i = 0; s->roles && i < s->nsvcs; i++)
+        free(s->roles[i]);
+    free(s->roles);
+    orch__role_tokens_free(s->tokens);
+    free(s->url);
     if (s->owns_metrics)
         orch_metrics_free(s->o.metrics);
     orch__dedup_free(s->dedup);

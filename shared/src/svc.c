@@ -69,6 +69,7 @@ struct orch_service {
     _Atomic uint64_t db_probes;
     uint64_t start_wall_ms;
     orch_runtime runtime;
+    orch_rpc_tls tls; /* from the configuration; strings owned by cfg */
     bool alert_notify;
 };
 
@@ -117,6 +118,13 @@ orch_err orch_service_add_rpc(orch_service *s, const orch_rpc_service *rpc)
     if (orch_rpc_match(rpc, NULL, 0, why, sizeof why) != ORCH_OK) {
         orch_error("%s: cannot register RPC: %s", s->def->name, why);
         return ORCH_EINVAL;
+    }
+    for (size_t i = 0; i < rpc->nmethods; i++) {
+        if (rpc->methods[i].handler && !(rpc->methods[i].roles & ORCH_ROLE_ANY)) {
+            orch_error("%s: cannot register RPC: %s/%s names no role that may call it",
+                       s->def->name, rpc->desc->name, rpc->methods[i].name);
+            return ORCH_EINVAL;
+        }
     }
     s->rpcs[s->nrpcs++] = *rpc;
     return ORCH_OK;
@@ -217,7 +225,7 @@ static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg, 
     return orch_rpc_reply(call, &rep.base);
 }
 
-static const orch_rpc_method health_methods[] = { { "Check", health_check } };
+static const orch_rpc_method health_methods[] = { { "Check", health_check, ORCH_ROLE_ANY } };
 
 /* /readyz (and /healthz, its older name): 200 when the service serves and
  * its database answers; 503 with the reason otherwise. */
@@ -343,6 +351,58 @@ static int parse_args(const orch_service_def *def, int argc, char **argv, bool *
     return -1;
 }
 
+/* Reads and checks the RPC security settings into s->tls and makes them
+ * the defaults of this process's clients; false with `why` on a problem. */
+static bool load_security(orch_service *s, char *why, size_t n)
+{
+    const orch_config *cfg = s->cfg;
+    const char *auth = orch_config_str(cfg, "ORCH_RPC_AUTH_TOKEN");
+    const char *tokens = orch_config_str(cfg, "ORCH_RPC_TOKENS");
+    const char *mine = orch_config_str(cfg, "ORCH_RPC_ROLE_TOKEN");
+    s->tls = (orch_rpc_tls){ ORCH_TLS_OFF, orch_config_str(cfg, "ORCH_TLS_CERT_FILE"),
+                             orch_config_str(cfg, "ORCH_TLS_KEY_FILE"),
+                             orch_config_str(cfg, "ORCH_TLS_CA_FILE") };
+    if (orch_rpc_tls_mode_parse(orch_config_str(cfg, "ORCH_TLS_MODE"), &s->tls.mode) != ORCH_OK) {
+        snprintf(why, n, "ORCH_TLS_MODE must be off, on or mutual");
+        return false;
+    }
+    if (orch_rpc_tls_check(&s->tls, true, orch_config_str(cfg, s->def->rpc_url_var), why, n) !=
+        ORCH_OK)
+        return false;
+    if (auth[0] && (tokens[0] || mine[0])) {
+        snprintf(why, n,
+                 "ORCH_RPC_AUTH_TOKEN is replaced by ORCH_RPC_TOKENS and ORCH_RPC_ROLE_TOKEN: set "
+                 "one scheme, not both");
+        return false;
+    }
+    if (orch_rpc_role_tokens_check(tokens, why, n) != ORCH_OK)
+        return false;
+    if (orch_rpc_client_defaults(&s->tls, mine[0] ? mine : auth) != ORCH_OK) {
+        snprintf(why, n, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* load_security, and the start-up warnings of the development defaults.
+ * 0, or 2 on a configuration error. */
+static int setup_security(orch_service *s)
+{
+    char why[300];
+    if (!load_security(s, why, sizeof why)) {
+        orch_error("configuration: %s", why);
+        orch_error("configuration invalid; not starting");
+        return 2;
+    }
+    if (!orch_config_str(s->cfg, "ORCH_RPC_TOKENS")[0])
+        orch_warn("RPC authorization is off (ORCH_RPC_TOKENS unset): every caller may call every "
+                  "method; this is the development default, not for a shared network");
+    if (s->tls.mode == ORCH_TLS_OFF)
+        orch_warn("RPC runs over plain tcp (ORCH_TLS_MODE=off): tokens and payloads travel in "
+                  "clear");
+    return 0;
+}
+
 /* Loads configuration, reporting every problem as one log line each. */
 static int load_config(orch_service *s)
 {
@@ -439,6 +499,8 @@ static orch_err start_serving(orch_service *s)
         .dedup_entries = (size_t)orch_config_int(cfg, "ORCH_RPC_DEDUP_ENTRIES"),
         .dedup_ttl_ms = (uint32_t)orch_config_int(cfg, "ORCH_RPC_DEDUP_TTL_S") * 1000u,
         .auth_token = orch_config_str(cfg, "ORCH_RPC_AUTH_TOKEN"),
+        .role_tokens = orch_config_str(cfg, "ORCH_RPC_TOKENS"),
+        .tls = &s->tls,
         .metrics = s->metrics,
     };
     err = orch_rpc_server_start(&o, s->rpcs, s->nrpcs, &s->rpc);
@@ -556,6 +618,10 @@ int orch_service_main(const orch_service_def *def, int argc, char **argv)
     if (orch_log_level_parse(orch_config_str(s.cfg, "ORCH_LOG_LEVEL"), &level) != ORCH_OK)
         level = ORCH_LOG_INFO; /* unreachable: the table restricts the values */
     orch_log_init(def->name, level);
+    if ((rc = setup_security(&s)) != 0) {
+        orch_config_free(s.cfg);
+        return rc;
+    }
     if (orch_runtime_parse(orch_config_str(s.cfg, "ORCH_RUNTIME"), &s.runtime) != ORCH_OK) {
         orch_error("configuration: ORCH_RUNTIME must be live, staging or test");
         orch_config_free(s.cfg);

@@ -38,6 +38,8 @@ typedef struct bench_options {
     unsigned timeout_ms;
     int echo_contexts;
     bool json;
+    const char *tls_url; /* a lease-service with mutual TLS; NULL = no TLS figure */
+    const char *tls_dir; /* tls_certs.sh's folder for tls_url */
 } bench_options;
 
 /* What one run of one stack in one mode measured. */

@@ -19,6 +19,9 @@
  * services named with --pids, and the CPU time and context switches per
  * call of both servers and of this process.
  *
+ * With --tls-lease-url, a third measurement compares the same Check over
+ * tcp:// and over tls+tcp:// (mutual TLS, bench_tls.h) and prints what TLS
+ * adds per round trip.
  * It prints figures and never passes or fails on them. Exit status: 0 when
  * every call succeeded, 1 when a call or a setup step failed, 2 on bad usage.
  * Threading: the main thread drives; the callers of a slice are joined before
@@ -41,6 +44,7 @@
 #include "bench_echo.h"
 #include "bench_proc.h"
 #include "bench_report.h"
+#include "bench_tls.h"
 
 #define MAX_MSG_BYTES    (1u << 20) /* NNG_OPT_RECVMAXSZ on every socket */
 #define ECHO_CONTEXTS    64         /* as the services' ORCH_RPC_CONCURRENCY default */
@@ -411,7 +415,11 @@ static void usage(FILE *out)
                  "  --slices S           slices per mode and round; the two stacks take turns\n"
                  "                       slice by slice (10)\n"
                  "  --timeout MS         deadline of each call (5000)\n"
-                 "  --json               one JSON document instead of text\n"
+                 "  --json               one JSON document instead of text (the TLS line\n"
+                 "                       then goes to stderr)\n"
+                 "  --tls-lease-url URL  also time Check against this lease-service, which\n"
+                 "                       serves mutual TLS, beside --lease-url over tcp\n"
+                 "  --tls-cert-dir DIR   tests/support/tls_certs.sh's files for it\n"
                  "  -h, --help           this help\n");
 }
 
@@ -457,6 +465,8 @@ static bool apply_opt(int ch, const char *arg, bench_options *o)
     case 's': return bench_parse_uint(arg, 1, 1000, &o->slices);
     case 'T': return bench_parse_uint(arg, 1, 600000, &o->timeout_ms);
     case 'j': o->json = true; return true;
+    case 'L': o->tls_url = arg; return true;
+    case 'D': o->tls_dir = arg; return true;
     default: return false;
     }
 }
@@ -494,6 +504,8 @@ static int parse_args(int argc, char **argv, bench_options *o)
         { "slices", required_argument, NULL, 's' },
         { "timeout", required_argument, NULL, 'T' },
         { "json", no_argument, NULL, 'j' },
+        { "tls-lease-url", required_argument, NULL, 'L' },
+        { "tls-cert-dir", required_argument, NULL, 'D' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -558,6 +570,22 @@ static void report(const bench_options *o, bench_results *r)
         bench_print_summary(o, r);
 }
 
+/* tcp:// against tls+tcp://, one caller (bench_tls.h); the line goes to
+ * stdout, or stderr beside --json's document. */
+static bool report_tls(const bench_options *o)
+{
+    bench_tls_figures f;
+    if (!bench_tls_compare(o->lease_url, o->tls_url, o->tls_dir ? o->tls_dir : ".", o->calls,
+                           o->warmup, o->slices, o->timeout_ms, &f))
+        return false;
+    fprintf(o->json ? stderr : stdout,
+            "tls: Check, one caller, %lu calls each: tcp p50 %.1f us p99 %.1f us; tls+tcp (mutual) "
+            "p50 %.1f us p99 %.1f us; TLS adds %.1f us per round trip (x%.2f)\n",
+            f.calls, f.tcp_p50_us, f.tcp_p99_us, f.tls_p50_us, f.tls_p99_us,
+            f.tls_p50_us - f.tcp_p50_us, f.tcp_p50_us > 0 ? f.tls_p50_us / f.tcp_p50_us : 0.0);
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     bench_options o;
@@ -604,6 +632,8 @@ int main(int argc, char **argv)
         rc = 0;
         report(&o, &r);
     }
+    if (rc == 0 && o.tls_url && !report_tls(&o))
+        rc = 1;
     nng_close(st.raw);
 out_orch:
     orch_rpc_client_close(st.orch);

@@ -135,9 +135,8 @@ static char *rendered_dom(void)
     char *out = malloc(n);
     cr_assert(out);
     int rc = th_run(argv, NULL, out, n, 90000);
-    char rm[128];
-    snprintf(rm, sizeof rm, "rm -rf %s", profile);
-    cr_assert_eq(system(rm), 0);
+    const char *rm[] = { "/bin/rm", "-rf", profile, NULL };
+    cr_assert_eq(th_run(rm, NULL, NULL, 0, 30000), 0);
     cr_assert_eq(rc, 0, "chromium exited %d: %.2000s", rc, out);
     return out;
 }

@@ -55,7 +55,8 @@ static orch_code slow_handler(orch_rpc_call *call, const ProtobufCMessage *msg, 
     return orch_rpc_reply(call, &rep.base);
 }
 
-const orch_rpc_method handlers[] = { { "Echo", echo_handler }, { "Slow", slow_handler } };
+const orch_rpc_method handlers[] = { { "Echo", echo_handler, ORCH_ROLE_ANY },
+                                     { "Slow", slow_handler, ORCH_ROLE_ANY } };
 
 orch_rpc_server_opts default_opts(void)
 {
@@ -95,7 +96,7 @@ orch_rpc_client *client_with(const orch_rpc_server *s, const char *token, uint32
 {
     char url[64];
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", orch_rpc_server_port(s));
-    orch_rpc_client_opts o = { 0, timeout_ms, token };
+    orch_rpc_client_opts o = { .default_timeout_ms = timeout_ms, .auth_token = token };
     orch_rpc_client *c = NULL;
     cr_assert_eq(orch_rpc_client_open(url, &o, &c), ORCH_OK);
     return c;

@@ -61,10 +61,15 @@ static void check(const target *t, const globals *g, orch_rpc_status *st,
 {
     orch_rpc_client *c;
     Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
-    orch_rpc_client_opts o = { .default_timeout_ms = g->timeout_ms,
-                               .auth_token = getenv("ORCH_RPC_AUTH_TOKEN") };
+    /* TLS and the role token come from the environment (ORCH_TLS_*,
+     * ORCH_RPC_ROLE_TOKEN or ORCH_RPC_AUTH_TOKEN), as for every command. */
+    orch_rpc_client_opts o = { .default_timeout_ms = g->timeout_ms };
     *reply = NULL;
     *ms = 0;
+    if (orch_rpc_client_env(st->message, sizeof st->message) != ORCH_OK) {
+        st->code = ORCH_CODE_INVALID_ARGUMENT;
+        return;
+    }
     if (orch_rpc_client_open(orchctl_address(t), &o, &c) != ORCH_OK) {
         st->code = ORCH_CODE_INVALID_ARGUMENT;
         snprintf(st->message, sizeof st->message, "bad address in %s", t->var);

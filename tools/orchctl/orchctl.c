@@ -63,9 +63,15 @@ orch_rpc_client *orchctl_open(const globals *g, const target *t)
     orch_rpc_client_opts o = {
         .max_msg_bytes = mx && mx[0] ? (size_t)strtoull(mx, NULL, 10) : 0,
         .default_timeout_ms = g->timeout_ms,
-        .auth_token = getenv("ORCH_RPC_AUTH_TOKEN"),
     };
     orch_rpc_client *c;
+    char why[300];
+    /* TLS and the role token from the environment (ORCH_TLS_*,
+     * ORCH_RPC_ROLE_TOKEN or ORCH_RPC_AUTH_TOKEN). */
+    if (orch_rpc_client_env(why, sizeof why) != ORCH_OK) {
+        fprintf(stderr, "orchctl: %s\n", why);
+        return NULL;
+    }
     if (orch_rpc_client_open(orchctl_address(t), &o, &c) != ORCH_OK) {
         fprintf(stderr, "orchctl: bad address '%s' in %s\n", orchctl_address(t), t->var);
         return NULL;
