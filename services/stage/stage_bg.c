@@ -48,16 +48,17 @@ static bool reconcile_one(stage_svc *ss, const stage_task *t, const stage_edge *
     stage_advance_req ar = { t->work_item, stage_name(e->from), stage_name(e->to), "reconciler", "",
                              NULL };
     stage_outcome o;
-    orch_code code = stage_advance(ss, &ar, orch_mono_ms() + 60000, &o);
+    orch_err err = stage_advance(ss, &ar, orch_mono_ms() + 60000, &o);
     stage_count_transition(ss, ar.expected_from, ar.to, o.result);
-    if (code)
+    if (err)
         orch_info("reconciler: %s %s->%s: %s: %s", t->work_item, stage_name(e->from),
-                  stage_name(e->to), orch_code_name(code), o.fail.msg);
+                  stage_name(e->to), orch_code_name(stage_failure_code(o.fail.kind, o.fail.err)),
+                  o.fail.msg);
     else
         orch_info("reconciler: %s %s->%s: %s", t->work_item, stage_name(e->from), stage_name(e->to),
                   stage_result_name(o.result));
     stage_outcome_free(&o);
-    return code == ORCH_CODE_OK && o.result == STAGE_RESULT_ADVANCED;
+    return !err && o.result == STAGE_RESULT_ADVANCED;
 }
 
 /* Tasks that can still move, by id after the last pass's cursor: a pass

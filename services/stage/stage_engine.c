@@ -53,7 +53,7 @@ static void release_lease(stage_svc *ss, const char *work_item, uint64_t epoch)
 typedef enum { LEASE_NONE, LEASE_GOT, LEASE_HELD, LEASE_ERR } lease_answer;
 
 static lease_answer acquire_lease(stage_svc *ss, const stage_task *t, const char *transition,
-                                  const char *actor, stage_outcome *res, char *msg, size_t mn)
+                                  const char *actor, stage_outcome *res)
 {
     Orch__V1__Owner ow;
     char instance[64];
@@ -66,8 +66,10 @@ static lease_answer acquire_lease(stage_svc *ss, const stage_task *t, const char
     orch_rpc_status st;
     orch_lease_acquire_res r;
     /* An error answer that may hide a grant queues its release by owner. */
-    if (orch_lease_releaser_acquire(ss->releaser, &rq, &st, &r) != ORCH_OK) {
-        snprintf(msg, mn, "lease-service Acquire: %s: %s", orch_code_name(st.code), st.message);
+    orch_err err = orch_lease_releaser_acquire(ss->releaser, &rq, &st, &r);
+    if (err) {
+        stage_fail_by(&res->fail, STAGE_FAIL_LEASE_UNAVAILABLE, err,
+                      "lease-service Acquire: %s: %s", orch_code_name(st.code), st.message);
         return LEASE_ERR;
     }
     lease_answer a;
@@ -92,26 +94,47 @@ static orch_err with_conn(stage_svc *ss, uint64_t dl, orch_db_conn **c)
     return orch_db_acquire(ss->db, dl, c);
 }
 
-orch_code stage_fail(stage_failure *f, orch_code code, const char *fmt, ...)
+static orch_err vfail(stage_failure *f, stage_failure_kind kind, orch_err err, const char *fmt,
+                      va_list ap) __attribute__((format(printf, 4, 0)));
+
+static orch_err vfail(stage_failure *f, stage_failure_kind kind, orch_err err, const char *fmt,
+                      va_list ap)
+{
+    vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+    f->kind = kind;
+    f->err = err;
+    return err;
+}
+
+orch_err stage_fail(stage_failure *f, stage_failure_kind kind, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(f->msg, sizeof f->msg, fmt, ap);
+    orch_err err =
+        vfail(f, kind, kind == STAGE_FAIL_NO_TASK ? ORCH_ENOTFOUND : ORCH_EINVAL, fmt, ap);
     va_end(ap);
-    f->code = code;
-    return code;
+    return err;
 }
 
-orch_code stage_db_fail(stage_failure *f, orch_err err, const char *what)
+orch_err stage_fail_by(stage_failure *f, stage_failure_kind kind, orch_err err, const char *fmt,
+                       ...)
 {
-    return stage_fail(f, err == ORCH_EDB_UNKNOWN ? ORCH_CODE_UNAVAILABLE : orch_err_to_code(err),
-                      "%s: %s", what, orch_strerror(err));
+    va_list ap;
+    va_start(ap, fmt);
+    err = vfail(f, kind, err, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+orch_err stage_db_fail(stage_failure *f, orch_err err, const char *what)
+{
+    return stage_fail_by(f, STAGE_FAIL_DATABASE, err, "%s: %s", what, orch_strerror(err));
 }
 
 /* The CAS, one helper for advance, rollback and cancel: `cas` as
  * stage_store_cas() takes it; *won false when the race was lost. */
-static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_cas *cas, stage_outcome *res,
-                             bool *won)
+static orch_err write_stage(stage_svc *ss, uint64_t dl, const stage_cas *cas, stage_outcome *res,
+                            bool *won)
 {
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
@@ -125,20 +148,20 @@ static orch_code write_stage(stage_svc *ss, uint64_t dl, const stage_cas *cas, s
         /* It may have committed: a reply the RPC layer remembers, so that a
          * resend of this request is told the same, not "wrong stage". */
         res->durable = true;
-        return stage_fail(&res->fail, ORCH_CODE_UNKNOWN,
-                          "the stage write %s->%s of %s may have committed (connection lost "
-                          "during its commit): read the task (GetTask) before trying again",
-                          stage_name(cas->expected), stage_name(cas->to), cas->work_item);
+        return stage_fail_by(&res->fail, STAGE_FAIL_WRITE_UNKNOWN, err,
+                             "the stage write %s->%s of %s may have committed (connection lost "
+                             "during its commit): read the task (GetTask) before trying again",
+                             stage_name(cas->expected), stage_name(cas->to), cas->work_item);
     }
     if (err)
         return stage_db_fail(&res->fail, err, "stage write");
-    return ORCH_CODE_OK;
+    return ORCH_OK;
 }
 
 /* Reads the task after a lost CAS to name the stage it is in; the call
  * ends ABORTED. */
-static orch_code lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                           stage_outcome *res)
+static orch_err lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                          stage_outcome *res)
 {
     orch_db_conn *c = NULL;
     stage_task now = *t;
@@ -149,7 +172,7 @@ static orch_code lost_race(stage_svc *ss, uint64_t dl, const stage_task *t, stag
     }
     res->task = now;
     res->result = STAGE_RESULT_ABORTED;
-    return stage_fail(&res->fail, ORCH_CODE_ABORTED,
+    return stage_fail(&res->fail, STAGE_FAIL_LOST_RACE,
                       "lost the race: %s is in stage %s, the write %s->%s changed nothing",
                       t->work_item, stage_name(now.stage), stage_name(t->stage), stage_name(to));
 }
@@ -202,7 +225,7 @@ typedef struct advance_call {
 /* The stage write of `ac` as `cas` asks (to, rollback, reason, pull
  * request; the rest comes from the call); ABORTED (after naming the stage
  * the item is in) when the race was lost. */
-static orch_code write_to(stage_svc *ss, const advance_call *ac, stage_cas cas, stage_outcome *res)
+static orch_err write_to(stage_svc *ss, const advance_call *ac, stage_cas cas, stage_outcome *res)
 {
     bool won = false;
     cas.work_item = ac->t.work_item;
@@ -210,34 +233,34 @@ static orch_code write_to(stage_svc *ss, const advance_call *ac, stage_cas cas, 
     cas.conditional = ac->fenced;
     cas.epoch = res->epoch;
     cas.actor = ac->req->actor;
-    orch_code code = write_stage(ss, ac->dl, &cas, res, &won);
-    if (code)
-        return code;
-    return won ? ORCH_CODE_OK : lost_race(ss, ac->dl, &ac->t, cas.to, res);
+    orch_err err = write_stage(ss, ac->dl, &cas, res, &won);
+    if (err)
+        return err;
+    return won ? ORCH_OK : lost_race(ss, ac->dl, &ac->t, cas.to, res);
 }
 
 /* A failed rollback gate (or the merge gate): back to development through
  * the same CAS, with an alert; a lost race changes nothing and says so. */
-static orch_code roll_back(stage_svc *ss, const advance_call *ac, const char *why,
-                           stage_outcome *res)
+static orch_err roll_back(stage_svc *ss, const advance_call *ac, const char *why,
+                          stage_outcome *res)
 {
-    orch_code code = stage_settle_unresolved(ss, ac->dl, &ac->t, STAGE_DEVELOPMENT, res);
-    if (!code)
-        code = write_to(
+    orch_err err = stage_settle_unresolved(ss, ac->dl, &ac->t, STAGE_DEVELOPMENT, res);
+    if (!err)
+        err = write_to(
             ss, ac, (stage_cas){ .to = STAGE_DEVELOPMENT, .rollback = true, .reason = why }, res);
-    if (code)
-        return code;
+    if (err)
+        return err;
     orch_alert("stage.rolled-back", ac->t.work_item, "%s rolled back from %s to development: %s",
                ac->t.work_item, stage_name(ac->t.stage), why);
     res->result = STAGE_RESULT_ROLLED_BACK;
-    return ORCH_CODE_OK;
+    return ORCH_OK;
 }
 
 /* Step 3's reads under the lease: the task (still in e->from), then the
  * call's verdicts recorded for this edge (fenced by the lease epoch), then
- * what the gates see. ABORTED when the task moved or the lease is no
- * longer live: then nothing was recorded. */
-static orch_code read_locked(stage_svc *ss, advance_call *ac, stage_outcome *res)
+ * what the gates see. LOST_RACE (result ABORTED) when the task moved or
+ * the lease is no longer live: then nothing was recorded. */
+static orch_err read_locked(stage_svc *ss, advance_call *ac, stage_outcome *res)
 {
     const stage_advance_req *req = ac->req;
     const stage_edge *e = ac->e;
@@ -261,21 +284,21 @@ static orch_code read_locked(stage_svc *ss, advance_call *ac, stage_outcome *res
     res->task = ac->t;
     res->result = STAGE_RESULT_ABORTED;
     if (!here) /* Moved between our first read and the lease: a lost race. */
-        return stage_fail(&res->fail, ORCH_CODE_ABORTED,
+        return stage_fail(&res->fail, STAGE_FAIL_LOST_RACE,
                           "lost the race: %s is now in stage %s, not %s", ac->t.work_item,
                           stage_name(ac->t.stage), stage_name(e->from));
     if (!recorded)
-        return stage_fail(&res->fail, ORCH_CODE_ABORTED,
+        return stage_fail(&res->fail, STAGE_FAIL_LOST_RACE,
                           "lost the race: the verdicts for %s of %s were not recorded (it left "
                           "stage %s, or lease epoch %" PRIu64 " is no longer the live grant)",
                           ac->transition, ac->t.work_item, stage_name(e->from), res->epoch);
     res->result = STAGE_RESULT_ERROR;
-    return ORCH_CODE_OK;
+    return ORCH_OK;
 }
 
-/* Step 4: the edge's effects in order. ORCH_CODE_OK with *done false to go
- * on to the stage write; otherwise the call ends with res->result. */
-static orch_code run_effects(stage_svc *ss, advance_call *ac, stage_outcome *res, bool *done)
+/* Step 4: the edge's effects in order. ORCH_OK with *done false to go on
+ * to the stage write; otherwise the call ends with res->result. */
+static orch_err run_effects(stage_svc *ss, advance_call *ac, stage_outcome *res, bool *done)
 {
     *done = true;
     for (int i = 0; i < ac->e->neffects; i++) {
@@ -306,26 +329,28 @@ static orch_code run_effects(stage_svc *ss, advance_call *ac, stage_outcome *res
             res->nfails = 1;
             return roll_back(ss, ac, why, res);
         }
-        case STAGE_NEXT_ANSWER: res->result = r; return ORCH_CODE_OK;
+        case STAGE_NEXT_ANSWER: res->result = r; return ORCH_OK;
         case STAGE_NEXT_FAIL:
             res->result = r;
-            return res->fail.code ? res->fail.code : (res->fail.code = ORCH_CODE_INTERNAL);
+            if (res->fail.kind == STAGE_FAIL_NONE)
+                stage_fail(&res->fail, STAGE_FAIL_INTERNAL, "%s", "");
+            return res->fail.err;
         }
     }
     *done = false;
-    return ORCH_CODE_OK;
+    return ORCH_OK;
 }
 
 /* Step 3 and 4 of a forward edge: the gates, then the effects. *done
  * false to go on to the stage write. */
-static orch_code gates_and_effects(stage_svc *ss, advance_call *ac, stage_outcome *res, bool *done)
+static orch_err gates_and_effects(stage_svc *ss, advance_call *ac, stage_outcome *res, bool *done)
 {
     *done = true;
     stage_gates_outcome g =
         stage_pipeline_run_gates(ac->e, &ac->gi, res->fails, STAGE_ADV_MAX_FAILS, &res->nfails);
     if (g == STAGE_GATES_REFUSE) {
         res->result = STAGE_RESULT_GATE_FAILED;
-        return ORCH_CODE_OK;
+        return ORCH_OK;
     }
     if (g == STAGE_GATES_ROLLBACK)
         return roll_back(ss, ac, res->fails[0], res);
@@ -336,42 +361,42 @@ static orch_code gates_and_effects(stage_svc *ss, advance_call *ac, stage_outcom
 }
 
 /* Steps 3-5 under the lease (or without one). */
-static orch_code advance_locked(stage_svc *ss, advance_call *ac, stage_outcome *res)
+static orch_err advance_locked(stage_svc *ss, advance_call *ac, stage_outcome *res)
 {
-    orch_code code = read_locked(ss, ac, res);
-    if (code)
-        return code;
+    orch_err err = read_locked(ss, ac, res);
+    if (err)
+        return err;
     const stage_edge *e = ac->e;
     if (e->kind == STAGE_EDGE_FORWARD) {
         bool done = false;
-        code = gates_and_effects(ss, ac, res, &done);
+        err = gates_and_effects(ss, ac, res, &done);
         if (done)
-            return code;
+            return err;
     } else {
-        code = stage_settle_unresolved(ss, ac->dl, &ac->t, e->to, res);
-        if (code)
-            return code;
+        err = stage_settle_unresolved(ss, ac->dl, &ac->t, e->to, res);
+        if (err)
+            return err;
     }
     bool rollback = e->kind == STAGE_EDGE_ROLLBACK;
     stage_cas cas = { .to = e->to,
                       .rollback = rollback,
                       .reason = ac->req->reason,
                       .pr_number = stage_logic_written_pr(e, &ac->ev) };
-    code = write_to(ss, ac, cas, res);
-    if (code)
-        return code;
+    err = write_to(ss, ac, cas, res);
+    if (err)
+        return err;
     if (rollback)
         orch_alert("stage.rolled-back", ac->t.work_item,
                    "%s rolled back from %s to development: %s", ac->t.work_item,
                    stage_name(ac->t.stage), ac->req->reason ? ac->req->reason : "");
     res->result = rollback ? STAGE_RESULT_ROLLED_BACK : STAGE_RESULT_ADVANCED;
-    return ORCH_CODE_OK;
+    return ORCH_OK;
 }
 
 /* Step 1: the item in the expected stage `from`. Nothing is recorded yet:
  * the call's verdicts are recorded under the lease (step 3), so a call
  * that defers or fails before it changes nothing the gates see. */
-static orch_code read_task(stage_svc *ss, const advance_call *ac, stage_task *t, stage_outcome *res)
+static orch_err read_task(stage_svc *ss, const advance_call *ac, stage_task *t, stage_outcome *res)
 {
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, ac->dl, &c);
@@ -379,64 +404,62 @@ static orch_code read_task(stage_svc *ss, const advance_call *ac, stage_task *t,
         err = stage_store_get(c, ac->dl, ac->req->work_item, t);
     orch_db_release(c);
     if (err == ORCH_ENOTFOUND)
-        return stage_fail(&res->fail, ORCH_CODE_NOT_FOUND, "no task %s", ac->req->work_item);
+        return stage_fail(&res->fail, STAGE_FAIL_NO_TASK, "no task %s", ac->req->work_item);
     if (err)
         return stage_db_fail(&res->fail, err, "reading the task");
     res->task = *t;
     if (t->stage != ac->e->from)
-        return stage_fail(&res->fail, ORCH_CODE_FAILED_PRECONDITION, "%s is in stage %s, not %s",
+        return stage_fail(&res->fail, STAGE_FAIL_WRONG_STAGE, "%s is in stage %s, not %s",
                           t->work_item, stage_name(t->stage), stage_name(ac->e->from));
-    return ORCH_CODE_OK;
+    return ORCH_OK;
 }
 
 /* A failure after something durable: answered UNKNOWN, a code the RPC
- * layer remembers, so that a resend of the request is told the same. */
+ * layer remembers, so that a resend of the request is told the same. The
+ * message names the code the failure would have had. The cause stays. */
 static void answer_unknown(const advance_call *ac, stage_outcome *res)
 {
     char why[600];
     snprintf(why, sizeof why, "%.599s", res->fail.msg);
-    stage_fail(&res->fail, ORCH_CODE_UNKNOWN,
-               "outcome unknown: %s failed after this call recorded verdicts or claimed an "
-               "effect (%s: %s); read the task (GetTask) before trying again",
-               ac->transition, orch_code_name(res->fail.code), why);
+    orch_code was = stage_failure_code(res->fail.kind, res->fail.err);
+    stage_fail_by(&res->fail, STAGE_FAIL_UNKNOWN_AFTER_DURABLE, res->fail.err,
+                  "outcome unknown: %s failed after this call recorded verdicts or claimed an "
+                  "effect (%s: %s); read the task (GetTask) before trying again",
+                  ac->transition, orch_code_name(was), why);
 }
 
-orch_code stage_advance(stage_svc *ss, const stage_advance_req *req, uint64_t dl,
-                        stage_outcome *res)
+orch_err stage_advance(stage_svc *ss, const stage_advance_req *req, uint64_t dl, stage_outcome *res)
 {
     memset(res, 0, sizeof *res);
     res->result = STAGE_RESULT_ERROR;
     advance_call ac = { .req = req, .dl = dl };
-    ac.e =
-        stage_logic_request_edge(req->expected_from, req->to, res->fail.msg, sizeof res->fail.msg);
+    char why[STAGE_MSG_MAX];
+    ac.e = stage_logic_request_edge(req->expected_from, req->to, why, sizeof why);
     if (!ac.e)
-        return res->fail.code = ORCH_CODE_INVALID_ARGUMENT;
+        return stage_fail(&res->fail, STAGE_FAIL_BAD_REQUEST, "%s", why);
     stage_edge_transition(ac.e, ac.transition, sizeof ac.transition);
     stage_task t;
-    orch_code code = read_task(ss, &ac, &t, res);
-    if (code)
-        return code;
+    orch_err err = read_task(ss, &ac, &t, res);
+    if (err)
+        return err;
 
     /* Step 2: the lease, where it applies. */
     bool applies = ss->scope.enabled && orch_lease_in_scope(&ss->scope, t.repo);
     ac.fenced = applies;
     if (applies) {
-        lease_answer a = acquire_lease(ss, &t, ac.transition, req->actor, res, res->fail.msg,
-                                       sizeof res->fail.msg);
+        lease_answer a = acquire_lease(ss, &t, ac.transition, req->actor, res);
         if (a == LEASE_ERR)
-            return res->fail.code = ORCH_CODE_UNAVAILABLE;
+            return res->fail.err;
         if (a == LEASE_HELD) {
             res->result = STAGE_RESULT_DEFERRED;
-            return ORCH_CODE_OK;
+            return ORCH_OK;
         }
         /* An inert answer (lease-service configured off) keeps the
          * expected-stage condition. */
     }
-    code = advance_locked(ss, &ac, res);
+    err = advance_locked(ss, &ac, res);
     release_lease(ss, t.work_item, res->epoch);
-    if (stage_logic_answer_unknown(res->durable, code)) {
+    if (err && stage_logic_failure_unknown(res->durable, res->fail.kind, res->fail.err))
         answer_unknown(&ac, res);
-        code = ORCH_CODE_UNKNOWN;
-    }
-    return code;
+    return err;
 }

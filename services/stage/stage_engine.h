@@ -4,11 +4,12 @@
  *
  * Threading: any RPC worker, the HTTP workers and the background threads
  * call stage_advance() at once; each call checks out its own connections.
- * Errors: a call answers with a stage_outcome (its result, or the code and
- * the message of the failure that ended it); stage_rpc.c and stage_http.c
- * turn it into their answers. Ownership: the request is borrowed for the
- * call; the outcome owns the lease holder it may carry (free it with
- * stage_outcome_free).
+ * Errors: orch_err, and a stage_outcome: its result, or the kind
+ * (stage_failure_kind, stage_logic.h) and the message of the failure that
+ * ended the call. The engine decides no RPC code or HTTP status:
+ * stage_rpc.c answers stage_failure_code() of the failure, and the inbox
+ * settles an event by its kind (stage_logic_inbox_settle). Ownership: the request is borrowed for
+ * the call; the outcome owns the lease holder it may carry (free it with stage_outcome_free).
  */
 #ifndef ORCH_STAGE_ENGINE_H
 #define ORCH_STAGE_ENGINE_H
@@ -44,15 +45,17 @@ typedef struct stage_advance_effect {
     bool claimed; /* this call claimed (or took over) its intent */
 } stage_advance_effect;
 
-/* Why a call ended without a result: ORCH_CODE_OK while it has not. */
+/* Why a call ended without a result: STAGE_FAIL_NONE while it has not. */
 typedef struct stage_failure {
-    orch_code code;
+    stage_failure_kind kind;
+    orch_err err; /* the library error behind it (the database's, the lease
+                   * client's), else ORCH_EINVAL (ORCH_ENOTFOUND: no task) */
     char msg[STAGE_MSG_MAX];
 } stage_failure;
 
 /* What one call of stage_advance() came to. */
 typedef struct stage_outcome {
-    stage_result result; /* the metric's label; the answer when fail.code is OK */
+    stage_result result; /* the metric's label; the answer when fail.kind is NONE */
     stage_failure fail;
     stage_task task;
     uint64_t epoch;
@@ -68,14 +71,21 @@ typedef struct stage_outcome {
     bool durable;
 } stage_outcome;
 
-/* Sets f->code and f->msg; returns the code. */
-orch_code stage_fail(stage_failure *f, orch_code code, const char *fmt, ...)
+/* Fails `f` with `kind` (one the engine decides itself, not caused by a
+ * library error) and the message; returns f->err (ORCH_EINVAL, or
+ * ORCH_ENOTFOUND for STAGE_FAIL_NO_TASK). */
+orch_err stage_fail(stage_failure *f, stage_failure_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Fails `f` with "what: <error>" and the code for `err` (a lost commit
- * answer: UNAVAILABLE, which stage_advance turns into UNKNOWN once anything
- * durable happened); returns the code. */
-orch_code stage_db_fail(stage_failure *f, orch_err err, const char *what);
+/* Fails `f` with `kind` caused by library error `err` (not ORCH_OK) and the
+ * message; returns `err`. */
+orch_err stage_fail_by(stage_failure *f, stage_failure_kind kind, orch_err err, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+
+/* Fails `f` with STAGE_FAIL_DATABASE, cause `err` and "what: <error>" (a
+ * lost commit answer is turned into UNKNOWN_AFTER_DURABLE by stage_advance
+ * once anything durable happened); returns `err`. */
+orch_err stage_db_fail(stage_failure *f, orch_err err, const char *what);
 
 /* Reads what the gates of edge `e` see for task `t`: the verdicts recorded
  * for `e` in t's cycle into *ev (gi->ev points at it), the repo's baseline,
@@ -86,14 +96,15 @@ orch_err stage_gate_input_read(orch_db_conn *c, uint64_t dl, const stage_task *t
 
 /* Moves the item along edge expected_from -> to as described in
  * docs/adr/0003: lease, gates, intents and effects, CAS, release. Fills
- * *out: OK with out->result, or the failure that ended the call (e.g.
- * NOT_FOUND, FAILED_PRECONDITION naming the actual stage or the effect a
- * rollback or cancel would abandon whose outcome could not be found out,
- * ABORTED for a lost race, UNAVAILABLE when nothing durable happened,
- * UNKNOWN when something durable did and the call then failed or lost its
- * commit's answer). Returns out->fail.code. */
-orch_code stage_advance(stage_svc *ss, const stage_advance_req *req, uint64_t deadline,
-                        stage_outcome *out);
+ * *out and returns ORCH_OK with out->result, or out->fail.err with the
+ * failure that ended the call in out->fail (e.g. NO_TASK, WRONG_STAGE
+ * naming the actual stage, UNRESOLVED_EFFECT naming the effect a rollback
+ * or cancel would abandon, LOST_RACE, LEASE_UNAVAILABLE or DATABASE when
+ * nothing durable happened, WRITE_UNKNOWN or UNKNOWN_AFTER_DURABLE when
+ * something durable did and the call then failed or lost its commit's
+ * answer). */
+orch_err stage_advance(stage_svc *ss, const stage_advance_req *req, uint64_t deadline,
+                       stage_outcome *out) ORCH_NODISCARD;
 /* Frees what `out` owns; a zeroed or freed outcome is fine. */
 void stage_outcome_free(stage_outcome *out);
 

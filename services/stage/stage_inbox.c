@@ -60,22 +60,22 @@ static bool attempt(stage_svc *ss, const stage_inbox_row *row, stage_id from, st
                              "webhook",      reason,           &ev };
     stage_outcome o;
     uint64_t t0 = orch_mono_ns();
-    orch_code code = stage_advance(ss, &ar, orch_mono_ms() + 60000, &o);
+    orch_err err = stage_advance(ss, &ar, orch_mono_ms() + 60000, &o);
     stage_count_transition(ss, ar.expected_from, ar.to, o.result);
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
     snprintf(res->detail, sizeof res->detail, "%s", o.fail.msg);
     res->ran = true;
     res->result = o.result;
-    res->code = code;
+    res->failure = err ? o.fail.kind : STAGE_FAIL_NONE;
     res->stage = o.task.stage != STAGE_NONE && o.task.work_item[0] ? o.task.stage : from;
     res->epoch = o.epoch;
     if (o.holder)
         snprintf(res->holder, sizeof res->holder, "%s", o.holder->actor);
-    stage_inbox_verdict v = stage_logic_inbox_verdict(code, o.result);
+    stage_inbox_verdict v = stage_logic_inbox_settle(res->failure, o.fail.err, o.result);
     settle_as(res, v.done, v.outcome);
-    if (code == ORCH_CODE_OK && o.result == STAGE_RESULT_GATE_FAILED && o.nfails)
+    if (!err && o.result == STAGE_RESULT_GATE_FAILED && o.nfails)
         snprintf(res->detail, sizeof res->detail, "%s", o.fails[0]);
-    else if (code == ORCH_CODE_OK && !v.done)
+    else if (!err && !v.done)
         pending_detail(&o, res);
     stage_outcome_free(&o);
     return !v.look_again;

@@ -37,10 +37,10 @@ typedef struct stage_inbox_result {
                        * the attempt's result: deferred, effect_failed... */
     char detail[700];
     int64_t retry_ms;
-    bool ran;            /* an engine call ran */
-    stage_result result; /* ran: the result of the last engine call */
-    orch_code code;      /* of the last engine call */
-    stage_id stage;      /* the item's stage after the attempt */
+    bool ran;                   /* an engine call ran */
+    stage_result result;        /* ran: the result of the last engine call */
+    stage_failure_kind failure; /* of the last engine call: NONE when it had a result */
+    stage_id stage;             /* the item's stage after the attempt */
     uint64_t epoch;
     char holder[STAGE_MAX_FIELD + 1]; /* deferred: the lease holder's actor */
 } stage_inbox_result;

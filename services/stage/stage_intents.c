@@ -7,8 +7,8 @@
  * "Rollback and cancel over an effect of unknown outcome").
  *
  * Threading: any RPC worker; each call checks out its own connections.
- * Errors: stage_result, and the failure (code and message) in a
- * stage_failure, as the engine's.
+ * Errors: stage_result or orch_err, and the failure (its kind and
+ * message) in a stage_failure, as the engine's.
  * Ownership: every pointer argument is borrowed for the call.
  */
 #include <inttypes.h>
@@ -35,7 +35,7 @@ static stage_result take_over(stage_svc *ss, const stage_effect_call *call, cons
     const char *name = stage_effect_name(call->effect);
     uint64_t expiry = stage_effect_claim_expiry_ms(&ss->effects, call->effect);
     if (!stage_logic_may_take_over(row, call->epoch, expiry)) {
-        stage_fail(f, ORCH_CODE_ABORTED,
+        stage_fail(f, STAGE_FAIL_EFFECT_BUSY,
                    "%s of %s is in progress by another actor (epoch %" PRIu64 ")", name,
                    t->work_item, row->epoch);
         return STAGE_RESULT_ABORTED;
@@ -52,7 +52,7 @@ static stage_result take_over(stage_svc *ss, const stage_effect_call *call, cons
         return STAGE_RESULT_ERROR;
     }
     if (!took) {
-        stage_fail(f, ORCH_CODE_ABORTED, "%s of %s was taken over by another actor", name,
+        stage_fail(f, STAGE_FAIL_LOST_RACE, "%s of %s was taken over by another actor", name,
                    t->work_item);
         return STAGE_RESULT_ABORTED;
     }
@@ -68,7 +68,7 @@ static bool started_late(stage_svc *ss, const stage_effect_call *call, uint64_t 
 {
     if (!stage_logic_started_late(call->epoch, sent, orch_mono_ms()))
         return false;
-    stage_fail(f, ORCH_CODE_ABORTED,
+    stage_fail(f, STAGE_FAIL_EFFECT_LATE,
                "%s of %s was claimed but could not start within %d ms of the claim: left "
                "pending; a later attempt takes it over after %" PRIu64 " ms",
                stage_effect_name(call->effect), call->task->work_item, STAGE_EFFECT_START_WINDOW_MS,
@@ -104,7 +104,7 @@ static stage_result record_outcome(stage_svc *ss, const stage_effect_call *call,
         return STAGE_RESULT_ERROR;
     }
     if (!recorded) {
-        stage_fail(f, ORCH_CODE_ABORTED,
+        stage_fail(f, STAGE_FAIL_LOST_RACE,
                    "%s of %s: the intent was taken over while it ran (a newer lease "
                    "epoch): this call stops",
                    stage_effect_name(call->effect), call->task->work_item);
@@ -180,7 +180,7 @@ static stage_result claim_effect(stage_svc *ss, stage_effect_call *call, stage_a
         st = STAGE_INTENT_CLAIMED;
     }
     if (st == STAGE_INTENT_STALE) {
-        stage_fail(f, ORCH_CODE_ABORTED,
+        stage_fail(f, STAGE_FAIL_LOST_RACE,
                    "lease epoch %" PRIu64 " of %s is no longer the live grant: %s not started",
                    call->epoch, t->work_item, stage_effect_name(call->effect));
         return STAGE_RESULT_ABORTED;
@@ -265,7 +265,7 @@ static void refuse_unresolved(const stage_task *t, stage_id to, const stage_open
                               const char *why, stage_failure *f)
 {
     const char *what = stage_logic_backward_word(to);
-    stage_fail(f, ORCH_CODE_FAILED_PRECONDITION,
+    stage_fail(f, STAGE_FAIL_UNRESOLVED_EFFECT,
                "%s of %s refused: effect %s of %s (cycle %d, epoch %" PRIu64 ") is %s, so it may "
                "have happened and the %s would abandon it; asking again under its idempotency "
                "key did not settle it (%.300s); every later attempt asks again: retry the %s "
@@ -277,15 +277,15 @@ static void refuse_unresolved(const stage_task *t, stage_id to, const stage_open
 }
 
 /* Reads the first unresolved intent (unknown or pending) of t's cycle. */
-static orch_code find_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, bool *found,
-                                 stage_open_intent *u, stage_failure *f)
+static orch_err find_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, bool *found,
+                                stage_open_intent *u, stage_failure *f)
 {
     orch_db_conn *c = NULL;
     orch_err err = with_conn(ss, dl, &c);
     if (!err)
         err = stage_store_unresolved_effect(c, dl, t->work_item, t->cycle, found, u);
     orch_db_release(c);
-    return err ? stage_db_fail(f, err, "reading the cycle's side effects") : ORCH_CODE_OK;
+    return err ? stage_db_fail(f, err, "reading the cycle's side effects") : ORCH_OK;
 }
 
 /* Logs an intent settled before a rollback or cancel; a deploy that had
@@ -304,10 +304,11 @@ static void note_settled(const stage_task *t, stage_id to, const char *tr,
 }
 
 /* Resolves one unresolved intent `u` before the move to `to` (listed in
- * out->effects while there is room). OK when settled; else the refusal
- * (or, for a database error, that error's code) in out->fail. */
-static orch_code settle_one(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                            const stage_open_intent *u, stage_outcome *out)
+ * out->effects while there is room). ORCH_OK when settled; else the
+ * refusal in out->fail (with, for a database error, that error as its kind
+ * and cause). */
+static orch_err settle_one(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                           const stage_open_intent *u, stage_outcome *out)
 {
     stage_advance_effect scratch, *ae = &scratch;
     if (out->neffects < STAGE_ADV_MAX_EFFECTS)
@@ -318,7 +319,7 @@ static orch_code settle_one(stage_svc *ss, uint64_t dl, const stage_task *t, sta
     const stage_edge *e = NULL;
     stage_effect_id id = STAGE_EFF_COUNT;
     stage_result r = STAGE_RESULT_ERROR;
-    stage_failure w = { .code = ORCH_CODE_FAILED_PRECONDITION };
+    stage_failure w = { .kind = STAGE_FAIL_UNRESOLVED_EFFECT };
     if (stage_logic_intent_edge(u->transition, u->effect, &e, &id)) {
         ae->effect = id;
         stage_effect_call base = {
@@ -335,12 +336,14 @@ static orch_code settle_one(stage_svc *ss, uint64_t dl, const stage_task *t, sta
         snprintf(w.msg, sizeof w.msg, "still unknown: %.480s", ae->detail);
     if (r != STAGE_RESULT_ADVANCED) {
         refuse_unresolved(t, to, u, w.msg, &out->fail);
-        if (r == STAGE_RESULT_ERROR && e)
-            out->fail.code = w.code;
-        return out->fail.code;
+        if (r == STAGE_RESULT_ERROR && e && w.kind == STAGE_FAIL_DATABASE) {
+            out->fail.kind = w.kind;
+            out->fail.err = w.err;
+        }
+        return out->fail.err;
     }
     note_settled(t, to, u->transition, ae);
-    return ORCH_CODE_OK;
+    return ORCH_OK;
 }
 
 /* A rollback or cancel must not abandon an effect of the current cycle
@@ -349,19 +352,19 @@ static orch_code settle_one(stage_svc *ss, uint64_t dl, const stage_task *t, sta
  * effect is first resolved under the call's lease (resolve_intent); once
  * it is ok or failed nothing is abandoned (docs/architecture/pipeline.md,
  * "Rollback and cancel over an effect of unknown outcome"). */
-orch_code stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                                  stage_outcome *out)
+orch_err stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                                 stage_outcome *out)
 {
     for (int i = 0; i <= STAGE_EFF_COUNT; i++) {
         stage_open_intent u;
         bool found = false;
-        orch_code code = find_unresolved(ss, dl, t, &found, &u, &out->fail);
-        if (code || !found)
-            return code;
-        code = settle_one(ss, dl, t, to, &u, out);
-        if (code)
-            return code;
+        orch_err err = find_unresolved(ss, dl, t, &found, &u, &out->fail);
+        if (err || !found)
+            return err;
+        err = settle_one(ss, dl, t, to, &u, out);
+        if (err)
+            return err;
     }
-    return stage_fail(&out->fail, ORCH_CODE_FAILED_PRECONDITION,
+    return stage_fail(&out->fail, STAGE_FAIL_UNRESOLVED_EFFECT,
                       "%s: the effects of cycle %d did not settle", t->work_item, t->cycle);
 }

@@ -27,11 +27,12 @@ stage_result stage_run_effect(stage_svc *ss, const stage_effect_call *call,
 /* Before a rollback or cancel of `t` to `to` under out->epoch: each effect
  * of t's cycle whose outcome is unknown (or pending under a claim that may
  * be taken over) is resolved, starting nothing the first attempt did not,
- * and recorded (listed in out->effects while there is room). OK when none
- * is left unsettled; FAILED_PRECONDITION naming the effect that stays
- * unknown or in progress, and why; a database error's code otherwise (both
- * in out->fail). */
-orch_code stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
-                                  stage_outcome *out);
+ * and recorded (listed in out->effects while there is room). ORCH_OK when
+ * none is left unsettled; else out->fail.err with, in out->fail,
+ * STAGE_FAIL_UNRESOLVED_EFFECT naming the effect that stays unknown or in
+ * progress, and why (STAGE_FAIL_DATABASE, same message, when a database
+ * error stopped finding it out). */
+orch_err stage_settle_unresolved(stage_svc *ss, uint64_t dl, const stage_task *t, stage_id to,
+                                 stage_outcome *out) ORCH_NODISCARD;
 
 #endif

@@ -177,10 +177,42 @@ const char *stage_logic_backward_word(stage_id to)
 
 /* ---- answers ------------------------------------------------------------- */
 
+orch_code stage_failure_code(stage_failure_kind kind, orch_err cause)
+{
+    switch (kind) {
+    case STAGE_FAIL_NONE: return ORCH_CODE_OK;
+    case STAGE_FAIL_BAD_REQUEST: return ORCH_CODE_INVALID_ARGUMENT;
+    case STAGE_FAIL_NO_TASK: return ORCH_CODE_NOT_FOUND;
+    case STAGE_FAIL_WRONG_STAGE:
+    case STAGE_FAIL_UNRESOLVED_EFFECT: return ORCH_CODE_FAILED_PRECONDITION;
+    case STAGE_FAIL_LOST_RACE:
+    case STAGE_FAIL_EFFECT_BUSY:
+    case STAGE_FAIL_EFFECT_LATE: return ORCH_CODE_ABORTED;
+    case STAGE_FAIL_LEASE_UNAVAILABLE: return ORCH_CODE_UNAVAILABLE;
+    case STAGE_FAIL_DATABASE:
+        /* A read or an intent statement whose commit answer was lost: a
+         * code the RPC layer forgets; once anything durable happened the
+         * engine answers UNKNOWN instead (stage_logic_failure_unknown). */
+        if (cause == ORCH_OK)
+            break; /* a failure is never answered OK */
+        return cause == ORCH_EDB_UNKNOWN ? ORCH_CODE_UNAVAILABLE : orch_err_to_code(cause);
+    case STAGE_FAIL_WRITE_UNKNOWN:
+    case STAGE_FAIL_UNKNOWN_AFTER_DURABLE: return ORCH_CODE_UNKNOWN;
+    case STAGE_FAIL_INTERNAL:
+    case STAGE_FAIL_COUNT: break;
+    }
+    return ORCH_CODE_INTERNAL;
+}
+
 bool stage_logic_answer_unknown(bool durable, orch_code code)
 {
     return durable && (code == ORCH_CODE_UNAVAILABLE || code == ORCH_CODE_DEADLINE_EXCEEDED ||
                        code == ORCH_CODE_RESOURCE_EXHAUSTED);
+}
+
+bool stage_logic_failure_unknown(bool durable, stage_failure_kind kind, orch_err cause)
+{
+    return stage_logic_answer_unknown(durable, stage_failure_code(kind, cause));
 }
 
 /* ---- the webhook inbox ------------------------------------------------------ */
@@ -228,20 +260,73 @@ int64_t stage_logic_inbox_stale_ms(uint32_t effect_timeout_ms)
     return 2 * (60000 + (int64_t)effect_timeout_ms);
 }
 
+/* The verdict of a call that came to `result`. */
+static stage_inbox_verdict result_verdict(stage_result result)
+{
+    stage_inbox_verdict v = { .done = true, .look_again = false, .outcome = "applied" };
+    if (result == STAGE_RESULT_GATE_FAILED) {
+        v.outcome = "gate_failed";
+    } else if (result != STAGE_RESULT_ADVANCED && result != STAGE_RESULT_ROLLED_BACK) {
+        /* deferred, effect_failed (not done, not a verdict), effect_unknown */
+        v.done = false;
+        v.outcome = stage_result_name(result);
+    }
+    return v;
+}
+
+/* The verdict of a database error `cause`: a lost serialization or lock
+ * race looks again (aborted), a row or value the database refused settles
+ * the event (rejected), anything else is tried again later (error). */
+static stage_inbox_verdict database_verdict(orch_err cause)
+{
+    stage_inbox_verdict v = { .done = false, .look_again = false, .outcome = "error" };
+    if (cause == ORCH_EDB_RETRY || cause == ORCH_EDB_LOCKED) {
+        v.look_again = true;
+        v.outcome = "aborted";
+    } else if (cause == ORCH_ENOTFOUND || cause == ORCH_EINVAL) {
+        v.done = true;
+        v.outcome = "rejected";
+    }
+    return v;
+}
+
+stage_inbox_verdict stage_logic_inbox_settle(stage_failure_kind kind, orch_err cause,
+                                             stage_result result)
+{
+    stage_inbox_verdict v = { .done = false, .look_again = false, .outcome = "error" };
+    switch (kind) {
+    case STAGE_FAIL_NONE: return result_verdict(result);
+    case STAGE_FAIL_WRONG_STAGE:
+    case STAGE_FAIL_UNRESOLVED_EFFECT:
+        v.look_again = true;
+        v.outcome = "moved";
+        break;
+    case STAGE_FAIL_LOST_RACE:
+    case STAGE_FAIL_EFFECT_BUSY:
+    case STAGE_FAIL_EFFECT_LATE:
+        v.look_again = true;
+        v.outcome = "aborted";
+        break;
+    case STAGE_FAIL_NO_TASK:
+    case STAGE_FAIL_BAD_REQUEST:
+        v.done = true;
+        v.outcome = "rejected";
+        break;
+    case STAGE_FAIL_DATABASE: return database_verdict(cause);
+    case STAGE_FAIL_LEASE_UNAVAILABLE: /* unreachable, or unknown: later */
+    case STAGE_FAIL_WRITE_UNKNOWN:
+    case STAGE_FAIL_UNKNOWN_AFTER_DURABLE:
+    case STAGE_FAIL_INTERNAL:
+    case STAGE_FAIL_COUNT: break;
+    }
+    return v;
+}
+
 stage_inbox_verdict stage_logic_inbox_verdict(orch_code code, stage_result result)
 {
     stage_inbox_verdict v = { .done = false, .look_again = false, .outcome = "error" };
     if (code == ORCH_CODE_OK) {
-        if (result == STAGE_RESULT_ADVANCED || result == STAGE_RESULT_ROLLED_BACK) {
-            v.done = true;
-            v.outcome = "applied";
-        } else if (result == STAGE_RESULT_GATE_FAILED) {
-            v.done = true;
-            v.outcome = "gate_failed";
-        } else {
-            /* deferred, effect_failed (not done, not a verdict), effect_unknown */
-            v.outcome = stage_result_name(result);
-        }
+        v = result_verdict(result);
     } else if (code == ORCH_CODE_FAILED_PRECONDITION || code == ORCH_CODE_ABORTED) {
         v.look_again = true;
         v.outcome = code == ORCH_CODE_ABORTED ? "aborted" : "moved";

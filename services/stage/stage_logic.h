@@ -179,11 +179,45 @@ const char *stage_logic_backward_word(stage_id to);
 
 /* ---- answers ------------------------------------------------------------- */
 
+/* Why an engine call ended without a result (stage_failure in
+ * stage_engine.h); the RPC code of each is stage_failure_code(). */
+typedef enum stage_failure_kind {
+    STAGE_FAIL_NONE,                  /* no failure: the call came to a result */
+    STAGE_FAIL_BAD_REQUEST,           /* the request names no edge of the pipeline */
+    STAGE_FAIL_NO_TASK,               /* no such task */
+    STAGE_FAIL_WRONG_STAGE,           /* the task is not in the request's expected stage */
+    STAGE_FAIL_LOST_RACE,             /* another call moved the task, took the intent over or
+                                       * holds a newer lease epoch: nothing was changed */
+    STAGE_FAIL_EFFECT_BUSY,           /* an effect of the edge is in progress by another actor */
+    STAGE_FAIL_EFFECT_LATE,           /* a claim without a lease could not start its effect
+                                       * within the start window: left pending */
+    STAGE_FAIL_UNRESOLVED_EFFECT,     /* a rollback or cancel would abandon an effect whose
+                                       * outcome could not be found out */
+    STAGE_FAIL_LEASE_UNAVAILABLE,     /* lease-service's Acquire failed (its error is the cause) */
+    STAGE_FAIL_DATABASE,              /* a database error (the cause) before anything durable */
+    STAGE_FAIL_WRITE_UNKNOWN,         /* the stage write may have committed: its answer was lost */
+    STAGE_FAIL_UNKNOWN_AFTER_DURABLE, /* a transient failure after something durable */
+    STAGE_FAIL_INTERNAL,              /* a step ended the call without saying why (a bug) */
+    STAGE_FAIL_COUNT
+} stage_failure_kind;
+
+/* The one mapping of a failure to the RPC code it is answered with (as on
+ * the wire; ORCH_CODE_OK for STAGE_FAIL_NONE). `cause` is the library error
+ * behind a STAGE_FAIL_DATABASE (its orch_err_to_code(), except that a lost
+ * commit answer of a step other than the stage write is UNAVAILABLE);
+ * ignored for the other kinds. A kind outside the table, or a database
+ * failure without a cause, is INTERNAL. */
+orch_code stage_failure_code(stage_failure_kind kind, orch_err cause);
+
 /* Whether a failure with `code` is answered UNKNOWN instead: something
  * durable happened (`durable`) and `code` is one the RPC layer forgets
  * (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED: by contract nothing
  * durable happened), so a resend must be told the same. */
 bool stage_logic_answer_unknown(bool durable, orch_code code);
+
+/* stage_logic_answer_unknown() for failure (`kind`, `cause`), by the code
+ * stage_failure_code() gives it. */
+bool stage_logic_failure_unknown(bool durable, stage_failure_kind kind, orch_err cause);
 
 /* ---- the webhook inbox ------------------------------------------------------ */
 
@@ -218,7 +252,19 @@ typedef struct stage_inbox_verdict {
         *outcome; /* applied | gate_failed | rejected | a result name | moved | aborted | error */
 } stage_inbox_verdict;
 
-/* The verdict for an engine answer: `code` and, when OK, `result`. */
+/* How an engine call that ended with failure (`kind`, `cause`: as
+ * stage_failure_code() takes them) and, for STAGE_FAIL_NONE, `result`
+ * settles an inbox event: applied or gate_failed (done), the result's name
+ * (deferred, effect_failed, effect_unknown: later), moved (wrong stage, an
+ * unresolved effect) or aborted (a lost race, in the engine or the
+ * database): look again, rejected (no task, not an edge: done), else error
+ * (later). */
+stage_inbox_verdict stage_logic_inbox_settle(stage_failure_kind kind, orch_err cause,
+                                             stage_result result);
+
+/* The same verdict stated by the RPC answer `code` (stage_failure_code() of
+ * the failure) and, when OK, `result`: the contract stage_logic_inbox_settle
+ * keeps for every failure (tests/unit/test_stage_logic.c). */
 stage_inbox_verdict stage_logic_inbox_verdict(orch_code code, stage_result result);
 
 #endif

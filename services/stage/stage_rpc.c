@@ -417,16 +417,20 @@ static const Orch__V1__AdvanceStageReply__Outcome outcome_of[STAGE_RESULT_COUNT]
 };
 
 /* Runs the engine for a request (received at `t0`, orch_mono_ns) and
- * counts it. On failure the call is answered (the returned code); on OK the
- * caller replies from *out. Either way *out is the caller's to free
+ * counts it. On failure the call is answered with stage_failure_code() of
+ * the failure and its message (the returned code); on OK the caller
+ * replies from *out. Either way *out is the caller's to free
  * (stage_outcome_free). */
 static orch_code run_advance(stage_svc *ss, orch_rpc_call *call, const stage_advance_req *ar,
                              uint64_t t0, stage_outcome *out)
 {
-    orch_code code = stage_advance(ss, ar, orch_rpc_call_deadline(call), out);
+    orch_err err = stage_advance(ss, ar, orch_rpc_call_deadline(call), out);
     stage_count_transition(ss, ar->expected_from, ar->to, out->result);
     orch_histogram_observe_ns(ss->m_advance_latency, 0, orch_mono_ns() - t0);
-    return code ? orch_rpc_fail(call, code, "%s", out->fail.msg) : ORCH_CODE_OK;
+    if (!err)
+        return ORCH_CODE_OK;
+    return orch_rpc_fail(call, stage_failure_code(out->fail.kind, out->fail.err), "%s",
+                         out->fail.msg);
 }
 
 /* The reply's side effects of `o`, named by `transition` (borrowed). */
