@@ -53,9 +53,10 @@ struct orch_db_conn {
     bool lost;                            /* the last failure left no outcome (connection gone) */
     prepared stmts[ORCH_DB_MAX_PREPARED]; /* valid for this PGconn only */
     int nstmts;
-    long timeout_ms; /* statement_timeout in force; -1 unknown */
-    bool sent;       /* the current call's statement went out */
-    bool in_doubt;   /* ...outside a transaction, and no outcome came back */
+    long timeout_ms;  /* statement_timeout in force; -1 unknown */
+    bool sent;        /* the current call's statement went out */
+    bool in_doubt;    /* ...outside a transaction, and no outcome came back */
+    bool unconfirmed; /* a commit of this call stopped waiting for the sync standby */
     char sqlstate[6];
     char error[1024];
     orch_db_conn *next;
@@ -222,11 +223,23 @@ static void set_error(orch_db_conn *c, const char *state, const char *msg)
     c->error[n] = '\0';
 }
 
-/* Server notices become debug log lines instead of raw stderr text. */
-static void notice_to_log(void *arg, const char *message)
+/* Server notices become log lines instead of raw stderr text. One matters:
+ * a commit whose wait for the synchronous standby was cancelled (a cancel
+ * request, pg_cancel_backend; statement_timeout is lifted before the
+ * commit and never ends that wait) is reported committed with a WARNING from
+ * SyncRepWaitForLSN, although the standby may not have it; a failover then
+ * loses it. The routine's name, unlike the message, is not translated. */
+static void notice_received(void *arg, const PGresult *res)
 {
-    (void)arg;
-    orch_debug("database notice: %.*s", (int)strcspn(message, "\n"), message);
+    orch_db_conn *c = arg;
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *fn = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION);
+    if (fn && strcmp(fn, "SyncRepWaitForLSN") == 0) {
+        c->unconfirmed = true;
+        orch_warn("database: %s", msg ? msg : "synchronous replication wait cancelled");
+        return;
+    }
+    orch_debug("database notice: %s", msg ? msg : "");
 }
 
 static PGresult *run(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
@@ -325,7 +338,7 @@ static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
         c->pg = NULL;
         return ORCH_EDB_UNAVAIL;
     }
-    PQsetNoticeProcessor(c->pg, notice_to_log, NULL);
+    PQsetNoticeReceiver(c->pg, notice_received, c);
     c->broken = false;
     note_server(c);
     orch_err err = set_limits(c, deadline, c->pool->lock_timeout_ms, true);
@@ -658,7 +671,7 @@ orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int n
                       const char *const *params, orch_db_result **out)
 {
     if (c)
-        c->in_doubt = c->lost = false;
+        c->in_doubt = c->lost = c->unconfirmed = false;
     orch_err err = check_ready(c);
     if (!err)
         err = apply_timeout(c, deadline);
@@ -696,11 +709,25 @@ orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int n
     return ORCH_OK;
 }
 
+static const char unconfirmed_msg[] =
+    "committed on the primary, not confirmed by the synchronous standby";
+
 orch_err orch_db_exec_write(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
                             const char *const *params, orch_db_result **out)
 {
-    orch_err err = orch_db_exec(c, deadline, sql, nparams, params, out);
-    return err && c && c->in_doubt ? ORCH_EDB_UNKNOWN : err;
+    orch_db_result *r = NULL;
+    orch_err err = orch_db_exec(c, deadline, sql, nparams, params, out ? &r : NULL);
+    if (err)
+        return c && c->in_doubt ? ORCH_EDB_UNKNOWN : err;
+    if (c->unconfirmed) {
+        /* It committed here; a failover may still lose it: unknown. */
+        orch_db_result_free(r);
+        set_error(c, "01000", unconfirmed_msg);
+        return ORCH_EDB_UNKNOWN;
+    }
+    if (out)
+        *out = r;
+    return ORCH_OK;
 }
 
 orch_err orch_db_unbounded_lock_wait(orch_db_conn *c, uint64_t deadline, bool unbounded)
@@ -740,7 +767,7 @@ orch_err orch_db_commit(orch_db_conn *c, uint64_t deadline)
     if (err)
         return err;
     bool expired;
-    c->lost = false;
+    c->lost = c->unconfirmed = false;
     PGresult *r = run(c, deadline, "COMMIT", 0, NULL, &expired);
     if (expired)
         return ORCH_EDB_UNKNOWN; /* sent, never answered: it may have committed */
@@ -753,6 +780,9 @@ orch_err orch_db_commit(orch_db_conn *c, uint64_t deadline)
     } else if (strcmp(PQcmdStatus(r), "ROLLBACK") == 0) {
         set_error(c, "25P02", "transaction was aborted and rolled back");
         err = ORCH_EDB;
+    } else if (c->unconfirmed) {
+        set_error(c, "01000", unconfirmed_msg);
+        err = ORCH_EDB_UNKNOWN;
     }
     PQclear(r);
     c->timeout_ms = err ? -1 : c->timeout_ms;

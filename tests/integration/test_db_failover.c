@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,4 +251,91 @@ Test(db_failover, connection_failure_names_every_host)
     cr_assert(logged, "the second host's failure is not in the log");
     cr_assert(th_svc_log_has(&s, p1));
     cr_assert_eq(th_svc_stop(&s, SIGTERM, 10000), 0);
+}
+
+/* Cancels, for up to 5 s, every session waiting for the synchronous
+ * standby (an operator's pg_cancel_backend on a stuck session). */
+static void *cancel_sync_waits(void *arg)
+{
+    const char *url = arg;
+    for (int i = 0; i < 100; i++) {
+        usleep(50 * 1000);
+        char *n = th_sql(url, "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity"
+                              " WHERE wait_event = 'SyncRep'");
+        bool done = n && strcmp(n, "0") != 0;
+        free(n);
+        if (done)
+            break;
+    }
+    return NULL;
+}
+
+static orch_err cancelled_while_waiting(const char *url, orch_err (*call)(orch_db_conn *),
+                                        orch_db_conn *c)
+{
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, cancel_sync_waits, (void *)url), 0);
+    orch_err err = call(c);
+    pthread_join(th, NULL);
+    return err;
+}
+
+static orch_err single_write(orch_db_conn *c)
+{
+    const char *p[] = { "single" };
+    return orch_db_exec_write(c, in_ms(8000), "INSERT INTO f VALUES ($1)", 1, p, NULL);
+}
+
+static orch_err commit(orch_db_conn *c)
+{
+    return orch_db_commit(c, in_ms(8000));
+}
+
+/* A synchronous standby that does not confirm (here: none is connected)
+ * holds every commit. statement_timeout does not end that wait (the server
+ * lifts it before committing), but a cancel does, and then the server
+ * reports the commit done, with a WARNING, although only the primary has
+ * it. A failover at that moment loses it: the pool answers "unknown",
+ * never success. */
+Test(db_failover, commit_the_synchronous_standby_did_not_confirm_is_unknown)
+{
+    char dir[] = "/tmp/orch-dbf-u-XXXXXX";
+    char url[600];
+    cr_assert(mkdtemp(dir));
+    cr_assert_eq(th_pgctl("init", dir, NULL), 0);
+    cr_assert_eq(th_pgctl("start", dir, NULL), 0);
+    th_pg_url(dir, "orch", url, sizeof url);
+    free(th_sql(url, "CREATE TABLE f (v text PRIMARY KEY)"));
+    free(th_sql(url, "ALTER SYSTEM SET synchronous_standby_names = 'orch_standby'"));
+    free(th_sql(url, "SELECT pg_reload_conf()"));
+    orch_db_pool *pool;
+    orch_db_conn *c;
+    cr_assert_eq(orch_db_pool_open(url, 1, &pool), ORCH_OK);
+    cr_assert_eq(orch_db_acquire(pool, in_ms(5000), &c), ORCH_OK);
+
+    orch_err err = cancelled_while_waiting(url, single_write, c);
+    cr_assert_eq(err, ORCH_EDB_UNKNOWN, "a single-statement write: %s", orch_strerror(err));
+    cr_assert(strstr(orch_db_last_error(c), "synchronous standby"), "%s", orch_db_last_error(c));
+
+    cr_assert_eq(orch_db_begin(c, in_ms(1500)), ORCH_OK);
+    const char *q[] = { "transaction" };
+    cr_assert_eq(orch_db_exec(c, in_ms(1500), "INSERT INTO f VALUES ($1)", 1, q, NULL), ORCH_OK);
+    err = cancelled_while_waiting(url, commit, c);
+    cr_assert_eq(err, ORCH_EDB_UNKNOWN, "COMMIT: %s", orch_strerror(err));
+    orch_db_release(c);
+
+    /* Both did commit on this server: "unknown" was the truth. */
+    free(th_sql(url, "ALTER SYSTEM RESET synchronous_standby_names"));
+    free(th_sql(url, "SELECT pg_reload_conf()"));
+    char *rows = th_sql(url, "SELECT string_agg(v, ',' ORDER BY v) FROM f");
+    cr_assert_str_eq(rows, "single,transaction");
+    free(rows);
+    /* Without a synchronous standby the same calls succeed. */
+    cr_assert_eq(orch_db_acquire(pool, in_ms(5000), &c), ORCH_OK);
+    const char *r[] = { "after" };
+    cr_assert_eq(orch_db_exec_write(c, in_ms(1500), "INSERT INTO f VALUES ($1)", 1, r, NULL),
+                 ORCH_OK);
+    orch_db_release(c);
+    orch_db_pool_close(pool);
+    th_pgctl("destroy", dir, NULL);
 }

@@ -11,7 +11,10 @@
  *   a demoted primary) or a dead connection
  *   -> ORCH_EDB_UNAVAIL (the connection is reset at its next checkout),
  *   57014 (statement_timeout) -> ORCH_ETIMEDOUT,
- *   a connection lost during COMMIT -> ORCH_EDB_UNKNOWN (never "retry").
+ *   a connection lost during COMMIT -> ORCH_EDB_UNKNOWN (never "retry"),
+ *   and so is a commit the server reports done after its wait for the
+ *   synchronous standby was cancelled (pg_cancel_backend): committed on
+ *   the primary, possibly not on the standby a failover promotes.
  * statement_timeout follows the deadline passed to each call. Every
  * connection also runs with lock_timeout and
  * idle_in_transaction_session_timeout (orch_db_pool_set_limits()), so a
