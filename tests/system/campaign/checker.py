@@ -282,7 +282,7 @@ def main():
     # another machine must not judge it dead.
     killed = collections.defaultdict(list)  # (host, pid) -> kill times
     for f in faults:
-        if f["kind"] in ("kill_owner", "kill_services", "reboot_new_boot_id"):
+        if f["kind"] in ("kill_owner", "kill_services", "reboot_new_boot_id", "kill_holder"):
             for pid in KILLED_RE.findall(f["detail"]):
                 killed[(f["host"], pid)].append(int(f["t"]))
     for e in events:
@@ -335,8 +335,8 @@ def main():
     granted_at = {(e["work_item"], e["epoch"]) for e in events if e["kind"] == "granted"}
     answered = collections.defaultdict(list)
     for g in grants_acked:
-        if g["outcome"] != "GRANTED":
-            continue
+        if g["outcome"] != "GRANTED" or g["epoch"] in ("", "0"):
+            continue  # epoch 0: an inert grant (lease off or out of scope), never written
         key = (g["item"], g["epoch"])
         answered[key].append("%s/%s at %s" % (g["host"], g["actor"], g["t1"]))
         if key not in granted_at:
