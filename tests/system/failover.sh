@@ -416,6 +416,6 @@ for m in "${MODES[@]}"; do
 done
 echo
 echo "==== failover summary ===="
-for m in "${MODES[@]}"; do echo "${SUMMARY[$m]:-$m: did not finish}"; done
+for m in "${MODES[@]}"; do echo "${SUMMARY[$m]:-$m: did not finish}"; done | tee "$TMP/summary.txt"
 ((verdict == 0)) && echo "PASS: system_failover" || echo "FAIL: system_failover"
 exit "$verdict"
