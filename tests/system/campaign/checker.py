@@ -6,12 +6,11 @@ Reads one campaign run's folder: the database history dumped by campaign.sh
 (actors.log), the fault log (faults.log), the lease-services' logs
 (lease-all.log) and, when there is one, the log of actors that take leases
 directly (grants.log). Prints a table of operations, faults, anomalies by
-class and reclaim latencies; exits 1 when any anomaly class not skipped is
-not zero.
+class and reclaim latencies; exits 1 when any anomaly class is not zero.
 
 Usage: checker.py --dir DIR --ceiling-s N --reaper-interval-ms N
                   [--sink-mode fenced|unfenced] [--seed N] [--slack-ms N]
-                  [--skip CLASS,...] [--title TEXT]
+                  [--title TEXT]
 """
 
 import argparse
@@ -90,15 +89,8 @@ def main():
     ap.add_argument("--seed", default="?")
     ap.add_argument("--slack-ms", type=int, default=3000,
                     help="allowance for process restarts and database restarts")
-    ap.add_argument("--skip", default="",
-                    help="comma-separated classes not checked (they do not apply to the run)")
     ap.add_argument("--title", default="campaign history check")
     a = ap.parse_args()
-    skipped = {c for c in a.skip.split(",") if c}
-    unknown = skipped - {c for c, _ in ANOMALY_CLASSES}
-    if unknown:
-        print("checker: unknown class in --skip: %s" % ", ".join(sorted(unknown)))
-        return 2
     d = a.dir
     bound_ms = a.ceiling_s * 1000 + a.reaper_interval_ms + a.slack_ms
 
@@ -346,9 +338,6 @@ def main():
         if len(who) > 1:
             flag("epoch_granted_twice", "%s epoch %s granted to %s" % (key[0], key[1], ", ".join(who)))
 
-    for cls in skipped:
-        anomalies.pop(cls, None)
-
     # ---- the table ----
     done = sum(1 for t in tasks if t["stage"] == "done")
     print("==== %s (seed %s, sink %s) ====" % (a.title, a.seed, a.sink_mode))
@@ -375,9 +364,6 @@ def main():
         print("  %-24s %d" % (k, fk[k]))
     print("anomalies by class")
     for cls, what in ANOMALY_CLASSES:
-        if cls in skipped:
-            print("  %-24s -   skipped: %s" % (cls, what))
-            continue
         print("  %-24s %d   %s" % (cls, anomalies[cls], what))
         for ex in examples[cls]:
             print("      e.g. " + ex)
