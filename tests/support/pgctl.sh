@@ -279,6 +279,22 @@ pg_ctl_start() {
   exit 1
 }
 
+# claim_dir DIR — make DIR the (empty, or ours) folder of a new cluster,
+# owned by the cluster's owner and marked as made by this script.
+claim_dir() {
+  local dir="$1"
+  if [[ -d "$dir" && -n "$(ls -A "$dir")" && ! -e "$dir/$MARKER" ]]; then
+    die "$dir exists and is not empty: refusing to use it"
+  fi
+  mkdir -p "$dir"
+  chmod 0700 "$dir"
+  if is_root; then
+    chown "$PG_OWNER:" "$dir"
+  fi
+  check_reachable "$dir"
+  as_owner touch "$dir/$MARKER"
+}
+
 cmd_init() {
   local dir
   dir="$(abspath "$1")"
@@ -290,16 +306,7 @@ cmd_init() {
     echo "$prog: $dir already holds a cluster (port $port)" >&2
     return 0
   fi
-  if [[ -d "$dir" && -n "$(ls -A "$dir")" && ! -e "$dir/$MARKER" ]]; then
-    die "$dir exists and is not empty: refusing to use it"
-  fi
-  mkdir -p "$dir"
-  chmod 0700 "$dir"
-  if is_root; then
-    chown "$PG_OWNER:" "$dir"
-  fi
-  check_reachable "$dir"
-  as_owner touch "$dir/$MARKER"
+  claim_dir "$dir"
   rm -rf "$dir/data"
 
   as_owner "$PG_BINDIR/initdb" -D "$dir/data" -U postgres -A trust \
@@ -370,16 +377,7 @@ cmd_standby() {
   check_owner_user
   is_running "$primary" || die "no running cluster in $primary"
   is_initialized "$dir" && die "$dir already holds a cluster"
-  if [[ -d "$dir" && -n "$(ls -A "$dir")" && ! -e "$dir/$MARKER" ]]; then
-    die "$dir exists and is not empty: refusing to use it"
-  fi
-  mkdir -p "$dir"
-  chmod 0700 "$dir"
-  if is_root; then
-    chown "$PG_OWNER:" "$dir"
-  fi
-  check_reachable "$dir"
-  as_owner touch "$dir/$MARKER"
+  claim_dir "$dir"
   pport="$(read_port "$primary")"
   as_owner "$PG_BINDIR/pg_basebackup" -h 127.0.0.1 -p "$pport" -U orch -D "$dir/data" -R \
     -X stream -c fast >"$dir/basebackup.log" 2>&1 || {

@@ -54,17 +54,8 @@ readonly ACTORS=(monitor webhook reaper finalizer)
 # done (at most DRAIN_S).
 readonly LOAD_S=6 CUT_S=4 DRAIN_S=45
 
-T_START="$(date +%s%3N)"
-now_ms() { date +%s%3N; }
-say() { printf '[%6.1fs] %s\n' "$(($(now_ms) - T_START))e-3" "$*"; }
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-die() {
-  say "FAIL: $*"
-  exit 1
-}
+# shellcheck source=lib.sh
+source "$SRC_DIR/tests/system/lib.sh"
 
 for b in "$LEASE_BIN" "$STAGE_BIN" "$ORCHCTL" "$SINK_BIN"; do
   [[ -x "$b" ]] || die "$b not found (build first, or pass the build folder as \$1)"
@@ -81,12 +72,6 @@ chmod 755 "$TMP"
 SUF="${TMP##*.}"
 PRIMARY="" STANDBY="" PID_LEASE="" PID_STAGE="" SINK_PID=""
 declare -a BG=()
-
-kill_wait() { # kill_wait SIGNAL PID: signal a child of this shell and reap it
-  [[ -n "$2" ]] || return 0
-  kill "-$1" "$2" 2>/dev/null || true
-  wait "$2" 2>/dev/null || true
-}
 
 stop_run() { # ends every process of the current run; keeps its folder
   local p

@@ -67,17 +67,8 @@ readonly REPO="org/app"
 readonly HOSTS=(h1 h2 h3)
 readonly ACTORS=(monitor webhook reaper finalizer)
 
-T_START="$(date +%s%3N)"
-now_ms() { date +%s%3N; }
-say() { printf '[%6.1fs] %s\n' "$(($(now_ms) - T_START))e-3" "$*"; }
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-die() {
-  say "FAIL: $*"
-  exit 1
-}
+# shellcheck source=../lib.sh
+source "$SRC_DIR/tests/system/lib.sh"
 
 for b in "$LEASE_BIN" "$STAGE_BIN" "$ORCHCTL" "$SINK_BIN"; do
   [[ -x "$b" ]] || die "$b not found (build first, or pass the build folder as \$1)"
@@ -111,12 +102,6 @@ alive() {
   local stat
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
   [[ "${stat##*) }" != Z* ]]
-}
-
-kill_wait() { # kill_wait SIGNAL PID: signal a child of this shell and reap it
-  [[ -n "$2" ]] || return 0
-  kill "-$1" "$2" 2>/dev/null || true
-  wait "$2" 2>/dev/null || true
 }
 
 cleanup() {
