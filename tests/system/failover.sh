@@ -52,7 +52,7 @@ readonly ACTORS=(monitor webhook reaper finalizer)
 # Phases of one run, seconds: load, load with the standby cut off, then the
 # primary dies; after the promotion the load goes on until every item is
 # done (at most DRAIN_S).
-readonly LOAD_S=6 CUT_S=4 DRAIN_S=45
+readonly LOAD_S=6 CUT_S=4 DRAIN_S=90
 
 # shellcheck source=lib.sh
 source "$SRC_DIR/tests/system/lib.sh"
