@@ -196,13 +196,20 @@ void orch_db_pool_close(orch_db_pool *p)
     free(p);
 }
 
-/* Records a SQLSTATE and message on c. A message of several lines (libpq
- * writes one per host it tried, with indented hints) becomes one line: the
- * lines joined by "; ", an indented hint by a space. */
 static void set_error(orch_db_conn *c, const char *state, const char *msg)
 {
     snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state ? state : "");
+    snprintf(c->error, sizeof c->error, "%s", msg ? msg : "");
+    c->error[strcspn(c->error, "\n")] = '\0';
+}
+
+/* Records a failed connect on c. libpq writes one line per host it tried,
+ * with indented hints: the lines are joined by "; ", a hint by a space, so
+ * that the one log line names every host. */
+static void set_connect_error(orch_db_conn *c, const char *msg)
+{
     size_t n = 0;
+    snprintf(c->sqlstate, sizeof c->sqlstate, "08006");
     for (const char *q = msg ? msg : ""; *q && n + 3 < sizeof c->error; q++) {
         if (*q != '\n') {
             c->error[n++] = *q == '\t' ? ' ' : *q;
@@ -333,7 +340,7 @@ static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
         return ORCH_ENOMEM;
     }
     if (PQstatus(c->pg) != CONNECTION_OK) {
-        set_error(c, "08006", PQerrorMessage(c->pg));
+        set_connect_error(c, PQerrorMessage(c->pg));
         PQfinish(c->pg);
         c->pg = NULL;
         return ORCH_EDB_UNAVAIL;
