@@ -12,6 +12,11 @@
  * lock_timeout and idle_in_transaction_session_timeout are set on every new
  * session, right after it connects (a SET, not the startup `options`, so a
  * connection URL that carries its own `options` keeps them).
+ * Failover: a URL may list several hosts (libpq tries them in order); the
+ * pool asks for a read-write session unless the URL says otherwise, gives
+ * each host its share of the connect deadline, logs the host:port it lands
+ * on when that changes, and treats a session that turned out read-only
+ * (25006) as one to replace, like a lost connection.
  * Ownership: results are PGresults handed to the caller, freed with
  * orch_db_result_free().
  */
@@ -44,25 +49,29 @@ typedef struct prepared {
 struct orch_db_conn {
     orch_db_pool *pool;
     PGconn *pg;
-    bool broken;
+    bool broken;                          /* reconnect at the next checkout */
+    bool lost;                            /* the last failure left no outcome (connection gone) */
     prepared stmts[ORCH_DB_MAX_PREPARED]; /* valid for this PGconn only */
     int nstmts;
-    long timeout_ms; /* statement_timeout in force; -1 unknown */
-    bool sent;       /* the current call's statement went out */
-    bool in_doubt;   /* ...outside a transaction, and no outcome came back */
+    long timeout_ms;  /* statement_timeout in force; -1 unknown */
+    bool sent;        /* the current call's statement went out */
+    bool in_doubt;    /* ...outside a transaction, and no outcome came back */
+    bool unconfirmed; /* a commit of this call stopped waiting for the sync standby */
     char sqlstate[6];
-    char error[512];
+    char error[1024];
     orch_db_conn *next;
 };
 
 struct orch_db_pool {
     char *conninfo;
     int size;
+    int nhosts; /* hosts the conninfo lists (each gets its own connect_timeout) */
     long lock_timeout_ms, idle_tx_timeout_ms;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     orch_db_conn *free;
     orch_db_conn *conns;
+    char server[160]; /* host:port of the last connection made; guarded by mu */
 };
 
 orch_err orch_db_map_sqlstate(const char *s)
@@ -77,18 +86,51 @@ orch_err orch_db_map_sqlstate(const char *s)
         return ORCH_EDB_LOCKED;
     if (strcmp(s, "57014") == 0)
         return ORCH_ETIMEDOUT;
+    /* 25006: a read-only session (a standby, or a server demoted under us):
+     * the primary is elsewhere, so reconnect rather than fail for good. */
     if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
-        strcmp(s, "57P03") == 0)
+        strcmp(s, "57P03") == 0 || strcmp(s, "25006") == 0)
         return ORCH_EDB_UNAVAIL;
     if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0)
         return ORCH_EINVAL;
     return ORCH_EDB;
 }
 
+/* Hosts listed by a parsed conninfo: the comma-separated entries of `host`
+ * (or of `hostaddr`), at least 1. */
+static int count_hosts(const PQconninfoOption *opts)
+{
+    const char *host = NULL, *addr = NULL;
+    for (const PQconninfoOption *o = opts; o->keyword; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            addr = o->val;
+    }
+    const char *list = host && host[0] ? host : addr;
+    int n = 1;
+    for (const char *q = list; q && *q; q++)
+        n += *q == ',';
+    return n;
+}
+
 orch_err orch_db_pool_open(const char *conninfo, int size, orch_db_pool **out)
 {
     if (!conninfo || size < 1)
         return ORCH_EINVAL;
+    char *why = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &why);
+    if (!opts) {
+        /* libpq's message quotes the part it could not read, which may be
+         * a secret: only the text before the quote is logged. */
+        const char *what = why ? why : "out of memory";
+        orch_error("database URL is not a libpq connection string: %.*s",
+                   (int)strcspn(what, "\"\n"), what);
+        PQfreemem(why);
+        return ORCH_EINVAL;
+    }
+    int nhosts = count_hosts(opts);
+    PQconninfoFree(opts);
     orch_db_pool *p = calloc(1, sizeof *p);
     if (!p)
         return ORCH_ENOMEM;
@@ -103,6 +145,7 @@ orch_err orch_db_pool_open(const char *conninfo, int size, orch_db_pool **out)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&p->mu, NULL);
     p->size = size;
+    p->nhosts = nhosts;
     p->lock_timeout_ms = ORCH_DB_DEFAULT_LOCK_TIMEOUT_MS;
     p->idle_tx_timeout_ms = ORCH_DB_DEFAULT_IDLE_TX_TIMEOUT_MS;
     for (int i = 0; i < size; i++) {
@@ -160,11 +203,50 @@ static void set_error(orch_db_conn *c, const char *state, const char *msg)
     c->error[strcspn(c->error, "\n")] = '\0';
 }
 
-/* Server notices become debug log lines instead of raw stderr text. */
-static void notice_to_log(void *arg, const char *message)
+/* Records a failed connect on c. libpq writes one line per host it tried,
+ * with indented hints: the lines are joined by "; ", a hint by a space, so
+ * that the one log line names every host. */
+static void set_connect_error(orch_db_conn *c, const char *msg)
 {
-    (void)arg;
-    orch_debug("database notice: %.*s", (int)strcspn(message, "\n"), message);
+    size_t n = 0;
+    snprintf(c->sqlstate, sizeof c->sqlstate, "08006");
+    for (const char *q = msg ? msg : ""; *q && n + 3 < sizeof c->error; q++) {
+        if (*q != '\n') {
+            c->error[n++] = *q == '\t' ? ' ' : *q;
+            continue;
+        }
+        while (q[1] == '\n')
+            q++;
+        if (q[1] == '\0')
+            break;
+        if (q[1] == '\t') {
+            c->error[n++] = ' ';
+            q++;
+        } else {
+            c->error[n++] = ';';
+            c->error[n++] = ' ';
+        }
+    }
+    c->error[n] = '\0';
+}
+
+/* Server notices become log lines instead of raw stderr text. One matters:
+ * a commit whose wait for the synchronous standby was cancelled (a cancel
+ * request, pg_cancel_backend; statement_timeout is lifted before the
+ * commit and never ends that wait) is reported committed with a WARNING from
+ * SyncRepWaitForLSN, although the standby may not have it; a failover then
+ * loses it. The routine's name, unlike the message, is not translated. */
+static void notice_received(void *arg, const PGresult *res)
+{
+    orch_db_conn *c = arg;
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *fn = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION);
+    if (fn && strcmp(fn, "SyncRepWaitForLSN") == 0) {
+        c->unconfirmed = true;
+        orch_warn("database: %s", msg ? msg : "synchronous replication wait cancelled");
+        return;
+    }
+    orch_debug("database notice: %s", msg ? msg : "");
 }
 
 static PGresult *run(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
@@ -193,20 +275,60 @@ static orch_err set_limits(orch_db_conn *c, uint64_t deadline, long lock_ms, boo
     return err;
 }
 
+/* Logs the server c reached when it is not the one the pool reached last
+ * (first connection, or a failover / another host of the list). */
+static void note_server(orch_db_conn *c)
+{
+    char now[160];
+    const char *host = PQhost(c->pg), *port = PQport(c->pg);
+    snprintf(now, sizeof now, "%s:%s", host ? host : "?", port ? port : "?");
+    orch_db_pool *p = c->pool;
+    pthread_mutex_lock(&p->mu);
+    bool changed = strcmp(p->server, now) != 0;
+    char was[sizeof p->server];
+    snprintf(was, sizeof was, "%s", p->server);
+    if (changed)
+        snprintf(p->server, sizeof p->server, "%s", now);
+    pthread_mutex_unlock(&p->mu);
+    if (changed && was[0])
+        orch_info("database connection now to %s (was %s)", now, was);
+    else if (changed)
+        orch_info("database connection to %s", now);
+}
+
+/* Seconds of connect_timeout: libpq applies it to each host (each address)
+ * in turn, so each of the pool's hosts gets its share of what is left;
+ * whole seconds, at least 2 (libpq's minimum). */
+static unsigned long long connect_secs(const orch_db_pool *p, uint64_t deadline)
+{
+    uint64_t left = orch_deadline_left_ms(deadline);
+    if (left == UINT64_MAX)
+        return 10;
+    uint64_t secs = left / 1000 / (uint64_t)p->nhosts;
+    return secs < 2 ? 2 : (unsigned long long)secs;
+}
+
 static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
 {
     char timeout[24];
-    uint64_t left = orch_deadline_left_ms(deadline);
-    /* libpq's connect_timeout is in whole seconds, minimum 2. */
-    uint64_t secs = left == UINT64_MAX ? 10 : (left + 999) / 1000;
-    snprintf(timeout, sizeof timeout, "%llu", (unsigned long long)(secs < 2 ? 2 : secs));
-    /* Keepalives first, so that the URL may override them; connect_timeout
-     * after it, so that the deadline wins. A dead peer is noticed within
-     * about ten seconds even while nothing is being read. */
-    const char *keys[] = { "keepalives",       "keepalives_idle",  "keepalives_interval",
-                           "keepalives_count", "tcp_user_timeout", "dbname",
-                           "connect_timeout",  "application_name", NULL };
-    const char *vals[] = { "1", "5", "2", "3", "10000", c->pool->conninfo, timeout, "orch", NULL };
+    snprintf(timeout, sizeof timeout, "%llu", connect_secs(c->pool, deadline));
+    /* Keepalives and target_session_attrs first, so that the URL may
+     * override them; connect_timeout after it, so that the deadline wins. A
+     * dead peer is noticed within about ten seconds even while nothing is
+     * being read. Every session writes: of several hosts, the one that
+     * accepts writes (the primary) is taken. */
+    const char *keys[] = { "keepalives",
+                           "keepalives_idle",
+                           "keepalives_interval",
+                           "keepalives_count",
+                           "tcp_user_timeout",
+                           "target_session_attrs",
+                           "dbname",
+                           "connect_timeout",
+                           "application_name",
+                           NULL };
+    const char *vals[] = { "1",     "5",    "2", "3", "10000", "read-write", c->pool->conninfo,
+                           timeout, "orch", NULL };
 
     if (c->pg)
         PQfinish(c->pg);
@@ -218,13 +340,14 @@ static orch_err connect_conn(orch_db_conn *c, uint64_t deadline)
         return ORCH_ENOMEM;
     }
     if (PQstatus(c->pg) != CONNECTION_OK) {
-        set_error(c, "08006", PQerrorMessage(c->pg));
+        set_connect_error(c, PQerrorMessage(c->pg));
         PQfinish(c->pg);
         c->pg = NULL;
         return ORCH_EDB_UNAVAIL;
     }
-    PQsetNoticeProcessor(c->pg, notice_to_log, NULL);
+    PQsetNoticeReceiver(c->pg, notice_received, c);
     c->broken = false;
+    note_server(c);
     orch_err err = set_limits(c, deadline, c->pool->lock_timeout_ms, true);
     if (err && c->pg) {
         PQfinish(c->pg);
@@ -295,11 +418,18 @@ static orch_err result_error(orch_db_conn *c, PGresult *r)
     const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c->pg);
     if (PQstatus(c->pg) != CONNECTION_OK || !state) {
         c->broken = true;
+        c->lost = true;
         set_error(c, state ? state : "08006", msg);
         return ORCH_EDB_UNAVAIL;
     }
     set_error(c, state, msg);
-    return orch_db_map_sqlstate(state);
+    c->lost = false;
+    orch_err err = orch_db_map_sqlstate(state);
+    /* The server answered, but this session cannot serve (read-only, being
+     * shut down): the next checkout opens a new one. */
+    if (err == ORCH_EDB_UNAVAIL)
+        c->broken = true;
+    return err;
 }
 
 /* Rounds down to two significant digits: 4987 -> 4900, 123 -> 120. */
@@ -548,7 +678,7 @@ orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int n
                       const char *const *params, orch_db_result **out)
 {
     if (c)
-        c->in_doubt = false;
+        c->in_doubt = c->lost = c->unconfirmed = false;
     orch_err err = check_ready(c);
     if (!err)
         err = apply_timeout(c, deadline);
@@ -572,8 +702,9 @@ orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int n
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         err = result_error(c, r);
-        /* No SQLSTATE on a live connection: the outcome never arrived. */
-        c->in_doubt = idle && c->sent && c->broken;
+        /* The connection went before an answer: the outcome never arrived
+         * (an error the server sent, 25006 included, is an outcome). */
+        c->in_doubt = idle && c->sent && c->lost;
         PQclear(r);
         return err;
     }
@@ -585,11 +716,25 @@ orch_err orch_db_exec(orch_db_conn *c, uint64_t deadline, const char *sql, int n
     return ORCH_OK;
 }
 
+static const char unconfirmed_msg[] =
+    "committed on the primary, not confirmed by the synchronous standby";
+
 orch_err orch_db_exec_write(orch_db_conn *c, uint64_t deadline, const char *sql, int nparams,
                             const char *const *params, orch_db_result **out)
 {
-    orch_err err = orch_db_exec(c, deadline, sql, nparams, params, out);
-    return err && c && c->in_doubt ? ORCH_EDB_UNKNOWN : err;
+    orch_db_result *r = NULL;
+    orch_err err = orch_db_exec(c, deadline, sql, nparams, params, out ? &r : NULL);
+    if (err)
+        return c && c->in_doubt ? ORCH_EDB_UNKNOWN : err;
+    if (c->unconfirmed) {
+        /* It committed here; a failover may still lose it: unknown. */
+        orch_db_result_free(r);
+        set_error(c, "01000", unconfirmed_msg);
+        return ORCH_EDB_UNKNOWN;
+    }
+    if (out)
+        *out = r;
+    return ORCH_OK;
 }
 
 orch_err orch_db_unbounded_lock_wait(orch_db_conn *c, uint64_t deadline, bool unbounded)
@@ -629,17 +774,22 @@ orch_err orch_db_commit(orch_db_conn *c, uint64_t deadline)
     if (err)
         return err;
     bool expired;
+    c->lost = c->unconfirmed = false;
     PGresult *r = run(c, deadline, "COMMIT", 0, NULL, &expired);
     if (expired)
         return ORCH_EDB_UNKNOWN; /* sent, never answered: it may have committed */
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
         err = result_error(c, r);
-        /* Lost while committing: the server may or may not have committed. */
-        if (err == ORCH_EDB_UNAVAIL)
+        /* Lost while committing: the server may or may not have committed.
+         * An error the server answered (a read-only session) did not. */
+        if (err == ORCH_EDB_UNAVAIL && c->lost)
             err = ORCH_EDB_UNKNOWN;
     } else if (strcmp(PQcmdStatus(r), "ROLLBACK") == 0) {
         set_error(c, "25P02", "transaction was aborted and rolled back");
         err = ORCH_EDB;
+    } else if (c->unconfirmed) {
+        set_error(c, "01000", unconfirmed_msg);
+        err = ORCH_EDB_UNKNOWN;
     }
     PQclear(r);
     c->timeout_ms = err ? -1 : c->timeout_ms;

@@ -10,6 +10,10 @@
 #   pgctl.sh stop    DIR [fast|immediate]   stop; no-op when not running
 #   pgctl.sh restart DIR [fast|immediate]   stop (default fast) and start again
 #   pgctl.sh url     DIR [DBNAME]           print postgresql://orch@127.0.0.1:PORT/DBNAME
+#   pgctl.sh standby DIR PRIMARY_DIR        make DIR a streaming standby of the running
+#                                           cluster in PRIMARY_DIR (pg_basebackup -R),
+#                                           application_name orch_standby; start it
+#   pgctl.sh promote DIR                    promote the standby in DIR; wait until it writes
 #   pgctl.sh status  DIR                    exit 0 when running, 3 when not
 #   pgctl.sh destroy DIR                    stop immediately and delete DIR
 #
@@ -22,7 +26,8 @@
 #
 # Access: trust authentication, on the Unix socket and on 127.0.0.1 only. The
 # superuser role `orch` and its database `orch` exist after `init`, so
-# `psql "$(pgctl.sh url DIR)"` just works. fsync stays on.
+# `psql "$(pgctl.sh url DIR)"` just works. fsync stays on. Replication
+# connections are trusted the same way, so `standby` needs nothing more.
 #
 # Root: initdb and postgres refuse to run as root. When run as root, the script
 # gives DIR to the `postgres` system user (created by Debian's postgresql
@@ -230,6 +235,8 @@ write_hba() {
 # TYPE  DATABASE  USER  ADDRESS       METHOD
 local   all       all                 trust
 host    all       all   127.0.0.1/32  trust
+local   replication all               trust
+host    replication all 127.0.0.1/32  trust
 EOF
 }
 
@@ -272,6 +279,22 @@ pg_ctl_start() {
   exit 1
 }
 
+# claim_dir DIR — make DIR the (empty, or ours) folder of a new cluster,
+# owned by the cluster's owner and marked as made by this script.
+claim_dir() {
+  local dir="$1"
+  if [[ -d "$dir" && -n "$(ls -A "$dir")" && ! -e "$dir/$MARKER" ]]; then
+    die "$dir exists and is not empty: refusing to use it"
+  fi
+  mkdir -p "$dir"
+  chmod 0700 "$dir"
+  if is_root; then
+    chown "$PG_OWNER:" "$dir"
+  fi
+  check_reachable "$dir"
+  as_owner touch "$dir/$MARKER"
+}
+
 cmd_init() {
   local dir
   dir="$(abspath "$1")"
@@ -283,16 +306,7 @@ cmd_init() {
     echo "$prog: $dir already holds a cluster (port $port)" >&2
     return 0
   fi
-  if [[ -d "$dir" && -n "$(ls -A "$dir")" && ! -e "$dir/$MARKER" ]]; then
-    die "$dir exists and is not empty: refusing to use it"
-  fi
-  mkdir -p "$dir"
-  chmod 0700 "$dir"
-  if is_root; then
-    chown "$PG_OWNER:" "$dir"
-  fi
-  check_reachable "$dir"
-  as_owner touch "$dir/$MARKER"
+  claim_dir "$dir"
   rm -rf "$dir/data"
 
   as_owner "$PG_BINDIR/initdb" -D "$dir/data" -U postgres -A trust \
@@ -355,6 +369,40 @@ cmd_restart() {
   cmd_start "$1"
 }
 
+cmd_standby() {
+  local dir primary pport
+  dir="$(abspath "$1")"
+  primary="$(abspath "$2")"
+  check_bindir
+  check_owner_user
+  is_running "$primary" || die "no running cluster in $primary"
+  is_initialized "$dir" && die "$dir already holds a cluster"
+  claim_dir "$dir"
+  pport="$(read_port "$primary")"
+  as_owner "$PG_BINDIR/pg_basebackup" -h 127.0.0.1 -p "$pport" -U orch -D "$dir/data" -R \
+    -X stream -c fast >"$dir/basebackup.log" 2>&1 || {
+    cat "$dir/basebackup.log" >&2
+    die "pg_basebackup from $primary failed"
+  }
+  # The copy carries the primary's orch.conf: a port of its own. The
+  # application_name is what synchronous_standby_names names on the primary.
+  write_conf "$dir" "$(pick_port)"
+  as_owner tee -a "$dir/data/postgresql.auto.conf" >/dev/null <<EOF
+primary_conninfo = 'host=127.0.0.1 port=$pport user=orch application_name=orch_standby'
+EOF
+  pg_ctl_start "$dir"
+  echo "$prog: $dir is a standby of $primary (port $(read_port "$dir"))" >&2
+}
+
+cmd_promote() {
+  local dir
+  dir="$(abspath "$1")"
+  check_bindir
+  is_running "$dir" || die "no running cluster in $dir"
+  as_owner "$PG_BINDIR/pg_ctl" promote -D "$dir/data" -w -t "$PG_WAIT" >/dev/null ||
+    die "the standby in $dir was not promoted within $PG_WAIT s"
+}
+
 cmd_url() {
   local dir port db="${2:-orch}"
   dir="$(abspath "$1")"
@@ -390,8 +438,11 @@ main() {
   local cmd="$1"
   shift
   case "$cmd" in
-    init | start | status | destroy)
+    init | start | status | destroy | promote)
       [[ $# -eq 1 ]] || usage
+      ;;
+    standby)
+      [[ $# -eq 2 && -n "$2" ]] || usage
       ;;
     stop | restart | url)
       [[ $# -le 2 ]] || usage

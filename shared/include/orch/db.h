@@ -7,10 +7,14 @@
  * SQLSTATEs are kept on the result and mapped to orch_err:
  *   23505 -> ORCH_EEXISTS, 40001/40P01 -> ORCH_EDB_RETRY,
  *   55P03 (a NOWAIT race, or lock_timeout) -> ORCH_EDB_LOCKED,
- *   57P01/57P02/57P03/08xxx or a dead connection
+ *   57P01/57P02/57P03/08xxx, 25006 (a read-only session: a standby, or
+ *   a demoted primary) or a dead connection
  *   -> ORCH_EDB_UNAVAIL (the connection is reset at its next checkout),
  *   57014 (statement_timeout) -> ORCH_ETIMEDOUT,
- *   a connection lost during COMMIT -> ORCH_EDB_UNKNOWN (never "retry").
+ *   a connection lost during COMMIT -> ORCH_EDB_UNKNOWN (never "retry"),
+ *   and so is a commit the server reports done after its wait for the
+ *   synchronous standby was cancelled (pg_cancel_backend): committed on
+ *   the primary, possibly not on the standby a failover promotes.
  * statement_timeout follows the deadline passed to each call. Every
  * connection also runs with lock_timeout and
  * idle_in_transaction_session_timeout (orch_db_pool_set_limits()), so a
@@ -34,7 +38,12 @@ typedef struct orch_db_result orch_db_result;
 
 /* Creates a pool of `size` connections to `conninfo` (a libpq URI or
  * key=value string; copied). Connections are opened lazily, so creation
- * succeeds while the server is down. */
+ * succeeds while the server is down; a conninfo libpq cannot parse gives
+ * ORCH_EINVAL (logged, without the value). The conninfo may list several
+ * hosts (postgresql://h1:p1,h2:p2/db): each connection takes the first
+ * that accepts a read-write session (target_session_attrs=read-write
+ * unless the conninfo sets it), so after a failover the pool reconnects to
+ * the promoted standby. */
 orch_err orch_db_pool_open(const char *conninfo, int size, orch_db_pool **out) ORCH_NODISCARD;
 /* Defaults of orch_db_pool_set_limits() (and of ORCH_DB_LOCK_TIMEOUT_MS,
  * ORCH_DB_IDLE_IN_TX_TIMEOUT_MS). */

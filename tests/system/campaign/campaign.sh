@@ -67,17 +67,8 @@ readonly REPO="org/app"
 readonly HOSTS=(h1 h2 h3)
 readonly ACTORS=(monitor webhook reaper finalizer)
 
-T_START="$(date +%s%3N)"
-now_ms() { date +%s%3N; }
-say() { printf '[%6.1fs] %s\n' "$(($(now_ms) - T_START))e-3" "$*"; }
-skip() {
-  echo "SKIP: $*"
-  exit 77
-}
-die() {
-  say "FAIL: $*"
-  exit 1
-}
+# shellcheck source=../lib.sh
+source "$SRC_DIR/tests/system/lib.sh"
 
 for b in "$LEASE_BIN" "$STAGE_BIN" "$ORCHCTL" "$SINK_BIN"; do
   [[ -x "$b" ]] || die "$b not found (build first, or pass the build folder as \$1)"
@@ -111,12 +102,6 @@ alive() {
   local stat
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
   [[ "${stat##*) }" != Z* ]]
-}
-
-kill_wait() { # kill_wait SIGNAL PID: signal a child of this shell and reap it
-  [[ -n "$2" ]] || return 0
-  kill "-$1" "$2" 2>/dev/null || true
-  wait "$2" 2>/dev/null || true
 }
 
 cleanup() {
@@ -701,21 +686,7 @@ SINK_PID=""
 
 # ---- history ----------------------------------------------------------------------
 
-dump() { # dump NAME QUERY
-  "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -d "$DB_URL" \
-    -c "\\copy ($2) TO '$TMP/db-$1.tsv' WITH (FORMAT csv, HEADER true)"
-}
-dump tasks "SELECT work_item, stage, cycle, pr_number FROM tasks WHERE repo = '$REPO'"
-dump stage_history "SELECT h.id, t.work_item, h.from_stage, h.to_stage, h.actor, h.lease_epoch,
-  (extract(epoch FROM h.at) * 1000)::bigint AS at_ms FROM stage_history h JOIN tasks t ON t.id = h.task_id
-  WHERE t.repo = '$REPO' ORDER BY h.id"
-dump side_effects "SELECT work_item, transition, effect, cycle, lease_epoch, outcome,
-  (extract(epoch FROM created_at) * 1000)::bigint AS at_ms FROM side_effects ORDER BY id"
-dump lease_events "SELECT id, work_item, epoch, kind, actor,
-  (extract(epoch FROM at) * 1000)::bigint AS at_ms, detail FROM lease_events WHERE kind <> 'deferred' ORDER BY id"
-dump deferrals "SELECT count(*) AS n FROM lease_events WHERE kind = 'deferred'"
-dump transition_lease "SELECT work_item, epoch, owner_host, released_at IS NULL AS held,
-  coalesce(release_reason, '') AS reason FROM transition_lease"
+bash "$HERE/dump_history.sh" "$PG_BINDIR/psql" "$DB_URL" "$TMP" "$REPO"
 cat "$TMP"/lease-h*.log "$TMP"/lease-dup.log >"$TMP/lease-all.log" 2>/dev/null || true
 
 echo

@@ -3,12 +3,14 @@
 
 Reads one campaign run's folder: the database history dumped by campaign.sh
 (db-*.tsv, CSV with a header), the sink log (sink.log), the actors' log
-(actors.log), the fault log (faults.log) and the lease-services' logs
-(lease-all.log). Prints a table of operations, faults, anomalies by class
-and reclaim latencies; exits 1 when any anomaly class is not zero.
+(actors.log), the fault log (faults.log), the lease-services' logs
+(lease-all.log) and, when there is one, the log of actors that take leases
+directly (grants.log). Prints a table of operations, faults, anomalies by
+class and reclaim latencies; exits 1 when any anomaly class is not zero.
 
 Usage: checker.py --dir DIR --ceiling-s N --reaper-interval-ms N
                   [--sink-mode fenced|unfenced] [--seed N] [--slack-ms N]
+                  [--title TEXT]
 """
 
 import argparse
@@ -41,6 +43,8 @@ ANOMALY_CLASSES = [
     ("duplicate_host_accepted", "a second lease-service with a live host id kept running"),
     ("verdict_of_other_stage", "review->testing passed on a verdict not sent for it"),
     ("webhook_lost", "a webhook answered 2xx but deferred (dropped)"),
+    ("acked_grant_lost", "GRANTED answered but no granted event with that epoch"),
+    ("epoch_granted_twice", "one epoch of an item answered GRANTED to two acquirers"),
 ]
 
 # "owner h2 pid 1234 (monitor, epoch 7): why" (lease-service's reclaim detail)
@@ -85,6 +89,7 @@ def main():
     ap.add_argument("--seed", default="?")
     ap.add_argument("--slack-ms", type=int, default=3000,
                     help="allowance for process restarts and database restarts")
+    ap.add_argument("--title", default="campaign history check")
     a = ap.parse_args()
     d = a.dir
     bound_ms = a.ceiling_s * 1000 + a.reaper_interval_ms + a.slack_ms
@@ -105,6 +110,8 @@ def main():
                       ["t", "kind", "host", "item", "epoch", "detail"])
     hooks = read_tsv(os.path.join(d, "webhooks.log"),
                      ["t", "host", "item", "epoch", "code", "body"])
+    grants_acked = read_tsv(os.path.join(d, "grants.log"),
+                            ["t0", "t1", "host", "actor", "item", "outcome", "epoch"])
     if not tasks:
         print("checker: no tasks in the history (db-tasks.tsv): nothing to check")
         return 1
@@ -267,7 +274,7 @@ def main():
     # another machine must not judge it dead.
     killed = collections.defaultdict(list)  # (host, pid) -> kill times
     for f in faults:
-        if f["kind"] in ("kill_owner", "kill_services", "reboot_new_boot_id"):
+        if f["kind"] in ("kill_owner", "kill_services", "reboot_new_boot_id", "kill_holder"):
             for pid in KILLED_RE.findall(f["detail"]):
                 killed[(f["host"], pid)].append(int(f["t"]))
     for e in events:
@@ -314,14 +321,35 @@ def main():
         if w["code"].startswith("2") and '"result":"deferred"' in w["body"]:
             flag("webhook_lost", "%s: HTTP %s %s" % (w["item"], w["code"], w["body"][:100]))
 
+    # 10. Every GRANTED answer is a granted event of that epoch, and no
+    # epoch of an item is answered GRANTED twice (a grant lost with a
+    # database, then given again: two owners with one fencing epoch).
+    granted_at = {(e["work_item"], e["epoch"]) for e in events if e["kind"] == "granted"}
+    answered = collections.defaultdict(list)
+    for g in grants_acked:
+        if g["outcome"] != "GRANTED" or g["epoch"] in ("", "0"):
+            continue  # epoch 0: an inert grant (lease off or out of scope), never written
+        key = (g["item"], g["epoch"])
+        answered[key].append("%s/%s at %s" % (g["host"], g["actor"], g["t1"]))
+        if key not in granted_at:
+            flag("acked_grant_lost", "%s epoch %s granted to %s/%s at %s" % (
+                key[0], key[1], g["host"], g["actor"], g["t1"]))
+    for key, who in sorted(answered.items()):
+        if len(who) > 1:
+            flag("epoch_granted_twice", "%s epoch %s granted to %s" % (key[0], key[1], ", ".join(who)))
+
     # ---- the table ----
     done = sum(1 for t in tasks if t["stage"] == "done")
-    print("==== campaign history check (seed %s, sink %s) ====" % (a.seed, a.sink_mode))
+    print("==== %s (seed %s, sink %s) ====" % (a.title, a.seed, a.sink_mode))
     print("items done                 %d of %d" % (done, len(tasks)))
     print("stage transitions          %d (rollbacks %d)" % (transitions, rollbacks))
     print("operations (actors)        %d" % len(actors))
     for k in ("ok", "deferred", "aborted", "unknown"):
         print("  %-24s %d" % (k, ops[k]))
+    if grants_acked:
+        go = collections.Counter(g["outcome"] for g in grants_acked)
+        print("lease acquires (actors)    %d (%s)" % (
+            len(grants_acked), ", ".join("%s %d" % (k, v) for k, v in sorted(go.items()))))
     print("lease deferrals (db)       %s" % (deferrals[0]["n"] if deferrals else "?"))
     print("lease ends                 " + ", ".join("%s %d" % (k, rel_kinds[k]) for k in end_kinds))
     print("alerts                     " + ", ".join("%s %d" % (k, v) for k, v in sorted(alerts.items())))

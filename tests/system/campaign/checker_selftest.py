@@ -25,7 +25,7 @@ EFFECTS = {"review->testing": [("merge_pr", "merge")],
 def clean():
     """A history of two items through the whole pipeline, one epoch per edge."""
     h = {k: [] for k in ("tasks", "history", "intents", "events", "leases", "sink",
-                         "actors", "faults", "alerts", "hooks")}
+                         "actors", "faults", "alerts", "hooks", "grants")}
     hid = eid = 0
     t = T0
     for item in ("I-1", "I-2"):
@@ -49,6 +49,8 @@ def clean():
             h["events"].append([eid, item, epoch, "released", "monitor", t + 40, ""])
             t += 100
         h["leases"].append([item, epoch, "h1", "f", "released"])
+    h["grants"].append([T0, T0 + 5, "h1", "lessee", "I-1", "GRANTED", 1])
+    h["grants"].append([T0 + 6, T0 + 7, "h2", "lessee", "I-1", "HELD", 0])
     return h
 
 
@@ -77,6 +79,7 @@ def write(d, h):
     tsv("actors.log", h["actors"])
     tsv("faults.log", h["faults"])
     tsv("webhooks.log", h["hooks"])
+    tsv("grants.log", h["grants"])
     with open(os.path.join(d, "lease-all.log"), "w", encoding="utf-8") as f:
         for kind, item in h["alerts"]:
             f.write('{"msg":"ALERT lease.%s %s: crafted"}\n' % (kind, item))
@@ -162,6 +165,12 @@ def mutations():
         h["hooks"].append([T0 + 5, "h1", "I-2", 3, "503", '{"error":"held; retry"}'])
         h["hooks"].append([T0 + 6, "h1", "I-2", 3, "200", '{"result":"deferred"}'])
 
+    def grant_lost(h):  # a GRANTED answer the database has no grant for
+        h["grants"].append([T0 + 8, T0 + 9, "h1", "lessee", "I-2", "GRANTED", 77])
+
+    def granted_twice(h):  # the same epoch granted again after a lost write
+        h["grants"].append([T0 + 10, T0 + 11, "h2", "lessee", "I-1", "GRANTED", 1])
+
     # (class, mutation, other classes the same fault raises by necessity)
     return [("duplicate_effect", dup, ()), ("effect_without_intent", no_intent, ()),
             ("illegal_path", illegal, ("acked_not_recorded",)), ("stale_epoch_accepted", stale, ()),
@@ -170,13 +179,14 @@ def mutations():
             ("lease_held_too_long", held_long, ()), ("lease_never_released", never, ()),
             ("alert_mismatch", alert, ()), ("item_not_done", not_done, ()),
             ("live_owner_robbed", robbed, ()), ("duplicate_host_accepted", dup_host, ()),
-            ("verdict_of_other_stage", other_verdict, ()), ("webhook_lost", lost_hook, ())]
+            ("verdict_of_other_stage", other_verdict, ()), ("webhook_lost", lost_hook, ()),
+            ("acked_grant_lost", grant_lost, ()), ("epoch_granted_twice", granted_twice, ())]
 
 
 def main():
     failures = 0
     rc, counts, out = run(clean())
-    if rc != 0 or any(counts.values()) or len(counts) < 15:
+    if rc != 0 or any(counts.values()) or len(counts) < 17:
         print("FAIL: the clean history: exit %d, %s\n%s" % (rc, counts, out))
         failures += 1
     else:
