@@ -18,9 +18,6 @@
 #include "orch/ident.h"
 #include "orch/log.h"
 
-const char *const lease_release_kinds[REL_NKINDS] = { "released", "force-released",
-                                                      "reclaimed-stale", "ceiling-released" };
-
 /* ---- conversions --------------------------------------------------------- */
 
 static bool owner_from_msg(const Orch__V1__Owner *m, lease_owner *o, char *why, size_t n)

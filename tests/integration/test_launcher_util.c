@@ -175,8 +175,9 @@ static orch_code advance(orch_rpc_call *c, const ProtobufCMessage *msg, void *ar
 
 /* An imitation of stage-service: AdvanceStage only, the rest UNIMPLEMENTED. */
 static const orch_rpc_method stage_methods[] = {
-    { "CreateTask", NULL }, { "GetTask", NULL },   { "AdvanceStage", advance },
-    { "Rollback", NULL },   { "ListQueue", NULL }, { "Pipeline", NULL },
+    { .name = "CreateTask", .handler = NULL },      { .name = "GetTask", .handler = NULL },
+    { .name = "AdvanceStage", .handler = advance }, { .name = "Rollback", .handler = NULL },
+    { .name = "ListQueue", .handler = NULL },       { .name = "Pipeline", .handler = NULL },
 };
 
 void ln_stage_start(int defer_first, char *url, size_t n)

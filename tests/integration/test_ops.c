@@ -174,7 +174,7 @@ Test(ops, metrics_doc_matches_every_service, .timeout = 180)
     }
     /* The labels the alerts rely on. */
     cr_expect_eq(th_metric(text[0], "orch_lease_acquire_total{outcome=\"held\"}"), 0);
-    cr_expect_eq(th_metric(text[0], "orch_lease_release_total{kind=\"ceiling-released\"}"), 0);
+    cr_expect_eq(th_metric(text[0], "orch_lease_release_total{kind=\"ceiling_released\"}"), 0);
     cr_expect_eq(th_metric(text[3], "orch_launcher_agent_runs_total{role=\"reviewer\"}"), 0);
     cr_expect(strstr(text[1], "Transition attempts by edge and result"));
     cr_expect(strstr(text[1], "Side effects run, by effect and outcome"));

@@ -55,7 +55,8 @@ static orch_code slow_handler(orch_rpc_call *call, const ProtobufCMessage *msg, 
     return orch_rpc_reply(call, &rep.base);
 }
 
-const orch_rpc_method handlers[] = { { "Echo", echo_handler }, { "Slow", slow_handler } };
+const orch_rpc_method handlers[] = { { .name = "Echo", .handler = echo_handler },
+                                     { .name = "Slow", .handler = slow_handler } };
 
 orch_rpc_server_opts default_opts(void)
 {

@@ -82,7 +82,8 @@ Test(rpc, unknown_method_is_unimplemented_and_runs_nothing)
 
 Test(rpc, declared_method_without_handler_is_unimplemented)
 {
-    static const orch_rpc_method echo_only[] = { { "Echo", echo_handler }, { "Slow", NULL } };
+    static const orch_rpc_method echo_only[] = { { .name = "Echo", .handler = echo_handler },
+                                                 { .name = "Slow", .handler = NULL } };
     orch_rpc_server_opts o = default_opts();
     orch_rpc_server *s = start_with(&o, echo_only);
     orch_rpc_client *c = client(s);
@@ -225,7 +226,7 @@ Test(rpc, requests_are_counted_in_the_metrics)
  * one worker; QuickService is nonblocking as asked. The caller frees it. */
 static orch_rpc_server *start_with_quick(bool nonblocking)
 {
-    static const orch_rpc_method quick[] = { { "Ping", echo_handler } };
+    static const orch_rpc_method quick[] = { { .name = "Ping", .handler = echo_handler } };
     orch_rpc_server_opts o = default_opts();
     o.workers = 1;
     orch_log_init("unit-rpc", ORCH_LOG_WARN);

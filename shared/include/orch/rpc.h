@@ -40,10 +40,13 @@ typedef orch_code (*orch_rpc_handler)(orch_rpc_call *call, const ProtobufCMessag
 
 /* One entry of a handler table: a method named as in the .proto service
  * block ("Acquire"), and its handler. A NULL handler declares the method
- * deliberately unimplemented: it is answered UNIMPLEMENTED. */
+ * deliberately unimplemented: it is answered UNIMPLEMENTED. A long poll
+ * (a handler that waits for an event up to the caller's deadline) is left
+ * out of orch_rpc_request_duration_seconds, whose quantiles it would own. */
 typedef struct orch_rpc_method {
     const char *name;
     orch_rpc_handler handler;
+    bool long_poll;
 } orch_rpc_method;
 
 typedef struct orch_rpc_service {
