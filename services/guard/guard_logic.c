@@ -12,7 +12,7 @@
 #include "orch/guard.h"
 
 const char *const guard_outcome_names[GUARD_UP_NKINDS] = {
-    "ok", "client-error", "server-error", "rate-limited", "timeout", "transport", "refused",
+    "ok", "client_error", "server_error", "rate_limited", "timeout", "transport", "refused",
 };
 
 bool guard_utf8_valid(const char *s, size_t n)

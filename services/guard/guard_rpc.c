@@ -186,12 +186,15 @@ static bool run_gate(guard_svc *g, orch_rpc_call *call, orch_guard_op op, const 
     gt->msg.runtime = (char *)orch_runtime_name(g->runtime);
     gt->msg.target = gt->target;
     orch_counter_add2(g->m_decisions, (size_t)op, gt->v.allow ? 0 : 1, 1);
+    /* target and caller are keys of the line (and of every later line of
+     * this request), not words of its message. */
+    orch_log_ctx_set(ORCH_LOG_TARGET, gt->target);
+    if (caller && caller[0])
+        orch_log_ctx_set(ORCH_LOG_CALLER, caller);
     if (gt->v.allow)
-        orch_info("guard allow %s target=%s caller=%s runtime=%s: %s", opname, gt->target, caller,
-                  orch_runtime_name(g->runtime), reason);
+        orch_info("guard allow %s runtime=%s: %s", opname, orch_runtime_name(g->runtime), reason);
     else
-        orch_error("guard block %s target=%s caller=%s runtime=%s: %s", opname, gt->target, caller,
-                   orch_runtime_name(g->runtime), reason);
+        orch_error("guard block %s runtime=%s: %s", opname, orch_runtime_name(g->runtime), reason);
     orch_err err =
         guard_store_audit(g->db, orch_rpc_call_deadline(call), orch_runtime_name(g->runtime),
                           opname, gt->target, gt->v.allow, reason, caller);

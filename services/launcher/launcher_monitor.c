@@ -246,8 +246,11 @@ void launcher_reaper_pass(launcher_svc *ls)
         for (int k = 0; k < 6; k++)
             atomic_store(&ls->status_counts[k], counts[k]);
     orch_db_release(c);
-    for (size_t i = 0; !e && i < l.n; i++)
+    for (size_t i = 0; !e && i < l.n; i++) {
+        orch_log_ctx_set(ORCH_LOG_WORK_ITEM, l.jobs[i].work_item);
         reap_one(ls, &l.jobs[i]);
+        orch_log_ctx_clear();
+    }
     free(l.jobs);
 }
 
@@ -336,6 +339,7 @@ static void monitor_one(launcher_svc *ls, uint64_t id)
     orch_db_release(c);
     if (e || !found)
         return;
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, j.work_item);
     const launcher_route *r = launcher_route_find(j.role, j.stage);
     char detail[256] = "";
     const char *state;
@@ -372,8 +376,10 @@ void launcher_monitor_pass(launcher_svc *ls)
     orch_err e =
         launcher_store_monitor_due(c, dl, ls->me->host_id, ls->monitor_retry_ms, ids, 64, &n);
     orch_db_release(c);
-    for (size_t i = 0; !e && i < n; i++)
-        monitor_one(ls, ids[i]);
+    for (size_t i = 0; !e && i < n; i++) {
+        monitor_one(ls, ids[i]); /* sets the work item of the log context */
+        orch_log_ctx_clear();
+    }
 }
 
 /* ---- background thread ---------------------------------------------------- */

@@ -245,6 +245,7 @@ static bool start_one(launcher_svc *ls, launcher_slot *slot)
         free(prompt);
         return false;
     }
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, j.work_item); /* cleared by the supervisor's tick */
     snprintf(out, sizeof out, "%s/job-%" PRIu64 ".out", ls->out_dir, j.id);
     snprintf(err, sizeof err, "%s/job-%" PRIu64 ".err", ls->out_dir, j.id);
     pid_t pid = 0;
@@ -479,12 +480,22 @@ static bool supervisor_tick(void *arg)
     if (busy)
         poll_cancels(ls);
     uint64_t now = orch_mono_ms();
-    for (int i = 0; i < ls->nslots; i++)
+    /* The lines about a job carry its work item (the log context). */
+    for (int i = 0; i < ls->nslots; i++) {
+        if (!ls->slots[i].used)
+            continue;
+        orch_log_ctx_set(ORCH_LOG_WORK_ITEM, ls->slots[i].job.work_item);
+        tend(ls, &ls->slots[i], now);
+        orch_log_ctx_clear();
+    }
+    for (int i = 0; i < ls->nslots; i++) {
         if (ls->slots[i].used)
-            tend(ls, &ls->slots[i], now);
-    for (int i = 0; i < ls->nslots; i++)
-        if (!ls->slots[i].used && !start_one(ls, &ls->slots[i]))
+            continue;
+        bool started = start_one(ls, &ls->slots[i]);
+        orch_log_ctx_clear();
+        if (!started)
             break;
+    }
     return true;
 }
 

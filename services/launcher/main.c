@@ -21,23 +21,20 @@ static const char *const role_vars[LAUNCHER_NROLES] = {
 };
 static const char *const directions[] = { "input", "output" };
 
-#define STATUS_GAUGE(k)                                                       \
-    static double gauge_##k(void *arg)                                        \
-    {                                                                         \
-        return (double)atomic_load(&((launcher_svc *)arg)->status_counts[k]); \
-    }
-STATUS_GAUGE(0)
-STATUS_GAUGE(1)
-STATUS_GAUGE(2)
-STATUS_GAUGE(3)
-STATUS_GAUGE(4)
-STATUS_GAUGE(5)
-static double (*const status_fns[6])(void *) = { gauge_0, gauge_1, gauge_2,
-                                                 gauge_3, gauge_4, gauge_5 };
-static const char *const status_names[6] = {
-    "orch_launcher_jobs_queued", "orch_launcher_jobs_running",   "orch_launcher_jobs_succeeded",
-    "orch_launcher_jobs_failed", "orch_launcher_jobs_timed_out", "orch_launcher_jobs_cancelled",
+/* Metric label values (underscores); the jobs.monitor_state and
+ * finish_reason values written to the database keep their spelling
+ * (launcher_monitor_kinds, launcher_reap_tiers). */
+static const char *const monitor_labels[MON_NKINDS] = {
+    "advanced", "deferred", "gate_failed", "rolled_back", "not_advanced", "error",
 };
+static const char *const reap_labels[REAP_NTIERS] = { "tier_2", "tier_3" };
+
+/* orch_launcher_jobs{status}: status_counts is in the order of
+ * launcher_job_statuses. */
+static double gauge_jobs(void *arg, size_t status)
+{
+    return (double)atomic_load(&((launcher_svc *)arg)->status_counts[status]);
+}
 
 static orch_err register_metrics(launcher_svc *ls, orch_metrics *m)
 {
@@ -51,13 +48,13 @@ static orch_err register_metrics(launcher_svc *ls, orch_metrics *m)
         m, "orch_launcher_agent_tokens_total", "Agent tokens reported by the agents", "role",
         launcher_roles, LAUNCHER_NROLES, "direction", directions, 2);
     ls->m_reaps = orch_metrics_counter(m, "orch_launcher_reaps_total", "Jobs reaped, by tier",
-                                       "tier", launcher_reap_tiers, REAP_NTIERS);
+                                       "tier", reap_labels, REAP_NTIERS);
     ls->m_monitor = orch_metrics_counter(m, "orch_launcher_stage_reports_total",
                                          "Stage reports of finished jobs, by outcome", "outcome",
-                                         launcher_monitor_kinds, MON_NKINDS);
-    for (int k = 0; k < 6; k++)
-        orch_metrics_gauge_fn(m, status_names[k], "Jobs in this status at the last reaper pass",
-                              status_fns[k], ls);
+                                         monitor_labels, MON_NKINDS);
+    orch_metrics_gauge_fn_labelled(m, "orch_launcher_jobs",
+                                   "Jobs by status at the last reaper pass", "status",
+                                   launcher_job_statuses, 6, gauge_jobs, ls);
     return ls->m_runs && ls->m_cost && ls->m_tokens && ls->m_reaps && ls->m_monitor ? ORCH_OK
                                                                                     : ORCH_ENOMEM;
 }

@@ -18,9 +18,6 @@
 #include "orch/ident.h"
 #include "orch/log.h"
 
-const char *const lease_release_kinds[REL_NKINDS] = { "released", "force-released",
-                                                      "reclaimed-stale", "ceiling-released" };
-
 /* ---- conversions --------------------------------------------------------- */
 
 static bool owner_from_msg(const Orch__V1__Owner *m, lease_owner *o, char *why, size_t n)
@@ -270,6 +267,7 @@ static orch_err reclaim(lease_svc *ls, const lease_claim *cl, const lease_row *r
 static orch_code answer_grant(orch_rpc_call *call, lease_svc *ls, const lease_claim *cl,
                               uint64_t epoch, bool reclaimed)
 {
+    orch_log_ctx_set_epoch(epoch);
     if (orch_deadline_left_ms(orch_rpc_call_deadline(call)) > 0)
         return reply_granted(call, epoch, reclaimed, false, false);
     uint64_t dl = orch_mono_ms() + 2000;
@@ -392,6 +390,7 @@ static orch_code release_by_owner(orch_rpc_call *call, lease_svc *ls,
         return orch_rpc_fail(call, ORCH_CODE_NOT_FOUND, "%s is not held by that owner",
                              req->work_item);
     orch_counter_add(ls->m_release, REL_RELEASED, 1);
+    orch_log_ctx_set_epoch(epoch);
     orch_info("lease %s epoch %" PRIu64 " released by its owner %s (answer lost)", req->work_item,
               epoch, owner->instance_id);
     Orch__V1__ReleaseReply rep = ORCH__V1__RELEASE_REPLY__INIT;

@@ -66,10 +66,10 @@ typedef struct lease_svc {
     orch_ticker *reaper; /* lease_reaper.c: periodic passes */
 } lease_svc;
 
-/* Acquire outcomes and release kinds, the metrics' label values. */
+/* Acquire outcomes and release kinds, the indexes of the metrics' label
+ * values (main.c). */
 enum { ACQ_GRANTED, ACQ_RECLAIMED, ACQ_ALREADY_HELD, ACQ_HELD, ACQ_INERT, ACQ_NKINDS };
 enum { REL_RELEASED, REL_FORCE, REL_STALE, REL_CEILING, REL_NKINDS };
-extern const char *const lease_release_kinds[REL_NKINDS];
 
 /* Judges `owner`: on this host from /proc, on another by asking it
  * (lease_liveness.c). */

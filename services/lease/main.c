@@ -10,8 +10,12 @@
 #include "lease_svc.h"
 #include "orch/log.h"
 
-static const char *const acquire_outcomes[ACQ_NKINDS] = { "granted", "reclaimed", "already-held",
+/* Metric label values use underscores; the lease_events kinds written to
+ * the database keep their spelling (force-released, ...). */
+static const char *const acquire_outcomes[ACQ_NKINDS] = { "granted", "reclaimed", "already_held",
                                                           "held", "inert" };
+static const char *const release_labels[REL_NKINDS] = { "released", "force_released",
+                                                        "reclaimed_stale", "ceiling_released" };
 static const char *const one_label[] = { "Acquire" };
 
 static double gauge_held(void *arg)
@@ -30,7 +34,7 @@ static orch_err register_metrics(lease_svc *ls, orch_metrics *m)
         orch_metrics_counter(m, "orch_lease_acquire_total", "Acquire answers by outcome", "outcome",
                              acquire_outcomes, ACQ_NKINDS);
     ls->m_release = orch_metrics_counter(m, "orch_lease_release_total", "Leases released, by kind",
-                                         "kind", lease_release_kinds, REL_NKINDS);
+                                         "kind", release_labels, REL_NKINDS);
     ls->m_acquire_latency = orch_metrics_histogram(
         m, "orch_lease_acquire_duration_seconds",
         "Time to answer Acquire, liveness probes included", "method", one_label, 1);

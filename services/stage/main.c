@@ -23,8 +23,25 @@
 static const char *const effect_outcomes[] = { "ok", "failed", "unknown" };
 static const char *const one_label[] = { "AdvanceStage" };
 
+/* Bounds of orch_stage_advance_duration_seconds: the common ones below the
+ * effect timeout (ORCH_EFFECT_TIMEOUT_MS), then the timeout itself, so that
+ * an AdvanceStage that ran an effect to its budget lands in a bucket. */
+static size_t advance_bounds(uint32_t effect_timeout_ms, double *out)
+{
+    static const double common[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5,
+                                     5,     10,   20,    30,   60,  120,  300, 600, 1200 };
+    double timeout_s = (double)effect_timeout_ms / 1000.0;
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof common / sizeof common[0] && common[i] < timeout_s; i++)
+        out[n++] = common[i];
+    out[n++] = timeout_s;
+    return n;
+}
+
 static orch_err register_metrics(stage_svc *ss, orch_metrics *m)
 {
+    double bounds[ORCH_METRICS_MAX_BUCKETS];
+    size_t nbounds = advance_bounds(ss->effects.timeout_ms, bounds);
     static const char *effect_labels[STAGE_EFF_COUNT];
     size_t n;
     const stage_edge *edges = stage_pipeline_edges(&n);
@@ -41,9 +58,9 @@ static orch_err register_metrics(stage_svc *ss, orch_metrics *m)
     ss->m_effects = orch_metrics_counter2(
         m, "orch_stage_side_effects_total", "Side effects run, by effect and outcome", "effect",
         effect_labels, STAGE_EFF_COUNT, "outcome", effect_outcomes, 3);
-    ss->m_advance_latency = orch_metrics_histogram(m, "orch_stage_advance_duration_seconds",
-                                                   "Time to answer AdvanceStage, effects included",
-                                                   "method", one_label, 1);
+    ss->m_advance_latency = orch_metrics_histogram_buckets(
+        m, "orch_stage_advance_duration_seconds", "Time to answer AdvanceStage, effects included",
+        "method", one_label, 1, bounds, nbounds);
     return ss->m_transitions && ss->m_effects && ss->m_advance_latency ? ORCH_OK : ORCH_ENOMEM;
 }
 

@@ -1,8 +1,11 @@
 /*
  * log.c - JSON-lines logger on stderr (jansson encodes every line).
  *
- * Threading: the level and service name are set once at start-up; the request
- * context is thread-local. Each line goes out in a single write(2).
+ * Threading: the level, service name and journal detection are set once at
+ * start-up; the request and log contexts are thread-local (copies, so that
+ * a context outlives the message it came from). Each line goes out in a
+ * single write(2), behind the journal priority prefix when stderr is the
+ * journal's stream.
  * Errors while logging are swallowed: logging never fails its caller.
  */
 #include "orch/log.h"
@@ -14,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,14 +26,52 @@ static atomic_int log_level = ORCH_LOG_INFO;
 static const char *log_service = "orch";
 static _Thread_local const char *tl_request_id;
 static _Thread_local const char *tl_method;
+static _Thread_local char tl_fields[ORCH_LOG_NFIELDS][201];
+static _Thread_local uint64_t tl_epoch;
+static atomic_bool log_journal;
+
+static const char *const field_keys[ORCH_LOG_NFIELDS] = { "work_item", "target", "caller" };
+/* sd-daemon(3) priorities by level: debug, info, warn, error. */
+static const char *const journal_prefix[] = { "<7>", "<6>", "<4>", "<3>" };
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+/* Whether $JOURNAL_STREAM names the file stderr is open on. */
+static bool stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void orch_log_init(const char *service, orch_log_level level)
 {
     if (service)
         log_service = service;
     atomic_store(&log_level, (int)level);
+    atomic_store(&log_journal, stderr_is_journal());
+}
+
+void orch_log_ctx_set(orch_log_field field, const char *value)
+{
+    if ((int)field < 0 || field >= ORCH_LOG_NFIELDS)
+        return;
+    snprintf(tl_fields[field], sizeof tl_fields[field], "%s", value ? value : "");
+}
+
+void orch_log_ctx_set_epoch(uint64_t epoch)
+{
+    tl_epoch = epoch;
+}
+
+void orch_log_ctx_clear(void)
+{
+    for (int f = 0; f < ORCH_LOG_NFIELDS; f++)
+        tl_fields[f][0] = '\0';
+    tl_epoch = 0;
 }
 
 orch_err orch_log_level_parse(const char *s, orch_log_level *out)
@@ -88,6 +130,13 @@ void orch__log(orch_log_level level, const char *fmt, ...)
         json_object_set_new(o, "request_id", json_string(tl_request_id));
     if (tl_method && tl_method[0])
         json_object_set_new(o, "method", json_string(tl_method));
+    for (int f = 0; f < ORCH_LOG_NFIELDS; f++) {
+        json_t *v = tl_fields[f][0] ? json_string(tl_fields[f]) : NULL;
+        if (v)
+            json_object_set_new(o, field_keys[f], v);
+    }
+    if (tl_epoch)
+        json_object_set_new(o, "epoch", json_integer((json_int_t)tl_epoch));
     /* Invalid UTF-8 in a message would make jansson drop the field. */
     json_t *m = json_string(msg);
     json_object_set_new(o, "msg", m ? m : json_string("<message is not valid UTF-8>"));
@@ -96,15 +145,19 @@ void orch__log(orch_log_level level, const char *fmt, ...)
     json_decref(o);
     if (!line)
         return;
-    size_t len = strlen(line);
-    char *out = realloc(line, len + 2);
+    const char *prefix =
+        atomic_load_explicit(&log_journal, memory_order_relaxed) ? journal_prefix[level] : "";
+    size_t plen = strlen(prefix), len = strlen(line);
+    char *out = malloc(plen + len + 2);
     if (!out) {
         free(line);
         return;
     }
-    out[len] = '\n';
-    out[len + 1] = '\0';
-    ssize_t w = write(STDERR_FILENO, out, len + 1);
+    memcpy(out, prefix, plen);
+    memcpy(out + plen, line, len);
+    out[plen + len] = '\n';
+    free(line);
+    ssize_t w = write(STDERR_FILENO, out, plen + len + 1);
     (void)w;
     free(out);
 }

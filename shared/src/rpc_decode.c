@@ -119,3 +119,36 @@ const char *orch__rpc_bad_string_field(const ProtobufCMessage *m)
 {
     return bad_string_field(m, 0);
 }
+
+/* The top-level singular field `name` of type `type` in `m`, or NULL. */
+static const void *field_of(const ProtobufCMessage *m, const char *name, ProtobufCType type)
+{
+    const ProtobufCFieldDescriptor *fd =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    if (!fd || fd->type != type || fd->label == PROTOBUF_C_LABEL_REPEATED)
+        return NULL;
+    if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+        uint32_t which = *(const uint32_t *)((const char *)m + fd->quantifier_offset);
+        if (which != fd->id)
+            return NULL;
+    }
+    return (const char *)m + fd->offset;
+}
+
+static const char *string_of(const ProtobufCMessage *m, const char *name)
+{
+    const char *const *p = field_of(m, name, PROTOBUF_C_TYPE_STRING);
+    return p && *p && (*p)[0] ? *p : NULL;
+}
+
+void orch__rpc_log_fields_of(const ProtobufCMessage *m, orch__rpc_log_fields *out)
+{
+    static const char *const caller_names[] = { "caller", "actor", "operator" };
+    memset(out, 0, sizeof *out);
+    out->work_item = string_of(m, "work_item");
+    out->target = string_of(m, "target");
+    for (size_t i = 0; !out->caller && i < sizeof caller_names / sizeof caller_names[0]; i++)
+        out->caller = string_of(m, caller_names[i]);
+    const uint64_t *epoch = field_of(m, "epoch", PROTOBUF_C_TYPE_UINT64);
+    out->epoch = epoch ? *epoch : 0;
+}

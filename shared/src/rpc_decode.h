@@ -1,7 +1,8 @@
 /*
  * rpc_decode.h - the pure steps of the RPC server's decoding (internal):
- * the method lookup, the peek at a raw request's method, and the UTF-8 check
- * of every string field of a decoded message.
+ * the method lookup, the peek at a raw request's method, the UTF-8 check
+ * of every string field of a decoded message and the fields of a request
+ * that go into the log context.
  *
  * No I/O, no allocation; thread-safe. Kept apart from rpc_server.c so that
  * the fuzz targets run exactly what the server runs.
@@ -42,5 +43,15 @@ bool orch__rpc_utf8_ok(const unsigned char *s);
  * 32 levels deep) that is not UTF-8, or NULL when all are. The name is
  * static (from the descriptor). */
 const char *orch__rpc_bad_string_field(const ProtobufCMessage *m);
+
+/* The fields of a decoded request that the server's log context carries:
+ * the top-level singular fields named work_item, target, epoch (uint64) and
+ * the first non-empty of caller, actor, operator. Strings are borrowed from
+ * `m` (NULL when absent or empty); epoch 0 when absent. */
+typedef struct orch__rpc_log_fields {
+    const char *work_item, *target, *caller;
+    uint64_t epoch;
+} orch__rpc_log_fields;
+void orch__rpc_log_fields_of(const ProtobufCMessage *m, orch__rpc_log_fields *out);
 
 #endif

@@ -24,6 +24,7 @@
  * nothing.
  * Ownership: the server owns its contexts, messages and reply buffers.
  */
+#include <arpa/inet.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
@@ -68,8 +69,9 @@ struct orch_rpc_server {
     orch__role_tokens *tokens;   /* NULL = no roles known: no authorization */
     char *url;                   /* as handed to NNG (tls+tcp:// with TLS) */
     size_t nsvcs;
-    size_t *method_base;       /* first metrics index of each service */
-    const char **method_names; /* metrics label values, last = "unknown" */
+    size_t *method_base;        /* first metrics index of each service */
+    const char **method_names;  /* metrics label values, last = "unknown" */
+    const char **latency_names; /* the same, NULL (no series) for long polls */
     size_t nmethods;
     const char *code_labels[ORCH_CODE_COUNT];     /* metrics label values */
     const char *role_labels[ORCH_ROLE_COUNT + 1]; /* "none", then each role */
@@ -103,6 +105,7 @@ struct orch_rpc_call {
     uint8_t *reply;
     size_t reply_len;
     char msg[512];
+    char peer[64]; /* the sender's address, the log's caller by default */
 };
 
 /* ---- handler-side API --------------------------------------------------- */
@@ -390,10 +393,17 @@ static void run_handler(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnv
         protobuf_c_message_free_unpacked(req, NULL);
         return;
     }
+    orch__rpc_log_fields lf;
+    orch__rpc_log_fields_of(req, &lf);
     orch_log_set_request(env->request_id, call->method);
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, lf.work_item);
+    orch_log_ctx_set(ORCH_LOG_TARGET, lf.target);
+    orch_log_ctx_set(ORCH_LOG_CALLER, lf.caller ? lf.caller : call->peer);
+    orch_log_ctx_set_epoch(lf.epoch);
     oc->ran = true;
     oc->code = handler_of(s, si, md)(call, req, s->svcs[si].arg);
     orch_log_set_request(NULL, NULL);
+    orch_log_ctx_clear();
     protobuf_c_message_free_unpacked(req, NULL);
 }
 
@@ -482,6 +492,23 @@ static void finish_call(orch_rpc_server *s, slot *sl, Orch__V1__RequestEnvelope 
     orch__v1__request_envelope__free_unpacked(env, NULL);
 }
 
+/* "tcp://a.b.c.d:port" (or the ipc path) of the pipe `m` came on; "" when
+ * unknown. */
+static void peer_of(nng_msg *m, char *out, size_t n)
+{
+    nng_sockaddr sa;
+    out[0] = '\0';
+    if (nng_pipe_get_addr(nng_msg_get_pipe(m), NNG_OPT_REMADDR, &sa) != 0)
+        return;
+    if (sa.s_family == NNG_AF_INET) {
+        const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+        snprintf(out, n, "tcp://%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
+                 (unsigned)ntohs(sa.s_in.sa_port));
+    } else if (sa.s_family == NNG_AF_IPC) {
+        snprintf(out, n, "ipc://%s", sa.s_ipc.sa_path);
+    }
+}
+
 static void process(orch_rpc_server *s, slot *sl, bool on_worker)
 {
     nng_msg *req = sl->req;
@@ -500,6 +527,7 @@ static void process(orch_rpc_server *s, slot *sl, bool on_worker)
         return;
     }
     sl->req = NULL;
+    peer_of(req, call.peer, sizeof call.peer);
     nng_msg_free(req);
     if (!env) {
         refuse_undecodable(s, sl, &oc, on_worker);
@@ -546,6 +574,22 @@ static void *worker_main(void *arg)
 
 /* ---- life cycle --------------------------------------------------------- */
 
+/* Whether metrics index k (k < n - 1, set in build_method_table) names a
+ * method whose table entry is a long poll. */
+static bool is_long_poll(const orch_rpc_server *s, size_t k)
+{
+    for (size_t i = 0; i < s->nsvcs; i++) {
+        const ProtobufCServiceDescriptor *d = s->svcs[i].desc;
+        if (k < s->method_base[i] || k >= s->method_base[i] + d->n_methods)
+            continue;
+        const char *name = d->methods[k - s->method_base[i]].name;
+        for (size_t j = 0; j < s->svcs[i].nmethods; j++)
+            if (strcmp(s->svcs[i].methods[j].name, name) == 0)
+                return s->svcs[i].methods[j].long_poll;
+    }
+    return false;
+}
+
 static orch_err build_method_table(orch_rpc_server *s)
 {
     size_t n = 1; /* "unknown" */
@@ -566,6 +610,10 @@ static orch_err build_method_table(orch_rpc_server *s)
             s->method_names[k++] = name;
         }
     }
+    if (!(s->latency_names = calloc(n, sizeof *s->latency_names)))
+        return ORCH_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        s->latency_names[i] = is_long_poll(s, i) ? NULL : s->method_names[i];
     s->method_names[k] = "unknown";
     for (int c = 0; c < ORCH_CODE_COUNT; c++)
         s->code_labels[c] = orch_code_name((orch_code)c);
@@ -579,7 +627,7 @@ static orch_err build_method_table(orch_rpc_server *s)
                                   s->method_names, n, "code", s->code_labels, ORCH_CODE_COUNT);
         s->m_latency = orch_metrics_histogram(s->o.metrics, "orch_rpc_request_duration_seconds",
                                               "Time from receipt of a request to its reply",
-                                              "method", s->method_names, n);
+                                              "method", s->latency_names, n);
         s->m_denied = orch_metrics_counter2(
             s->o.metrics, "orch_rpc_denied_total",
             "RPC requests refused PERMISSION_DENIED, by method and caller role", "method",
@@ -806,6 +854,7 @@ void orch_rpc_server_free(orch_rpc_server *s)
     for (size_t i = 0; s->method_names && i + 1 < s->nmethods; i++)
         free((char *)s->method_names[i]);
     free(s->method_names);
+    free(s->latency_names);
     free(s->method_base);
     for (size_t i = 0; s->handlers && i < s->nsvcs; i++)
         free(s->handlers[i]);

@@ -67,7 +67,7 @@ struct orch_service {
     atomic_bool db_ok;
     _Atomic uint64_t db_checked_ms;
     _Atomic uint64_t db_probes;
-    uint64_t start_wall_ms;
+    const char *info_values[2]; /* orch_build_info: version, service */
     orch_runtime runtime;
     orch_rpc_tls tls; /* from the configuration; strings owned by cfg */
     bool alert_notify;
@@ -225,7 +225,9 @@ static orch_code health_check(orch_rpc_call *call, const ProtobufCMessage *msg, 
     return orch_rpc_reply(call, &rep.base);
 }
 
-static const orch_rpc_method health_methods[] = { { "Check", health_check, ORCH_ROLE_ANY } };
+static const orch_rpc_method health_methods[] = {
+    { .name = "Check", .handler = health_check, .roles = ORCH_ROLE_ANY },
+};
 
 /* /readyz (and /healthz, its older name): 200 when the service serves and
  * its database answers; 503 with the reason otherwise. */
@@ -268,7 +270,7 @@ static double gauge_db_up(void *arg)
     return atomic_load(&((orch_service *)arg)->db_ok) ? 1.0 : 0.0;
 }
 
-static double gauge_db_probes(void *arg)
+static double counter_db_probes(void *arg)
 {
     return (double)atomic_load(&((orch_service *)arg)->db_probes);
 }
@@ -278,9 +280,22 @@ static double gauge_runtime_live(void *arg)
     return ((orch_service *)arg)->runtime == ORCH_RUNTIME_LIVE ? 1.0 : 0.0;
 }
 
-static double gauge_start_time(void *arg)
+/* The families every service exports, before the service adds its own. */
+static void register_common_metrics(orch_service *s)
 {
-    return (double)((orch_service *)arg)->start_wall_ms / 1000.0;
+    static const char *const info_keys[] = { "version", "service" };
+    s->info_values[0] = ORCH_VERSION;
+    s->info_values[1] = s->def->name;
+    orch_metrics_info(s->metrics, "orch_build_info", "Version of the running binary, always 1",
+                      info_keys, s->info_values, 2);
+    orch_metrics_gauge_fn(s->metrics, "orch_database_up",
+                          "1 when the last database probe succeeded", gauge_db_up, s);
+    orch_metrics_counter_fn(s->metrics, "orch_database_probes_total",
+                            "Database health probes run since start", counter_db_probes, s);
+    orch_metrics_gauge_fn(s->metrics, "orch_runtime_live",
+                          "1 when ORCH_RUNTIME is live (alerts on guard blocks use it)",
+                          gauge_runtime_live, s);
+    orch_metrics_process(s->metrics);
 }
 
 /* ---- start-up ----------------------------------------------------------- */
@@ -556,15 +571,7 @@ static int run(orch_service *s, const sigset_t *sigs, bool migrate_only)
         orch_db_pool_set_limits(s->db, (long)orch_config_int(cfg, "ORCH_DB_LOCK_TIMEOUT_MS"),
                                 (long)orch_config_int(cfg, "ORCH_DB_IDLE_IN_TX_TIMEOUT_MS")))
         return 1;
-    orch_metrics_gauge_fn(s->metrics, "orch_database_up",
-                          "1 when the last database probe succeeded", gauge_db_up, s);
-    orch_metrics_gauge_fn(s->metrics, "orch_database_probes",
-                          "Database health probes run since start", gauge_db_probes, s);
-    orch_metrics_gauge_fn(s->metrics, "orch_runtime_live",
-                          "1 when ORCH_RUNTIME is live (alerts on guard blocks use it)",
-                          gauge_runtime_live, s);
-    orch_metrics_gauge_fn(s->metrics, "orch_process_start_time_seconds",
-                          "Start time of the process, Unix seconds", gauge_start_time, s);
+    register_common_metrics(s);
     int rc = prepare_database(s, sigs);
     if (rc)
         return rc == 3 ? 0 : rc;
@@ -631,7 +638,6 @@ int orch_service_main(const orch_service_def *def, int argc, char **argv)
      * whatever guard-service decides. */
     orch_httpc_set_loopback_only(s.runtime == ORCH_RUNTIME_TEST);
     pthread_mutex_init(&s.mu, NULL);
-    s.start_wall_ms = orch_wall_ms();
 
     rc = run(&s, &sigs, migrate_only);
     shutdown_all(&s);

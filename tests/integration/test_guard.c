@@ -43,6 +43,19 @@ Test(guard, incident_regression_production_writes_from_a_test_are_blocked)
     gt_assert_no_secret(&E, "");
 }
 
+/* The decision line names target and caller as keys of their own (and
+ * the RPC method and request id), not as words of msg. */
+Test(guard, decision_line_carries_target_and_caller_keys)
+{
+    gt_start(&E, NULL);
+    cr_assert_eq(gt_set_direct(&E, GT_PROD, ISSUE, STATE).code, ORCH_CODE_PERMISSION_DENIED);
+    cr_assert(th_svc_wait_log(&E.guard, "guard block SetIssueStateDirect", 2000));
+    cr_expect(th_svc_log_has(&E.guard, "\"method\":\"orch.v1.GuardService/SetIssueStateDirect\","
+                                       "\"target\":\"" GT_PROD "\",\"caller\":\"test\","
+                                       "\"msg\":\"guard block SetIssueStateDirect runtime=test: "));
+    cr_expect_not(th_svc_log_has(&E.guard, "target="));
+}
+
 Test(guard, opt_in_and_sandbox_reach_plane_with_the_right_request)
 {
     const char *env[] = { "ORCH_PLANE_TEST_WRITE_ENABLED=true", NULL };

@@ -74,6 +74,8 @@ Test(launcher_jobs, spawn_and_finish_records_verdicts_and_usage)
     fclose(f);
     buf[len] = '\0';
     cr_expect_null(strstr(buf, "leaked"), "%s", buf);
+    /* The supervisor's lines about the job carry its work item as a key. */
+    cr_expect(th_svc_wait_log(&svc, "\"work_item\":\"ORCH-1\",\"msg\":\"job ", 2000));
 }
 
 Test(launcher_jobs, absent_usage_is_unknown_not_zero)

@@ -181,7 +181,7 @@ Test(launcher_recovery, tier2_finishes_a_dead_job_and_releases_its_lease)
                           "SELECT count(*) FROM transition_lease WHERE work_item = 'ORCH-24' AND"
                           " release_reason = 'force-released'"),
               "the reaped job's lease was not force-released");
-    cr_expect_geq(lt_metric(&launcher, "orch_launcher_reaps_total{tier=\"tier-2\"}"), 1);
+    cr_expect_geq(lt_metric(&launcher, "orch_launcher_reaps_total{tier=\"tier_2\"}"), 1);
 }
 
 Test(launcher_recovery, tier2_defers_while_the_lease_owner_lives)
@@ -224,7 +224,7 @@ Test(launcher_recovery, tier3_kills_a_job_over_the_ceiling)
     snprintf(pidfile, sizeof pidfile, "%s/child.pid", workdir);
     pid_t child = ln_read_pid(pidfile);
     cr_expect(child > 0 && !ln_proc_alive(child), "child %d survived", (int)child);
-    cr_expect_geq(lt_metric(&launcher, "orch_launcher_reaps_total{tier=\"tier-3\"}"), 1);
+    cr_expect_geq(lt_metric(&launcher, "orch_launcher_reaps_total{tier=\"tier_3\"}"), 1);
 }
 
 /* Regression: a Tier-3 reap released whatever lease the work item had, even

@@ -294,7 +294,7 @@ static void ceiling_release_was_recorded(th_svc *s, const char *item)
     cr_assert(reason);
     cr_assert_str_eq(reason, "ceiling-released");
     free(reason);
-    cr_assert_eq(lt_metric(s, "orch_lease_release_total{kind=\"ceiling-released\"}"), 1);
+    cr_assert_eq(lt_metric(s, "orch_lease_release_total{kind=\"ceiling_released\"}"), 1);
 }
 
 Test(lease_liveness, stopped_owner_is_never_robbed_before_ceiling_and_released_after)
@@ -696,13 +696,13 @@ Test(lease_liveness, metrics_count_grants_defers_reclaims_and_releases)
     } want[] = {
         { "orch_lease_acquire_total{outcome=\"granted\"}", 2 },
         { "orch_lease_acquire_total{outcome=\"held\"}", 1 },
-        { "orch_lease_acquire_total{outcome=\"already-held\"}", 1 },
+        { "orch_lease_acquire_total{outcome=\"already_held\"}", 1 },
         { "orch_lease_acquire_total{outcome=\"reclaimed\"}", 1 },
         { "orch_lease_acquire_total{outcome=\"inert\"}", 1 },
         { "orch_lease_release_total{kind=\"released\"}", 1 },
-        { "orch_lease_release_total{kind=\"force-released\"}", 1 },
-        { "orch_lease_release_total{kind=\"reclaimed-stale\"}", 1 },
-        { "orch_lease_release_total{kind=\"ceiling-released\"}", 0 },
+        { "orch_lease_release_total{kind=\"force_released\"}", 1 },
+        { "orch_lease_release_total{kind=\"reclaimed_stale\"}", 1 },
+        { "orch_lease_release_total{kind=\"ceiling_released\"}", 0 },
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         double got = lt_metric(s, want[i].series);

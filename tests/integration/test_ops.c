@@ -102,7 +102,8 @@ Test(ops, service_sends_ready_to_notify_socket_once_serving, .timeout = 120)
 }
 
 /* The metric names of docs/operations/metrics.md by section: rows of the
- * form "| `orch_name` | ..." under "## Every service" or "## <svc>-service". */
+ * form "| `orch_name` | ..." (or "| `process_name` | ...") under "## Every service" or "##
+ * <svc>-service". */
 typedef struct doc_metric {
     char name[96];
     char section[32]; /* "all", "lease", ... */
@@ -127,7 +128,8 @@ static size_t read_doc(doc_metric *out, size_t max)
             }
             continue;
         }
-        if (!section[0] || strncmp(line, "| `orch_", 8) != 0)
+        if (!section[0] ||
+            (strncmp(line, "| `orch_", 8) != 0 && strncmp(line, "| `process_", 11) != 0))
             continue;
         const char *name = line + 3;
         size_t len = strcspn(name, "`");
@@ -174,7 +176,7 @@ Test(ops, metrics_doc_matches_every_service, .timeout = 180)
     }
     /* The labels the alerts rely on. */
     cr_expect_eq(th_metric(text[0], "orch_lease_acquire_total{outcome=\"held\"}"), 0);
-    cr_expect_eq(th_metric(text[0], "orch_lease_release_total{kind=\"ceiling-released\"}"), 0);
+    cr_expect_eq(th_metric(text[0], "orch_lease_release_total{kind=\"ceiling_released\"}"), 0);
     cr_expect_eq(th_metric(text[3], "orch_launcher_agent_runs_total{role=\"reviewer\"}"), 0);
     cr_expect(strstr(text[1], "Transition attempts by edge and result"));
     cr_expect(strstr(text[1], "Side effects run, by effect and outcome"));

@@ -170,9 +170,9 @@ Test(service, healthz_and_metrics_over_http)
  * a monotonic deadline, so an idle service probed the database in a loop. */
 Test(service, idle_service_probes_the_database_at_its_interval)
 {
-    double before = metric_of(&svc, "orch_database_probes");
+    double before = metric_of(&svc, "orch_database_probes_total");
     usleep(2500 * 1000); /* default interval 1000 ms: two or three probes */
-    double probes = metric_of(&svc, "orch_database_probes") - before;
+    double probes = metric_of(&svc, "orch_database_probes_total") - before;
     cr_assert(probes >= 1 && probes <= 4, "%.0f probes in 2.5 s", probes);
 }
 

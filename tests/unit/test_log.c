@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "orch/log.h"
@@ -368,4 +369,129 @@ Test(log, level_names_parse)
     }
     orch_log_level l = ORCH_LOG_ERROR;
     cr_expect_eq(orch_log_level_parse(NULL, &l), ORCH_EINVAL);
+}
+
+Test(log, context_fields_are_keys_of_their_own)
+{
+    orch_log_init("test-svc", ORCH_LOG_INFO);
+    capture c;
+    capture_start(&c);
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, "ORCH-114");
+    orch_log_ctx_set_epoch(7);
+    orch_log_ctx_set(ORCH_LOG_TARGET, "project-1");
+    orch_log_ctx_set(ORCH_LOG_CALLER, "tcp://127.0.0.1:40000");
+    orch_info("granted");
+    orch_log_ctx_set(ORCH_LOG_TARGET, NULL);
+    orch_log_ctx_set_epoch(0);
+    orch_info("target and epoch removed");
+    orch_log_ctx_clear();
+    orch_info("cleared");
+    char *out = capture_end(&c);
+    cr_assert_eq(count_lines(out), 3, "%s", out);
+
+    char *save = NULL;
+    char *line = strtok_r(out, "\n", &save);
+    json_t *o = json_loads(line, 0, NULL);
+    cr_assert_not_null(o, "%s", line);
+    cr_expect_str_eq(str_field(o, "msg"), "granted");
+    cr_expect_str_eq(str_field(o, "work_item"), "ORCH-114", "%s", line);
+    cr_expect_eq(json_integer_value(json_object_get(o, "epoch")), 7, "%s", line);
+    cr_expect_str_eq(str_field(o, "target"), "project-1", "%s", line);
+    cr_expect_str_eq(str_field(o, "caller"), "tcp://127.0.0.1:40000", "%s", line);
+    json_decref(o);
+
+    line = strtok_r(NULL, "\n", &save);
+    o = json_loads(line, 0, NULL);
+    cr_assert_not_null(o, "%s", line);
+    cr_expect_str_eq(str_field(o, "work_item"), "ORCH-114", "%s", line);
+    cr_expect_null(json_object_get(o, "epoch"), "%s", line);
+    cr_expect_null(json_object_get(o, "target"), "%s", line);
+    json_decref(o);
+
+    line = strtok_r(NULL, "\n", &save);
+    o = json_loads(line, 0, NULL);
+    cr_assert_not_null(o, "%s", line);
+    static const char *const keys[] = { "work_item", "epoch", "target", "caller" };
+    for (size_t i = 0; i < 4; i++)
+        cr_expect_null(json_object_get(o, keys[i]), "%s: %s", keys[i], line);
+    json_decref(o);
+    free(out);
+}
+
+static void *log_with_own_context(void *arg)
+{
+    (void)arg;
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, "ORCH-OTHER");
+    orch_info("other");
+    return NULL;
+}
+
+Test(log, context_belongs_to_its_thread)
+{
+    orch_log_init("test-svc", ORCH_LOG_INFO);
+    capture c;
+    capture_start(&c);
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, "ORCH-MAIN");
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, log_with_own_context, NULL), 0);
+    pthread_join(t, NULL);
+    orch_info("main");
+    char *out = capture_end(&c);
+    cr_expect(strstr(out, "\"work_item\":\"ORCH-OTHER\",\"msg\":\"other\""), "%s", out);
+    cr_expect(strstr(out, "\"work_item\":\"ORCH-MAIN\",\"msg\":\"main\""), "%s", out);
+    free(out);
+}
+
+/* Sets JOURNAL_STREAM to the dev:ino of the capture file (or of another
+ * file) before orch_log_init, as systemd does for a unit's stderr. */
+static void set_journal_stream(int fd)
+{
+    struct stat st;
+    cr_assert_eq(fstat(fd, &st), 0);
+    char v[64];
+    snprintf(v, sizeof v, "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    cr_assert_eq(setenv("JOURNAL_STREAM", v, 1), 0);
+}
+
+Test(log, journal_stream_gets_priority_prefixes)
+{
+    capture c;
+    capture_start(&c);
+    set_journal_stream(STDERR_FILENO);
+    orch_log_init("test-svc", ORCH_LOG_DEBUG);
+    orch_debug("d");
+    orch_info("i");
+    orch_warn("w");
+    orch_error("e");
+    char *out = capture_end(&c);
+    cr_assert_eq(count_lines(out), 4, "%s", out);
+    static const char *const want[] = { "<7>{", "<6>{", "<4>{", "<3>{" };
+    char *save = NULL;
+    int i = 0;
+    for (char *line = strtok_r(out, "\n", &save); line && i < 4;
+         line = strtok_r(NULL, "\n", &save), i++) {
+        cr_expect_eq(strncmp(line, want[i], 4), 0, "line %d: %s", i, line);
+        json_t *o = json_loads(line + 3, 0, NULL);
+        cr_expect_not_null(o, "not JSON after the prefix: %s", line);
+        json_decref(o);
+    }
+    free(out);
+}
+
+Test(log, journal_stream_of_another_file_gives_plain_lines)
+{
+    FILE *other = tmpfile();
+    cr_assert_not_null(other);
+    set_journal_stream(fileno(other));
+    capture c;
+    capture_start(&c);
+    orch_log_init("test-svc", ORCH_LOG_INFO);
+    orch_error("e");
+    char *out = capture_end(&c);
+    json_t *o = parse_one_line(out);
+    cr_expect_str_eq(str_field(o, "msg"), "e");
+    json_decref(o);
+    free(out);
+    fclose(other);
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "orch/metrics.h"
 
@@ -312,6 +313,151 @@ Test(metrics, concurrent_increments_sum_exactly)
     cr_expect_eq(sample(text, "orch_hammer_seconds_bucket{le=\"0.0001\"}"), (double)total);
     double sum = sample(text, "orch_hammer_seconds_sum");
     cr_expect(fabs(sum - (double)total * 1e-6) < 1e-6, "_sum %.9f", sum);
+    free(text);
+    orch_metrics_free(m);
+}
+
+static double status_value(void *arg, size_t i)
+{
+    return ((const double *)arg)[i];
+}
+
+Test(metrics, labelled_gauge_has_one_series_per_value)
+{
+    static const char *const statuses[] = { "queued", "running", "timed_out" };
+    orch_metrics *m = NULL;
+    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
+    double v[3] = { 0, 0, 0 };
+    orch_metrics_gauge_fn_labelled(m, "orch_test_jobs", "Jobs by status", "status", statuses, 3,
+                                   status_value, v);
+    v[0] = 4;
+    v[2] = 1.5;
+    char *text = render(m);
+    cr_expect_not_null(strstr(text, "# HELP orch_test_jobs Jobs by status\n"
+                                    "# TYPE orch_test_jobs gauge\n"),
+                       "%s", text);
+    cr_expect_eq(sample(text, "orch_test_jobs{status=\"queued\"}"), 4.0, "%s", text);
+    cr_expect_eq(sample(text, "orch_test_jobs{status=\"running\"}"), 0.0, "%s", text);
+    cr_expect_eq(sample(text, "orch_test_jobs{status=\"timed_out\"}"), 1.5, "%s", text);
+    cr_expect_eq(check_syntax(text), 3);
+    free(text);
+    orch_metrics_free(m);
+}
+
+Test(metrics, counter_fn_is_typed_counter)
+{
+    orch_metrics *m = NULL;
+    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
+    double v = 7;
+    orch_metrics_counter_fn(m, "orch_test_probes_total", "Probes", gauge_value, &v);
+    char *text = render(m);
+    cr_expect_not_null(strstr(text, "# TYPE orch_test_probes_total counter\n"
+                                    "orch_test_probes_total 7\n"),
+                       "%s", text);
+    free(text);
+    orch_metrics_free(m);
+}
+
+Test(metrics, info_renders_its_labels_escaped_with_value_one)
+{
+    static const char *const keys[] = { "version", "service" };
+    static const char *const values[] = { "1.2.3", "a\"b\\c" };
+    orch_metrics *m = NULL;
+    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
+    orch_metrics_info(m, "orch_test_build_info", "Build", keys, values, 2);
+    char *text = render(m);
+    cr_expect_not_null(
+        strstr(text, "# TYPE orch_test_build_info gauge\n"
+                     "orch_test_build_info{version=\"1.2.3\",service=\"a\\\"b\\\\c\"} 1\n"),
+        "%s", text);
+    free(text);
+    orch_metrics_free(m);
+}
+
+Test(metrics, histogram_with_its_own_buckets)
+{
+    static const double bounds[] = { 0.5, 30, 60 };
+    orch_metrics *m = NULL;
+    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
+    orch_histogram *h = orch_metrics_histogram_buckets(m, "orch_test_long_seconds", "Long", NULL,
+                                                       NULL, 1, bounds, 3);
+    cr_assert_not_null(h);
+    orch_histogram_observe_ns(h, 0, 100000000ULL);   /* 0.1 s */
+    orch_histogram_observe_ns(h, 0, 45000000000ULL); /* 45 s */
+    orch_histogram_observe_ns(h, 0, 90000000000ULL); /* 90 s: +Inf only */
+    char *text = render(m);
+    cr_expect_eq(sample(text, "orch_test_long_seconds_bucket{le=\"0.5\"}"), 1.0, "%s", text);
+    cr_expect_eq(sample(text, "orch_test_long_seconds_bucket{le=\"30\"}"), 1.0, "%s", text);
+    cr_expect_eq(sample(text, "orch_test_long_seconds_bucket{le=\"60\"}"), 2.0, "%s", text);
+    cr_expect_eq(sample(text, "orch_test_long_seconds_bucket{le=\"+Inf\"}"), 3.0, "%s", text);
+    cr_expect_eq(count_occurrences(text, "_bucket{"), 4, "%s", text);
+    cr_expect_eq(check_syntax(text), 6);
+    free(text);
+    orch_metrics_free(m);
+}
+
+Test(metrics, bucket_lists_that_are_not_increasing_are_refused)
+{
+    static const double down[] = { 1, 0.5 };
+    static const double same[] = { 1, 1 };
+    double many[ORCH_METRICS_MAX_BUCKETS + 1];
+    for (size_t i = 0; i < sizeof many / sizeof many[0]; i++)
+        many[i] = (double)(i + 1);
+    orch_metrics *m = NULL;
+    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
+    cr_expect_null(orch_metrics_histogram_buckets(m, "a", "a", NULL, NULL, 1, down, 2));
+    cr_expect_null(orch_metrics_histogram_buckets(m, "b", "b", NULL, NULL, 1, same, 2));
+    cr_expect_null(orch_metrics_histogram_buckets(m, "c", "c", NULL, NULL, 1, many, 0));
+    cr_expect_null(orch_metrics_histogram_buckets(m, "d", "d", NULL, NULL, 1, many,
+                                                  sizeof many / sizeof *many));
+    cr_expect_not_null(
+        orch_metrics_histogram_buckets(m, "e", "e", NULL, NULL, 1, many, ORCH_METRICS_MAX_BUCKETS));
+    orch_metrics_free(m);
+}
+
+Test(metrics, null_label_value_is_a_hole_without_series)
+{
+    static const char *const names[] = { "svc/Get", NULL, "unknown" };
+    orch_metrics *m = NULL;
+    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
+    orch_histogram *h =
+        orch_metrics_histogram(m, "orch_test_rpc_seconds", "RPC", "method", names, 3);
+    cr_assert_not_null(h);
+    orch_histogram_observe_ns(h, 1, 1000); /* the hole: ignored */
+    orch_histogram_observe_ns(h, 0, 1000);
+    char *text = render(m);
+    cr_expect_eq(sample(text, "orch_test_rpc_seconds_count{method=\"svc/Get\"}"), 1.0, "%s", text);
+    cr_expect_eq(sample(text, "orch_test_rpc_seconds_count{method=\"unknown\"}"), 0.0, "%s", text);
+    cr_expect_eq(count_occurrences(text, "_count{"), 2, "%s", text);
+    check_syntax(text);
+    free(text);
+    orch_metrics_free(m);
+}
+
+Test(metrics, process_families_read_this_process)
+{
+    orch_metrics *m = NULL;
+    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
+    orch_metrics_process(m);
+    char *text = render(m);
+    static const char *const gauges[] = { "process_resident_memory_bytes",
+                                          "process_virtual_memory_bytes", "process_open_fds",
+                                          "process_max_fds", "process_start_time_seconds" };
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++) {
+        char type[128];
+        snprintf(type, sizeof type, "# TYPE %s gauge\n", gauges[i]);
+        cr_expect_not_null(strstr(text, type), "%s missing:\n%s", gauges[i], text);
+        cr_expect_gt(sample(text, gauges[i]), 0, "%s:\n%s", gauges[i], text);
+    }
+    cr_expect_not_null(strstr(text, "# TYPE process_cpu_seconds_total counter\n"), "%s", text);
+    cr_expect_geq(sample(text, "process_cpu_seconds_total"), 0, "%s", text);
+    /* Started within the last day, not in the future. */
+    double start = sample(text, "process_start_time_seconds");
+    double now = (double)time(NULL);
+    cr_expect(start <= now + 1 && start > now - 86400, "start %.0f, now %.0f", start, now);
+    cr_expect_gt(sample(text, "process_resident_memory_bytes"), 4096);
+    cr_expect_geq(sample(text, "process_max_fds"), sample(text, "process_open_fds"));
+    cr_expect_eq(check_syntax(text), 6);
     free(text);
     orch_metrics_free(m);
 }

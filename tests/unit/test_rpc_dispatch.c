@@ -82,8 +82,8 @@ Test(rpc, unknown_method_is_unimplemented_and_runs_nothing)
 
 Test(rpc, declared_method_without_handler_is_unimplemented)
 {
-    static const orch_rpc_method echo_only[] = { { "Echo", echo_handler, ORCH_ROLE_ANY },
-                                                 { "Slow", NULL, ORCH_ROLE_ANY } };
+    static const orch_rpc_method echo_only[] = { { .name = "Echo", .handler = echo_handler, .roles = ORCH_ROLE_ANY },
+                                                 { .name = "Slow", .handler = NULL, .roles = ORCH_ROLE_ANY } };
     orch_rpc_server_opts o = default_opts();
     orch_rpc_server *s = start_with(&o, echo_only);
     orch_rpc_client *c = client(s);
@@ -222,11 +222,45 @@ Test(rpc, requests_are_counted_in_the_metrics)
     orch_metrics_free(m);
 }
 
+Test(rpc, long_poll_is_counted_but_not_timed)
+{
+    orch_metrics *m = NULL;
+    cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
+    orch_rpc_server_opts o = default_opts();
+    o.metrics = m;
+    const orch_rpc_method polls[] = {
+        handlers[0], { .name = "Slow", .handler = handlers[1].handler, .long_poll = true }
+    };
+    orch_rpc_server *s = start_with(&o, polls);
+    orch_rpc_client *c = client(s);
+    cr_assert_eq(echo_call(c, "1", NULL, NULL, NULL, 0), ORCH_CODE_OK);
+    slow_job j = { .c = c, .ms = 20, .text = "poll" };
+    slow_call(&j);
+    cr_assert_eq(j.code, ORCH_CODE_OK, "%s", j.st.message);
+    orch_rpc_client_close(c);
+    orch_rpc_server_stop(s, 1000);
+
+    char *text = NULL;
+    size_t len = 0;
+    cr_assert_eq(orch_metrics_render(m, &text, &len), ORCH_OK);
+    cr_expect_not_null(strstr(text, "orch_rpc_requests_total{method=\"" SLOW "\",code=\"OK\"} 1\n"),
+                       "%s", text);
+    cr_expect_not_null(
+        strstr(text, "orch_rpc_request_duration_seconds_count{method=\"" ECHO "\"} 1\n"), "%s",
+        text);
+    cr_expect_null(strstr(text, "orch_rpc_request_duration_seconds_count{method=\"" SLOW "\"}"),
+                   "%s", text);
+    cr_expect_null(strstr(text, "{method=\"" SLOW "\",le="), "%s", text);
+    free(text);
+    orch_rpc_server_free(s);
+    orch_metrics_free(m);
+}
+
 /* Starts EchoService and QuickService (Ping answered by echo_handler) with
  * one worker; QuickService is nonblocking as asked. The caller frees it. */
 static orch_rpc_server *start_with_quick(bool nonblocking)
 {
-    static const orch_rpc_method quick[] = { { "Ping", echo_handler, ORCH_ROLE_ANY } };
+    static const orch_rpc_method quick[] = { { .name = "Ping", .handler = echo_handler, .roles = ORCH_ROLE_ANY } };
     orch_rpc_server_opts o = default_opts();
     o.workers = 1;
     orch_log_init("unit-rpc", ORCH_LOG_WARN);

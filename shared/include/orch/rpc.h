@@ -67,11 +67,14 @@ unsigned orch_rpc_role_parse(const char *name);
  * authorization table: docs/rpc.md repeats it and a test checks the two
  * agree). A NULL handler declares the method deliberately unimplemented:
  * it is answered UNIMPLEMENTED. A service's methods must name their roles
- * (orch_service_add_rpc refuses 0). */
+ * (orch_service_add_rpc refuses 0). A long poll (a handler that waits for an
+ * event up to the caller's deadline) is left out of
+ * orch_rpc_request_duration_seconds, whose quantiles it would own. */
 typedef struct orch_rpc_method {
     const char *name;
     orch_rpc_handler handler;
     unsigned roles; /* ORCH_ROLE_* bits */
+    bool long_poll;
 } orch_rpc_method;
 
 typedef struct orch_rpc_service {
