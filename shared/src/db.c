@@ -33,6 +33,7 @@
 
 #include "orch/clock.h"
 #include "orch/log.h"
+#include "db_int.h"
 
 /* Parameterized statements are prepared once per connection, up to this many
  * distinct texts; further texts run unnamed (parsed and planned each time). */
@@ -74,46 +75,6 @@ struct orch_db_pool {
     char server[160]; /* host:port of the last connection made; guarded by mu */
 };
 
-orch_err orch_db_map_sqlstate(const char *s)
-{
-    if (!s || strlen(s) != 5)
-        return ORCH_EDB;
-    if (strcmp(s, "23505") == 0)
-        return ORCH_EEXISTS;
-    if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0)
-        return ORCH_EDB_RETRY;
-    if (strcmp(s, "55P03") == 0)
-        return ORCH_EDB_LOCKED;
-    if (strcmp(s, "57014") == 0)
-        return ORCH_ETIMEDOUT;
-    /* 25006: a read-only session (a standby, or a server demoted under us):
-     * the primary is elsewhere, so reconnect rather than fail for good. */
-    if (strncmp(s, "08", 2) == 0 || strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 ||
-        strcmp(s, "57P03") == 0 || strcmp(s, "25006") == 0)
-        return ORCH_EDB_UNAVAIL;
-    if (strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0)
-        return ORCH_EINVAL;
-    return ORCH_EDB;
-}
-
-/* Hosts listed by a parsed conninfo: the comma-separated entries of `host`
- * (or of `hostaddr`), at least 1. */
-static int count_hosts(const PQconninfoOption *opts)
-{
-    const char *host = NULL, *addr = NULL;
-    for (const PQconninfoOption *o = opts; o->keyword; o++) {
-        if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "hostaddr") == 0)
-            addr = o->val;
-    }
-    const char *list = host && host[0] ? host : addr;
-    int n = 1;
-    for (const char *q = list; q && *q; q++)
-        n += *q == ',';
-    return n;
-}
-
 orch_err orch_db_pool_open(const char *conninfo, int size, orch_db_pool **out)
 {
     if (!conninfo || size < 1)
@@ -129,7 +90,7 @@ orch_err orch_db_pool_open(const char *conninfo, int size, orch_db_pool **out)
         PQfreemem(why);
         return ORCH_EINVAL;
     }
-    int nhosts = count_hosts(opts);
+    int nhosts = orch__db_count_hosts(opts);
     PQconninfoFree(opts);
     orch_db_pool *p = calloc(1, sizeof *p);
     if (!p)
@@ -822,45 +783,4 @@ const char *orch_db_last_sqlstate(const orch_db_conn *c)
 const char *orch_db_last_error(const orch_db_conn *c)
 {
     return c->error;
-}
-
-int orch_db_result_rows(const orch_db_result *res)
-{
-    return PQntuples((const PGresult *)res);
-}
-
-int orch_db_result_cols(const orch_db_result *res)
-{
-    return PQnfields((const PGresult *)res);
-}
-
-const char *orch_db_result_get(const orch_db_result *res, int row, int col)
-{
-    const PGresult *r = (const PGresult *)res;
-    if (row < 0 || col < 0 || row >= PQntuples(r) || col >= PQnfields(r) ||
-        PQgetisnull(r, row, col))
-        return NULL;
-    return PQgetvalue(r, row, col);
-}
-
-int64_t orch_db_result_affected(const orch_db_result *res)
-{
-    const char *s = PQcmdTuples((PGresult *)res);
-    return s && s[0] ? strtoll(s, NULL, 10) : 0;
-}
-
-void orch_db_result_free(orch_db_result *res)
-{
-    PQclear((PGresult *)res);
-}
-
-orch_err orch_db_ping(orch_db_pool *p, uint64_t deadline)
-{
-    orch_db_conn *c;
-    orch_err err = orch_db_acquire(p, deadline, &c);
-    if (err)
-        return err;
-    err = orch_db_exec(c, deadline, "SELECT 1", 0, NULL, NULL);
-    orch_db_release(c);
-    return err;
 }

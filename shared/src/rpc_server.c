@@ -39,74 +39,7 @@
 #include "orch/log.h"
 #include "orch/rpc.h"
 #include "rpc_decode.h"
-#include "rpc_dedup.h"
-#include "rpc_tls.h"
-
-typedef enum slot_state { S_RECV, S_WORK, S_PARKED, S_SEND, S_IDLE } slot_state;
-
-/* How long a worker waits for a reply queued behind others on a busy
- * connection; past it the reply is dropped (the caller's deadline reports
- * it), so a peer that stops reading cannot hold the workers. */
-#define SEND_WAIT_MS 2000
-
-typedef struct slot {
-    orch_rpc_server *srv;
-    nng_ctx ctx;
-    nng_aio *aio;  /* receive, and sends from NNG's threads; calls slot_cb */
-    nng_aio *saio; /* sends from workers; no callback */
-    slot_state state;
-    nng_msg *req;
-    uint64_t recv_ns;
-    struct slot *next; /* work queue */
-} slot;
-
-struct orch_rpc_server {
-    orch_rpc_server_opts o;
-    char *auth_token;
-    orch_rpc_service *svcs;
-    orch_rpc_handler **handlers; /* [service][method index], desc->n_methods each */
-    unsigned **roles;            /* [service][method index]: who may call it */
-    orch__role_tokens *tokens;   /* NULL = no roles known: no authorization */
-    char *url;                   /* as handed to NNG (tls+tcp:// with TLS) */
-    size_t nsvcs;
-    size_t *method_base;        /* first metrics index of each service */
-    const char **method_names;  /* metrics label values, last = "unknown" */
-    const char **latency_names; /* the same, NULL (no series) for long polls */
-    size_t nmethods;
-    const char *code_labels[ORCH_CODE_COUNT];     /* metrics label values */
-    const char *role_labels[ORCH_ROLE_COUNT + 1]; /* "none", then each role */
-    orch_counter *m_requests;
-    orch_counter *m_denied;
-    orch_histogram *m_latency;
-
-    nng_socket sock;
-    nng_listener listener;
-    int port;
-    slot *slots;
-    int nslots;
-    pthread_t *workers;
-    int nworkers;
-    orch__dedup *dedup;
-
-    pthread_mutex_t mu;
-    pthread_cond_t work_cv; /* work queued or quitting */
-    pthread_cond_t idle_cv; /* a slot became idle */
-    slot *qhead, *qtail;
-    bool stopping, quit, stopped, owns_metrics;
-    bool any_nonblocking;
-};
-
-struct orch_rpc_call {
-    orch_rpc_server *srv;
-    const Orch__V1__RequestEnvelope *env;
-    const char *method;
-    unsigned role;
-    uint64_t deadline;
-    uint8_t *reply;
-    size_t reply_len;
-    char msg[512];
-    char peer[64]; /* the sender's address, the log's caller by default */
-};
+#include "rpc_server_int.h"
 
 /* ---- handler-side API --------------------------------------------------- */
 
@@ -574,84 +507,6 @@ static void *worker_main(void *arg)
 
 /* ---- life cycle --------------------------------------------------------- */
 
-/* Whether metrics index k (k < n - 1, set in build_method_table) names a
- * method whose table entry is a long poll. */
-static bool is_long_poll(const orch_rpc_server *s, size_t k)
-{
-    for (size_t i = 0; i < s->nsvcs; i++) {
-        const ProtobufCServiceDescriptor *d = s->svcs[i].desc;
-        if (k < s->method_base[i] || k >= s->method_base[i] + d->n_methods)
-            continue;
-        const char *name = d->methods[k - s->method_base[i]].name;
-        for (size_t j = 0; j < s->svcs[i].nmethods; j++)
-            if (strcmp(s->svcs[i].methods[j].name, name) == 0)
-                return s->svcs[i].methods[j].long_poll;
-    }
-    return false;
-}
-
-static orch_err build_method_table(orch_rpc_server *s)
-{
-    size_t n = 1; /* "unknown" */
-    for (size_t i = 0; i < s->nsvcs; i++)
-        n += s->svcs[i].desc->n_methods;
-    s->method_names = calloc(n, sizeof *s->method_names);
-    s->method_base = calloc(s->nsvcs ? s->nsvcs : 1, sizeof *s->method_base);
-    if (!s->method_names || !s->method_base)
-        return ORCH_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < s->nsvcs; i++) {
-        const ProtobufCServiceDescriptor *d = s->svcs[i].desc;
-        s->method_base[i] = k;
-        for (unsigned j = 0; j < d->n_methods; j++) {
-            char *name;
-            if (asprintf(&name, "%s/%s", d->name, d->methods[j].name) < 0)
-                return ORCH_ENOMEM;
-            s->method_names[k++] = name;
-        }
-    }
-    if (!(s->latency_names = calloc(n, sizeof *s->latency_names)))
-        return ORCH_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        s->latency_names[i] = is_long_poll(s, i) ? NULL : s->method_names[i];
-    s->method_names[k] = "unknown";
-    for (int c = 0; c < ORCH_CODE_COUNT; c++)
-        s->code_labels[c] = orch_code_name((orch_code)c);
-    for (size_t r = 0; r <= ORCH_ROLE_COUNT; r++)
-        s->role_labels[r] = orch_rpc_role_name(r ? 1u << (r - 1) : 0);
-    s->nmethods = n;
-    if (s->o.metrics) {
-        s->m_requests =
-            orch_metrics_counter2(s->o.metrics, "orch_rpc_requests_total",
-                                  "RPC requests answered, by method and status code", "method",
-                                  s->method_names, n, "code", s->code_labels, ORCH_CODE_COUNT);
-        s->m_latency = orch_metrics_histogram(s->o.metrics, "orch_rpc_request_duration_seconds",
-                                              "Time from receipt of a request to its reply",
-                                              "method", s->latency_names, n);
-        s->m_denied = orch_metrics_counter2(
-            s->o.metrics, "orch_rpc_denied_total",
-            "RPC requests refused PERMISSION_DENIED, by method and caller role", "method",
-            s->method_names, n, "role", s->role_labels, ORCH_ROLE_COUNT + 1);
-        if (!s->m_requests || !s->m_latency || !s->m_denied)
-            return ORCH_ENOMEM;
-    } else {
-        /* A private registry keeps the hot path free of NULL checks. */
-        orch_metrics *m;
-        if (orch_metrics_new(&m))
-            return ORCH_ENOMEM;
-        s->o.metrics = m;
-        s->m_requests = orch_metrics_counter2(m, "r", "r", "method", s->method_names, n, "code",
-                                              s->code_labels, ORCH_CODE_COUNT);
-        s->m_latency = orch_metrics_histogram(m, "l", "l", "method", s->method_names, n);
-        s->m_denied = orch_metrics_counter2(m, "d", "d", "method", s->method_names, n, "role",
-                                            s->role_labels, ORCH_ROLE_COUNT + 1);
-        s->owns_metrics = true;
-        if (!s->m_requests || !s->m_latency || !s->m_denied)
-            return ORCH_ENOMEM;
-    }
-    return ORCH_OK;
-}
-
 static orch_err open_socket(orch_rpc_server *s)
 {
     orch_err err = orch__tls_url(s->o.url, s->o.tls ? s->o.tls->mode : ORCH_TLS_OFF, &s->url);
@@ -709,29 +564,6 @@ static orch_err start_slots_and_workers(orch_rpc_server *s)
     return ORCH_OK;
 }
 
-/* Resolves every service's handler table into s->handlers (rpc_match.c)
- * and s->roles. */
-static orch_err match_handlers(orch_rpc_server *s)
-{
-    s->handlers = calloc(s->nsvcs ? s->nsvcs : 1, sizeof *s->handlers);
-    s->roles = calloc(s->nsvcs ? s->nsvcs : 1, sizeof *s->roles);
-    if (!s->handlers || !s->roles)
-        return ORCH_ENOMEM;
-    for (size_t i = 0; i < s->nsvcs; i++) {
-        size_t n = s->svcs[i].desc ? s->svcs[i].desc->n_methods : 0;
-        char why[256];
-        if (!(s->handlers[i] = calloc(n ? n : 1, sizeof **s->handlers)) ||
-            !(s->roles[i] = calloc(n ? n : 1, sizeof **s->roles)))
-            return ORCH_ENOMEM;
-        if (orch_rpc_match(&s->svcs[i], s->handlers[i], n, why, sizeof why) != ORCH_OK) {
-            orch_error("RPC server refused: %s", why);
-            return ORCH_EINVAL;
-        }
-        orch__method_roles(&s->svcs[i], s->roles[i]);
-    }
-    return ORCH_OK;
-}
-
 orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_service *services,
                                size_t nservices, orch_rpc_server **out)
 {
@@ -753,13 +585,13 @@ orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_
     s->nsvcs = nservices;
     for (size_t i = 0; i < nservices; i++)
         s->any_nonblocking = s->any_nonblocking || services[i].nonblocking;
-    if ((err = match_handlers(s)) ||
+    if ((err = orch__rpc_match_handlers(s)) ||
         (err = orch__role_tokens_load(opts->auth_token, opts->role_tokens, &s->tokens)))
         goto fail;
     err = ORCH_ENOMEM;
     if (opts->auth_token && opts->auth_token[0] && !(s->auth_token = strdup(opts->auth_token)))
         goto fail;
-    if ((err = build_method_table(s)) ||
+    if ((err = orch__rpc_build_method_table(s)) ||
         (err = orch__dedup_new(opts->dedup_entries, opts->dedup_ttl_ms, &s->dedup)) ||
         (err = open_socket(s)) || (err = start_slots_and_workers(s)))
         goto fail;
