@@ -1,11 +1,13 @@
 /*
  * lease_batch.c - see lease_batch.h.
  *
- * Each kind (Acquire, Release) has a queue and at most one batch in
- * PostgreSQL. A caller queues its job on its own stack and waits; when no
- * batch of its kind runs, a waiting caller takes the queue's head (distinct
- * work items, in arrival order) and runs it, outside the mutex, then marks
- * the jobs done and wakes the others, one of whom leads the next batch.
+ * Each kind (Acquire, Release) has a queue and at most INFLIGHT batches in
+ * PostgreSQL. A caller queues its job on its own stack and waits on the
+ * job's own condition variable; when a place is free and its item is in no
+ * running batch, it takes the queue's head (distinct work items not in a
+ * running batch, in arrival order) and runs it, outside the mutex, then
+ * wakes exactly the callers of that batch and the first queued caller that
+ * may lead the next one.
  * Errors: every job carries its own orch_err.
  */
 #include "lease_batch.h"
@@ -18,6 +20,10 @@
 #include "orch/clock.h"
 
 enum { KIND_ACQUIRE, KIND_RELEASE, NKINDS };
+
+/* Batches of one kind in PostgreSQL at once: while one waits for its WAL
+ * flush, the next one runs. */
+#define INFLIGHT 2
 typedef enum { JOB_QUEUED, JOB_TAKEN, JOB_DONE } job_state;
 
 typedef struct job {
@@ -30,6 +36,7 @@ typedef struct job {
     bool released;         /* ...its answer */
     orch_err err;
     job_state state;
+    pthread_cond_t cv; /* signalled when state changes or it may lead */
     struct job *next;
 } job;
 
@@ -37,9 +44,10 @@ struct lease_batch {
     orch_db_pool *db;
     int max;
     pthread_mutex_t mu;
-    pthread_cond_t cv[NKINDS];
+    pthread_condattr_t monotonic; /* for the jobs' cv: deadlines are monotonic */
     job *head[NKINDS];
-    bool busy[NKINDS]; /* a batch of that kind is in PostgreSQL */
+    job *taken[NKINDS];  /* the jobs of the batches in PostgreSQL */
+    int running[NKINDS]; /* how many batches of that kind are in PostgreSQL */
 };
 
 orch_err lease_batch_new(orch_db_pool *db, int max, lease_batch **out)
@@ -49,12 +57,8 @@ orch_err lease_batch_new(orch_db_pool *db, int max, lease_batch **out)
     lease_batch *b = calloc(1, sizeof *b);
     if (!b)
         return ORCH_ENOMEM;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotonic */
-    for (int k = 0; k < NKINDS; k++)
-        pthread_cond_init(&b->cv[k], &ca);
-    pthread_condattr_destroy(&ca);
+    pthread_condattr_init(&b->monotonic);
+    pthread_condattr_setclock(&b->monotonic, CLOCK_MONOTONIC);
     pthread_mutex_init(&b->mu, NULL);
     b->db = db;
     b->max = max;
@@ -66,8 +70,7 @@ void lease_batch_free(lease_batch *b)
 {
     if (!b)
         return;
-    for (int k = 0; k < NKINDS; k++)
-        pthread_cond_destroy(&b->cv[k]);
+    pthread_condattr_destroy(&b->monotonic);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
@@ -164,16 +167,39 @@ static void unlink_job(lease_batch *b, job *j)
         }
 }
 
-static bool item_taken(job **jobs, size_t n, const char *item)
+/* Whether `item` is in jobs[0..n) or in a batch of `kind` in PostgreSQL. */
+static bool item_taken(const lease_batch *b, int kind, job *const *jobs, size_t n, const char *item)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(jobs[i]->item, item) == 0)
             return true;
+    for (const job *j = b->taken[kind]; j; j = j->next)
+        if (strcmp(j->item, item) == 0)
+            return true;
     return false;
 }
 
-/* Takes up to max queued jobs of `kind`, one per work item, in queue order;
- * a job whose deadline passed in the queue is answered ORCH_ETIMEDOUT. */
+/* Whether j may lead a batch now: a place in PostgreSQL is free and its
+ * work item is in none of the batches there. */
+static bool may_lead(const lease_batch *b, const job *j)
+{
+    return j->state == JOB_QUEUED && b->running[j->kind] < INFLIGHT &&
+           !item_taken(b, j->kind, NULL, 0, j->item);
+}
+
+/* Wakes the first queued job of `kind` that may lead a batch now. */
+static void wake_next(lease_batch *b, int kind)
+{
+    for (job *j = b->head[kind]; j; j = j->next)
+        if (may_lead(b, j)) {
+            pthread_cond_signal(&j->cv);
+            return;
+        }
+}
+
+/* Takes up to max queued jobs of `kind`, one per work item and none whose
+ * item is in PostgreSQL, in queue order; a job whose deadline passed in the
+ * queue is answered ORCH_ETIMEDOUT. */
 static size_t take(lease_batch *b, int kind, job **jobs)
 {
     size_t n = 0;
@@ -181,67 +207,89 @@ static size_t take(lease_batch *b, int kind, job **jobs)
     while (*p && n < (size_t)b->max) {
         job *j = *p;
         bool expired = orch_deadline_left_ms(j->dl) == 0;
-        if (!expired && item_taken(jobs, n, j->item)) {
-            p = &j->next; /* waits for the next batch */
+        if (!expired && item_taken(b, kind, jobs, n, j->item)) {
+            p = &j->next; /* waits for a later batch */
             continue;
         }
         *p = j->next;
         if (expired) {
             j->err = ORCH_ETIMEDOUT;
             j->state = JOB_DONE;
+            pthread_cond_signal(&j->cv);
         } else {
             j->state = JOB_TAKEN;
             jobs[n++] = j;
         }
     }
+    for (size_t i = 0; i < n; i++) {
+        jobs[i]->next = b->taken[kind];
+        b->taken[kind] = jobs[i];
+    }
     return n;
 }
 
+static void untake(lease_batch *b, int kind, job *j)
+{
+    for (job **p = &b->taken[kind]; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            return;
+        }
+}
+
+/* Runs the next batch of `kind` (the mutex held on entry and on return). */
 static void lead(lease_batch *b, int kind)
 {
     job *jobs[LEASE_BATCH_CAP];
     size_t n = take(b, kind, jobs);
-    b->busy[kind] = true;
+    b->running[kind]++;
+    wake_next(b, kind); /* more than max queued: another batch may start */
     pthread_mutex_unlock(&b->mu);
     if (n)
         run_batch(b, jobs, n);
     pthread_mutex_lock(&b->mu);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        untake(b, kind, jobs[i]);
         jobs[i]->state = JOB_DONE;
-    b->busy[kind] = false;
-    pthread_cond_broadcast(&b->cv[kind]);
+        pthread_cond_signal(&jobs[i]->cv);
+    }
+    b->running[kind]--;
+    wake_next(b, kind);
 }
 
-static void wait_until(lease_batch *b, int kind, uint64_t dl)
+static void wait_until(lease_batch *b, job *j, uint64_t dl)
 {
     if (dl == ORCH_DEADLINE_NONE) {
-        pthread_cond_wait(&b->cv[kind], &b->mu);
+        pthread_cond_wait(&j->cv, &b->mu);
         return;
     }
     struct timespec ts = { .tv_sec = (time_t)(dl / 1000), .tv_nsec = (long)(dl % 1000) * 1000000 };
-    (void)pthread_cond_timedwait(&b->cv[kind], &b->mu, &ts); /* the caller reads the clock */
+    (void)pthread_cond_timedwait(&j->cv, &b->mu, &ts); /* the caller reads the clock */
 }
 
 /* Queues j and returns once it is answered. */
 static orch_err submit(lease_batch *b, job *j)
 {
+    pthread_cond_init(&j->cv, &b->monotonic);
     pthread_mutex_lock(&b->mu);
     j->state = JOB_QUEUED;
     enqueue(b, j);
     while (j->state != JOB_DONE) {
-        if (j->state == JOB_QUEUED && !b->busy[j->kind]) {
-            lead(b, j->kind); /* perhaps without j: its item is in another batch */
+        if (may_lead(b, j)) {
+            lead(b, j->kind);
             continue;
         }
         if (j->state == JOB_QUEUED && orch_deadline_left_ms(j->dl) == 0) {
             unlink_job(b, j);
             j->err = ORCH_ETIMEDOUT;
+            wake_next(b, j->kind); /* it may have been the one woken to lead */
             break;
         }
         /* A job in PostgreSQL waits for its commit, whatever its deadline. */
-        wait_until(b, j->kind, j->state == JOB_QUEUED ? j->dl : ORCH_DEADLINE_NONE);
+        wait_until(b, j, j->state == JOB_QUEUED ? j->dl : ORCH_DEADLINE_NONE);
     }
     pthread_mutex_unlock(&b->mu);
+    pthread_cond_destroy(&j->cv);
     return j->err;
 }
 

@@ -2,10 +2,12 @@
  * lease_batch.h - group commit of Acquire's grant statement and of plain
  * Releases.
  *
- * Requests that arrive while a batch of their kind is in PostgreSQL are
- * queued and go together into the next one: one statement (lease_store.c's
- * *_batch), hence one commit, for up to `max` requests, at most one per
- * work item (a second request for the same item waits for the batch after).
+ * Requests that arrive while batches of their kind are in PostgreSQL (at
+ * most two at once) are queued and go together into the next one: one
+ * statement (lease_store.c's *_batch), hence one commit, for up to `max`
+ * requests, at most one per work item, and none for an item of a batch
+ * still in PostgreSQL (a second request for the same item waits for a later
+ * batch).
  * Each request gets the very answer its own statement would have given; a
  * batch that fails with a statement error (a constraint, a serialization
  * failure) runs again as single statements, so that each request gets its

@@ -18,6 +18,20 @@
     " coalesce(release_reason, ''), released_at IS NULL,"                        \
     " greatest(0, extract(epoch FROM now() - acquired_at))::bigint"
 
+/* The grant's upsert, of lease_sql_acquire and of its batch: a new row at
+ * epoch 1, or a released row taken again at the next epoch. */
+#define LEASE_GRANT_INTO                                                               \
+    " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id," \
+    "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
+#define LEASE_GRANT_CONFLICT                                                             \
+    " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"                        \
+    "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"       \
+    "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks," \
+    "   owner_instance = EXCLUDED.owner_instance, actor = EXCLUDED.actor,"               \
+    "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"    \
+    "   released_at = NULL, release_reason = NULL"                                       \
+    " WHERE l.released_at IS NOT NULL"
+
 /* Statement texts shared with the lease benchmark (lease_store.h). */
 
 /* One round trip for Acquire: `cur` is the lease as this statement's
@@ -28,18 +42,9 @@
  * unless granted) followed by the lease columns of `cur` (NULLs if none). */
 const char lease_sql_acquire[] =
     "WITH cur AS (SELECT * FROM transition_lease WHERE work_item = $1),"
-    " g AS ("
-    " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id,"
-    "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
+    " g AS (" LEASE_GRANT_INTO
     " SELECT $1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now()"
-    " WHERE NOT EXISTS (SELECT 1 FROM cur WHERE released_at IS NULL)"
-    " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"
-    "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"
-    "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks,"
-    "   owner_instance = EXCLUDED.owner_instance, actor = EXCLUDED.actor,"
-    "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"
-    "   released_at = NULL, release_reason = NULL"
-    " WHERE l.released_at IS NOT NULL"
+    " WHERE NOT EXISTS (SELECT 1 FROM cur WHERE released_at IS NULL)" LEASE_GRANT_CONFLICT
     " RETURNING work_item AS g_item, epoch AS g_epoch),"
     " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
     "   SELECT g_item, g_epoch, 'granted', $7, $8 FROM g)"
@@ -207,20 +212,11 @@ static const char sql_acquire_batch[] =
     "   $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY"
     "   AS i(i_item, i_host, i_boot, i_pid, i_ticks, i_inst, i_actor, i_trans, i_repo, i_ord)),"
     " cur AS (SELECT t.* FROM transition_lease t JOIN i ON t.work_item = i.i_item),"
-    " g AS ("
-    " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id,"
-    "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
+    " g AS (" LEASE_GRANT_INTO
     " SELECT i_item, 1, i_host, i_boot, i_pid, i_ticks, i_inst, i_actor, i_trans, i_repo, now()"
     " FROM i WHERE NOT EXISTS (SELECT 1 FROM cur"
     "   WHERE cur.work_item = i.i_item AND cur.released_at IS NULL)"
-    " ORDER BY i_item"
-    " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"
-    "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"
-    "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks,"
-    "   owner_instance = EXCLUDED.owner_instance, actor = EXCLUDED.actor,"
-    "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"
-    "   released_at = NULL, release_reason = NULL"
-    " WHERE l.released_at IS NOT NULL"
+    " ORDER BY i_item" LEASE_GRANT_CONFLICT
     " RETURNING work_item AS g_item, epoch AS g_epoch, actor AS g_actor, transition AS g_trans),"
     " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
     "   SELECT g_item, g_epoch, 'granted', g_actor, g_trans FROM g ORDER BY g_item)"

@@ -65,14 +65,18 @@ static void *call_once(void *p)
     return NULL;
 }
 
-static void callers_init(caller *cs, pthread_barrier_t *start)
+/* The test's callers, each with a client and a live owner of its own. */
+static caller *callers_init(void)
 {
+    static pthread_barrier_t start;
+    static caller cs[NCALLERS];
     for (int i = 0; i < NCALLERS; i++) {
         memset(&cs[i], 0, sizeof cs[i]);
         cs[i].c = lt_client(&svc);
         lt_owner_spawn(&cs[i].owner, NULL, NULL);
-        cs[i].start = start;
+        cs[i].start = &start;
     }
+    return cs;
 }
 
 /* Every caller calls at once, released together by a barrier. */
@@ -87,6 +91,32 @@ static void round_go(caller *cs)
     pthread_barrier_destroy(cs[0].start);
 }
 
+/* Every caller Acquires at once the item `name` gives it in round r. */
+static void acquire_round(caller *cs, int r, void (*name)(char *item, size_t n, int r, int i))
+{
+    for (int i = 0; i < NCALLERS; i++) {
+        name(cs[i].item, sizeof cs[i].item, r, i);
+        cs[i].release = false;
+    }
+    round_go(cs);
+}
+
+static void name_distinct(char *item, size_t n, int r, int i)
+{
+    snprintf(item, n, "batch-%d-%d", r, i);
+}
+
+static void name_shared(char *item, size_t n, int r, int i)
+{
+    (void)r;
+    snprintf(item, n, "shared-%d", i % 4);
+}
+
+static void name_poisoned(char *item, size_t n, int r, int i)
+{
+    snprintf(item, n, "%s-%d-%d", i == 5 ? "poison" : "fine", r, i);
+}
+
 /* Whether some transaction wrote more than one `kind` event. */
 static bool some_commit_shared(const char *kind)
 {
@@ -99,15 +129,9 @@ static bool some_commit_shared(const char *kind)
 
 Test(lease_batch, distinct_items_are_each_granted_and_released)
 {
-    pthread_barrier_t start;
-    caller cs[NCALLERS];
-    callers_init(cs, &start);
+    caller *cs = callers_init();
     for (int r = 0; r < NROUNDS; r++) {
-        for (int i = 0; i < NCALLERS; i++) {
-            snprintf(cs[i].item, sizeof cs[i].item, "batch-%d-%d", r, i);
-            cs[i].release = false;
-        }
-        round_go(cs);
+        acquire_round(cs, r, name_distinct);
         for (int i = 0; i < NCALLERS; i++) {
             cr_assert_eq(cs[i].got.code, ORCH_CODE_OK, "%s: %s", cs[i].item, cs[i].got.message);
             cr_assert(cs[i].got.granted && !cs[i].got.already_held, "%s not granted", cs[i].item);
@@ -136,15 +160,9 @@ Test(lease_batch, distinct_items_are_each_granted_and_released)
  * the winner; released, the next round grants the next epoch. */
 Test(lease_batch, same_item_has_one_winner_per_round)
 {
-    pthread_barrier_t start;
-    caller cs[NCALLERS];
-    callers_init(cs, &start);
+    caller *cs = callers_init();
     for (int r = 0; r < NROUNDS; r++) {
-        for (int i = 0; i < NCALLERS; i++) {
-            snprintf(cs[i].item, sizeof cs[i].item, "shared-%d", i % 4);
-            cs[i].release = false;
-        }
-        round_go(cs);
+        acquire_round(cs, r, name_shared);
         for (int item = 0; item < 4; item++) {
             int winner = -1;
             for (int i = item; i < NCALLERS; i += 4) {
@@ -181,15 +199,9 @@ Test(lease_batch, a_refused_request_fails_alone)
     cr_assert_eq(lt_sql_num(db, "ALTER TABLE transition_lease ADD CONSTRAINT test_no_poison"
                                 " CHECK (work_item NOT LIKE 'poison-%%')"),
                  -1);
-    pthread_barrier_t start;
-    caller cs[NCALLERS];
-    callers_init(cs, &start);
+    caller *cs = callers_init();
     for (int r = 0; r < NROUNDS; r++) {
-        for (int i = 0; i < NCALLERS; i++) {
-            snprintf(cs[i].item, sizeof cs[i].item, "%s-%d-%d", i == 5 ? "poison" : "fine", r, i);
-            cs[i].release = false;
-        }
-        round_go(cs);
+        acquire_round(cs, r, name_poisoned);
         for (int i = 0; i < NCALLERS; i++) {
             if (i == 5) {
                 cr_assert_eq(cs[i].got.code, ORCH_CODE_INTERNAL, "%s: %s", cs[i].item,
