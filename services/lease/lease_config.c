@@ -34,6 +34,8 @@ const orch_config_var lease_config[] = {
       "address other hosts' lease-services dial for probes; empty: ORCH_LEASE_RPC_URL" },
     { "ORCH_LEASE_HOST_STALE_MS", ORCH_CFG_INT, "15000", 500, 3600000, NULL, false, false,
       "a registration of another boot unrefreshed this long is a reboot, else a duplicate" },
+    { "ORCH_LEASE_BATCH_MAX", ORCH_CFG_INT, "32", 1, 256, NULL, false, false,
+      "most Acquires (and Releases) committed together in one statement; 1: one each" },
     { "ORCH_MACHINE_ID_PATH", ORCH_CFG_STRING, "/etc/machine-id", 0, 0, NULL, false, false,
       "file naming this machine (stable across reboots); unreadable: refuse to start" },
     { NULL, 0, NULL, 0, 0, NULL, false, false, NULL },

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "orch/v1/lease.pb-c.h"
+#include "lease_batch.h"
 #include "lease_rpc.h"
 #include "lease_svc.h"
 #include "orch/alert.h"
@@ -225,21 +226,33 @@ static orch_code reply_held(orch_rpc_call *call, const lease_row *row, lease_liv
     return orch_rpc_reply(call, &rep.base);
 }
 
-/* Takes the lease if it is free, else reads who holds it: one statement,
- * and a second read only when another caller took it in between. */
+/* Takes the lease if it is free, else reads who holds it: one statement
+ * (of a batch, with group commit on), and a second read only when another
+ * caller took it in between. */
 static orch_err read_or_grant(lease_svc *ls, const lease_claim *cl, uint64_t dl, lease_row *row,
                               bool *found, bool *granted, uint64_t *epoch)
 {
     orch_db_conn *c = NULL;
-    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    lease_acquired a = { 0 };
+    orch_err err = ORCH_OK;
+    if (ls->batch)
+        err = lease_batch_acquire(ls->batch, dl, cl, &a);
+    else if (!(err = orch_db_acquire(ls->db, dl, &c)))
+        err = lease_store_acquire(c, dl, cl, &a.granted, &a.epoch, &a.row, &a.found);
+    if (!err && !a.granted && (!a.found || !a.row.held)) { /* lost the race: see who won */
+        if (!c)
+            err = orch_db_acquire(ls->db, dl, &c);
+        if (!err)
+            err = lease_store_get(c, dl, cl->work_item, &a.row, &a.found);
+    }
+    orch_db_release(c);
     if (err)
         return err;
-    *granted = false;
-    err = lease_store_acquire(c, dl, cl, granted, epoch, row, found);
-    if (!err && !*granted && (!*found || !row->held)) /* lost the race: see who won */
-        err = lease_store_get(c, dl, cl->work_item, row, found);
-    orch_db_release(c);
-    return err;
+    *row = a.row;
+    *found = a.found;
+    *granted = a.granted;
+    *epoch = a.epoch;
+    return ORCH_OK;
 }
 
 static orch_err reclaim(lease_svc *ls, const lease_claim *cl, const lease_row *row, const char *why,
@@ -413,16 +426,22 @@ static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void 
         return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
     if (req->epoch == 0)
         return release_by_owner(call, ls, req, &owner);
-    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    /* Epochs are bigint in the database: a larger one is never the live
+     * grant. A plain Release (the hot path) is one statement, of a batch
+     * with group commit on. */
+    bool batched = ls->batch && !req->owner && req->epoch <= INT64_MAX;
+    orch_err err = batched
+                       ? lease_batch_release(ls->batch, dl, req->work_item, req->epoch, &released)
+                       : ORCH_OK;
+    if (!err && !released)
+        err = orch_db_acquire(ls->db, dl, &c);
     if (err)
         return db_fail(call, err, NULL);
-    /* Only an owner named beside the epoch needs the row read first: a plain
-     * Release (the hot path) is one statement. */
+    /* Only an owner named beside the epoch needs the row read first. */
     if (req->owner)
         err = lease_store_get(c, dl, req->work_item, &row, &found);
     bool mine = !req->owner || (found && lease_same_owner(&row.owner, &owner));
-    /* Epochs are bigint in the database: a larger one is never the live grant. */
-    if (!err && mine && req->epoch <= INT64_MAX)
+    if (!err && !batched && mine && req->epoch <= INT64_MAX)
         err = lease_store_release(c, dl, req->work_item, req->epoch, "released", "holder", "",
                                   &released);
     if (!err && !released)

@@ -18,6 +18,20 @@
     " coalesce(release_reason, ''), released_at IS NULL,"                        \
     " greatest(0, extract(epoch FROM now() - acquired_at))::bigint"
 
+/* The grant's upsert, of lease_sql_acquire and of its batch: a new row at
+ * epoch 1, or a released row taken again at the next epoch. */
+#define LEASE_GRANT_INTO                                                               \
+    " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id," \
+    "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
+#define LEASE_GRANT_CONFLICT                                                             \
+    " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"                        \
+    "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"       \
+    "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks," \
+    "   owner_instance = EXCLUDED.owner_instance, actor = EXCLUDED.actor,"               \
+    "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"    \
+    "   released_at = NULL, release_reason = NULL"                                       \
+    " WHERE l.released_at IS NOT NULL"
+
 /* Statement texts shared with the lease benchmark (lease_store.h). */
 
 /* One round trip for Acquire: `cur` is the lease as this statement's
@@ -28,18 +42,9 @@
  * unless granted) followed by the lease columns of `cur` (NULLs if none). */
 const char lease_sql_acquire[] =
     "WITH cur AS (SELECT * FROM transition_lease WHERE work_item = $1),"
-    " g AS ("
-    " INSERT INTO transition_lease AS l (work_item, epoch, owner_host, owner_boot_id,"
-    "   owner_pid, owner_start_ticks, owner_instance, actor, transition, repo, acquired_at)"
+    " g AS (" LEASE_GRANT_INTO
     " SELECT $1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now()"
-    " WHERE NOT EXISTS (SELECT 1 FROM cur WHERE released_at IS NULL)"
-    " ON CONFLICT (work_item) DO UPDATE SET epoch = l.epoch + 1,"
-    "   owner_host = EXCLUDED.owner_host, owner_boot_id = EXCLUDED.owner_boot_id,"
-    "   owner_pid = EXCLUDED.owner_pid, owner_start_ticks = EXCLUDED.owner_start_ticks,"
-    "   owner_instance = EXCLUDED.owner_instance, actor = EXCLUDED.actor,"
-    "   transition = EXCLUDED.transition, repo = EXCLUDED.repo, acquired_at = now(),"
-    "   released_at = NULL, release_reason = NULL"
-    " WHERE l.released_at IS NOT NULL"
+    " WHERE NOT EXISTS (SELECT 1 FROM cur WHERE released_at IS NULL)" LEASE_GRANT_CONFLICT
     " RETURNING work_item AS g_item, epoch AS g_epoch),"
     " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
     "   SELECT g_item, g_epoch, 'granted', $7, $8 FROM g)"
@@ -151,6 +156,123 @@ orch_err lease_store_acquire(orch_db_conn *c, uint64_t dl, const lease_claim *cl
     return ORCH_OK;
 }
 
+/* A PostgreSQL array literal of quoted elements, built by arr_add(). */
+typedef struct arr {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} arr;
+
+static void arr_put(arr *a, char ch)
+{
+    if (a->oom)
+        return;
+    if (a->len + 2 > a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 256;
+        char *s = realloc(a->s, nc);
+        if (!s) {
+            a->oom = true;
+            return;
+        }
+        a->s = s;
+        a->cap = nc;
+    }
+    a->s[a->len++] = ch;
+    a->s[a->len] = '\0';
+}
+
+/* Appends `v` as one element: quoted, with backslash and quote escaped. */
+static void arr_add(arr *a, const char *v)
+{
+    arr_put(a, a->len ? ',' : '{');
+    arr_put(a, '"');
+    for (const char *p = v; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            arr_put(a, '\\');
+        arr_put(a, *p);
+    }
+    arr_put(a, '"');
+}
+
+static void arr_end(arr *a)
+{
+    if (!a->len)
+        arr_put(a, '{');
+    arr_put(a, '}');
+}
+
+/* One row per claim, numbered from 1 in `i_ord`; `cur` is the leases as
+ * the statement's snapshot sees them. `g` inserts in work-item order, so
+ * that rows are locked in that order by every batch (no deadlock), and only
+ * for claims whose lease is absent or released, as lease_sql_acquire does.
+ * Each returned row is a claim's number, its new epoch (NULL unless
+ * granted) and the lease columns of `cur` (NULLs if none). */
+static const char sql_acquire_batch[] =
+    "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
+    "   $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY"
+    "   AS i(i_item, i_host, i_boot, i_pid, i_ticks, i_inst, i_actor, i_trans, i_repo, i_ord)),"
+    " cur AS (SELECT t.* FROM transition_lease t JOIN i ON t.work_item = i.i_item),"
+    " g AS (" LEASE_GRANT_INTO
+    " SELECT i_item, 1, i_host, i_boot, i_pid, i_ticks, i_inst, i_actor, i_trans, i_repo, now()"
+    " FROM i WHERE NOT EXISTS (SELECT 1 FROM cur"
+    "   WHERE cur.work_item = i.i_item AND cur.released_at IS NULL)"
+    " ORDER BY i_item" LEASE_GRANT_CONFLICT
+    " RETURNING work_item AS g_item, epoch AS g_epoch, actor AS g_actor, transition AS g_trans),"
+    " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+    "   SELECT g_item, g_epoch, 'granted', g_actor, g_trans FROM g ORDER BY g_item)"
+    " SELECT i.i_ord, g.g_epoch, " LEASE_COLUMNS
+    " FROM i LEFT JOIN g ON g.g_item = i.i_item LEFT JOIN cur ON cur.work_item = i.i_item"
+    " ORDER BY i.i_ord";
+
+/* Reads the answers of sql_acquire_batch into out[]. */
+static orch_err read_acquired(const orch_db_result *r, size_t n, lease_acquired *const *out)
+{
+    if ((size_t)orch_db_result_rows(r) != n)
+        return ORCH_EDB;
+    for (int i = 0; i < (int)n; i++) {
+        uint64_t ord = to_u64(orch_db_result_get(r, i, 0));
+        if (ord < 1 || ord > n)
+            return ORCH_EDB;
+        lease_acquired *a = out[ord - 1];
+        const char *ep = orch_db_result_get(r, i, 1);
+        a->granted = ep != NULL;
+        a->epoch = to_u64(ep);
+        a->found = orch_db_result_get(r, i, 2) != NULL;
+        if (a->found)
+            read_row_at(r, i, 2, &a->row);
+    }
+    return ORCH_OK;
+}
+
+orch_err lease_store_acquire_batch(orch_db_conn *c, uint64_t dl, const lease_claim *const *cl,
+                                   size_t n, lease_acquired *const *out)
+{
+    arr a[9] = { 0 };
+    orch_err err = ORCH_OK;
+    for (size_t k = 0; k < n; k++) {
+        claim_params cp;
+        claim_params_fill(&cp, cl[k]);
+        for (int j = 0; j < 9; j++)
+            arr_add(&a[j], cp.v[j]);
+    }
+    const char *p[9];
+    for (int j = 0; j < 9; j++) {
+        arr_end(&a[j]);
+        if (a[j].oom)
+            err = ORCH_ENOMEM;
+        p[j] = a[j].s;
+    }
+    orch_db_result *r = NULL;
+    if (!err)
+        err = orch_db_exec(c, dl, sql_acquire_batch, 9, p, &r);
+    if (!err)
+        err = read_acquired(r, n, out);
+    orch_db_result_free(r);
+    for (int j = 0; j < 9; j++)
+        free(a[j].s);
+    return err;
+}
+
 orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl,
                              uint64_t seen_epoch, const char *why, bool *granted, uint64_t *epoch)
 {
@@ -186,6 +308,50 @@ orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     const char *p[] = { work_item, ep, kind, actor, detail };
     return exec_epoch(c, dl, lease_sql_release, 5, p, released, &got);
+}
+
+orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *const *work_items,
+                                   const uint64_t *epochs, size_t n, bool *released)
+{
+    /* `k` locks the named grants in work-item order (no deadlock between
+     * batches); a row changed meanwhile is judged again on its new version. */
+    static const char sql[] =
+        "WITH i AS (SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY"
+        "   AS i(i_item, i_epoch, i_ord)),"
+        " k AS (SELECT t.work_item, t.epoch FROM transition_lease t"
+        "   JOIN i ON t.work_item = i.i_item AND t.epoch = i.i_epoch"
+        "   WHERE t.released_at IS NULL ORDER BY t.work_item FOR UPDATE OF t),"
+        " r AS (UPDATE transition_lease t SET released_at = now(), release_reason = 'released'"
+        "   FROM k WHERE t.work_item = k.work_item AND t.epoch = k.epoch"
+        "     AND t.released_at IS NULL RETURNING t.work_item, t.epoch),"
+        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+        "   SELECT work_item, epoch, 'released', 'holder', '' FROM r ORDER BY work_item)"
+        " SELECT i.i_ord, r.epoch IS NOT NULL FROM i LEFT JOIN r ON r.work_item = i.i_item"
+        " ORDER BY i.i_ord";
+    arr items = { 0 }, eps = { 0 };
+    for (size_t k = 0; k < n; k++) {
+        char ep[24];
+        snprintf(ep, sizeof ep, "%" PRIu64, epochs[k]);
+        arr_add(&items, work_items[k]);
+        arr_add(&eps, ep);
+    }
+    arr_end(&items);
+    arr_end(&eps);
+    orch_err err = items.oom || eps.oom ? ORCH_ENOMEM : ORCH_OK;
+    orch_db_result *r = NULL;
+    const char *p[] = { items.s, eps.s };
+    if (!err)
+        err = orch_db_exec(c, dl, sql, 2, p, &r);
+    if (!err && (size_t)orch_db_result_rows(r) != n)
+        err = ORCH_EDB;
+    for (int i = 0; !err && i < (int)n; i++) {
+        const char *hit = orch_db_result_get(r, i, 1);
+        released[i] = hit && hit[0] == 't';
+    }
+    orch_db_result_free(r);
+    free(items.s);
+    free(eps.s);
+    return err;
 }
 
 orch_err lease_store_release_by_owner(orch_db_conn *c, uint64_t dl, const char *work_item,

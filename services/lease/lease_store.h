@@ -44,6 +44,22 @@ typedef struct lease_claim {
 orch_err lease_store_acquire(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
                              uint64_t *epoch, lease_row *row, bool *found) ORCH_NODISCARD;
 
+/* What lease_store_acquire() reports for one claim. */
+typedef struct lease_acquired {
+    bool granted, found;
+    uint64_t epoch; /* the new epoch, when granted */
+    lease_row row;  /* the lease before the statement, when found */
+} lease_acquired;
+
+/* lease_store_acquire() for `n` claims of distinct work items in one
+ * statement, hence one commit: *out[k] answers cl[k] exactly as
+ * lease_store_acquire() would have. Rows are locked in work-item order. On
+ * error no claim has an answer (the statement did all or nothing, or, for
+ * ORCH_EDB_UNAVAIL/ORCH_EDB_UNKNOWN, the same unknown for all). Borrows
+ * cl[] and out[] for the call. */
+orch_err lease_store_acquire_batch(orch_db_conn *c, uint64_t dl, const lease_claim *const *cl,
+                                   size_t n, lease_acquired *const *out) ORCH_NODISCARD;
+
 /* Takes over a lease still held at `seen_epoch` whose owner is dead. */
 orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl,
                              uint64_t seen_epoch, const char *why, bool *granted,
@@ -61,6 +77,14 @@ orch_err lease_store_release_by_owner(orch_db_conn *c, uint64_t dl, const char *
 orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item, uint64_t epoch,
                              const char *kind, const char *actor, const char *detail,
                              bool *released) ORCH_NODISCARD;
+
+/* lease_store_release(kind "released", actor "holder", no detail) for `n`
+ * grants of distinct work items in one statement, hence one commit:
+ * released[k] answers (work_items[k], epochs[k]). Rows are locked in
+ * work-item order. On error released[] is undefined, as for
+ * lease_store_acquire_batch(). */
+orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *const *work_items,
+                                   const uint64_t *epochs, size_t n, bool *released) ORCH_NODISCARD;
 
 /* Appends an event without waiting for the WAL flush (audit of deferrals). */
 orch_err lease_store_event_async(orch_db_conn *c, uint64_t dl, const char *work_item,

@@ -51,6 +51,7 @@ typedef struct lease_svc {
     char machine_id[64];         /* read by lease_host_register() */
     char pid_ns[64];             /* readlink of /proc/self/ns/pid */
     struct lease_host_beat *host_beat;
+    struct lease_batch *batch; /* group commit; NULL: ORCH_LEASE_BATCH_MAX=1 */
     const char *auth_token;
 
     pthread_mutex_t peers_mu;

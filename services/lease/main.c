@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 
+#include "lease_batch.h"
 #include "lease_config.h"
 #include "lease_host.h"
 #include "lease_svc.h"
@@ -75,7 +76,10 @@ static orch_err lease_start(orch_service *svc)
     }
     if (!ls->scope.enabled)
         orch_warn("ORCH_TRANSITION_LEASE_ENABLED=false: the lease is inert");
-    orch_err err = register_metrics(ls, orch_service_metrics(svc));
+    int64_t batch_max = orch_config_int(cfg, "ORCH_LEASE_BATCH_MAX");
+    orch_err err = batch_max > 1 ? lease_batch_new(ls->db, (int)batch_max, &ls->batch) : ORCH_OK;
+    if (!err)
+        err = register_metrics(ls, orch_service_metrics(svc));
     if (!err)
         err = lease_rpc_register(svc, ls);
     /* Registered (and beating) before recovery, which may wait for the
@@ -98,6 +102,7 @@ static void lease_stop(orch_service *svc)
     lease_reaper_stop(ls);
     lease_host_stop(ls);
     lease_peers_close(ls);
+    lease_batch_free(ls->batch);
     pthread_mutex_destroy(&ls->peers_mu);
     free(ls);
 }

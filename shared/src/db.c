@@ -5,8 +5,10 @@
  * connection belongs to one thread until released. Connections are opened
  * lazily and reopened at checkout after a failure marked them broken, so a
  * server restart costs the callers of that moment an ORCH_EDB_UNAVAIL and
- * nothing more. statement_timeout is set from each call's deadline, rounded
- * down to two significant digits so that it rarely needs re-setting.
+ * nothing more. statement_timeout is set from each call's deadline, and
+ * re-set only when the one in force would outlive the deadline or cut the
+ * budget by more than an eighth (apply_timeout), so that calls with similar
+ * budgets share one setting and most statements cost one round trip.
  * Statements with parameters are prepared once per connection (a small cache
  * of texts on each orch_db_conn, emptied whenever its PGconn is replaced).
  * lock_timeout and idle_in_transaction_session_timeout are set on every new
@@ -577,6 +579,19 @@ static void reset_prepared(orch_db_conn *c, uint64_t deadline)
     forget_prepared(c);
 }
 
+/* Whether statement_timeout `cur` (-1 unknown, 0 none) serves a call with
+ * `left` ms (UINT64_MAX: no deadline): it ends the statement no later than
+ * the deadline, and no sooner than an eighth of the budget before it. */
+static bool timeout_fits(long cur, uint64_t left)
+{
+    if (left == UINT64_MAX)
+        return cur == 0;
+    if (cur <= 0)
+        return false;
+    uint64_t have = (uint64_t)cur, floor = left - left / 8;
+    return have <= left && (have >= floor || have == 0x7fffffff);
+}
+
 static orch_err apply_timeout(orch_db_conn *c, uint64_t deadline)
 {
     uint64_t left = orch_deadline_left_ms(deadline);
@@ -584,9 +599,11 @@ static orch_err apply_timeout(orch_db_conn *c, uint64_t deadline)
         set_error(c, "57014", "deadline passed before the statement was sent");
         return ORCH_ETIMEDOUT;
     }
-    long want = left == UINT64_MAX ? 0 : quantize_ms(left);
-    if (want == c->timeout_ms)
+    if (timeout_fits(c->timeout_ms, left))
         return ORCH_OK;
+    /* A sixteenth below the budget: later calls of the same budget, a little
+     * further on, still fit it. */
+    long want = left == UINT64_MAX ? 0 : quantize_ms(left - left / 16);
     char sql[64];
     snprintf(sql, sizeof sql, "SET statement_timeout = %ld", want);
     bool expired;

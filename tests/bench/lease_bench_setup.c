@@ -98,10 +98,12 @@ void lb_read_metrics(const lb_ctx *cx, lb_metrics *m)
 /* ---- set-up ---- */
 
 /* statement_timeout as lease-service sets it for a call of `timeout_ms`
- * (db.c: the time left, rounded down to two significant digits). */
+ * (db.c: the time left less a sixteenth, rounded down to two significant
+ * digits). */
 static long service_statement_timeout(unsigned timeout_ms)
 {
     unsigned long ms = timeout_ms > 1 ? timeout_ms - 1 : 1, p = 1;
+    ms -= ms / 16;
     while (ms / p >= 100)
         p *= 10;
     return (long)(ms / p * p);
