@@ -395,16 +395,6 @@ static orch_err result_error(orch_db_conn *c, PGresult *r)
     return err;
 }
 
-/* Rounds down to two significant digits: 4987 -> 4900, 123 -> 120. */
-static long quantize_ms(uint64_t ms)
-{
-    uint64_t p = 1;
-    while (ms / p >= 100)
-        p *= 10;
-    ms = ms / p * p;
-    return ms > 0x7fffffff ? 0x7fffffff : (long)ms;
-}
-
 /* Sends `sql` (with parameters, or as a multi-statement script when nparams
  * is negative) and waits for its results without ever blocking past the
  * deadline: the server's statement_timeout normally ends a slow statement
@@ -579,19 +569,6 @@ static void reset_prepared(orch_db_conn *c, uint64_t deadline)
     forget_prepared(c);
 }
 
-/* Whether statement_timeout `cur` (-1 unknown, 0 none) serves a call with
- * `left` ms (UINT64_MAX: no deadline): it ends the statement no later than
- * the deadline, and no sooner than an eighth of the budget before it. */
-static bool timeout_fits(long cur, uint64_t left)
-{
-    if (left == UINT64_MAX)
-        return cur == 0;
-    if (cur <= 0)
-        return false;
-    uint64_t have = (uint64_t)cur, floor = left - left / 8;
-    return have <= left && (have >= floor || have == 0x7fffffff);
-}
-
 static orch_err apply_timeout(orch_db_conn *c, uint64_t deadline)
 {
     uint64_t left = orch_deadline_left_ms(deadline);
@@ -599,11 +576,11 @@ static orch_err apply_timeout(orch_db_conn *c, uint64_t deadline)
         set_error(c, "57014", "deadline passed before the statement was sent");
         return ORCH_ETIMEDOUT;
     }
-    if (timeout_fits(c->timeout_ms, left))
+    if (orch__db_timeout_fits(c->timeout_ms, left))
         return ORCH_OK;
     /* A sixteenth below the budget: later calls of the same budget, a little
      * further on, still fit it. */
-    long want = left == UINT64_MAX ? 0 : quantize_ms(left - left / 16);
+    long want = left == UINT64_MAX ? 0 : orch__db_quantize_ms(left - left / 16);
     char sql[64];
     snprintf(sql, sizeof sql, "SET statement_timeout = %ld", want);
     bool expired;

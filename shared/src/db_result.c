@@ -1,7 +1,8 @@
 /*
  * db_result.c - the parts of db.h that need no connection state: reading
  * a result (a PGresult behind the opaque type), SQLSTATE to orch_err, and
- * the ping built on the public calls, and counting a URL's hosts.
+ * the ping built on the public calls, counting a URL's hosts, and the
+ * statement_timeout rule.
  */
 #include <libpq-fe.h>
 #include <stdlib.h>
@@ -87,4 +88,23 @@ int orch__db_count_hosts(const PQconninfoOption *opts)
     for (const char *q = list; q && *q; q++)
         n += *q == ',';
     return n;
+}
+
+long orch__db_quantize_ms(uint64_t ms)
+{
+    uint64_t p = 1;
+    while (ms / p >= 100)
+        p *= 10;
+    ms = ms / p * p;
+    return ms > 0x7fffffff ? 0x7fffffff : (long)ms;
+}
+
+bool orch__db_timeout_fits(long cur, uint64_t left)
+{
+    if (left == UINT64_MAX)
+        return cur == 0;
+    if (cur <= 0)
+        return false;
+    uint64_t have = (uint64_t)cur, floor = left - left / 8;
+    return have <= left && (have >= floor || have == 0x7fffffff);
 }
