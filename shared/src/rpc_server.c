@@ -438,7 +438,8 @@ static void peer_of(nng_msg *m, char *out, size_t n)
         snprintf(out, n, "tcp://%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3],
                  (unsigned)ntohs(sa.s_in.sa_port));
     } else if (sa.s_family == NNG_AF_IPC) {
-        snprintf(out, n, "ipc://%s", sa.s_ipc.sa_path);
+        /* A path longer than the caller's field is cut (it only labels logs). */
+        snprintf(out, n, "ipc://%.56s", sa.s_ipc.sa_path);
     }
 }
 

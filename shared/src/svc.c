@@ -195,7 +195,7 @@ static void not_serving_why(orch_service *s, char *why, size_t n)
         return;
     }
     pthread_mutex_lock(&s->mu);
-    snprintf(why, n, "database unreachable: %s", s->db_error);
+    snprintf(why, n, "database unreachable: %.200s", s->db_error);
     pthread_mutex_unlock(&s->mu);
 }
 

@@ -176,9 +176,12 @@ static orch_code advance(orch_rpc_call *c, const ProtobufCMessage *msg, void *ar
 
 /* An imitation of stage-service: AdvanceStage only, the rest UNIMPLEMENTED. */
 static const orch_rpc_method stage_methods[] = {
-    { .name = "CreateTask", .handler = NULL, .roles = ORCH_ROLE_ANY },      { .name = "GetTask", .handler = NULL, .roles = ORCH_ROLE_ANY },
-    { .name = "AdvanceStage", .handler = advance, .roles = ORCH_ROLE_ANY }, { .name = "Rollback", .handler = NULL, .roles = ORCH_ROLE_ANY },
-    { .name = "ListQueue", .handler = NULL, .roles = ORCH_ROLE_ANY },       { .name = "Pipeline", .handler = NULL, .roles = ORCH_ROLE_ANY },
+    { .name = "CreateTask", .handler = NULL, .roles = ORCH_ROLE_ANY },
+    { .name = "GetTask", .handler = NULL, .roles = ORCH_ROLE_ANY },
+    { .name = "AdvanceStage", .handler = advance, .roles = ORCH_ROLE_ANY },
+    { .name = "Rollback", .handler = NULL, .roles = ORCH_ROLE_ANY },
+    { .name = "ListQueue", .handler = NULL, .roles = ORCH_ROLE_ANY },
+    { .name = "Pipeline", .handler = NULL, .roles = ORCH_ROLE_ANY },
 };
 
 void ln_stage_start(int defer_first, char *url, size_t n)

@@ -55,8 +55,10 @@ static orch_code slow_handler(orch_rpc_call *call, const ProtobufCMessage *msg, 
     return orch_rpc_reply(call, &rep.base);
 }
 
-const orch_rpc_method handlers[] = { { .name = "Echo", .handler = echo_handler, .roles = ORCH_ROLE_ANY },
-                                     { .name = "Slow", .handler = slow_handler, .roles = ORCH_ROLE_ANY } };
+const orch_rpc_method handlers[] = {
+    { .name = "Echo", .handler = echo_handler, .roles = ORCH_ROLE_ANY },
+    { .name = "Slow", .handler = slow_handler, .roles = ORCH_ROLE_ANY }
+};
 
 orch_rpc_server_opts default_opts(void)
 {

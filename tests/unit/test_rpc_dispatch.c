@@ -82,8 +82,10 @@ Test(rpc, unknown_method_is_unimplemented_and_runs_nothing)
 
 Test(rpc, declared_method_without_handler_is_unimplemented)
 {
-    static const orch_rpc_method echo_only[] = { { .name = "Echo", .handler = echo_handler, .roles = ORCH_ROLE_ANY },
-                                                 { .name = "Slow", .handler = NULL, .roles = ORCH_ROLE_ANY } };
+    static const orch_rpc_method echo_only[] = {
+        { .name = "Echo", .handler = echo_handler, .roles = ORCH_ROLE_ANY },
+        { .name = "Slow", .handler = NULL, .roles = ORCH_ROLE_ANY }
+    };
     orch_rpc_server_opts o = default_opts();
     orch_rpc_server *s = start_with(&o, echo_only);
     orch_rpc_client *c = client(s);
@@ -260,7 +262,9 @@ Test(rpc, long_poll_is_counted_but_not_timed)
  * one worker; QuickService is nonblocking as asked. The caller frees it. */
 static orch_rpc_server *start_with_quick(bool nonblocking)
 {
-    static const orch_rpc_method quick[] = { { .name = "Ping", .handler = echo_handler, .roles = ORCH_ROLE_ANY } };
+    static const orch_rpc_method quick[] = {
+        { .name = "Ping", .handler = echo_handler, .roles = ORCH_ROLE_ANY }
+    };
     orch_rpc_server_opts o = default_opts();
     o.workers = 1;
     orch_log_init("unit-rpc", ORCH_LOG_WARN);

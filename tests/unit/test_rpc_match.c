@@ -55,8 +55,10 @@ Test(rpc_match, complete_table_in_any_order_is_accepted)
 
 Test(rpc_match, declared_unimplemented_method_is_accepted_as_null)
 {
-    static const orch_rpc_method m[] = { { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
-                                         { .name = "Slow", .handler = NULL, .roles = ORCH_ROLE_ANY } };
+    static const orch_rpc_method m[] = {
+        { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
+        { .name = "Slow", .handler = NULL, .roles = ORCH_ROLE_ANY }
+    };
     orch_rpc_handler out[2] = { slow, slow };
     char why[256];
     cr_assert_eq(match(m, 2, out, why, sizeof why), ORCH_OK, "%s", why);
@@ -66,7 +68,9 @@ Test(rpc_match, declared_unimplemented_method_is_accepted_as_null)
 
 Test(rpc_match, table_missing_a_method_is_refused_naming_it)
 {
-    static const orch_rpc_method m[] = { { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY } };
+    static const orch_rpc_method m[] = {
+        { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY }
+    };
     orch_rpc_handler out[2] = { NULL, NULL };
     char why[256];
     cr_assert_eq(match(m, 1, out, why, sizeof why), ORCH_EINVAL);
@@ -77,9 +81,11 @@ Test(rpc_match, table_missing_a_method_is_refused_naming_it)
 
 Test(rpc_match, table_naming_an_unknown_method_is_refused_naming_it)
 {
-    static const orch_rpc_method m[] = { { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
-                                         { .name = "Slow", .handler = slow, .roles = ORCH_ROLE_ANY },
-                                         { .name = "Shout", .handler = echo, .roles = ORCH_ROLE_ANY } };
+    static const orch_rpc_method m[] = {
+        { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
+        { .name = "Slow", .handler = slow, .roles = ORCH_ROLE_ANY },
+        { .name = "Shout", .handler = echo, .roles = ORCH_ROLE_ANY }
+    };
     orch_rpc_handler out[2] = { NULL, NULL };
     char why[256];
     cr_assert_eq(match(m, 3, out, why, sizeof why), ORCH_EINVAL);
@@ -89,9 +95,11 @@ Test(rpc_match, table_naming_an_unknown_method_is_refused_naming_it)
 
 Test(rpc_match, table_naming_a_method_twice_is_refused_naming_it)
 {
-    static const orch_rpc_method m[] = { { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
-                                         { .name = "Slow", .handler = slow, .roles = ORCH_ROLE_ANY },
-                                         { .name = "Echo", .handler = slow, .roles = ORCH_ROLE_ANY } };
+    static const orch_rpc_method m[] = {
+        { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
+        { .name = "Slow", .handler = slow, .roles = ORCH_ROLE_ANY },
+        { .name = "Echo", .handler = slow, .roles = ORCH_ROLE_ANY }
+    };
     orch_rpc_handler out[2] = { NULL, NULL };
     char why[256];
     cr_assert_eq(match(m, 3, out, why, sizeof why), ORCH_EINVAL);
@@ -100,8 +108,10 @@ Test(rpc_match, table_naming_a_method_twice_is_refused_naming_it)
 
 Test(rpc_match, table_entry_without_a_name_is_refused)
 {
-    static const orch_rpc_method m[] = { { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
-                                         { .name = NULL, .handler = slow, .roles = ORCH_ROLE_ANY } };
+    static const orch_rpc_method m[] = {
+        { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
+        { .name = NULL, .handler = slow, .roles = ORCH_ROLE_ANY }
+    };
     char why[256];
     cr_assert_eq(match(m, 2, NULL, why, sizeof why), ORCH_EINVAL);
     cr_assert(strstr(why, "(null)"), "%s", why);
@@ -109,8 +119,10 @@ Test(rpc_match, table_entry_without_a_name_is_refused)
 
 Test(rpc_match, check_only_without_outputs)
 {
-    static const orch_rpc_method m[] = { { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
-                                         { .name = "Slow", .handler = slow, .roles = ORCH_ROLE_ANY } };
+    static const orch_rpc_method m[] = {
+        { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY },
+        { .name = "Slow", .handler = slow, .roles = ORCH_ROLE_ANY }
+    };
     orch_rpc_service s = echo_service(m, 2);
     char why[256] = "";
     cr_assert_eq(orch_rpc_match(&s, NULL, 0, why, sizeof why), ORCH_OK, "%s", why);
@@ -123,7 +135,9 @@ Test(rpc_match, check_only_without_outputs)
  * was read past the end of the array. Now the server refuses to start. */
 Test(rpc_match, server_with_table_missing_a_method_refuses_to_start)
 {
-    static const orch_rpc_method m[] = { { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY } };
+    static const orch_rpc_method m[] = {
+        { .name = "Echo", .handler = echo, .roles = ORCH_ROLE_ANY }
+    };
     orch_rpc_service s = echo_service(m, 1);
     orch_rpc_server_opts o = { .url = "tcp://127.0.0.1:0",
                                .max_msg_bytes = 64 * 1024,
