@@ -417,10 +417,5 @@ orch_err stage_http_register(orch_service *svc, stage_svc *ss)
         { "POST", "/webhooks/gitea", post_gitea, ss },
         { "POST", "/webhooks/plane", post_plane, ss },
     };
-    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) {
-        orch_err err = orch_service_add_http(svc, &hs[i]);
-        if (err)
-            return err;
-    }
-    return ORCH_OK;
+    return orch_service_add_https(svc, hs, sizeof hs / sizeof hs[0]);
 }

@@ -589,6 +589,18 @@ orch_err stage_store_effects(orch_db_conn *c, uint64_t dl, const char *work_item
     return err ? err : read_rows(r, sizeof **out, read_effect, (void **)out, n);
 }
 
+/* Runs `sql`, whose only parameter is a row limit, and reads its rows. */
+static orch_err latest_rows(orch_db_conn *c, uint64_t dl, const char *sql, int limit, size_t size,
+                            void (*read)(const orch_db_result *, int, void *), void **out, int *n)
+{
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *p[] = { lim };
+    orch_db_result *r;
+    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
+    return err ? err : read_rows(r, size, read, out, n);
+}
+
 static void read_lease_event(const orch_db_result *r, int i, void *out)
 {
     stage_lease_event_row *e = out;
@@ -607,12 +619,7 @@ orch_err stage_store_lease_events(orch_db_conn *c, uint64_t dl, int limit,
     static const char sql[] = "SELECT id, work_item, coalesce(epoch, 0), kind, actor, detail,"
                               " (extract(epoch FROM at) * 1000)::bigint"
                               " FROM lease_events ORDER BY id DESC LIMIT $1::integer";
-    char lim[16];
-    snprintf(lim, sizeof lim, "%d", limit);
-    const char *p[] = { lim };
-    orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
-    return err ? err : read_rows(r, sizeof **out, read_lease_event, (void **)out, n);
+    return latest_rows(c, dl, sql, limit, sizeof **out, read_lease_event, (void **)out, n);
 }
 
 static void read_guard_audit(const orch_db_result *r, int i, void *out)
@@ -634,10 +641,5 @@ orch_err stage_store_guard_audit(orch_db_conn *c, uint64_t dl, int limit,
     static const char sql[] = "SELECT id, (extract(epoch FROM at) * 1000)::bigint, runtime,"
                               " operation, project, decision, reason, caller"
                               " FROM guard_audit ORDER BY id DESC LIMIT $1::integer";
-    char lim[16];
-    snprintf(lim, sizeof lim, "%d", limit);
-    const char *p[] = { lim };
-    orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, 1, p, &r);
-    return err ? err : read_rows(r, sizeof **out, read_guard_audit, (void **)out, n);
+    return latest_rows(c, dl, sql, limit, sizeof **out, read_guard_audit, (void **)out, n);
 }

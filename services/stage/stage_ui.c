@@ -201,10 +201,5 @@ orch_err stage_ui_register(orch_service *svc, stage_svc *ss)
         { "GET", "/ui/activity", get_activity, ss },
         { "GET", "/ui/item", get_item, ss },
     };
-    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) {
-        orch_err err = orch_service_add_http(svc, &hs[i]);
-        if (err)
-            return err;
-    }
-    return ORCH_OK;
+    return orch_service_add_https(svc, hs, sizeof hs / sizeof hs[0]);
 }

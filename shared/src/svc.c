@@ -110,6 +110,16 @@ orch_err orch_service_add_http(orch_service *s, const orch_http_handler *h)
     return ORCH_OK;
 }
 
+orch_err orch_service_add_https(orch_service *s, const orch_http_handler *hs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        orch_err err = orch_service_add_http(s, &hs[i]);
+        if (err)
+            return err;
+    }
+    return ORCH_OK;
+}
+
 orch_err orch_service_add_rpc(orch_service *s, const orch_rpc_service *rpc)
 {
     char why[256];

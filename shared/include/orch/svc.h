@@ -55,6 +55,9 @@ orch_err orch_service_add_rpc(orch_service *svc, const orch_rpc_service *rpc) OR
 /* Adds a blocking HTTP handler (start hook only): it runs on the HTTP
  * server's worker threads, beside /healthz and /metrics. */
 orch_err orch_service_add_http(orch_service *svc, const orch_http_handler *h) ORCH_NODISCARD;
+/* orch_service_add_http for each of hs[0..n); stops at the first error. */
+orch_err orch_service_add_https(orch_service *svc, const orch_http_handler *hs,
+                                size_t n) ORCH_NODISCARD;
 void orch_service_set_state(orch_service *svc, void *state);
 void *orch_service_state(const orch_service *svc);
 
