@@ -293,11 +293,13 @@ def main():
 
     # 8. A gate reads only verdicts sent for its edge: a review->testing move
     # needs a call (an actor's or a webhook's) for review->testing since the
-    # item last entered review.
+    # item last entered review. A call answered DEFERRED counts too: its
+    # request may have run once before (an attempt whose stage-service was
+    # killed after recording the verdicts under the lease), and the resend
+    # of the same request is what was answered DEFERRED.
     calls_at = collections.defaultdict(list)
     for r in actors:
-        if r["outcome"] != "DEFERRED":  # a deferred call may record nothing
-            calls_at[(r["item"], r["from"], r["to"])].append(int(r["t0"]))
+        calls_at[(r["item"], r["from"], r["to"])].append(int(r["t0"]))
     for w in hooks:
         calls_at[(w["item"], "review", "testing")].append(int(w["t"]))
     for item, rows in by_item.items():
