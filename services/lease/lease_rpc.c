@@ -433,6 +433,21 @@ static orch_code release_by_owner(orch_rpc_call *call, lease_svc *ls,
     return orch_rpc_reply(call, &rep.base);
 }
 
+/* A plain Release (the hot path) is one statement, of a batch with group
+ * commit on: *batched says the batch decided it (*released); false when
+ * not batched, or handed back (its row was locked): release it alone.
+ * Epochs are bigint in the database: a larger one is never the live grant. */
+static orch_err release_in_batch(lease_svc *ls, const Orch__V1__ReleaseRequest *req, uint64_t dl,
+                                 bool *batched, bool *released)
+{
+    bool alone = true;
+    orch_err err = ORCH_OK;
+    if (ls->batch && !req->owner && req->epoch <= INT64_MAX)
+        err = lease_batch_release(ls->batch, dl, req->work_item, req->epoch, released, &alone);
+    *batched = !err && !alone;
+    return err;
+}
+
 static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     lease_svc *ls = arg;
@@ -448,14 +463,8 @@ static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void 
         return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
     if (req->epoch == 0)
         return release_by_owner(call, ls, req, &owner);
-    /* Epochs are bigint in the database: a larger one is never the live
-     * grant. A plain Release (the hot path) is one statement, of a batch
-     * with group commit on. */
-    bool batched = ls->batch && !req->owner && req->epoch <= INT64_MAX, alone = false;
-    orch_err err =
-        batched ? lease_batch_release(ls->batch, dl, req->work_item, req->epoch, &released, &alone)
-                : ORCH_OK;
-    batched = batched && !alone; /* its row was locked: released here, on its own */
+    bool batched = false;
+    orch_err err = release_in_batch(ls, req, dl, &batched, &released);
     if (!err && !released)
         err = orch_db_acquire(ls->db, dl, &c);
     if (err)

@@ -72,6 +72,17 @@ const char lease_sql_event_async[] =
 
 const char lease_sql_get[] = "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE work_item = $1";
 
+/* The reaper's reads: the held leases after a work item (of a host), and
+ * those over the ceiling. Plain reads: they take no lock, wait for none. */
+const char lease_sql_list_held_after[] =
+    "SELECT " LEASE_COLUMNS " FROM transition_lease"
+    " WHERE released_at IS NULL AND ($1 = '' OR owner_host = $1)"
+    "   AND work_item > $2 ORDER BY work_item LIMIT $3::integer";
+const char lease_sql_list_over_ceiling[] =
+    "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE released_at IS NULL"
+    "   AND acquired_at < now() - make_interval(secs => $1::double precision)"
+    " ORDER BY acquired_at, work_item LIMIT $2::integer";
+
 static void copy(char *dst, size_t n, const char *src)
 {
     snprintf(dst, n, "%s", src ? src : "");
@@ -463,14 +474,11 @@ orch_err lease_store_list_held_after(orch_db_conn *c, uint64_t dl, const char *o
                                      const char *after_item, unsigned limit,
                                      void (*fn)(const lease_row *row, void *arg), void *arg)
 {
-    static const char sql[] = "SELECT " LEASE_COLUMNS " FROM transition_lease"
-                              " WHERE released_at IS NULL AND ($1 = '' OR owner_host = $1)"
-                              "   AND work_item > $2 ORDER BY work_item LIMIT $3::integer";
     char lim[16];
     orch_db_result *r;
     snprintf(lim, sizeof lim, "%u", limit);
     const char *p[] = { owner_host ? owner_host : "", after_item ? after_item : "", lim };
-    orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
+    orch_err err = orch_db_exec(c, dl, lease_sql_list_held_after, 3, p, &r);
     if (err)
         return err;
     for_each_row(r, fn, arg);
@@ -504,17 +512,12 @@ orch_err lease_store_list_over_ceiling(orch_db_conn *c, uint64_t dl, int64_t cei
                                        unsigned limit, void (*fn)(const lease_row *row, void *arg),
                                        void *arg)
 {
-    /* A plain read: it takes no lock and waits for none. */
-    static const char sql[] =
-        "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE released_at IS NULL"
-        "   AND acquired_at < now() - make_interval(secs => $1::double precision)"
-        " ORDER BY acquired_at, work_item LIMIT $2::integer";
     char ceil[24], lim[16];
     orch_db_result *r;
     snprintf(ceil, sizeof ceil, "%" PRId64, ceiling_s);
     snprintf(lim, sizeof lim, "%u", limit);
     const char *p[] = { ceil, lim };
-    orch_err err = orch_db_exec(c, dl, sql, 2, p, &r);
+    orch_err err = orch_db_exec(c, dl, lease_sql_list_over_ceiling, 2, p, &r);
     if (err)
         return err;
     for_each_row(r, fn, arg);

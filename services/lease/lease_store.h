@@ -198,5 +198,7 @@ extern const char lease_sql_get[];
 extern const char lease_sql_acquire[];
 extern const char lease_sql_release[];
 extern const char lease_sql_event_async[];
+extern const char lease_sql_list_held_after[];   /* $1 host or '', $2 after, $3 limit */
+extern const char lease_sql_list_over_ceiling[]; /* $1 ceiling s, $2 limit */
 
 #endif
