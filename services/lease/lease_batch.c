@@ -7,7 +7,8 @@
  * running batch, it takes the queue's head (distinct work items not in a
  * running batch, in arrival order) and runs it, outside the mutex, then
  * wakes exactly the callers of that batch and the first queued caller that
- * may lead the next one.
+ * may lead the next one. A request the batch did not decide goes back to
+ * its caller, which runs it alone (lease_batch.h).
  * Errors: every job carries its own orch_err.
  */
 #include "lease_batch.h"
@@ -34,6 +35,7 @@ typedef struct job {
     const char *item;      /* the work item, of either kind */
     uint64_t epoch;        /* KIND_RELEASE */
     bool released;         /* ...its answer */
+    bool alone;            /* not decided by the batch: its caller runs it alone */
     orch_err err;
     job_state state;
     pthread_cond_t cv; /* signalled when state changes or it may lead */
@@ -77,18 +79,9 @@ void lease_batch_free(lease_batch *b)
 
 /* ---- running a batch (no lock held) ------------------------------------- */
 
-static void run_single(orch_db_conn *c, job *j)
-{
-    if (j->kind == KIND_ACQUIRE)
-        j->err = lease_store_acquire(c, j->dl, j->cl, &j->acq.granted, &j->acq.epoch, &j->acq.row,
-                                     &j->acq.found);
-    else
-        j->err = lease_store_release(c, j->dl, j->item, j->epoch, "released", "holder", "",
-                                     &j->released);
-}
-
 static orch_err run_statement(orch_db_conn *c, uint64_t dl, job **jobs, size_t n)
 {
+    orch_err err;
     if (jobs[0]->kind == KIND_ACQUIRE) {
         const lease_claim *cl[LEASE_BATCH_CAP];
         lease_acquired *out[LEASE_BATCH_CAP];
@@ -96,30 +89,40 @@ static orch_err run_statement(orch_db_conn *c, uint64_t dl, job **jobs, size_t n
             cl[i] = jobs[i]->cl;
             out[i] = &jobs[i]->acq;
         }
-        return lease_store_acquire_batch(c, dl, cl, n, out);
+        err = lease_store_acquire_batch(c, dl, cl, n, out);
+        for (size_t i = 0; !err && i < n; i++)
+            jobs[i]->alone = jobs[i]->acq.alone;
+        return err;
     }
     const char *items[LEASE_BATCH_CAP];
     uint64_t epochs[LEASE_BATCH_CAP];
-    bool released[LEASE_BATCH_CAP];
+    bool released[LEASE_BATCH_CAP], alone[LEASE_BATCH_CAP];
     for (size_t i = 0; i < n; i++) {
         items[i] = jobs[i]->item;
         epochs[i] = jobs[i]->epoch;
     }
-    orch_err err = lease_store_release_batch(c, dl, items, epochs, n, released);
-    for (size_t i = 0; !err && i < n; i++)
+    err = lease_store_release_batch(c, dl, items, epochs, n, released, alone);
+    for (size_t i = 0; !err && i < n; i++) {
         jobs[i]->released = released[i];
+        jobs[i]->alone = alone[i];
+    }
     return err;
 }
 
 /* Whether a failed batch says nothing about its requests one by one: a
  * deadline, or a connection lost (every single statement would have met
- * the same). Any other failure is a statement's, maybe one request's. */
+ * the same; with ORCH_EDB_UNKNOWN every request's outcome is in doubt).
+ * Any other failure is a statement's, maybe one request's. */
 static bool fails_all(orch_err err)
 {
     return err == ORCH_ETIMEDOUT || err == ORCH_EDB_UNAVAIL || err == ORCH_EDB_UNKNOWN;
 }
 
-/* Runs jobs[0..n) on one connection and sets every job's answer. */
+/* Runs jobs[0..n) as one statement on one connection and sets every job's
+ * answer. A job the statement did not decide (its row locked elsewhere), or
+ * every job of a statement that failed for one of them, is sent back to
+ * run alone on its caller's thread: the leader never runs members one by
+ * one, so no member waits behind another's row lock or error. */
 static void run_batch(lease_batch *b, job **jobs, size_t n)
 {
     uint64_t dl = 0;
@@ -127,24 +130,15 @@ static void run_batch(lease_batch *b, job **jobs, size_t n)
         dl = jobs[i]->dl > dl ? jobs[i]->dl : dl;
     orch_db_conn *c = NULL;
     orch_err err = orch_db_acquire(b->db, dl, &c);
-    if (err) {
-        for (size_t i = 0; i < n; i++)
-            jobs[i]->err = err;
-        return;
-    }
-    if (n == 1) {
-        run_single(c, jobs[0]);
-    } else {
+    if (!err)
         err = run_statement(c, dl, jobs, n);
-        for (size_t i = 0; i < n; i++)
-            if (!err)
-                jobs[i]->err = ORCH_OK;
-            else if (fails_all(err))
-                jobs[i]->err = err;
-            else
-                run_single(c, jobs[i]); /* each its own answer */
-    }
     orch_db_release(c);
+    for (size_t i = 0; i < n; i++) {
+        bool own = err && !fails_all(err);
+        jobs[i]->err = own ? ORCH_OK : err;
+        if (own)
+            jobs[i]->alone = true;
+    }
 }
 
 /* ---- the queues (lock held) --------------------------------------------- */
@@ -294,21 +288,27 @@ static orch_err submit(lease_batch *b, job *j)
 }
 
 orch_err lease_batch_acquire(lease_batch *b, uint64_t dl, const lease_claim *cl,
-                             lease_acquired *out)
+                             lease_acquired *out, bool *alone)
 {
     job j = { .kind = KIND_ACQUIRE, .dl = dl, .cl = cl, .item = cl->work_item };
     orch_err err = submit(b, &j);
-    if (!err)
-        *out = j.acq;
+    if (!err) {
+        *alone = j.alone;
+        if (!j.alone)
+            *out = j.acq;
+    }
     return err;
 }
 
 orch_err lease_batch_release(lease_batch *b, uint64_t dl, const char *work_item, uint64_t epoch,
-                             bool *released)
+                             bool *released, bool *alone)
 {
     job j = { .kind = KIND_RELEASE, .dl = dl, .item = work_item, .epoch = epoch };
     orch_err err = submit(b, &j);
-    if (!err)
-        *released = j.released;
+    if (!err) {
+        *alone = j.alone;
+        if (!j.alone)
+            *released = j.released;
+    }
     return err;
 }

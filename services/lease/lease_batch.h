@@ -8,10 +8,15 @@
  * requests, at most one per work item, and none for an item of a batch
  * still in PostgreSQL (a second request for the same item waits for a later
  * batch).
- * Each request gets the very answer its own statement would have given; a
- * batch that fails with a statement error (a constraint, a serialization
- * failure) runs again as single statements, so that each request gets its
- * own error. No answer is returned before its commit.
+ * Each request gets the very answer its own statement would have given, or
+ * is handed back to its caller to run alone (`*alone`): a batch never waits
+ * for a row lock (its rows are locked SKIP LOCKED), so a request whose row
+ * another transaction has locked leaves the batch, and when the statement
+ * fails with a statement error (a constraint, a serialization failure)
+ * every request leaves it, so that each gets its own error on its own
+ * thread. One slow row therefore never holds up the others. A lost
+ * connection or a passed deadline is every request's answer (for a write
+ * in doubt, ORCH_EDB_UNKNOWN). No answer is returned before its commit.
  *
  * Threading: called from the RPC worker threads; the caller that finds no
  * batch of its kind running leads the next one on its own thread. The
@@ -37,14 +42,16 @@ orch_err lease_batch_new(orch_db_pool *db, int max, lease_batch **out) ORCH_NODI
 void lease_batch_free(lease_batch *b);
 
 /* lease_store_acquire() of `cl` in the next batch; `dl` bounds the wait for
- * a place in a batch (ORCH_ETIMEDOUT) and that batch's statement. *out is
- * written on success only. Borrows cl for the call. */
+ * a place in a batch (ORCH_ETIMEDOUT) and that batch's statement. On
+ * success *alone says the batch did not decide it (run lease_store_acquire()
+ * yourself); otherwise *out is its answer. Borrows cl for the call. */
 orch_err lease_batch_acquire(lease_batch *b, uint64_t dl, const lease_claim *cl,
-                             lease_acquired *out) ORCH_NODISCARD;
+                             lease_acquired *out, bool *alone) ORCH_NODISCARD;
 
 /* lease_store_release() of (`work_item`, `epoch`) with kind "released" by
- * actor "holder", in the next batch. *released is written on success only. */
+ * actor "holder", in the next batch. On success *alone as above, else
+ * *released is its answer. */
 orch_err lease_batch_release(lease_batch *b, uint64_t dl, const char *work_item, uint64_t epoch,
-                             bool *released) ORCH_NODISCARD;
+                             bool *released, bool *alone) ORCH_NODISCARD;
 
 #endif

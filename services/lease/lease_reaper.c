@@ -47,6 +47,15 @@ static void collect(const lease_row *row, void *arg)
     s->rows[s->n++] = *row;
 }
 
+/* Puts the lease judged next into this thread's log context, so that every
+ * line about it (skipped, failed, released, the alert) carries its
+ * work_item and epoch keys; lease_reaper_pass() clears it. */
+static void row_ctx(const lease_row *row)
+{
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, row->work_item);
+    orch_log_ctx_set_epoch(row->epoch);
+}
+
 /* Releases one lease by its own statement (lease_store_reap): a row another
  * transaction holds locked is skipped, a failure costs this row only. True
  * when released. */
@@ -87,6 +96,7 @@ static void ceiling_pass(lease_svc *ls)
     for (size_t i = 0; i < s.n; i++) {
         const lease_row *row = &s.rows[i];
         char detail[LEASE_MAX_FIELD + 64];
+        row_ctx(row);
         snprintf(detail, sizeof detail, "held longer than %" PRId64 " s by %s", ls->ceiling_s,
                  row->actor);
         if (!reap_row(ls, row, ls->ceiling_s, "ceiling-released", detail, orch_mono_ms() + 10000))
@@ -142,6 +152,7 @@ static size_t judge_page(lease_svc *ls, const sweep *s, unreachable_hosts *u)
         if (skip)
             continue;
         lease_liveness v;
+        row_ctx(&s->rows[i]);
         reaped += reap_if_dead(ls, &s->rows[i], &v) ? 1 : 0;
         if (v == LEASE_UNKNOWN && u->n < 16 && strcmp(host, ls->me->host_id) != 0)
             snprintf(u->id[u->n++], sizeof u->id[0], "%s", host);
@@ -201,7 +212,9 @@ void lease_reaper_pass(lease_svc *ls, const char *only_host)
 {
     if (!only_host)
         ceiling_pass(ls);
+    orch_log_ctx_clear();
     dead_owner_pass(ls, only_host);
+    orch_log_ctx_clear();
 }
 
 /* Whether this host's launcher has requeued the jobs of its previous

@@ -227,17 +227,18 @@ static orch_code reply_held(orch_rpc_call *call, const lease_row *row, lease_liv
 }
 
 /* Takes the lease if it is free, else reads who holds it: one statement
- * (of a batch, with group commit on), and a second read only when another
- * caller took it in between. */
+ * (of a batch, with group commit on, unless the batch hands it back), and a
+ * second read only when another caller took it in between. */
 static orch_err read_or_grant(lease_svc *ls, const lease_claim *cl, uint64_t dl, lease_row *row,
                               bool *found, bool *granted, uint64_t *epoch)
 {
     orch_db_conn *c = NULL;
     lease_acquired a = { 0 };
     orch_err err = ORCH_OK;
+    bool alone = true; /* not decided by a batch */
     if (ls->batch)
-        err = lease_batch_acquire(ls->batch, dl, cl, &a);
-    else if (!(err = orch_db_acquire(ls->db, dl, &c)))
+        err = lease_batch_acquire(ls->batch, dl, cl, &a, &alone);
+    if (!err && alone && !(err = orch_db_acquire(ls->db, dl, &c)))
         err = lease_store_acquire(c, dl, cl, &a.granted, &a.epoch, &a.row, &a.found);
     if (!err && !a.granted && (!a.found || !a.row.held)) { /* lost the race: see who won */
         if (!c)
@@ -253,6 +254,19 @@ static orch_err read_or_grant(lease_svc *ls, const lease_claim *cl, uint64_t dl,
     *granted = a.granted;
     *epoch = a.epoch;
     return ORCH_OK;
+}
+
+/* The same owner asked again: its grant moves to the next epoch
+ * (lease_store_regrant). */
+static orch_err regrant(lease_svc *ls, const lease_claim *cl, const lease_row *row, uint64_t dl,
+                        bool *granted, uint64_t *epoch)
+{
+    orch_db_conn *c = NULL;
+    orch_err err = orch_db_acquire(ls->db, dl, &c);
+    if (!err)
+        err = lease_store_regrant(c, dl, cl, row->epoch, granted, epoch);
+    orch_db_release(c);
+    return err;
 }
 
 static orch_err reclaim(lease_svc *ls, const lease_claim *cl, const lease_row *row, const char *why,
@@ -276,13 +290,16 @@ static orch_err reclaim(lease_svc *ls, const lease_claim *cl, const lease_row *r
 
 /* Answers a committed grant. When the caller's deadline passed meanwhile,
  * nobody waits for the answer (the server drops late replies): the grant is
- * released here and the call fails, so the caller's view (no grant) holds. */
+ * released here and the call fails, so the caller's view (no grant) holds.
+ * That release is fenced on this grant's epoch, which no other request is
+ * ever answered with (a same-owner retry gets the next epoch), so it can
+ * end this grant only. */
 static orch_code answer_grant(orch_rpc_call *call, lease_svc *ls, const lease_claim *cl,
-                              uint64_t epoch, bool reclaimed)
+                              uint64_t epoch, bool reclaimed, bool already)
 {
     orch_log_ctx_set_epoch(epoch);
     if (orch_deadline_left_ms(orch_rpc_call_deadline(call)) > 0)
-        return reply_granted(call, epoch, reclaimed, false, false);
+        return reply_granted(call, epoch, reclaimed, already, false);
     uint64_t dl = orch_mono_ms() + 2000;
     orch_db_conn *c = NULL;
     bool released = false;
@@ -328,13 +345,18 @@ static orch_code acquire_claim(orch_rpc_call *call, lease_svc *ls, const lease_c
             return db_fail(call, err, NULL);
         if (granted) {
             orch_counter_add(ls->m_acquire, ACQ_GRANTED, 1);
-            return answer_grant(call, ls, cl, epoch, false);
+            return answer_grant(call, ls, cl, epoch, false, false);
         }
         if (!found || !row.held)
             continue; /* released in between: try again */
         if (lease_same_owner(&row.owner, cl->owner)) {
+            err = regrant(ls, cl, &row, dl, &granted, &epoch);
+            if (err)
+                return db_fail(call, err, NULL);
+            if (!granted)
+                continue; /* released meanwhile (a late grant's release): again */
             orch_counter_add(ls->m_acquire, ACQ_ALREADY_HELD, 1);
-            return reply_granted(call, row.epoch, false, true, false);
+            return answer_grant(call, ls, cl, epoch, false, true);
         }
         const char *why;
         lease_liveness l = lease_svc_judge(ls, &row.owner, dl, &why);
@@ -345,7 +367,7 @@ static orch_code acquire_claim(orch_rpc_call *call, lease_svc *ls, const lease_c
             if (granted) {
                 orch_counter_add(ls->m_acquire, ACQ_RECLAIMED, 1);
                 orch_counter_add(ls->m_release, REL_STALE, 1);
-                return answer_grant(call, ls, cl, epoch, true);
+                return answer_grant(call, ls, cl, epoch, true, false);
             }
             continue; /* someone else moved it first */
         }
@@ -411,6 +433,21 @@ static orch_code release_by_owner(orch_rpc_call *call, lease_svc *ls,
     return orch_rpc_reply(call, &rep.base);
 }
 
+/* A plain Release (the hot path) is one statement, of a batch with group
+ * commit on: *batched says the batch decided it (*released); false when
+ * not batched, or handed back (its row was locked): release it alone.
+ * Epochs are bigint in the database: a larger one is never the live grant. */
+static orch_err release_in_batch(lease_svc *ls, const Orch__V1__ReleaseRequest *req, uint64_t dl,
+                                 bool *batched, bool *released)
+{
+    bool alone = true;
+    orch_err err = ORCH_OK;
+    if (ls->batch && !req->owner && req->epoch <= INT64_MAX)
+        err = lease_batch_release(ls->batch, dl, req->work_item, req->epoch, released, &alone);
+    *batched = !err && !alone;
+    return err;
+}
+
 static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void *arg)
 {
     lease_svc *ls = arg;
@@ -426,13 +463,8 @@ static orch_code release(orch_rpc_call *call, const ProtobufCMessage *msg, void 
         return orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "%s", why);
     if (req->epoch == 0)
         return release_by_owner(call, ls, req, &owner);
-    /* Epochs are bigint in the database: a larger one is never the live
-     * grant. A plain Release (the hot path) is one statement, of a batch
-     * with group commit on. */
-    bool batched = ls->batch && !req->owner && req->epoch <= INT64_MAX;
-    orch_err err = batched
-                       ? lease_batch_release(ls->batch, dl, req->work_item, req->epoch, &released)
-                       : ORCH_OK;
+    bool batched = false;
+    orch_err err = release_in_batch(ls, req, dl, &batched, &released);
     if (!err && !released)
         err = orch_db_acquire(ls->db, dl, &c);
     if (err)

@@ -1,7 +1,10 @@
 /*
  * lease_store.c - see lease_store.h. The only file of lease-service that
  * holds SQL. All statements are parameterized; the database clock stamps
- * every time.
+ * every time. Every statement that writes is sent with orch_db_exec_write():
+ * one whose outcome never came back (the connection lost after it was sent,
+ * or its deadline passed after it was sent) is ORCH_EDB_UNKNOWN, answered
+ * UNKNOWN, never UNAVAILABLE (the caller reads back; it may have committed).
  */
 #include "lease_store.h"
 
@@ -69,6 +72,17 @@ const char lease_sql_event_async[] =
 
 const char lease_sql_get[] = "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE work_item = $1";
 
+/* The reaper's reads: the held leases after a work item (of a host), and
+ * those over the ceiling. Plain reads: they take no lock, wait for none. */
+const char lease_sql_list_held_after[] =
+    "SELECT " LEASE_COLUMNS " FROM transition_lease"
+    " WHERE released_at IS NULL AND ($1 = '' OR owner_host = $1)"
+    "   AND work_item > $2 ORDER BY work_item LIMIT $3::integer";
+const char lease_sql_list_over_ceiling[] =
+    "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE released_at IS NULL"
+    "   AND acquired_at < now() - make_interval(secs => $1::double precision)"
+    " ORDER BY acquired_at, work_item LIMIT $2::integer";
+
 static void copy(char *dst, size_t n, const char *src)
 {
     snprintf(dst, n, "%s", src ? src : "");
@@ -106,12 +120,13 @@ static void read_row(const orch_db_result *r, int i, lease_row *out)
     read_row_at(r, i, 0, out);
 }
 
-/* Runs a statement whose first column of an optional single row is an epoch. */
+/* Runs a writing statement whose first column of an optional single row is
+ * an epoch. */
 static orch_err exec_epoch(orch_db_conn *c, uint64_t dl, const char *sql, int n,
                            const char *const *p, bool *hit, uint64_t *epoch)
 {
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, n, p, &r);
+    orch_err err = orch_db_exec_write(c, dl, sql, n, p, &r);
     if (err)
         return err;
     *hit = orch_db_result_rows(r) == 1;
@@ -142,7 +157,7 @@ orch_err lease_store_acquire(orch_db_conn *c, uint64_t dl, const lease_claim *cl
     claim_params cp;
     orch_db_result *r;
     claim_params_fill(&cp, cl);
-    orch_err err = orch_db_exec(c, dl, lease_sql_acquire, 9, cp.v, &r);
+    orch_err err = orch_db_exec_write(c, dl, lease_sql_acquire, 9, cp.v, &r);
     if (err)
         return err;
     const char *ep = orch_db_result_rows(r) == 1 ? orch_db_result_get(r, 0, 0) : NULL;
@@ -202,27 +217,34 @@ static void arr_end(arr *a)
 }
 
 /* One row per claim, numbered from 1 in `i_ord`; `cur` is the leases as
- * the statement's snapshot sees them. `g` inserts in work-item order, so
- * that rows are locked in that order by every batch (no deadlock), and only
- * for claims whose lease is absent or released, as lease_sql_acquire does.
- * Each returned row is a claim's number, its new epoch (NULL unless
- * granted) and the lease columns of `cur` (NULLs if none). */
+ * the statement's snapshot sees them. `k` locks the released rows of the
+ * claims, in work-item order, skipping any row another transaction has
+ * locked (SKIP LOCKED): a batch never waits for a row lock. `g` grants only
+ * to claims whose lease is absent, or released and locked by `k`, as
+ * lease_sql_acquire does; a claim whose released row was skipped is not
+ * decided here (`alone`). Each returned row is a claim's number, its new
+ * epoch (NULL unless granted), `alone`, and the lease columns of `cur`
+ * (NULLs if none). */
 static const char sql_acquire_batch[] =
     "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
     "   $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY"
     "   AS i(i_item, i_host, i_boot, i_pid, i_ticks, i_inst, i_actor, i_trans, i_repo, i_ord)),"
     " cur AS (SELECT t.* FROM transition_lease t JOIN i ON t.work_item = i.i_item),"
+    " k AS MATERIALIZED (SELECT t.work_item AS k_item FROM transition_lease t"
+    "   JOIN i ON t.work_item = i.i_item WHERE t.released_at IS NOT NULL"
+    "   ORDER BY t.work_item FOR UPDATE OF t SKIP LOCKED),"
     " g AS (" LEASE_GRANT_INTO
     " SELECT i_item, 1, i_host, i_boot, i_pid, i_ticks, i_inst, i_actor, i_trans, i_repo, now()"
-    " FROM i WHERE NOT EXISTS (SELECT 1 FROM cur"
-    "   WHERE cur.work_item = i.i_item AND cur.released_at IS NULL)"
+    " FROM i WHERE NOT EXISTS (SELECT 1 FROM cur WHERE cur.work_item = i.i_item"
+    "   AND (cur.released_at IS NULL OR NOT EXISTS (SELECT 1 FROM k WHERE k_item = i.i_item)))"
     " ORDER BY i_item" LEASE_GRANT_CONFLICT
     " RETURNING work_item AS g_item, epoch AS g_epoch, actor AS g_actor, transition AS g_trans),"
     " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
     "   SELECT g_item, g_epoch, 'granted', g_actor, g_trans FROM g ORDER BY g_item)"
-    " SELECT i.i_ord, g.g_epoch, " LEASE_COLUMNS
+    " SELECT i.i_ord, g.g_epoch,"
+    "   cur.released_at IS NOT NULL AND k.k_item IS NULL AND g.g_item IS NULL, " LEASE_COLUMNS
     " FROM i LEFT JOIN g ON g.g_item = i.i_item LEFT JOIN cur ON cur.work_item = i.i_item"
-    " ORDER BY i.i_ord";
+    " LEFT JOIN k ON k.k_item = i.i_item ORDER BY i.i_ord";
 
 /* Reads the answers of sql_acquire_batch into out[]. */
 static orch_err read_acquired(const orch_db_result *r, size_t n, lease_acquired *const *out)
@@ -235,11 +257,13 @@ static orch_err read_acquired(const orch_db_result *r, size_t n, lease_acquired 
             return ORCH_EDB;
         lease_acquired *a = out[ord - 1];
         const char *ep = orch_db_result_get(r, i, 1);
+        const char *alone = orch_db_result_get(r, i, 2);
         a->granted = ep != NULL;
         a->epoch = to_u64(ep);
-        a->found = orch_db_result_get(r, i, 2) != NULL;
+        a->alone = alone && alone[0] == 't';
+        a->found = orch_db_result_get(r, i, 3) != NULL;
         if (a->found)
-            read_row_at(r, i, 2, &a->row);
+            read_row_at(r, i, 3, &a->row);
     }
     return ORCH_OK;
 }
@@ -264,7 +288,7 @@ orch_err lease_store_acquire_batch(orch_db_conn *c, uint64_t dl, const lease_cla
     }
     orch_db_result *r = NULL;
     if (!err)
-        err = orch_db_exec(c, dl, sql_acquire_batch, 9, p, &r);
+        err = orch_db_exec_write(c, dl, sql_acquire_batch, 9, p, &r);
     if (!err)
         err = read_acquired(r, n, out);
     orch_db_result_free(r);
@@ -299,6 +323,31 @@ orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl
     return exec_epoch(c, dl, sql, 11, p, granted, epoch);
 }
 
+orch_err lease_store_regrant(orch_db_conn *c, uint64_t dl, const lease_claim *cl,
+                             uint64_t seen_epoch, bool *granted, uint64_t *epoch)
+{
+    /* Only the epoch moves (owner, actor, transition and acquired_at stay):
+     * the earlier epoch is no longer the live grant, so a release fenced on
+     * it (a late grant's) cannot end this one. */
+    static const char sql[] =
+        "WITH r AS ("
+        " UPDATE transition_lease SET epoch = epoch + 1"
+        " WHERE work_item = $1 AND epoch = $7::bigint AND released_at IS NULL"
+        "   AND owner_host = $2 AND owner_boot_id = $3 AND owner_pid = $4::integer"
+        "   AND owner_start_ticks = $5::bigint AND owner_instance = $6"
+        " RETURNING work_item, epoch, transition),"
+        " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
+        "   SELECT work_item, epoch, 'granted', $8,"
+        "     transition || ' (the owner asked again; epoch ' || $7 || ' ended)' FROM r)"
+        " SELECT epoch FROM r";
+    claim_params cp;
+    char seen[24];
+    claim_params_fill(&cp, cl);
+    snprintf(seen, sizeof seen, "%" PRIu64, seen_epoch);
+    const char *p[] = { cp.v[0], cp.v[1], cp.v[2], cp.v[3], cp.v[4], cp.v[5], seen, cl->actor };
+    return exec_epoch(c, dl, sql, 8, p, granted, epoch);
+}
+
 orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item, uint64_t epoch,
                              const char *kind, const char *actor, const char *detail,
                              bool *released)
@@ -311,22 +360,27 @@ orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item
 }
 
 orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *const *work_items,
-                                   const uint64_t *epochs, size_t n, bool *released)
+                                   const uint64_t *epochs, size_t n, bool *released, bool *alone)
 {
-    /* `k` locks the named grants in work-item order (no deadlock between
-     * batches); a row changed meanwhile is judged again on its new version. */
+    /* `k` locks the named grants in work-item order, skipping rows another
+     * transaction has locked (SKIP LOCKED: no wait); a row changed meanwhile
+     * is judged again on its new version. A grant live in the snapshot but
+     * not locked by `k` is not decided here (`alone`). */
     static const char sql[] =
         "WITH i AS (SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY"
         "   AS i(i_item, i_epoch, i_ord)),"
-        " k AS (SELECT t.work_item, t.epoch FROM transition_lease t"
+        " k AS MATERIALIZED (SELECT t.work_item, t.epoch FROM transition_lease t"
         "   JOIN i ON t.work_item = i.i_item AND t.epoch = i.i_epoch"
-        "   WHERE t.released_at IS NULL ORDER BY t.work_item FOR UPDATE OF t),"
+        "   WHERE t.released_at IS NULL ORDER BY t.work_item FOR UPDATE OF t SKIP LOCKED),"
         " r AS (UPDATE transition_lease t SET released_at = now(), release_reason = 'released'"
         "   FROM k WHERE t.work_item = k.work_item AND t.epoch = k.epoch"
         "     AND t.released_at IS NULL RETURNING t.work_item, t.epoch),"
         " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
         "   SELECT work_item, epoch, 'released', 'holder', '' FROM r ORDER BY work_item)"
-        " SELECT i.i_ord, r.epoch IS NOT NULL FROM i LEFT JOIN r ON r.work_item = i.i_item"
+        " SELECT i.i_ord, r.epoch IS NOT NULL, k.work_item IS NULL AND EXISTS (SELECT 1"
+        "   FROM transition_lease t WHERE t.work_item = i.i_item AND t.epoch = i.i_epoch"
+        "     AND t.released_at IS NULL)"
+        " FROM i LEFT JOIN r ON r.work_item = i.i_item LEFT JOIN k ON k.work_item = i.i_item"
         " ORDER BY i.i_ord";
     arr items = { 0 }, eps = { 0 };
     for (size_t k = 0; k < n; k++) {
@@ -341,12 +395,14 @@ orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *con
     orch_db_result *r = NULL;
     const char *p[] = { items.s, eps.s };
     if (!err)
-        err = orch_db_exec(c, dl, sql, 2, p, &r);
+        err = orch_db_exec_write(c, dl, sql, 2, p, &r);
     if (!err && (size_t)orch_db_result_rows(r) != n)
         err = ORCH_EDB;
     for (int i = 0; !err && i < (int)n; i++) {
         const char *hit = orch_db_result_get(r, i, 1);
+        const char *skip = orch_db_result_get(r, i, 2);
         released[i] = hit && hit[0] == 't';
+        alone[i] = skip && skip[0] == 't';
     }
     orch_db_result_free(r);
     free(items.s);
@@ -387,7 +443,7 @@ orch_err lease_store_event_async(orch_db_conn *c, uint64_t dl, const char *work_
     char ep[24];
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     const char *p[] = { work_item, ep, kind, actor, detail };
-    return orch_db_exec(c, dl, lease_sql_event_async, 5, p, NULL);
+    return orch_db_exec_write(c, dl, lease_sql_event_async, 5, p, NULL);
 }
 
 orch_err lease_store_get(orch_db_conn *c, uint64_t dl, const char *work_item, lease_row *out,
@@ -418,14 +474,11 @@ orch_err lease_store_list_held_after(orch_db_conn *c, uint64_t dl, const char *o
                                      const char *after_item, unsigned limit,
                                      void (*fn)(const lease_row *row, void *arg), void *arg)
 {
-    static const char sql[] = "SELECT " LEASE_COLUMNS " FROM transition_lease"
-                              " WHERE released_at IS NULL AND ($1 = '' OR owner_host = $1)"
-                              "   AND work_item > $2 ORDER BY work_item LIMIT $3::integer";
     char lim[16];
     orch_db_result *r;
     snprintf(lim, sizeof lim, "%u", limit);
     const char *p[] = { owner_host ? owner_host : "", after_item ? after_item : "", lim };
-    orch_err err = orch_db_exec(c, dl, sql, 3, p, &r);
+    orch_err err = orch_db_exec(c, dl, lease_sql_list_held_after, 3, p, &r);
     if (err)
         return err;
     for_each_row(r, fn, arg);
@@ -459,17 +512,12 @@ orch_err lease_store_list_over_ceiling(orch_db_conn *c, uint64_t dl, int64_t cei
                                        unsigned limit, void (*fn)(const lease_row *row, void *arg),
                                        void *arg)
 {
-    /* A plain read: it takes no lock and waits for none. */
-    static const char sql[] =
-        "SELECT " LEASE_COLUMNS " FROM transition_lease WHERE released_at IS NULL"
-        "   AND acquired_at < now() - make_interval(secs => $1::double precision)"
-        " ORDER BY acquired_at, work_item LIMIT $2::integer";
     char ceil[24], lim[16];
     orch_db_result *r;
     snprintf(ceil, sizeof ceil, "%" PRId64, ceiling_s);
     snprintf(lim, sizeof lim, "%u", limit);
     const char *p[] = { ceil, lim };
-    orch_err err = orch_db_exec(c, dl, sql, 2, p, &r);
+    orch_err err = orch_db_exec(c, dl, lease_sql_list_over_ceiling, 2, p, &r);
     if (err)
         return err;
     for_each_row(r, fn, arg);
@@ -502,7 +550,7 @@ orch_err lease_store_reap(orch_db_conn *c, uint64_t dl, const char *work_item, u
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     snprintf(ceil, sizeof ceil, "%" PRId64, ceiling_s);
     const char *p[] = { work_item, ep, ceil, kind, detail };
-    orch_err err = orch_db_exec(c, dl, sql, 5, p, &r);
+    orch_err err = orch_db_exec_write(c, dl, sql, 5, p, &r);
     if (err)
         return err;
     *released = strcmp(orch_db_result_get(r, 0, 0), "1") == 0;
@@ -577,7 +625,7 @@ orch_err lease_store_register_host(orch_db_conn *c, uint64_t dl, const char *hos
         seen->instance_id, us,          me->machine_id, me->pid_ns
     };
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, sql, 9, p, &r);
+    orch_err err = orch_db_exec_write(c, dl, sql, 9, p, &r);
     if (err)
         return err;
     *registered = orch_db_result_affected(r) == 1;
@@ -590,10 +638,10 @@ orch_err lease_store_host_beat(orch_db_conn *c, uint64_t dl, const char *host_id
 {
     const char *p[] = { host_id, boot_id };
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl,
-                                "UPDATE hosts SET seen_at = now(), stopped_at = NULL"
-                                " WHERE host_id = $1 AND boot_id = $2",
-                                2, p, &r);
+    orch_err err = orch_db_exec_write(c, dl,
+                                      "UPDATE hosts SET seen_at = now(), stopped_at = NULL"
+                                      " WHERE host_id = $1 AND boot_id = $2",
+                                      2, p, &r);
     if (err)
         return err;
     *mine = orch_db_result_affected(r) == 1;
@@ -605,10 +653,10 @@ orch_err lease_store_host_stopped(orch_db_conn *c, uint64_t dl, const char *host
                                   const char *instance_id)
 {
     const char *p[] = { host_id, instance_id };
-    return orch_db_exec(c, dl,
-                        "UPDATE hosts SET stopped_at = now()"
-                        " WHERE host_id = $1 AND instance_id = $2",
-                        2, p, NULL);
+    return orch_db_exec_write(c, dl,
+                              "UPDATE hosts SET stopped_at = now()"
+                              " WHERE host_id = $1 AND instance_id = $2",
+                              2, p, NULL);
 }
 
 orch_err lease_store_get_host(orch_db_conn *c, uint64_t dl, const char *host_id,

@@ -6,7 +6,9 @@
  * CTE). Writes are conditional on the state the caller saw (released, or a
  * given epoch still held), so concurrent actors on any host resolve races in
  * the database, and no caller ever waits for a lease holder. Functions take a
- * checked-out connection and a deadline; they return orch_err from db.h.
+ * checked-out connection and a deadline; they return orch_err from db.h. A
+ * write that was sent and whose outcome never came back (connection lost,
+ * deadline passed) is ORCH_EDB_UNKNOWN: it may have committed.
  */
 #ifndef ORCH_LEASE_STORE_H
 #define ORCH_LEASE_STORE_H
@@ -47,15 +49,21 @@ orch_err lease_store_acquire(orch_db_conn *c, uint64_t dl, const lease_claim *cl
 /* What lease_store_acquire() reports for one claim. */
 typedef struct lease_acquired {
     bool granted, found;
+    bool alone;     /* batch only: its released row was locked elsewhere, so
+                     * the batch did not decide it: run it alone */
     uint64_t epoch; /* the new epoch, when granted */
     lease_row row;  /* the lease before the statement, when found */
 } lease_acquired;
 
 /* lease_store_acquire() for `n` claims of distinct work items in one
  * statement, hence one commit: *out[k] answers cl[k] exactly as
- * lease_store_acquire() would have. Rows are locked in work-item order. On
+ * lease_store_acquire() would have, or has `alone` set: its released row
+ * was locked by another transaction, which the batch does not wait for
+ * (SKIP LOCKED), and nothing was done for it. Rows are locked in work-item
+ * order. On
  * error no claim has an answer (the statement did all or nothing, or, for
- * ORCH_EDB_UNAVAIL/ORCH_EDB_UNKNOWN, the same unknown for all). Borrows
+ * ORCH_EDB_UNAVAIL/ORCH_EDB_UNKNOWN, the same for all: with
+ * ORCH_EDB_UNKNOWN every claim's outcome is in doubt). Borrows
  * cl[] and out[] for the call. */
 orch_err lease_store_acquire_batch(orch_db_conn *c, uint64_t dl, const lease_claim *const *cl,
                                    size_t n, lease_acquired *const *out) ORCH_NODISCARD;
@@ -64,6 +72,15 @@ orch_err lease_store_acquire_batch(orch_db_conn *c, uint64_t dl, const lease_cla
 orch_err lease_store_reclaim(orch_db_conn *c, uint64_t dl, const lease_claim *cl,
                              uint64_t seen_epoch, const char *why, bool *granted,
                              uint64_t *epoch) ORCH_NODISCARD;
+
+/* The same owner asks again for the lease it holds at `seen_epoch`: the
+ * grant moves to the next epoch (*granted, *epoch), so that an answer given
+ * once names one request's grant only, and a release fenced on the earlier
+ * epoch (a grant made after its caller's deadline) cannot end the grant
+ * this request is told it holds. *granted false: the lease is no longer
+ * held at that epoch by that owner. */
+orch_err lease_store_regrant(orch_db_conn *c, uint64_t dl, const lease_claim *cl,
+                             uint64_t seen_epoch, bool *granted, uint64_t *epoch) ORCH_NODISCARD;
 
 /* Releases the live grant of `work_item` held by exactly `owner` (host,
  * boot, pid, start ticks, instance), whatever its epoch; *epoch is the
@@ -80,11 +97,13 @@ orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item
 
 /* lease_store_release(kind "released", actor "holder", no detail) for `n`
  * grants of distinct work items in one statement, hence one commit:
- * released[k] answers (work_items[k], epochs[k]). Rows are locked in
- * work-item order. On error released[] is undefined, as for
- * lease_store_acquire_batch(). */
+ * released[k] answers (work_items[k], epochs[k]), unless alone[k]: the
+ * grant's row was locked by another transaction (not waited for) and
+ * nothing was done for it. Rows are locked in work-item order. On error
+ * released[] and alone[] are undefined, as for lease_store_acquire_batch(). */
 orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *const *work_items,
-                                   const uint64_t *epochs, size_t n, bool *released) ORCH_NODISCARD;
+                                   const uint64_t *epochs, size_t n, bool *released,
+                                   bool *alone) ORCH_NODISCARD;
 
 /* Appends an event without waiting for the WAL flush (audit of deferrals). */
 orch_err lease_store_event_async(orch_db_conn *c, uint64_t dl, const char *work_item,
@@ -179,5 +198,7 @@ extern const char lease_sql_get[];
 extern const char lease_sql_acquire[];
 extern const char lease_sql_release[];
 extern const char lease_sql_event_async[];
+extern const char lease_sql_list_held_after[];   /* $1 host or '', $2 after, $3 limit */
+extern const char lease_sql_list_over_ceiling[]; /* $1 ceiling s, $2 limit */
 
 #endif

@@ -99,6 +99,8 @@ static void sample_slice(void *arg, bool after)
 typedef struct lb_accum {
     bench_accum ops;
     unsigned long grants, defers, aborts;
+    int inflight_max;
+    uint64_t inflight_ns;
     bench_use srv, pg, cli; /* switches < 0: unknown */
     unsigned long long busy, total;
     bool metrics_ok;
@@ -115,6 +117,10 @@ static void accum_add(lb_accum *a, const bench_worker *ws, const lb_caller *cs, 
                       uint64_t t0, const lb_sample *b, const lb_sample *e)
 {
     bench_accum_add(&a->ops, ws, k, t0);
+    const lb_inflight *in = cs[0].cx->inflight;
+    int max = atomic_load(&in->max);
+    a->inflight_max = max > a->inflight_max ? max : a->inflight_max;
+    a->inflight_ns += atomic_load(&in->busy_ns);
     for (unsigned i = 0; i < k; i++) {
         a->grants += cs[i].grants;
         a->defers += cs[i].defers;
@@ -175,6 +181,8 @@ static void accum_figures(lb_accum *a, int stack, lb_figures *f)
     f->acq_server_us = m ? mean_us(a->acq_s, a->acq_n) : -1.0;
     f->acq_handler_us = m ? mean_us(a->hnd_s, a->hnd_n) : -1.0;
     f->rel_server_us = m ? mean_us(a->rel_s, a->rel_n) : -1.0;
+    f->inflight_max = a->inflight_max;
+    f->inflight_mean = a->ops.busy_ns ? (double)a->inflight_ns / (double)a->ops.busy_ns : 0.0;
 }
 
 static bool caller_open(lb_caller *c, bench_worker *w, const lb_ctx *cx, const lb_mode *m,
@@ -214,6 +222,9 @@ static bool run_slice(lb_ctx *cx, const lb_mode *m, int stack, unsigned n, lb_ac
     }
     if (ss)
         ss->cx = cx;
+    atomic_store(&cx->inflight->now, 0);
+    atomic_store(&cx->inflight->max, 0);
+    atomic_store(&cx->inflight->busy_ns, 0);
     uint64_t t0 = ok ? bench_run_workers(ws, k, sample_slice, ss) : 0;
     ok = ok && t0 != 0;
     for (unsigned i = 0; ok && i < k; i++) {
@@ -273,6 +284,26 @@ static bool run_rounds(lb_ctx *cx, lb_results *r)
     return true;
 }
 
+/* The throughput modes: rounds, then the summary; the exit status. */
+static int run_throughput(lb_ctx *cx, lb_results *r)
+{
+    const lb_options *o = cx->o;
+    r->ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    r->owner_pid = (int)cx->me.pid;
+    snprintf(r->boot_id, sizeof r->boot_id, "%s", cx->me.boot_id);
+    bench_loadavg(r->load_start, sizeof r->load_start);
+    if (!o->json)
+        lb_print_header(o, r);
+    if (!run_rounds(cx, r))
+        return 1;
+    bench_loadavg(r->load_end, sizeof r->load_end);
+    if (o->json)
+        lb_print_json(o, r);
+    else
+        lb_print_summary(o, r);
+    return 0;
+}
+
 /* ---- main --------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -280,31 +311,20 @@ int main(int argc, char **argv)
     lb_options o;
     static lb_results r;
     static lb_ctx cx;
+    static lb_inflight inflight;
     int rc = lb_parse_args(argc, argv, &o);
     if (rc >= 0)
         return rc;
     bench_prog = "lease_bench";
     signal(SIGPIPE, SIG_IGN);
     cx.o = &o;
+    cx.inflight = &inflight;
     unsigned max_callers = 0;
     for (unsigned m = 0; m < o.nmodes; m++)
         max_callers = o.modes[m].callers > max_callers ? o.modes[m].callers : max_callers;
     rc = 1;
     if (lb_setup(&cx, max_callers)) {
-        r.ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        r.owner_pid = (int)cx.me.pid;
-        snprintf(r.boot_id, sizeof r.boot_id, "%s", cx.me.boot_id);
-        bench_loadavg(r.load_start, sizeof r.load_start);
-        if (!o.json)
-            lb_print_header(&o, &r);
-        if (run_rounds(&cx, &r)) {
-            rc = 0;
-            bench_loadavg(r.load_end, sizeof r.load_end);
-            if (o.json)
-                lb_print_json(&o, &r);
-            else
-                lb_print_summary(&o, &r);
-        }
+        rc = o.scale ? (lb_run_scale(&cx) ? 0 : 1) : run_throughput(&cx, &r);
         lb_truncate_tables(&cx);
     }
     lb_teardown(&cx);

@@ -12,7 +12,9 @@
 #include <libpq-fe.h>
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "orch/ident.h"
 #include "orch/rpc.h"
@@ -27,7 +29,16 @@
 #define TRANSITION     "bench->bench"
 #define METRICS_MS     2000 /* budget of one /metrics read */
 
-/* What the callers share; read-only while they run. */
+/* Requests outstanding at once (an Acquire or a Release, timed calls only),
+ * counted by the callers of one slice: the most at any instant, and the sum
+ * of their durations (divided by the slice's time: the mean number, by
+ * Little's law). Reset by the main thread between slices. */
+typedef struct lb_inflight {
+    atomic_int now, max;
+    atomic_uint_fast64_t busy_ns;
+} lb_inflight;
+
+/* What the callers share; read-only while they run (but *inflight). */
 typedef struct lb_ctx {
     const lb_options *o;
     orch_rpc_client *rpc;
@@ -37,6 +48,7 @@ typedef struct lb_ctx {
     char pid_s[16], ticks_s[24];
     nng_url *metrics_url; /* NULL: /metrics not read */
     nng_http_client *http;
+    lb_inflight *inflight;
 } lb_ctx;
 
 /* One calling thread's own state; its bench_worker points here. */
@@ -49,6 +61,10 @@ typedef struct lb_caller {
     char instance[33];
     char item[64];
     unsigned long grants, defers, aborts; /* timed attempts only */
+    /* Scale mode: Acquires of rows bench-scale-1..rows, their latencies. */
+    unsigned rows;
+    uint64_t *acq_ns;
+    unsigned nacq, cap;
 } lb_caller;
 
 /* Sums and counts of lease-service's histograms for Acquire and Release. */
@@ -65,8 +81,18 @@ typedef struct lb_metrics {
 bool lb_pair_call(bench_worker *w);
 /* One Acquire of the shared work item, and its Release when granted. */
 bool lb_attempt_call(bench_worker *w);
+/* Scale mode: Acquire (timed into c->acq_ns) and Release, through the
+ * service, of the next of the caller's c->rows released rows. */
+bool lb_scale_call(bench_worker *w);
 /* Prepares the direct stack's statements on `pg`; false after a message. */
 bool lb_prepare(PGconn *pg);
+
+/* ---- lease_bench_scale.c ---- */
+
+/* The scale mode (--scale): Acquire latency with 10^3 and then 10^6 rows
+ * in transition_lease, printed with the ratio of the p99s and the plans of
+ * the statements that read the table. False after a message. */
+bool lb_run_scale(lb_ctx *cx);
 
 /* ---- lease_bench_setup.c ---- */
 

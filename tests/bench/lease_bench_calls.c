@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "orch/v1/lease.pb-c.h"
+#include "orch/clock.h"
 #include "lease_bench.h"
 
 /* ---- the SQL of services/lease/lease_store.c (the same texts) ---------------- */
@@ -269,15 +270,44 @@ static bool svc_release(bench_worker *w, lb_caller *c, uint64_t epoch)
 
 /* ---- the units of work ---------------------------------------------------------------- */
 
+/* Counts a timed request as outstanding (lb_inflight); returns its start,
+ * 0 for an untimed one. */
+static uint64_t inflight_enter(const bench_worker *w, const lb_caller *c)
+{
+    lb_inflight *in = c->cx->inflight;
+    if (!w->timed || !in)
+        return 0;
+    int now = atomic_fetch_add(&in->now, 1) + 1;
+    int max = atomic_load(&in->max);
+    while (now > max && !atomic_compare_exchange_weak(&in->max, &max, now)) {
+    }
+    return orch_mono_ns();
+}
+
+static void inflight_leave(const lb_caller *c, uint64_t t0)
+{
+    lb_inflight *in = c->cx->inflight;
+    if (!t0 || !in)
+        return;
+    atomic_fetch_add(&in->busy_ns, orch_mono_ns() - t0);
+    atomic_fetch_sub(&in->now, 1);
+}
+
 static bool acquire(bench_worker *w, lb_caller *c, outcome *out, uint64_t *epoch)
 {
-    return c->stack == LB_SERVICE ? svc_acquire(w, c, out, epoch)
-                                  : direct_acquire(w, c, out, epoch);
+    uint64_t t0 = inflight_enter(w, c);
+    bool ok =
+        c->stack == LB_SERVICE ? svc_acquire(w, c, out, epoch) : direct_acquire(w, c, out, epoch);
+    inflight_leave(c, t0);
+    return ok;
 }
 
 static bool release(bench_worker *w, lb_caller *c, uint64_t epoch)
 {
-    return c->stack == LB_SERVICE ? svc_release(w, c, epoch) : db_release(w, c, epoch);
+    uint64_t t0 = inflight_enter(w, c);
+    bool ok = c->stack == LB_SERVICE ? svc_release(w, c, epoch) : db_release(w, c, epoch);
+    inflight_leave(c, t0);
+    return ok;
 }
 
 bool lb_pair_call(bench_worker *w)
@@ -310,6 +340,26 @@ bool lb_attempt_call(bench_worker *w)
         c->aborts += out == OUT_ABORTED;
     }
     return true;
+}
+
+bool lb_scale_call(bench_worker *w)
+{
+    lb_caller *c = w->arg;
+    outcome out = OUT_ABORTED;
+    uint64_t epoch = 0;
+    /* A stride prime to 10^3 and 10^6 visits the rows in a scattered order. */
+    unsigned g = (unsigned)(((uint64_t)c->next * 7919u) % c->rows) + 1;
+    c->next++;
+    snprintf(c->item, sizeof c->item, "bench-scale-%u", g);
+    uint64_t t0 = orch_mono_ns();
+    if (!svc_acquire(w, c, &out, &epoch))
+        return false;
+    uint64_t dt = orch_mono_ns() - t0;
+    if (out != OUT_GRANTED)
+        return bench_failf(w, "service: %s (a released row) was not granted", c->item);
+    if (w->timed && c->nacq < c->cap)
+        c->acq_ns[c->nacq++] = dt;
+    return svc_release(w, c, epoch);
 }
 
 /* Prepares the direct stack's statements on `pg`. */

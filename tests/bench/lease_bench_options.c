@@ -43,6 +43,11 @@ static void usage(FILE *out)
                  "  --unprepared         direct stack: unprepared statements (PQexecParams,\n"
                  "                       parsed and planned every time), unlike lease-service,\n"
                  "                       which prepares them once per connection\n"
+                 "  --scale N            instead of the modes above: N timed Acquires (and\n"
+                 "                       untimed Releases) of released rows, one caller, with\n"
+                 "                       10^3 and then 10^6 rows in transition_lease; prints\n"
+                 "                       p50/p99 of each, p99(10^6)/p99(10^3) and the plans\n"
+                 "                       of the statements that read the table (0: off)\n"
                  "  --json               one JSON document instead of text\n"
                  "  -h, --help           this help\n");
 }
@@ -125,6 +130,7 @@ static const lb_opt opts[] = {
     { "timeout", OPT_UINT, AT(o.timeout_ms), 100, 600000 },
     { "unprepared", OPT_FALSE, AT(o.prepared), 0, 0 },
     { "json", OPT_TRUE, AT(o.json), 0, 0 },
+    { "scale", OPT_UINT, AT(o.scale), 0, 100000 },
     { "help", OPT_HELP, 0, 0, 0 },
 };
 #define NOPTS    (sizeof opts / sizeof opts[0])

@@ -37,6 +37,8 @@ static const field_def fields[] = {
     { "acquire_in_server_us", offsetof(lb_figures, acq_server_us), true },
     { "acquire_handler_us", offsetof(lb_figures, acq_handler_us), true },
     { "release_in_server_us", offsetof(lb_figures, rel_server_us), true },
+    { "inflight_max", offsetof(lb_figures, inflight_max), false },
+    { "inflight_mean", offsetof(lb_figures, inflight_mean), false },
 };
 #define NFIELDS (sizeof fields / sizeof *fields)
 
@@ -177,6 +179,15 @@ static void print_table(const lb_options *o, const lb_figures *fig)
         for (int s = 0; s < LB_NSTACKS; s++)
             print_contended(label, s, &fig[m * LB_NSTACKS + s]);
     }
+    printf("  in flight (requests outstanding at once at the client, max / mean):");
+    for (unsigned m = 0; m < o->nmodes; m++) {
+        lb_mode_label(&o->modes[m], label, sizeof label);
+        const lb_figures *d = &fig[m * LB_NSTACKS + LB_DIRECT];
+        const lb_figures *v = &fig[m * LB_NSTACKS + LB_SERVICE];
+        printf("%s %s: direct %.0f / %.1f, service %.0f / %.1f", m ? ";" : "", label,
+               d->inflight_max, d->inflight_mean, v->inflight_max, v->inflight_mean);
+    }
+    printf("\n");
 }
 
 void lb_print_round(const lb_options *o, const lb_results *r, unsigned i)

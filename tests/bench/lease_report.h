@@ -52,6 +52,7 @@ typedef struct lb_options {
     unsigned timeout_ms;
     bool prepared; /* direct stack: prepared statements */
     bool json;
+    unsigned scale; /* scale mode: timed Acquires per table size; 0: off */
 } lb_options;
 
 /* What one stack measured in one mode and round; "per op" is per pair, or
@@ -68,6 +69,8 @@ typedef struct lb_figures {
     double acq_server_us;  /* Acquire, receipt to reply */
     double acq_handler_us; /* Acquire, its handler */
     double rel_server_us;  /* Release, receipt to reply */
+    /* Requests (Acquire or Release) outstanding at once, at the client. */
+    double inflight_max, inflight_mean;
 } lb_figures;
 
 typedef struct lb_results {

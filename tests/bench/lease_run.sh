@@ -7,11 +7,15 @@
 #                                 [lease_bench options...]
 #   e.g. tests/bench/lease_run.sh
 #        tests/bench/lease_run.sh --configs 4/4,8/8,16/16 --rounds 5
+#        tests/bench/lease_run.sh --configs 8/8 --scale 2000
 #   (tests/bench/lease_run.sh --help-bench lists lease_bench's options)
 #
 # A configuration W/P runs lease-service with ORCH_RPC_WORKERS=W and
-# ORCH_DB_POOL_SIZE=P. Without --configs there is one, taken from those two
-# variables of the environment, else the service's defaults (8/8).
+# ORCH_DB_POOL_SIZE=P. Without --configs there are two: one taken from those
+# two variables of the environment, else the service's defaults (8/8), and
+# 16/16 (one caller per worker and connection at 16 callers); only one when
+# the first is 16/16. lease_bench's --scale N (the scale mode,
+# docs/operations/benchmarks.md) runs in each configuration like the others.
 #
 # Steps:
 #   1. configures build/ (RelWithDebInfo, tests and bench on) and builds
@@ -113,6 +117,7 @@ parse_args() {
   done
   if [[ ${#CONFIGS[@]} -eq 0 ]]; then
     CONFIGS=("${ORCH_RPC_WORKERS:-8}/${ORCH_DB_POOL_SIZE:-8}")
+    [[ "${CONFIGS[0]}" == 16/16 ]] || CONFIGS+=(16/16)
   fi
 }
 

@@ -540,10 +540,11 @@ static json_t *parse(const ctl *t)
 /* The orchctl lease commands of orchctl_lease_commands_exit_codes_and_json,
  * in the order the test runs them: each step sees the leases of the last. */
 static const char *const ctl_list[] = { "--json", "lease", "list", NULL };
-static const char *const ctl_val_ok[] = { "lease", "validate", "ORCH-CTL-1", "1", NULL };
+static const char *const ctl_val_ok[] = { "lease", "validate", "ORCH-CTL-1", "2", NULL };
 
-/* Owner a (pid pa) acquires ORCH-CTL-1 at epoch 1; owner b (pid pb) is
- * refused with HELD naming a. */
+/* Owner a (pid pa) acquires ORCH-CTL-1 at epoch 1, then again (already
+ * held, at epoch 2: each answer names a grant of its own); owner b (pid
+ * pb) is refused with HELD naming a. */
 static void ctl_acquire(ctl *t, const lt_owner *a, const char *pa, const char *pb)
 {
     /* acquire --json: GRANTED, exit 0 */
@@ -556,10 +557,11 @@ static void ctl_acquire(ctl *t, const lt_owner *a, const char *pa, const char *p
     cr_assert_eq(epoch, 1, "%s", t->out);
     json_decref(j);
 
-    /* the same owner again: already held, exit 0 */
+    /* the same owner again: already held, at the next epoch, exit 0 */
     cr_assert_eq(run_ctl(t, acq_a), 0, "%s", t->out);
     j = parse(t);
     cr_assert(json_is_true(json_object_get(j, "already_held")), "%s", t->out);
+    cr_assert_eq(json_integer_value(json_object_get(j, "epoch")), 2, "%s", t->out);
     json_decref(j);
 
     /* another owner: HELD, exit 3, the holder named */
@@ -598,7 +600,7 @@ static void ctl_show_and_validate(ctl *t)
 
     /* validate: 0 for the live epoch, 3 otherwise */
     cr_assert_eq(run_ctl(t, ctl_val_ok), 0, "%s", t->out);
-    const char *val_bad[] = { "lease", "validate", "ORCH-CTL-1", "2", NULL };
+    const char *val_bad[] = { "lease", "validate", "ORCH-CTL-1", "1", NULL };
     cr_assert_eq(run_ctl(t, val_bad), 3, "%s", t->out);
     const char *val_zero[] = { "lease", "validate", "ORCH-CTL-1", "0", NULL };
     int rc = run_ctl(t, val_zero);
@@ -635,9 +637,9 @@ static void ctl_release(ctl *t)
     /* release: wrong epoch 73, right epoch 0, again 0 (retry), none 69 */
     const char *rel_bad[] = { "lease", "release", "ORCH-CTL-1", "7", NULL };
     cr_assert_eq(run_ctl(t, rel_bad), 64 + ORCH_CODE_FAILED_PRECONDITION, "%s", t->out);
-    const char *rel[] = { "lease", "release", "ORCH-CTL-1", "1", NULL };
+    const char *rel[] = { "lease", "release", "ORCH-CTL-1", "2", NULL };
     cr_assert_eq(run_ctl(t, rel), 0, "%s", t->out);
-    const char *rel_json[] = { "--json", "lease", "release", "ORCH-CTL-1", "1", NULL };
+    const char *rel_json[] = { "--json", "lease", "release", "ORCH-CTL-1", "2", NULL };
     cr_assert_eq(run_ctl(t, rel_json), 0, "%s", t->out);
     json_t *j = parse(t);
     cr_assert(json_is_true(json_object_get(j, "already_released")), "%s", t->out);

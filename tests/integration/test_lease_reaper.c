@@ -141,6 +141,11 @@ Test(lease_reaper, a_locked_lease_row_no_longer_stops_every_reaper_pass)
     expect_pass_goes_on(stuck, lock_row);
     cr_assert(th_svc_wait_log(&svc, "its row is locked by another transaction", 2000),
               "the skipped row is not reported");
+    /* Its line carries the lease's keys (the reaper's log context). */
+    char keys[160];
+    snprintf(keys, sizeof keys, "\"work_item\":\"%s\",\"epoch\":%llu,\"msg\":\"reaper: ", stuck,
+             (unsigned long long)lt_validate(lt_client(&svc), stuck, 1).current_epoch);
+    cr_assert(th_svc_wait_log(&svc, keys, 2000), "no reaper line with %s", keys);
     /* Once the frozen transaction ends, the next pass releases it too. */
     holder_exec("ROLLBACK");
     cr_assert(lt_sql_wait(db, 1, 5000,
