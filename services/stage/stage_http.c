@@ -20,31 +20,10 @@
 #include "orch/clock.h"
 #include "orch/log.h"
 #include "stage_http.h"
+#include "stage_http_json.h"
 #include "stage_inbox.h"
 #include "stage_queue.h"
 #include "stage_webhook.h"
-
-static void reply_json(orch_http_reply *rep, int status, json_t *o)
-{
-    rep->status = status;
-    rep->content_type = "application/json";
-    rep->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    rep->len = rep->body ? strlen(rep->body) : 0;
-    json_decref(o);
-}
-
-static void reply_error(orch_http_reply *rep, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void reply_error(orch_http_reply *rep, int status, const char *fmt, ...)
-{
-    char msg[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    reply_json(rep, status, json_pack("{s:s}", "error", msg));
-}
 
 static int http_status_of(orch_code code)
 {
@@ -94,7 +73,7 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
     stage_id st = STAGE_NONE;
     if (orch_http_query_param(req, "stage", stage, sizeof stage) &&
         (st = stage_parse(stage)) == STAGE_NONE) {
-        reply_error(rep, 400, "unknown stage \"%s\"", stage);
+        stage_reply_error(rep, 400, "unknown stage \"%s\"", stage);
         return;
     }
     (void)orch_http_query_param(req, "repo", repo, sizeof repo);
@@ -107,7 +86,7 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
         err = stage_store_list(c, dl, &(stage_list_filter){ st, repo, 1000 }, &ts, &n);
     orch_db_release(c);
     if (err) {
-        reply_error(rep, 503, "listing tasks: %s", orch_strerror(err));
+        stage_reply_error(rep, 503, "listing tasks: %s", orch_strerror(err));
         return;
     }
     stage_queue q;
@@ -132,7 +111,7 @@ static void get_queue(void *arg, const orch_http_request *req, orch_http_reply *
         json_object_set_new(o, "lease_error", json_string(q.why));
     stage_queue_free(&q);
     free(ts);
-    reply_json(rep, 200, o);
+    stage_reply_json(rep, 200, o);
 }
 
 /* ---- POST /transition-lease/release ------------------------------------------ */
@@ -145,13 +124,14 @@ static uint64_t live_epoch(stage_svc *ss, const char *item, orch_http_reply *rep
     orch_rpc_status st;
     Orch__V1__Lease *l = NULL;
     if (orch_lease_get(ss->lease, &o, item, &st, &l) != ORCH_OK) {
-        reply_error(rep, http_status_of(st.code), "%s: %s", orch_code_name(st.code), st.message);
+        stage_reply_error(rep, http_status_of(st.code), "%s: %s", orch_code_name(st.code),
+                          st.message);
         return 0;
     }
     uint64_t epoch = l->held ? l->epoch : 0;
     if (!l->held)
-        reply_error(rep, 409, "%s is not held (epoch %" PRIu64 ", %s)", item, l->epoch,
-                    l->release_reason);
+        stage_reply_error(rep, 409, "%s is not held (epoch %" PRIu64 ", %s)", item, l->epoch,
+                          l->release_reason);
     orch_lease_free(l);
     return epoch;
 }
@@ -165,12 +145,12 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
     if (!tok || !secret_eq(tok, ss->operator_token)) {
         orch_error("POST /transition-lease/release refused: %s operator token",
                    tok ? "wrong" : "no");
-        reply_error(rep, 401, "a valid X-Orch-Token is required");
+        stage_reply_error(rep, 401, "a valid X-Orch-Token is required");
         return;
     }
     char item[STAGE_MAX_FIELD + 1], reason[300] = "operator release over HTTP", ep[24] = "";
     if (!orch_http_query_param(req, "work_item", item, sizeof item) || !item[0]) {
-        reply_error(rep, 400, "work_item is required (?work_item=ID)");
+        stage_reply_error(rep, 400, "work_item is required (?work_item=ID)");
         return;
     }
     (void)orch_http_query_param(req, "reason", reason, sizeof reason);
@@ -179,7 +159,7 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
         char *end = NULL;
         epoch = strtoull(ep, &end, 10);
         if (*end || epoch == 0 || ep[0] == '-') {
-            reply_error(rep, 400, "epoch must be a positive integer, got \"%s\"", ep);
+            stage_reply_error(rep, 400, "epoch must be a positive integer, got \"%s\"", ep);
             return;
         }
     } else if ((epoch = live_epoch(ss, item, rep)) == 0) {
@@ -191,12 +171,14 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
     orch_rpc_status st;
     orch_lease_release_res r;
     if (orch_lease_force_release(ss->lease, &o, &rq, &st, &r) != ORCH_OK) {
-        reply_error(rep, http_status_of(st.code), "%s: %s", orch_code_name(st.code), st.message);
+        stage_reply_error(rep, http_status_of(st.code), "%s: %s", orch_code_name(st.code),
+                          st.message);
         return;
     }
-    reply_json(rep, 200,
-               json_pack("{s:s, s:I, s:b}", "work_item", item, "released_epoch",
-                         (json_int_t)r.released_epoch, "already_released", r.already_released));
+    stage_reply_json(rep, 200,
+                     json_pack("{s:s, s:I, s:b}", "work_item", item, "released_epoch",
+                               (json_int_t)r.released_epoch, "already_released",
+                               r.already_released));
 }
 
 /* ---- webhooks ------------------------------------------------------------- */
@@ -246,7 +228,7 @@ static void answer_result(orch_http_reply *rep, const stage_inbox_row *row,
     if (!r->done)
         json_object_set_new(o, "retry_in_ms", json_integer((json_int_t)r->retry_ms));
     int status = !r->done ? 202 : strcmp(r->outcome, "rejected") == 0 ? 422 : 200;
-    reply_json(rep, status, o);
+    stage_reply_json(rep, status, o);
 }
 
 /* A delivery seen before: its recorded state, nothing applied again. */
@@ -257,7 +239,7 @@ static void answer_known(orch_http_reply *rep, const stage_inbox_row *row)
                           "result", done ? row->outcome : "queued", "delivery", row->delivery,
                           "inbox_id", (json_int_t)row->id, "duplicate", 1, "outcome", row->outcome,
                           "detail", row->detail);
-    reply_json(rep, done ? 200 : 202, o);
+    stage_reply_json(rep, done ? 200 : 202, o);
 }
 
 /* Records the event in the inbox, then applies it at once unless an older
@@ -287,8 +269,8 @@ static void accept_event(stage_svc *ss, orch_http_reply *rep, const char *source
             &row, &claimed);
     orch_db_release(c);
     if (err && !created) {
-        reply_error(rep, 503, "recording the %s event for %s: %s (nothing was recorded)", source,
-                    t->work_item, orch_strerror(err));
+        stage_reply_error(rep, 503, "recording the %s event for %s: %s (nothing was recorded)",
+                          source, t->work_item, orch_strerror(err));
         return;
     }
     if (!created) {
@@ -318,11 +300,11 @@ static bool answer_early(const stage_hook *h, const char *path, const char *head
     switch (h->action) {
     case STAGE_HOOK_UNSIGNED:
         orch_error("POST %s refused: bad or missing signature", path);
-        reply_error(rep, 401, "bad or missing %s", header);
+        stage_reply_error(rep, 401, "bad or missing %s", header);
         return true;
-    case STAGE_HOOK_BAD: reply_error(rep, 400, "%s", h->error); return true;
+    case STAGE_HOOK_BAD: stage_reply_error(rep, 400, "%s", h->error); return true;
     case STAGE_HOOK_IGNORED:
-        reply_json(rep, 200, json_pack("{s:s}", "ignored", h->ignored));
+        stage_reply_json(rep, 200, json_pack("{s:s}", "ignored", h->ignored));
         return true;
     default: return false;
     }
@@ -349,8 +331,8 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
     char delivery[STAGE_INBOX_DELIVERY_MAX + 1];
     if (!delivery_id(req, "X-Gitea-Delivery", delivery, sizeof delivery)) {
         stage_webhook_free(&h);
-        reply_error(rep, 400, "X-Gitea-Delivery must be 1 to %d printable bytes",
-                    STAGE_INBOX_DELIVERY_MAX);
+        stage_reply_error(rep, 400, "X-Gitea-Delivery must be 1 to %d printable bytes",
+                          STAGE_INBOX_DELIVERY_MAX);
         return;
     }
     stage_task t;
@@ -361,8 +343,9 @@ static void post_gitea(void *arg, const orch_http_request *req, orch_http_reply 
         err = stage_store_find_by_pr(c, dl, h.repo, h.pr, &t);
     orch_db_release(c);
     if (err) {
-        reply_error(rep, err == ORCH_ENOTFOUND ? 404 : 503, "pull request %s#%lld: %s", h.repo,
-                    (long long)h.pr, err == ORCH_ENOTFOUND ? "no task" : orch_strerror(err));
+        stage_reply_error(rep, err == ORCH_ENOTFOUND ? 404 : 503, "pull request %s#%lld: %s",
+                          h.repo, (long long)h.pr,
+                          err == ORCH_ENOTFOUND ? "no task" : orch_strerror(err));
         stage_webhook_free(&h);
         return;
     }
@@ -387,8 +370,8 @@ static void post_plane(void *arg, const orch_http_request *req, orch_http_reply 
     char delivery[STAGE_INBOX_DELIVERY_MAX + 1];
     if (!delivery_id(req, "X-Plane-Delivery", delivery, sizeof delivery)) {
         stage_webhook_free(&h);
-        reply_error(rep, 400, "X-Plane-Delivery must be 1 to %d printable bytes",
-                    STAGE_INBOX_DELIVERY_MAX);
+        stage_reply_error(rep, 400, "X-Plane-Delivery must be 1 to %d printable bytes",
+                          STAGE_INBOX_DELIVERY_MAX);
         return;
     }
     char item[STAGE_MAX_FIELD + 1];
@@ -402,8 +385,8 @@ static void post_plane(void *arg, const orch_http_request *req, orch_http_reply 
         err = stage_store_get(c, dl, item, &t);
     orch_db_release(c);
     if (err) {
-        reply_error(rep, err == ORCH_ENOTFOUND ? 404 : 503, "%s: %s", item,
-                    err == ORCH_ENOTFOUND ? "no task" : orch_strerror(err));
+        stage_reply_error(rep, err == ORCH_ENOTFOUND ? 404 : 503, "%s: %s", item,
+                          err == ORCH_ENOTFOUND ? "no task" : orch_strerror(err));
         return;
     }
     accept_event(ss, rep, "plane", delivery, &t, STAGE_INBOX_CANCEL);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "orch/clock.h"
+#include "stage_http_json.h"
 #include "stage_pipeline.h"
 #include "stage_store.h"
 #include "stage_ui.h"
@@ -19,22 +20,6 @@
 
 extern const char stage_ui_page[];
 extern const size_t stage_ui_page_len;
-
-static void reply_json(orch_http_reply *rep, int status, json_t *o)
-{
-    rep->status = status;
-    rep->content_type = "application/json";
-    rep->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    rep->len = rep->body ? strlen(rep->body) : 0;
-    json_decref(o);
-}
-
-static void reply_error(orch_http_reply *rep, int status, const char *what, orch_err err)
-{
-    char msg[300];
-    snprintf(msg, sizeof msg, "%s: %s", what, orch_strerror(err));
-    reply_json(rep, status, json_pack("{s:s}", "error", msg));
-}
 
 static void get_page(void *arg, const orch_http_request *req, orch_http_reply *rep)
 {
@@ -119,13 +104,14 @@ static void get_activity(void *arg, const orch_http_request *req, orch_http_repl
     orch_db_release(c);
     if (err) {
         free(ev);
-        reply_error(rep, 503, "reading the activity", err);
+        stage_reply_error(rep, 503, "reading the activity: %s", orch_strerror(err));
         return;
     }
-    reply_json(rep, 200,
-               json_pack("{s:I, s:o, s:o, s:o}", "generated_unix_ms", (json_int_t)orch_wall_ms(),
-                         "lease_events", lease_events_json(ev, nev), "guard_audit",
-                         guard_audit_json(ga, nga), "pipeline", pipeline_json()));
+    stage_reply_json(rep, 200,
+                     json_pack("{s:I, s:o, s:o, s:o}", "generated_unix_ms",
+                               (json_int_t)orch_wall_ms(), "lease_events",
+                               lease_events_json(ev, nev), "guard_audit", guard_audit_json(ga, nga),
+                               "pipeline", pipeline_json()));
     free(ev);
     free(ga);
 }
@@ -163,7 +149,7 @@ static void get_item(void *arg, const orch_http_request *req, orch_http_reply *r
     stage_svc *ss = arg;
     char item[STAGE_MAX_FIELD + 1] = "";
     if (!orch_http_query_param(req, "work_item", item, sizeof item) || !item[0]) {
-        reply_json(rep, 400, json_pack("{s:s}", "error", "work_item is required"));
+        stage_reply_error(rep, 400, "work_item is required");
         return;
     }
     uint64_t dl = orch_mono_ms() + UI_BUDGET_MS;
@@ -182,14 +168,15 @@ static void get_item(void *arg, const orch_http_request *req, orch_http_reply *r
     orch_db_release(c);
     if (err) {
         free(h);
-        reply_error(rep, err == ORCH_ENOTFOUND ? 404 : 503, item, err);
+        stage_reply_error(rep, err == ORCH_ENOTFOUND ? 404 : 503, "%s: %s", item,
+                          orch_strerror(err));
         return;
     }
-    reply_json(rep, 200,
-               json_pack("{s:s, s:s, s:s, s:s, s:I, s:i, s:o, s:o}", "work_item", t.work_item,
-                         "stage", stage_name(t.stage), "repo", t.repo, "title", t.title,
-                         "pr_number", (json_int_t)t.pr_number, "cycle", t.cycle, "history",
-                         history_json(h, nh), "side_effects", effects_json(e, ne)));
+    stage_reply_json(rep, 200,
+                     json_pack("{s:s, s:s, s:s, s:s, s:I, s:i, s:o, s:o}", "work_item", t.work_item,
+                               "stage", stage_name(t.stage), "repo", t.repo, "title", t.title,
+                               "pr_number", (json_int_t)t.pr_number, "cycle", t.cycle, "history",
+                               history_json(h, nh), "side_effects", effects_json(e, ne)));
     free(h);
     free(e);
 }

@@ -9,66 +9,96 @@
  */
 #include "orch/httpc.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
+#include <dlfcn.h>
 #include <curl/curl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 
-static atomic_bool loopback_only;
+/* libcurl's entry points, from dlopen() on the first call that needs them
+ * (the soname of the ABI in use since libcurl 7.16). A process that makes
+ * no request and checks no URL never maps libcurl nor its dependencies;
+ * __typeof__ keeps each pointer's type that of the declaration in curl.h. */
+#define CURL_SONAME "libcurl.so.4"
+
+static struct curl_api {
+    __typeof__(curl_global_init) *global_init;
+    __typeof__(curl_easy_init) *easy_init;
+    __typeof__(curl_easy_setopt) *easy_setopt;
+    __typeof__(curl_easy_perform) *easy_perform;
+    __typeof__(curl_easy_getinfo) *easy_getinfo;
+    __typeof__(curl_easy_cleanup) *easy_cleanup;
+    __typeof__(curl_easy_strerror) *easy_strerror;
+    __typeof__(curl_slist_append) *slist_append;
+    __typeof__(curl_slist_free_all) *slist_free_all;
+    __typeof__(curl_free) *free;
+    __typeof__(curl_url) *url;
+    __typeof__(curl_url_cleanup) *url_cleanup;
+    __typeof__(curl_url_get) *url_get;
+    __typeof__(curl_url_set) *url_set;
+    __typeof__(curl_url_strerror) *url_strerror;
+} cu;
+
+static const struct {
+    const char *name;
+    size_t offset;
+} curl_syms[] = {
+    { "curl_global_init", offsetof(struct curl_api, global_init) },
+    { "curl_easy_init", offsetof(struct curl_api, easy_init) },
+    { "curl_easy_setopt", offsetof(struct curl_api, easy_setopt) },
+    { "curl_easy_perform", offsetof(struct curl_api, easy_perform) },
+    { "curl_easy_getinfo", offsetof(struct curl_api, easy_getinfo) },
+    { "curl_easy_cleanup", offsetof(struct curl_api, easy_cleanup) },
+    { "curl_easy_strerror", offsetof(struct curl_api, easy_strerror) },
+    { "curl_slist_append", offsetof(struct curl_api, slist_append) },
+    { "curl_slist_free_all", offsetof(struct curl_api, slist_free_all) },
+    { "curl_free", offsetof(struct curl_api, free) },
+    { "curl_url", offsetof(struct curl_api, url) },
+    { "curl_url_cleanup", offsetof(struct curl_api, url_cleanup) },
+    { "curl_url_get", offsetof(struct curl_api, url_get) },
+    { "curl_url_set", offsetof(struct curl_api, url_set) },
+    { "curl_url_strerror", offsetof(struct curl_api, url_strerror) },
+};
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static CURLcode init_rc = CURLE_FAILED_INIT;
+static bool init_ok;
+static char init_error[200] = "libcurl not loaded";
 
 static void global_init(void)
 {
-    init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    void *lib = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(init_error, sizeof init_error, "cannot load %s: %.150s", CURL_SONAME, dlerror());
+        return;
+    }
+    for (size_t i = 0; i < sizeof curl_syms / sizeof curl_syms[0]; i++) {
+        void *f = dlsym(lib, curl_syms[i].name);
+        if (!f) {
+            snprintf(init_error, sizeof init_error, "%s lacks %s", CURL_SONAME, curl_syms[i].name);
+            return;
+        }
+        memcpy((char *)&cu + curl_syms[i].offset, &f, sizeof f);
+    }
+    if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(init_error, sizeof init_error, "libcurl could not be initialised");
+        return;
+    }
+    init_ok = true; /* the library stays loaded for the life of the process */
 }
 
-void orch_httpc_set_loopback_only(bool on)
+/* Loads and initialises libcurl once; false with the reason in buf. */
+static bool curl_ready(char *buf, size_t n)
 {
-    atomic_store(&loopback_only, on);
-}
-
-bool orch_httpc_loopback_only(void)
-{
-    return atomic_load(&loopback_only);
-}
-
-static bool v4_is_loopback(const struct in_addr *a)
-{
-    return (ntohl(a->s_addr) >> 24) == 127;
-}
-
-static bool v6_is_loopback(const struct in6_addr *a)
-{
-    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-}
-
-static bool sockaddr_is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return v4_is_loopback(&((const struct sockaddr_in *)sa)->sin_addr);
-    if (sa->sa_family == AF_INET6)
-        return v6_is_loopback(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-    return false;
-}
-
-bool orch_httpc_is_loopback_text(const char *addr)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (addr && inet_pton(AF_INET, addr, &a4) == 1)
-        return v4_is_loopback(&a4);
-    if (addr && inet_pton(AF_INET6, addr, &a6) == 1)
-        return v6_is_loopback(&a6);
-    return false;
+    pthread_once(&init_once, global_init);
+    if (!init_ok && buf && n)
+        snprintf(buf, n, "%s", init_error);
+    return init_ok;
 }
 
 void orch_httpc_redact_url(const char *url, char *out, size_t n)
@@ -107,7 +137,7 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
     xfer *x = arg;
     if (purpose != CURLSOCKTYPE_IPCXN)
         return CURL_SOCKET_BAD;
-    if (x->loopback && !sockaddr_is_loopback(&a->addr)) {
+    if (x->loopback && !orch_httpc_sockaddr_is_loopback(&a->addr)) {
         x->refused = true;
         return CURL_SOCKET_BAD;
     }
@@ -174,34 +204,34 @@ static bool configure(CURL *h, const orch_httpc_req *req, struct curl_slist *hl,
 {
     uint32_t t = req->timeout_ms ? req->timeout_ms : 10000;
     bool ok =
-        curl_easy_setopt(h, CURLOPT_URL, req->url) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_NOPROXY, "*") == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)t) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)t) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, x) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, x) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_HEADERDATA, x) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl) == CURLE_OK &&
-        curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ORCH_HTTPC_MAX_BODY) == CURLE_OK;
+        cu.easy_setopt(h, CURLOPT_URL, req->url) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https") == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_PROXY, "") == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_NOPROXY, "*") == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)t) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)t) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_OPENSOCKETDATA, x) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_WRITEDATA, x) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_HEADERDATA, x) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_ERRORBUFFER, cerr) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_HTTPHEADER, hl) == CURLE_OK &&
+        cu.easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ORCH_HTTPC_MAX_BODY) == CURLE_OK;
     if (!ok)
         return false;
     if (req->body) {
-        ok = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) ==
-                 CURLE_OK &&
-             curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body) == CURLE_OK;
+        ok =
+            cu.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) == CURLE_OK &&
+            cu.easy_setopt(h, CURLOPT_POSTFIELDS, req->body) == CURLE_OK;
     }
     if (ok && strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0)
-        ok = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method) == CURLE_OK;
+        ok = cu.easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method) == CURLE_OK;
     else if (ok && strcmp(req->method, "GET") == 0 && !req->body)
-        ok = curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) == CURLE_OK;
+        ok = cu.easy_setopt(h, CURLOPT_HTTPGET, 1L) == CURLE_OK;
     return ok;
 }
 
@@ -226,7 +256,7 @@ static orch_err map_curl(CURLcode rc, const xfer *x, const char *where, char *er
         say(errbuf, n, "%s: response larger than %u bytes", where, ORCH_HTTPC_MAX_BODY);
         return ORCH_EIO;
     }
-    say(errbuf, n, "%s: %s", where, curl_easy_strerror(rc));
+    say(errbuf, n, "%s: %s", where, cu.easy_strerror(rc));
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT: return ORCH_ETIMEDOUT;
     case CURLE_OUT_OF_MEMORY: return ORCH_ENOMEM;
@@ -256,11 +286,11 @@ static bool never_sent(CURLcode rc, const xfer *x)
  * caller frees the list with curl_slist_free_all. NULL when out of memory. */
 static struct curl_slist *header_list(const orch_httpc_req *req)
 {
-    struct curl_slist *hl = curl_slist_append(NULL, "Expect:");
+    struct curl_slist *hl = cu.slist_append(NULL, "Expect:");
     for (const char *const *hp = req->headers; hl && hp && *hp; hp++) {
-        struct curl_slist *t = curl_slist_append(hl, *hp);
+        struct curl_slist *t = cu.slist_append(hl, *hp);
         if (!t) {
-            curl_slist_free_all(hl);
+            cu.slist_free_all(hl);
             hl = NULL;
         }
         hl = t;
@@ -289,17 +319,14 @@ orch_err orch_httpc_do_ex(const orch_httpc_req *req, orch_httpc_resp *resp, bool
         say(errbuf, errlen, "%s: only http and https URLs are allowed", where);
         return ORCH_EINVAL;
     }
-    pthread_once(&init_once, global_init);
-    if (init_rc != CURLE_OK) {
-        say(errbuf, errlen, "libcurl could not be initialised");
+    if (!curl_ready(errbuf, errlen))
         return ORCH_EIO;
-    }
     orch_httpc_resp r = { .retry_after_s = -1 };
-    xfer x = { .resp = &r, .loopback = atomic_load(&loopback_only) };
+    xfer x = { .resp = &r, .loopback = orch_httpc_loopback_only() };
     struct curl_slist *hl = header_list(req);
-    CURL *h = hl ? curl_easy_init() : NULL;
+    CURL *h = hl ? cu.easy_init() : NULL;
     if (!h) {
-        curl_slist_free_all(hl);
+        cu.slist_free_all(hl);
         say(errbuf, errlen, "%s: out of memory", where);
         return ORCH_ENOMEM;
     }
@@ -308,16 +335,16 @@ orch_err orch_httpc_do_ex(const orch_httpc_req *req, orch_httpc_resp *resp, bool
         say(errbuf, errlen, "%s: request not supported by libcurl", where);
         err = ORCH_EINVAL;
     } else {
-        CURLcode rc = curl_easy_perform(h);
+        CURLcode rc = cu.easy_perform(h);
         if (unsent)
             *unsent = rc != CURLE_OK && never_sent(rc, &x);
         if (rc != CURLE_OK)
             err = map_curl(rc, &x, where, errbuf, errlen);
         else
-            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+            cu.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
     }
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hl);
+    cu.easy_cleanup(h);
+    cu.slist_free_all(hl);
     if (!err && !r.body) {
         r.body = calloc(1, 1);
         if (!r.body)
@@ -352,8 +379,8 @@ static const char *forbidden_part(CURLU *u)
                   { CURLUPART_FRAGMENT, "a fragment (#...)" } };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         char *v = NULL;
-        CURLUcode rc = curl_url_get(u, parts[i].part, &v, 0);
-        curl_free(v);
+        CURLUcode rc = cu.url_get(u, parts[i].part, &v, 0);
+        cu.free(v);
         if (rc == CURLUE_OK)
             return parts[i].name;
     }
@@ -373,19 +400,20 @@ orch_err orch_httpc_check_base_url(const char *url, char *why, size_t n)
             return ORCH_EINVAL;
         }
     }
-    pthread_once(&init_once, global_init);
-    CURLU *u = curl_url();
+    if (!curl_ready(why, n))
+        return ORCH_EIO;
+    CURLU *u = cu.url();
     if (!u) {
         say(why, n, "out of memory");
         return ORCH_ENOMEM;
     }
     orch_err err = ORCH_OK;
     char *host = NULL;
-    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    CURLUcode rc = cu.url_set(u, CURLUPART_URL, url, 0);
     if (rc != CURLUE_OK) {
-        say(why, n, "it does not parse as a URL: %s", curl_url_strerror(rc));
+        say(why, n, "it does not parse as a URL: %s", cu.url_strerror(rc));
         err = ORCH_EINVAL;
-    } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !host[0]) {
+    } else if (cu.url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !host[0]) {
         say(why, n, "it names no host");
         err = ORCH_EINVAL;
     } else {
@@ -395,7 +423,7 @@ orch_err orch_httpc_check_base_url(const char *url, char *why, size_t n)
             err = ORCH_EINVAL;
         }
     }
-    curl_free(host);
-    curl_url_cleanup(u);
+    cu.free(host);
+    cu.url_cleanup(u);
     return err;
 }

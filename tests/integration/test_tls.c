@@ -8,14 +8,21 @@
  * TLS from its environment; missing files stop a service with exit 2.
  */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "orch/clock.h"
 #include "test_lease_util.h"
 #include "orch/v1/health.pb-c.h"
 
@@ -126,6 +133,129 @@ Test(tls, mutual_serves_a_valid_certificate_and_refuses_the_others)
     /* Still serving the valid caller after the refusals. */
     cr_assert_eq(check_with(url, &good), ORCH_CODE_OK);
     cr_assert(th_svc_log_has(&svcs[0], "tls+tcp://127.0.0.1:"));
+}
+
+/* ---- a slow network: a relay that holds every chunk RELAY_DELAY_MS ------ */
+
+/* A handshake with a client certificate is about five chunks, then the SP
+ * headers and the call: ~1.2 s on a new connection, 0.3 s on one made. */
+#define RELAY_DELAY_MS 150
+
+typedef struct relay {
+    int lfd, target_port;
+    char url[64]; /* tcp://127.0.0.1:PORT */
+    atomic_bool stop;
+    pthread_t accepter;
+} relay;
+
+static bool pass_one(int from, int to)
+{
+    char buf[16384];
+    ssize_t n = read(from, buf, sizeof buf);
+    if (n <= 0)
+        return false;
+    usleep(RELAY_DELAY_MS * 1000);
+    for (ssize_t done = 0, w; done < n; done += w)
+        if ((w = write(to, buf + done, (size_t)(n - done))) <= 0)
+            return false;
+    return true;
+}
+
+/* One connection, both directions, until either side closes. */
+static void *relay_pair(void *arg)
+{
+    int *fds = arg;
+    struct pollfd p[2] = { { fds[0], POLLIN, 0 }, { fds[1], POLLIN, 0 } };
+    for (bool open = true; open;) {
+        if (poll(p, 2, 1000) < 0)
+            break;
+        for (int i = 0; i < 2 && open; i++)
+            if (p[i].revents)
+                open = pass_one(p[i].fd, p[1 - i].fd);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    free(fds);
+    return NULL;
+}
+
+static int dial_local(int port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static void *relay_accept(void *arg)
+{
+    relay *r = arg;
+    while (!atomic_load(&r->stop)) {
+        struct pollfd p = { r->lfd, POLLIN, 0 };
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        int c = accept(r->lfd, NULL, NULL), s = c >= 0 ? dial_local(r->target_port) : -1;
+        int *fds = s >= 0 ? malloc(2 * sizeof *fds) : NULL;
+        pthread_t t;
+        if (fds) {
+            fds[0] = c, fds[1] = s;
+            if (pthread_create(&t, NULL, relay_pair, fds) == 0) {
+                pthread_detach(t);
+                continue;
+            }
+            free(fds);
+        }
+        if (c >= 0)
+            close(c);
+        if (s >= 0)
+            close(s);
+    }
+    return NULL;
+}
+
+/* Starts a relay on a free port in front of tcp://127.0.0.1:PORT. */
+static void relay_start(relay *r, const char *target_url)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t len = sizeof a;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    r->target_port = atoi(strrchr(target_url, ':') + 1);
+    r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(r->lfd >= 0 && bind(r->lfd, (struct sockaddr *)&a, sizeof a) == 0 &&
+              listen(r->lfd, 16) == 0 && getsockname(r->lfd, (struct sockaddr *)&a, &len) == 0);
+    snprintf(r->url, sizeof r->url, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+    atomic_store(&r->stop, false);
+    cr_assert_eq(pthread_create(&r->accepter, NULL, relay_accept, r), 0);
+}
+
+static void relay_stop(relay *r)
+{
+    atomic_store(&r->stop, true);
+    pthread_join(r->accepter, NULL);
+    close(r->lfd);
+}
+
+/* The readiness poll must not depend on a TLS handshake fitting in one of
+ * its attempts (500 ms each): each chunk through the relay waits
+ * RELAY_DELAY_MS, so a Check on a new connection takes over a second. */
+Test(tls, readiness_poll_waits_out_a_handshake_slower_than_an_attempt)
+{
+    client_defaults(ORCH_TLS_MUTUAL, "operator", "ca.pem");
+    th_svc_start(&svcs[0], "lease", db, tls_env("mutual", "server", "ca.pem", NULL), true);
+    static relay r;
+    relay_start(&r, svcs[0].rpc_url);
+    th_svc slow = svcs[0];
+    snprintf(slow.rpc_url, sizeof slow.rpc_url, "%s", r.url);
+    uint64_t t0 = orch_mono_ms();
+    bool ready = th_svc_wait_health(&slow, TH_SERVING, 10000);
+    uint64_t took = orch_mono_ms() - t0;
+    relay_stop(&r);
+    cr_assert(ready, "no SERVING answer through a %d ms relay within 10 s", RELAY_DELAY_MS);
+    cr_assert_geq(took, 4 * RELAY_DELAY_MS, "the answer came faster than the relay allows");
 }
 
 Test(tls, client_refuses_a_server_certificate_of_another_ca)

@@ -206,19 +206,29 @@ void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *co
     }
 }
 
-/* One Check; the reply's code into *code and, on OK, the reply itself. */
+/* One Check on client `c` within timeout_ms; the reply's code into *code
+ * and, on OK, the reply itself. */
+static Orch__V1__HealthCheckResponse *check_on(orch_rpc_client *c, uint32_t timeout_ms,
+                                               orch_rpc_status *st, orch_code *code)
+{
+    orch_rpc_call_opts o = { .timeout_ms = timeout_ms };
+    Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
+    ProtobufCMessage *rep = NULL;
+    *code = orch_rpc_invoke(c, "orch.v1.HealthService/Check", &req.base,
+                            &orch__v1__health_check_response__descriptor, &o, st, &rep);
+    return (Orch__V1__HealthCheckResponse *)rep;
+}
+
+/* One Check on a connection of its own. */
 static Orch__V1__HealthCheckResponse *check_once(const char *url, uint32_t timeout_ms,
                                                  orch_rpc_status *st, orch_code *code)
 {
     orch_rpc_client *c;
     orch_rpc_client_opts o = { .default_timeout_ms = timeout_ms };
-    Orch__V1__HealthCheckRequest req = ORCH__V1__HEALTH_CHECK_REQUEST__INIT;
-    ProtobufCMessage *rep = NULL;
     cr_assert(orch_rpc_client_open(url, &o, &c) == ORCH_OK);
-    *code = orch_rpc_invoke(c, "orch.v1.HealthService/Check", &req.base,
-                            &orch__v1__health_check_response__descriptor, NULL, st, &rep);
+    Orch__V1__HealthCheckResponse *rep = check_on(c, timeout_ms, st, code);
     orch_rpc_client_close(c);
-    return (Orch__V1__HealthCheckResponse *)rep;
+    return rep;
 }
 
 orch_code th_check(const char *url, uint32_t timeout_ms, orch_rpc_status *st)
@@ -230,14 +240,13 @@ orch_code th_check(const char *url, uint32_t timeout_ms, orch_rpc_status *st)
     return code;
 }
 
-th_health th_health_of(const char *url, uint32_t timeout_ms, char *detail, size_t n)
+/* What a Check reply says, into th_health; the detail into `detail`. */
+static th_health health_from(orch_code code, Orch__V1__HealthCheckResponse *rep,
+                             const orch_rpc_status *st, char *detail, size_t n)
 {
-    orch_rpc_status st;
-    orch_code code;
     th_health h = TH_NO_ANSWER;
-    Orch__V1__HealthCheckResponse *rep = check_once(url, timeout_ms, &st, &code);
     if (detail)
-        snprintf(detail, n, "%s", st.message);
+        snprintf(detail, n, "%s", st->message);
     if (code == ORCH_CODE_OK && rep) {
         if (rep->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_SERVING)
             h = TH_SERVING;
@@ -252,17 +261,42 @@ th_health th_health_of(const char *url, uint32_t timeout_ms, char *detail, size_
     return h;
 }
 
+th_health th_health_of(const char *url, uint32_t timeout_ms, char *detail, size_t n)
+{
+    orch_rpc_status st;
+    orch_code code;
+    Orch__V1__HealthCheckResponse *rep = check_once(url, timeout_ms, &st, &code);
+    return health_from(code, rep, &st, detail, n);
+}
+
+/* One client for the whole wait, so that its connection, once dialled and
+ * through the TLS handshake, serves every later attempt: with a client per
+ * attempt, each attempt started a new handshake and gave it up when the
+ * attempt's time ran out, so a handshake slower than an attempt (ASan on a
+ * loaded machine) never finished and every attempt failed. An attempt gets
+ * what is left of timeout_ms, at most POLL_ATTEMPT_MS; NNG keeps redialling
+ * in between. */
+#define POLL_ATTEMPT_MS 500
+
 bool th_svc_wait_health(const th_svc *s, th_health want, uint32_t timeout_ms)
 {
     uint64_t until = orch_mono_ms() + timeout_ms;
-    do {
-        if (!th_svc_alive(s))
-            return false;
-        if (th_health_of(s->rpc_url, 500, NULL, 0) == want)
-            return true;
+    orch_rpc_client *c;
+    bool ok = false;
+    cr_assert(orch_rpc_client_open(s->rpc_url, NULL, &c) == ORCH_OK);
+    for (uint64_t now = orch_mono_ms(); !ok && th_svc_alive(s); now = orch_mono_ms()) {
+        uint64_t left = until > now ? until - now : 1; /* 0 would mean the default */
+        orch_rpc_status st;
+        orch_code code;
+        Orch__V1__HealthCheckResponse *rep =
+            check_on(c, left < POLL_ATTEMPT_MS ? (uint32_t)left : POLL_ATTEMPT_MS, &st, &code);
+        ok = health_from(code, rep, &st, NULL, 0) == want;
+        if (ok || orch_mono_ms() >= until)
+            break;
         sleep_ms(50);
-    } while (orch_mono_ms() < until);
-    return false;
+    }
+    orch_rpc_client_close(c);
+    return ok;
 }
 
 bool th_svc_alive(const th_svc *s)

@@ -47,7 +47,9 @@ void th_svc_start(th_svc *s, const char *svc, const char *db_url, const char *co
 /* What Check says of a service: an OK reply's SERVING or NOT_SERVING, or
  * no such answer (an error code, no reply, a reply without a status). */
 typedef enum th_health { TH_NO_ANSWER, TH_SERVING, TH_NOT_SERVING } th_health;
-/* Polls Check until it says `want` or timeout_ms passes; true on success. */
+/* Polls Check until it says `want` or timeout_ms passes; true on success.
+ * The attempts share one connection (and TLS handshake), each at most
+ * 500 ms and never past timeout_ms. */
 bool th_svc_wait_health(const th_svc *s, th_health want, uint32_t timeout_ms);
 /* Sends `sig` and waits up to timeout_ms; returns the exit status, 128+signal
  * if killed by a signal, or -1 on timeout (then the process is SIGKILLed). */

@@ -36,12 +36,6 @@ SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="$(realpath -m -- "${1:-$SRC_DIR/build}")"
 CAMPAIGN="$SRC_DIR/tests/system/campaign"
 readonly SRC_DIR BUILD CAMPAIGN
-readonly LEASE_BIN="$BUILD/services/lease/lease-service"
-readonly STAGE_BIN="$BUILD/services/stage/stage-service"
-readonly ORCHCTL="$BUILD/tools/orchctl/orchctl"
-readonly SINK_BIN="$BUILD/tests/system/campaign/orch-campaign-sink"
-readonly PGCTL="$SRC_DIR/tests/support/pgctl.sh"
-readonly PG_BINDIR="${ORCH_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 
 read -r -a MODES <<<"${FAILOVER_MODES:-sync async}"
 readonly N_ITEMS="${FAILOVER_ITEMS:-12}"
@@ -57,15 +51,7 @@ readonly LOAD_S=6 CUT_S=4 DRAIN_S=90
 # shellcheck source=lib.sh
 source "$SRC_DIR/tests/system/lib.sh"
 
-for b in "$LEASE_BIN" "$STAGE_BIN" "$ORCHCTL" "$SINK_BIN"; do
-  [[ -x "$b" ]] || die "$b not found (build first, or pass the build folder as \$1)"
-done
-command -v jq >/dev/null 2>&1 || skip "jq is not installed"
-PYTHON="$(command -v /usr/bin/python3 || command -v python3 || true)"
-[[ -n "$PYTHON" ]] || skip "python3 is not installed (the history checker)"
-for tool in initdb pg_ctl postgres psql pg_basebackup; do
-  [[ -x "$PG_BINDIR/$tool" ]] || skip "PostgreSQL 15 not installed ($PG_BINDIR/$tool missing)"
-done
+campaign_programs pg_basebackup
 
 TMP="$(mktemp -d /tmp/orch-failover.XXXXXX)"
 chmod 755 "$TMP"

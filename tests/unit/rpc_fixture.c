@@ -109,6 +109,20 @@ orch_rpc_client *client(const orch_rpc_server *s)
     return client_with(s, NULL, 2000);
 }
 
+orch_rpc_server *serve(const orch_rpc_server_opts *o, const orch_rpc_method *h, orch_rpc_client **c)
+{
+    orch_rpc_server_opts d = default_opts();
+    orch_rpc_server *s = start_with(o ? o : &d, h ? h : handlers);
+    *c = client(s);
+    return s;
+}
+
+void unserve(orch_rpc_server *s, orch_rpc_client *c)
+{
+    orch_rpc_client_close(c);
+    orch_rpc_server_free(s);
+}
+
 /* Calls Echo; on OK the reply text is copied into `out` (may be NULL). */
 orch_code echo_call(orch_rpc_client *c, const char *text, const orch_rpc_call_opts *o,
                     orch_rpc_status *st, char *out, size_t outlen)

@@ -42,6 +42,12 @@ orch_rpc_server *start(const orch_rpc_server_opts *o);
 /* A client of s; the caller closes it. token may be NULL. */
 orch_rpc_client *client_with(const orch_rpc_server *s, const char *token, uint32_t timeout_ms);
 orch_rpc_client *client(const orch_rpc_server *s);
+/* The start of most tests: EchoService with `o` (default_opts() when NULL)
+ * and the handler table h (handlers when NULL), and one client of it into
+ * *c. unserve() closes the client, then stops and frees the server. */
+orch_rpc_server *serve(const orch_rpc_server_opts *o, const orch_rpc_method *h,
+                       orch_rpc_client **c);
+void unserve(orch_rpc_server *s, orch_rpc_client *c);
 
 /* Calls Echo; on OK the reply text is copied into `out` (may be NULL). */
 orch_code echo_call(orch_rpc_client *c, const char *text, const orch_rpc_call_opts *o,

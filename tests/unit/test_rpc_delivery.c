@@ -22,9 +22,8 @@
 
 Test(rpc, deadline_in_the_past_is_exceeded_and_runs_nothing)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     orch_rpc_call_opts past = { 1000, orch_wall_ms() - 1000, NULL };
     orch_rpc_status st;
     orch_code code = echo_call(c, "late", &past, &st, NULL, 0);
@@ -34,8 +33,7 @@ Test(rpc, deadline_in_the_past_is_exceeded_and_runs_nothing)
     orch_rpc_call_opts future = { 1000, orch_wall_ms() + 5000, NULL };
     cr_assert_eq(echo_call(c, "on time", &future, &st, NULL, 0), ORCH_CODE_OK, "%s", st.message);
     cr_assert_eq(atomic_load(&echo_runs), 1);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, request_whose_budget_passes_in_the_queue_is_not_handled)
@@ -43,8 +41,8 @@ Test(rpc, request_whose_budget_passes_in_the_queue_is_not_handled)
     orch_rpc_server_opts o = default_opts();
     o.workers = 1;
     o.concurrency = 4;
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(&o, NULL, &c);
 
     slow_job busy = { .c = c, .ms = 600, .timeout_ms = 3000 };
     pthread_t t;
@@ -70,15 +68,13 @@ Test(rpc, request_whose_budget_passes_in_the_queue_is_not_handled)
     cr_expect_eq(busy.code, ORCH_CODE_OK, "%s", busy.st.message);
     cr_assert_eq(echo_call(c, "after", NULL, NULL, NULL, 0), ORCH_CODE_OK);
     cr_assert_eq(atomic_load(&echo_runs), 1);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, same_request_id_sent_twice_runs_once)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     slow_job a = {
         .c = c, .ms = 50, .request_id = "dup-seq-0001", .timeout_ms = 2000, .text = "first"
     };
@@ -98,15 +94,13 @@ Test(rpc, same_request_id_sent_twice_runs_once)
     slow_call(&d);
     cr_assert_eq(d.code, ORCH_CODE_OK);
     cr_expect_eq(d.reply_run, 2);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, same_request_id_sent_concurrently_runs_once)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     slow_job a = { .c = c, .ms = 400, .request_id = "dup-conc-0001", .timeout_ms = 3000 };
     slow_job b = a;
     pthread_t ta, tb;
@@ -124,8 +118,7 @@ Test(rpc, same_request_id_sent_concurrently_runs_once)
     cr_expect_eq(a.reply_run, 1);
     cr_expect_eq(b.reply_run, 1);
     cr_expect_str_eq(a.reply_text, b.reply_text);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 #define CALL_THREADS     16
@@ -171,15 +164,13 @@ Test(rpc, many_threads_share_one_client)
     }
     cr_assert_eq(ok, CALL_THREADS * CALLS_PER_THREAD);
     cr_assert_eq(atomic_load(&echo_runs), CALL_THREADS * CALLS_PER_THREAD);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, stop_waits_for_the_handler_in_flight_then_serves_nothing)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     slow_job j = { .c = c, .ms = 500, .timeout_ms = 3000 };
     pthread_t t = start_slow(&j);
 
@@ -199,8 +190,7 @@ Test(rpc, stop_waits_for_the_handler_in_flight_then_serves_nothing)
               orch_code_name(code), st.message);
     cr_expect_eq(atomic_load(&echo_runs), 0);
     orch_rpc_server_stop(s, 0); /* idempotent */
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 /*
@@ -210,9 +200,8 @@ Test(rpc, stop_waits_for_the_handler_in_flight_then_serves_nothing)
  */
 Test(rpc, stop_lets_the_request_in_flight_finish)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     slow_job j = { .c = c, .ms = 500, .timeout_ms = 3000 };
     pthread_t t = start_slow(&j);
     orch_rpc_server_stop(s, 5000);
@@ -220,8 +209,7 @@ Test(rpc, stop_lets_the_request_in_flight_finish)
     cr_expect_eq(j.code, ORCH_CODE_OK, "in-flight call got %s after %llu ms (%s)",
                  orch_code_name(j.code), (unsigned long long)j.elapsed_ms, j.st.message);
     cr_expect_eq(j.reply_run, 1);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 /* Sends an Echo of `n` bytes with a 300 ms budget; returns its status. */
@@ -243,8 +231,8 @@ Test(rpc, oversized_message_is_dropped_and_the_server_keeps_serving)
 {
     orch_rpc_server_opts o = default_opts();
     o.max_msg_bytes = 4096;
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(&o, NULL, &c);
     cr_assert_eq(echo_call(c, "warm-up", NULL, NULL, NULL, 0), ORCH_CODE_OK);
 
     orch_rpc_status st;
@@ -261,8 +249,7 @@ Test(rpc, oversized_message_is_dropped_and_the_server_keeps_serving)
     cr_assert_str_eq(text, "still here");
     cr_assert_eq(atomic_load(&echo_runs), 2);
     orch_rpc_client_close(fresh);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 /*
@@ -275,8 +262,8 @@ Test(rpc, oversized_message_is_reported_as_deadline_exceeded)
 {
     orch_rpc_server_opts o = default_opts();
     o.max_msg_bytes = 4096;
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(&o, NULL, &c);
     cr_assert_eq(echo_call(c, "warm-up", NULL, NULL, NULL, 0), ORCH_CODE_OK);
     orch_rpc_status st;
     uint64_t elapsed = 0;
@@ -284,6 +271,5 @@ Test(rpc, oversized_message_is_reported_as_deadline_exceeded)
     cr_expect_eq(code, ORCH_CODE_DEADLINE_EXCEEDED, "%s after %llu ms: %s", orch_code_name(code),
                  (unsigned long long)elapsed, st.message);
     cr_expect_lt(elapsed, 1500, "waited %llu ms", (unsigned long long)elapsed);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }

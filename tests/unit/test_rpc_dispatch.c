@@ -22,9 +22,8 @@
 
 Test(rpc, round_trip)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     char text[64] = "";
     orch_rpc_status st;
     cr_assert_eq(echo_call(c, "hello", NULL, &st, text, sizeof text), ORCH_CODE_OK, "%s",
@@ -32,28 +31,24 @@ Test(rpc, round_trip)
     cr_assert_str_eq(text, "hello");
     cr_assert_eq(st.code, ORCH_CODE_OK);
     cr_assert_eq(atomic_load(&echo_runs), 1);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, handler_sees_request_id_and_full_method)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     char text[256] = "";
     orch_rpc_call_opts co = { 0, 0, "0123456789abcdef0123456789abcdef" };
     cr_assert_eq(echo_call(c, "whoami", &co, NULL, text, sizeof text), ORCH_CODE_OK);
     cr_assert_str_eq(text, "0123456789abcdef0123456789abcdef " ECHO);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, unknown_method_is_unimplemented_and_runs_nothing)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     static const char *const bad[] = {
         "orch.test.EchoService/Nope",
         "orch.test.NoSuchService/Echo",
@@ -76,8 +71,7 @@ Test(rpc, unknown_method_is_unimplemented_and_runs_nothing)
     /* The server is still answering. */
     cr_assert_eq(echo_call(c, "alive", NULL, NULL, NULL, 0), ORCH_CODE_OK);
     cr_assert_eq(atomic_load(&echo_runs), 1);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, declared_method_without_handler_is_unimplemented)
@@ -86,23 +80,20 @@ Test(rpc, declared_method_without_handler_is_unimplemented)
         { .name = "Echo", .handler = echo_handler, .roles = ORCH_ROLE_ANY },
         { .name = "Slow", .handler = NULL, .roles = ORCH_ROLE_ANY }
     };
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start_with(&o, echo_only);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, echo_only, &c);
     slow_job j = { .c = c, .ms = 1, .timeout_ms = 2000 };
     slow_call(&j);
     cr_expect_eq(j.code, ORCH_CODE_UNIMPLEMENTED, "%s", orch_code_name(j.code));
     cr_expect_eq(atomic_load(&slow_runs), 0);
     cr_assert_eq(echo_call(c, "e", NULL, NULL, NULL, 0), ORCH_CODE_OK);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, undecodable_payload_is_invalid_argument)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     static const uint8_t junk[] = { 0xff, 0xff, 0xff };
     size_t len = 0;
     uint8_t *frame = pack_envelope(ECHO, "bad-payload-0001", 1000, junk, sizeof junk, &len);
@@ -116,15 +107,13 @@ Test(rpc, undecodable_payload_is_invalid_argument)
     cr_expect_eq(atomic_load(&echo_runs), 0, "the handler ran on junk");
     orch__v1__reply_envelope__free_unpacked(rep, NULL);
     free(frame);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, frame_that_is_not_protobuf_gets_invalid_argument)
 {
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     static const uint8_t frame1[] = { 0xff, 0xff, 0xff, 0xff };
     static const uint8_t frame2[] = { 0x0a, 0x10, 'a' }; /* field 1 claims 16 bytes, has 1 */
     const struct {
@@ -140,8 +129,7 @@ Test(rpc, frame_that_is_not_protobuf_gets_invalid_argument)
     }
     cr_expect_eq(atomic_load(&echo_runs), 0);
     cr_assert_eq(echo_call(c, "alive", NULL, NULL, NULL, 0), ORCH_CODE_OK);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 Test(rpc, auth_token_is_required_when_configured)
@@ -197,8 +185,8 @@ Test(rpc, requests_are_counted_in_the_metrics)
     cr_assert_eq(orch_metrics_new(&m), ORCH_OK);
     orch_rpc_server_opts o = default_opts();
     o.metrics = m;
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(&o, NULL, &c);
     cr_assert_eq(echo_call(c, "1", NULL, NULL, NULL, 0), ORCH_CODE_OK);
     cr_assert_eq(echo_call(c, "2", NULL, NULL, NULL, 0), ORCH_CODE_OK);
     Orch__Test__EchoRequest req = ORCH__TEST__ECHO_REQUEST__INIT;
@@ -233,8 +221,8 @@ Test(rpc, long_poll_is_counted_but_not_timed)
     const orch_rpc_method polls[] = {
         handlers[0], { .name = "Slow", .handler = handlers[1].handler, .long_poll = true }
     };
-    orch_rpc_server *s = start_with(&o, polls);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(&o, polls, &c);
     cr_assert_eq(echo_call(c, "1", NULL, NULL, NULL, 0), ORCH_CODE_OK);
     slow_job j = { .c = c, .ms = 20, .text = "poll" };
     slow_call(&j);
@@ -295,8 +283,7 @@ static uint64_t ping_ms(bool nonblocking)
     uint64_t took = orch_mono_ms() - t0;
     pthread_join(t, NULL);
     cr_assert_eq(j.code, ORCH_CODE_OK);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
     return took;
 }
 
@@ -320,9 +307,8 @@ Test(rpc, string_field_that_is_not_utf8_is_rejected_before_the_handler)
 {
     static const char *const bad[] = { "caf\xe9", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
                                        "abc\xe2\x82" };
-    orch_rpc_server_opts o = default_opts();
-    orch_rpc_server *s = start(&o);
-    orch_rpc_client *c = client(s);
+    orch_rpc_client *c;
+    orch_rpc_server *s = serve(NULL, NULL, &c);
     orch_rpc_status st;
     int before = atomic_load(&echo_runs);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -335,8 +321,7 @@ Test(rpc, string_field_that_is_not_utf8_is_rejected_before_the_handler)
     cr_assert_eq(echo_call(c, "café ✓ 🙂", NULL, &st, out, sizeof out), ORCH_CODE_OK, "%s",
                  st.message);
     cr_assert_str_eq(out, "café ✓ 🙂");
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }
 
 /* The fast path peeks at the envelope's first method field only; protobuf
@@ -379,6 +364,5 @@ Test(rpc, repeated_method_field_does_not_run_a_blocking_handler_on_nng_thread)
     orch__v1__reply_envelope__free_unpacked(rep, NULL);
     free(frame);
     free(env);
-    orch_rpc_client_close(c);
-    orch_rpc_server_free(s);
+    unserve(s, c);
 }

@@ -8,9 +8,12 @@
  * connect to is checked and anything outside 127.0.0.0/8 and ::1 is refused
  * before a socket exists: this layer does not depend on guard-service's
  * decision. Responses are capped at ORCH_HTTPC_MAX_BODY bytes.
- * Thread-safe: libcurl's global state is initialised once, each call uses
- * its own handle. Error texts never contain the URL's path or query, where
- * tokens live (Telegram puts the bot token in the path).
+ * Thread-safe: libcurl is loaded (dlopen, libcurl.so.4) and initialised
+ * once, by the first call that needs it, and each call uses its own handle;
+ * a process that makes no request never maps it. When it cannot be loaded,
+ * the calls fail with ORCH_EIO and say so. Error texts never contain the
+ * URL's path or query, where tokens live (Telegram puts the bot token in
+ * the path).
  */
 #ifndef ORCH_HTTPC_H
 #define ORCH_HTTPC_H
@@ -63,10 +66,13 @@ void orch_httpc_resp_free(orch_httpc_resp *resp); /* NULL ok; leaves it empty */
  * port and path, no user or password, query or fragment, no blank or
  * control character. ORCH_EINVAL with why (naming the fault, never the
  * path) otherwise. Services call it at start-up on every URL they are
- * given, so that a typo is refused there and not met later as a failed call. */
+ * given, so that a typo is refused there and not met later as a failed call.
+ * ORCH_EIO when libcurl cannot be loaded. */
 orch_err orch_httpc_check_base_url(const char *url, char *why, size_t n) ORCH_NODISCARD;
 
-/* Turns loopback-only mode on or off for the whole process. */
+/* Turns loopback-only mode on or off for the whole process. These and the
+ * address checks below live in httpc_loopback.c: calling them alone does
+ * not link libcurl. */
 void orch_httpc_set_loopback_only(bool on);
 bool orch_httpc_loopback_only(void);
 
@@ -75,5 +81,9 @@ void orch_httpc_redact_url(const char *url, char *out, size_t n);
 
 /* Whether the numeric address text (IPv4 or IPv6) is a loopback address. */
 bool orch_httpc_is_loopback_text(const char *addr);
+
+/* Whether the socket address (AF_INET or AF_INET6) is a loopback address. */
+struct sockaddr;
+bool orch_httpc_sockaddr_is_loopback(const struct sockaddr *sa);
 
 #endif

@@ -28,12 +28,6 @@ SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 BUILD="$(realpath -m -- "${1:-$SRC_DIR/build}")"
 HERE="$SRC_DIR/tests/system/campaign"
 readonly SRC_DIR BUILD HERE
-readonly LEASE_BIN="$BUILD/services/lease/lease-service"
-readonly STAGE_BIN="$BUILD/services/stage/stage-service"
-readonly ORCHCTL="$BUILD/tools/orchctl/orchctl"
-readonly SINK_BIN="$BUILD/tests/system/campaign/orch-campaign-sink"
-readonly PGCTL="$SRC_DIR/tests/support/pgctl.sh"
-readonly PG_BINDIR="${ORCH_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 readonly PG_OWNER="${ORCH_PG_USER:-postgres}"
 
 readonly SEED="${CAMPAIGN_SEED:-8}"
@@ -70,16 +64,9 @@ readonly ACTORS=(monitor webhook reaper finalizer)
 # shellcheck source=../lib.sh
 source "$SRC_DIR/tests/system/lib.sh"
 
-for b in "$LEASE_BIN" "$STAGE_BIN" "$ORCHCTL" "$SINK_BIN"; do
-  [[ -x "$b" ]] || die "$b not found (build first, or pass the build folder as \$1)"
-done
+# shellcheck disable=SC2119 # no PostgreSQL tool beyond the usual ones
+campaign_programs
 command -v ip >/dev/null 2>&1 || skip "network namespaces unavailable: no 'ip' command (iproute2)"
-command -v jq >/dev/null 2>&1 || skip "jq is not installed"
-PYTHON="$(command -v /usr/bin/python3 || command -v python3 || true)"
-[[ -n "$PYTHON" ]] || skip "python3 is not installed (the history checker)"
-for tool in initdb pg_ctl postgres psql; do
-  [[ -x "$PG_BINDIR/$tool" ]] || skip "PostgreSQL not installed ($PG_BINDIR/$tool missing)"
-done
 [[ "$(id -u)" -eq 0 ]] || skip "network namespaces unavailable: needs root (running as $(id -un))"
 id -u "$PG_OWNER" >/dev/null 2>&1 || skip "system user '$PG_OWNER' (PostgreSQL's owner) does not exist"
 [[ "$SINK_MODE" == fenced || "$SINK_MODE" == unfenced ]] || die "CAMPAIGN_SINK_MODE: fenced or unfenced"
