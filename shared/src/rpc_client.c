@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "orch/v1/envelope.pb-c.h"
 #include "orch/clock.h"
@@ -136,14 +137,16 @@ void orch_rpc_client_close(orch_rpc_client *c)
 
 /* ---- request ids ------------------------------------------------------- */
 
+/* The draw of a process: written under rid_mu while rid_ready is false. */
 static pthread_mutex_t rid_mu = PTHREAD_MUTEX_INITIALIZER;
-static char rid_prefix[ORCH__RPC_ID_HEX / 2 + 1]; /* written under rid_mu */
-static atomic_bool rid_ready;                     /* rid_prefix is drawn */
+static char rid_prefix[ORCH__RPC_ID_HEX / 2 + 1];
+static uint64_t rid_key[2];
+static atomic_bool rid_ready;
 static atomic_uint_least64_t rid_count;
 static bool rid_atfork; /* the fork handlers are installed (under rid_mu) */
 
-/* A child of fork() draws a prefix of its own: it would repeat the
- * parent's ids otherwise. rid_mu is held across the fork. */
+/* A child of fork() draws again: it would repeat the parent's ids
+ * otherwise. rid_mu is held across the fork. */
 static void rid_prepare(void)
 {
     pthread_mutex_lock(&rid_mu);
@@ -160,19 +163,36 @@ static void rid_child(void)
 
 static orch_err rid_draw(void)
 {
+    uint8_t r[8 + sizeof rid_key];
     orch_err err = ORCH_OK;
     pthread_mutex_lock(&rid_mu);
     if (!rid_atfork)
         rid_atfork = pthread_atfork(rid_prepare, rid_parent, rid_child) == 0;
     if (!atomic_load(&rid_ready)) {
-        err = orch_random_hex(rid_prefix, ORCH__RPC_ID_HEX / 4);
-        if (err == ORCH_OK) {
+        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+            err = ORCH_EIO;
+        } else {
+            for (int i = 0; i < 8; i++)
+                snprintf(rid_prefix + 2 * i, 3, "%02x", r[i]);
+            memcpy(rid_key, r + 8, sizeof rid_key);
             atomic_store(&rid_count, 0);
             atomic_store(&rid_ready, true);
         }
     }
     pthread_mutex_unlock(&rid_mu);
     return err;
+}
+
+/* A bijection of 64-bit values keyed by rid_key (an xor, then the
+ * finalizer of splitmix64, then an xor; every step is invertible), so the
+ * counter's values give distinct suffixes that do not read as a sequence. */
+static uint64_t rid_mix(uint64_t x)
+{
+    x ^= rid_key[0];
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x ^ rid_key[1];
 }
 
 orch_err orch__rpc_request_id(char out[ORCH__RPC_ID_HEX + 1])
@@ -184,7 +204,7 @@ orch_err orch__rpc_request_id(char out[ORCH__RPC_ID_HEX + 1])
             return err;
     }
     memcpy(out, rid_prefix, ORCH__RPC_ID_HEX / 2);
-    uint64_t n = atomic_fetch_add_explicit(&rid_count, 1, memory_order_relaxed);
+    uint64_t n = rid_mix(atomic_fetch_add_explicit(&rid_count, 1, memory_order_relaxed));
     for (int i = ORCH__RPC_ID_HEX - 1; i >= ORCH__RPC_ID_HEX / 2; i--, n >>= 4)
         out[i] = hex[n & 0xf];
     out[ORCH__RPC_ID_HEX] = '\0';

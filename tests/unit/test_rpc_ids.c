@@ -69,7 +69,7 @@ Test(rpc_ids, are_32_hex_digits_and_unique_across_threads)
         pthread_join(t[i], NULL);
         cr_assert(b[i].ok, "thread %d made an id that is not 32 lowercase hex digits", i);
     }
-    /* One prefix for the process; the ids differ in their counter. */
+    /* One prefix for the process; the ids differ in their counted suffix. */
     for (size_t i = 1; i < n; i++)
         cr_assert_eq(memcmp(ids[0], ids[i], ORCH__RPC_ID_HEX / 2), 0, "%s vs %s", ids[0], ids[i]);
     qsort(ids, n, sizeof *ids, cmp_id);
