@@ -67,6 +67,7 @@ static int blocking_start(void *arg, int *port)
 static void blocking_stop(void *arg)
 {
     blocking_args *a = arg;
+    orch_rpc_server_stop(a->srv, 1000); /* lets the cancelled receives settle */
     orch_rpc_server_free(a->srv);
 }
 

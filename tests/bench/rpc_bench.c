@@ -418,6 +418,25 @@ static bool open_worker(const bench_options *o, int port, const uint8_t *frame, 
     return ok;
 }
 
+/* The clients of the three stacks, checked; fills the rest of `st`. The
+ * reply of lease-service's first Check goes to *reply (caller frees). */
+static bool open_clients(const bench_options *o, bench_results *r, const uint8_t *frame, stacks *st,
+                         void **reply)
+{
+    if (!open_orch(o, o->lease_url, frame, r->frame_len, &st->orch, reply, &r->reply_len) ||
+        !open_worker(o, r->worker_port, frame, r->frame_len, &st->worker))
+        return false;
+    int rv = raw_client_open(r->echo_port, &st->raw);
+    if (rv != 0) {
+        fprintf(stderr, "rpc_bench: raw client: %s\n", nng_strerror(rv));
+        return false;
+    }
+    st->frame = frame;
+    st->frame_len = r->frame_len;
+    st->timeout_ms = o->timeout_ms;
+    return true;
+}
+
 /* ---- options --------------------------------------------------------------------- */
 
 static void usage(FILE *out)
@@ -632,7 +651,7 @@ int main(int argc, char **argv)
     stacks st = { .orch = NULL };
     void *reply = NULL;
     char rid[33];
-    int rc = parse_args(argc, argv, &o), rv;
+    int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
         return rc;
     bench_prog = "rpc_bench";
@@ -656,19 +675,11 @@ int main(int argc, char **argv)
         bench_blocking_spawn(MAX_MSG_BYTES, o.echo_contexts, o.workers, o.block_us, &r.worker_port);
     if (worker < 0)
         goto out_echo;
-    if (!open_orch(&o, o.lease_url, frame, r.frame_len, &st.orch, &reply, &r.reply_len) ||
-        !open_worker(&o, r.worker_port, frame, r.frame_len, &st.worker))
-        goto out_orch;
-    if ((rv = raw_client_open(r.echo_port, &st.raw)) != 0) {
-        fprintf(stderr, "rpc_bench: raw client: %s\n", nng_strerror(rv));
-        goto out_orch;
-    }
     st.server[STACK_RAW] = echo;
     st.server[STACK_ORCH] = o.pids[0];
     st.server[STACK_WORKER] = worker;
-    st.frame = frame;
-    st.frame_len = r.frame_len;
-    st.timeout_ms = o.timeout_ms;
+    if (!open_clients(&o, &r, frame, &st, &reply))
+        goto out_orch;
     measure_local(reply, r.reply_len, &r.local);
     if (!o.json)
         bench_print_header(&o, &r);
