@@ -1,7 +1,9 @@
 /*
  * test_rpc_ids.c - the client's request ids (rpc_client_int.h) and how the
- * server treats them, and a server worker that must not wait for a reply
- * to a peer that stops reading (shared/src/rpc_server.c).
+ * server treats them, and what the server answers without a worker
+ * (shared/src/rpc_server.c): a worker must not wait for a reply to a peer
+ * that stops reading, and stored replies and refusals do not wait for a
+ * busy worker.
  * The test service and helpers are in rpc_fixture.c.
  */
 #include <arpa/inet.h>
@@ -245,5 +247,50 @@ Test(rpc_ids, worker_does_not_wait_for_a_peer_that_stops_reading)
                  (unsigned long long)took);
     orch_rpc_client_close(c);
     close(fd);
+    orch_rpc_server_free(s);
+}
+
+/* ---- answers that need no worker ---------------------------------------- */
+
+/* Stored replies and refusals are answered on NNG's thread, even for a
+ * service whose handlers run on workers: they do not wait behind a worker
+ * busy with a slow handler. */
+Test(rpc_ids, stored_replies_and_refusals_do_not_wait_for_a_busy_worker)
+{
+    orch_rpc_server_opts o = default_opts();
+    o.workers = 1;
+    orch_rpc_server *s = start(&o);
+    orch_rpc_client *c = client_with(s, NULL, 3000);
+    orch_rpc_call_opts first = { .request_id = "stored-reply-0001" };
+    cr_assert_eq(echo_call(c, "stored", &first, NULL, NULL, 0), ORCH_CODE_OK);
+
+    slow_job j = { .c = c, .ms = 800, .timeout_ms = 3000 };
+    pthread_t t = start_slow(&j);
+    char out[64] = "";
+    orch_rpc_status st;
+    uint64_t t0 = orch_mono_ms();
+    cr_assert_eq(echo_call(c, "other text", &first, &st, out, sizeof out), ORCH_CODE_OK, "%s",
+                 st.message);
+    uint64_t stored_ms = orch_mono_ms() - t0;
+    cr_assert_str_eq(out, "stored", "not the first run's reply");
+
+    static const uint8_t junk[] = { 0xff, 0xff, 0xff };
+    size_t len = 0;
+    uint8_t *frame = pack_envelope(ECHO, "bad-payload-0002", 3000, junk, sizeof junk, &len);
+    t0 = orch_mono_ms();
+    Orch__V1__ReplyEnvelope *rep = raw_call(c, frame, len, 3000);
+    uint64_t refused_ms = orch_mono_ms() - t0;
+    cr_assert_eq(rep->status->code, ORCH__V1__CODE__CODE_INVALID_ARGUMENT, "%s",
+                 rep->status->message);
+    pthread_join(t, NULL);
+    cr_assert_eq(j.code, ORCH_CODE_OK);
+    cr_expect_lt(stored_ms, 400, "the stored reply waited %llu ms for the busy worker",
+                 (unsigned long long)stored_ms);
+    cr_expect_lt(refused_ms, 400, "the refusal waited %llu ms for the busy worker",
+                 (unsigned long long)refused_ms);
+    cr_expect_eq(atomic_load(&echo_runs), 1, "a stored reply or a refusal ran the handler");
+    orch__v1__reply_envelope__free_unpacked(rep, NULL);
+    free(frame);
+    orch_rpc_client_close(c);
     orch_rpc_server_free(s);
 }
