@@ -6,23 +6,30 @@
  * aio. NNG's time-based resend is disabled; when the connection is lost with
  * a request outstanding, the client itself sends the same frame again (same
  * request id, so the server runs it at most once) until the deadline.
+ * Request ids: a random prefix drawn once per process and a counter
+ * (rpc_client_int.h), so a call makes no system call for its id.
  * Security: TLS and the token come from the options or, when they name
  * none, from the process defaults (rpc_tls.h).
  * Ownership: the client owns its contexts; replies are handed to the caller.
+ * A request envelope is packed straight into the NNG message that carries
+ * it (again for each attempt, so no copy is kept).
  */
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "orch/v1/envelope.pb-c.h"
 #include "orch/clock.h"
 #include "orch/ident.h"
 #include "orch/rpc.h"
+#include "rpc_client_int.h"
 #include "rpc_tls.h"
 
 typedef struct cslot {
@@ -128,6 +135,84 @@ void orch_rpc_client_close(orch_rpc_client *c)
     free(c);
 }
 
+/* ---- request ids ------------------------------------------------------- */
+
+/* The draw of a process: written under rid_mu while rid_ready is false. */
+static pthread_mutex_t rid_mu = PTHREAD_MUTEX_INITIALIZER;
+static char rid_prefix[ORCH__RPC_ID_HEX / 2 + 1];
+static uint64_t rid_key[2];
+static atomic_bool rid_ready;
+static atomic_uint_least64_t rid_count;
+static bool rid_atfork; /* the fork handlers are installed (under rid_mu) */
+
+/* A child of fork() draws again: it would repeat the parent's ids
+ * otherwise. rid_mu is held across the fork. */
+static void rid_prepare(void)
+{
+    pthread_mutex_lock(&rid_mu);
+}
+static void rid_parent(void)
+{
+    pthread_mutex_unlock(&rid_mu);
+}
+static void rid_child(void)
+{
+    atomic_store(&rid_ready, false);
+    pthread_mutex_unlock(&rid_mu);
+}
+
+static orch_err rid_draw(void)
+{
+    uint8_t r[8 + sizeof rid_key];
+    orch_err err = ORCH_OK;
+    pthread_mutex_lock(&rid_mu);
+    if (!rid_atfork)
+        rid_atfork = pthread_atfork(rid_prepare, rid_parent, rid_child) == 0;
+    if (!atomic_load(&rid_ready)) {
+        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+            err = ORCH_EIO;
+        } else {
+            for (int i = 0; i < 8; i++)
+                snprintf(rid_prefix + 2 * i, 3, "%02x", r[i]);
+            memcpy(rid_key, r + 8, sizeof rid_key);
+            atomic_store(&rid_count, 0);
+            atomic_store(&rid_ready, true);
+        }
+    }
+    pthread_mutex_unlock(&rid_mu);
+    return err;
+}
+
+/* A bijection of 64-bit values keyed by rid_key (an xor, then the
+ * finalizer of splitmix64, then an xor; every step is invertible), so the
+ * counter's values give distinct suffixes that do not read as a sequence. */
+static uint64_t rid_mix(uint64_t x)
+{
+    x ^= rid_key[0];
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x ^ rid_key[1];
+}
+
+orch_err orch__rpc_request_id(char out[ORCH__RPC_ID_HEX + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!atomic_load(&rid_ready)) {
+        orch_err err = rid_draw();
+        if (err)
+            return err;
+    }
+    memcpy(out, rid_prefix, ORCH__RPC_ID_HEX / 2);
+    uint64_t n = rid_mix(atomic_fetch_add_explicit(&rid_count, 1, memory_order_relaxed));
+    for (int i = ORCH__RPC_ID_HEX - 1; i >= ORCH__RPC_ID_HEX / 2; i--, n >>= 4)
+        out[i] = hex[n & 0xf];
+    out[ORCH__RPC_ID_HEX] = '\0';
+    return ORCH_OK;
+}
+
+/* ---- contexts and exchanges ---------------------------------------------- */
+
 static cslot *borrow(orch_rpc_client *c)
 {
     pthread_mutex_lock(&c->mu);
@@ -170,14 +255,35 @@ static bool connection_lost(int rv)
            rv == NNG_ECONNABORTED;
 }
 
-/* One send and one receive on `s`, within `left` ms. */
-static int attempt(cslot *s, const void *frame, size_t len, uint64_t deadline, nng_msg **reply)
+/* What a call sends: an envelope packed into each attempt's message, or
+ * `len` raw bytes copied into it. */
+typedef struct frame {
+    const Orch__V1__RequestEnvelope *env; /* NULL: raw */
+    const void *raw;
+    size_t len; /* packed size of env, or of raw */
+} frame;
+
+static int frame_msg(const frame *f, nng_msg **out)
 {
     nng_msg *m;
-    int rv = nng_msg_alloc(&m, len);
+    int rv = nng_msg_alloc(&m, f->len);
     if (rv != 0)
         return rv;
-    memcpy(nng_msg_body(m), frame, len);
+    if (f->env)
+        orch__v1__request_envelope__pack(f->env, nng_msg_body(m));
+    else
+        memcpy(nng_msg_body(m), f->raw, f->len);
+    *out = m;
+    return 0;
+}
+
+/* One send and one receive on `s`, within what is left until `deadline`. */
+static int attempt(cslot *s, const frame *f, uint64_t deadline, nng_msg **reply)
+{
+    nng_msg *m;
+    int rv = frame_msg(f, &m);
+    if (rv != 0)
+        return rv;
     uint64_t left = orch_deadline_left_ms(deadline);
     nng_aio_set_timeout(s->aio, left ? (nng_duration)left : 1);
     nng_aio_set_msg(s->aio, m);
@@ -200,10 +306,9 @@ static int attempt(cslot *s, const void *frame, size_t len, uint64_t deadline, n
     return rv;
 }
 
-/* Sends `frame` and waits for its reply until the deadline, sending the same
+/* Sends `f` and waits for its reply until the deadline, sending the same
  * frame again after a lost connection. NNG_ETIMEDOUT when time runs out. */
-static int exchange(orch_rpc_client *c, const void *frame, size_t len, uint32_t timeout_ms,
-                    nng_msg **reply)
+static int exchange(orch_rpc_client *c, const frame *f, uint32_t timeout_ms, nng_msg **reply)
 {
     cslot *s = borrow(c);
     if (!s)
@@ -212,7 +317,7 @@ static int exchange(orch_rpc_client *c, const void *frame, size_t len, uint32_t 
     uint64_t backoff = 10;
     int rv;
     for (;;) {
-        rv = attempt(s, frame, len, deadline, reply);
+        rv = attempt(s, f, deadline, reply);
         if (!connection_lost(rv))
             break;
         uint64_t left = orch_deadline_left_ms(deadline);
@@ -227,11 +332,12 @@ static int exchange(orch_rpc_client *c, const void *frame, size_t len, uint32_t 
     return rv;
 }
 
-orch_err orch_rpc_raw(orch_rpc_client *c, const void *frame, size_t len, uint32_t timeout_ms,
+orch_err orch_rpc_raw(orch_rpc_client *c, const void *frame_bytes, size_t len, uint32_t timeout_ms,
                       void **reply, size_t *reply_len)
 {
     nng_msg *m = NULL;
-    int rv = exchange(c, frame, len, timeout_ms ? timeout_ms : c->default_timeout_ms, &m);
+    frame f = { .raw = frame_bytes, .len = len };
+    int rv = exchange(c, &f, timeout_ms ? timeout_ms : c->default_timeout_ms, &m);
     if (rv == NNG_ETIMEDOUT)
         return ORCH_ETIMEDOUT;
     if (rv != 0)
@@ -292,50 +398,54 @@ static orch_code decode_reply(const uint8_t *buf, size_t len, const char *rid,
     return code;
 }
 
+/* The envelope of a call of `method` with the packed request `payload`,
+ * whose strings point into `rid` and the client. */
+static void fill_envelope(const orch_rpc_client *c, Orch__V1__RequestEnvelope *env,
+                          const char *method, char *rid, uint32_t timeout,
+                          const orch_rpc_call_opts *opts, uint8_t *payload, size_t plen)
+{
+    env->method = (char *)method;
+    env->request_id = rid;
+    env->timeout_ms = timeout;
+    /* Always an absolute deadline: a request that waited in a socket buffer
+     * past it is refused by the server instead of run for nobody. */
+    uint64_t abs = orch_wall_ms() + timeout;
+    if (opts && opts->deadline_unix_ms && opts->deadline_unix_ms < abs)
+        abs = opts->deadline_unix_ms;
+    env->deadline_unix_ms = abs;
+    env->auth_token = c->auth_token ? c->auth_token : (char *)"";
+    env->payload.data = payload;
+    env->payload.len = plen;
+}
+
 orch_code orch_rpc_invoke(orch_rpc_client *c, const char *method, const ProtobufCMessage *req,
                           const ProtobufCMessageDescriptor *reply_desc,
                           const orch_rpc_call_opts *opts, orch_rpc_status *st,
                           ProtobufCMessage **reply)
 {
     Orch__V1__RequestEnvelope env = ORCH__V1__REQUEST_ENVELOPE__INIT;
-    char rid[33];
+    char rid[ORCH__RPC_ID_HEX + 1];
+    uint8_t small[256]; /* most payloads: no allocation */
     uint32_t timeout = opts && opts->timeout_ms ? opts->timeout_ms : c->default_timeout_ms;
 
     if (opts && opts->request_id) {
         snprintf(rid, sizeof rid, "%s", opts->request_id);
-    } else if (orch_random_hex(rid, 16) != ORCH_OK) {
+    } else if (orch__rpc_request_id(rid) != ORCH_OK) {
         return set_status(st, ORCH_CODE_INTERNAL, "no randomness for a request id");
     }
     size_t plen = req ? protobuf_c_message_get_packed_size(req) : 0;
-    uint8_t *payload = malloc(plen ? plen : 1);
+    uint8_t *payload = plen <= sizeof small ? small : malloc(plen);
     if (!payload)
         return set_status(st, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
     if (req)
         protobuf_c_message_pack(req, payload);
-    env.method = (char *)method;
-    env.request_id = rid;
-    env.timeout_ms = timeout;
-    /* Always an absolute deadline: a request that waited in a socket buffer
-     * past it is refused by the server instead of run for nobody. */
-    uint64_t abs = orch_wall_ms() + timeout;
-    if (opts && opts->deadline_unix_ms && opts->deadline_unix_ms < abs)
-        abs = opts->deadline_unix_ms;
-    env.deadline_unix_ms = abs;
-    env.auth_token = c->auth_token ? c->auth_token : (char *)"";
-    env.payload.data = payload;
-    env.payload.len = plen;
-    size_t len = orch__v1__request_envelope__get_packed_size(&env);
-    uint8_t *frame = malloc(len ? len : 1);
-    if (!frame) {
-        free(payload);
-        return set_status(st, ORCH_CODE_RESOURCE_EXHAUSTED, "out of memory");
-    }
-    orch__v1__request_envelope__pack(&env, frame);
-    free(payload);
+    fill_envelope(c, &env, method, rid, timeout, opts, payload, plen);
+    frame f = { .env = &env, .len = orch__v1__request_envelope__get_packed_size(&env) };
 
     nng_msg *m = NULL;
-    int rv = exchange(c, frame, len, timeout, &m);
-    free(frame);
+    int rv = exchange(c, &f, timeout, &m);
+    if (payload != small)
+        free(payload);
     if (rv == NNG_ETIMEDOUT)
         return set_status(st, ORCH_CODE_DEADLINE_EXCEEDED, "no reply from %s within %u ms", c->url,
                           timeout);

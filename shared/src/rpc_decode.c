@@ -24,41 +24,6 @@ const ProtobufCMethodDescriptor *orch__rpc_find_method(const orch_rpc_service *s
     return NULL;
 }
 
-bool orch__rpc_calls_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, const uint8_t *p,
-                                 size_t n)
-{
-    size_t len = 0, i = 1;
-    if (n < 2 || p[0] != 0x0a)
-        return false;
-    for (unsigned shift = 0;; shift += 7) {
-        if (i >= n || i > 3)
-            return false;
-        len |= (size_t)(p[i] & 0x7f) << shift;
-        if (!(p[i++] & 0x80))
-            break;
-    }
-    if (len > n - i)
-        return false;
-    const char *m = (const char *)p + i;
-    const char *slash = memrchr(m, '/', len);
-    if (!slash)
-        return false;
-    size_t plen = (size_t)(slash - m);
-    for (size_t k = 0; k < nsvcs; k++) {
-        const char *name = svcs[k].desc->name;
-        if (svcs[k].nonblocking && strlen(name) == plen && memcmp(name, m, plen) == 0)
-            return true;
-    }
-    return false;
-}
-
-bool orch__rpc_method_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, const char *method)
-{
-    size_t si = 0;
-    const ProtobufCMethodDescriptor *md = orch__rpc_find_method(svcs, nsvcs, method, &si);
-    return !md || svcs[si].nonblocking;
-}
-
 bool orch__rpc_utf8_ok(const unsigned char *s)
 {
     while (*s) {

@@ -1,8 +1,7 @@
 /*
  * rpc_decode.h - the pure steps of the RPC server's decoding (internal):
- * the method lookup, the peek at a raw request's method, the UTF-8 check
- * of every string field of a decoded message and the fields of a request
- * that go into the log context.
+ * the method lookup, the UTF-8 check of every string field of a decoded
+ * message and the fields of a request that go into the log context.
  *
  * No I/O, no allocation; thread-safe. Kept apart from rpc_server.c so that
  * the fuzz targets run exactly what the server runs.
@@ -22,18 +21,6 @@
  * method matches. `full` must be NUL-terminated. */
 const ProtobufCMethodDescriptor *orch__rpc_find_method(const orch_rpc_service *svcs, size_t nsvcs,
                                                        const char *full, size_t *svc_idx);
-
-/* Whether the raw request `p` (`n` bytes, an encoded RequestEnvelope)
- * calls a method of a service marked nonblocking. Reads only the leading
- * method field; anything unusual answers false. */
-bool orch__rpc_calls_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, const uint8_t *p,
-                                 size_t n);
-
-/* Whether a request for `method` (as decoded from the whole envelope) may
- * be answered on NNG's callback thread: the method is of a nonblocking
- * service, or no registered method matches (the answer is an error that
- * needs no handler). */
-bool orch__rpc_method_nonblocking(const orch_rpc_service *svcs, size_t nsvcs, const char *method);
 
 /* Whether the NUL-terminated `s` is well-formed UTF-8 (no overlongs,
  * surrogates or code points past U+10FFFF). */

@@ -1,20 +1,20 @@
 /*
  * rpc_server.c - REP socket, contexts, worker threads, dispatch.
  *
- * Threading: each context's aio callback runs on an NNG thread and only
- * moves the context between states and onto the work queue; it never
- * blocks. Worker threads decode, dispatch, run the handler and send the
- * reply. A context is in exactly one state: RECV (waiting in NNG), WORK
- * (queued or being handled), PARKED (a duplicate waiting for the running
- * original), SEND (reply in NNG) or IDLE (stopped).
- * Hand-offs per request: NNG's callback thread queues it, a worker handles
- * it. A worker sends the reply on a second aio of the context that has no
- * callback and waits for it: NNG completes such a send at once on the
- * worker's own thread when the connection is not busy writing, so no NNG
- * thread is woken just to report the send, and the worker itself puts the
- * context back to receiving (a send that must queue behind another reply is
- * waited for, at most SEND_WAIT_MS). Replies sent from NNG's callback thread
- * (nonblocking services) keep the callback aio, which never waits.
+ * Threading: each context's aio callback (slot_cb) runs on an NNG thread
+ * and never blocks. It decodes the envelope, authenticates and authorizes
+ * the caller, registers the request id (dedup), checks the deadline and
+ * decodes and validates the payload; every refusal, duplicate and cached
+ * reply is answered there. A request that must run a handler of a
+ * nonblocking service runs there too; any other is queued, already
+ * decoded, for a worker thread: the one hand-off of a request. The worker
+ * checks the deadline again (it may have passed in the queue), runs the
+ * handler and sends the reply itself on the context's aio; it does not
+ * wait for the send: slot_cb sees it complete (or fail, at most
+ * SEND_WAIT_MS behind others on a busy connection) and puts the context
+ * back to receiving. A context is in exactly one state: RECV (waiting in
+ * NNG), WORK (being checked, queued, handled, or parked as a duplicate of
+ * a running request), SEND (reply in NNG) or IDLE (stopped).
  * Errors: every request gets a reply envelope with a status, except those
  * NNG drops before we see them (oversized messages).
  * Authorization: with role tokens configured, each request's token names
@@ -22,7 +22,8 @@
  * answered PERMISSION_DENIED (logged, counted in orch_rpc_denied_total)
  * before the deduplication and the handler, so a refused call changes
  * nothing.
- * Ownership: the server owns its contexts, messages and reply buffers.
+ * Ownership: the server owns its contexts, messages and reply buffers; a
+ * reply is packed straight into the NNG message that carries it.
  */
 #include <arpa/inet.h>
 #include <nng/nng.h>
@@ -71,13 +72,15 @@ const char *orch_rpc_call_metadata(const orch_rpc_call *c, const char *key)
 orch_code orch_rpc_reply(orch_rpc_call *c, const ProtobufCMessage *msg)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf)
-        return orch_rpc_fail(c, ORCH_CODE_INTERNAL, "out of memory packing reply");
-    protobuf_c_message_pack(msg, buf);
-    free(c->reply);
-    c->reply = buf;
-    c->reply_len = n;
+    if (n > c->reply_cap) {
+        uint8_t *buf = malloc(n);
+        if (!buf)
+            return orch_rpc_fail(c, ORCH_CODE_INTERNAL, "out of memory packing reply");
+        free(c->reply);
+        c->reply = buf;
+        c->reply_cap = n;
+    }
+    c->reply_len = n ? protobuf_c_message_pack(msg, c->reply) : 0;
     return ORCH_CODE_OK;
 }
 
@@ -90,18 +93,7 @@ orch_code orch_rpc_fail(orch_rpc_call *c, orch_code code, const char *fmt, ...)
     return code;
 }
 
-/* ---- context state machine (NNG threads) -------------------------------- */
-
-static void enqueue(orch_rpc_server *s, slot *sl)
-{
-    sl->next = NULL;
-    if (s->qtail)
-        s->qtail->next = sl;
-    else
-        s->qhead = sl;
-    s->qtail = sl;
-    pthread_cond_signal(&s->work_cv);
-}
+/* ---- context state machine ---------------------------------------------- */
 
 static void go_idle(orch_rpc_server *s, slot *sl)
 {
@@ -109,97 +101,49 @@ static void go_idle(orch_rpc_server *s, slot *sl)
     pthread_cond_broadcast(&s->idle_cv);
 }
 
-static void process(orch_rpc_server *s, slot *sl, bool on_worker);
-
-/* Whether `msg` calls a method of a nonblocking service (rpc_decode.h);
- * anything unusual goes to the workers, where the full decode judges it. */
-static bool wants_callback(const orch_rpc_server *s, nng_msg *msg)
+/* With s->mu held: waits for the next request on `sl`, or goes idle when
+ * stopping. */
+static void arm_recv(orch_rpc_server *s, slot *sl)
 {
-    return s->any_nonblocking &&
-           orch__rpc_calls_nonblocking(s->svcs, s->nsvcs, nng_msg_body(msg), nng_msg_len(msg));
-}
-
-static void slot_cb(void *arg)
-{
-    slot *sl = arg;
-    orch_rpc_server *s = sl->srv;
-    int rv = nng_aio_result(sl->aio);
-    bool here = false;
-
-    pthread_mutex_lock(&s->mu);
-    if (sl->state == S_SEND && rv != 0)
-        nng_msg_free(nng_aio_get_msg(sl->aio));
-    if (sl->state == S_RECV && rv == 0) {
-        sl->req = nng_aio_get_msg(sl->aio);
-        sl->recv_ns = orch_mono_ns();
-        sl->state = S_WORK;
-        here = wants_callback(s, sl->req);
-        if (!here)
-            enqueue(s, sl);
-    } else if (s->stopping || rv == NNG_ECLOSED) {
+    if (s->stopping) {
         go_idle(s, sl);
-    } else {
-        sl->state = S_RECV;
-        nng_ctx_recv(sl->ctx, sl->aio);
+        return;
     }
-    pthread_mutex_unlock(&s->mu);
-    if (here)
-        process(s, sl, false);
+    sl->state = S_RECV;
+    nng_aio_set_timeout(sl->aio, NNG_DURATION_INFINITE);
+    nng_ctx_recv(sl->ctx, sl->aio);
 }
 
-static void set_state(orch_rpc_server *s, slot *sl, slot_state st)
-{
-    pthread_mutex_lock(&s->mu);
-    sl->state = st;
-    pthread_mutex_unlock(&s->mu);
-}
-
-/* Puts `sl` back to receiving, or idle when stopping. */
 static void rearm(orch_rpc_server *s, slot *sl)
 {
     pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        go_idle(s, sl);
-    } else {
-        sl->state = S_RECV;
-        nng_ctx_recv(sl->ctx, sl->aio);
-    }
+    arm_recv(s, sl);
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Hands a packed reply to NNG on `sl`'s context; takes ownership of `m`.
- * On a worker the send completes here (see the top of this file) and the
- * context is rearmed at once; on NNG's thread slot_cb rearms it. */
-static void send_reply(orch_rpc_server *s, slot *sl, nng_msg *m, bool on_worker)
+/* Hands the reply `m` (NULL: none could be made) to NNG on `sl`'s context;
+ * slot_cb sees the send complete. From here on `sl` may be serving its next
+ * request on another thread: the caller must not touch it again. */
+static void send_msg(orch_rpc_server *s, slot *sl, nng_msg *m)
 {
-    set_state(s, sl, S_SEND);
-    if (!on_worker) {
-        nng_aio_set_msg(sl->aio, m);
-        nng_ctx_send(sl->ctx, sl->aio);
+    if (!m) {
+        /* No memory for a reply: let the context go back to receiving; the
+         * caller's deadline reports the loss. */
+        orch_error("cannot allocate a reply; request dropped");
+        rearm(s, sl);
         return;
     }
-    nng_aio_set_msg(sl->saio, m);
-    nng_ctx_send(sl->ctx, sl->saio);
-    nng_aio_wait(sl->saio);
-    if (nng_aio_result(sl->saio) != 0) {
-        nng_msg_free(nng_aio_get_msg(sl->saio));
-        nng_aio_set_msg(sl->saio, NULL);
-    }
-    rearm(s, sl);
+    pthread_mutex_lock(&s->mu);
+    sl->state = S_SEND;
+    pthread_mutex_unlock(&s->mu);
+    nng_aio_set_timeout(sl->aio, SEND_WAIT_MS);
+    nng_aio_set_msg(sl->aio, m);
+    nng_ctx_send(sl->ctx, sl->aio);
 }
 
-static nng_msg *msg_from(const void *buf, size_t len)
-{
-    nng_msg *m;
-    if (nng_msg_alloc(&m, len) != 0)
-        return NULL;
-    memcpy(nng_msg_body(m), buf, len);
-    return m;
-}
-
-/* Packs a reply envelope into a malloc'ed buffer. */
-static uint8_t *pack_reply(const char *rid, orch_code code, const char *msg, const uint8_t *payload,
-                           size_t plen, size_t *len)
+/* A reply envelope packed into a new NNG message; NULL without memory. */
+static nng_msg *reply_msg(const char *rid, orch_code code, const char *msg, const uint8_t *payload,
+                          size_t plen)
 {
     Orch__V1__Status st = ORCH__V1__STATUS__INIT;
     Orch__V1__ReplyEnvelope rep = ORCH__V1__REPLY_ENVELOPE__INIT;
@@ -209,14 +153,23 @@ static uint8_t *pack_reply(const char *rid, orch_code code, const char *msg, con
     rep.status = &st;
     rep.payload.data = (uint8_t *)payload;
     rep.payload.len = payload ? plen : 0;
-    *len = orch__v1__reply_envelope__get_packed_size(&rep);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    if (buf)
-        orch__v1__reply_envelope__pack(&rep, buf);
-    return buf;
+    nng_msg *m;
+    if (nng_msg_alloc(&m, orch__v1__reply_envelope__get_packed_size(&rep)) != 0)
+        return NULL;
+    orch__v1__reply_envelope__pack(&rep, nng_msg_body(m));
+    return m;
 }
 
-/* ---- dispatch (worker threads) ----------------------------------------- */
+static nng_msg *msg_from(const void *buf, size_t len)
+{
+    nng_msg *m;
+    if (!buf || nng_msg_alloc(&m, len) != 0)
+        return NULL;
+    memcpy(nng_msg_body(m), buf, len);
+    return m;
+}
+
+/* ---- admission (NNG's callback thread) ----------------------------------- */
 
 static uint64_t compute_deadline(const orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
                                  uint64_t recv_ms)
@@ -240,12 +193,6 @@ static bool cacheable(orch_code code)
     return code != ORCH_CODE_UNAVAILABLE && code != ORCH_CODE_DEADLINE_EXCEEDED &&
            code != ORCH_CODE_RESOURCE_EXHAUSTED;
 }
-
-typedef struct outcome {
-    orch_code code;
-    bool ran; /* the handler ran */
-    size_t metric_idx;
-} outcome;
 
 /* The handler of method `md` of service `si`, or NULL (UNIMPLEMENTED); never
  * reads past the table, whatever the descriptor holds. */
@@ -275,12 +222,13 @@ static bool authorized(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env,
     return false;
 }
 
-/* Authenticates, resolves the method and authorizes the caller; fills oc,
- * call->method and call->role. Returns false (with oc->code set) when the
- * request must be refused. */
-static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, orch_rpc_call *call,
-                     outcome *oc, size_t *si, const ProtobufCMethodDescriptor **md)
+/* Authenticates, resolves the method and authorizes the caller; fills
+ * sl->oc, sl->si, sl->md, call->method and call->role. Returns false (with
+ * sl->oc.code set) when the request must be refused. */
+static bool precheck(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnvelope *env)
 {
+    orch_rpc_call *call = &sl->call;
+    outcome *oc = &sl->oc;
     if (s->auth_token && strcmp(env->auth_token, s->auth_token) != 0) {
         oc->code = orch_rpc_fail(call, ORCH_CODE_UNAUTHENTICATED, "missing or wrong auth token");
         return false;
@@ -290,148 +238,57 @@ static bool precheck(orch_rpc_server *s, const Orch__V1__RequestEnvelope *env, o
                                  "missing or unknown role token (ORCH_RPC_ROLE_TOKEN)");
         return false;
     }
-    *md = orch__rpc_find_method(s->svcs, s->nsvcs, env->method, si);
-    if (!*md || !handler_of(s, *si, *md)) {
+    sl->md = orch__rpc_find_method(s->svcs, s->nsvcs, env->method, &sl->si);
+    if (!sl->md || !handler_of(s, sl->si, sl->md)) {
         oc->code =
             orch_rpc_fail(call, ORCH_CODE_UNIMPLEMENTED, "unknown method '%.200s'", env->method);
         return false;
     }
-    oc->metric_idx = s->method_base[*si] + (size_t)(*md - s->svcs[*si].desc->methods);
+    oc->metric_idx = s->method_base[sl->si] + (size_t)(sl->md - s->svcs[sl->si].desc->methods);
     call->method = s->method_names[oc->metric_idx];
-    return authorized(s, env, call, oc, *si, *md);
+    return authorized(s, env, call, oc, sl->si, sl->md);
 }
 
-/* Checks the deadline, decodes the payload and runs the handler. */
-static void run_handler(orch_rpc_server *s, slot *sl, const Orch__V1__RequestEnvelope *env,
-                        orch_rpc_call *call, outcome *oc, size_t si,
-                        const ProtobufCMethodDescriptor *md)
+/* Whether the request's deadline passed before its handler could start
+ * (then sl->oc says DEADLINE_EXCEEDED). */
+static bool too_late(slot *sl)
 {
-    if (orch_deadline_left_ms(call->deadline) == 0) {
-        oc->code = orch_rpc_fail(call, ORCH_CODE_DEADLINE_EXCEEDED,
-                                 "deadline passed before the request was handled (queued %llu ms)",
-                                 (unsigned long long)((orch_mono_ns() - sl->recv_ns) / 1000000));
-        return;
+    if (orch_deadline_left_ms(sl->call.deadline) != 0)
+        return false;
+    sl->oc.code = orch_rpc_fail(&sl->call, ORCH_CODE_DEADLINE_EXCEEDED,
+                                "deadline passed before the request was handled (queued %llu ms)",
+                                (unsigned long long)((orch_mono_ns() - sl->recv_ns) / 1000000));
+    return true;
+}
+
+/* Checks the deadline and decodes and validates the payload into sl->req.
+ * False (with sl->oc.code set) when the handler must not run. */
+static bool decode_payload(slot *sl)
+{
+    const Orch__V1__RequestEnvelope *env = sl->env;
+    if (too_late(sl))
+        return false;
+    sl->req = protobuf_c_message_unpack(sl->md->input, NULL, env->payload.len, env->payload.data);
+    if (!sl->req) {
+        sl->oc.code = orch_rpc_fail(&sl->call, ORCH_CODE_INVALID_ARGUMENT,
+                                    "payload does not decode as %s", sl->md->input->name);
+        return false;
     }
-    ProtobufCMessage *req =
-        protobuf_c_message_unpack(md->input, NULL, env->payload.len, env->payload.data);
-    if (!req) {
-        oc->code = orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "payload does not decode as %s",
-                                 md->input->name);
-        return;
-    }
-    const char *bad = orch__rpc_bad_string_field(req);
+    const char *bad = orch__rpc_bad_string_field(sl->req);
     if (bad) {
-        oc->code =
-            orch_rpc_fail(call, ORCH_CODE_INVALID_ARGUMENT, "field %s is not valid UTF-8", bad);
-        protobuf_c_message_free_unpacked(req, NULL);
-        return;
+        sl->oc.code = orch_rpc_fail(&sl->call, ORCH_CODE_INVALID_ARGUMENT,
+                                    "field %s is not valid UTF-8", bad);
+        return false;
     }
-    orch__rpc_log_fields lf;
-    orch__rpc_log_fields_of(req, &lf);
-    orch_log_set_request(env->request_id, call->method);
-    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, lf.work_item);
-    orch_log_ctx_set(ORCH_LOG_TARGET, lf.target);
-    orch_log_ctx_set(ORCH_LOG_CALLER, lf.caller ? lf.caller : call->peer);
-    orch_log_ctx_set_epoch(lf.epoch);
-    oc->ran = true;
-    oc->code = handler_of(s, si, md)(call, req, s->svcs[si].arg);
-    orch_log_set_request(NULL, NULL);
-    orch_log_ctx_clear();
-    protobuf_c_message_free_unpacked(req, NULL);
+    return true;
 }
 
-static void send_bytes(orch_rpc_server *s, slot *sl, const void *buf, size_t len, bool on_worker)
-{
-    nng_msg *m = buf ? msg_from(buf, len) : NULL;
-    if (!m) {
-        /* No memory for a reply: let the context go back to receiving; the
-         * caller's deadline reports the loss. */
-        orch_error("cannot allocate a reply; request dropped");
-        rearm(s, sl);
-        return;
-    }
-    send_reply(s, sl, m, on_worker);
-}
-
-/* Answers a request that is not an envelope; the caller has freed it. */
-static void refuse_undecodable(orch_rpc_server *s, slot *sl, const outcome *oc, bool on_worker)
-{
-    size_t len = 0;
-    uint8_t *out = pack_reply("", ORCH_CODE_INVALID_ARGUMENT,
-                              "request is not an orch.v1.RequestEnvelope", NULL, 0, &len);
-    orch_counter_add2(s->m_requests, oc->metric_idx, ORCH_CODE_INVALID_ARGUMENT, 1);
-    send_bytes(s, sl, out, len, on_worker);
-    free(out);
-}
-
-typedef enum { DEDUP_NONE, DEDUP_RUN, DEDUP_ANSWERED } dedup_step;
-
-/* Registers an admitted request that carries a request id. DEDUP_ANSWERED:
- * the slot was joined to the first run or answered from its cached reply,
- * and env is freed; DEDUP_RUN: this slot runs it and must finish the entry;
- * DEDUP_NONE: run it unprotected (no memory for an entry). */
-static dedup_step dedup_enter(orch_rpc_server *s, slot *sl, Orch__V1__RequestEnvelope *env,
-                              bool on_worker)
-{
-    orch__dedup_verdict v;
-    void *cached = NULL;
-    size_t clen = 0;
-    /* Parked before the lookup: once joined, the original's worker may
-     * send this slot its reply (and move it on) at any moment. */
-    set_state(s, sl, S_PARKED);
-    orch_err err =
-        orch__dedup_begin(s->dedup, env->request_id, orch_mono_ms(), sl, &v, &cached, &clen);
-    if (!err && v == ORCH__DEDUP_JOINED) {
-        orch__v1__request_envelope__free_unpacked(env, NULL);
-        return DEDUP_ANSWERED;
-    }
-    set_state(s, sl, S_WORK);
-    if (!err && v == ORCH__DEDUP_DONE) {
-        orch_debug("request %s answered from the reply of its first run", env->request_id);
-        send_bytes(s, sl, cached, clen, on_worker);
-        free(cached);
-        orch__v1__request_envelope__free_unpacked(env, NULL);
-        return DEDUP_ANSWERED;
-    }
-    return err ? DEDUP_NONE : DEDUP_RUN;
-}
-
-/* Packs and counts the reply, hands it to the requests that joined this run
- * (dedup) and to this slot, then frees the call's reply and env. */
-static void finish_call(orch_rpc_server *s, slot *sl, Orch__V1__RequestEnvelope *env,
-                        orch_rpc_call *call, const outcome *oc, bool dedup, bool on_worker)
-{
-    size_t len = 0;
-    uint8_t *out = pack_reply(env->request_id, oc->code, oc->code ? call->msg : "", call->reply,
-                              call->reply_len, &len);
-    orch_counter_add2(s->m_requests, oc->metric_idx, oc->code, 1);
-    orch_histogram_observe_ns(s->m_latency, oc->metric_idx, orch_mono_ns() - sl->recv_ns);
-    if (oc->code && oc->ran)
-        orch_debug("%s (request %s) -> %s: %s", call->method, env->request_id,
-                   orch_code_name(oc->code), call->msg);
-
-    if (dedup) {
-        void **waiters;
-        size_t nw;
-        orch__dedup_finish(s->dedup, env->request_id, orch_mono_ms(), out, len,
-                           out && oc->ran && cacheable(oc->code), &waiters, &nw);
-        for (size_t i = 0; i < nw; i++)
-            send_bytes(s, waiters[i], out, len, on_worker);
-        free(waiters);
-    }
-    send_bytes(s, sl, out, len, on_worker);
-    free(out);
-    free(call->reply);
-    orch__v1__request_envelope__free_unpacked(env, NULL);
-}
-
-/* "tcp://a.b.c.d:port" (or the ipc path) of the pipe `m` came on; "" when
- * unknown. */
-static void peer_of(nng_msg *m, char *out, size_t n)
+/* "tcp://a.b.c.d:port" (or the ipc path) of pipe `p`; "" when unknown. */
+static void peer_of(nng_pipe p, char *out, size_t n)
 {
     nng_sockaddr sa;
     out[0] = '\0';
-    if (nng_pipe_get_addr(nng_msg_get_pipe(m), NNG_OPT_REMADDR, &sa) != 0)
+    if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0)
         return;
     if (sa.s_family == NNG_AF_INET) {
         const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
@@ -443,47 +300,205 @@ static void peer_of(nng_msg *m, char *out, size_t n)
     }
 }
 
-static void process(orch_rpc_server *s, slot *sl, bool on_worker)
+/* Runs the handler of the admitted, decoded request in `sl` on this thread,
+ * with the request's log context. */
+static void run_handler(orch_rpc_server *s, slot *sl)
 {
-    nng_msg *req = sl->req;
-    orch_rpc_call call = { .srv = s, .method = "" };
-    outcome oc = { ORCH_CODE_OK, false, s->nmethods - 1 };
-
-    Orch__V1__RequestEnvelope *env =
-        orch__v1__request_envelope__unpack(NULL, nng_msg_len(req), nng_msg_body(req));
-    if (env && !on_worker && !orch__rpc_method_nonblocking(s->svcs, s->nsvcs, env->method)) {
-        /* The peek saw a nonblocking method, the full decode another (the
-         * method field repeats): a worker handles it. */
-        orch__v1__request_envelope__free_unpacked(env, NULL);
-        pthread_mutex_lock(&s->mu);
-        enqueue(s, sl);
-        pthread_mutex_unlock(&s->mu);
-        return;
-    }
-    sl->req = NULL;
-    peer_of(req, call.peer, sizeof call.peer);
-    nng_msg_free(req);
-    if (!env) {
-        refuse_undecodable(s, sl, &oc, on_worker);
-        return;
-    }
-    call.env = env;
-    call.deadline = compute_deadline(s, env, sl->recv_ns / 1000000);
-
-    size_t si = 0;
-    const ProtobufCMethodDescriptor *md = NULL;
-    bool admitted = precheck(s, env, &call, &oc, &si, &md);
-    bool dedup = false;
-    if (admitted && env->request_id[0] != '\0') {
-        dedup_step step = dedup_enter(s, sl, env, on_worker);
-        if (step == DEDUP_ANSWERED)
-            return;
-        dedup = step == DEDUP_RUN;
-    }
-    if (admitted)
-        run_handler(s, sl, env, &call, &oc, si, md);
-    finish_call(s, sl, env, &call, &oc, dedup, on_worker);
+    orch_rpc_call *call = &sl->call;
+    orch__rpc_log_fields lf;
+    char peer[64];
+    orch__rpc_log_fields_of(sl->req, &lf);
+    if (!lf.caller)
+        peer_of(call->pipe, peer, sizeof peer);
+    orch_log_set_request(sl->env->request_id, call->method);
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, lf.work_item);
+    orch_log_ctx_set(ORCH_LOG_TARGET, lf.target);
+    orch_log_ctx_set(ORCH_LOG_CALLER, lf.caller ? lf.caller : peer);
+    orch_log_ctx_set_epoch(lf.epoch);
+    sl->oc.ran = true;
+    sl->oc.code = handler_of(s, sl->si, sl->md)(call, sl->req, s->svcs[sl->si].arg);
+    orch_log_set_request(NULL, NULL);
+    orch_log_ctx_clear();
 }
+
+/* Frees what the request in `sl` holds, except the reply buffer (kept for
+ * the next call unless it grew large). */
+static void release_request(slot *sl)
+{
+    if (sl->req)
+        protobuf_c_message_free_unpacked(sl->req, NULL);
+    if (sl->env)
+        orch__v1__request_envelope__free_unpacked(sl->env, NULL);
+    sl->req = NULL;
+    sl->env = NULL;
+    if (sl->call.reply_cap > REPLY_KEEP_BYTES) {
+        free(sl->call.reply);
+        sl->call.reply = NULL;
+        sl->call.reply_cap = 0;
+    }
+}
+
+/* Packs and counts the reply, hands it to the requests that joined this run
+ * (dedup) and to this slot, after freeing the request. */
+static void finish_call(orch_rpc_server *s, slot *sl)
+{
+    const orch_rpc_call *call = &sl->call;
+    const outcome *oc = &sl->oc;
+    const char *rid = sl->env ? sl->env->request_id : "";
+    nng_msg *out = reply_msg(rid, oc->code, oc->code ? call->msg : "",
+                             oc->code ? NULL : call->reply, call->reply_len);
+    orch_counter_add2(s->m_requests, oc->metric_idx, oc->code, 1);
+    orch_histogram_observe_ns(s->m_latency, oc->metric_idx, orch_mono_ns() - sl->recv_ns);
+    if (oc->code && oc->ran)
+        orch_debug("%s (request %s) -> %s: %s", call->method, rid, orch_code_name(oc->code),
+                   call->msg);
+    if (sl->dedup) {
+        void **waiters;
+        size_t nw;
+        orch__dedup_finish(s->dedup, rid, orch_mono_ms(), out ? nng_msg_body(out) : NULL,
+                           out ? nng_msg_len(out) : 0, out && oc->ran && cacheable(oc->code),
+                           &waiters, &nw);
+        for (size_t i = 0; i < nw; i++) {
+            nng_msg *dup = NULL;
+            if (out && nng_msg_dup(&dup, out) != 0)
+                dup = NULL;
+            send_msg(s, waiters[i], dup);
+        }
+        free(waiters);
+    }
+    release_request(sl);
+    send_msg(s, sl, out);
+}
+
+typedef enum { DEDUP_NONE, DEDUP_RUN, DEDUP_ANSWERED } dedup_step;
+
+/* Registers an admitted request that carries a request id. DEDUP_ANSWERED:
+ * the slot was joined to the first run or answered from its cached reply,
+ * and `env` is freed; DEDUP_RUN: this slot runs it and must finish the
+ * entry; DEDUP_NONE: run it unprotected (no memory for an entry). Once
+ * joined, the original's thread may answer the slot (and move it on) at
+ * any moment: nothing here touches it afterwards. */
+static dedup_step dedup_enter(orch_rpc_server *s, slot *sl, Orch__V1__RequestEnvelope *env)
+{
+    orch__dedup_verdict v;
+    void *cached = NULL;
+    size_t clen = 0;
+    orch_err err =
+        orch__dedup_begin(s->dedup, env->request_id, orch_mono_ms(), sl, &v, &cached, &clen);
+    if (!err && v == ORCH__DEDUP_JOINED) {
+        orch__v1__request_envelope__free_unpacked(env, NULL);
+        return DEDUP_ANSWERED;
+    }
+    if (!err && v == ORCH__DEDUP_DONE) {
+        orch_debug("request %s answered from the reply of its first run", env->request_id);
+        nng_msg *m = msg_from(cached, clen);
+        free(cached);
+        sl->env = NULL;
+        orch__v1__request_envelope__free_unpacked(env, NULL);
+        release_request(sl);
+        send_msg(s, sl, m);
+        return DEDUP_ANSWERED;
+    }
+    return err ? DEDUP_NONE : DEDUP_RUN;
+}
+
+static void enqueue(orch_rpc_server *s, slot *sl)
+{
+    pthread_mutex_lock(&s->mu);
+    sl->next = NULL;
+    if (s->qtail)
+        s->qtail->next = sl;
+    else
+        s->qhead = sl;
+    s->qtail = sl;
+    pthread_cond_signal(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Resets the slot's call for the request just received on `pipe`. */
+static void begin_call(orch_rpc_server *s, slot *sl, nng_pipe pipe)
+{
+    orch_rpc_call *call = &sl->call;
+    call->srv = s;
+    call->env = NULL;
+    call->method = "";
+    call->role = 0;
+    call->reply_len = 0;
+    call->pipe = pipe;
+    call->msg[0] = '\0';
+    sl->oc = (outcome){ ORCH_CODE_OK, false, s->nmethods - 1 };
+    sl->env = NULL;
+    sl->req = NULL;
+    sl->md = NULL;
+    sl->si = 0;
+    sl->dedup = false;
+}
+
+/* Everything of a request up to its handler, on NNG's callback thread:
+ * refusals, duplicates and nonblocking services are answered here, the
+ * rest queued for a worker. Takes ownership of `msg`. */
+static void admit(orch_rpc_server *s, slot *sl, nng_msg *msg)
+{
+    begin_call(s, sl, nng_msg_get_pipe(msg));
+    Orch__V1__RequestEnvelope *env =
+        orch__v1__request_envelope__unpack(NULL, nng_msg_len(msg), nng_msg_body(msg));
+    nng_msg_free(msg);
+    if (!env) {
+        orch_counter_add2(s->m_requests, sl->oc.metric_idx, ORCH_CODE_INVALID_ARGUMENT, 1);
+        send_msg(s, sl,
+                 reply_msg("", ORCH_CODE_INVALID_ARGUMENT,
+                           "request is not an orch.v1.RequestEnvelope", NULL, 0));
+        return;
+    }
+    sl->call.env = env;
+    sl->call.deadline = compute_deadline(s, env, sl->recv_ns / 1000000);
+    if (precheck(s, sl, env)) {
+        if (env->request_id[0] != '\0') {
+            dedup_step step = dedup_enter(s, sl, env);
+            if (step == DEDUP_ANSWERED)
+                return;
+            sl->dedup = step == DEDUP_RUN;
+        }
+        sl->env = env;
+        if (decode_payload(sl)) {
+            if (!s->svcs[sl->si].nonblocking) {
+                enqueue(s, sl);
+                return;
+            }
+            run_handler(s, sl);
+        }
+    }
+    sl->env = env;
+    finish_call(s, sl);
+}
+
+static void slot_cb(void *arg)
+{
+    slot *sl = arg;
+    orch_rpc_server *s = sl->srv;
+    int rv = nng_aio_result(sl->aio);
+    nng_msg *msg = NULL;
+
+    pthread_mutex_lock(&s->mu);
+    if (sl->state == S_SEND && rv != 0) {
+        nng_msg_free(nng_aio_get_msg(sl->aio));
+        nng_aio_set_msg(sl->aio, NULL);
+    }
+    if (sl->state == S_RECV && rv == 0) {
+        msg = nng_aio_get_msg(sl->aio);
+        sl->recv_ns = orch_mono_ns();
+        sl->state = S_WORK;
+    } else if (rv == NNG_ECLOSED) {
+        go_idle(s, sl);
+    } else {
+        arm_recv(s, sl);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (msg)
+        admit(s, sl, msg);
+}
+
+/* ---- workers ------------------------------------------------------------- */
 
 static void *worker_main(void *arg)
 {
@@ -499,7 +514,10 @@ static void *worker_main(void *arg)
         if (!s->qhead)
             s->qtail = NULL;
         pthread_mutex_unlock(&s->mu);
-        process(s, sl, true);
+        /* The deadline may have passed while the request waited here. */
+        if (!too_late(sl))
+            run_handler(s, sl);
+        finish_call(s, sl);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -545,10 +563,8 @@ static orch_err start_slots_and_workers(orch_rpc_server *s)
         slot *sl = &s->slots[i];
         sl->srv = s;
         sl->state = S_IDLE;
-        if (nng_ctx_open(&sl->ctx, s->sock) != 0 || nng_aio_alloc(&sl->aio, slot_cb, sl) != 0 ||
-            nng_aio_alloc(&sl->saio, NULL, NULL) != 0)
+        if (nng_ctx_open(&sl->ctx, s->sock) != 0 || nng_aio_alloc(&sl->aio, slot_cb, sl) != 0)
             return ORCH_ENOMEM;
-        nng_aio_set_timeout(sl->saio, SEND_WAIT_MS);
         s->nslots++;
     }
     for (int i = 0; i < s->o.workers; i++) {
@@ -557,10 +573,8 @@ static orch_err start_slots_and_workers(orch_rpc_server *s)
         s->nworkers++;
     }
     pthread_mutex_lock(&s->mu);
-    for (int i = 0; i < s->nslots; i++) {
-        s->slots[i].state = S_RECV;
-        nng_ctx_recv(s->slots[i].ctx, s->slots[i].aio);
-    }
+    for (int i = 0; i < s->nslots; i++)
+        arm_recv(s, &s->slots[i]);
     pthread_mutex_unlock(&s->mu);
     return ORCH_OK;
 }
@@ -584,8 +598,6 @@ orch_err orch_rpc_server_start(const orch_rpc_server_opts *opts, const orch_rpc_
         goto fail;
     memcpy(s->svcs, services, nservices * sizeof *s->svcs);
     s->nsvcs = nservices;
-    for (size_t i = 0; i < nservices; i++)
-        s->any_nonblocking = s->any_nonblocking || services[i].nonblocking;
     if ((err = orch__rpc_match_handlers(s)) ||
         (err = orch__role_tokens_load(opts->auth_token, opts->role_tokens, &s->tokens)))
         goto fail;
@@ -664,10 +676,8 @@ void orch_rpc_server_stop(orch_rpc_server *s, uint32_t grace_ms)
     s->nworkers = 0;
     /* Closing the socket completes anything still pending in NNG. */
     nng_close(s->sock);
-    for (int i = 0; i < s->nslots; i++) {
+    for (int i = 0; i < s->nslots; i++)
         nng_aio_stop(s->slots[i].aio);
-        nng_aio_stop(s->slots[i].saio);
-    }
 }
 
 void orch_rpc_server_free(orch_rpc_server *s)
@@ -676,11 +686,12 @@ void orch_rpc_server_free(orch_rpc_server *s)
         return;
     if (s->nslots || s->nworkers)
         orch_rpc_server_stop(s, 0);
+    /* Requests queued after the workers quit were never answered. */
+    for (slot *sl = s->qhead; sl; sl = sl->next)
+        release_request(sl);
     for (int i = 0; i < s->nslots; i++) {
         nng_aio_free(s->slots[i].aio);
-        nng_aio_free(s->slots[i].saio);
-        if (s->slots[i].req)
-            nng_msg_free(s->slots[i].req);
+        free(s->slots[i].call.reply);
     }
     if (!s->stopped)
         nng_close(s->sock); /* socket opened, start failed later */

@@ -18,21 +18,54 @@
 #include "rpc_dedup.h"
 #include "rpc_tls.h"
 
-typedef enum slot_state { S_RECV, S_WORK, S_PARKED, S_SEND, S_IDLE } slot_state;
+/* RECV: waiting in NNG; WORK: being checked on NNG's thread, queued, run
+ * by a handler or parked as a duplicate of a running request; SEND: reply
+ * in NNG; IDLE: stopped. */
+typedef enum slot_state { S_RECV, S_WORK, S_SEND, S_IDLE } slot_state;
 
-/* How long a worker waits for a reply queued behind others on a busy
- * connection; past it the reply is dropped (the caller's deadline reports
- * it), so a peer that stops reading cannot hold the workers. */
+/* How long a reply may wait in NNG behind others on a busy connection; past
+ * it the send fails and the context goes back to receiving (the caller's
+ * deadline reports the loss), so a peer that stops reading cannot hold the
+ * contexts. Nothing waits for the send meanwhile. */
 #define SEND_WAIT_MS 2000
+/* A reply buffer grown past this is freed after its call rather than kept
+ * for the context's next one. */
+#define REPLY_KEEP_BYTES 4096
 
+struct orch_rpc_call {
+    orch_rpc_server *srv;
+    const Orch__V1__RequestEnvelope *env;
+    const char *method;
+    unsigned role;
+    uint64_t deadline;
+    uint8_t *reply; /* the packed reply payload: reply_len of reply_cap bytes */
+    size_t reply_len, reply_cap;
+    nng_pipe pipe; /* the connection the request came on (its peer labels logs) */
+    char msg[512];
+};
+
+typedef struct outcome {
+    orch_code code;
+    bool ran; /* the handler ran */
+    size_t metric_idx;
+} outcome;
+
+/* One NNG context and the request it holds. Between the receive and the
+ * reply, the fields below `state` belong to the one thread handling the
+ * request: NNG's callback thread, then (once queued) one worker. */
 typedef struct slot {
     orch_rpc_server *srv;
     nng_ctx ctx;
-    nng_aio *aio;  /* receive, and sends from NNG's threads; calls slot_cb */
-    nng_aio *saio; /* sends from workers; no callback */
+    nng_aio *aio; /* receive and send; calls slot_cb */
     slot_state state;
-    nng_msg *req;
     uint64_t recv_ns;
+    orch_rpc_call call;
+    outcome oc;
+    Orch__V1__RequestEnvelope *env;
+    ProtobufCMessage *req; /* the decoded payload */
+    size_t si;             /* service index */
+    const ProtobufCMethodDescriptor *md;
+    bool dedup;        /* this request runs a dedup entry and must finish it */
     struct slot *next; /* work queue */
 } slot;
 
@@ -69,19 +102,6 @@ struct orch_rpc_server {
     pthread_cond_t idle_cv; /* a slot became idle */
     slot *qhead, *qtail;
     bool stopping, quit, stopped, owns_metrics;
-    bool any_nonblocking;
-};
-
-struct orch_rpc_call {
-    orch_rpc_server *srv;
-    const Orch__V1__RequestEnvelope *env;
-    const char *method;
-    unsigned role;
-    uint64_t deadline;
-    uint8_t *reply;
-    size_t reply_len;
-    char msg[512];
-    char peer[64]; /* the sender's address, the log's caller by default */
 };
 
 /* The metrics label tables (method names, codes, roles) and the RPC

@@ -107,25 +107,24 @@ fail:
 
 /* The child's life: serve until SIGTERM. Reports its port, or minus the NNG
  * error, on `wfd`. Never returns. */
-static void echo_child(int wfd, pid_t parent, size_t max_msg_bytes, int contexts)
+static void child_main(int wfd, pid_t parent, const bench_child *ch)
 {
     sigset_t set;
-    int sig, rv = NNG_ECLOSED;
-    echo_server e;
+    int sig, rv = NNG_ECLOSED, port = 0;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before NNG starts its threads */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() == parent) /* else the parent is gone already */
-        rv = echo_start(&e, max_msg_bytes, contexts);
-    int msg = rv == 0 ? e.port : -rv;
+        rv = ch->start(ch->arg, &port);
+    int msg = rv == 0 ? port : -rv;
     bool told = write(wfd, &msg, sizeof msg) == (ssize_t)sizeof msg;
     close(wfd);
     if (rv == 0) {
         if (told)
             sigwait(&set, &sig);
-        echo_stop(&e);
+        ch->stop(ch->arg);
     }
     _exit(0);
 }
@@ -143,7 +142,7 @@ void bench_echo_reap(pid_t pid)
     waitpid(pid, NULL, 0);
 }
 
-pid_t bench_echo_spawn(size_t max_msg_bytes, int contexts, int *port)
+pid_t bench_child_spawn(const bench_child *ch, int *port)
 {
     int fds[2], msg = 0;
     if (pipe2(fds, O_CLOEXEC) != 0) {
@@ -155,7 +154,7 @@ pid_t bench_echo_spawn(size_t max_msg_bytes, int contexts, int *port)
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[0]);
-        echo_child(fds[1], parent, max_msg_bytes, contexts);
+        child_main(fds[1], parent, ch);
     }
     close(fds[1]);
     struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
@@ -166,11 +165,38 @@ pid_t bench_echo_spawn(size_t max_msg_bytes, int contexts, int *port)
         *port = msg;
         return pid;
     }
-    fprintf(stderr, "rpc_bench: the echo server did not start: %s\n",
+    fprintf(stderr, "rpc_bench: the %s did not start: %s\n", ch->what,
             pid < 0   ? "fork failed"
             : msg < 0 ? nng_strerror(-msg)
                       : "no port reported within 5 s");
     if (pid > 0)
         bench_echo_reap(pid);
     return -1;
+}
+
+/* What the echo child serves with. */
+typedef struct echo_args {
+    echo_server e;
+    size_t max_msg_bytes;
+    int contexts;
+} echo_args;
+
+static int echo_child_start(void *arg, int *port)
+{
+    echo_args *a = arg;
+    int rv = echo_start(&a->e, a->max_msg_bytes, a->contexts);
+    *port = a->e.port;
+    return rv;
+}
+
+static void echo_child_stop(void *arg)
+{
+    echo_stop(&((echo_args *)arg)->e);
+}
+
+pid_t bench_echo_spawn(size_t max_msg_bytes, int contexts, int *port)
+{
+    echo_args a = { .max_msg_bytes = max_msg_bytes, .contexts = contexts };
+    bench_child ch = { "echo server", echo_child_start, echo_child_stop, &a };
+    return bench_child_spawn(&ch, port);
 }

@@ -10,7 +10,7 @@
 
 #include "bench_common.h"
 
-const char *const bench_stack_names[NSTACKS] = { "raw", "orch" };
+const char *const bench_stack_names[NSTACKS] = { "raw", "orch", "orch-worker" };
 const char *const bench_svc_names[BENCH_NSERVICES] = { "lease", "stage", "guard", "launcher" };
 
 static const char *const mode_keys[NMODES] = { "sequential", "inflight" };
@@ -90,7 +90,7 @@ static void mode_label(const bench_options *o, int mode, char *buf, size_t n)
 
 static void print_table_header(void)
 {
-    printf("  %-13s %-5s %7s %7s %7s %8s %7s %7s %7s %7s\n", "mode", "stack", "p50 us", "p90 us",
+    printf("  %-13s %-11s %7s %7s %7s %8s %7s %7s %7s %7s\n", "mode", "stack", "p50 us", "p90 us",
            "p99 us", "calls/s", "srv cs", "srv cpu", "cli cs", "cli cpu");
 }
 
@@ -101,7 +101,7 @@ static void print_figures(const char *mode, const char *stack, const bench_figur
         snprintf(cs, sizeof cs, "%.2f", f->srv_switches);
         snprintf(cpu, sizeof cpu, "%.1f", f->srv_cpu_us);
     }
-    printf("  %-13s %-5s %7.1f %7.1f %7.1f %8.0f %7s %7s %7.2f %7.1f\n", mode, stack, f->p50_us,
+    printf("  %-13s %-11s %7.1f %7.1f %7.1f %8.0f %7s %7s %7.2f %7.1f\n", mode, stack, f->p50_us,
            f->p90_us, f->p99_us, f->calls_per_s, cs, cpu, f->cli_switches, f->cli_cpu_us);
 }
 
@@ -150,10 +150,16 @@ void bench_print_header(const bench_options *o, const bench_results *r)
     printf("  raw: NNG %s REQ/REP echo on tcp://127.0.0.1:%d (child process, %d contexts "
            "replying from their callback)\n",
            nng_version(), r->echo_port, o->echo_contexts);
-    printf("  request %zu bytes, the packed RequestEnvelope of a Check call, on both stacks; "
+    printf("  orch-worker: the same Check on tcp://127.0.0.1:%d, an orch RPC server in a child "
+           "process whose HealthService is not nonblocking: each call handed to one of %d "
+           "workers, the handler sleeping %u us\n",
+           r->worker_port, o->workers, o->block_us);
+    printf("  request %zu bytes, the packed RequestEnvelope of a Check call, on the raw and orch "
+           "stacks; "
            "reply %zu bytes (orch), %zu (raw echo)\n",
            r->frame_len, r->reply_len, r->frame_len);
-    printf("  %u rounds; in each, per mode, %u slices of raw and orch taking turns; sequential: "
+    printf("  %u rounds; in each, per mode, %u slices of raw, orch and orch-worker taking turns; "
+           "sequential: "
            "%u warm-up + %u timed calls; %u in flight: %u warm-up + %u timed calls per thread\n",
            o->rounds, o->slices, o->warmup, o->calls, o->inflight, o->warmup / o->inflight,
            o->per_thread);
@@ -164,6 +170,25 @@ void bench_print_header(const bench_options *o, const bench_results *r)
            "cli cs, cli cpu = of this one\n\n");
     print_rss(o, r);
     fflush(stdout);
+}
+
+/* What the hand-off to a worker adds to a call answered on NNG's thread:
+ * orch-worker against orch, from the medians of the rounds. */
+static void print_worker_path(const bench_options *o, const bench_results *r)
+{
+    char label[32];
+    printf("\nworker path (orch-worker) against NNG's thread (orch), medians of the rounds:\n");
+    for (int m = 0; m < NMODES; m++) {
+        bench_figures a = median_figures(r, o->rounds, m, STACK_ORCH);
+        bench_figures w = median_figures(r, o->rounds, m, STACK_WORKER);
+        mode_label(o, m, label, sizeof label);
+        printf("  %-13s p50 %+.1f us, calls/s x%.2f", label, w.p50_us - a.p50_us,
+               a.calls_per_s > 0 ? w.calls_per_s / a.calls_per_s : 0.0);
+        if (a.srv_switches >= 0 && w.srv_switches >= 0)
+            printf(", server CPU %+.1f us and %+.2f context switches per call",
+                   w.srv_cpu_us - a.srv_cpu_us, w.srv_switches - a.srv_switches);
+        printf("\n");
+    }
 }
 
 void bench_print_summary(const bench_options *o, const bench_results *r)
@@ -189,6 +214,7 @@ void bench_print_summary(const bench_options *o, const bench_results *r)
         printf("  %-13s throughput orch/raw %.2f: time per call %+.1f%% %s\n", "", tput, time_pct,
                time_pct <= BENCH_OVERHEAD_TARGET ? "(within target)" : "(OVER target)");
     }
+    print_worker_path(o, r);
     if (o->pids[0])
         printf("\nlease-service after the load: RSS %.1f MiB (peak %.1f MiB)\n", r->lease_rss_after,
                r->lease_hwm_after);

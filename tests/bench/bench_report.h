@@ -20,10 +20,10 @@
 #define BENCH_NSERVICES       4
 #define BENCH_MAX_ROUNDS      99u
 
-enum { STACK_RAW, STACK_ORCH, NSTACKS };
+enum { STACK_RAW, STACK_ORCH, STACK_WORKER, NSTACKS };
 enum { MODE_SEQ, MODE_INFLIGHT, NMODES };
 
-extern const char *const bench_stack_names[NSTACKS];       /* "raw", "orch" */
+extern const char *const bench_stack_names[NSTACKS];       /* "raw", "orch", "orch-worker" */
 extern const char *const bench_svc_names[BENCH_NSERVICES]; /* "lease", ... */
 
 typedef struct bench_options {
@@ -37,6 +37,8 @@ typedef struct bench_options {
     unsigned slices; /* per mode and round, the stacks taking turns */
     unsigned timeout_ms;
     int echo_contexts;
+    int workers;       /* of the worker-path server */
+    unsigned block_us; /* its handler's sleep */
     bool json;
     const char *tls_url; /* a lease-service with mutual TLS; NULL = no TLS figure */
     const char *tls_dir; /* tls_certs.sh's folder for tls_url */
@@ -55,7 +57,7 @@ typedef struct bench_figures {
 
 /* Client-side CPU of one orch call, measured without the network. */
 typedef struct bench_local_costs {
-    double request_id_ns; /* orch_random_hex(16): getrandom() and hex */
+    double request_id_ns; /* a fresh request id (rpc_client_int.h) */
     double pack_ns;       /* HealthCheckRequest + RequestEnvelope, with their mallocs */
     double decode_ns;     /* ReplyEnvelope + HealthCheckResponse, unpack and free */
 } bench_local_costs;
@@ -67,6 +69,7 @@ typedef struct bench_results {
     double lease_rss_after, lease_hwm_after;
     size_t frame_len, reply_len;
     int echo_port;
+    int worker_port;
     bench_local_costs local;
 } bench_results;
 

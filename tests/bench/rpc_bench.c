@@ -1,23 +1,28 @@
 /*
  * rpc_bench.c - the cost of the orch RPC layer over a raw NNG round trip.
  *
- * Measures, in one run, two stacks carrying the same request bytes over tcp
- * on 127.0.0.1:
+ * Measures, in one run, three stacks carrying the same call over tcp on
+ * 127.0.0.1:
  *   orch  orch.v1.HealthService/Check on a running lease-service through
  *         orch_rpc_invoke(): request id, envelope pack, NNG, the server's
- *         context, hand-off to a worker thread, dispatch through the protoc-c
- *         descriptors, the handler, the reply envelope, client decode;
+ *         context, decoding and dispatch through the protoc-c descriptors,
+ *         the handler (on NNG's thread: HealthService is nonblocking), the
+ *         reply envelope, client decode;
+ *   orch-worker  the same call to an orch RPC server whose HealthService is
+ *         not nonblocking (bench_blocking.h): the path of every handler
+ *         that may block, with the hand-off to a worker thread, which
+ *         sends the reply; its handler can sleep (--block-us);
  *   raw   an NNG REQ/REP echo of the packed RequestEnvelope of that call
  *         (bench_echo.h), called as the library's client calls: one REQ
  *         socket, one context per caller, resend disabled.
  * Two modes: one caller, and K callers sharing one client (one REQ socket).
- * Each round runs both modes; within a mode the two stacks take turns in
- * slices (raw, orch, orch, raw, ...), so that the drift of this machine
+ * Each round runs both modes; within a mode the stacks take turns in
+ * slices (raw, orch, orch-worker, orch, orch-worker, raw, ...), so that the drift of this machine
  * over seconds touches both alike, and the stack that starts alternates from
  * round to round. The report gives the medians of the rounds
  * (bench_report.h). It also reads from /proc the resident memory of the
  * services named with --pids, and the CPU time and context switches per
- * call of both servers and of this process.
+ * call of the servers and of this process.
  *
  * With --tls-lease-url, a third measurement compares the same Check over
  * tcp:// and over tls+tcp:// (mutual TLS, bench_tls.h) and prints what TLS
@@ -40,6 +45,8 @@
 #include "orch/clock.h"
 #include "orch/ident.h"
 #include "orch/rpc.h"
+#include "rpc_client_int.h"
+#include "bench_blocking.h"
 #include "bench_common.h"
 #include "bench_echo.h"
 #include "bench_proc.h"
@@ -51,11 +58,13 @@
 #define LOCAL_ITERATIONS 20000
 #define MAX_CALLS        10000000u
 #define MAX_INFLIGHT     256u
+#define WORKERS          8 /* as the services' ORCH_RPC_WORKERS default */
 
 /* Both stacks, as the callers see them; borrowed by the callers. */
 typedef struct stacks {
-    orch_rpc_client *orch;
-    nng_socket raw; /* REQ socket dialed to the echo child */
+    orch_rpc_client *orch;   /* to lease-service */
+    orch_rpc_client *worker; /* to the worker-path server */
+    nng_socket raw;          /* REQ socket dialed to the echo child */
     pid_t server[NSTACKS];
     const uint8_t *frame;
     size_t frame_len;
@@ -65,7 +74,8 @@ typedef struct stacks {
 /* One calling thread's own state; its bench_worker points here. */
 typedef struct caller {
     const stacks *st;
-    nng_ctx ctx; /* raw only */
+    orch_rpc_client *client; /* orch and orch-worker */
+    nng_ctx ctx;             /* raw only */
     nng_aio *aio;
 } caller;
 
@@ -123,15 +133,15 @@ static bool orch_call(bench_worker *w)
     orch_rpc_status status;
     ProtobufCMessage *reply = NULL;
     orch_code code =
-        orch_rpc_invoke(c->st->orch, BENCH_METHOD, &req.base,
+        orch_rpc_invoke(c->client, BENCH_METHOD, &req.base,
                         &orch__v1__health_check_response__descriptor, &o, &status, &reply);
     if (code != ORCH_CODE_OK)
-        return bench_failf(w, "orch: %s: %s", orch_code_name(code), status.message);
+        return bench_failf(w, "%s: %s", orch_code_name(code), status.message);
     const Orch__V1__HealthCheckResponse *r = (const Orch__V1__HealthCheckResponse *)reply;
     bool serving =
         r->status == ORCH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING_STATUS_SERVING;
     protobuf_c_message_free_unpacked(reply, NULL);
-    return serving ? true : bench_failf(w, "orch: lease-service is not SERVING");
+    return serving ? true : bench_failf(w, "the server is not SERVING");
 }
 
 /* ---- a mode: K callers, warm-up, start gate, timed calls ------------------------ */
@@ -149,6 +159,7 @@ static bool caller_open(caller *c, bench_worker *w, const stacks *st, int stack,
                         unsigned n)
 {
     c->st = st;
+    c->client = stack == STACK_WORKER ? st->worker : st->orch;
     if (!bench_worker_init(w, stack == STACK_RAW ? raw_call : orch_call, c, warmup, n))
         return false;
     if (stack != STACK_RAW)
@@ -261,8 +272,9 @@ static bool run_mode(const bench_options *o, const stacks *st, int first, unsign
                      unsigned warmup, unsigned n, bench_figures out[NSTACKS])
 {
     accum a[NSTACKS];
-    bool ok = accum_init(&a[0], (size_t)k * n);
-    ok = accum_init(&a[1], (size_t)k * n) && ok;
+    bool ok = true;
+    for (int s = 0; s < NSTACKS; s++)
+        ok = accum_init(&a[s], (size_t)k * n) && ok;
     if (!ok)
         fprintf(stderr, "rpc_bench: out of memory for %zu latencies\n", (size_t)k * n);
     for (unsigned j = 0; ok && j < o->slices; j++) {
@@ -285,7 +297,7 @@ static bool run_mode(const bench_options *o, const stacks *st, int first, unsign
 static bool run_rounds(const bench_options *o, const stacks *st, bench_results *r)
 {
     for (unsigned i = 0; i < o->rounds; i++) {
-        r->first[i] = i % 2 ? STACK_ORCH : STACK_RAW;
+        r->first[i] = (int)(i % NSTACKS);
         if (!run_mode(o, st, r->first[i], 1, o->warmup, o->calls, r->f[i][MODE_SEQ]) ||
             !run_mode(o, st, r->first[i], o->inflight, o->warmup / o->inflight, o->per_thread,
                       r->f[i][MODE_INFLIGHT]))
@@ -326,10 +338,10 @@ static uint8_t *pack_check_frame(const char *rid, unsigned timeout_ms, const cha
 /* Client-side CPU of an orch call's parts, without the network. */
 static void measure_local(const uint8_t *reply, size_t reply_len, bench_local_costs *lc)
 {
-    char rid[33] = "0123456789abcdef0123456789abcdef";
+    char rid[ORCH__RPC_ID_HEX + 1] = "0123456789abcdef0123456789abcdef";
     uint64_t t0 = orch_mono_ns();
     for (unsigned i = 0; i < LOCAL_ITERATIONS; i++)
-        if (orch_random_hex(rid, 16) != ORCH_OK)
+        if (orch__rpc_request_id(rid) != ORCH_OK)
             break;
     lc->request_id_ns = (double)(orch_mono_ns() - t0) / LOCAL_ITERATIONS;
 
@@ -372,24 +384,56 @@ static int raw_client_open(int port, nng_socket *out)
     return 0;
 }
 
-/* Opens the orch client and checks that the service answers; keeps the
- * reply of one Check (malloc'ed, caller frees) for its size and decoding. */
-static bool open_orch(const bench_options *o, const uint8_t *frame, size_t frame_len,
-                      orch_rpc_client **out, void **reply, size_t *reply_len)
+/* Opens an orch client of `url` and checks that the server answers; keeps
+ * the reply of one Check (malloc'ed, caller frees) for its size and
+ * decoding. */
+static bool open_orch(const bench_options *o, const char *url, const uint8_t *frame,
+                      size_t frame_len, orch_rpc_client **out, void **reply, size_t *reply_len)
 {
     orch_rpc_client_opts co = { .max_msg_bytes = MAX_MSG_BYTES,
                                 .default_timeout_ms = o->timeout_ms,
                                 .auth_token = getenv("ORCH_RPC_AUTH_TOKEN") };
-    if (orch_rpc_client_open(o->lease_url, &co, out) != ORCH_OK) {
-        fprintf(stderr, "rpc_bench: bad lease-service address '%s'\n", o->lease_url);
+    if (orch_rpc_client_open(url, &co, out) != ORCH_OK) {
+        fprintf(stderr, "rpc_bench: bad address '%s'\n", url);
         return false;
     }
     orch_err err = orch_rpc_raw(*out, frame, frame_len, o->timeout_ms, reply, reply_len);
     if (err != ORCH_OK) {
-        fprintf(stderr, "rpc_bench: no Check reply from %s: %s\n", o->lease_url,
-                orch_strerror(err));
+        fprintf(stderr, "rpc_bench: no Check reply from %s: %s\n", url, orch_strerror(err));
         return false;
     }
+    return true;
+}
+
+/* The worker-path server's client, checked like lease-service's. */
+static bool open_worker(const bench_options *o, int port, const uint8_t *frame, size_t frame_len,
+                        orch_rpc_client **out)
+{
+    char url[64];
+    void *reply = NULL;
+    size_t len = 0;
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    bool ok = open_orch(o, url, frame, frame_len, out, &reply, &len);
+    free(reply);
+    return ok;
+}
+
+/* The clients of the three stacks, checked; fills the rest of `st`. The
+ * reply of lease-service's first Check goes to *reply (caller frees). */
+static bool open_clients(const bench_options *o, bench_results *r, const uint8_t *frame, stacks *st,
+                         void **reply)
+{
+    if (!open_orch(o, o->lease_url, frame, r->frame_len, &st->orch, reply, &r->reply_len) ||
+        !open_worker(o, r->worker_port, frame, r->frame_len, &st->worker))
+        return false;
+    int rv = raw_client_open(r->echo_port, &st->raw);
+    if (rv != 0) {
+        fprintf(stderr, "rpc_bench: raw client: %s\n", nng_strerror(rv));
+        return false;
+    }
+    st->frame = frame;
+    st->frame_len = r->frame_len;
+    st->timeout_ms = o->timeout_ms;
     return true;
 }
 
@@ -399,8 +443,10 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: rpc_bench [options]\n"
                  "  Compares the Check RPC of a running lease-service through the orch RPC\n"
-                 "  layer with a raw NNG REQ/REP echo of the same request bytes, and reports\n"
-                 "  the services' memory. Prints figures; exit 0 when every call succeeded.\n"
+                 "  layer (answered on NNG's thread) and of a child orch server that hands it\n"
+                 "  to a worker thread (orch-worker) with a raw NNG REQ/REP echo of the same\n"
+                 "  request bytes, and reports the services' memory. Prints figures; exit 0\n"
+                 "  when every call succeeded.\n"
                  "\n"
                  "  --lease-url URL      lease-service RPC address (default $ORCH_LEASE_RPC_URL,\n"
                  "                       else tcp://127.0.0.1:7701)\n"
@@ -415,6 +461,8 @@ static void usage(FILE *out)
                  "  --slices S           slices per mode and round; the two stacks take turns\n"
                  "                       slice by slice (10)\n"
                  "  --timeout MS         deadline of each call (5000)\n"
+                 "  --workers N          worker threads of the orch-worker server (8)\n"
+                 "  --block-us N         its Check handler sleeps N us before replying (0)\n"
                  "  --json               one JSON document instead of text (the TLS line\n"
                  "                       then goes to stderr)\n"
                  "  --tls-lease-url URL  also time Check against this lease-service, which\n"
@@ -464,6 +512,13 @@ static bool apply_opt(int ch, const char *arg, bench_options *o)
     case 'r': return bench_parse_uint(arg, 1, BENCH_MAX_ROUNDS, &o->rounds);
     case 's': return bench_parse_uint(arg, 1, 1000, &o->slices);
     case 'T': return bench_parse_uint(arg, 1, 600000, &o->timeout_ms);
+    case 'W': {
+        unsigned n;
+        bool ok = bench_parse_uint(arg, 1, 256, &n);
+        o->workers = (int)n;
+        return ok;
+    }
+    case 'B': return bench_parse_uint(arg, 0, 1000000, &o->block_us);
     case 'j': o->json = true; return true;
     case 'L': o->tls_url = arg; return true;
     case 'D': o->tls_dir = arg; return true;
@@ -503,6 +558,8 @@ static int parse_args(int argc, char **argv, bench_options *o)
         { "rounds", required_argument, NULL, 'r' },
         { "slices", required_argument, NULL, 's' },
         { "timeout", required_argument, NULL, 'T' },
+        { "workers", required_argument, NULL, 'W' },
+        { "block-us", required_argument, NULL, 'B' },
         { "json", no_argument, NULL, 'j' },
         { "tls-lease-url", required_argument, NULL, 'L' },
         { "tls-cert-dir", required_argument, NULL, 'D' },
@@ -518,7 +575,8 @@ static int parse_args(int argc, char **argv, bench_options *o)
                           .rounds = 3,
                           .slices = 10,
                           .timeout_ms = 5000,
-                          .echo_contexts = ECHO_CONTEXTS };
+                          .echo_contexts = ECHO_CONTEXTS,
+                          .workers = WORKERS };
     int ch, li = -1;
     bool ok = true;
     while (ok && (ch = getopt_long(argc, argv, "h", longopts, &li)) != -1) {
@@ -593,7 +651,7 @@ int main(int argc, char **argv)
     stacks st = { .orch = NULL };
     void *reply = NULL;
     char rid[33];
-    int rc = parse_args(argc, argv, &o), rv;
+    int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
         return rc;
     bench_prog = "rpc_bench";
@@ -613,17 +671,15 @@ int main(int argc, char **argv)
     pid_t echo = bench_echo_spawn(MAX_MSG_BYTES, o.echo_contexts, &r.echo_port);
     if (echo < 0)
         goto out_frame;
-    if (!open_orch(&o, frame, r.frame_len, &st.orch, &reply, &r.reply_len))
-        goto out_orch;
-    if ((rv = raw_client_open(r.echo_port, &st.raw)) != 0) {
-        fprintf(stderr, "rpc_bench: raw client: %s\n", nng_strerror(rv));
-        goto out_orch;
-    }
+    pid_t worker =
+        bench_blocking_spawn(MAX_MSG_BYTES, o.echo_contexts, o.workers, o.block_us, &r.worker_port);
+    if (worker < 0)
+        goto out_echo;
     st.server[STACK_RAW] = echo;
     st.server[STACK_ORCH] = o.pids[0];
-    st.frame = frame;
-    st.frame_len = r.frame_len;
-    st.timeout_ms = o.timeout_ms;
+    st.server[STACK_WORKER] = worker;
+    if (!open_clients(&o, &r, frame, &st, &reply))
+        goto out_orch;
     measure_local(reply, r.reply_len, &r.local);
     if (!o.json)
         bench_print_header(&o, &r);
@@ -637,8 +693,11 @@ int main(int argc, char **argv)
     nng_close(st.raw);
 out_orch:
     orch_rpc_client_close(st.orch);
-    bench_echo_reap(echo);
+    orch_rpc_client_close(st.worker);
+    bench_echo_reap(worker);
     free(reply);
+out_echo:
+    bench_echo_reap(echo);
 out_frame:
     free(frame);
     return rc;

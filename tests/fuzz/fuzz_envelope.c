@@ -1,9 +1,8 @@
 /*
  * fuzz_envelope.c - libFuzzer target: the RPC server's decoding of a raw
- * request, as shared/src/rpc_server.c does it: the peek at the method for
- * nonblocking services, the RequestEnvelope decoder, the method lookup and
- * the choice of thread, then
- * the payload's decoder and the method's check (fuzz_rpc.h).
+ * request, as shared/src/rpc_server.c does it on NNG's callback thread:
+ * the RequestEnvelope decoder and the method lookup, then the payload's
+ * decoder and the method's check (fuzz_rpc.h).
  * Input: one NNG message body.
  */
 #include <stdint.h>
@@ -30,19 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!services[0].desc)
         setup();
-    bool peek = orch__rpc_calls_nonblocking(services, FUZZ_NSERVICES, data, size);
     Orch__V1__RequestEnvelope *env = orch__v1__request_envelope__unpack(NULL, size, data);
     if (!env)
         return 0;
     size_t si = 0;
     const ProtobufCMethodDescriptor *md =
         orch__rpc_find_method(services, FUZZ_NSERVICES, env->method, &si);
-    /* As rpc_server.c decides: a request is answered on NNG's callback
-     * thread only when the peek and the full decode both say nonblocking;
-     * then no blocking handler may be reached. */
-    bool on_callback = peek && orch__rpc_method_nonblocking(services, FUZZ_NSERVICES, env->method);
-    if (on_callback && md && !services[si].nonblocking)
-        abort();
     if (md) {
         if (si >= FUZZ_NSERVICES || md < services[si].desc->methods ||
             md >= services[si].desc->methods + services[si].desc->n_methods)

@@ -324,10 +324,11 @@ Test(rpc, string_field_that_is_not_utf8_is_rejected_before_the_handler)
     unserve(s, c);
 }
 
-/* The fast path peeks at the envelope's first method field only; protobuf
- * lets a later one win. A request that names a nonblocking method first and
- * a blocking one last must still be handled on a worker, never on NNG's
- * callback thread (found by tests/fuzz/fuzz_envelope). */
+/* protobuf lets a later method field win over an earlier one. A request
+ * that names a nonblocking method first and a blocking one last must be
+ * handled on a worker, never on NNG's callback thread (found by
+ * tests/fuzz/fuzz_envelope when the server chose by peeking at the first
+ * field; it decodes the whole envelope now). */
 Test(rpc, repeated_method_field_does_not_run_a_blocking_handler_on_nng_thread)
 {
     orch_rpc_server *s = start_with_quick(true);

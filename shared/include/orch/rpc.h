@@ -5,13 +5,17 @@
  * each reply one NNG message holding an orch.v1.ReplyEnvelope (docs/rpc.md).
  *
  * Server: one REP socket, `concurrency` contexts, each with its own aio, so
- * that many requests are outstanding at once. Receive callbacks only queue
- * the request; handlers run on the server's own worker threads, where they
- * may block (libpq, libcurl). Services declared `nonblocking` are the
- * exception: their handlers run in the receive callback itself. The method is looked up in the
- * registered protobuf-c service descriptors before the payload is decoded. Requests are
- * deduplicated by request id: a re-sent request is answered with the first
- * run's reply (or joins it while it runs) and is never handled twice.
+ * that many requests are outstanding at once. The receive callback decodes
+ * and checks the request (envelope, caller, method, request id, deadline,
+ * payload) and answers every refusal and duplicate itself; a request that
+ * passes is handed, decoded, to one of the server's own worker threads,
+ * where its handler may block (libpq, libcurl) and which sends the reply
+ * without waiting for NNG to write it. Services declared `nonblocking` are
+ * the exception: their handlers run in the receive callback itself. The
+ * method is looked up in the registered protobuf-c service descriptors
+ * before the payload is decoded. Requests are deduplicated by request id:
+ * a re-sent request is answered with the first run's reply (or joins it
+ * while it runs) and is never handled twice.
  *
  * Client: one REQ socket with time-based resend disabled, a pool of
  * contexts so that one client serves many threads, a deadline on every call.
@@ -42,7 +46,8 @@ typedef struct orch_rpc_call orch_rpc_call;
 
 /* A handler answers one request. `req` is the decoded request (borrowed for
  * the call). It returns ORCH_CODE_OK after orch_rpc_reply(), or an error
- * code, usually through orch_rpc_fail(). It runs on a worker thread. */
+ * code, usually through orch_rpc_fail(). It runs on a worker thread (on
+ * NNG's callback thread for a nonblocking service). */
 typedef orch_code (*orch_rpc_handler)(orch_rpc_call *call, const ProtobufCMessage *req, void *arg);
 
 /* Callers, as the roles a method admits (a bit set). The role of a call is
@@ -199,7 +204,7 @@ orch_err orch_rpc_client_env(char *why, size_t n) ORCH_NODISCARD;
 typedef struct orch_rpc_call_opts {
     uint32_t timeout_ms;       /* 0 = the client's default */
     uint64_t deadline_unix_ms; /* 0 = not set */
-    const char *request_id;    /* NULL = a fresh random id */
+    const char *request_id;    /* NULL = a fresh id (random per process, then counted) */
 } orch_rpc_call_opts;
 
 typedef struct orch_rpc_status {
