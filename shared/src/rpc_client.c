@@ -145,7 +145,7 @@ static atomic_bool rid_ready;
 static atomic_uint_least64_t rid_count;
 static bool rid_atfork; /* the fork handlers are installed (under rid_mu) */
 
-/* A child of fork() draws again: it would repeat the parent's ids
+/* A forked child draws again: it would repeat the parent's ids
  * otherwise. rid_mu is held across the fork. */
 static void rid_prepare(void)
 {

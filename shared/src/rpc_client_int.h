@@ -12,7 +12,7 @@
 
 /* Writes a fresh request id to `out` (ORCH__RPC_ID_HEX lowercase hex digits
  * and a NUL): 16 digits of a prefix drawn at random once per process (and
- * again in a child after fork()), then 16 digits of a counter of the
+ * again in a forked child), then 16 digits of a counter of the
  * process passed through a bijection keyed by 128 more random bits. No two
  * calls of one process share an id (until 2^64 calls), two processes share
  * none unless their 64 random bits agree, and the ids do not read as a

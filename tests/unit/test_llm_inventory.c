@@ -189,6 +189,7 @@ static const char *const allowlist[] = {
     "tests/support/harness.c",         /* starts service binaries, pgctl.sh, orchctl */
     "tests/unit/test_ident.c",         /* a child process to check start-time reading */
     "tests/bench/bench_echo.c",        /* the benchmark's echo server process */
+    "tests/unit/test_rpc_ids.c",       /* a forked child draws its own id prefix */
     "tests/unit/test_llm_inventory.c", /* this scan names the calls it looks for */
     NULL,
 };
