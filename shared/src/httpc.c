@@ -21,11 +21,15 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-/* libcurl's entry points, from dlopen() on the first call that needs them
- * (the soname of the ABI in use since libcurl 7.16). A process that makes
- * no request and checks no URL never maps libcurl nor its dependencies;
- * __typeof__ keeps each pointer's type that of the declaration in curl.h. */
+/* libcurl's entry points, from dlopen() on the first request (the soname of
+ * the ABI in use since libcurl 7.16). A process that makes no request never
+ * maps libcurl nor its dependencies; __typeof__ keeps each pointer's type
+ * that of the declaration in curl.h. */
 #define CURL_SONAME "libcurl.so.4"
+
+#ifndef CURL_VERSION_THREADSAFE /* curl.h before 7.84 */
+#define CURL_VERSION_THREADSAFE (1 << 30)
+#endif
 
 static struct curl_api {
     __typeof__(curl_global_init) *global_init;
@@ -37,18 +41,26 @@ static struct curl_api {
     __typeof__(curl_easy_strerror) *easy_strerror;
     __typeof__(curl_slist_append) *slist_append;
     __typeof__(curl_slist_free_all) *slist_free_all;
+} cu;
+
+/* The URL API, which orch_httpc_check_base_url() loads for the time of one
+ * check and unloads again (see there). */
+typedef struct url_api {
+    __typeof__(curl_version_info) *version_info;
     __typeof__(curl_free) *free;
     __typeof__(curl_url) *url;
     __typeof__(curl_url_cleanup) *url_cleanup;
     __typeof__(curl_url_get) *url_get;
     __typeof__(curl_url_set) *url_set;
     __typeof__(curl_url_strerror) *url_strerror;
-} cu;
+} url_api;
 
-static const struct {
+typedef struct curl_sym {
     const char *name;
     size_t offset;
-} curl_syms[] = {
+} curl_sym;
+
+static const curl_sym easy_syms[] = {
     { "curl_global_init", offsetof(struct curl_api, global_init) },
     { "curl_easy_init", offsetof(struct curl_api, easy_init) },
     { "curl_easy_setopt", offsetof(struct curl_api, easy_setopt) },
@@ -58,38 +70,56 @@ static const struct {
     { "curl_easy_strerror", offsetof(struct curl_api, easy_strerror) },
     { "curl_slist_append", offsetof(struct curl_api, slist_append) },
     { "curl_slist_free_all", offsetof(struct curl_api, slist_free_all) },
-    { "curl_free", offsetof(struct curl_api, free) },
-    { "curl_url", offsetof(struct curl_api, url) },
-    { "curl_url_cleanup", offsetof(struct curl_api, url_cleanup) },
-    { "curl_url_get", offsetof(struct curl_api, url_get) },
-    { "curl_url_set", offsetof(struct curl_api, url_set) },
-    { "curl_url_strerror", offsetof(struct curl_api, url_strerror) },
 };
+
+static const curl_sym url_syms[] = {
+    { "curl_version_info", offsetof(url_api, version_info) },
+    { "curl_free", offsetof(url_api, free) },
+    { "curl_url", offsetof(url_api, url) },
+    { "curl_url_cleanup", offsetof(url_api, url_cleanup) },
+    { "curl_url_get", offsetof(url_api, url_get) },
+    { "curl_url_set", offsetof(url_api, url_set) },
+    { "curl_url_strerror", offsetof(url_api, url_strerror) },
+};
+
+/* dlopen()s libcurl and fills the table `api` with the n symbols of `syms`;
+ * NULL with the reason in err. The caller owns the handle returned. */
+static void *load_curl(const curl_sym *syms, size_t nsyms, void *api, char *err, size_t n)
+{
+    void *lib = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(err, n, "cannot load %s: %.150s", CURL_SONAME, dlerror());
+        return NULL;
+    }
+    for (size_t i = 0; i < nsyms; i++) {
+        void *f = dlsym(lib, syms[i].name);
+        if (!f) {
+            snprintf(err, n, "%s lacks %s", CURL_SONAME, syms[i].name);
+            dlclose(lib);
+            return NULL;
+        }
+        memcpy((char *)api + syms[i].offset, &f, sizeof f);
+    }
+    return lib;
+}
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static bool init_ok;
 static char init_error[200] = "libcurl not loaded";
 
+/* Run once (pthread_once), so that curl_global_init is never called twice
+ * or by two threads at once; the library then stays loaded for the life of
+ * the process. */
 static void global_init(void)
 {
-    void *lib = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) {
-        snprintf(init_error, sizeof init_error, "cannot load %s: %.150s", CURL_SONAME, dlerror());
+    if (!load_curl(easy_syms, sizeof easy_syms / sizeof easy_syms[0], &cu, init_error,
+                   sizeof init_error))
         return;
-    }
-    for (size_t i = 0; i < sizeof curl_syms / sizeof curl_syms[0]; i++) {
-        void *f = dlsym(lib, curl_syms[i].name);
-        if (!f) {
-            snprintf(init_error, sizeof init_error, "%s lacks %s", CURL_SONAME, curl_syms[i].name);
-            return;
-        }
-        memcpy((char *)&cu + curl_syms[i].offset, &f, sizeof f);
-    }
     if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(init_error, sizeof init_error, "libcurl could not be initialised");
         return;
     }
-    init_ok = true; /* the library stays loaded for the life of the process */
+    init_ok = true;
 }
 
 /* Loads and initialises libcurl once; false with the reason in buf. */
@@ -368,7 +398,7 @@ void orch_httpc_resp_free(orch_httpc_resp *resp)
 }
 
 /* The parts of a parsed URL that a base URL must not have. */
-static const char *forbidden_part(CURLU *u)
+static const char *forbidden_part(const url_api *ua, CURLU *u)
 {
     static const struct {
         CURLUPart part;
@@ -379,14 +409,56 @@ static const char *forbidden_part(CURLU *u)
                   { CURLUPART_FRAGMENT, "a fragment (#...)" } };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         char *v = NULL;
-        CURLUcode rc = cu.url_get(u, parts[i].part, &v, 0);
-        cu.free(v);
+        CURLUcode rc = ua->url_get(u, parts[i].part, &v, 0);
+        ua->free(v);
         if (rc == CURLUE_OK)
             return parts[i].name;
     }
     return NULL;
 }
 
+/* libcurl's parse of `url` and what a base URL must not carry. */
+static orch_err parse_base_url(const url_api *ua, const char *url, char *why, size_t n)
+{
+    CURLU *u = ua->url();
+    if (!u) {
+        say(why, n, "out of memory");
+        return ORCH_ENOMEM;
+    }
+    orch_err err = ORCH_OK;
+    char *host = NULL;
+    CURLUcode rc = ua->url_set(u, CURLUPART_URL, url, 0);
+    if (rc != CURLUE_OK) {
+        say(why, n, "it does not parse as a URL: %s", ua->url_strerror(rc));
+        err = ORCH_EINVAL;
+    } else if (ua->url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !host[0]) {
+        say(why, n, "it names no host");
+        err = ORCH_EINVAL;
+    } else {
+        const char *bad = forbidden_part(ua, u);
+        if (bad) {
+            say(why, n, "a base URL must not carry %s", bad);
+            err = ORCH_EINVAL;
+        }
+    }
+    ua->free(host);
+    ua->url_cleanup(u);
+    return err;
+}
+
+/*
+ * The check loads libcurl for its own use (the loader counts the handles:
+ * one held by the request path is not affected) and unloads it again, so
+ * that a service which checks its URLs at start-up does not keep libcurl,
+ * the libraries only it needs, and OpenSSL's initialised state resident
+ * until its first request. The URL API (curl_url, curl_url_set/get,
+ * curl_free) is used without curl_global_init: it parses in memory with
+ * libcurl's default allocator and needs none of what curl_global_init sets
+ * up (TLS backend, resolver, tracing). curl_global_init is left to the
+ * first request, on a worker thread: a libcurl that does not announce
+ * CURL_VERSION_THREADSAFE (before 7.84) is initialised here instead, on the
+ * starting thread, as it always was, and then stays loaded.
+ */
 orch_err orch_httpc_check_base_url(const char *url, char *why, size_t n)
 {
     if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
@@ -400,30 +472,19 @@ orch_err orch_httpc_check_base_url(const char *url, char *why, size_t n)
             return ORCH_EINVAL;
         }
     }
-    if (!curl_ready(why, n))
+    char err[200];
+    url_api ua;
+    void *lib = load_curl(url_syms, sizeof url_syms / sizeof url_syms[0], &ua, err, sizeof err);
+    if (!lib) {
+        say(why, n, "%s", err);
         return ORCH_EIO;
-    CURLU *u = cu.url();
-    if (!u) {
-        say(why, n, "out of memory");
-        return ORCH_ENOMEM;
     }
-    orch_err err = ORCH_OK;
-    char *host = NULL;
-    CURLUcode rc = cu.url_set(u, CURLUPART_URL, url, 0);
-    if (rc != CURLUE_OK) {
-        say(why, n, "it does not parse as a URL: %s", cu.url_strerror(rc));
-        err = ORCH_EINVAL;
-    } else if (cu.url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !host[0]) {
-        say(why, n, "it names no host");
-        err = ORCH_EINVAL;
-    } else {
-        const char *bad = forbidden_part(u);
-        if (bad) {
-            say(why, n, "a base URL must not carry %s", bad);
-            err = ORCH_EINVAL;
-        }
-    }
-    cu.free(host);
-    cu.url_cleanup(u);
-    return err;
+    orch_err rc;
+    if (!(ua.version_info(CURLVERSION_NOW)->features & CURL_VERSION_THREADSAFE) &&
+        !curl_ready(why, n))
+        rc = ORCH_EIO;
+    else
+        rc = parse_base_url(&ua, url, why, n);
+    dlclose(lib);
+    return rc;
 }

@@ -3,7 +3,7 @@
  * an orch-imitation on loopback: statuses, Retry-After, timeouts, and the
  * loopback-only layer (non-loopback destinations refused before a socket
  * exists; proxies and redirects never lead elsewhere; secrets of the URL
- * never in the error text).
+ * never in the error text); the start-up URL check next to requests.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -141,6 +141,28 @@ Test(httpc, bad_requests_are_refused)
     req.url = "http://127.0.0.1/";
     req.method = "po st";
     cr_assert_eq(orch_httpc_do(&req, &r, err, sizeof err), ORCH_EINVAL);
+}
+
+/* The URL check loads and unloads libcurl for each check (whether a service
+ * keeps it mapped is test_memory.c's; this binary links libcurl itself):
+ * checks before and after requests leave the requests working. */
+Test(httpc, url_checks_before_and_after_requests)
+{
+    char why[256] = "", url[256], err[256] = "";
+    orch_httpc_resp r;
+    cr_assert_eq(orch_httpc_check_base_url("http://127.0.0.1:3000/", why, sizeof why), ORCH_OK,
+                 "%s", why);
+    cr_assert_eq(orch_httpc_check_base_url("http://gitea:3000/?a=1", why, sizeof why), ORCH_EINVAL);
+    cr_assert_not_null(strstr(why, "query"), "%s", why);
+    snprintf(url, sizeof url, "%s/bot1:TOKEN/sendMessage", im.base_url);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(post(url, &r, err, sizeof err, 3000), ORCH_OK, "%s", err);
+        cr_assert_eq(r.status, 200);
+        orch_httpc_resp_free(&r);
+        cr_assert_eq(orch_httpc_check_base_url("https://[::1]:8443/api", why, sizeof why), ORCH_OK,
+                     "%s", why);
+    }
+    cr_assert_eq(th_imitation_count(&im, "POST", "/bot1:TOKEN/sendMessage"), 2);
 }
 
 Test(httpc, loopback_text_check)

@@ -2,7 +2,11 @@
  * test_memory.c - the resident memory of each service binary: under 10 MiB
  * idle, at most 32 MiB (peak) with 64 requests in flight, and no libcurl
  * mapped by a service that has sent no HTTP request
- * (docs/operations/benchmarks.md, "Memory").
+ * (docs/operations/benchmarks.md, "Memory"). stage-service and
+ * guard-service are measured a second time as deployed: every HTTP
+ * upstream they have set (to loopback addresses, where nothing needs to
+ * listen: an idle service sends nothing), so that the start-up check of
+ * those URLs is paid for too.
  *
  * Sanitizer builds are skipped: ASan's shadow memory and quarantine put
  * every process far above these limits.
@@ -114,15 +118,22 @@ static void load_service(const th_svc *s)
     cr_assert_gt(atomic_load(&l.calls_ok), IN_FLIGHT, "%s-service answered too few calls", s->name);
 }
 
-static void check_service(const char *name)
+/* The service with ORCH_LOG_LEVEL=warn and `extra` (NULL-terminated, may
+ * be NULL) in its environment. */
+static void check_service(const char *name, const char *const *extra)
 {
 #ifdef UNDER_ASAN
     cr_skip_test("resident memory limits do not apply to an AddressSanitizer build");
 #endif
     char url[512];
+    const char *env[16] = { "ORCH_LOG_LEVEL=warn" };
+    size_t ne = 1;
+    for (; extra && *extra; extra++) {
+        cr_assert_lt(ne, sizeof env / sizeof env[0] - 1);
+        env[ne++] = *extra;
+    }
     th_svc s;
     th_db_fresh(url, sizeof url);
-    const char *env[] = { "ORCH_LOG_LEVEL=warn", NULL };
     th_svc_start(&s, name, url, env, true);
     usleep(IDLE_WAIT_MS * 1000);
     long idle = status_kib(s.pid, "VmRSS");
@@ -142,20 +153,43 @@ static void check_service(const char *name)
 
 Test(memory, lease_service_stays_within_its_limits)
 {
-    check_service("lease");
+    check_service("lease", NULL);
 }
 
 Test(memory, stage_service_stays_within_its_limits)
 {
-    check_service("stage");
+    check_service("stage", NULL);
 }
 
 Test(memory, guard_service_stays_within_its_limits)
 {
-    check_service("guard");
+    check_service("guard", NULL);
 }
 
 Test(memory, launcher_service_stays_within_its_limits)
 {
-    check_service("launcher");
+    check_service("launcher", NULL);
+}
+
+Test(memory, stage_service_with_every_effect_url_set_stays_within_its_limits)
+{
+    static const char *const env[] = { "ORCH_GITEA_URL=http://127.0.0.1:3000",
+                                       "ORCH_GITEA_TOKEN=memory-test-token",
+                                       "ORCH_IMAGE_HOOK_URL=http://127.0.0.1:8081/image",
+                                       "ORCH_DEPLOY_HOOK_URL=http://[::1]:8082/deploy",
+                                       "ORCH_HOOK_TOKEN=memory-test-token",
+                                       NULL };
+    check_service("stage", env);
+}
+
+Test(memory, guard_service_with_every_upstream_url_set_stays_within_its_limits)
+{
+    static const char *const env[] = { "ORCH_PLANE_BASE_URL=http://127.0.0.1:8083",
+                                       "ORCH_PLANE_API_KEY=memory-test-key",
+                                       "ORCH_PLANE_WORKSPACE_SLUG=orch",
+                                       "ORCH_TELEGRAM_BASE_URL=http://127.0.0.1:8084",
+                                       "ORCH_TELEGRAM_BOT_TOKEN=123:memory-test-token",
+                                       "ORCH_TELEGRAM_CHAT_ID=-100123",
+                                       NULL };
+    check_service("guard", env);
 }

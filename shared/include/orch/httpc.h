@@ -9,9 +9,10 @@
  * before a socket exists: this layer does not depend on guard-service's
  * decision. Responses are capped at ORCH_HTTPC_MAX_BODY bytes.
  * Thread-safe: libcurl is loaded (dlopen, libcurl.so.4) and initialised
- * once, by the first call that needs it, and each call uses its own handle;
- * a process that makes no request never maps it. When it cannot be loaded,
- * the calls fail with ORCH_EIO and say so. Error texts never contain the
+ * once, by the first request, and each request uses its own handle; a
+ * process that makes no request does not keep it mapped (a URL check loads
+ * it only for the time of the check). When it cannot be loaded, the calls
+ * fail with ORCH_EIO and say so. Error texts never contain the
  * URL's path or query, where tokens live (Telegram puts the bot token in
  * the path).
  */
@@ -67,7 +68,9 @@ void orch_httpc_resp_free(orch_httpc_resp *resp); /* NULL ok; leaves it empty */
  * control character. ORCH_EINVAL with why (naming the fault, never the
  * path) otherwise. Services call it at start-up on every URL they are
  * given, so that a typo is refused there and not met later as a failed call.
- * ORCH_EIO when libcurl cannot be loaded. */
+ * The parse is libcurl's (its URL API, without curl_global_init); libcurl is
+ * unloaded again afterwards unless a request has loaded it already, so the
+ * check leaves no resident cost. ORCH_EIO when libcurl cannot be loaded. */
 orch_err orch_httpc_check_base_url(const char *url, char *why, size_t n) ORCH_NODISCARD;
 
 /* Turns loopback-only mode on or off for the whole process. These and the
