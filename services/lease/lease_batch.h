@@ -9,12 +9,13 @@
  * still in PostgreSQL (a second request for the same item waits for a later
  * batch).
  * Each request gets the very answer its own statement would have given, or
- * is handed back to its caller to run alone (`*alone`): a batch never waits
- * for a row lock (its rows are locked SKIP LOCKED), so a request whose row
- * another transaction has locked leaves the batch, and when the statement
- * fails with a statement error (a constraint, a serialization failure)
- * every request leaves it, so that each gets its own error on its own
- * thread. One slow row therefore never holds up the others. A lost
+ * is handed back to its caller to run alone (`*alone`): a request whose row
+ * another transaction has locked leaves the batch (its rows are locked
+ * SKIP LOCKED), and when the statement fails with a statement error (a
+ * constraint, a serialization failure, a lock wait past the Acquire batch's
+ * own lock_timeout, lease_store.c) every request leaves it, so that each
+ * gets its own error, or its own wait, on its own thread. One slow row
+ * therefore holds up the others for that lock_timeout at most. A lost
  * connection or a passed deadline is every request's answer (for a write
  * in doubt, ORCH_EDB_UNKNOWN). No answer is returned before its commit.
  *

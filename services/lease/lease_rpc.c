@@ -289,17 +289,25 @@ static orch_err reclaim(lease_svc *ls, const lease_claim *cl, const lease_row *r
 }
 
 /* Answers a committed grant. When the caller's deadline passed meanwhile,
- * nobody waits for the answer (the server drops late replies): the grant is
- * released here and the call fails, so the caller's view (no grant) holds.
- * That release is fenced on this grant's epoch, which no other request is
- * ever answered with (a same-owner retry gets the next epoch), so it can
- * end this grant only. */
+ * nobody waits for the answer (the server drops late replies) and the call
+ * fails. A new grant (`moved` false) is then released here, fenced on its
+ * epoch, which no other request is ever answered with (a same-owner retry
+ * gets the next epoch), so the caller's view (no grant) holds. A grant
+ * moved to the next epoch for its owner (`moved`: the owner held the lease
+ * before this call and may have been told so) is left held: releasing it
+ * would free the item under an owner that believes it holds it. That owner
+ * settles it with its next Acquire (the next epoch) or a release by owner. */
 static orch_code answer_grant(orch_rpc_call *call, lease_svc *ls, const lease_claim *cl,
-                              uint64_t epoch, bool reclaimed, bool already)
+                              uint64_t epoch, bool reclaimed, bool moved)
 {
     orch_log_ctx_set_epoch(epoch);
     if (orch_deadline_left_ms(orch_rpc_call_deadline(call)) > 0)
-        return reply_granted(call, epoch, reclaimed, already, false);
+        return reply_granted(call, epoch, reclaimed, moved, false);
+    if (moved)
+        return orch_rpc_fail(call, ORCH_CODE_DEADLINE_EXCEEDED,
+                             "%s moved to epoch %" PRIu64 " after the deadline; still held by"
+                             " this owner (ask again, or release by owner)",
+                             cl->work_item, epoch);
     uint64_t dl = orch_mono_ms() + 2000;
     orch_db_conn *c = NULL;
     bool released = false;

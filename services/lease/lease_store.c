@@ -219,14 +219,22 @@ static void arr_end(arr *a)
 /* One row per claim, numbered from 1 in `i_ord`; `cur` is the leases as
  * the statement's snapshot sees them. `k` locks the released rows of the
  * claims, in work-item order, skipping any row another transaction has
- * locked (SKIP LOCKED): a batch never waits for a row lock. `g` grants only
- * to claims whose lease is absent, or released and locked by `k`, as
- * lease_sql_acquire does; a claim whose released row was skipped is not
- * decided here (`alone`). Each returned row is a claim's number, its new
- * epoch (NULL unless granted), `alone`, and the lease columns of `cur`
- * (NULLs if none). */
+ * locked (SKIP LOCKED). `g` grants only to claims whose lease is absent, or
+ * released and locked by `k`, as lease_sql_acquire does; a claim whose
+ * released row was skipped is not decided here (`alone`). Each returned row
+ * is a claim's number, its new epoch (NULL unless granted), `alone`, and
+ * the lease columns of `cur` (NULLs if none).
+ * SKIP LOCKED cannot cover `g`'s upsert: a lease absent from the snapshot
+ * (a new item another transaction is inserting, or a row committed since
+ * and locked again) makes it wait. `s`, read by `i` before any row is
+ * written, bounds every lock wait of this statement's transaction to
+ * LEASE_BATCH_LOCK_WAIT; past it the statement fails with 55P03
+ * (ORCH_EDB_LOCKED), nothing is written, and every claim runs alone
+ * (lease_batch.c), waiting there as it would with group commit off. */
+#define LEASE_BATCH_LOCK_WAIT "100ms"
 static const char sql_acquire_batch[] =
-    "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
+    "WITH s AS (SELECT set_config('lock_timeout', '" LEASE_BATCH_LOCK_WAIT "', true)),"
+    " i AS (SELECT i.* FROM s, unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
     "   $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY"
     "   AS i(i_item, i_host, i_boot, i_pid, i_ticks, i_inst, i_actor, i_trans, i_repo, i_ord)),"
     " cur AS (SELECT t.* FROM transition_lease t JOIN i ON t.work_item = i.i_item),"
@@ -328,7 +336,8 @@ orch_err lease_store_regrant(orch_db_conn *c, uint64_t dl, const lease_claim *cl
 {
     /* Only the epoch moves (owner, actor, transition and acquired_at stay):
      * the earlier epoch is no longer the live grant, so a release fenced on
-     * it (a late grant's) cannot end this one. */
+     * it (a late grant's) cannot end this one. The earlier epoch gets its
+     * end event ('released' by lease-service), the new one its 'granted'. */
     static const char sql[] =
         "WITH r AS ("
         " UPDATE transition_lease SET epoch = epoch + 1"
@@ -337,7 +346,9 @@ orch_err lease_store_regrant(orch_db_conn *c, uint64_t dl, const lease_claim *cl
         "   AND owner_start_ticks = $5::bigint AND owner_instance = $6"
         " RETURNING work_item, epoch, transition),"
         " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-        "   SELECT work_item, epoch, 'granted', $8,"
+        "   SELECT work_item, epoch - 1, 'released', 'lease-service',"
+        "     'superseded by epoch ' || epoch || ': the same owner asked again' FROM r"
+        "   UNION ALL SELECT work_item, epoch, 'granted', $8,"
         "     transition || ' (the owner asked again; epoch ' || $7 || ' ended)' FROM r)"
         " SELECT epoch FROM r";
     claim_params cp;

@@ -10,7 +10,10 @@
  *   locked leave the batch, so the others are answered at once;
  * - a same-owner retry of Acquire is answered with a grant of its own
  *   epoch, which a release fenced on the earlier epoch (the release of a
- *   grant made after its caller's deadline) cannot end.
+ *   grant made after its caller's deadline) cannot end; answered after its
+ *   deadline, it leaves the lease with its owner;
+ * - a batch's grant of a new item another transaction is inserting waits
+ *   only briefly, then runs alone: free items behind it are answered.
  *
  * The lock holder is a separate libpq connection; the test waits for the
  * lease statements to be seen waiting on it (pg_stat_activity), then ends
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orch/clock.h"
 #include "test_lease_util.h"
 
 static th_svc svc;
@@ -42,8 +46,11 @@ static void teardown(void)
     if (holder)
         PQfinish(holder);
     lt_cleanup();
-    if (svc.pid > 0 && th_svc_stop(&svc, SIGTERM, 10000) != 0)
-        th_svc_dump_log(&svc);
+    if (svc.pid > 0) {
+        kill(svc.pid, SIGCONT); /* a test that failed while it was stopped */
+        if (th_svc_stop(&svc, SIGTERM, 10000) != 0)
+            th_svc_dump_log(&svc);
+    }
 }
 
 TestSuite(lease_doubt, .init = setup, .fini = teardown, .timeout = 120);
@@ -337,6 +344,11 @@ static void retry_gets_own_epoch(const char *batch_max)
                             " 'ORCH-RETRY-1' AND kind = 'granted' AND epoch = %llu",
                             (unsigned long long)retry.epoch),
                  1, "the retry's grant has no event");
+    cr_assert_eq(lt_sql_num(db,
+                            "SELECT count(*) FROM lease_events WHERE work_item ="
+                            " 'ORCH-RETRY-1' AND kind = 'released' AND epoch = %llu",
+                            (unsigned long long)first.epoch),
+                 1, "the superseded epoch has no end event");
     cr_assert_eq(lt_release(c, "ORCH-RETRY-1", retry.epoch, NULL, &st), ORCH_CODE_OK, "%s",
                  st.message);
 }
@@ -349,4 +361,116 @@ Test(lease_doubt, a_same_owner_retry_gets_an_epoch_no_older_release_can_end)
 Test(lease_doubt, a_same_owner_retry_gets_an_epoch_no_older_release_can_end_batched)
 {
     retry_gets_own_epoch("8");
+}
+
+/* Regression: a same-owner Acquire whose move to the next epoch committed
+ * after its caller's deadline was answered as a new late grant: released,
+ * so the item was free (and granted to another owner) while its owner
+ * still believed it held it. Here lease-service is stopped (SIGSTOP) while
+ * the move waits for a row lock and commits; it resumes past the deadline,
+ * inside the database layer's slack. */
+static void late_move_keeps_the_lease(const char *batch_max)
+{
+    start(batch_max);
+    orch_rpc_client *c = lt_client(&svc);
+    lt_owner o, p;
+    lt_owner_spawn(&o, NULL, NULL);
+    lt_owner_spawn(&p, NULL, NULL);
+    lt_acq first = lt_acquire(c, "ORCH-LATE-1", "orch", &o, "doubt");
+    cr_assert(first.granted && !first.already_held, "%s", first.message);
+    /* A short row lock on the held lease, as stage's CAS takes (FOR SHARE). */
+    holder_exec("BEGIN");
+    holder_exec("SELECT 1 FROM transition_lease WHERE work_item = 'ORCH-LATE-1' FOR SHARE");
+    call a;
+    memset(&a, 0, sizeof a);
+    a.c = lt_client(&svc);
+    snprintf(a.item, sizeof a.item, "ORCH-LATE-1");
+    a.owner = o;
+    a.timeout_ms = 2500;
+    pthread_t th;
+    uint64_t t0 = orch_mono_ms();
+    cr_assert_eq(pthread_create(&th, NULL, acquire_once, &a), 0);
+    wait_lock_waiters(1);
+    th_stop_process(svc.pid, 5000);
+    holder_exec("COMMIT");
+    cr_assert(lt_sql_wait(db, (long long)first.epoch + 1, 5000,
+                          "SELECT max(epoch) FROM transition_lease WHERE work_item ="
+                          " 'ORCH-LATE-1' AND released_at IS NULL"),
+              "the move to the next epoch did not commit");
+    uint64_t now = orch_mono_ms();
+    if (now < t0 + 2800)
+        lt_sleep_ms((unsigned)(t0 + 2800 - now)); /* past the deadline, inside the slack */
+    kill(svc.pid, SIGCONT);
+    pthread_join(th, NULL);
+    cr_assert_eq(a.got.code, ORCH_CODE_DEADLINE_EXCEEDED, "%s", a.got.message);
+    lt_valid v = lt_validate(c, "ORCH-LATE-1", first.epoch + 1);
+    cr_assert(v.held && v.valid, "the lease of the late same-owner Acquire was ended");
+    lt_acq other = lt_acquire(c, "ORCH-LATE-1", "orch", &p, "doubt-other");
+    cr_assert_not(other.granted, "another owner was granted epoch %llu while O holds it",
+                  (unsigned long long)other.epoch);
+    /* The owner settles it as the client library does: release by owner. */
+    Orch__V1__ReleaseRequest rel = ORCH__V1__RELEASE_REQUEST__INIT;
+    Orch__V1__Owner om;
+    lt_owner_msg(&o, &om);
+    rel.work_item = "ORCH-LATE-1";
+    rel.owner = &om;
+    orch_rpc_status st;
+    cr_assert_eq(
+        lt_call(c, orch_lease_method_release, &rel.base, &orch__v1__release_reply__descriptor, &st),
+        ORCH_CODE_OK, "%s", st.message);
+    cr_assert_not(lt_validate(c, "ORCH-LATE-1", first.epoch + 1).held);
+}
+
+Test(lease_doubt, a_late_same_owner_acquire_leaves_the_lease_with_its_owner)
+{
+    late_move_keeps_the_lease("1");
+}
+
+Test(lease_doubt, a_late_same_owner_acquire_leaves_the_lease_with_its_owner_batched)
+{
+    late_move_keeps_the_lease("8");
+}
+
+/* A new row, uncommitted on the holder connection. */
+static void insert_uncommitted(const char *item)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO transition_lease (work_item, epoch, owner_host, owner_boot_id,"
+             " owner_pid, owner_start_ticks, owner_instance, actor, transition, repo)"
+             " VALUES ('%s', 1, 'h', 'b', 1, 1, 'i', 'a', 't', 'orch')",
+             item);
+    holder_exec(sql);
+}
+
+/* Regression: SKIP LOCKED does not cover the batch's upsert, so a batch
+ * granting an item absent from its snapshot (another transaction inserting
+ * it) waited for that transaction; two such batches (the two in
+ * PostgreSQL at once) stalled every request behind them until its
+ * deadline. The batch now gives up the wait after a short lock_timeout and
+ * its requests run alone, where they wait as without group commit. */
+Test(lease_doubt, a_new_items_uncommitted_insert_does_not_stall_the_batch_queue)
+{
+    start("8");
+    holder_exec("BEGIN");
+    insert_uncommitted("ORCH-NEW-1");
+    call n1, n2, f;
+    pthread_t t1, t2, tf;
+    call_start(&n1, &t1, "ORCH-NEW-1", 20000);
+    wait_lock_waiters(1);
+    insert_uncommitted("ORCH-NEW-2");
+    call_start(&n2, &t2, "ORCH-NEW-2", 20000);
+    wait_lock_waiters(2);
+    call_start(&f, &tf, "ORCH-NEW-FREE", 3000);
+    pthread_join(tf, NULL);
+    cr_assert(f.got.granted, "a free item waited behind an uncommitted insert: %s %s",
+              orch_code_name(f.got.code), f.got.message);
+    cr_assert_not(__atomic_load_n(&n1.done, __ATOMIC_SEQ_CST) ||
+                      __atomic_load_n(&n2.done, __ATOMIC_SEQ_CST),
+                  "the new items' grants did not wait for the inserting transaction");
+    holder_exec("ROLLBACK");
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    cr_assert(n1.got.granted && n2.got.granted, "%s: %s / %s: %s", orch_code_name(n1.got.code),
+              n1.got.message, orch_code_name(n2.got.code), n2.got.message);
 }
