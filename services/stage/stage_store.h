@@ -160,7 +160,12 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, const stage_int
  * the middle holds none) appends stage_history and, for a rollback, raises
  * the cycle and clears the recorded verdicts. *won is false when zero rows
  * were updated (the race was lost); *out is the task after a won write.
- * ORCH_EDB_UNKNOWN: the write went out and its outcome never came back. */
+ * ORCH_EDB_UNKNOWN: the write went out and its outcome never came back.
+ * `released` (may be NULL) asks a fenced write to release the grant too:
+ * when it wins, the same statement releases lease `epoch` exactly as
+ * lease-service's Release by the holder would (the lease row and its
+ * 'released' event) and sets *released; false when nothing was released
+ * (lost race, no lease, an error), and the caller releases it by RPC. */
 typedef struct stage_cas {
     const char *work_item;
     stage_id expected, to;
@@ -169,6 +174,19 @@ typedef struct stage_cas {
     uint64_t epoch;
     const char *actor, *reason;
     uint64_t pr_number; /* > 0: the task's new pull request (development->review) */
+    bool *released;     /* non-NULL: fold the lease release into a won fenced write */
+    /* The call's verdicts, recorded for `transition` by the same statement
+     * when it wins (as stage_store_record_evidence would); NULL: none.
+     * Never with a rollback, which clears the verdicts. */
+    const orch_verdicts *evidence;
+    const char *transition;
+    /* An effect's outcome recorded by the same statement (the pending
+     * intent at `epoch`), before the stage is written and whether or not the
+     * write then wins; the write happens only once it is recorded
+     * (*outcome_recorded). Only with a fenced write that releases the lease
+     * (`released` set); otherwise ORCH_EINVAL. NULL: none. */
+    const stage_intent_outcome *outcome;
+    bool *outcome_recorded;
 } stage_cas;
 orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
                          stage_task *out) ORCH_NODISCARD;
