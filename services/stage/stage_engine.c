@@ -338,7 +338,10 @@ static orch_err read_locked(stage_svc *ss, advance_call *ac, stage_outcome *res)
     orch_db_conn *c = NULL;
     bool recorded = true;
     bool has = req->evidence && req->evidence->n;
-    ac->verdicts_pending = has && e->kind == STAGE_EDGE_FORWARD && e->neffects == 0;
+    /* Left to the stage write (no effects) or the first intent claim (under
+     * a lease); else recorded here. */
+    ac->verdicts_pending =
+        has && e->kind == STAGE_EDGE_FORWARD && (e->neffects == 0 || (ac->fenced && res->epoch));
     orch_err err = with_conn(ss, ac->dl, &c);
     if (!err)
         err = stage_store_get(c, ac->dl, req->work_item, &ac->t);
@@ -392,8 +395,17 @@ static orch_err run_effects(stage_svc *ss, advance_call *ac, stage_outcome *res,
                                    .ev = &ac->ev,
                                    .db = ss->db,
                                    .deadline = ac->dl };
-        bool last = i == ac->e->neffects - 1 && ac->fenced && res->epoch;
+        bool last = i == ac->e->neffects - 1 && ac->fenced && res->epoch, rec = false;
+        stage_evidence_write w = { &ac->t, ac->transition, res->epoch, ac->req->evidence,
+                                   ac->req->actor };
+        if (ac->verdicts_pending) { /* recorded by this claim */
+            call.verdicts = &w;
+            call.verdicts_recorded = &rec;
+        }
         stage_result r = stage_run_effect(ss, &call, ae, last ? &ac->later : NULL, &res->fail);
+        if (rec)
+            res->durable = true;
+        ac->verdicts_pending = false;
         if (ae->claimed)
             res->durable = true;
         /* An effect ran: what follows (the stage write, a rollback) gets

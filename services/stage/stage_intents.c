@@ -169,11 +169,21 @@ static stage_result claim_effect(stage_svc *ss, stage_effect_call *call, stage_a
                                        &(stage_intent_key){ t->work_item, call->transition,
                                                             stage_effect_name(call->effect),
                                                             t->cycle },
-                                       call->epoch, &st, row);
+                                       call->epoch, call->verdicts, &st, row);
     orch_db_release(c);
     if (err) {
         stage_db_fail(f, err, "side-effect intent");
         return STAGE_RESULT_ERROR;
+    }
+    if (call->verdicts)
+        *call->verdicts_recorded = st != STAGE_INTENT_STALE && st != STAGE_INTENT_MOVED;
+    if (st == STAGE_INTENT_MOVED) {
+        stage_fail(f, STAGE_FAIL_LOST_RACE,
+                   "lost the race: %s left stage %s (cycle %d): its verdicts were not recorded "
+                   "and %s was not started",
+                   t->work_item, stage_name(call->verdicts->t->stage), t->cycle,
+                   stage_effect_name(call->effect));
+        return STAGE_RESULT_ABORTED;
     }
     *run = call->resolve = false;
     if (st == STAGE_INTENT_EXISTS) {

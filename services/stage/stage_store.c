@@ -23,6 +23,11 @@
     "l AS (SELECT epoch FROM transition_lease WHERE work_item = " item " AND epoch = " epoch \
     "::bigint AND released_at IS NULL FOR SHARE)"
 
+/* The upsert of a verdict: the latest value per (item, edge, key). */
+#define EVIDENCE_UPSERT                                                               \
+    " ON CONFLICT (work_item, transition, key) DO UPDATE SET value = EXCLUDED.value," \
+    " actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now()"
+
 static void copy(char *dst, size_t n, const char *src)
 {
     snprintf(dst, n, "%s", src ? src : "");
@@ -178,10 +183,7 @@ orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_e
               " (work_item, transition, key, value, actor, cycle)"
               " SELECT $1, $7, e.key, e.value, $3, t.cycle FROM jsonb_each_text($2::jsonb) AS e,"
               "   tasks t WHERE t.work_item = $1 AND t.stage = $4 AND t.cycle = $5::integer"
-              "   AND ($6::bigint = 0 OR EXISTS (SELECT 1 FROM l))"
-              " ON CONFLICT (work_item, transition, key) DO UPDATE"
-              " SET value = EXCLUDED.value, actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = "
-              "now()";
+              "   AND ($6::bigint = 0 OR EXISTS (SELECT 1 FROM l))" EVIDENCE_UPSERT;
     *recorded = true;
     if (vs->n == 0)
         return ORCH_OK;
@@ -359,42 +361,83 @@ static orch_err read_intent(orch_db_conn *c, uint64_t dl, const stage_intent_key
     return ORCH_OK;
 }
 
-orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const stage_intent_key *k,
-                                  uint64_t epoch, stage_intent_state *st, stage_intent *row)
+/* The statements of stage_store_intent_claim(): fenced by the lease, with
+ * the call's verdicts too, and without a lease. */
+#define CLAIM_INS                                                                           \
+    " ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle, lease_epoch)" \
+    "   SELECT $1, $2, $3, $4::integer, $5::bigint FROM l"
+#define CLAIM_TAIL                                                                  \
+    "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)" \
+    " SELECT (SELECT count(*) FROM l), (SELECT id FROM ins)"
+static const char claim_fenced[] = "WITH " LIVE_LEASE("$1", "$5") "," CLAIM_INS CLAIM_TAIL ", true";
+/* With the call's verdicts ($6, by actor $8), recorded as
+ * stage_store_record_evidence would, in the claim's statement: only
+ * while the task is in stage $7 and cycle $4 and the epoch is live; the
+ * intent is claimed only then too. */
+static const char claim_fenced_rec[] = "WITH " LIVE_LEASE(
+    "$1", "$5") ","
+                " here AS (SELECT cycle FROM tasks WHERE work_item = $1 AND stage = $7"
+                "   AND cycle = $4::integer),"
+                " v AS (INSERT INTO task_evidence (work_item, transition, key, value, actor, cycle)"
+                "   SELECT $1, $2, e.key, e.value, $8, here.cycle FROM here, "
+                "jsonb_each_text($6::jsonb) e"
+                "   WHERE EXISTS (SELECT 1 FROM l)" EVIDENCE_UPSERT ")," CLAIM_INS
+                " WHERE EXISTS (SELECT 1 FROM here)" CLAIM_TAIL ", EXISTS (SELECT 1 FROM here)";
+static const char claim_open[] =
+    "WITH ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle)"
+    "   VALUES ($1, $2, $3, $4::integer)"
+    "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)"
+    " SELECT 1, (SELECT id FROM ins), true";
+#undef CLAIM_INS
+#undef CLAIM_TAIL
+
+/* The state a claim statement answered (its row of `r`), the row of a
+ * claim made under `epoch` into *row. */
+static stage_intent_state claim_state(const orch_db_result *r, uint64_t epoch, stage_intent *row)
 {
-    static const char fenced[] = "WITH " LIVE_LEASE(
-        "$1", "$5") ","
-                    " ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle, "
-                    "lease_epoch)"
-                    "   SELECT $1, $2, $3, $4::integer, $5::bigint FROM l"
-                    "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)"
-                    " SELECT (SELECT count(*) FROM l), (SELECT id FROM ins)";
-    static const char open_sql[] =
-        "WITH ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle)"
-        "   VALUES ($1, $2, $3, $4::integer)"
-        "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)"
-        " SELECT 1, (SELECT id FROM ins)";
+    bool live = strcmp(orch_db_result_get(r, 0, 0), "0") != 0;
+    const char *id = orch_db_result_get(r, 0, 1);
+    bool here = orch_db_result_get(r, 0, 2)[0] == 't';
+    memset(row, 0, sizeof *row);
+    if (!live)
+        return STAGE_INTENT_STALE;
+    if (!here)
+        return STAGE_INTENT_MOVED;
+    if (!id)
+        return STAGE_INTENT_EXISTS;
+    row->id = strtoll(id, NULL, 10);
+    copy(row->outcome, sizeof row->outcome, "pending");
+    row->epoch = epoch;
+    return STAGE_INTENT_CLAIMED;
+}
+
+orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const stage_intent_key *k,
+                                  uint64_t epoch, const stage_evidence_write *w,
+                                  stage_intent_state *st, stage_intent *row)
+{
+    if (w && !epoch)
+        return ORCH_EINVAL;
     char cyc[16], ep[24];
     snprintf(cyc, sizeof cyc, "%d", k->cycle);
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
-    const char *p[] = { k->work_item, k->transition, k->effect, cyc, ep };
+    char *js = w ? verdicts_json(w->vs) : NULL;
+    if (w && !js)
+        return ORCH_ENOMEM;
+    const char *p[] = { k->work_item,
+                        k->transition,
+                        k->effect,
+                        cyc,
+                        ep,
+                        js,
+                        w ? stage_name(w->t->stage) : NULL,
+                        w ? w->actor : NULL };
+    const char *sql = w ? claim_fenced_rec : epoch ? claim_fenced : claim_open;
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, epoch ? fenced : open_sql, epoch ? 5 : 4, p, &r);
+    orch_err err = orch_db_exec(c, dl, sql, w ? 8 : epoch ? 5 : 4, p, &r);
+    free(js);
     if (err)
         return err;
-    bool live = strcmp(orch_db_result_get(r, 0, 0), "0") != 0;
-    const char *id = orch_db_result_get(r, 0, 1);
-    memset(row, 0, sizeof *row);
-    if (!live) {
-        *st = STAGE_INTENT_STALE;
-    } else if (id) {
-        *st = STAGE_INTENT_CLAIMED;
-        row->id = strtoll(id, NULL, 10);
-        copy(row->outcome, sizeof row->outcome, "pending");
-        row->epoch = epoch;
-    } else {
-        *st = STAGE_INTENT_EXISTS;
-    }
+    *st = claim_state(r, epoch, row);
     orch_db_result_free(r);
     if (*st != STAGE_INTENT_EXISTS)
         return ORCH_OK;
@@ -446,9 +489,7 @@ orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *w
     "   AND coalesce(lease_epoch, 0) = " epoch "::bigint RETURNING id),"                       \
     " fv AS (INSERT INTO task_evidence (work_item, key, value, actor, cycle)"                  \
     "   SELECT " item ", " key "::text, " value ", 'stage-service', " cycle "::integer FROM f" \
-    "   WHERE " key "::text IS NOT NULL"                                                       \
-    "   ON CONFLICT (work_item, transition, key) DO UPDATE SET value = EXCLUDED.value,"        \
-    "     actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now())"
+    "   WHERE " key "::text IS NOT NULL" EVIDENCE_UPSERT ")"
 
 orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, const stage_intent_outcome *o,
                                    bool *recorded)
@@ -508,9 +549,8 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, const stage_int
     " d AS (DELETE FROM task_evidence WHERE work_item = $1 AND $4::integer = 1"            \
     "   AND EXISTS (SELECT 1 FROM u)),"                                                    \
     " v AS (INSERT INTO task_evidence (work_item, transition, key, value, actor, cycle)"   \
-    "   SELECT $1, $10, e.key, e.value, $7, u.cycle FROM u, jsonb_each_text($9::jsonb) e"  \
-    "   ON CONFLICT (work_item, transition, key) DO UPDATE SET value = EXCLUDED.value,"    \
-    "   actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now())"
+    "   SELECT $1, $10, e.key, e.value, $7, u.cycle FROM u, jsonb_each_text($9::jsonb) "   \
+    "e" EVIDENCE_UPSERT ")"
 #define CAS_WHERE_FENCED " WHERE work_item = $1 AND stage = $2 AND EXISTS (SELECT 1 FROM l)"
 
 /* Runs the CAS statement `sql` (its first `n` parameters); see

@@ -22,6 +22,7 @@ typedef enum stage_intent_state {
     STAGE_INTENT_CLAIMED, /* this call inserted (or took over) the intent: run the effect */
     STAGE_INTENT_EXISTS,  /* a row exists: see outcome and epoch */
     STAGE_INTENT_STALE,   /* the lease epoch is no longer the live grant: do nothing */
+    STAGE_INTENT_MOVED,   /* verdicts given, the task left their stage or cycle: nothing done */
 } stage_intent_state;
 
 /* Inserts task `in` (its work item, repo, title and pull request) unless
@@ -124,10 +125,15 @@ typedef struct stage_intent_key {
 
 /* Claims the intent `k` under `epoch`
  * (0: no lease). With a lease, the claim is refused (STAGE_INTENT_STALE) unless
- * `epoch` is the live grant. */
+ * `epoch` is the live grant. `w` (NULL: none; only with a lease) are the
+ * call's verdicts, recorded by the same statement as
+ * stage_store_record_evidence() records them (w->epoch is not read: the
+ * claim's `epoch` fences both); while the task is not in w->t's stage and
+ * k->cycle nothing is recorded or claimed (STAGE_INTENT_MOVED). In every
+ * other state the verdicts were recorded. */
 orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const stage_intent_key *k,
-                                  uint64_t epoch, stage_intent_state *st,
-                                  stage_intent *row) ORCH_NODISCARD;
+                                  uint64_t epoch, const stage_evidence_write *w,
+                                  stage_intent_state *st, stage_intent *row) ORCH_NODISCARD;
 /* Takes over an existing intent seen as `seen` (same outcome and epoch),
  * setting it pending under `epoch`; same lease check. *took says whether. */
 orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *work_item,

@@ -76,7 +76,7 @@ static bool run_effect(orch_db_conn *c, uint64_t dl, const sbd_call *call, const
     stage_intent_key k = { t->work_item, tr, stage_effect_name(e->effects[0]), t->cycle };
     stage_intent_state st;
     stage_intent row;
-    orch_err rc = stage_store_intent_claim(c, dl, &k, epoch, &st, &row);
+    orch_err rc = stage_store_intent_claim(c, dl, &k, epoch, NULL, &st, &row);
     if (rc || st != STAGE_INTENT_CLAIMED) {
         snprintf(err, n, "intent claim of %s: %s", t->work_item, rc ? orch_strerror(rc) : "lost");
         return false;
