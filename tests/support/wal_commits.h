@@ -20,20 +20,36 @@
 
 #define ORCH_WAL_LSN_SQL "SELECT pg_current_wal_insert_lsn()::text"
 
-#define ORCH_WAL_COMMITS_SQL                                                              \
-    "WITH w AS (SELECT xid, resource_manager, record_type, block_ref"                     \
-    "   FROM pg_get_wal_records_info($1::pg_lsn, pg_current_wal_flush_lsn())),"           \
-    " rel AS (SELECT format('/%s/%s ', d.oid, pg_relation_filenode(c.oid)) AS tag"        \
-    "   FROM pg_class c, pg_database d WHERE d.datname = current_database()"              \
-    "     AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace"                \
-    "     AND c.relname = ANY (string_to_array($2, ',')))"                                 \
-    " SELECT count(*) FROM w WHERE w.resource_manager = 'Transaction'"                    \
+#define ORCH_WAL_COMMITS_SQL                                                                \
+    "WITH w AS (SELECT xid, resource_manager, record_type, block_ref"                       \
+    "   FROM pg_get_wal_records_info($1::pg_lsn, pg_current_wal_flush_lsn())),"             \
+    " rel AS (SELECT format('/%s/%s ', d.oid, pg_relation_filenode(c.oid)) AS tag"          \
+    "   FROM pg_class c, pg_database d WHERE d.datname = current_database()"                \
+    "     AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace"                  \
+    "     AND c.relname = ANY (string_to_array($2, ',')))"                                  \
+    " SELECT count(*) FROM w WHERE w.resource_manager = 'Transaction'"                      \
     "   AND w.record_type LIKE 'COMMIT%' AND w.xid IN (SELECT DISTINCT x.xid FROM w x, rel" \
     "     WHERE strpos(x.block_ref, rel.tag) > 0)"
 
+/* The same commits, each as "xid:table,table" (one text, ';' between), to
+ * tell which transaction wrote what when a count is not what a test wants. */
+#define ORCH_WAL_COMMITS_DETAIL_SQL                                                           \
+    "WITH w AS (SELECT xid::text::bigint AS xid, resource_manager, record_type, block_ref"    \
+    "   FROM pg_get_wal_records_info($1::pg_lsn, pg_current_wal_flush_lsn())),"               \
+    " rel AS (SELECT c.relname, format('/%s/%s ', d.oid, pg_relation_filenode(c.oid)) AS tag" \
+    "   FROM pg_class c, pg_database d WHERE d.datname = current_database()"                  \
+    "     AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace"                    \
+    "     AND c.relname = ANY (string_to_array($2, ','))),"                                   \
+    " x AS (SELECT x.xid, string_agg(DISTINCT rel.relname, ',') AS tables FROM w x, rel"      \
+    "   WHERE strpos(x.block_ref, rel.tag) > 0 GROUP BY x.xid)"                               \
+    " SELECT coalesce(string_agg(x.xid || ':' || x.tables, ';' ORDER BY x.xid), '') FROM x"   \
+    " WHERE x.xid IN (SELECT xid FROM w WHERE resource_manager = 'Transaction'"               \
+    "   AND record_type LIKE 'COMMIT%')"
+
 /* The tables one stage transition writes (stage-service's and
  * lease-service's). */
-#define ORCH_WAL_STAGE_TABLES \
-    "tasks,stage_history,task_evidence,side_effects,coverage_baseline,transition_lease,lease_events"
+#define ORCH_WAL_STAGE_TABLES                                                                  \
+    "tasks,stage_history,task_evidence,side_effects,coverage_baseline,transition_lease,lease_" \
+    "events"
 
 #endif
