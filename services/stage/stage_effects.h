@@ -45,6 +45,10 @@ typedef struct stage_effect_call {
      * resent under the same idempotency key (the hook answers the first
      * attempt's outcome); the ratchet, idempotent, runs again. */
     bool check_only;
+    /* The call's verdicts, recorded by the intent's claim (stage_intents.c;
+     * NULL: none); *verdicts_recorded says whether they were. */
+    const stage_evidence_write *verdicts;
+    bool *verdicts_recorded;
 } stage_effect_call;
 
 /* Runs (or resolves) one effect. `detail` gets a one-line account. When the

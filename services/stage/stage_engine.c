@@ -14,8 +14,9 @@
  *      under a superseded epoch) (stage_intents.c);
  *   5. write the stage with the CAS (expected stage + live epoch) and append
  *      the history in the same transaction;
- *   6. release the lease (retried in the background if lease-service cannot
- *      be reached).
+ *   6. release the lease: a won fenced write released it in its own
+ *      statement; otherwise by RPC (retried in the background if
+ *      lease-service cannot be reached).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -215,9 +216,14 @@ typedef struct advance_call {
     const stage_advance_req *req;
     const stage_edge *e;
     char transition[64];
-    bool fenced;  /* the lease applies: the stage write checks the epoch */
-    uint64_t dl;  /* raised once an effect ran (run_effects) */
-    stage_task t; /* as read under the lease */
+    bool fenced; /* the lease applies: the stage write checks the epoch */
+    /* The call's verdicts are recorded by the stage write, not before it
+     * (read_locked); a call that ends without that write records them on
+     * its own (record_pending). */
+    bool verdicts_pending;
+    stage_outcome_later later; /* the last effect's ok outcome, for the stage write */
+    uint64_t dl;               /* raised once an effect ran (run_effects) */
+    stage_task t;              /* as read under the lease */
     orch_verdicts ev;
     stage_gate_input gi;
 } advance_call;
@@ -227,15 +233,34 @@ typedef struct advance_call {
  * the item is in) when the race was lost. */
 static orch_err write_to(stage_svc *ss, const advance_call *ac, stage_cas cas, stage_outcome *res)
 {
-    bool won = false;
+    bool won = false, recorded = false;
+    stage_intent_outcome io;
+    if (ac->later.pending) {
+        /* The last effect's outcome goes with the write (one commit). */
+        const stage_advance_effect *ae = &res->effects[res->neffects - 1];
+        io = (stage_intent_outcome){
+            ac->later.id,    ac->later.epoch, ae->outcome,
+            ae->detail,      &ac->t,          ac->later.digest[0] ? "built_image_digest" : NULL,
+            ac->later.digest
+        };
+        cas.outcome = &io;
+        cas.outcome_recorded = &recorded;
+    }
     cas.work_item = ac->t.work_item;
     cas.expected = ac->t.stage;
     cas.conditional = ac->fenced;
     cas.epoch = res->epoch;
     cas.actor = ac->req->actor;
+    /* A won fenced write releases the grant in its own statement. */
+    cas.released = ac->fenced && res->epoch ? &res->lease_released : NULL;
     orch_err err = write_stage(ss, ac->dl, &cas, res, &won);
     if (err)
         return err;
+    if (cas.outcome && !recorded) {
+        res->result = STAGE_RESULT_ABORTED;
+        return stage_fail_taken_over(&res->fail, ac->e->effects[ac->e->neffects - 1],
+                                     ac->t.work_item);
+    }
     return won ? ORCH_OK : lost_race(ss, ac->dl, &ac->t, cas.to, res);
 }
 
@@ -256,44 +281,104 @@ static orch_err roll_back(stage_svc *ss, const advance_call *ac, const char *why
     return ORCH_OK;
 }
 
+/* The end of a call whose task moved, or whose verdicts were not recorded
+ * (it left the stage, or the lease is no longer live): ABORTED. */
+static orch_err not_recorded(const advance_call *ac, bool here, stage_outcome *res)
+{
+    res->task = ac->t;
+    res->result = STAGE_RESULT_ABORTED;
+    if (!here) /* Moved between our first read and the lease: a lost race. */
+        return stage_fail(&res->fail, STAGE_FAIL_LOST_RACE,
+                          "lost the race: %s is now in stage %s, not %s", ac->t.work_item,
+                          stage_name(ac->t.stage), stage_name(ac->e->from));
+    return stage_fail(&res->fail, STAGE_FAIL_LOST_RACE,
+                      "lost the race: the verdicts for %s of %s were not recorded (it left "
+                      "stage %s, or lease epoch %" PRIu64 " is no longer the live grant)",
+                      ac->transition, ac->t.work_item, stage_name(ac->e->from), res->epoch);
+}
+
+/* Records the call's verdicts for its edge, fenced by the lease epoch;
+ * *recorded false when the task left the stage or the epoch is no longer
+ * the live grant. */
+static orch_err record_verdicts(orch_db_conn *c, advance_call *ac, stage_outcome *res,
+                                bool *recorded)
+{
+    stage_evidence_write w = { &ac->t, ac->transition, res->epoch, ac->req->evidence,
+                               ac->req->actor };
+    orch_err err = stage_store_record_evidence(c, ac->dl, &w, recorded);
+    if (!err && *recorded)
+        res->durable = true;
+    return err;
+}
+
+/* The gates' view of verdicts not recorded yet (ac->verdicts_pending): the
+ * call's own, over the recorded ones, as if recorded (the latest value of a
+ * key counts, and the development->review pull request is the cycle's). */
+static void overlay_verdicts(advance_call *ac)
+{
+    const orch_verdicts *vs = ac->req->evidence;
+    for (size_t i = 0; i < vs->n; i++)
+        (void)orch_verdicts_set(&ac->ev, vs->v[i].key, vs->v[i].value);
+    if (ac->e->from == STAGE_DEVELOPMENT && ac->e->to == STAGE_REVIEW &&
+        orch_verdicts_get(vs, "pr_number"))
+        ac->gi.pr_number =
+            stage_pipeline_cycle_pr(ac->t.cycle, ac->t.pr_number, stage_pipeline_pr_number(vs));
+}
+
 /* Step 3's reads under the lease: the task (still in e->from), then the
  * call's verdicts recorded for this edge (fenced by the lease epoch), then
- * what the gates see. LOST_RACE (result ABORTED) when the task moved or
- * the lease is no longer live: then nothing was recorded. */
+ * what the gates see. A forward edge without effects defers the record to
+ * its stage write (ac->verdicts_pending), which records them in the same
+ * statement. LOST_RACE (result ABORTED) when the task moved or the lease
+ * is no longer live: then nothing was recorded. */
 static orch_err read_locked(stage_svc *ss, advance_call *ac, stage_outcome *res)
 {
     const stage_advance_req *req = ac->req;
     const stage_edge *e = ac->e;
     orch_db_conn *c = NULL;
     bool recorded = true;
+    bool has = req->evidence && req->evidence->n;
+    /* Left to the stage write (no effects) or the first intent claim (under
+     * a lease); else recorded here. */
+    ac->verdicts_pending =
+        has && e->kind == STAGE_EDGE_FORWARD && (e->neffects == 0 || (ac->fenced && res->epoch));
     orch_err err = with_conn(ss, ac->dl, &c);
     if (!err)
         err = stage_store_get(c, ac->dl, req->work_item, &ac->t);
     bool here = !err && ac->t.stage == e->from;
-    if (here && req->evidence && req->evidence->n) {
-        stage_evidence_write w = { &ac->t, ac->transition, res->epoch, req->evidence, req->actor };
-        err = stage_store_record_evidence(c, ac->dl, &w, &recorded);
-        if (!err && recorded)
-            res->durable = true;
-    }
+    if (here && has && !ac->verdicts_pending)
+        err = record_verdicts(c, ac, res, &recorded);
     if (!err && here && recorded)
         err = stage_gate_input_read(c, ac->dl, &ac->t, e, &ac->ev, &ac->gi);
+    if (!err && here && ac->verdicts_pending)
+        overlay_verdicts(ac);
     orch_db_release(c);
     if (err)
         return stage_db_fail(&res->fail, err, "reading the task");
+    if (!here || !recorded)
+        return not_recorded(ac, here, res);
     res->task = ac->t;
-    res->result = STAGE_RESULT_ABORTED;
-    if (!here) /* Moved between our first read and the lease: a lost race. */
-        return stage_fail(&res->fail, STAGE_FAIL_LOST_RACE,
-                          "lost the race: %s is now in stage %s, not %s", ac->t.work_item,
-                          stage_name(ac->t.stage), stage_name(e->from));
-    if (!recorded)
-        return stage_fail(&res->fail, STAGE_FAIL_LOST_RACE,
-                          "lost the race: the verdicts for %s of %s were not recorded (it left "
-                          "stage %s, or lease epoch %" PRIu64 " is no longer the live grant)",
-                          ac->transition, ac->t.work_item, stage_name(e->from), res->epoch);
     res->result = STAGE_RESULT_ERROR;
     return ORCH_OK;
+}
+
+/* Records the verdicts left for the stage write (ac->verdicts_pending) when
+ * the call ends without it (a gate refused or rolls back), as they would
+ * have been recorded before the gates: LOST_RACE when they cannot be. */
+static orch_err record_pending(stage_svc *ss, advance_call *ac, stage_outcome *res)
+{
+    if (!ac->verdicts_pending)
+        return ORCH_OK;
+    ac->verdicts_pending = false;
+    orch_db_conn *c = NULL;
+    bool recorded = false;
+    orch_err err = with_conn(ss, ac->dl, &c);
+    if (!err)
+        err = record_verdicts(c, ac, res, &recorded);
+    orch_db_release(c);
+    if (err)
+        return stage_db_fail(&res->fail, err, "recording the verdicts");
+    return recorded ? ORCH_OK : not_recorded(ac, true, res);
 }
 
 /* Step 4: the edge's effects in order. ORCH_OK with *done false to go on
@@ -310,7 +395,17 @@ static orch_err run_effects(stage_svc *ss, advance_call *ac, stage_outcome *res,
                                    .ev = &ac->ev,
                                    .db = ss->db,
                                    .deadline = ac->dl };
-        stage_result r = stage_run_effect(ss, &call, ae, &res->fail);
+        bool last = i == ac->e->neffects - 1 && ac->fenced && res->epoch, rec = false;
+        stage_evidence_write w = { &ac->t, ac->transition, res->epoch, ac->req->evidence,
+                                   ac->req->actor };
+        if (ac->verdicts_pending) { /* recorded by this claim */
+            call.verdicts = &w;
+            call.verdicts_recorded = &rec;
+        }
+        stage_result r = stage_run_effect(ss, &call, ae, last ? &ac->later : NULL, &res->fail);
+        if (rec)
+            res->durable = true;
+        ac->verdicts_pending = false;
         if (ae->claimed)
             res->durable = true;
         /* An effect ran: what follows (the stage write, a rollback) gets
@@ -348,6 +443,11 @@ static orch_err gates_and_effects(stage_svc *ss, advance_call *ac, stage_outcome
     *done = true;
     stage_gates_outcome g =
         stage_pipeline_run_gates(ac->e, &ac->gi, res->fails, STAGE_ADV_MAX_FAILS, &res->nfails);
+    if (g != STAGE_GATES_PASS) {
+        orch_err err = record_pending(ss, ac, res);
+        if (err)
+            return err;
+    }
     if (g == STAGE_GATES_REFUSE) {
         res->result = STAGE_RESULT_GATE_FAILED;
         return ORCH_OK;
@@ -381,7 +481,9 @@ static orch_err advance_locked(stage_svc *ss, advance_call *ac, stage_outcome *r
     stage_cas cas = { .to = e->to,
                       .rollback = rollback,
                       .reason = ac->req->reason,
-                      .pr_number = stage_logic_written_pr(e, &ac->ev) };
+                      .pr_number = stage_logic_written_pr(e, &ac->ev),
+                      .evidence = ac->verdicts_pending ? ac->req->evidence : NULL,
+                      .transition = ac->transition };
     err = write_to(ss, ac, cas, res);
     if (err)
         return err;
@@ -458,7 +560,8 @@ orch_err stage_advance(stage_svc *ss, const stage_advance_req *req, uint64_t dl,
          * expected-stage condition. */
     }
     err = advance_locked(ss, &ac, res);
-    release_lease(ss, t.work_item, res->epoch);
+    if (!res->lease_released)
+        release_lease(ss, t.work_item, res->epoch);
     if (err && stage_logic_failure_unknown(res->durable, res->fail.kind, res->fail.err))
         answer_unknown(&ac, res);
     return err;

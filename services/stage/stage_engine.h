@@ -69,6 +69,9 @@ typedef struct stage_outcome {
      * ran an effect): a failure after it is answered UNKNOWN, never a code
      * the RPC layer forgets (docs/rpc.md, section 6). */
     bool durable;
+    /* The stage write released the lease in its own statement (no Release
+     * RPC is sent). */
+    bool lease_released;
 } stage_outcome;
 
 /* Fails `f` with `kind` (one the engine decides itself, not caused by a

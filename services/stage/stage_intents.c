@@ -76,6 +76,14 @@ static bool started_late(stage_svc *ss, const stage_effect_call *call, uint64_t 
     return true;
 }
 
+orch_err stage_fail_taken_over(stage_failure *f, stage_effect_id effect, const char *work_item)
+{
+    return stage_fail(f, STAGE_FAIL_LOST_RACE,
+                      "%s of %s: the intent was taken over while it ran (a newer lease "
+                      "epoch): this call stops",
+                      stage_effect_name(effect), work_item);
+}
+
 /* Records outcome `o` (and the image digest it returned) of `call`'s
  * intent `id` in one transaction, even past the caller's deadline.
  * STAGE_RESULT_ADVANCED when recorded, else ERROR / ABORTED with `f`. */
@@ -104,10 +112,7 @@ static stage_result record_outcome(stage_svc *ss, const stage_effect_call *call,
         return STAGE_RESULT_ERROR;
     }
     if (!recorded) {
-        stage_fail(f, STAGE_FAIL_LOST_RACE,
-                   "%s of %s: the intent was taken over while it ran (a newer lease "
-                   "epoch): this call stops",
-                   stage_effect_name(call->effect), call->task->work_item);
+        stage_fail_taken_over(f, call->effect, call->task->work_item);
         return STAGE_RESULT_ABORTED;
     }
     return STAGE_RESULT_ADVANCED;
@@ -117,8 +122,8 @@ static stage_result record_outcome(stage_svc *ss, const stage_effect_call *call,
  * owns, and records its outcome in *out and `ae`. STAGE_RESULT_ADVANCED
  * when the outcome was recorded, else ERROR / ABORTED with `f`. */
 static stage_result exec_effect(stage_svc *ss, const stage_effect_call *call, int64_t id,
-                                stage_advance_effect *ae, stage_effect_outcome *out,
-                                stage_failure *f)
+                                stage_advance_effect *ae, stage_outcome_later *later,
+                                stage_effect_outcome *out, stage_failure *f)
 {
     const stage_task *t = call->task;
     char digest[128] = "";
@@ -133,11 +138,17 @@ static stage_result exec_effect(stage_svc *ss, const stage_effect_call *call, in
               t->work_item, call->transition, call->epoch, call->check_only ? ", resolve" : "",
               ae->outcome, ae->detail);
     stage_fault_point(ss, STAGE_FAULT_CRASH_BEFORE_RECORD, t->work_item);
+    *out = o;
+    if (later && o == STAGE_EFFECT_OK && ss->fault != STAGE_FAULT_CRASH_AFTER_EFFECT) {
+        /* Recorded by the stage write, in the same commit. */
+        *later = (stage_outcome_later){ .pending = true, .id = id, .epoch = call->epoch };
+        snprintf(later->digest, sizeof later->digest, "%s", digest);
+        return STAGE_RESULT_ADVANCED;
+    }
     stage_result r = record_outcome(ss, call, id, ae, digest, f);
     if (r != STAGE_RESULT_ADVANCED)
         return r;
     stage_fault_point(ss, STAGE_FAULT_CRASH_AFTER_EFFECT, t->work_item);
-    *out = o;
     return STAGE_RESULT_ADVANCED;
 }
 
@@ -158,11 +169,21 @@ static stage_result claim_effect(stage_svc *ss, stage_effect_call *call, stage_a
                                        &(stage_intent_key){ t->work_item, call->transition,
                                                             stage_effect_name(call->effect),
                                                             t->cycle },
-                                       call->epoch, &st, row);
+                                       call->epoch, call->verdicts, &st, row);
     orch_db_release(c);
     if (err) {
         stage_db_fail(f, err, "side-effect intent");
         return STAGE_RESULT_ERROR;
+    }
+    if (call->verdicts)
+        *call->verdicts_recorded = st != STAGE_INTENT_STALE && st != STAGE_INTENT_MOVED;
+    if (st == STAGE_INTENT_MOVED) {
+        stage_fail(f, STAGE_FAIL_LOST_RACE,
+                   "lost the race: %s left stage %s (cycle %d): its verdicts were not recorded "
+                   "and %s was not started",
+                   t->work_item, stage_name(call->verdicts->t->stage), t->cycle,
+                   stage_effect_name(call->effect));
+        return STAGE_RESULT_ABORTED;
     }
     *run = call->resolve = false;
     if (st == STAGE_INTENT_EXISTS) {
@@ -193,7 +214,8 @@ static stage_result claim_effect(stage_svc *ss, stage_effect_call *call, stage_a
 }
 
 stage_result stage_run_effect(stage_svc *ss, const stage_effect_call *call,
-                              stage_advance_effect *ae, stage_failure *f)
+                              stage_advance_effect *ae, stage_outcome_later *later,
+                              stage_failure *f)
 {
     stage_intent row;
     bool run = false;
@@ -206,7 +228,7 @@ stage_result stage_run_effect(stage_svc *ss, const stage_effect_call *call,
         return r;
     /* This call owns the intent: run the effect, then record its outcome. */
     stage_effect_outcome o = STAGE_EFFECT_UNKNOWN;
-    r = exec_effect(ss, &own, row.id, ae, &o, f);
+    r = exec_effect(ss, &own, row.id, ae, later, &o, f);
     if (r != STAGE_RESULT_ADVANCED)
         return r;
     return stage_logic_effect_result(own.effect, o);
@@ -253,7 +275,7 @@ static stage_result resolve_intent(stage_svc *ss, const stage_effect_call *base,
     if (started_late(ss, &call, sent, f))
         return STAGE_RESULT_ABORTED;
     stage_effect_outcome o = STAGE_EFFECT_UNKNOWN;
-    r = exec_effect(ss, &call, row->id, ae, &o, f);
+    r = exec_effect(ss, &call, row->id, ae, NULL, &o, f);
     if (r != STAGE_RESULT_ADVANCED)
         return r;
     return o == STAGE_EFFECT_UNKNOWN ? STAGE_RESULT_EFFECT_UNKNOWN : STAGE_RESULT_ADVANCED;

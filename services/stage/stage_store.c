@@ -23,6 +23,11 @@
     "l AS (SELECT epoch FROM transition_lease WHERE work_item = " item " AND epoch = " epoch \
     "::bigint AND released_at IS NULL FOR SHARE)"
 
+/* The upsert of a verdict: the latest value per (item, edge, key). */
+#define EVIDENCE_UPSERT                                                               \
+    " ON CONFLICT (work_item, transition, key) DO UPDATE SET value = EXCLUDED.value," \
+    " actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now()"
+
 static void copy(char *dst, size_t n, const char *src)
 {
     snprintf(dst, n, "%s", src ? src : "");
@@ -150,6 +155,20 @@ orch_err stage_store_list(orch_db_conn *c, uint64_t dl, const stage_list_filter 
     return err ? err : read_tasks(r, out, n);
 }
 
+/* `vs` as a JSON object of strings (NULL `vs`: {}); malloc'ed, NULL when
+ * out of memory. */
+static char *verdicts_json(const orch_verdicts *vs)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    for (size_t i = 0; vs && i < vs->n; i++)
+        json_object_set_new(o, vs->v[i].key, json_string(vs->v[i].value));
+    char *js = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return js;
+}
+
 orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_evidence_write *w,
                                      bool *recorded)
 {
@@ -164,20 +183,11 @@ orch_err stage_store_record_evidence(orch_db_conn *c, uint64_t dl, const stage_e
               " (work_item, transition, key, value, actor, cycle)"
               " SELECT $1, $7, e.key, e.value, $3, t.cycle FROM jsonb_each_text($2::jsonb) AS e,"
               "   tasks t WHERE t.work_item = $1 AND t.stage = $4 AND t.cycle = $5::integer"
-              "   AND ($6::bigint = 0 OR EXISTS (SELECT 1 FROM l))"
-              " ON CONFLICT (work_item, transition, key) DO UPDATE"
-              " SET value = EXCLUDED.value, actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = "
-              "now()";
+              "   AND ($6::bigint = 0 OR EXISTS (SELECT 1 FROM l))" EVIDENCE_UPSERT;
     *recorded = true;
     if (vs->n == 0)
         return ORCH_OK;
-    json_t *o = json_object();
-    if (!o)
-        return ORCH_ENOMEM;
-    for (size_t i = 0; i < vs->n; i++)
-        json_object_set_new(o, vs->v[i].key, json_string(vs->v[i].value));
-    char *js = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
+    char *js = verdicts_json(vs);
     if (!js)
         return ORCH_ENOMEM;
     char cyc[16], ep[24];
@@ -351,42 +361,83 @@ static orch_err read_intent(orch_db_conn *c, uint64_t dl, const stage_intent_key
     return ORCH_OK;
 }
 
-orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const stage_intent_key *k,
-                                  uint64_t epoch, stage_intent_state *st, stage_intent *row)
+/* The statements of stage_store_intent_claim(): fenced by the lease, with
+ * the call's verdicts too, and without a lease. */
+#define CLAIM_INS                                                                           \
+    " ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle, lease_epoch)" \
+    "   SELECT $1, $2, $3, $4::integer, $5::bigint FROM l"
+#define CLAIM_TAIL                                                                  \
+    "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)" \
+    " SELECT (SELECT count(*) FROM l), (SELECT id FROM ins)"
+static const char claim_fenced[] = "WITH " LIVE_LEASE("$1", "$5") "," CLAIM_INS CLAIM_TAIL ", true";
+/* With the call's verdicts ($6, by actor $8), recorded as
+ * stage_store_record_evidence would, in the claim's statement: only
+ * while the task is in stage $7 and cycle $4 and the epoch is live; the
+ * intent is claimed only then too. */
+static const char claim_fenced_rec[] = "WITH " LIVE_LEASE(
+    "$1", "$5") ","
+                " here AS (SELECT cycle FROM tasks WHERE work_item = $1 AND stage = $7"
+                "   AND cycle = $4::integer),"
+                " v AS (INSERT INTO task_evidence (work_item, transition, key, value, actor, cycle)"
+                "   SELECT $1, $2, e.key, e.value, $8, here.cycle FROM here, "
+                "jsonb_each_text($6::jsonb) e"
+                "   WHERE EXISTS (SELECT 1 FROM l)" EVIDENCE_UPSERT ")," CLAIM_INS
+                " WHERE EXISTS (SELECT 1 FROM here)" CLAIM_TAIL ", EXISTS (SELECT 1 FROM here)";
+static const char claim_open[] =
+    "WITH ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle)"
+    "   VALUES ($1, $2, $3, $4::integer)"
+    "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)"
+    " SELECT 1, (SELECT id FROM ins), true";
+#undef CLAIM_INS
+#undef CLAIM_TAIL
+
+/* The state a claim statement answered (its row of `r`), the row of a
+ * claim made under `epoch` into *row. */
+static stage_intent_state claim_state(const orch_db_result *r, uint64_t epoch, stage_intent *row)
 {
-    static const char fenced[] = "WITH " LIVE_LEASE(
-        "$1", "$5") ","
-                    " ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle, "
-                    "lease_epoch)"
-                    "   SELECT $1, $2, $3, $4::integer, $5::bigint FROM l"
-                    "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)"
-                    " SELECT (SELECT count(*) FROM l), (SELECT id FROM ins)";
-    static const char open_sql[] =
-        "WITH ins AS (INSERT INTO side_effects (work_item, transition, effect, cycle)"
-        "   VALUES ($1, $2, $3, $4::integer)"
-        "   ON CONFLICT ON CONSTRAINT side_effects_intent_key DO NOTHING RETURNING id)"
-        " SELECT 1, (SELECT id FROM ins)";
+    bool live = strcmp(orch_db_result_get(r, 0, 0), "0") != 0;
+    const char *id = orch_db_result_get(r, 0, 1);
+    bool here = orch_db_result_get(r, 0, 2)[0] == 't';
+    memset(row, 0, sizeof *row);
+    if (!live)
+        return STAGE_INTENT_STALE;
+    if (!here)
+        return STAGE_INTENT_MOVED;
+    if (!id)
+        return STAGE_INTENT_EXISTS;
+    row->id = strtoll(id, NULL, 10);
+    copy(row->outcome, sizeof row->outcome, "pending");
+    row->epoch = epoch;
+    return STAGE_INTENT_CLAIMED;
+}
+
+orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const stage_intent_key *k,
+                                  uint64_t epoch, const stage_evidence_write *w,
+                                  stage_intent_state *st, stage_intent *row)
+{
+    if (w && !epoch)
+        return ORCH_EINVAL;
     char cyc[16], ep[24];
     snprintf(cyc, sizeof cyc, "%d", k->cycle);
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
-    const char *p[] = { k->work_item, k->transition, k->effect, cyc, ep };
+    char *js = w ? verdicts_json(w->vs) : NULL;
+    if (w && !js)
+        return ORCH_ENOMEM;
+    const char *p[] = { k->work_item,
+                        k->transition,
+                        k->effect,
+                        cyc,
+                        ep,
+                        js,
+                        w ? stage_name(w->t->stage) : NULL,
+                        w ? w->actor : NULL };
+    const char *sql = w ? claim_fenced_rec : epoch ? claim_fenced : claim_open;
     orch_db_result *r;
-    orch_err err = orch_db_exec(c, dl, epoch ? fenced : open_sql, epoch ? 5 : 4, p, &r);
+    orch_err err = orch_db_exec(c, dl, sql, w ? 8 : epoch ? 5 : 4, p, &r);
+    free(js);
     if (err)
         return err;
-    bool live = strcmp(orch_db_result_get(r, 0, 0), "0") != 0;
-    const char *id = orch_db_result_get(r, 0, 1);
-    memset(row, 0, sizeof *row);
-    if (!live) {
-        *st = STAGE_INTENT_STALE;
-    } else if (id) {
-        *st = STAGE_INTENT_CLAIMED;
-        row->id = strtoll(id, NULL, 10);
-        copy(row->outcome, sizeof row->outcome, "pending");
-        row->epoch = epoch;
-    } else {
-        *st = STAGE_INTENT_EXISTS;
-    }
+    *st = claim_state(r, epoch, row);
     orch_db_result_free(r);
     if (*st != STAGE_INTENT_EXISTS)
         return ORCH_OK;
@@ -427,6 +478,19 @@ orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *w
     return ORCH_OK;
 }
 
+/* The outcome of a pending intent, recorded only for the owner whose
+ * outcome counts (the pending intent at its epoch), and the verdict the
+ * effect produced (key NULL: none) written with it: CTEs `f` (the intent,
+ * no row when it was taken over) and `fv`. Shared by
+ * stage_store_intent_finish() and the stage write that records it. */
+#define INTENT_FINISH(id, epoch, outcome, detail, item, key, value, cycle)                     \
+    "f AS (UPDATE side_effects SET outcome = " outcome ", detail = " detail                    \
+    ", finished_at = now() WHERE id = " id "::bigint AND outcome = 'pending'"                  \
+    "   AND coalesce(lease_epoch, 0) = " epoch "::bigint RETURNING id),"                       \
+    " fv AS (INSERT INTO task_evidence (work_item, key, value, actor, cycle)"                  \
+    "   SELECT " item ", " key "::text, " value ", 'stage-service', " cycle "::integer FROM f" \
+    "   WHERE " key "::text IS NOT NULL" EVIDENCE_UPSERT ")"
+
 orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, const stage_intent_outcome *o,
                                    bool *recorded)
 {
@@ -434,16 +498,8 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, const stage_int
      * the verdict an effect produced ($6 = $7, none when $6 is NULL) is
      * written with its outcome, and only for the owner whose outcome counts
      * (the pending intent at its epoch). */
-    static const char sql[] =
-        "WITH f AS (UPDATE side_effects SET outcome = $3, detail = $4, finished_at = now()"
-        "   WHERE id = $1::bigint AND outcome = 'pending'"
-        "     AND coalesce(lease_epoch, 0) = $2::bigint RETURNING id),"
-        " v AS (INSERT INTO task_evidence (work_item, key, value, actor, cycle)"
-        "   SELECT $5, $6::text, $7, 'stage-service', $8::integer FROM f"
-        "   WHERE $6::text IS NOT NULL"
-        "   ON CONFLICT (work_item, transition, key) DO UPDATE SET value = EXCLUDED.value,"
-        "     actor = EXCLUDED.actor, cycle = EXCLUDED.cycle, at = now())"
-        " SELECT count(*) FROM f";
+    static const char sql[] = "WITH " INTENT_FINISH("$1", "$2", "$3", "$4", "$5", "$6", "$7",
+                                                    "$8") " SELECT count(*) FROM f";
     char ids[24], ep[24], cyc[16];
     snprintf(ids, sizeof ids, "%lld", (long long)o->id);
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)o->epoch);
@@ -461,39 +517,58 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, const stage_int
     return ORCH_OK;
 }
 
-orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
-                         stage_task *out)
-{
-    /* The CAS's tail, shared by its three forms: `u` is the updated task (no
-     * row: the race was lost), `h` its history row, `d` the rollback's clearing
-     * of the recorded verdicts. $1 work item, $2 expected, $3 to, $4 cycle
-     * increment (1: a rollback), $5 epoch, $6 new pull request number (0: keep),
-     * $7 actor, $8 reason. */
-#define CAS_SET                                                               \
-    "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now()," \
-    "   cycle = cycle + $4::integer, " SET_PR
-#define CAS_TAIL                                                                           \
+/* The release of the grant folded into a won fenced CAS: the same row
+ * changes and the same event row as lease-service's Release by the holder
+ * (lease_sql_release with kind 'released', actor 'holder', no detail),
+ * only when `u` (the CAS) updated the task. `l` holds the row FOR SHARE in
+ * this transaction, so `r` never waits for another one. $1 work item, $5
+ * epoch. */
+#define CAS_RELEASE                                                                        \
+    ", r AS (UPDATE transition_lease SET released_at = now(), release_reason = 'released'" \
+    "   WHERE work_item = $1 AND epoch = $5::bigint AND released_at IS NULL"               \
+    "     AND EXISTS (SELECT 1 FROM u) RETURNING work_item, epoch),"                       \
+    " re AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"             \
+    "   SELECT work_item, epoch, 'released', 'holder', '' FROM r)"
+/* One row whatever happened: the task's columns (NULL: the race was lost),
+ * whether the lease was released, whether the effect's outcome was. */
+#define CAS_SELECT(released, recorded) \
+    " SELECT " TASK_COLS ", " released ", " recorded " FROM (SELECT 1) AS one LEFT JOIN u ON true"
+
+/* The CAS's tail, shared by its forms: `u` is the updated task (no row:
+ * the race was lost), `h` its history row, `d` the rollback's clearing
+ * of the recorded verdicts, `v` the call's own verdicts recorded with
+ * the write. $1 work item, $2 expected, $3 to, $4 cycle increment (1: a
+ * rollback), $5 epoch, $6 new pull request number (0: keep), $7 actor,
+ * $8 reason, $9 the verdicts (a JSON object), $10 their edge; with an
+ * effect's outcome (INTENT_FINISH, `f` before `u`): $11 outcome, $12
+ * detail, $13 intent id, $14 and $15 the verdict it produced, $16 cycle. */
+#define CAS_CTES                                                                           \
     " RETURNING *),"                                                                       \
     " h AS (INSERT INTO stage_history (task_id, from_stage, to_stage, actor, lease_epoch," \
     "   reason) SELECT id, $2, $3, $7, nullif($5::bigint, 0), $8 FROM u),"                 \
     " d AS (DELETE FROM task_evidence WHERE work_item = $1 AND $4::integer = 1"            \
-    "   AND EXISTS (SELECT 1 FROM u))"                                                     \
-    " SELECT " TASK_COLS " FROM u"
-    /* Each form is one statement (data-modifying CTEs), so the row locks it
-     * takes last for that statement only, never across a round trip. */
-    static const char fenced[] = "WITH " LIVE_LEASE(
-        "$1", "$5") ", u AS (" CAS_SET
-                    " WHERE work_item = $1 AND stage = $2 AND EXISTS (SELECT 1 FROM l)" CAS_TAIL;
-    static const char expected_only[] =
-        "WITH u AS (" CAS_SET " WHERE work_item = $1 AND stage = $2 AND $5::bigint = 0" CAS_TAIL;
-    /* Lease switched off or out of scope: the write of a build without the
-     * lease, unconditional ($2 is only recorded in the history). */
-    static const char unconditional[] =
-        "WITH u AS (" CAS_SET " WHERE work_item = $1 AND $2 <> '' AND $5::bigint = 0" CAS_TAIL;
-    const char *sql = !cas->conditional ? unconditional : cas->epoch ? fenced : expected_only;
-    char ep[24], pr[24];
+    "   AND EXISTS (SELECT 1 FROM u)),"                                                    \
+    " v AS (INSERT INTO task_evidence (work_item, transition, key, value, actor, cycle)"   \
+    "   SELECT $1, $10, e.key, e.value, $7, u.cycle FROM u, jsonb_each_text($9::jsonb) "   \
+    "e" EVIDENCE_UPSERT ")"
+#define CAS_WHERE_FENCED " WHERE work_item = $1 AND stage = $2 AND EXISTS (SELECT 1 FROM l)"
+
+/* Runs the CAS statement `sql` (its first `n` parameters); see
+ * stage_store_cas(). */
+static orch_err cas_exec(orch_db_conn *c, uint64_t dl, const char *sql, int n, const stage_cas *cas,
+                         bool *won, stage_task *out)
+{
+    const stage_intent_outcome *o = cas->outcome;
+    char ep[24], pr[24], id[24] = "0", cyc[16] = "0";
     snprintf(ep, sizeof ep, "%llu", (unsigned long long)cas->epoch);
     snprintf(pr, sizeof pr, "%llu", (unsigned long long)cas->pr_number);
+    if (o) {
+        snprintf(id, sizeof id, "%lld", (long long)o->id);
+        snprintf(cyc, sizeof cyc, "%d", o->t->cycle);
+    }
+    char *js = verdicts_json(cas->rollback ? NULL : cas->evidence);
+    if (!js)
+        return ORCH_ENOMEM;
     const char *p[] = { cas->work_item,
                         stage_name(cas->expected),
                         stage_name(cas->to),
@@ -501,20 +576,87 @@ orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, boo
                         ep,
                         pr,
                         cas->actor,
-                        cas->reason ? cas->reason : "" };
+                        cas->reason ? cas->reason : "",
+                        js,
+                        cas->transition ? cas->transition : "",
+                        o ? o->outcome : NULL,
+                        o ? o->detail : NULL,
+                        id,
+                        o ? o->key : NULL,
+                        o && o->key ? o->value : NULL,
+                        cyc };
     orch_db_result *r;
-    *won = false;
-    orch_err err = orch_db_exec_write(c, dl, sql, 8, p, &r);
+    orch_err err = orch_db_exec_write(c, dl, sql, n, p, &r);
+    free(js);
     if (err)
         return err;
-    *won = orch_db_result_rows(r) == 1;
+    *won = orch_db_result_rows(r) == 1 && orch_db_result_get(r, 0, 0) != NULL;
     if (*won)
         read_task(r, 0, out);
+    const char *rel = orch_db_result_rows(r) == 1 ? orch_db_result_get(r, 0, 10) : NULL;
+    const char *rec = orch_db_result_rows(r) == 1 ? orch_db_result_get(r, 0, 11) : NULL;
+    if (cas->released)
+        *cas->released = *won && rel && rel[0] == 't';
+    if (cas->outcome_recorded)
+        *cas->outcome_recorded = rec && rec[0] == 't';
     orch_db_result_free(r);
     return ORCH_OK;
-#undef CAS_SET
-#undef CAS_TAIL
 }
+
+orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
+                         stage_task *out)
+{
+    /* `u`: the stage write (CAS_CTES). */
+#define CAS_SET                                                               \
+    "UPDATE tasks SET stage = $3, version = version + 1, updated_at = now()," \
+    "   cycle = cycle + $4::integer, " SET_PR
+#define CAS_FENCED "WITH " LIVE_LEASE("$1", "$5") ", u AS (" CAS_SET CAS_WHERE_FENCED CAS_CTES
+    /* Each form is one statement (data-modifying CTEs), so the row locks it
+     * takes last for that statement only, never across a round trip. */
+    static const char fenced[] = CAS_FENCED CAS_SELECT("false", "false");
+    static const char fenced_release[] =
+        CAS_FENCED CAS_RELEASE CAS_SELECT("(SELECT count(*) = 1 FROM r)", "false");
+    /* The effect's outcome is recorded whether or not the CAS then wins (as
+     * its own statement would be); the CAS only once it is. */
+    static const char fenced_outcome[] = "WITH " LIVE_LEASE("$1", "$5") ", " INTENT_FINISH(
+        "$13", "$5", "$11", "$12", "$1", "$14", "$15",
+        "$16") ", u AS (" CAS_SET CAS_WHERE_FENCED
+               " AND EXISTS (SELECT 1 FROM f)" CAS_CTES CAS_RELEASE CAS_SELECT(
+                   "(SELECT count(*) = 1 FROM r)", "EXISTS (SELECT 1 FROM f)");
+    static const char expected_only[] =
+        "WITH u AS (" CAS_SET
+        " WHERE work_item = $1 AND stage = $2 AND $5::bigint = 0" CAS_CTES CAS_SELECT("false",
+                                                                                      "false");
+    /* Lease switched off or out of scope: the write of a build without the
+     * lease, unconditional ($2 is only recorded in the history). */
+    static const char unconditional[] =
+        "WITH u AS (" CAS_SET
+        " WHERE work_item = $1 AND $2 <> '' AND $5::bigint = 0" CAS_CTES CAS_SELECT("false",
+                                                                                    "false");
+    *won = false;
+    if (cas->released)
+        *cas->released = false;
+    if (cas->outcome_recorded)
+        *cas->outcome_recorded = false;
+    bool fenced_w = cas->conditional && cas->epoch;
+    if (cas->outcome && (!fenced_w || !cas->released || !cas->outcome_recorded))
+        return ORCH_EINVAL;
+    stage_cas one = *cas;
+    if (!fenced_w)
+        one.released = NULL; /* no lease to release */
+    const char *sql = !cas->conditional ? unconditional
+                      : !cas->epoch     ? expected_only
+                      : cas->outcome    ? fenced_outcome
+                      : one.released    ? fenced_release
+                                        : fenced;
+    return cas_exec(c, dl, sql, cas->outcome ? 16 : 10, &one, won, out);
+#undef CAS_SET
+#undef CAS_FENCED
+}
+#undef CAS_CTES
+#undef CAS_WHERE_FENCED
+#undef CAS_RELEASE
+#undef CAS_SELECT
 
 /* Each row of `r` into *out (calloc'ed, `size` bytes a row) through `read`;
  * frees `r`. */

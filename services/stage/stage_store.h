@@ -22,6 +22,7 @@ typedef enum stage_intent_state {
     STAGE_INTENT_CLAIMED, /* this call inserted (or took over) the intent: run the effect */
     STAGE_INTENT_EXISTS,  /* a row exists: see outcome and epoch */
     STAGE_INTENT_STALE,   /* the lease epoch is no longer the live grant: do nothing */
+    STAGE_INTENT_MOVED,   /* verdicts given, the task left their stage or cycle: nothing done */
 } stage_intent_state;
 
 /* Inserts task `in` (its work item, repo, title and pull request) unless
@@ -124,10 +125,15 @@ typedef struct stage_intent_key {
 
 /* Claims the intent `k` under `epoch`
  * (0: no lease). With a lease, the claim is refused (STAGE_INTENT_STALE) unless
- * `epoch` is the live grant. */
+ * `epoch` is the live grant. `w` (NULL: none; only with a lease) are the
+ * call's verdicts, recorded by the same statement as
+ * stage_store_record_evidence() records them (w->epoch is not read: the
+ * claim's `epoch` fences both); while the task is not in w->t's stage and
+ * k->cycle nothing is recorded or claimed (STAGE_INTENT_MOVED). In every
+ * other state the verdicts were recorded. */
 orch_err stage_store_intent_claim(orch_db_conn *c, uint64_t dl, const stage_intent_key *k,
-                                  uint64_t epoch, stage_intent_state *st,
-                                  stage_intent *row) ORCH_NODISCARD;
+                                  uint64_t epoch, const stage_evidence_write *w,
+                                  stage_intent_state *st, stage_intent *row) ORCH_NODISCARD;
 /* Takes over an existing intent seen as `seen` (same outcome and epoch),
  * setting it pending under `epoch`; same lease check. *took says whether. */
 orch_err stage_store_intent_takeover(orch_db_conn *c, uint64_t dl, const char *work_item,
@@ -160,7 +166,12 @@ orch_err stage_store_intent_finish(orch_db_conn *c, uint64_t dl, const stage_int
  * the middle holds none) appends stage_history and, for a rollback, raises
  * the cycle and clears the recorded verdicts. *won is false when zero rows
  * were updated (the race was lost); *out is the task after a won write.
- * ORCH_EDB_UNKNOWN: the write went out and its outcome never came back. */
+ * ORCH_EDB_UNKNOWN: the write went out and its outcome never came back.
+ * `released` (may be NULL) asks a fenced write to release the grant too:
+ * when it wins, the same statement releases lease `epoch` exactly as
+ * lease-service's Release by the holder would (the lease row and its
+ * 'released' event) and sets *released; false when nothing was released
+ * (lost race, no lease, an error), and the caller releases it by RPC. */
 typedef struct stage_cas {
     const char *work_item;
     stage_id expected, to;
@@ -169,6 +180,19 @@ typedef struct stage_cas {
     uint64_t epoch;
     const char *actor, *reason;
     uint64_t pr_number; /* > 0: the task's new pull request (development->review) */
+    bool *released;     /* non-NULL: fold the lease release into a won fenced write */
+    /* The call's verdicts, recorded for `transition` by the same statement
+     * when it wins (as stage_store_record_evidence would); NULL: none.
+     * Never with a rollback, which clears the verdicts. */
+    const orch_verdicts *evidence;
+    const char *transition;
+    /* An effect's outcome recorded by the same statement (the pending
+     * intent at `epoch`), before the stage is written and whether or not the
+     * write then wins; the write happens only once it is recorded
+     * (*outcome_recorded). Only with a fenced write that releases the lease
+     * (`released` set); otherwise ORCH_EINVAL. NULL: none. */
+    const stage_intent_outcome *outcome;
+    bool *outcome_recorded;
 } stage_cas;
 orch_err stage_store_cas(orch_db_conn *c, uint64_t dl, const stage_cas *cas, bool *won,
                          stage_task *out) ORCH_NODISCARD;

@@ -2,7 +2,7 @@
  * stage_bench.c - full stage transitions per second through stage-service
  * against the bare expected-stage CAS sent straight to PostgreSQL.
  *
- * Two stacks, in one run, on one database:
+ * Three stacks, in one run, on one database:
  *   service  orch.v1.StageService/AdvanceStage on a running stage-service
  *            whose lease applies to --repo: read the task, Acquire the lease
  *            from lease-service, read the verdicts and run the gates, claim
@@ -10,9 +10,18 @@
  *            answered at once by an HTTP server inside this process), the
  *            fenced CAS with its history row, Release. One RPC client shared
  *            by the callers, as a process would share it;
+ *   direct   the same transition without the services: the statements
+ *            stage-service and lease-service run for it, in order, sent by
+ *            the callers themselves over connections of their own
+ *            (stage_bench_direct.h), the hook POSTed by the caller: the
+ *            necessary work, so that service/direct is the services' overhead;
  *   baseline the bare CAS `UPDATE tasks SET stage = $3 WHERE work_item = $1
  *            AND stage = $2` sent with libpq by the callers themselves, one
  *            connection per caller: one durable statement.
+ * Commits per transition: the durable commits that wrote the stage and lease
+ * tables during a slice, read from the WAL (tests/support/wal_commits.h, so
+ * read-only transactions, the benchmark's own included, never count),
+ * divided by the slice's advances; printed for every stack.
  * Modes: K callers (--callers, 1,4,16) each advancing work items of its own,
  * on each edge (staging->deploy with its deploy_start effect, and
  * analysis->architecture without an effect); and K callers (--contended, 16)
@@ -23,7 +32,7 @@
  * Before each slice the stage tables are emptied and the slice's items are
  * inserted at the edge's first stage with passing verdicts, so the timed
  * calls run only the transitions. Each round runs every mode, the stack run
- * first alternating from round to round. Checks while measuring: every
+ * first rotating from round to round. Checks while measuring: every
  * service advance held a lease (the repo is in its scope), the hook saw
  * exactly one call per advance over the effect edge, and every contended
  * item was advanced exactly once.
@@ -50,6 +59,9 @@
 #include "orch/rpc.h"
 #include "bench_common.h"
 #include "bench_proc.h"
+#include "orch/clock.h"
+#include "orch/db.h"
+#include "stage_bench_direct.h"
 
 #define SB_ADVANCE     "orch.v1.StageService/AdvanceStage"
 #define SB_MAX_CALLERS 64u
@@ -58,8 +70,8 @@
 #define SB_MAX_OPS     1000000u
 #define SB_DIGEST      "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 
-enum { STK_BASE, STK_SVC, NSTK };
-static const char *const stk_names[NSTK] = { "baseline", "service" };
+enum { STK_BASE, STK_SVC, STK_DIRECT, NSTK };
+static const char *const stk_names[NSTK] = { "baseline", "service", "direct" };
 enum { OC_ADV, OC_DEFER, OC_ABORT, OC_STALE, NOC };
 
 typedef struct sb_edge {
@@ -90,6 +102,7 @@ typedef struct sb_options {
 typedef struct sb_fig {
     double per_s;         /* timed calls per second */
     double oc_per_s[NOC]; /* contended: outcomes per second */
+    double commits;       /* durable commits per advance (WAL), -1 unknown */
     unsigned long calls, oc[NOC];
 } sb_fig;
 
@@ -98,6 +111,7 @@ typedef struct sb_ctx {
     orch_rpc_client *rpc;
     PGconn *conns[SB_MAX_CALLERS];
     PGconn *admin;
+    orch_db_pool *pool; /* the direct stack's connections, one per caller */
     nng_http_server *http;
     atomic_ulong hook_calls;
     sb_mode modes[SB_MAX_MODES];
@@ -245,6 +259,28 @@ static bool svc_call(bench_worker *w)
     return count(w, c, oc);
 }
 
+static bool direct_call(bench_worker *w)
+{
+    static const int oc_of[] = { [SBD_ADVANCED] = OC_ADV,
+                                 [SBD_HELD] = OC_DEFER,
+                                 [SBD_LOST] = OC_ABORT,
+                                 [SBD_STALE] = OC_STALE };
+    sb_caller *c = w->arg;
+    char item[96], actor[32], err[300] = "";
+    item_name(c, c->next++, item, sizeof item);
+    snprintf(actor, sizeof actor, "bench-%u", c->id);
+    orch_db_conn *conn = NULL;
+    if (orch_db_acquire(c->cx->pool, orch_mono_ms() + c->cx->o->timeout_ms, &conn) != ORCH_OK)
+        return bench_failf(w, "direct: no database connection");
+    sbd_call call = { item,           c->cx->o->repo, c->m->edge->from,
+                      c->m->edge->to, actor,          c->cx->o->hook_port };
+    sbd_result r = sbd_transition(conn, &call, err, sizeof err);
+    orch_db_release(conn);
+    if (r == SBD_ERROR)
+        return bench_failf(w, "direct: %s", err);
+    return count(w, c, oc_of[r]);
+}
+
 /* ---- preparation --------------------------------------------------------- */
 
 static bool admin_exec(sb_ctx *cx, const char *sql, int n, const char *const *p)
@@ -340,7 +376,7 @@ static bool slice_figures(sb_ctx *cx, unsigned mi, int stack, const sb_caller *c
 static bool slice_checks(sb_ctx *cx, const sb_mode *m, int stack, unsigned long hooks,
                          unsigned long adv, unsigned items)
 {
-    if (stack == STK_SVC && m->edge->effect && hooks != adv) {
+    if (stack != STK_BASE && m->edge->effect && hooks != adv) {
         fprintf(stderr, "stage_bench: the deploy hook saw %lu calls for %lu advances\n", hooks,
                 adv);
         return false;
@@ -362,12 +398,13 @@ static bool run_slice(sb_ctx *cx, unsigned round, unsigned mi, int stack)
 {
     const sb_options *o = cx->o;
     const sb_mode *m = &cx->modes[mi];
-    unsigned k = m->callers, total = stack == STK_SVC ? o->ops : o->base_ops;
+    unsigned k = m->callers, total = stack == STK_BASE ? o->base_ops : o->ops;
     unsigned per = total / k ? total / k : 1;
     static sb_caller cs[SB_MAX_CALLERS];
     static bench_worker ws[SB_MAX_CALLERS];
     char prefix[48];
-    snprintf(prefix, sizeof prefix, "sb-%u-%u-%c-", round, mi, stack == STK_SVC ? 's' : 'b');
+    snprintf(prefix, sizeof prefix, "sb-%u-%u-%c-", round, mi, stk_names[stack][0]);
+    static bool (*const calls[NSTK])(bench_worker *) = { base_call, svc_call, direct_call };
     if (!prepare(cx, m, prefix, m->contended ? 1 : k, o->warmup + per))
         return false;
     bool ok = true;
@@ -375,15 +412,19 @@ static bool run_slice(sb_ctx *cx, unsigned round, unsigned mi, int stack)
     for (unsigned i = 0; i < k && ok; i++, made++) {
         cs[i] = (sb_caller){ .cx = cx, .m = m, .stack = stack, .id = i };
         snprintf(cs[i].prefix, sizeof cs[i].prefix, "%s", prefix);
-        ok = bench_worker_init(&ws[i], stack == STK_SVC ? svc_call : base_call, &cs[i], o->warmup,
-                               per);
+        ok = bench_worker_init(&ws[i], calls[stack], &cs[i], o->warmup, per);
     }
+    char lsn[64] = "";
+    ok = ok && sbd_wal_mark(cx->admin, lsn, sizeof lsn);
     unsigned long hooks0 = atomic_load(&cx->hook_calls);
     uint64_t t0 = ok ? bench_run_workers(ws, k, NULL, NULL) : 0;
     unsigned long hooks = atomic_load(&cx->hook_calls) - hooks0;
+    long commits = t0 ? sbd_commits_since(cx->admin, lsn) : -1;
     ok = ok && t0 != 0;
     unsigned long adv = 0;
-    ok = slice_figures(cx, mi, stack, cs, ws, k, made, t0, ok, &cx->f[round][mi][stack], &adv);
+    sb_fig *f = &cx->f[round][mi][stack];
+    ok = slice_figures(cx, mi, stack, cs, ws, k, made, t0, ok, f, &adv);
+    f->commits = commits >= 0 && adv ? (double)commits / (double)adv : -1;
     ok = ok && slice_checks(cx, m, stack, hooks, adv, o->warmup + per);
     for (unsigned i = 0; i < made; i++)
         bench_worker_free(&ws[i]);
@@ -403,66 +444,91 @@ static void print_round(const sb_ctx *cx, unsigned round)
     printf("round %u:", round + 1);
     for (unsigned mi = 0; mi < cx->nmodes; mi++) {
         const sb_fig *f = cx->f[round][mi];
-        printf(" %s%.0f/%.0f", mi ? "| " : "", f[STK_SVC].per_s, f[STK_BASE].per_s);
+        printf(" %s%.0f/%.0f/%.0f", mi ? "| " : "", f[STK_SVC].per_s, f[STK_DIRECT].per_s,
+               f[STK_BASE].per_s);
     }
-    printf("  (service/baseline calls per second, modes in the order below)\n");
+    printf("  (service/direct/baseline calls per second, modes in the order below)\n");
     fflush(stdout);
 }
 
+/* Advances per second of `stack` in mode mi, round r (contended: the
+ * advanced outcomes only). */
+static double adv_rate(const sb_ctx *cx, unsigned r, unsigned mi, int stack)
+{
+    const sb_fig *f = &cx->f[r][mi][stack];
+    return cx->modes[mi].contended ? f->oc_per_s[OC_ADV] : f->per_s;
+}
+
+/* The median over rounds of: `what` >= 0 an outcome rate of `stack`; -1
+ * its calls per second; -2 service over `stack` (advances per second);
+ * -4 its commits per advance. */
 static double median_of(const sb_ctx *cx, unsigned mi, int what, int stack)
 {
     double v[SB_MAX_ROUNDS];
     for (unsigned r = 0; r < cx->o->rounds; r++) {
-        const sb_fig *f = cx->f[r][mi];
+        const sb_fig *f = &cx->f[r][mi][stack];
         if (what == -1)
-            v[r] = f[stack].per_s;
+            v[r] = f->per_s;
         else if (what == -2) {
-            bool c = cx->modes[mi].contended;
-            double s = c ? f[STK_SVC].oc_per_s[OC_ADV] : f[STK_SVC].per_s;
-            double b = c ? f[STK_BASE].oc_per_s[OC_ADV] : f[STK_BASE].per_s;
-            v[r] = b > 0 ? s / b : 0;
+            double b = adv_rate(cx, r, mi, stack);
+            v[r] = b > 0 ? adv_rate(cx, r, mi, STK_SVC) / b : 0;
+        } else if (what == -4) {
+            v[r] = f->commits;
         } else {
-            v[r] = f[stack].oc_per_s[what];
+            v[r] = f->oc_per_s[what];
         }
     }
     return bench_median(v, cx->o->rounds);
+}
+
+static void print_contended(sb_ctx *cx, unsigned mi)
+{
+    const sb_mode *m = &cx->modes[mi];
+    printf("\n%u actors on one item at a time (%s->%s), outcomes per second:\n", m->callers,
+           m->edge->from, m->edge->to);
+    for (int s = STK_SVC; s <= STK_DIRECT; s++)
+        printf("  %-9s advanced %7.0f  deferred %7.0f  aborted %7.0f  stale %7.0f\n", stk_names[s],
+               median_of(cx, mi, OC_ADV, s), median_of(cx, mi, OC_DEFER, s),
+               median_of(cx, mi, OC_ABORT, s), median_of(cx, mi, OC_STALE, s));
+    printf("  baseline  advanced %7.0f  lost CAS %7.0f\n", median_of(cx, mi, OC_ADV, STK_BASE),
+           median_of(cx, mi, OC_ABORT, STK_BASE));
+    printf("  ratios = advanced/s over advanced/s; every item advanced exactly once, the hook "
+           "called once per advance\n");
 }
 
 static void print_summary(sb_ctx *cx)
 {
     printf("\nsummary: medians of %u round%s; p50/p99 over every timed call of every round\n",
            cx->o->rounds, cx->o->rounds == 1 ? "" : "s");
-    printf("%-26s %-22s %9s %7s %7s | %9s %7s %7s | %6s\n", "mode", "edge", "service/s", "p50 ms",
-           "p99 ms", "CAS/s", "p50 ms", "p99 ms", "ratio");
+    printf("%-24s %-21s %9s %6s %6s | %8s %6s %6s | %7s %6s | %6s %6s | %s\n", "mode", "edge",
+           "service/s", "p50 ms", "p99 ms", "direct/s", "p50 ms", "p99 ms", "CAS/s", "p50 ms",
+           "s/dir", "s/CAS", "commits/transition svc dir");
     for (unsigned mi = 0; mi < cx->nmodes; mi++) {
         const sb_mode *m = &cx->modes[mi];
         char label[48], edge[40];
         mode_label(m, label, sizeof label);
         snprintf(edge, sizeof edge, "%s->%s%s", m->edge->from, m->edge->to,
                  m->edge->effect ? " +effect" : "");
-        bench_lat s = bench_accum_lat(&cx->lat[mi][STK_SVC]);
-        bench_lat b = bench_accum_lat(&cx->lat[mi][STK_BASE]);
-        printf("%-26s %-22s %9.0f %7.2f %7.2f | %9.0f %7.2f %7.2f | %6.3f\n", label, edge,
-               median_of(cx, mi, -1, STK_SVC), s.p50_us / 1000, s.p99_us / 1000,
-               median_of(cx, mi, -1, STK_BASE), b.p50_us / 1000, b.p99_us / 1000,
-               median_of(cx, mi, -2, 0));
+        bench_lat l[NSTK];
+        for (int s = 0; s < NSTK; s++)
+            l[s] = bench_accum_lat(&cx->lat[mi][s]);
+        printf("%-24s %-21s %9.0f %6.2f %6.2f | %8.0f %6.2f %6.2f | %7.0f %6.2f | %6.3f %6.3f | "
+               "%4.2f %4.2f\n",
+               label, edge, median_of(cx, mi, -1, STK_SVC), l[STK_SVC].p50_us / 1000,
+               l[STK_SVC].p99_us / 1000, median_of(cx, mi, -1, STK_DIRECT),
+               l[STK_DIRECT].p50_us / 1000, l[STK_DIRECT].p99_us / 1000,
+               median_of(cx, mi, -1, STK_BASE), l[STK_BASE].p50_us / 1000,
+               median_of(cx, mi, -2, STK_DIRECT), median_of(cx, mi, -2, STK_BASE),
+               median_of(cx, mi, -4, STK_SVC), median_of(cx, mi, -4, STK_DIRECT));
     }
-    for (unsigned mi = 0; mi < cx->nmodes; mi++) {
-        const sb_mode *m = &cx->modes[mi];
-        if (!m->contended)
-            continue;
-        printf("\n%u actors on one item at a time (%s->%s), outcomes per second:\n", m->callers,
-               m->edge->from, m->edge->to);
-        printf("  service   advanced %7.0f  deferred %7.0f  aborted %7.0f  stale %7.0f\n",
-               median_of(cx, mi, OC_ADV, STK_SVC), median_of(cx, mi, OC_DEFER, STK_SVC),
-               median_of(cx, mi, OC_ABORT, STK_SVC), median_of(cx, mi, OC_STALE, STK_SVC));
-        printf("  baseline  advanced %7.0f  lost CAS %7.0f\n", median_of(cx, mi, OC_ADV, STK_BASE),
-               median_of(cx, mi, OC_ABORT, STK_BASE));
-        printf("  ratio = service advanced/s over baseline advanced/s; every item advanced "
-               "exactly once, the hook called once per advance\n");
-    }
-    printf("\nratio = service/s over CAS/s in the same round; service = AdvanceStage "
-           "(lease + gates + effect + CAS + release), CAS = one bare UPDATE over libpq\n");
+    for (unsigned mi = 0; mi < cx->nmodes; mi++)
+        if (cx->modes[mi].contended)
+            print_contended(cx, mi);
+    printf("\ns/dir = service over direct, s/CAS = service over CAS, advances per second in the "
+           "same round; service = AdvanceStage (lease + gates + effect + CAS + release); direct "
+           "= the same statements and hook call sent by the callers over libpq; CAS = one bare "
+           "UPDATE; commits/transition = durable commits writing the stage and lease tables "
+           "(WAL) per advance\n");
 }
 
 /* ---- set-up and options ------------------------------------------------------ */
@@ -503,6 +569,11 @@ static bool setup(sb_ctx *cx)
     for (unsigned i = 0; i < maxk; i++)
         if (!(cx->conns[i] = pg_open(o->database_url)))
             return false;
+    if (orch_db_pool_open(o->database_url, (int)maxk, &cx->pool) != ORCH_OK) {
+        fprintf(stderr, "stage_bench: cannot open %u connections to %s\n", maxk, o->database_url);
+        return false;
+    }
+    PQclear(PQexec(cx->admin, "CREATE EXTENSION IF NOT EXISTS pg_walinspect"));
     orch_rpc_client_opts co = { .default_timeout_ms = o->timeout_ms,
                                 .auth_token = getenv("ORCH_RPC_AUTH_TOKEN") };
     if (orch_rpc_client_open(o->service_url, &co, &cx->rpc) != ORCH_OK) {
@@ -515,6 +586,7 @@ static bool setup(sb_ctx *cx)
 static void teardown(sb_ctx *cx)
 {
     orch_rpc_client_close(cx->rpc);
+    orch_db_pool_close(cx->pool);
     for (unsigned i = 0; i < SB_MAX_CALLERS; i++)
         PQfinish(cx->conns[i]);
     PQfinish(cx->admin);
@@ -532,7 +604,9 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: stage_bench --hook-port PORT [options]\n"
             "  Full transitions per second through a running stage-service (AdvanceStage:\n"
-            "  lease + gates + effect + CAS + release) against the bare CAS UPDATE over libpq.\n"
+            "  lease + gates + effect + CAS + release) against the same statements sent\n"
+            "  directly over libpq and the bare CAS UPDATE; commits per transition from the\n"
+            "  WAL (needs pg_walinspect and a superuser).\n"
             "  Prints figures; exit 0 when every call and check succeeded.\n"
             "\n"
             "  --service-url URL   stage-service (default $ORCH_STAGE_RPC_URL, else\n"
@@ -543,10 +617,11 @@ static void usage(FILE *out)
             "  --repo NAME         repo of the items, in the lease's scope (bench/app)\n"
             "  --callers LIST      actor counts on distinct items (1,4,16)\n"
             "  --contended K       actors on one item at a time (16; 0 skips the mode)\n"
-            "  --ops N             timed transitions per mode and round, all actors (600)\n"
+            "  --ops N             timed transitions per mode and round, all actors, of the\n"
+            "                      service and the direct stack (600)\n"
             "  --base-ops N        timed bare CAS per mode and round (3000)\n"
             "  --warmup N          untimed transitions of each actor before a slice (3)\n"
-            "  --rounds R          rounds, the stack run first alternating (3)\n"
+            "  --rounds R          rounds, the stack run first rotating (3)\n"
             "  --timeout MS        deadline of each call (10000)\n"
             "  --quick             smoke run: --ops 64 --base-ops 256 --rounds 1 --warmup 1\n"
             "  -h, --help          this help\n");
@@ -684,8 +759,8 @@ int main(int argc, char **argv)
     if (setup(&cx)) {
         char load[64];
         bench_loadavg(load, sizeof load);
-        printf("stage_bench: AdvanceStage through stage-service %s against the bare CAS over "
-               "libpq\n",
+        printf("stage_bench: AdvanceStage through stage-service %s against the same "
+               "transition over libpq and the bare CAS\n",
                o.service_url);
         printf("repo %s, deploy hook answered at once on 127.0.0.1:%u; per mode and round %u "
                "transitions and %u CAS, %u warm-up per actor; %ld CPUs, load %s%s\n\n",
@@ -694,8 +769,8 @@ int main(int argc, char **argv)
         bool ok = true;
         for (unsigned r = 0; ok && r < o.rounds; r++) {
             for (unsigned mi = 0; ok && mi < cx.nmodes; mi++) {
-                int first = r % 2 ? STK_SVC : STK_BASE;
-                ok = run_slice(&cx, r, mi, first) && run_slice(&cx, r, mi, 1 - first);
+                for (int k = 0; ok && k < NSTK; k++)
+                    ok = run_slice(&cx, r, mi, (int)((r + (unsigned)k) % NSTK));
             }
             if (ok)
                 print_round(&cx, r);

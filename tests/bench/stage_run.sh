@@ -26,7 +26,10 @@
 #      60 s, three start attempts on new ports) until `orchctl health lease
 #      stage` exits 0;
 #   4. runs build/tests/bench/stage_bench against them with the options given
-#      here; stops the services.
+#      here (the service, the same transition sent directly over libpq, and
+#      the bare CAS; commits per transition read from the WAL with
+#      pg_walinspect, which this private cluster's superuser may create);
+#      stops the services.
 # Whatever happens, the services then get SIGTERM (SIGKILL after 20 s) and the
 # cluster is destroyed. Service logs are kept (and their folder named) only
 # when something failed.

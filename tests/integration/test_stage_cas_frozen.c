@@ -296,7 +296,8 @@ static int64_t claim(const char *effect)
     stage_intent row;
     cr_assert_eq(orch_db_acquire(direct, orch_mono_ms() + 5000, &c), ORCH_OK);
     stage_intent_key key = { ITEM, "staging->deploy", effect, 0 };
-    cr_assert_eq(stage_store_intent_claim(c, orch_mono_ms() + 5000, &key, 1, &st, &row), ORCH_OK);
+    cr_assert_eq(stage_store_intent_claim(c, orch_mono_ms() + 5000, &key, 1, NULL, &st, &row),
+                 ORCH_OK);
     orch_db_release(c);
     cr_assert_eq(st, STAGE_INTENT_CLAIMED);
     return row.id;
