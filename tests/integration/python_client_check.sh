@@ -43,21 +43,18 @@ fail() {
   exit 1
 }
 
-free_port() {
-  "$PYTHON" -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+read -r RPC_PORT HTTP_PORT <<<"$("$PYTHON" "$src/tests/support/free_ports.py" 2)"
 
 # The code, as docs/rpc.md section 13 generates it.
 mkdir -p "$TMP/gen"
 protoc -I "$src/proto" --python_out="$TMP/gen" "$src"/proto/orch/v1/*.proto
 
 psql -X -q -v ON_ERROR_STOP=1 "$(bash "$PGCTL" url "$pgdir")" -c "CREATE DATABASE $DB" >/dev/null
-URL="tcp://127.0.0.1:$(free_port)"
+URL="tcp://127.0.0.1:$RPC_PORT"
 env -i PATH=/usr/bin:/bin ORCH_RUNTIME=test ORCH_HOST_ID=pyclient ORCH_LOG_LEVEL=debug \
   ORCH_DATABASE_URL="$(bash "$PGCTL" url "$pgdir" "$DB")" ORCH_DB_STARTUP_WAIT_S=20 \
   ORCH_LEASE_RPC_URL="$URL" ORCH_LEASE_ADVERTISE_URL="$URL" \
-  ORCH_LEASE_HTTP_ADDR="127.0.0.1:$(free_port)" \
+  ORCH_LEASE_HTTP_ADDR="127.0.0.1:$HTTP_PORT" \
   "$bin/services/lease/lease-service" >"$log" 2>&1 </dev/null &
 SVC_PID=$!
 

@@ -36,12 +36,7 @@ fail() {
 }
 
 # Eight free loopback ports.
-read -r -a ports <<<"$(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(8)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in ss))
-for s in ss: s.close()')"
+read -r -a ports <<<"$(python3 "$src/tests/support/free_ports.py" 8)"
 for v in $(env | grep -o '^ORCH_[A-Z0-9_]*'); do unset "$v"; done
 export ORCH_SKIP_PACKAGES=1 ORCH_BUILD_DIR="$bin" ORCH_RUN_DIR="$tmp/run"
 export ORCH_LAUNCHER_OUTPUT_DIR="$tmp/jobs" ORCH_SHUTDOWN_GRACE_S=5

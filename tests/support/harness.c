@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -95,16 +96,51 @@ void th_db_fresh(char *url, size_t n)
     th_pg_url(th_pg_dir(), name, url, n);
 }
 
+/* Ports handed to the services a test starts: below the kernel's ephemeral
+ * range (ip_local_port_range, 32768-60999 by default), so that no outgoing
+ * connection of any process takes one between this choice and the
+ * service's bind. Each is also reserved against the other test processes
+ * running at once (ctest -j2): an flock on PORT_DIR/PORT, whose descriptor
+ * stays open (close-on-exec, so services do not inherit it) until this
+ * process exits. A port some process still binds is skipped. */
+#define PORT_DIR  "/tmp/orch-test-ports"
+#define PORT_LO   20000
+#define PORT_SPAN 12000
+
+static bool port_bindable(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                             .sin_port = htons((uint16_t)port) };
+    int one = 1;
+    cr_assert(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
 int th_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    cr_assert(fd >= 0);
-    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    cr_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() ^ (unsigned)orch_mono_ns();
+    if (mkdir(PORT_DIR, 01777) == 0)
+        chmod(PORT_DIR, 01777); /* whoever runs the next test may write */
+    for (int tries = 0; tries < 4 * PORT_SPAN; tries++) {
+        int port = PORT_LO + (int)(rand_r(&seed) % PORT_SPAN);
+        char path[64];
+        snprintf(path, sizeof path, PORT_DIR "/%d", port);
+        int lf = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        if (lf < 0)
+            continue;
+        if (flock(lf, LOCK_EX | LOCK_NB) == 0 && port_bindable(port))
+            return port; /* `lf` stays open: the reservation */
+        close(lf);
+    }
+    cr_assert_fail("no free loopback port in %d-%d", PORT_LO, PORT_LO + PORT_SPAN - 1);
+    return -1;
 }
 
 /* Adds "K=V" to env[0..*k), replacing an earlier entry of the same key:

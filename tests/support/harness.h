@@ -36,6 +36,9 @@ void th_db_fresh(char *url, size_t n);
  * first row as a malloc'ed string (NULL if no row). Fails the test on error. */
 char *th_sql(const char *url, const char *sql);
 
+/* A loopback TCP port for a service the test starts: outside the kernel's
+ * ephemeral range and reserved against the other test processes until
+ * this one exits (harness.c). */
 int th_free_port(void);
 
 /* Starts build/services/<svc>/<svc>-service with a clean ORCH_* environment:

@@ -94,15 +94,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 free_ports() { # free_ports N: N distinct free TCP ports on 127.0.0.1
-  "$PYTHON" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
+  "$PYTHON" "$SRC_DIR/tests/support/free_ports.py" "$1"
 }
 
 psql_at() { # psql_at URL SQL: one query, unaligned, tuples only

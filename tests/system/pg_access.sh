@@ -79,10 +79,8 @@ for b in services/lease/lease-service tools/orchctl/orchctl; do
   }
 done
 
-free_port() {
-  python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+# The ports of pgbouncer and lease-service (tests/support/free_ports.py).
+read -r BPORT LEASE_RPC_PORT LEASE_HTTP_PORT <<<"$(python3 "$SRC_DIR/tests/support/free_ports.py" 3)"
 
 # The programs are copied where the cluster's owner may run them (the build
 # folder may be private to root); they link only system libraries.
@@ -161,7 +159,6 @@ migrate "$TCP_URL" PGPASSFILE="$TMP/pgpass"
   fail "scram over TCP with PGPASSFILE: exit $RC: $(tail -3 "$TMP/migrate.log")"
 
 # (3) pgbouncer in session mode between lease-service and PostgreSQL.
-BPORT="$(free_port)"
 as_owner tee "$TMP/userlist.txt" >/dev/null <<<"\"$ROLE\" \"$PASSWORD\""
 as_owner tee "$TMP/pgbouncer.ini" >/dev/null <<EOF
 [databases]
@@ -190,10 +187,10 @@ migrate "$B_URL" PGPASSFILE="$TMP/pgpass"
 ((RC == 0)) && pass "through pgbouncer (session mode): migrations ran under the advisory lock" ||
   fail "through pgbouncer: --migrate-only exit $RC: $(tail -3 "$TMP/migrate.log")"
 
-RPC_URL="tcp://127.0.0.1:$(free_port)"
+RPC_URL="tcp://127.0.0.1:$LEASE_RPC_PORT"
 as_owner env -i PATH=/usr/bin:/bin ORCH_RUNTIME=test ORCH_HOST_ID=pga \
   ORCH_BOOT_ID_PATH="$TMP/boot_id" ORCH_DATABASE_URL="$B_URL" PGPASSFILE="$TMP/pgpass" \
-  ORCH_LEASE_RPC_URL="$RPC_URL" ORCH_LEASE_HTTP_ADDR="127.0.0.1:$(free_port)" \
+  ORCH_LEASE_RPC_URL="$RPC_URL" ORCH_LEASE_HTTP_ADDR="127.0.0.1:$LEASE_HTTP_PORT" \
   ORCH_DB_STARTUP_WAIT_S=10 ORCH_SHUTDOWN_GRACE_S=5 \
   "$TMP/lease-service" >"$TMP/lease-service.log" 2>&1 &
 SVC_PID=$!
