@@ -143,7 +143,7 @@ static char rid_prefix[ORCH__RPC_ID_HEX / 2 + 1];
 static uint64_t rid_key[2];
 static atomic_bool rid_ready;
 static atomic_uint_least64_t rid_count;
-static bool rid_atfork; /* the fork handlers are installed (under rid_mu) */
+static pthread_once_t rid_atfork = PTHREAD_ONCE_INIT;
 
 /* A forked child draws again: it would repeat the parent's ids
  * otherwise. rid_mu is held across the fork. */
@@ -160,14 +160,20 @@ static void rid_child(void)
     atomic_store(&rid_ready, false);
     pthread_mutex_unlock(&rid_mu);
 }
+/* Installed before rid_mu is ever taken: were it installed under rid_mu, a
+ * fork by another thread in between would leave the child a rid_mu locked
+ * by a thread it does not have. */
+static void rid_install_atfork(void)
+{
+    (void)pthread_atfork(rid_prepare, rid_parent, rid_child);
+}
 
 static orch_err rid_draw(void)
 {
     uint8_t r[8 + sizeof rid_key];
     orch_err err = ORCH_OK;
+    pthread_once(&rid_atfork, rid_install_atfork);
     pthread_mutex_lock(&rid_mu);
-    if (!rid_atfork)
-        rid_atfork = pthread_atfork(rid_prepare, rid_parent, rid_child) == 0;
     if (!atomic_load(&rid_ready)) {
         if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
             err = ORCH_EIO;

@@ -640,19 +640,20 @@ void orch_rpc_server_stop(orch_rpc_server *s, uint32_t grace_ms)
      * close the connections it accepted, and with them the replies owed. */
 
     /* Cancel the contexts waiting for a request; the others finish their
-     * request and go idle in slot_cb because `stopping` is set. */
-    nng_aio **cancel = calloc((size_t)s->nslots + 1, sizeof *cancel);
-    int nc = 0;
+     * request and go idle in slot_cb because `stopping` is set. Each cancel
+     * is issued under `mu`, while its slot is still receiving: cancelled
+     * after unlocking, a slot that had meanwhile received, run its handler
+     * and queued the reply on the same aio would lose that reply (slot_cb
+     * already calls into NNG under `mu`, and NNG calls slot_cb from its own
+     * threads, never under its locks, so the order is the same). A receive
+     * that completed but whose slot_cb still waits for `mu` is not undone:
+     * that request is served. */
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
-    for (int i = 0; i < s->nslots; i++) {
-        if (s->slots[i].state == S_RECV && cancel)
-            cancel[nc++] = s->slots[i].aio;
-    }
+    for (int i = 0; i < s->nslots; i++)
+        if (s->slots[i].state == S_RECV)
+            nng_aio_cancel(s->slots[i].aio);
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < nc; i++)
-        nng_aio_cancel(cancel[i]);
-    free(cancel);
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -100,11 +100,14 @@ static ratios mode_ratios(const lb_results *r, unsigned rounds, unsigned m)
                      bench_median(g, rounds) };
 }
 
-/* Index of the distinct-item mode the target applies to, or -1. */
-static int target_mode(const lb_options *o)
+static const lb_target targets[] = LB_TARGETS;
+#define NTARGETS (sizeof targets / sizeof targets[0])
+
+/* Index of the distinct-item mode of `callers` callers, or -1. */
+static int target_mode(const lb_options *o, unsigned callers)
 {
     for (unsigned m = 0; m < o->nmodes; m++)
-        if (!o->modes[m].contended && o->modes[m].callers == LB_TARGET_CALLERS)
+        if (!o->modes[m].contended && o->modes[m].callers == callers)
             return (int)m;
     return -1;
 }
@@ -283,18 +286,22 @@ void lb_print_summary(const lb_options *o, const lb_results *r)
             printf("   grants/s %.2f", q.grants);
         printf("\n");
     }
-    int t = target_mode(o);
-    if (t < 0) {
-        printf("\ntarget: service >= %.0f%% of direct-SQL throughput at %u callers: not measured "
-               "(no %u-caller mode)\n",
-               LB_TARGET_RATIO * 100.0, LB_TARGET_CALLERS, LB_TARGET_CALLERS);
-    } else {
+    printf("\n");
+    for (size_t k = 0; k < NTARGETS; k++) {
+        const lb_target *g = &targets[k];
+        int t = target_mode(o, g->callers);
+        if (t < 0) {
+            printf("target: service >= %.2fx direct-SQL throughput at %u caller%s: not measured "
+                   "(no such mode)\n",
+                   g->ratio, g->callers, g->callers == 1 ? "" : "s");
+            continue;
+        }
         ratios q = mode_ratios(r, o->rounds, (unsigned)t);
-        printf("\ntarget: service >= %.0f%% of direct-SQL throughput at %u callers: %.1f%% "
-               "(%.0f vs %.0f ops/s) %s\n",
-               LB_TARGET_RATIO * 100.0, LB_TARGET_CALLERS, q.tput * 100.0,
+        printf("target: service >= %.2fx direct-SQL throughput at %u caller%s: %.2fx "
+               "(%.0f vs %.0f pairs/s) %s\n",
+               g->ratio, g->callers, g->callers == 1 ? "" : "s", q.tput,
                med[t][LB_SERVICE].lat.per_s, med[t][LB_DIRECT].lat.per_s,
-               q.tput >= LB_TARGET_RATIO ? "(met)" : "(NOT met)");
+               q.tput >= g->ratio ? "(met)" : "(NOT met)");
     }
     printf("load average (1, 5, 15 min) at start: %s; at end: %s\n", r->load_start, r->load_end);
     fflush(stdout);
@@ -384,20 +391,26 @@ static json_t *summary_json(const lb_options *o, const lb_results *r)
 
 static json_t *target_json(const lb_options *o, const lb_results *r)
 {
-    int t = target_mode(o);
-    json_t *j =
-        json_pack("{s:i, s:f}", "callers", (int)LB_TARGET_CALLERS, "min_ratio", LB_TARGET_RATIO);
-    if (!j)
-        return NULL;
-    if (t < 0) {
-        json_object_set_new(j, "ratio", json_null());
-        json_object_set_new(j, "met", json_null());
-    } else {
-        ratios q = mode_ratios(r, o->rounds, (unsigned)t);
-        json_object_set_new(j, "ratio", json_real(q.tput));
-        json_object_set_new(j, "met", json_boolean(q.tput >= LB_TARGET_RATIO));
+    json_t *all = json_array();
+    for (size_t k = 0; all && k < NTARGETS; k++) {
+        const lb_target *g = &targets[k];
+        int t = target_mode(o, g->callers);
+        json_t *j = json_pack("{s:i, s:f}", "callers", (int)g->callers, "min_ratio", g->ratio);
+        if (!j) {
+            json_decref(all);
+            return NULL;
+        }
+        if (t < 0) {
+            json_object_set_new(j, "ratio", json_null());
+            json_object_set_new(j, "met", json_null());
+        } else {
+            ratios q = mode_ratios(r, o->rounds, (unsigned)t);
+            json_object_set_new(j, "ratio", json_real(q.tput));
+            json_object_set_new(j, "met", json_boolean(q.tput >= g->ratio));
+        }
+        json_array_append_new(all, j);
     }
-    return j;
+    return all;
 }
 
 void lb_print_json(const lb_options *o, const lb_results *r)
@@ -411,7 +424,7 @@ void lb_print_json(const lb_options *o, const lb_results *r)
         "rounds", (int)o->rounds, "slices", (int)o->slices, "pairs", (int)o->pairs, "attempts",
         (int)o->attempts, "items", (int)o->items, "warmup", (int)o->warmup, "timeout_ms",
         (int)o->timeout_ms, "direct_prepared", o->prepared, "modes", modes_json(o), "rounds",
-        rounds_json(o, r), "median", summary_json(o, r), "target", target_json(o, r));
+        rounds_json(o, r), "median", summary_json(o, r), "targets", target_json(o, r));
     if (!doc) {
         fprintf(stderr, "lease_bench: cannot build the JSON document\n");
         return;
