@@ -216,6 +216,14 @@ static void arr_end(arr *a)
     arr_put(a, '}');
 }
 
+/* The batch statements read their array parameters through scalar
+ * subqueries ("(SELECT $1::text[])"): the planner's estimate of a batch's
+ * rows then does not depend on the arrays, so a plan made for the values
+ * costs no less than the prepared statement's generic plan, and from the
+ * sixth execution on the connection keeps that plan (plan_cache_mode auto)
+ * instead of planning every batch again, which took PostgreSQL more CPU
+ * than running it. The generic plan fits any batch size: every row is
+ * found by its primary key. */
 /* One row per claim, numbered from 1 in `i_ord`; `cur` is the leases as
  * the statement's snapshot sees them. `k` locks the released rows of the
  * claims, in work-item order, skipping any row another transaction has
@@ -234,8 +242,10 @@ static void arr_end(arr *a)
 #define LEASE_BATCH_LOCK_WAIT "100ms"
 static const char sql_acquire_batch[] =
     "WITH s AS (SELECT set_config('lock_timeout', '" LEASE_BATCH_LOCK_WAIT "', true)),"
-    " i AS (SELECT i.* FROM s, unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
-    "   $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY"
+    " i AS (SELECT i.* FROM s, unnest((SELECT $1::text[]), (SELECT $2::text[]),"
+    "   (SELECT $3::text[]), (SELECT $4::integer[]), (SELECT $5::bigint[]),"
+    "   (SELECT $6::text[]), (SELECT $7::text[]), (SELECT $8::text[]),"
+    "   (SELECT $9::text[])) WITH ORDINALITY"
     "   AS i(i_item, i_host, i_boot, i_pid, i_ticks, i_inst, i_actor, i_trans, i_repo, i_ord)),"
     " cur AS (SELECT t.* FROM transition_lease t JOIN i ON t.work_item = i.i_item),"
     " k AS MATERIALIZED (SELECT t.work_item AS k_item FROM transition_lease t"
@@ -378,7 +388,8 @@ orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *con
      * is judged again on its new version. A grant live in the snapshot but
      * not locked by `k` is not decided here (`alone`). */
     static const char sql[] =
-        "WITH i AS (SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY"
+        "WITH i AS (SELECT * FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[]))"
+        "   WITH ORDINALITY"
         "   AS i(i_item, i_epoch, i_ord)),"
         " k AS MATERIALIZED (SELECT t.work_item, t.epoch FROM transition_lease t"
         "   JOIN i ON t.work_item = i.i_item AND t.epoch = i.i_epoch"
