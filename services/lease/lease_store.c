@@ -43,25 +43,41 @@
  * never wait), and `e` appends the 'granted' event in the same statement,
  * hence the same commit. The single row returned is the new epoch (NULL
  * unless granted) followed by the lease columns of `cur` (NULLs if none). */
+#define LEASE_ACQUIRE_AFTER_CUR                                                            \
+    " g AS (" LEASE_GRANT_INTO                                                             \
+    " SELECT $1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now()"                \
+    " WHERE NOT EXISTS (SELECT 1 FROM cur WHERE released_at IS NULL)" LEASE_GRANT_CONFLICT \
+    " RETURNING work_item AS g_item, epoch AS g_epoch),"                                   \
+    " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"              \
+    "   SELECT g_item, g_epoch, 'granted', $7, $8 FROM g)"                                 \
+    " SELECT g.g_epoch, " LEASE_COLUMNS                                                    \
+    " FROM (SELECT 1) AS one LEFT JOIN g ON true LEFT JOIN cur ON true"
 const char lease_sql_acquire[] =
-    "WITH cur AS (SELECT * FROM transition_lease WHERE work_item = $1),"
-    " g AS (" LEASE_GRANT_INTO
-    " SELECT $1, 1, $2, $3, $4::integer, $5::bigint, $6, $7, $8, $9, now()"
-    " WHERE NOT EXISTS (SELECT 1 FROM cur WHERE released_at IS NULL)" LEASE_GRANT_CONFLICT
-    " RETURNING work_item AS g_item, epoch AS g_epoch),"
-    " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-    "   SELECT g_item, g_epoch, 'granted', $7, $8 FROM g)"
-    " SELECT g.g_epoch, " LEASE_COLUMNS
-    " FROM (SELECT 1) AS one LEFT JOIN g ON true LEFT JOIN cur ON true";
+    "WITH cur AS (SELECT * FROM transition_lease WHERE work_item = $1)," LEASE_ACQUIRE_AFTER_CUR;
 
-const char lease_sql_release[] =
-    "WITH r AS ("
-    " UPDATE transition_lease SET released_at = now(), release_reason = $3"
+#define LEASE_RELEASE_UPDATE                                                \
+    " UPDATE transition_lease SET released_at = now(), release_reason = $3" \
     " WHERE work_item = $1 AND epoch = $2::bigint AND released_at IS NULL"
-    " RETURNING work_item, epoch),"
-    " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)"
-    "   SELECT work_item, epoch, $3, $4, $5 FROM r)"
-    " SELECT epoch FROM r";
+#define LEASE_RELEASE_AFTER_UPDATE                                            \
+    " RETURNING work_item, epoch),"                                           \
+    " e AS (INSERT INTO lease_events (work_item, epoch, kind, actor, detail)" \
+    "   SELECT work_item, epoch, $3, $4, $5 FROM r)"                          \
+    " SELECT epoch FROM r"
+const char lease_sql_release[] = "WITH r AS (" LEASE_RELEASE_UPDATE LEASE_RELEASE_AFTER_UPDATE;
+
+/* A batch of one runs the single statement, with the batch's bound on lock
+ * waits: `s` sets lock_timeout to LEASE_BATCH_LOCK_WAIT for the statement's
+ * transaction, and is read (a one-time filter) before the statement can
+ * take or wait for any row lock; past it the statement fails with 55P03 and
+ * the request runs alone (lease_batch.c), as after a batch statement's. */
+#define LEASE_BATCH_LOCK_WAIT "100ms"
+#define LEASE_BOUND_LOCK_WAIT \
+    "WITH s AS (SELECT set_config('lock_timeout', '" LEASE_BATCH_LOCK_WAIT "', true)),"
+static const char sql_acquire_bounded[] =
+    LEASE_BOUND_LOCK_WAIT " cur AS (SELECT * FROM transition_lease WHERE work_item = $1"
+                          "   AND (SELECT true FROM s))," LEASE_ACQUIRE_AFTER_CUR;
+static const char sql_release_bounded[] = LEASE_BOUND_LOCK_WAIT
+    " r AS (" LEASE_RELEASE_UPDATE " AND (SELECT true FROM s)" LEASE_RELEASE_AFTER_UPDATE;
 
 /* set_config(..., true) lasts for this statement's transaction, whose commit
  * then does not wait for the WAL flush. */
@@ -151,13 +167,14 @@ static void claim_params_fill(claim_params *cp, const lease_claim *cl)
     memcpy(cp->v, v, sizeof v);
 }
 
-orch_err lease_store_acquire(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
-                             uint64_t *epoch, lease_row *row, bool *found)
+/* lease_store_acquire() with `sql`: lease_sql_acquire or its bounded twin. */
+static orch_err acquire_with(orch_db_conn *c, uint64_t dl, const char *sql, const lease_claim *cl,
+                             bool *granted, uint64_t *epoch, lease_row *row, bool *found)
 {
     claim_params cp;
     orch_db_result *r;
     claim_params_fill(&cp, cl);
-    orch_err err = orch_db_exec_write(c, dl, lease_sql_acquire, 9, cp.v, &r);
+    orch_err err = orch_db_exec_write(c, dl, sql, 9, cp.v, &r);
     if (err)
         return err;
     const char *ep = orch_db_result_rows(r) == 1 ? orch_db_result_get(r, 0, 0) : NULL;
@@ -169,6 +186,12 @@ orch_err lease_store_acquire(orch_db_conn *c, uint64_t dl, const lease_claim *cl
         read_row_at(r, 0, 1, row);
     orch_db_result_free(r);
     return ORCH_OK;
+}
+
+orch_err lease_store_acquire(orch_db_conn *c, uint64_t dl, const lease_claim *cl, bool *granted,
+                             uint64_t *epoch, lease_row *row, bool *found)
+{
+    return acquire_with(c, dl, lease_sql_acquire, cl, granted, epoch, row, found);
 }
 
 /* A PostgreSQL array literal of quoted elements, built by arr_add(). */
@@ -216,6 +239,14 @@ static void arr_end(arr *a)
     arr_put(a, '}');
 }
 
+/* The batch statements read their array parameters through scalar
+ * subqueries ("(SELECT $1::text[])"): the planner's estimate of a batch's
+ * rows then does not depend on the arrays, so a plan made for the values
+ * costs no less than the prepared statement's generic plan, and from the
+ * sixth execution on the connection keeps that plan (plan_cache_mode auto)
+ * instead of planning every batch again, which took PostgreSQL more CPU
+ * than running it. The generic plan fits any batch size: every row is
+ * found by its primary key. */
 /* One row per claim, numbered from 1 in `i_ord`; `cur` is the leases as
  * the statement's snapshot sees them. `k` locks the released rows of the
  * claims, in work-item order, skipping any row another transaction has
@@ -231,11 +262,11 @@ static void arr_end(arr *a)
  * LEASE_BATCH_LOCK_WAIT; past it the statement fails with 55P03
  * (ORCH_EDB_LOCKED), nothing is written, and every claim runs alone
  * (lease_batch.c), waiting there as it would with group commit off. */
-#define LEASE_BATCH_LOCK_WAIT "100ms"
-static const char sql_acquire_batch[] =
-    "WITH s AS (SELECT set_config('lock_timeout', '" LEASE_BATCH_LOCK_WAIT "', true)),"
-    " i AS (SELECT i.* FROM s, unnest($1::text[], $2::text[], $3::text[], $4::integer[],"
-    "   $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY"
+static const char sql_acquire_batch[] = LEASE_BOUND_LOCK_WAIT
+    " i AS (SELECT i.* FROM s, unnest((SELECT $1::text[]), (SELECT $2::text[]),"
+    "   (SELECT $3::text[]), (SELECT $4::integer[]), (SELECT $5::bigint[]),"
+    "   (SELECT $6::text[]), (SELECT $7::text[]), (SELECT $8::text[]),"
+    "   (SELECT $9::text[])) WITH ORDINALITY"
     "   AS i(i_item, i_host, i_boot, i_pid, i_ticks, i_inst, i_actor, i_trans, i_repo, i_ord)),"
     " cur AS (SELECT t.* FROM transition_lease t JOIN i ON t.work_item = i.i_item),"
     " k AS MATERIALIZED (SELECT t.work_item AS k_item FROM transition_lease t"
@@ -279,6 +310,12 @@ static orch_err read_acquired(const orch_db_result *r, size_t n, lease_acquired 
 orch_err lease_store_acquire_batch(orch_db_conn *c, uint64_t dl, const lease_claim *const *cl,
                                    size_t n, lease_acquired *const *out)
 {
+    if (n == 1) {
+        lease_acquired *a = out[0];
+        a->alone = false;
+        return acquire_with(c, dl, sql_acquire_bounded, cl[0], &a->granted, &a->epoch, &a->row,
+                            &a->found);
+    }
     arr a[9] = { 0 };
     orch_err err = ORCH_OK;
     for (size_t k = 0; k < n; k++) {
@@ -359,15 +396,23 @@ orch_err lease_store_regrant(orch_db_conn *c, uint64_t dl, const lease_claim *cl
     return exec_epoch(c, dl, sql, 8, p, granted, epoch);
 }
 
-orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item, uint64_t epoch,
-                             const char *kind, const char *actor, const char *detail,
-                             bool *released)
+/* lease_store_release() with `sql`: lease_sql_release or its bounded twin. */
+static orch_err release_with(orch_db_conn *c, uint64_t dl, const char *sql, const char *work_item,
+                             uint64_t epoch, const char *kind, const char *actor,
+                             const char *detail, bool *released)
 {
     char ep[24];
     uint64_t got;
     snprintf(ep, sizeof ep, "%" PRIu64, epoch);
     const char *p[] = { work_item, ep, kind, actor, detail };
-    return exec_epoch(c, dl, lease_sql_release, 5, p, released, &got);
+    return exec_epoch(c, dl, sql, 5, p, released, &got);
+}
+
+orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item, uint64_t epoch,
+                             const char *kind, const char *actor, const char *detail,
+                             bool *released)
+{
+    return release_with(c, dl, lease_sql_release, work_item, epoch, kind, actor, detail, released);
 }
 
 orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *const *work_items,
@@ -378,7 +423,8 @@ orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *con
      * is judged again on its new version. A grant live in the snapshot but
      * not locked by `k` is not decided here (`alone`). */
     static const char sql[] =
-        "WITH i AS (SELECT * FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY"
+        "WITH i AS (SELECT * FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[]))"
+        "   WITH ORDINALITY"
         "   AS i(i_item, i_epoch, i_ord)),"
         " k AS MATERIALIZED (SELECT t.work_item, t.epoch FROM transition_lease t"
         "   JOIN i ON t.work_item = i.i_item AND t.epoch = i.i_epoch"
@@ -393,6 +439,11 @@ orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *con
         "     AND t.released_at IS NULL)"
         " FROM i LEFT JOIN r ON r.work_item = i.i_item LEFT JOIN k ON k.work_item = i.i_item"
         " ORDER BY i.i_ord";
+    if (n == 1) {
+        alone[0] = false;
+        return release_with(c, dl, sql_release_bounded, work_items[0], epochs[0], "released",
+                            "holder", "", released);
+    }
     arr items = { 0 }, eps = { 0 };
     for (size_t k = 0; k < n; k++) {
         char ep[24];

@@ -60,7 +60,8 @@ typedef struct lease_acquired {
  * lease_store_acquire() would have, or has `alone` set: its released row
  * was locked by another transaction, which the batch does not wait for
  * (SKIP LOCKED), and nothing was done for it. Rows are locked in work-item
- * order. On
+ * order. A batch of one runs lease_store_acquire()'s statement, its lock
+ * waits bounded as the batch's (past the bound: an error, nothing done). On
  * error no claim has an answer (the statement did all or nothing, or, for
  * ORCH_EDB_UNAVAIL/ORCH_EDB_UNKNOWN, the same for all: with
  * ORCH_EDB_UNKNOWN every claim's outcome is in doubt). Borrows
@@ -99,8 +100,10 @@ orch_err lease_store_release(orch_db_conn *c, uint64_t dl, const char *work_item
  * grants of distinct work items in one statement, hence one commit:
  * released[k] answers (work_items[k], epochs[k]), unless alone[k]: the
  * grant's row was locked by another transaction (not waited for) and
- * nothing was done for it. Rows are locked in work-item order. On error
- * released[] and alone[] are undefined, as for lease_store_acquire_batch(). */
+ * nothing was done for it. Rows are locked in work-item order. A batch of
+ * one runs lease_store_release()'s statement, its lock wait bounded as for
+ * lease_store_acquire_batch(). On error released[] and alone[] are undefined, as for
+ * lease_store_acquire_batch(). */
 orch_err lease_store_release_batch(orch_db_conn *c, uint64_t dl, const char *const *work_items,
                                    const uint64_t *epochs, size_t n, bool *released,
                                    bool *alone) ORCH_NODISCARD;
