@@ -50,6 +50,7 @@ static bool reconcile_one(stage_svc *ss, const stage_task *t, const stage_edge *
     stage_outcome o;
     orch_err err = stage_advance(ss, &ar, orch_mono_ms() + 60000, &o);
     stage_count_transition(ss, ar.expected_from, ar.to, o.result);
+    orch_log_ctx_set_epoch(o.epoch); /* this call's grant; 0 (none) when deferred */
     if (err)
         orch_info("reconciler: %s %s->%s: %s: %s", t->work_item, stage_name(e->from),
                   stage_name(e->to), orch_code_name(stage_failure_code(o.fail.kind, o.fail.err)),
@@ -96,14 +97,18 @@ void stage_reconcile_pass(stage_svc *ss)
     int64_t next = n == limit ? ts[n - 1].id : 0;
     int tried = 0, moved = 0;
     for (int i = 0; i < n && tried < ss->reconcile_batch; i++) {
+        /* Every line about the task carries its work_item (and the epoch
+         * of the reconciler's grant); cleared before the next one. */
+        orch_log_ctx_set(ORCH_LOG_WORK_ITEM, ts[i].work_item);
         const stage_edge *e = stage_logic_reconcile_edge(ts[i].stage);
-        if (!e || !gates_pass(ss, &ts[i], e, dl))
-            continue;
-        tried++;
-        if (reconcile_one(ss, &ts[i], e))
-            moved++;
-        if (tried == ss->reconcile_batch && i < n - 1)
-            next = ts[i].id;
+        if (e && gates_pass(ss, &ts[i], e, dl)) {
+            tried++;
+            if (reconcile_one(ss, &ts[i], e))
+                moved++;
+            if (tried == ss->reconcile_batch && i < n - 1)
+                next = ts[i].id;
+        }
+        orch_log_ctx_clear();
     }
     ss->reconcile_cursor = next;
     free(ts);

@@ -153,6 +153,7 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
         stage_reply_error(rep, 400, "work_item is required (?work_item=ID)");
         return;
     }
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, item); /* the HTTP server clears it */
     (void)orch_http_query_param(req, "reason", reason, sizeof reason);
     uint64_t epoch = 0;
     if (orch_http_query_param(req, "epoch", ep, sizeof ep) && ep[0]) {
@@ -165,6 +166,7 @@ static void post_release(void *arg, const orch_http_request *req, orch_http_repl
     } else if ((epoch = live_epoch(ss, item, rep)) == 0) {
         return;
     }
+    orch_log_ctx_set_epoch(epoch);
     orch_lease_force_release_req rq = { item, reason, "stage-service /transition-lease/release",
                                         epoch };
     orch_rpc_call_opts o = { .timeout_ms = ss->lease_timeout_ms };
@@ -244,10 +246,12 @@ static void answer_known(orch_http_reply *rep, const stage_inbox_row *row)
 
 /* Records the event in the inbox, then applies it at once unless an older
  * event of the item is still open; answers only after the record is
- * committed, so a delivery answered 2xx is never lost. */
+ * committed, so a delivery answered 2xx is never lost. The item is in this
+ * thread's log context from here on (the HTTP server clears it). */
 static void accept_event(stage_svc *ss, orch_http_reply *rep, const char *source,
                          const char *delivery, const stage_task *t, stage_inbox_kind kind)
 {
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, t->work_item);
     stage_inbox_row in, row;
     memset(&in, 0, sizeof in);
     snprintf(in.source, sizeof in.source, "%s", source);

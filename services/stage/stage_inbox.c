@@ -120,7 +120,9 @@ void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, stage_inbox_re
 {
     memset(res, 0, sizeof *res);
     res->stage = row->seen_stage;
+    orch_log_ctx_set(ORCH_LOG_WORK_ITEM, row->work_item);
     apply_row(ss, row, res);
+    orch_log_ctx_set_epoch(res->epoch);
     res->retry_ms = res->done ? 0 : stage_logic_inbox_backoff_ms(row->attempts);
     uint64_t dl = orch_mono_ms() + 10000;
     orch_db_conn *c = NULL;
@@ -172,6 +174,7 @@ int stage_inbox_pass(stage_svc *ss)
             break;
         stage_inbox_result res;
         stage_inbox_apply(ss, &row, &res);
+        orch_log_ctx_clear();
     }
     return n;
 }

@@ -46,7 +46,9 @@ typedef struct stage_inbox_result {
 } stage_inbox_result;
 
 /* Applies inbox row `row`, which this process claimed, through the engine
- * and settles it (done, or pending again with a backoff). */
+ * and settles it (done, or pending again with a backoff). Puts the row's
+ * work_item, and the epoch of the last engine call's grant, into this
+ * thread's log context; the caller clears it (orch_log_ctx_clear). */
 void stage_inbox_apply(stage_svc *ss, const stage_inbox_row *row, stage_inbox_result *res);
 /* Claims and applies the events that are due (bounded); returns how many. */
 int stage_inbox_pass(stage_svc *ss);

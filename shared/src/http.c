@@ -130,6 +130,7 @@ static void run_handler(nng_aio *aio)
     req.body_len = blen;
     orch_http_reply rep = { 500, NULL, 0, NULL };
     slot->h.fn(slot->h.arg, &req, &rep);
+    orch_log_ctx_clear(); /* what the handler set names nothing the next request is about */
     finish(aio, rep.status, rep.content_type, rep.body, rep.len);
     free(rep.body);
 }

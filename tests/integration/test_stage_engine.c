@@ -507,6 +507,18 @@ Test(stage_engine, reconciler_finishes_a_transition_left_with_an_unknown_effect,
     char *who = th_sql(W.db, "SELECT actor FROM stage_history ORDER BY id DESC LIMIT 1");
     cr_assert_str_eq(who, "reconciler");
     free(who);
+    /* Its line carries the item's keys and the epoch of the reconciler's
+     * grant (the reconciler thread's log context); the pass's summary after
+     * it carries none: the context was cleared after the item. */
+    char keys[200];
+    snprintf(keys, sizeof keys,
+             "\"work_item\":\"REC-1\",\"epoch\":%lld,\"msg\":\"reconciler: REC-1 review->testing: "
+             "advanced\"",
+             sw_sql_num(&W, "SELECT epoch FROM transition_lease WHERE work_item = 'REC-1'"));
+    cr_assert(th_svc_wait_log(&W.stage, keys, 2000), "no reconciler line with %s", keys);
+    snprintf(keys, sizeof keys, "\"pid\":%d,\"msg\":\"reconciler pass: ", (int)W.stage.pid);
+    cr_assert(th_svc_wait_log(&W.stage, keys, 2000), "no pass summary without item keys (%s)",
+              keys);
     /* An item whose verdicts do not pass is left alone. */
     cr_assert_eq(sw_create(W.client, "REC-2", "org/app", 7701), ORCH_CODE_OK);
     sw_walk_to(&W, "REC-2", "analysis");

@@ -121,6 +121,8 @@ static bool wait_settled(const char *delivery, int ms)
     return num(sql) == 1;
 }
 
+static void expect_item_keys(void);
+
 Test(stage_webhook_inbox, plane_cancel_during_a_held_lease_is_applied_after_release, .fini = down,
      .timeout = 120)
 {
@@ -167,6 +169,25 @@ Test(stage_webhook_inbox, plane_cancel_during_a_held_lease_is_applied_after_rele
     cr_assert_eq(num("SELECT count(*) FROM stage_history h JOIN tasks t ON t.id = h.task_id"
                      " WHERE t.work_item = 'ORCH-301' AND h.to_stage = 'cancelled'"),
                  1, "the cancel was applied exactly once");
+    expect_item_keys();
+}
+
+/* The inbox thread's line about the applied event carries the item and the
+ * epoch of its grant, the route's line about the superseded one the item. */
+static void expect_item_keys(void)
+{
+    char keys[300];
+    snprintf(keys, sizeof keys,
+             "\"work_item\":\"ORCH-301\",\"epoch\":%lld,\"msg\":\"webhook event %lld (plane "
+             "cancel plane-d-1 of ORCH-301) applied",
+             num("SELECT epoch FROM transition_lease WHERE work_item = 'ORCH-301'"),
+             num("SELECT id FROM webhook_inbox WHERE delivery = 'plane-d-1'"));
+    cr_assert(th_svc_log_has(&W.stage, keys), "no inbox line with %s", keys);
+    snprintf(keys, sizeof keys,
+             "\"work_item\":\"ORCH-301\",\"msg\":\"webhook event %lld (plane cancel "
+             "plane-d-2 of ORCH-301) superseded",
+             num("SELECT id FROM webhook_inbox WHERE delivery = 'plane-d-2'"));
+    cr_assert(th_svc_log_has(&W.stage, keys), "no webhook route line with %s", keys);
 }
 
 Test(stage_webhook_inbox, gitea_approval_during_a_held_lease_merges_once_after_release,

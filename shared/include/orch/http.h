@@ -6,7 +6,9 @@
  * they must not block; they read state kept by other threads. Handlers
  * (orch_http_handler) may block (libpq, RPC calls): they run on the server's
  * worker threads; when every worker is busy and the queue is full, the
- * request is answered 503 at once.
+ * request is answered 503 at once. A handler may put the item it serves
+ * into the thread's log context (orch_log_ctx_set); the server clears it
+ * after every handler.
  */
 #ifndef ORCH_HTTP_H
 #define ORCH_HTTP_H
