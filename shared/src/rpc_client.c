@@ -137,82 +137,52 @@ void orch_rpc_client_close(orch_rpc_client *c)
 
 /* ---- request ids ------------------------------------------------------- */
 
-/* The draw of a process: written under rid_mu while rid_ready is false. */
-static pthread_mutex_t rid_mu = PTHREAD_MUTEX_INITIALIZER;
-static char rid_prefix[ORCH__RPC_ID_HEX / 2 + 1];
-static uint64_t rid_key[2];
-static atomic_bool rid_ready;
-static atomic_uint_least64_t rid_count;
+/* Each id is 16 bytes of the kernel's randomness, as one getrandom() per
+ * call used to give, but taken from a per-thread pool that one getrandom()
+ * refills every RID_POOL / 16 ids. The pool is copied into a forked child
+ * with the thread that forked, so the fork handler moves the generation on
+ * and a pool of an older generation is refilled before use: a child never
+ * repeats its parent's ids. */
+#define RID_POOL 1024
+static atomic_uint rid_gen;
 static pthread_once_t rid_atfork = PTHREAD_ONCE_INIT;
+static _Thread_local struct {
+    uint8_t b[RID_POOL];
+    size_t used;
+    unsigned gen;
+    bool filled;
+} rid_pool;
 
-/* A forked child draws again: it would repeat the parent's ids
- * otherwise. rid_mu is held across the fork. */
-static void rid_prepare(void)
-{
-    pthread_mutex_lock(&rid_mu);
-}
-static void rid_parent(void)
-{
-    pthread_mutex_unlock(&rid_mu);
-}
 static void rid_child(void)
 {
-    atomic_store(&rid_ready, false);
-    pthread_mutex_unlock(&rid_mu);
+    atomic_fetch_add(&rid_gen, 1);
 }
-/* Installed before rid_mu is ever taken: were it installed under rid_mu, a
- * fork by another thread in between would leave the child a rid_mu locked
- * by a thread it does not have. */
 static void rid_install_atfork(void)
 {
-    (void)pthread_atfork(rid_prepare, rid_parent, rid_child);
-}
-
-static orch_err rid_draw(void)
-{
-    uint8_t r[8 + sizeof rid_key];
-    orch_err err = ORCH_OK;
-    pthread_once(&rid_atfork, rid_install_atfork);
-    pthread_mutex_lock(&rid_mu);
-    if (!atomic_load(&rid_ready)) {
-        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
-            err = ORCH_EIO;
-        } else {
-            for (int i = 0; i < 8; i++)
-                snprintf(rid_prefix + 2 * i, 3, "%02x", r[i]);
-            memcpy(rid_key, r + 8, sizeof rid_key);
-            atomic_store(&rid_count, 0);
-            atomic_store(&rid_ready, true);
-        }
-    }
-    pthread_mutex_unlock(&rid_mu);
-    return err;
-}
-
-/* A bijection of 64-bit values keyed by rid_key (an xor, then the
- * finalizer of splitmix64, then an xor; every step is invertible), so the
- * counter's values give distinct suffixes that do not read as a sequence. */
-static uint64_t rid_mix(uint64_t x)
-{
-    x ^= rid_key[0];
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x ^ rid_key[1];
+    (void)pthread_atfork(NULL, NULL, rid_child);
 }
 
 orch_err orch__rpc_request_id(char out[ORCH__RPC_ID_HEX + 1])
 {
     static const char hex[] = "0123456789abcdef";
-    if (!atomic_load(&rid_ready)) {
-        orch_err err = rid_draw();
-        if (err)
-            return err;
+    pthread_once(&rid_atfork, rid_install_atfork);
+    unsigned gen = atomic_load(&rid_gen);
+    if (!rid_pool.filled || rid_pool.gen != gen ||
+        rid_pool.used + ORCH__RPC_ID_HEX / 2 > RID_POOL) {
+        if (getrandom(rid_pool.b, RID_POOL, 0) != (ssize_t)RID_POOL) {
+            rid_pool.filled = false;
+            return ORCH_EIO;
+        }
+        rid_pool.used = 0;
+        rid_pool.gen = gen;
+        rid_pool.filled = true;
     }
-    memcpy(out, rid_prefix, ORCH__RPC_ID_HEX / 2);
-    uint64_t n = rid_mix(atomic_fetch_add_explicit(&rid_count, 1, memory_order_relaxed));
-    for (int i = ORCH__RPC_ID_HEX - 1; i >= ORCH__RPC_ID_HEX / 2; i--, n >>= 4)
-        out[i] = hex[n & 0xf];
+    const uint8_t *r = rid_pool.b + rid_pool.used;
+    rid_pool.used += ORCH__RPC_ID_HEX / 2;
+    for (int i = 0; i < ORCH__RPC_ID_HEX / 2; i++) {
+        out[2 * i] = hex[r[i] >> 4];
+        out[2 * i + 1] = hex[r[i] & 0xf];
+    }
     out[ORCH__RPC_ID_HEX] = '\0';
     return ORCH_OK;
 }

@@ -11,13 +11,10 @@
 #define ORCH__RPC_ID_HEX 32
 
 /* Writes a fresh request id to `out` (ORCH__RPC_ID_HEX lowercase hex digits
- * and a NUL): 16 digits of a prefix drawn at random once per process (and
- * again in a forked child), then 16 digits of a counter of the
- * process passed through a bijection keyed by 128 more random bits. No two
- * calls of one process share an id (until 2^64 calls), two processes share
- * none unless their 64 random bits agree, and the ids do not read as a
- * sequence; they are unique, not secret. Thread-safe; after the first call
- * of a process, no system call. ORCH_EIO when the first draw finds no
+ * and a NUL): 128 bits of the kernel's randomness (getrandom), so ids are
+ * unique and cannot be guessed from earlier ones. Each thread keeps a pool
+ * that one system call refills every 64 ids; a forked child refills its
+ * own before its first id. Thread-safe. ORCH_EIO when the kernel gives no
  * randomness. */
 orch_err orch__rpc_request_id(char out[ORCH__RPC_ID_HEX + 1]) ORCH_NODISCARD;
 
