@@ -6,8 +6,8 @@
  * aio. NNG's time-based resend is disabled; when the connection is lost with
  * a request outstanding, the client itself sends the same frame again (same
  * request id, so the server runs it at most once) until the deadline.
- * Request ids: a random prefix drawn once per process and a counter
- * (rpc_client_int.h), so a call makes no system call for its id.
+ * Request ids: 128 random bits from a per-thread pool of the kernel's
+ * randomness (rpc_client_int.h), one system call per 64 ids.
  * Security: TLS and the token come from the options or, when they name
  * none, from the process defaults (rpc_tls.h).
  * Ownership: the client owns its contexts; replies are handed to the caller.
